@@ -1,0 +1,7 @@
+#pragma once
+// Everything in xgrad::autodiff: tape, Var, Parameter, ops and gradcheck.
+#include "xgrad/errors.hpp"
+#include "xgrad/gradcheck.hpp"
+#include "xgrad/ops.hpp"
+#include "xgrad/tape.hpp"
+#include "xgrad/tensor.hpp"

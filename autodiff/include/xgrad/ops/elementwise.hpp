@@ -1,0 +1,41 @@
+#pragma once
+// Elementwise ops. Binary ops broadcast like NumPy; their gradients are reduced back to each
+// input's shape in one place (BackwardContext::accumulate).
+#include "xgrad/tape.hpp"
+
+namespace xgrad {
+
+/// C = A + B (broadcast).                 dA = G, dB = G (each summed to its input's shape)
+template <class T> Var<T> add(const Var<T>& a, const Var<T>& b);
+/// C = A − B (broadcast).                 dA = G, dB = −G
+template <class T> Var<T> sub(const Var<T>& a, const Var<T>& b);
+/// C = A ⊙ B (broadcast).                 dA = G ⊙ B, dB = G ⊙ A
+template <class T> Var<T> mul(const Var<T>& a, const Var<T>& b);
+/// C = A / B (broadcast).                 dA = G / B, dB = −G ⊙ A / B²
+template <class T> Var<T> div(const Var<T>& a, const Var<T>& b);
+/// Y = −X.                                dX = −G
+template <class T> Var<T> neg(const Var<T>& x);
+/// Y = X + s.                             dX = G
+template <class T> Var<T> add_scalar(const Var<T>& x, T s);
+/// Y = X · s.                             dX = s·G
+template <class T> Var<T> mul_scalar(const Var<T>& x, T s);
+/// Y = X / s.                             dX = G / s
+template <class T> Var<T> div_scalar(const Var<T>& x, T s);
+/// Y = s − X.                             dX = −G
+template <class T> Var<T> rsub_scalar(T s, const Var<T>& x);
+/// Y = s / X.                             dX = −s·G / X²
+template <class T> Var<T> rdiv_scalar(T s, const Var<T>& x);
+/// Y = X^p (scalar exponent).             dX = p·X^(p−1) ⊙ G
+template <class T> Var<T> pow(const Var<T>& x, T p);
+/// Y = eˣ.                                dX = G ⊙ Y
+template <class T> Var<T> exp(const Var<T>& x);
+/// Y = ln X.                              dX = G / X
+template <class T> Var<T> log(const Var<T>& x);
+/// Y = √X.                                dX = G / (2Y)
+template <class T> Var<T> sqrt(const Var<T>& x);
+/// Y = |X|.                               dX = sign(X) ⊙ G (0 at X = 0)
+template <class T> Var<T> abs(const Var<T>& x);
+/// Y = X².                                dX = 2X ⊙ G
+template <class T> Var<T> square(const Var<T>& x);
+
+}  // namespace xgrad

@@ -1,0 +1,13 @@
+#pragma once
+// Matrix products through BLAS.
+#include "xgrad/tape.hpp"
+
+namespace xgrad {
+
+/// C = A·B.  A (m,k)·B (k,n) → (m,n);  batched A (b,m,k)·B (b,k,n) → (b,m,n);
+/// A (b,m,k)·B (k,n) → (b,m,n) (B shared).
+/// dA = G·Bᵀ, dB = Aᵀ·G (summed over the batch when B is shared). GEMMs use transpose flags and
+/// write straight into the gradient buffers (beta = 1 to accumulate).
+template <class T> Var<T> matmul(const Var<T>& a, const Var<T>& b);
+
+}  // namespace xgrad

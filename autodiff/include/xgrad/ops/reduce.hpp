@@ -1,0 +1,21 @@
+#pragma once
+// Reductions.
+#include <vector>
+
+#include "xgrad/tape.hpp"
+
+namespace xgrad {
+
+/// y = Σ X over all elements (0-d).                dX = g (broadcast)
+template <class T> Var<T> sum(const Var<T>& x);
+/// Y = Σ X over `axes` (negative axes count from the end).
+///                                                 dX = G broadcast back over `axes`
+template <class T> Var<T> sum(const Var<T>& x, const std::vector<int>& axes, bool keepdims = false);
+/// y = mean of all elements (0-d).                 dX = g / N
+template <class T> Var<T> mean(const Var<T>& x);
+/// Y = mean over `axes`.                           dX = G / (Π sizes of axes), broadcast
+template <class T> Var<T> mean(const Var<T>& x, const std::vector<int>& axes, bool keepdims = false);
+/// Y = max along `axis`.   dX = G at the position of the (first) maximum, 0 elsewhere
+template <class T> Var<T> max(const Var<T>& x, int axis, bool keepdims = false);
+
+}  // namespace xgrad

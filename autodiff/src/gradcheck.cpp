@@ -1,0 +1,145 @@
+#include "xgrad/gradcheck.hpp"
+
+#include <cmath>
+#include <random>
+#include <sstream>
+
+#include <xtensor/xstrides.hpp>
+
+namespace xgrad {
+
+namespace {
+
+std::string index_str(const std::vector<std::size_t>& idx)
+{
+    std::string s = "(";
+    for (std::size_t i = 0; i < idx.size(); ++i) s += (i ? "," : "") + std::to_string(idx[i]);
+    return s + ")";
+}
+
+std::vector<std::size_t> unravel(std::size_t flat, const Shape& shape)
+{
+    std::vector<std::size_t> idx(shape.size());
+    for (std::size_t d = shape.size(); d-- > 0;) {
+        idx[d] = shape[d] ? flat % shape[d] : 0;
+        flat = shape[d] ? flat / shape[d] : 0;
+    }
+    return idx;
+}
+
+}  // namespace
+
+std::string GradcheckReport::summary() const
+{
+    std::ostringstream os;
+    os.precision(6);
+    if (vacuous)
+        os << "gradcheck REFUSED: analytic and numeric gradients are all zero, so the check tests nothing "
+              "(output of '"
+           << output_op << "')\n";
+    else
+        os << "gradcheck " << (ok ? "passed" : "FAILED") << " (output of '" << output_op << "')\n";
+    for (const auto& in : inputs) {
+        os << "  " << in.name << " " << shape_str(in.shape) << ": max abs error " << in.max_abs_error
+           << ", max rel error " << in.max_rel_error;
+        if (!in.worst_index.empty() || in.failures)
+            os << ", worst at " << index_str(in.worst_index) << " analytic " << in.worst_analytic << " numeric "
+               << in.worst_numeric;
+        os << (in.failures ? ", " + std::to_string(in.failures) + " elements fail" : std::string()) << "\n";
+    }
+    for (const auto& m : mismatches)
+        os << "  mismatch: " << m.input_name << index_str(m.index) << ": analytic " << m.analytic << " numeric "
+           << m.numeric << " (error " << m.abs_error << ")\n";
+    return os.str();
+}
+
+GradcheckReport gradcheck(const GradcheckFn& f, const std::vector<Tensor<double>>& inputs,
+                          const GradcheckOptions& options)
+{
+    GradcheckReport report;
+    Tape<double> tape;
+    auto build = [&](const std::vector<Tensor<double>>& xs, bool grad) {
+        tape.clear();
+        std::vector<Var<double>> vars;
+        vars.reserve(xs.size());
+        for (const auto& x : xs) vars.push_back(grad ? tape.variable(x) : tape.constant(x));
+        return std::make_pair(vars, f(vars));
+    };
+
+    // Analytic: uᵀJ from one backward sweep with seed u.
+    auto [vars, out] = build(inputs, true);
+    report.output_op = out.op();
+    std::mt19937_64 rng(options.seed);
+    std::uniform_real_distribution<double> unif(0.5, 1.5);
+    std::bernoulli_distribution sign(0.5);
+    Tensor<double> u = Tensor<double>::from_shape(out.shape());
+    for (auto& v : u) v = sign(rng) ? unif(rng) : -unif(rng);  // |u| ≥ 0.5: no component is left unchecked
+    std::vector<Tensor<double>> analytic;
+    if (out.requires_grad()) {
+        tape.backward(out, u);
+        for (auto& v : vars) analytic.push_back(v.grad());
+    } else {
+        for (const auto& x : inputs) analytic.push_back(xt::zeros<double>(x.shape()));
+    }
+
+    // Numeric: central differences of φ(x) = Σ u ⊙ f(x).
+    auto phi = [&](const std::vector<Tensor<double>>& xs) {
+        NoGradGuard<double> ng(tape);
+        auto r = build(xs, false);
+        const Tensor<double>& y = r.second.value();
+        if (y.shape() != u.shape())
+            throw ShapeError("gradcheck: f's output changed shape from " + shape_str(u.shape()) + " to " +
+                             shape_str(y.shape()));
+        double s = 0;
+        for (std::size_t i = 0; i < y.size(); ++i) s += u.data()[i] * y.data()[i];
+        return s;
+    };
+
+    bool any_nonzero = false;
+    report.ok = true;
+    std::vector<Tensor<double>> xs = inputs;
+    for (std::size_t k = 0; k < inputs.size(); ++k) {
+        GradcheckInputReport ir;
+        ir.name = k < options.input_names.size() ? options.input_names[k] : "input " + std::to_string(k);
+        ir.shape = inputs[k].shape();
+        double worst = -1;
+        for (std::size_t e = 0; e < inputs[k].size(); ++e) {
+            double& xe = xs[k].data()[e];
+            const double orig = xe;
+            xe = orig + options.eps;
+            const double fp = phi(xs);
+            xe = orig - options.eps;
+            const double fm = phi(xs);
+            xe = orig;
+            const double num = (fp - fm) / (2 * options.eps);
+            const double ana = analytic[k].data()[e];
+            const double err = std::abs(ana - num);
+            const double rel = err / std::max(std::abs(num), options.atol);
+            const bool bad = !(err <= options.atol + options.rtol * std::abs(num));  // NaN fails
+            if (std::abs(ana) > options.atol || std::abs(num) > options.atol) any_nonzero = true;
+            if (bad) {
+                ++ir.failures;
+                report.ok = false;
+                if (report.mismatches.size() < options.max_mismatches)
+                    report.mismatches.push_back({k, ir.name, unravel(e, ir.shape), ana, num, err});
+            }
+            if (err > worst || std::isnan(err)) {
+                worst = std::isnan(err) ? INFINITY : err;
+                ir.worst_index = unravel(e, ir.shape);
+                ir.worst_analytic = ana;
+                ir.worst_numeric = num;
+            }
+            ir.max_abs_error = std::max(ir.max_abs_error, std::isnan(err) ? INFINITY : err);
+            ir.max_rel_error = std::max(ir.max_rel_error, std::isnan(rel) ? INFINITY : rel);
+        }
+        report.inputs.push_back(std::move(ir));
+    }
+    if (!any_nonzero) {
+        report.vacuous = true;
+        report.ok = false;
+    }
+    tape.clear();
+    return report;
+}
+
+}  // namespace xgrad

@@ -1,0 +1,72 @@
+#pragma once
+// Internal helpers shared by the op families.
+#include <string>
+#include <vector>
+
+#include "xgrad/errors.hpp"
+#include "xgrad/tape.hpp"
+
+namespace xgrad::detail {
+
+/// Axis in [-ndim, ndim) → [0, ndim); ShapeError naming the op otherwise.
+inline std::size_t normalize_axis(const char* op, int axis, const Shape& shape)
+{
+    const int nd = static_cast<int>(shape.size());
+    if (axis < -nd || axis >= nd)
+        throw ShapeError(std::string(op) + ": axis " + std::to_string(axis) + " is out of range for shape "
+                         + shape_str(shape));
+    return static_cast<std::size_t>(axis < 0 ? axis + nd : axis);
+}
+
+/// NumPy broadcast of two shapes; ShapeError naming the op and both shapes if they do not fit.
+inline Shape broadcast_shape(const char* op, const Shape& a, const Shape& b)
+{
+    const std::size_t nd = std::max(a.size(), b.size());
+    Shape out(nd);
+    for (std::size_t i = 0; i < nd; ++i) {
+        const std::size_t da = i < nd - a.size() ? 1 : a[i - (nd - a.size())];
+        const std::size_t db = i < nd - b.size() ? 1 : b[i - (nd - b.size())];
+        if (da != db && da != 1 && db != 1)
+            throw ShapeError(std::string(op) + ": " + shape_str(a) + " and " + shape_str(b)
+                             + " cannot be broadcast: dimensions " + std::to_string(da) + " and " + std::to_string(db)
+                             + " differ at axis " + std::to_string(i) + " of the result");
+        out[i] = std::max(da, db);
+        if (da == 0 || db == 0) out[i] = 0;
+    }
+    return out;
+}
+
+/// (outer, n, inner) split of a shape around `axis`, so axis ops are loops over contiguous memory.
+struct AxisSplit {
+    std::size_t outer = 1, n = 1, inner = 1;
+};
+inline AxisSplit split_at(const Shape& s, std::size_t axis)
+{
+    AxisSplit r;
+    for (std::size_t i = 0; i < axis; ++i) r.outer *= s[i];
+    r.n = s[axis];
+    for (std::size_t i = axis + 1; i < s.size(); ++i) r.inner *= s[i];
+    return r;
+}
+
+template <class T>
+Tape<T>& tape_of(const Var<T>& v)
+{
+    return v.tape();
+}
+
+/// A contiguous view of a tensor's data with another shape (no copy).
+template <class T, class S>
+auto view_as(const Tensor<T>& t, const S& shape)
+{
+    return xt::adapt(t.data(), t.size(), xt::no_ownership(), shape);
+}
+
+/// Zero-fills a fresh gradient buffer so a kernel can add into it.
+template <class T>
+void zero_if_fresh(Tensor<T>& g, bool fresh)
+{
+    if (fresh) std::fill(g.begin(), g.end(), T(0));
+}
+
+}  // namespace xgrad::detail

@@ -1,0 +1,207 @@
+// Elementwise ops: forward and backward of each in one function.
+#include "xgrad/ops/elementwise.hpp"
+
+#include "../op_util.hpp"
+
+namespace xgrad {
+
+namespace {
+
+/// Records a binary broadcasting op whose forward is `f(a, b)` (an xtensor expression).
+template <class T, class Forward, class Backward>
+Var<T> binary(const char* name, const Var<T>& a, const Var<T>& b, Forward f, Backward bw)
+{
+    Tape<T>& tape = detail::tape_of(a);
+    tape.validate(name, {a, b});
+    const Tensor<T>& av = a.value();
+    const Tensor<T>& bv = b.value();
+    const Shape shape = detail::broadcast_shape(name, av.shape(), bv.shape());
+    auto op = tape.begin_op(name, {a, b});
+    Tensor<T>& out = op.value();
+    out.resize(shape);
+    xt::noalias(out) = f(av, bv);
+    return op.finish(bw);
+}
+
+/// Records a unary op whose forward is `f(x)`.
+template <class T, class Forward, class Backward>
+Var<T> unary(const char* name, const Var<T>& x, Forward f, Backward bw)
+{
+    Tape<T>& tape = detail::tape_of(x);
+    const Tensor<T>& xv = x.value();
+    auto op = tape.begin_op(name, {x});
+    Tensor<T>& out = op.value();
+    out.resize(xv.shape());
+    xt::noalias(out) = f(xv);
+    return op.finish(bw);
+}
+
+}  // namespace
+
+template <class T>
+Var<T> add(const Var<T>& a, const Var<T>& b)
+{
+    return binary(
+        "add", a, b, [](const auto& x, const auto& y) { return x + y; },
+        [](BackwardContext<T>& c) {
+            c.accumulate(0, c.grad());  // dL/dA = G
+            c.accumulate(1, c.grad());  // dL/dB = G
+        });
+}
+
+template <class T>
+Var<T> sub(const Var<T>& a, const Var<T>& b)
+{
+    return binary(
+        "sub", a, b, [](const auto& x, const auto& y) { return x - y; },
+        [](BackwardContext<T>& c) {
+            c.accumulate(0, c.grad());   // dL/dA = G
+            c.accumulate(1, -c.grad());  // dL/dB = −G
+        });
+}
+
+template <class T>
+Var<T> mul(const Var<T>& a, const Var<T>& b)
+{
+    return binary(
+        "mul", a, b, [](const auto& x, const auto& y) { return x * y; },
+        [](BackwardContext<T>& c) {
+            if (c.needs(0)) c.accumulate(0, c.grad() * c.input(1));  // dL/dA = G ⊙ B
+            if (c.needs(1)) c.accumulate(1, c.grad() * c.input(0));  // dL/dB = G ⊙ A
+        });
+}
+
+template <class T>
+Var<T> div(const Var<T>& a, const Var<T>& b)
+{
+    return binary(
+        "div", a, b, [](const auto& x, const auto& y) { return x / y; },
+        [](BackwardContext<T>& c) {
+            const auto& bv = c.input(1);
+            if (c.needs(0)) c.accumulate(0, c.grad() / bv);  // dL/dA = G / B
+            if (c.needs(1)) c.accumulate(1, -c.grad() * c.value() / bv);  // dL/dB = −G ⊙ A/B² = −G ⊙ C / B
+        });
+}
+
+template <class T>
+Var<T> neg(const Var<T>& x)
+{
+    return unary(
+        "neg", x, [](const auto& v) { return -v; },
+        [](BackwardContext<T>& c) { c.accumulate(0, -c.grad()); });  // dL/dX = −G
+}
+
+template <class T>
+Var<T> add_scalar(const Var<T>& x, T s)
+{
+    return unary(
+        "add_scalar", x, [s](const auto& v) { return v + s; },
+        [](BackwardContext<T>& c) { c.accumulate(0, c.grad()); });  // dL/dX = G
+}
+
+template <class T>
+Var<T> mul_scalar(const Var<T>& x, T s)
+{
+    return unary(
+        "mul_scalar", x, [s](const auto& v) { return v * s; },
+        [s](BackwardContext<T>& c) { c.accumulate(0, c.grad() * s); });  // dL/dX = s·G
+}
+
+template <class T>
+Var<T> div_scalar(const Var<T>& x, T s)
+{
+    return unary(
+        "div_scalar", x, [s](const auto& v) { return v / s; },
+        [s](BackwardContext<T>& c) { c.accumulate(0, c.grad() / s); });  // dL/dX = G / s
+}
+
+template <class T>
+Var<T> rsub_scalar(T s, const Var<T>& x)
+{
+    return unary(
+        "rsub_scalar", x, [s](const auto& v) { return s - v; },
+        [](BackwardContext<T>& c) { c.accumulate(0, -c.grad()); });  // dL/dX = −G
+}
+
+template <class T>
+Var<T> rdiv_scalar(T s, const Var<T>& x)
+{
+    return unary(
+        "rdiv_scalar", x, [s](const auto& v) { return s / v; },
+        [](BackwardContext<T>& c) {
+            c.accumulate(0, -c.grad() * c.value() / c.input(0));  // dL/dX = −s·G/X² = −G ⊙ Y / X
+        });
+}
+
+template <class T>
+Var<T> pow(const Var<T>& x, T p)
+{
+    return unary(
+        "pow", x, [p](const auto& v) { return xt::pow(v, p); },
+        [p](BackwardContext<T>& c) {
+            c.accumulate(0, c.grad() * p * xt::pow(c.input(0), p - T(1)));  // dL/dX = p·X^(p−1) ⊙ G
+        });
+}
+
+template <class T>
+Var<T> square(const Var<T>& x)
+{
+    return unary(
+        "square", x, [](const auto& v) { return v * v; },
+        [](BackwardContext<T>& c) { c.accumulate(0, T(2) * c.input(0) * c.grad()); });  // dL/dX = 2X ⊙ G
+}
+
+template <class T>
+Var<T> exp(const Var<T>& x)
+{
+    return unary(
+        "exp", x, [](const auto& v) { return xt::exp(v); },
+        [](BackwardContext<T>& c) { c.accumulate(0, c.grad() * c.value()); });  // dL/dX = G ⊙ Y
+}
+
+template <class T>
+Var<T> log(const Var<T>& x)
+{
+    return unary(
+        "log", x, [](const auto& v) { return xt::log(v); },
+        [](BackwardContext<T>& c) { c.accumulate(0, c.grad() / c.input(0)); });  // dL/dX = G / X
+}
+
+template <class T>
+Var<T> sqrt(const Var<T>& x)
+{
+    return unary(
+        "sqrt", x, [](const auto& v) { return xt::sqrt(v); },
+        [](BackwardContext<T>& c) { c.accumulate(0, c.grad() / (T(2) * c.value())); });  // dL/dX = G / (2Y)
+}
+
+template <class T>
+Var<T> abs(const Var<T>& x)
+{
+    return unary(
+        "abs", x, [](const auto& v) { return xt::abs(v); },
+        [](BackwardContext<T>& c) { c.accumulate(0, xt::sign(c.input(0)) * c.grad()); });  // dL/dX = sign(X) ⊙ G
+}
+
+#define XGRAD_INSTANTIATE(T)                                   \
+    template Var<T> add(const Var<T>&, const Var<T>&);         \
+    template Var<T> sub(const Var<T>&, const Var<T>&);         \
+    template Var<T> mul(const Var<T>&, const Var<T>&);         \
+    template Var<T> div(const Var<T>&, const Var<T>&);         \
+    template Var<T> neg(const Var<T>&);                        \
+    template Var<T> add_scalar(const Var<T>&, T);              \
+    template Var<T> mul_scalar(const Var<T>&, T);              \
+    template Var<T> div_scalar(const Var<T>&, T);              \
+    template Var<T> rsub_scalar(T, const Var<T>&);             \
+    template Var<T> rdiv_scalar(T, const Var<T>&);             \
+    template Var<T> pow(const Var<T>&, T);                     \
+    template Var<T> square(const Var<T>&);                     \
+    template Var<T> exp(const Var<T>&);                        \
+    template Var<T> log(const Var<T>&);                        \
+    template Var<T> sqrt(const Var<T>&);                       \
+    template Var<T> abs(const Var<T>&);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+}  // namespace xgrad

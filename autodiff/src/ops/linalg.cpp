@@ -1,0 +1,101 @@
+// Matrix products through BLAS, with transpose flags instead of materialized transposes.
+#include "xgrad/ops/linalg.hpp"
+
+#include "../blas.hpp"
+#include "../op_util.hpp"
+
+namespace xgrad {
+
+namespace {
+
+enum class MatmulKind { plain, batched, shared_b };
+
+struct MatmulDims {
+    MatmulKind kind;
+    std::size_t batch, m, k, n;
+};
+
+MatmulDims matmul_dims(const Shape& a, const Shape& b)
+{
+    auto fail = [&](const std::string& why) {
+        return ShapeError("matmul: " + shape_str(a) + " x " + shape_str(b) + ": " + why);
+    };
+    if (a.size() == 2 && b.size() == 2) {
+        if (a[1] != b[0])
+            throw fail("inner dimensions " + std::to_string(a[1]) + " and " + std::to_string(b[0]) + " differ");
+        return {MatmulKind::plain, 1, a[0], a[1], b[1]};
+    }
+    if (a.size() == 3 && b.size() == 3) {
+        if (a[0] != b[0])
+            throw fail("batch dimensions " + std::to_string(a[0]) + " and " + std::to_string(b[0]) + " differ");
+        if (a[2] != b[1])
+            throw fail("inner dimensions " + std::to_string(a[2]) + " and " + std::to_string(b[1]) + " differ");
+        return {MatmulKind::batched, a[0], a[1], a[2], b[2]};
+    }
+    if (a.size() == 3 && b.size() == 2) {
+        if (a[2] != b[0])
+            throw fail("inner dimensions " + std::to_string(a[2]) + " and " + std::to_string(b[0]) + " differ");
+        return {MatmulKind::shared_b, a[0], a[1], a[2], b[1]};
+    }
+    throw fail("supported ranks are 2x2, 3x3 (batched) and 3x2 (shared right operand)");
+}
+
+}  // namespace
+
+template <class T>
+Var<T> matmul(const Var<T>& a, const Var<T>& b)
+{
+    Tape<T>& tape = detail::tape_of(a);
+    tape.validate("matmul", {a, b});
+    const Tensor<T>& av = a.value();
+    const Tensor<T>& bv = b.value();
+    const MatmulDims d = matmul_dims(av.shape(), bv.shape());
+    auto op = tape.begin_op("matmul", {a, b});
+    Tensor<T>& out = op.value();
+    if (d.kind == MatmulKind::plain)
+        out.resize(Shape{d.m, d.n});
+    else
+        out.resize(Shape{d.batch, d.m, d.n});
+    if (d.kind == MatmulKind::batched) {
+        for (std::size_t i = 0; i < d.batch; ++i)
+            detail::gemm(false, false, d.m, d.n, d.k, T(1), av.data() + i * d.m * d.k, d.k, bv.data() + i * d.k * d.n,
+                         d.n, T(0), out.data() + i * d.m * d.n, d.n);
+    } else {
+        // plain, or shared B: A viewed as (batch·m, k)
+        detail::gemm(false, false, d.batch * d.m, d.n, d.k, T(1), av.data(), d.k, bv.data(), d.n, T(0), out.data(), d.n);
+    }
+    return op.finish([d](BackwardContext<T>& c) {
+        const T* g = c.grad().data();
+        const T* A = c.input(0).data();
+        const T* B = c.input(1).data();
+        if (c.needs(0)) {
+            bool fresh;
+            T* dA = c.grad_buffer(0, fresh).data();
+            const T beta = fresh ? T(0) : T(1);
+            if (d.kind == MatmulKind::batched) {
+                for (std::size_t i = 0; i < d.batch; ++i)  // dL/dAᵢ = Gᵢ·Bᵢᵀ
+                    detail::gemm(false, true, d.m, d.k, d.n, T(1), g + i * d.m * d.n, d.n, B + i * d.k * d.n, d.n, beta,
+                                 dA + i * d.m * d.k, d.k);
+            } else {  // dL/dA = G·Bᵀ
+                detail::gemm(false, true, d.batch * d.m, d.k, d.n, T(1), g, d.n, B, d.n, beta, dA, d.k);
+            }
+        }
+        if (c.needs(1)) {
+            bool fresh;
+            T* dB = c.grad_buffer(1, fresh).data();
+            const T beta = fresh ? T(0) : T(1);
+            if (d.kind == MatmulKind::batched) {
+                for (std::size_t i = 0; i < d.batch; ++i)  // dL/dBᵢ = Aᵢᵀ·Gᵢ
+                    detail::gemm(true, false, d.k, d.n, d.m, T(1), A + i * d.m * d.k, d.k, g + i * d.m * d.n, d.n, beta,
+                                 dB + i * d.k * d.n, d.n);
+            } else {  // dL/dB = Aᵀ·G (for a shared B this sums Σᵢ Aᵢᵀ·Gᵢ in one GEMM)
+                detail::gemm(true, false, d.k, d.n, d.batch * d.m, T(1), A, d.k, g, d.n, beta, dB, d.n);
+            }
+        }
+    });
+}
+
+template Var<float> matmul(const Var<float>&, const Var<float>&);
+template Var<double> matmul(const Var<double>&, const Var<double>&);
+
+}  // namespace xgrad

@@ -1,0 +1,150 @@
+// Reductions: sum, mean, max.
+#include "xgrad/ops/reduce.hpp"
+
+#include <algorithm>
+#include <limits>
+
+#include "../op_util.hpp"
+
+namespace xgrad {
+
+namespace {
+
+/// Σ (scaled) over all elements.   dX = scale · g broadcast
+template <class T>
+Var<T> reduce_all(const char* name, const Var<T>& x, T scale)
+{
+    const Tensor<T>& xv = x.value();
+    auto op = detail::tape_of(x).begin_op(name, {x});
+    op.value().resize(Shape{});
+    T acc = 0;
+    const T* p = xv.data();
+    for (std::size_t i = 0; i < xv.size(); ++i) acc += p[i];
+    *op.value().data() = acc * scale;
+    return op.finish([scale](BackwardContext<T>& c) {
+        bool fresh;
+        Tensor<T>& gx = c.grad_buffer(0, fresh);
+        const T g = *c.grad().data() * scale;  // dL/dX = scale · g, every element
+        if (fresh)
+            std::fill(gx.begin(), gx.end(), g);
+        else
+            gx += g;
+    });
+}
+
+/// Σ (scaled) over a set of axes.  dX = scale · G broadcast back over the axes
+template <class T>
+Var<T> reduce_axes(const char* name, const Var<T>& x, const std::vector<int>& axes, bool keepdims, bool mean)
+{
+    const Tensor<T>& xv = x.value();
+    const Shape& in = xv.shape();
+    std::vector<std::size_t> ax;
+    for (int a : axes) ax.push_back(detail::normalize_axis(name, a, in));
+    std::sort(ax.begin(), ax.end());
+    if (std::adjacent_find(ax.begin(), ax.end()) != ax.end())
+        throw ShapeError(std::string(name) + ": repeated axis for shape " + shape_str(in));
+    Shape kshape = in;  // keepdims shape
+    std::size_t count = 1;
+    for (std::size_t a : ax) {
+        count *= in[a];
+        kshape[a] = 1;
+    }
+    Shape oshape;
+    for (std::size_t i = 0; i < in.size(); ++i)
+        if (keepdims || !std::binary_search(ax.begin(), ax.end(), i)) oshape.push_back(kshape[i]);
+    const T scale = mean ? T(1) / T(count) : T(1);
+
+    auto op = detail::tape_of(x).begin_op(name, {x});
+    Tensor<T>& out = op.value();
+    out.resize(oshape);
+    // Reduce with the same mapping the gradient uses: out (as kshape) = Σ over the axes.
+    detail::sum_to(xv, kshape, out, name);
+    out.reshape(oshape);
+    if (mean) out *= scale;
+    return op.finish([kshape, scale](BackwardContext<T>& c) {
+        const Tensor<T>& g = c.grad();
+        const auto gk = detail::view_as(g, kshape);
+        c.accumulate(0, xt::broadcast(gk, c.input(0).shape()) * scale);  // dL/dX = scale · G (broadcast)
+    });
+}
+
+}  // namespace
+
+template <class T>
+Var<T> sum(const Var<T>& x)
+{
+    return reduce_all("sum", x, T(1));
+}
+
+template <class T>
+Var<T> sum(const Var<T>& x, const std::vector<int>& axes, bool keepdims)
+{
+    return reduce_axes("sum", x, axes, keepdims, false);
+}
+
+template <class T>
+Var<T> mean(const Var<T>& x)
+{
+    return reduce_all("mean", x, T(1) / T(x.size()));
+}
+
+template <class T>
+Var<T> mean(const Var<T>& x, const std::vector<int>& axes, bool keepdims)
+{
+    return reduce_axes("mean", x, axes, keepdims, true);
+}
+
+template <class T>
+Var<T> max(const Var<T>& x, int axis, bool keepdims)
+{
+    const Tensor<T>& xv = x.value();
+    const Shape& in = xv.shape();
+    const std::size_t ax = detail::normalize_axis("max", axis, in);
+    if (in[ax] == 0) throw ShapeError("max: cannot take the max over an empty axis of shape " + shape_str(in));
+    const detail::AxisSplit s = detail::split_at(in, ax);
+    Shape oshape;
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        if (i != ax)
+            oshape.push_back(in[i]);
+        else if (keepdims)
+            oshape.push_back(1);
+    }
+    auto op = detail::tape_of(x).begin_op("max", {x});
+    Tensor<T>& out = op.value();
+    out.resize(oshape);
+    std::vector<std::uint32_t> arg(s.outer * s.inner);
+    const T* p = xv.data();
+    T* q = out.data();
+    for (std::size_t o = 0; o < s.outer; ++o)
+        for (std::size_t i = 0; i < s.inner; ++i) {
+            const T* xp = p + o * s.n * s.inner + i;
+            std::uint32_t best = 0;
+            for (std::size_t j = 1; j < s.n; ++j)
+                if (xp[j * s.inner] > xp[best * s.inner] || std::isnan(xp[j * s.inner])) best = std::uint32_t(j);
+            arg[o * s.inner + i] = best;
+            q[o * s.inner + i] = xp[best * s.inner];
+        }
+    return op.finish([s, arg = std::move(arg)](BackwardContext<T>& c) {
+        // dL/dX = G at the first maximum of each line, 0 elsewhere
+        bool fresh;
+        Tensor<T>& gx = c.grad_buffer(0, fresh);
+        detail::zero_if_fresh(gx, fresh);
+        const T* g = c.grad().data();
+        T* d = gx.data();
+        for (std::size_t o = 0; o < s.outer; ++o)
+            for (std::size_t i = 0; i < s.inner; ++i)
+                d[o * s.n * s.inner + arg[o * s.inner + i] * s.inner + i] += g[o * s.inner + i];
+    });
+}
+
+#define XGRAD_INSTANTIATE(T)                                                   \
+    template Var<T> sum(const Var<T>&);                                        \
+    template Var<T> sum(const Var<T>&, const std::vector<int>&, bool);         \
+    template Var<T> mean(const Var<T>&);                                       \
+    template Var<T> mean(const Var<T>&, const std::vector<int>&, bool);        \
+    template Var<T> max(const Var<T>&, int, bool);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+}  // namespace xgrad

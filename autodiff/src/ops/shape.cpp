@@ -1,0 +1,264 @@
+// Shape ops: reshape, permute, slice, concatenate, gather, one_hot.
+#include "xgrad/ops/shape.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+#include <xtensor/xmanipulation.hpp>
+
+#include "../op_util.hpp"
+
+namespace xgrad {
+
+template <class T>
+Var<T> reshape(const Var<T>& x, const std::vector<std::ptrdiff_t>& shape)
+{
+    const Tensor<T>& xv = x.value();
+    Shape out(shape.size());
+    std::ptrdiff_t infer = -1;
+    std::size_t known = 1;
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        if (shape[i] == -1) {
+            if (infer >= 0) throw ShapeError("reshape: more than one -1 in the new shape for " + shape_str(xv.shape()));
+            infer = std::ptrdiff_t(i);
+        } else if (shape[i] < 0) {
+            throw ShapeError("reshape: negative dimension " + std::to_string(shape[i]) + " in the new shape");
+        } else {
+            out[i] = std::size_t(shape[i]);
+            known *= out[i];
+        }
+    }
+    if (infer >= 0) out[std::size_t(infer)] = known ? xv.size() / known : 0;
+    if (shape_size(out) != xv.size() || (infer >= 0 && known && xv.size() % known))
+        throw ShapeError("reshape: " + shape_str(xv.shape()) + " to " + shape_str(shape) + ": " +
+                         std::to_string(xv.size()) + " elements do not fit");
+    auto op = detail::tape_of(x).begin_op("reshape", {x});
+    op.value().resize(out);
+    std::copy(xv.data(), xv.data() + xv.size(), op.value().data());
+    return op.finish([](BackwardContext<T>& c) {
+        c.accumulate(0, detail::view_as(c.grad(), c.input(0).shape()));  // dL/dX = reshape(G, X.shape)
+    });
+}
+
+template <class T>
+Var<T> flatten(const Var<T>& x, int start_dim)
+{
+    const Shape& s = x.shape();
+    if (s.empty()) return reshape(x, {1});
+    const std::size_t st = detail::normalize_axis("flatten", start_dim, s);
+    std::vector<std::ptrdiff_t> ns(s.begin(), s.begin() + std::ptrdiff_t(st));
+    std::size_t rest = 1;
+    for (std::size_t i = st; i < s.size(); ++i) rest *= s[i];
+    ns.push_back(std::ptrdiff_t(rest));
+    return reshape(x, ns);
+}
+
+template <class T>
+Var<T> permute(const Var<T>& x, const std::vector<std::size_t>& perm)
+{
+    const Tensor<T>& xv = x.value();
+    const Shape& in = xv.shape();
+    std::vector<std::size_t> check(perm);
+    std::sort(check.begin(), check.end());
+    std::vector<std::size_t> iota(in.size());
+    std::iota(iota.begin(), iota.end(), 0);
+    if (check != iota)
+        throw ShapeError("permute: " + shape_str(perm) + " is not a permutation of the axes of " + shape_str(in));
+    std::vector<std::size_t> inverse(perm.size());
+    for (std::size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
+    Shape out(in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) out[i] = in[perm[i]];
+    auto op = detail::tape_of(x).begin_op("permute", {x});
+    op.value().resize(out);
+    xt::noalias(op.value()) = xt::transpose(xv, perm);
+    return op.finish([inverse = std::move(inverse)](BackwardContext<T>& c) {
+        c.accumulate(0, xt::transpose(c.grad(), inverse));  // dL/dX = permute(G, perm⁻¹)
+    });
+}
+
+template <class T>
+Var<T> transpose(const Var<T>& x)
+{
+    const std::size_t nd = x.dim();
+    if (nd < 2) throw ShapeError("transpose: needs at least 2 dimensions, got " + shape_str(x.shape()));
+    std::vector<std::size_t> perm(nd);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::swap(perm[nd - 1], perm[nd - 2]);
+    return permute(x, perm);
+}
+
+template <class T>
+Var<T> slice(const Var<T>& x, int axis, std::ptrdiff_t start, std::ptrdiff_t stop, std::ptrdiff_t step)
+{
+    const Tensor<T>& xv = x.value();
+    const Shape& in = xv.shape();
+    const std::size_t ax = detail::normalize_axis("slice", axis, in);
+    const auto n = std::ptrdiff_t(in[ax]);
+    if (start < 0) start += n;
+    if (stop < 0) stop += n;
+    if (step < 1 || start < 0 || stop > n || start > stop)
+        throw ShapeError("slice: [" + std::to_string(start) + ":" + std::to_string(stop) + ":" + std::to_string(step) +
+                         "] is out of range for axis " + std::to_string(ax) + " of shape " + shape_str(in));
+    const std::size_t len = std::size_t((stop - start + step - 1) / step);
+    const detail::AxisSplit s = detail::split_at(in, ax);
+    Shape out = in;
+    out[ax] = len;
+    auto op = detail::tape_of(x).begin_op("slice", {x});
+    op.value().resize(out);
+    const T* p = xv.data();
+    T* q = op.value().data();
+    for (std::size_t o = 0; o < s.outer; ++o)
+        for (std::size_t j = 0; j < len; ++j)
+            std::copy_n(p + (o * s.n + std::size_t(start) + j * std::size_t(step)) * s.inner, s.inner,
+                        q + (o * len + j) * s.inner);
+    return op.finish([s, len, start, step](BackwardContext<T>& c) {
+        // dL/dX = G at the sliced positions, 0 elsewhere
+        bool fresh;
+        Tensor<T>& gx = c.grad_buffer(0, fresh);
+        detail::zero_if_fresh(gx, fresh);
+        const T* g = c.grad().data();
+        T* d = gx.data();
+        for (std::size_t o = 0; o < s.outer; ++o)
+            for (std::size_t j = 0; j < len; ++j) {
+                T* dp = d + (o * s.n + std::size_t(start) + j * std::size_t(step)) * s.inner;
+                const T* gp = g + (o * len + j) * s.inner;
+                for (std::size_t i = 0; i < s.inner; ++i) dp[i] += gp[i];
+            }
+    });
+}
+
+template <class T>
+Var<T> concatenate(const std::vector<Var<T>>& xs, int axis)
+{
+    if (xs.empty()) throw ShapeError("concatenate: no inputs");
+    Tape<T>& tape = detail::tape_of(xs[0]);
+    tape.validate("concatenate", xs.data(), xs.size());
+    const Shape& first = xs[0].shape();
+    const std::size_t ax = detail::normalize_axis("concatenate", axis, first);
+    std::vector<std::size_t> lens;
+    Shape out = first;
+    out[ax] = 0;
+    for (std::size_t k = 0; k < xs.size(); ++k) {
+        const Shape& sk = xs[k].shape();
+        bool ok = sk.size() == first.size();
+        for (std::size_t i = 0; ok && i < sk.size(); ++i) ok = (i == ax) || sk[i] == first[i];
+        if (!ok)
+            throw ShapeError("concatenate: " + shape_str(first) + " and " + shape_str(sk) + " (input " +
+                             std::to_string(k) + ") differ outside axis " + std::to_string(ax));
+        lens.push_back(sk[ax]);
+        out[ax] += sk[ax];
+    }
+    const detail::AxisSplit s = detail::split_at(out, ax);
+    auto op = tape.begin_op("concatenate", xs.data(), xs.size());
+    op.value().resize(out);
+    T* q = op.value().data();
+    std::size_t offset = 0;
+    for (std::size_t k = 0; k < xs.size(); ++k) {
+        const T* p = xs[k].value().data();
+        const std::size_t chunk = lens[k] * s.inner;
+        for (std::size_t o = 0; o < s.outer; ++o)
+            std::copy_n(p + o * chunk, chunk, q + (o * s.n + offset) * s.inner);
+        offset += lens[k];
+    }
+    return op.finish([s, lens = std::move(lens)](BackwardContext<T>& c) {
+        // dL/dXₖ = the slice of G that Xₖ filled
+        const T* g = c.grad().data();
+        std::size_t offset = 0;
+        for (std::size_t k = 0; k < lens.size(); ++k) {
+            const std::size_t chunk = lens[k] * s.inner;
+            if (c.needs(k)) {
+                bool fresh;
+                T* d = c.grad_buffer(k, fresh).data();
+                for (std::size_t o = 0; o < s.outer; ++o) {
+                    const T* gp = g + (o * s.n + offset) * s.inner;
+                    T* dp = d + o * chunk;
+                    for (std::size_t i = 0; i < chunk; ++i) dp[i] = fresh ? gp[i] : dp[i] + gp[i];
+                }
+            }
+            offset += lens[k];
+        }
+    });
+}
+
+template <class T>
+Var<T> gather(const Var<T>& x, int axis, const IndexTensor& index)
+{
+    const Tensor<T>& xv = x.value();
+    const Shape& in = xv.shape();
+    const std::size_t ax = detail::normalize_axis("gather", axis, in);
+    bool ok = index.dimension() == in.size();
+    for (std::size_t i = 0; ok && i < in.size(); ++i) ok = (i == ax) || index.shape()[i] == in[i];
+    if (!ok)
+        throw ShapeError("gather: input " + shape_str(in) + " and index " + shape_str(index.shape()) +
+                         ": the index needs the input's rank and its shape outside axis " + std::to_string(ax));
+    const detail::AxisSplit s = detail::split_at(in, ax);
+    const std::size_t k = index.shape()[ax];
+    // Flat source offset of every output element, checked once here and reused by backward.
+    std::vector<std::size_t> src(index.size());
+    const Index* ip = index.data();
+    for (std::size_t o = 0; o < s.outer; ++o)
+        for (std::size_t j = 0; j < k; ++j)
+            for (std::size_t i = 0; i < s.inner; ++i) {
+                const std::size_t at = (o * k + j) * s.inner + i;
+                const Index v = ip[at];
+                if (v < 0 || std::size_t(v) >= s.n)
+                    throw std::out_of_range("gather: index " + std::to_string(v) + " at flat position " +
+                                            std::to_string(at) + " is outside [0," + std::to_string(s.n) +
+                                            ") for axis " + std::to_string(ax) + " of shape " + shape_str(in));
+                src[at] = (o * s.n + std::size_t(v)) * s.inner + i;
+            }
+    auto op = detail::tape_of(x).begin_op("gather", {x});
+    op.value().resize(index.shape());
+    T* q = op.value().data();
+    const T* p = xv.data();
+    for (std::size_t e = 0; e < src.size(); ++e) q[e] = p[src[e]];
+    return op.finish([src = std::move(src)](BackwardContext<T>& c) {
+        // dL/dX = G scatter-added at the gathered positions
+        bool fresh;
+        Tensor<T>& gx = c.grad_buffer(0, fresh);
+        detail::zero_if_fresh(gx, fresh);
+        const T* g = c.grad().data();
+        T* d = gx.data();
+        for (std::size_t e = 0; e < src.size(); ++e) d[src[e]] += g[e];
+    });
+}
+
+template <class T>
+Var<T> pick(const Var<T>& x, const IndexTensor& labels)
+{
+    if (x.dim() != 2 || labels.dimension() != 1 || labels.shape()[0] != x.shape()[0])
+        throw ShapeError("pick: scores " + shape_str(x.shape()) + " and labels " + shape_str(labels.shape()) +
+                         ": needs scores (B,C) and labels (B)");
+    const IndexTensor idx = xt::reshape_view(labels, std::vector<std::size_t>{labels.size(), 1});
+    return reshape(gather(x, 1, idx), {std::ptrdiff_t(labels.size())});
+}
+
+template <class T>
+Var<T> one_hot(Tape<T>& tape, const IndexTensor& labels, std::size_t num_classes)
+{
+    Tensor<T> t = xt::zeros<T>({labels.size(), num_classes});
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        const Index v = labels.data()[i];
+        if (v < 0 || std::size_t(v) >= num_classes)
+            throw std::out_of_range("one_hot: label " + std::to_string(v) + " at position " + std::to_string(i) +
+                                    " is outside [0," + std::to_string(num_classes) + ")");
+        t(i, std::size_t(v)) = T(1);
+    }
+    return tape.constant(t);
+}
+
+#define XGRAD_INSTANTIATE(T)                                                                          \
+    template Var<T> reshape(const Var<T>&, const std::vector<std::ptrdiff_t>&);                       \
+    template Var<T> flatten(const Var<T>&, int);                                                      \
+    template Var<T> permute(const Var<T>&, const std::vector<std::size_t>&);                          \
+    template Var<T> transpose(const Var<T>&);                                                         \
+    template Var<T> slice(const Var<T>&, int, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t);        \
+    template Var<T> concatenate(const std::vector<Var<T>>&, int);                                     \
+    template Var<T> gather(const Var<T>&, int, const IndexTensor&);                                   \
+    template Var<T> pick(const Var<T>&, const IndexTensor&);                                          \
+    template Var<T> one_hot(Tape<T>&, const IndexTensor&, std::size_t);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+}  // namespace xgrad

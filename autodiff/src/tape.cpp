@@ -1,0 +1,336 @@
+#include "xgrad/tape.hpp"
+
+#include <cmath>
+#include <limits>
+
+namespace xgrad {
+
+namespace detail {
+
+template <class T>
+T* dst_ptr(Tensor<T>& t) { return t.data(); }
+
+template <class T>
+void sum_to(const Tensor<T>& full, const Shape& target, Tensor<T>& out, const char* op)
+{
+    const Shape& fs = full.shape();
+    if (fs.size() < target.size())
+        throw std::logic_error(std::string("xgrad: ") + op + ": gradient of shape " + shape_str(fs)
+                               + " cannot be reduced to input shape " + shape_str(target));
+    const std::size_t lead = fs.size() - target.size();
+    for (std::size_t i = 0; i < target.size(); ++i) {
+        if (target[i] != fs[lead + i] && target[i] != 1)
+            throw std::logic_error(std::string("xgrad: ") + op + ": gradient of shape " + shape_str(fs)
+                                   + " cannot be reduced to input shape " + shape_str(target));
+    }
+    out.resize(target);
+    std::fill(out.begin(), out.end(), T(0));
+    // Walk the full gradient once in row-major order; map each element to its target offset.
+    // Target strides are 0 on the reduced axes, so the mapping is a strided index update.
+    const std::size_t nd = fs.size();
+    std::vector<std::size_t> tstride(nd, 0);
+    {
+        std::size_t s = 1;
+        for (std::size_t i = target.size(); i-- > 0;) {
+            tstride[lead + i] = (target[i] == 1) ? 0 : s;
+            s *= target[i];
+        }
+    }
+    const std::size_t n = full.size();
+    if (n == 0) return;
+    if (nd == 0) {
+        *dst_ptr(out) += *full.data();
+        return;
+    }
+    const std::size_t inner = nd ? fs[nd - 1] : 1;
+    const std::size_t inner_stride = nd ? tstride[nd - 1] : 0;
+    std::vector<std::size_t> idx(nd, 0);
+    const T* src = full.data();
+    T* dst = out.data();
+    std::size_t off = 0;
+    for (std::size_t base = 0; base < n; base += inner) {
+        if (inner_stride == 1) {
+            for (std::size_t j = 0; j < inner; ++j) dst[off + j] += src[base + j];
+        } else {
+            T acc = 0;
+            for (std::size_t j = 0; j < inner; ++j) acc += src[base + j];
+            dst[off] += acc;
+        }
+        // advance the multi-index over all but the last axis
+        for (std::size_t d = nd - 1; d-- > 0;) {
+            ++idx[d];
+            off += tstride[d];
+            if (idx[d] < fs[d]) break;
+            off -= tstride[d] * idx[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+template <class T>
+void check_finite_or_throw(const Tensor<T>& t, const std::string& what)
+{
+    const T* p = t.data();
+    for (std::size_t i = 0; i < t.size(); ++i) {
+        if (!std::isfinite(p[i])) {
+            auto idx = xt::unravel_index(i, t.shape());
+            std::string where;
+            for (std::size_t k = 0; k < idx.size(); ++k) where += (k ? "," : "") + std::to_string(idx[k]);
+            throw AnomalyError("xgrad anomaly: " + what + " produced " + (std::isnan(p[i]) ? "nan" : "inf")
+                               + " at element (" + where + ") of a tensor of shape " + shape_str(t.shape()));
+        }
+    }
+}
+
+template void sum_to<float>(const Tensor<float>&, const Shape&, Tensor<float>&, const char*);
+template void sum_to<double>(const Tensor<double>&, const Shape&, Tensor<double>&, const char*);
+template void check_finite_or_throw<float>(const Tensor<float>&, const std::string&);
+template void check_finite_or_throw<double>(const Tensor<double>&, const std::string&);
+
+}  // namespace detail
+
+template <class T>
+const Tensor<T>& Var<T>::grad() const
+{
+    detail::Node<T>& n = node();
+    if (!n.requires_grad_)
+        throw std::logic_error(std::string("xgrad: grad() of Var #") + std::to_string(index_) + " ('" + n.op_
+                               + "'): it does not require grad (a constant, or made under NoGradGuard)");
+    if (n.param_) return n.param_->grad();
+    if (!n.has_grad_) {
+        // Not reached by backward: its gradient is zero.
+        n.grad_.resize(n.value().shape());
+        std::fill(n.grad_.begin(), n.grad_.end(), T(0));
+    }
+    return n.grad_;
+}
+
+template <class T>
+T Var<T>::item() const
+{
+    const Tensor<T>& v = value();
+    if (v.size() != 1)
+        throw std::logic_error("xgrad: item() needs a one-element Var, got shape " + shape_str(v.shape()));
+    return *v.data();
+}
+
+template <class T>
+detail::Node<T>& Tape<T>::push(const char* op)
+{
+    if (size_ >= std::numeric_limits<std::uint32_t>::max())
+        throw std::length_error("xgrad: tape is full (2^32 nodes)");
+    if (size_ == nodes_.size()) nodes_.emplace_back();
+    detail::Node<T>& n = nodes_[size_];
+    n.borrowed_ = nullptr;
+    n.param_ = nullptr;
+    n.op_ = op;
+    n.input_begin_ = static_cast<std::uint32_t>(inputs_.size());
+    n.input_count_ = 0;
+    n.requires_grad_ = false;
+    n.has_grad_ = false;
+    n.backward_.reset();
+    return n;
+}
+
+template <class T>
+Var<T> Tape<T>::leaf(const char* op, bool requires_grad)
+{
+    detail::Node<T>& n = nodes_[size_ - 1];
+    n.requires_grad_ = requires_grad;
+    if (anomaly_)
+        detail::check_finite_or_throw(n.value(), std::string("leaf '") + op + "' (#" + std::to_string(size_ - 1)
+                                                     + " on the tape)");
+    return Var<T>(this, static_cast<std::uint32_t>(size_ - 1), generation_);
+}
+
+template <class T>
+Var<T> Tape<T>::variable(const Tensor<T>& value)
+{
+    detail::Node<T>& n = push("variable");
+    n.value_.resize(value.shape());
+    xt::noalias(n.value_) = value;
+    ++size_;
+    return leaf("variable", true);
+}
+
+template <class T>
+Var<T> Tape<T>::constant(const Tensor<T>& value)
+{
+    detail::Node<T>& n = push("constant");
+    n.value_.resize(value.shape());
+    xt::noalias(n.value_) = value;
+    ++size_;
+    return leaf("constant", false);
+}
+
+template <class T>
+Var<T> Tape<T>::constant(T value)
+{
+    detail::Node<T>& n = push("constant");
+    n.value_.resize(Shape{});
+    *n.value_.data() = value;
+    ++size_;
+    return leaf("constant", false);
+}
+
+template <class T>
+Var<T> Tape<T>::borrow(const Tensor<T>& value)
+{
+    detail::Node<T>& n = push("constant");
+    n.borrowed_ = &value;
+    ++size_;
+    return leaf("constant", false);
+}
+
+template <class T>
+Var<T> Tape<T>::param(Parameter<T>& p)
+{
+    detail::Node<T>& n = push("param");
+    n.borrowed_ = &p.value();
+    n.param_ = &p;
+    ++size_;
+    return leaf("param", grad_enabled_);
+}
+
+template <class T>
+Var<T> Tape<T>::detach(const Var<T>& v)
+{
+    check(v, "detach");
+    const Tensor<T>& src = v.value();
+    detail::Node<T>& n = push("detach");
+    n.value_.resize(src.shape());
+    xt::noalias(n.value_) = src;
+    ++size_;
+    return leaf("detach", false);
+}
+
+template <class T>
+Var<T> Tape<T>::at(std::uint32_t i)
+{
+    if (i >= size_)
+        throw std::out_of_range("xgrad: tape position " + std::to_string(i) + " >= size " + std::to_string(size_));
+    return Var<T>(this, i, generation_);
+}
+
+template <class T>
+void Tape<T>::validate(const char* op, const Var<T>* inputs, std::size_t n_inputs) const
+{
+    for (std::size_t k = 0; k < n_inputs; ++k) {
+        if (!inputs[k].tape_)
+            throw std::logic_error(std::string("xgrad: ") + op + ": input " + std::to_string(k) + " is an empty Var");
+        if (inputs[k].tape_ != this)
+            throw std::logic_error(std::string("xgrad: ") + op + ": input " + std::to_string(k)
+                                   + " belongs to another tape (Vars of different tapes cannot be mixed)");
+        check(inputs[k], op);
+    }
+}
+
+template <class T>
+OpBuilder<T> Tape<T>::begin_op(const char* op, const Var<T>* inputs, std::size_t n_inputs)
+{
+    validate(op, inputs, n_inputs);
+    bool any = false;
+    for (std::size_t k = 0; k < n_inputs; ++k) any = any || nodes_[inputs[k].index_].requires_grad_;
+    detail::Node<T>& n = push(op);
+    for (std::size_t k = 0; k < n_inputs; ++k) inputs_.push_back(inputs[k].index_);
+    n.input_count_ = static_cast<std::uint32_t>(n_inputs);
+    n.requires_grad_ = any && grad_enabled_;
+    const auto index = static_cast<std::uint32_t>(size_);
+    ++size_;
+    return OpBuilder<T>(this, &n, index);
+}
+
+template <class T>
+Var<T> Tape<T>::finish_op(std::uint32_t index)
+{
+    if (anomaly_) {
+        const detail::Node<T>& n = nodes_[index];
+        detail::check_finite_or_throw(n.value(), std::string("forward of op '") + n.op_ + "' (#"
+                                                     + std::to_string(index) + " on the tape)");
+    }
+    return Var<T>(this, index, generation_);
+}
+
+template <class T>
+void Tape<T>::backward(const Var<T>& output)
+{
+    check(output, "backward");
+    const detail::Node<T>& n = nodes_[output.index_];
+    if (n.value().size() != 1)
+        throw std::logic_error("xgrad: backward() without a seed needs a one-element output, got shape "
+                               + shape_str(n.value().shape())
+                               + "; reduce it first (sum, mean) or pass a seed gradient of the same shape");
+    Tensor<T> seed = xt::ones<T>(n.value().shape());
+    backward(output, seed);
+}
+
+template <class T>
+void Tape<T>::backward(const Var<T>& output, const Tensor<T>& seed)
+{
+    check(output, "backward");
+    detail::Node<T>& out = nodes_[output.index_];
+    if (seed.shape() != out.value().shape())
+        throw ShapeError("backward: seed " + shape_str(seed.shape()) + " vs output " + shape_str(out.value().shape())
+                         + ": the seed gradient must have the output's shape");
+    if (!out.requires_grad_)
+        throw std::logic_error(std::string("xgrad: backward(): the output ('") + out.op_
+                               + "') does not depend on anything that requires grad "
+                                 "(use tape.variable() or tape.param() for the inputs)");
+    // Gradients of tape nodes hold the latest sweep only; parameters accumulate.
+    for (std::size_t i = 0; i < size_; ++i) nodes_[i].has_grad_ = false;
+    out.grad_.resize(seed.shape());
+    xt::noalias(out.grad_) = seed;
+    out.has_grad_ = true;
+    sweep(output.index_);
+}
+
+template <class T>
+void Tape<T>::sweep(std::uint32_t from)
+{
+    for (std::uint32_t i = from + 1; i-- > 0;) {
+        detail::Node<T>& n = nodes_[i];
+        if (!n.has_grad_ || !n.backward_) continue;
+        BackwardContext<T> ctx(*this, n, i);
+        n.backward_(ctx);
+        if (anomaly_) {
+            for (std::uint32_t k = 0; k < n.input_count_; ++k) {
+                const std::uint32_t j = inputs_[n.input_begin_ + k];
+                detail::Node<T>& in = nodes_[j];
+                if (!in.requires_grad_ || !in.has_grad_) continue;
+                detail::check_finite_or_throw(in.param_ ? in.param_->grad() : in.grad_,
+                                              std::string("backward of op '") + n.op_ + "' (#" + std::to_string(i)
+                                                  + " on the tape), gradient for its input " + std::to_string(k)
+                                                  + " ('" + in.op_ + "' #" + std::to_string(j) + "),");
+            }
+        }
+    }
+}
+
+template <class T>
+void Tape<T>::clear()
+{
+    for (std::size_t i = 0; i < size_; ++i) {
+        nodes_[i].backward_.reset();  // frees what closures captured; value/grad buffers stay
+        nodes_[i].borrowed_ = nullptr;
+        nodes_[i].param_ = nullptr;
+    }
+    size_ = 0;
+    inputs_.clear();
+    ++generation_;
+}
+
+template <class T>
+void Tape<T>::shrink_to_fit()
+{
+    clear();
+    nodes_.clear();
+    nodes_.shrink_to_fit();
+    inputs_.shrink_to_fit();
+}
+
+template class Tape<float>;
+template class Tape<double>;
+template class Var<float>;
+template class Var<double>;
+
+}  // namespace xgrad

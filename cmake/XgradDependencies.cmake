@@ -1,0 +1,23 @@
+# Dependencies of xgrad, shared by the build and by the installed package config.
+include(CMakeFindDependencyMacro)
+find_dependency(xtl)
+find_dependency(xsimd)
+find_dependency(xtensor)
+find_dependency(OpenBLAS)
+
+# SIMD flags are part of xgrad's ABI: with XTENSOR_USE_XSIMD, xtensor's allocator alignment depends
+# on the target architecture, so every translation unit that sees xgrad's tensors must agree.
+# x86-64-v3 = AVX2 + FMA: what xsimd 8 uses well, on every x86 machine since 2015.
+if(NOT TARGET xgrad::simd)
+  add_library(xgrad::simd INTERFACE IMPORTED)
+  target_compile_definitions(xgrad::simd INTERFACE XTENSOR_USE_XSIMD)
+  target_compile_options(xgrad::simd INTERFACE -march=x86-64-v3 -mtune=native)
+  target_link_libraries(xgrad::simd INTERFACE xtensor xsimd)
+endif()
+
+# OpenBLAS (pthreads build) for cblas_sgemm / cblas_dgemm and openblas_set_num_threads.
+if(NOT TARGET xgrad::openblas)
+  add_library(xgrad::openblas INTERFACE IMPORTED)
+  target_include_directories(xgrad::openblas INTERFACE ${OpenBLAS_INCLUDE_DIRS})
+  target_link_libraries(xgrad::openblas INTERFACE ${OpenBLAS_LIBRARIES})
+endif()
