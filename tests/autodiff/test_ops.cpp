@@ -1,0 +1,305 @@
+// Every op against central finite differences in float64, on several shapes including
+// broadcasting, size-1 dimensions, 0-d scalars and (where the op allows) empty tensors.
+#define BOOST_TEST_MODULE autodiff_ops
+#include "test_util.hpp"
+
+using namespace xgrad;
+using xgrad::test::expect_gradcheck;
+using xgrad::test::rnd;
+using V = Var<double>;
+using Vs = std::vector<V>;
+
+namespace {
+const std::vector<Shape> unary_shapes = {Shape{}, Shape{1}, Shape{5}, Shape{2, 3}, Shape{2, 1, 3}};
+
+// Checks a unary op on every shape in unary_shapes; inputs drawn from [lo, hi) away from 0 by min_abs.
+template <class F>
+void check_unary(F op, double lo = -1, double hi = 1, double min_abs = 0)
+{
+    unsigned seed = 1;
+    for (const auto& s : unary_shapes) {
+        BOOST_TEST_CONTEXT("shape " << shape_str(s))
+        {
+            expect_gradcheck([&](const Vs& x) { return op(x[0]); }, {rnd(s, seed++, lo, hi, min_abs)});
+        }
+    }
+}
+
+// Pairs of shapes for broadcasting binary ops.
+const std::vector<std::pair<Shape, Shape>> binary_shapes = {
+    {Shape{3, 4}, Shape{3, 4}}, {Shape{3, 4}, Shape{4}},    {Shape{3, 1}, Shape{1, 4}}, {Shape{2, 3, 4}, Shape{3, 1}},
+    {Shape{}, Shape{2, 3}},     {Shape{1}, Shape{5}},       {Shape{2, 1, 3}, Shape{2, 4, 1}}};
+
+template <class F>
+void check_binary(F op, double lo = -1, double hi = 1, double min_abs = 0)
+{
+    unsigned seed = 100;
+    for (const auto& [sa, sb] : binary_shapes) {
+        BOOST_TEST_CONTEXT("shapes " << shape_str(sa) << " and " << shape_str(sb))
+        {
+            expect_gradcheck([&](const Vs& x) { return op(x[0], x[1]); },
+                             {rnd(sa, seed, lo, hi, min_abs), rnd(sb, seed + 1, lo, hi, min_abs)});
+            // and with the operands swapped
+            expect_gradcheck([&](const Vs& x) { return op(x[0], x[1]); },
+                             {rnd(sb, seed + 2, lo, hi, min_abs), rnd(sa, seed + 3, lo, hi, min_abs)});
+        }
+        seed += 4;
+    }
+}
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(elementwise)
+
+BOOST_AUTO_TEST_CASE(add_sub_mul_div_broadcast)
+{
+    check_binary([](const V& a, const V& b) { return a + b; });
+    check_binary([](const V& a, const V& b) { return a - b; });
+    check_binary([](const V& a, const V& b) { return a * b; });
+    check_binary([](const V& a, const V& b) { return a / b; }, -2, 2, 0.5);
+}
+
+BOOST_AUTO_TEST_CASE(broadcast_values)
+{
+    Tape<double> t;
+    Tensor<double> a = {{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}};
+    Tensor<double> b = {10.0, 20.0, 30.0};
+    auto c = t.variable(a) + t.variable(b);
+    Tensor<double> expected = {{11.0, 22.0, 33.0}, {14.0, 25.0, 36.0}};
+    BOOST_TEST(c.value() == expected);
+}
+
+BOOST_AUTO_TEST_CASE(scalar_ops)
+{
+    check_unary([](const V& x) { return x + 2.5; });
+    check_unary([](const V& x) { return 2.5 + x; });
+    check_unary([](const V& x) { return x - 2.5; });
+    check_unary([](const V& x) { return 2.5 - x; });
+    check_unary([](const V& x) { return x * -3.0; });
+    check_unary([](const V& x) { return x / 4.0; });
+    check_unary([](const V& x) { return 3.0 / x; }, -2, 2, 0.5);
+    check_unary([](const V& x) { return -x; });
+}
+
+BOOST_AUTO_TEST_CASE(pow_exp_log_sqrt_abs_square)
+{
+    check_unary([](const V& x) { return pow(x, 3.0); });
+    check_unary([](const V& x) { return pow(x, 0.5); }, 0.2, 2);
+    check_unary([](const V& x) { return pow(x, -1.5); }, 0.2, 2);
+    check_unary([](const V& x) { return exp(x); }, -3, 3);
+    check_unary([](const V& x) { return log(x); }, 0.1, 5);
+    check_unary([](const V& x) { return sqrt(x); }, 0.1, 5);
+    check_unary([](const V& x) { return abs(x); }, -1, 1, 0.05);
+    check_unary([](const V& x) { return square(x); });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(activation)
+
+BOOST_AUTO_TEST_CASE(sigmoid_tanh_relu)
+{
+    check_unary([](const V& x) { return sigmoid(x); }, -4, 4);
+    check_unary([](const V& x) { return tanh(x); }, -3, 3);
+    // relu on all-negative input would be a vacuous check: mix signs, and one positive scalar
+    expect_gradcheck([](const Vs& x) { return relu(x[0]); }, {Tensor<double>{{-0.7, 0.3, 1.2}, {0.9, -0.2, -1.5}}});
+    expect_gradcheck([](const Vs& x) { return relu(x[0]); }, {Tensor<double>(0.4)});
+    expect_gradcheck([](const Vs& x) { return relu(x[0] * x[1]); }, {rnd(Shape{4, 5}, 3, -1, 1, 0.05), rnd(Shape{5}, 4, 0.1, 1)});
+}
+
+BOOST_AUTO_TEST_CASE(softmax_and_log_softmax_axes)
+{
+    const std::vector<std::pair<Shape, int>> cases = {
+        {Shape{4, 5}, -1}, {Shape{4, 5}, 0}, {Shape{2, 3, 4}, 1}, {Shape{1, 6}, 1}, {Shape{7}, 0}};
+    unsigned seed = 7;
+    for (const auto& [s, axis] : cases) {
+        BOOST_TEST_CONTEXT("shape " << shape_str(s) << " axis " << axis)
+        {
+            expect_gradcheck([axis = axis](const Vs& x) { return softmax(x[0], axis); }, {rnd(s, seed++, -3, 3)});
+            expect_gradcheck([axis = axis](const Vs& x) { return log_softmax(x[0], axis); }, {rnd(s, seed++, -3, 3)});
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(softmax_over_a_single_element_is_constant)
+{
+    // softmax over an axis of size 1 is identically 1: its gradient is zero and gradcheck refuses it.
+    Tensor<double> x = rnd(Shape{3, 1}, 5);
+    auto r = gradcheck([](const Vs& v) { return softmax(v[0], 1); }, {x});
+    BOOST_TEST(r.vacuous);
+    Tape<double> t;
+    BOOST_TEST(softmax(t.constant(x), 1).value() == (xt::ones<double>({3, 1})));
+}
+
+BOOST_AUTO_TEST_CASE(softmax_gradcheck_at_large_inputs)
+{
+    // Without the max shift these overflow: e^800 = inf.
+    Tensor<double> x = rnd(Shape{3, 4}, 3, -2, 2) + 800.0;
+    expect_gradcheck([](const Vs& v) { return log_softmax(v[0], 1); }, {x});
+    expect_gradcheck([](const Vs& v) { return softmax(v[0], 1); }, {x});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(linalg)
+
+BOOST_AUTO_TEST_CASE(matmul_ranks)
+{
+    const std::vector<std::pair<Shape, Shape>> cases = {{Shape{3, 4}, Shape{4, 5}},
+                                                        {Shape{1, 1}, Shape{1, 1}},
+                                                        {Shape{1, 7}, Shape{7, 1}},
+                                                        {Shape{2, 3, 4}, Shape{2, 4, 5}},
+                                                        {Shape{2, 3, 4}, Shape{4, 5}}};
+    unsigned seed = 11;
+    for (const auto& [sa, sb] : cases) {
+        BOOST_TEST_CONTEXT(shape_str(sa) << " x " << shape_str(sb))
+        {
+            expect_gradcheck([](const Vs& x) { return matmul(x[0], x[1]); }, {rnd(sa, seed), rnd(sb, seed + 1)});
+        }
+        seed += 2;
+    }
+}
+
+BOOST_AUTO_TEST_CASE(matmul_inputs_used_twice)
+{
+    // A·A and A·Aᵀ: both operands are the same node, so both VJPs accumulate into one gradient.
+    expect_gradcheck([](const Vs& x) { return matmul(x[0], x[0]); }, {rnd(Shape{4, 4}, 5)});
+    expect_gradcheck([](const Vs& x) { return matmul(x[0], transpose(x[0])); }, {rnd(Shape{3, 5}, 6)});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(reduce)
+
+BOOST_AUTO_TEST_CASE(sum_mean_all_and_axes)
+{
+    const Shape s{2, 3, 4};
+    expect_gradcheck([](const Vs& x) { return sum(x[0]); }, {rnd(s, 1)});
+    expect_gradcheck([](const Vs& x) { return mean(x[0]); }, {rnd(s, 2)});
+    expect_gradcheck([](const Vs& x) { return sum(x[0]); }, {rnd(Shape{}, 3)});
+    const std::vector<std::vector<int>> axes_list = {{0}, {1}, {-1}, {0, 2}, {0, 1, 2}};
+    unsigned seed = 10;
+    for (const auto& axes : axes_list)
+        for (bool keep : {false, true}) {
+            BOOST_TEST_CONTEXT("axes size " << axes.size() << " first " << axes[0] << " keepdims " << keep)
+            {
+                expect_gradcheck([&](const Vs& x) { return sum(x[0], axes, keep); }, {rnd(s, seed++)});
+                expect_gradcheck([&](const Vs& x) { return mean(x[0], axes, keep); }, {rnd(s, seed++)});
+            }
+        }
+}
+
+BOOST_AUTO_TEST_CASE(sum_axes_values)
+{
+    Tape<double> t;
+    Tensor<double> a = {{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}};
+    auto x = t.constant(a);
+    BOOST_TEST(sum(x, {0}).value() == (Tensor<double>{5.0, 7.0, 9.0}));
+    BOOST_TEST(sum(x, {1}, true).value() == (Tensor<double>(xt::xtensor<double, 2>{{6.0}, {15.0}})));
+    BOOST_TEST(mean(x, {1}).value() == (Tensor<double>{2.0, 5.0}));
+    BOOST_TEST(sum(x).item() == 21.0);
+    BOOST_TEST(sum(x).dim() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(max_along_axis)
+{
+    expect_gradcheck([](const Vs& x) { return max(x[0], 1); }, {rnd(Shape{3, 5}, 21)});
+    expect_gradcheck([](const Vs& x) { return max(x[0], 0, true); }, {rnd(Shape{2, 3, 4}, 22)});
+    expect_gradcheck([](const Vs& x) { return max(x[0], -1); }, {rnd(Shape{2, 3, 4}, 23)});
+    Tape<double> t;
+    auto m = max(t.constant(Tensor<double>{{1.0, 9.0, 3.0}, {7.0, 2.0, 5.0}}), 1);
+    BOOST_TEST(m.value() == (Tensor<double>{9.0, 7.0}));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(shape_ops)
+
+BOOST_AUTO_TEST_CASE(reshape_flatten_permute_transpose)
+{
+    expect_gradcheck([](const Vs& x) { return reshape(x[0], {6, -1}); }, {rnd(Shape{2, 3, 4}, 1)});
+    expect_gradcheck([](const Vs& x) { return flatten(x[0]); }, {rnd(Shape{2, 3, 2, 2}, 2)});
+    expect_gradcheck([](const Vs& x) { return permute(x[0], {2, 0, 1}); }, {rnd(Shape{2, 3, 4}, 3)});
+    expect_gradcheck([](const Vs& x) { return transpose(x[0]); }, {rnd(Shape{3, 4}, 4)});
+    expect_gradcheck([](const Vs& x) { return transpose(x[0]); }, {rnd(Shape{2, 3, 4}, 5)});
+    Tape<double> t;
+    auto p = permute(t.constant(Tensor<double>{{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}}), {1, 0});
+    BOOST_TEST(p.value() == (Tensor<double>{{1.0, 4.0}, {2.0, 5.0}, {3.0, 6.0}}));
+}
+
+BOOST_AUTO_TEST_CASE(slice_along_axis)
+{
+    expect_gradcheck([](const Vs& x) { return slice(x[0], 1, 1, 5, 2); }, {rnd(Shape{4, 6}, 1)});
+    expect_gradcheck([](const Vs& x) { return slice(x[0], 0, -2, 4); }, {rnd(Shape{4, 6}, 2)});
+    expect_gradcheck([](const Vs& x) { return slice(x[0], 2, 0, 3); }, {rnd(Shape{2, 3, 4}, 3)});
+    Tape<double> t;
+    auto s = slice(t.constant(Tensor<double>{0.0, 1.0, 2.0, 3.0, 4.0, 5.0}), 0, 1, 6, 2);
+    BOOST_TEST(s.value() == (Tensor<double>{1.0, 3.0, 5.0}));
+}
+
+BOOST_AUTO_TEST_CASE(concatenate_axes)
+{
+    expect_gradcheck([](const Vs& x) { return concatenate<double>({x[0], x[1], x[2]}, 1); },
+                     {rnd(Shape{2, 3}, 1), rnd(Shape{2, 1}, 2), rnd(Shape{2, 4}, 3)});
+    expect_gradcheck([](const Vs& x) { return concatenate<double>({x[0], x[1]}, 0); },
+                     {rnd(Shape{2, 3, 2}, 4), rnd(Shape{1, 3, 2}, 5)});
+    // an input used twice, and an empty piece
+    expect_gradcheck([](const Vs& x) { return concatenate<double>({x[0], x[1], x[0]}, -1); },
+                     {rnd(Shape{3, 2}, 6), rnd(Shape{3, 0}, 7)});
+}
+
+BOOST_AUTO_TEST_CASE(gather_pick_one_hot)
+{
+    IndexTensor idx = {{0, 4}, {2, 2}, {1, 3}};  // repeated index: gradients add
+    expect_gradcheck([&](const Vs& x) { return gather(x[0], 1, idx); }, {rnd(Shape{3, 5}, 1)});
+    IndexTensor idx0 = {{2, 0, 1}};
+    expect_gradcheck([&](const Vs& x) { return gather(x[0], 0, idx0); }, {rnd(Shape{3, 3}, 2)});
+    IndexTensor labels = {3, 0, 4};
+    expect_gradcheck([&](const Vs& x) { return pick(x[0], labels); }, {rnd(Shape{3, 5}, 3)});
+
+    Tape<double> t;
+    auto oh = one_hot(t, IndexTensor{2, 0}, 3);
+    BOOST_TEST(oh.value() == (Tensor<double>{{0.0, 0.0, 1.0}, {1.0, 0.0, 0.0}}));
+    BOOST_TEST(!oh.requires_grad());
+    auto p = pick(t.constant(Tensor<double>{{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}}), IndexTensor{2, 0});
+    BOOST_TEST(p.value() == (Tensor<double>{3.0, 4.0}));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(edge_cases)
+
+BOOST_AUTO_TEST_CASE(empty_tensors_flow_through)
+{
+    // (0,3) + (3): result is empty, the (3) input's gradient is exactly zero, nothing crashes.
+    Tape<double> t;
+    auto e = t.variable(Tensor<double>::from_shape({0, 3}));
+    auto b = t.variable(Tensor<double>{1.0, 2.0, 3.0});
+    auto y = tanh(e * b + b);
+    BOOST_TEST(y.shape() == (Shape{0, 3}));
+    auto loss = sum(y) + sum(b);
+    t.backward(loss);
+    BOOST_TEST(loss.item() == 6.0);
+    BOOST_TEST(b.grad() == (Tensor<double>{1.0, 1.0, 1.0}));
+    BOOST_TEST(e.grad().size() == 0u);
+    auto m = matmul(t.variable(Tensor<double>::from_shape({2, 0})), t.variable(Tensor<double>::from_shape({0, 3})));
+    BOOST_TEST(m.value() == (xt::zeros<double>({2, 3})));
+    // gradcheck over a function that also takes an empty input
+    expect_gradcheck([](const Vs& x) { return sum(x[0], {0}) + softmax(x[1], 0); },
+                     {Tensor<double>::from_shape({0, 4}), rnd(Shape{4}, 9)});
+}
+
+BOOST_AUTO_TEST_CASE(composite_two_layer_network)
+{
+    // tanh(x·W1 + b1)·W2 + b2 under log_softmax/pick: a whole small classifier at once.
+    IndexTensor labels = {1, 0, 2, 1};
+    expect_gradcheck(
+        [&](const Vs& p) {
+            auto h = tanh(matmul(p[0], p[1]) + p[2]);
+            auto logits = matmul(h, p[3]) + p[4];
+            return -mean(pick(log_softmax(logits, 1), labels));
+        },
+        {rnd(Shape{4, 5}, 1), rnd(Shape{5, 6}, 2), rnd(Shape{6}, 3), rnd(Shape{6, 3}, 4), rnd(Shape{3}, 5)},
+        GradcheckOptions{1e-6, 1e-8, 1e-6, 1, {"x", "W1", "b1", "W2", "b2"}, 10});
+}
+
+BOOST_AUTO_TEST_SUITE_END()

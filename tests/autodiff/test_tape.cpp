@@ -1,0 +1,154 @@
+// Tape mechanics: accumulation, long chains, memory reuse, parameters, no-grad, detach, threads.
+#define BOOST_TEST_MODULE autodiff_tape
+#include <cmath>
+#include <thread>
+
+#include "test_util.hpp"
+
+using namespace xgrad;
+namespace tt = boost::test_tools;
+
+BOOST_AUTO_TEST_CASE(value_used_twice_accumulates)
+{
+    // y = x·x + 3x → dy/dx = 2x + 3 = 7 at x = 2
+    Tape<double> t;
+    auto x = t.variable(Tensor<double>{2.0});
+    auto y = x * x + x * 3.0;
+    t.backward(sum(y));
+    BOOST_TEST(x.grad()(0) == 7.0);
+}
+
+BOOST_AUTO_TEST_CASE(long_chain_has_no_recursion)
+{
+    // x_{i+1} = x_i · c + d for 100,000 ops (50,000 of each): dy/dx0 = c^50000.
+    const double c = 1.00002;
+    Tape<double> t;
+    auto x0 = t.variable(Tensor<double>{0.5});
+    auto x = x0;
+    for (int i = 0; i < 50000; ++i) x = x * c + 1e-6;
+    BOOST_TEST(t.size() == 100001u);
+    t.backward(sum(x));
+    BOOST_TEST(x0.grad()(0) == std::pow(c, 50000), tt::tolerance(1e-9));
+}
+
+BOOST_AUTO_TEST_CASE(clear_reuses_node_memory)
+{
+    Tape<float> t;
+    Parameter<float> w(Tensor<float>{{1, 2}, {3, 4}});
+    Tensor<float> x = {{1, 1}};
+    const float* first_value = nullptr;
+    std::size_t cap = 0;
+    for (int step = 0; step < 3; ++step) {
+        auto h = tanh(matmul(t.borrow(x), t.param(w)));
+        auto loss = sum(h);
+        t.backward(loss);
+        if (step == 0) {
+            first_value = h.value().data();
+            cap = t.capacity();
+        } else {
+            // same node slot, same buffer: no allocation for the value in later steps
+            BOOST_TEST(h.value().data() == first_value);
+            BOOST_TEST(t.capacity() == cap);
+        }
+        t.clear();
+        BOOST_TEST(t.size() == 0u);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(parameters_accumulate_until_zeroed)
+{
+    Parameter<double> w(Tensor<double>{1.0, 2.0}, "w");
+    Tape<double> t;
+    for (int step = 1; step <= 3; ++step) {
+        auto y = sum(t.param(w) * 3.0) + sum(t.param(w));  // used twice on one tape: d/dw = 3 + 1 = 4
+        t.backward(y);
+        BOOST_TEST(w.grad() == (Tensor<double>{4.0 * step, 4.0 * step}));
+        t.clear();
+    }
+    w.zero_grad();
+    BOOST_TEST(w.grad() == (Tensor<double>{0.0, 0.0}));
+    BOOST_TEST(w.name() == "w");
+}
+
+BOOST_AUTO_TEST_CASE(only_what_requires_grad_gets_a_gradient)
+{
+    Tape<double> t;
+    auto c = t.constant(Tensor<double>{1.0, 2.0});
+    auto v = t.variable(Tensor<double>{3.0, 4.0});
+    auto y = c * v;
+    BOOST_TEST(y.requires_grad());
+    BOOST_TEST(!(c * c).requires_grad());
+    t.backward(sum(y));
+    BOOST_TEST(v.grad() == (Tensor<double>{1.0, 2.0}));
+    BOOST_CHECK_THROW(c.grad(), std::logic_error);
+}
+
+BOOST_AUTO_TEST_CASE(no_grad_and_detach)
+{
+    Tape<double> t;
+    Parameter<double> w(Tensor<double>{2.0});
+    {
+        NoGradGuard<double> ng(t);
+        auto y = t.param(w) * 3.0;
+        BOOST_TEST(!y.requires_grad());
+        BOOST_TEST(y.value()(0) == 6.0);
+        BOOST_CHECK_THROW(t.backward(y), std::logic_error);
+    }
+    BOOST_TEST(t.grad_enabled());
+    // detach cuts the path: y = x·detach(x) → dy/dx = detach(x) = 5, not 2x = 10
+    auto x = t.variable(Tensor<double>{5.0});
+    auto y = x * t.detach(x);
+    t.backward(sum(y));
+    BOOST_TEST(x.grad()(0) == 5.0);
+}
+
+BOOST_AUTO_TEST_CASE(unreached_var_has_zero_gradient)
+{
+    Tape<double> t;
+    auto a = t.variable(Tensor<double>{1.0, 2.0});
+    auto b = t.variable(Tensor<double>{3.0});
+    t.backward(sum(a * 2.0));
+    BOOST_TEST(b.grad() == (Tensor<double>{0.0}));
+    BOOST_TEST(a.grad() == (Tensor<double>{2.0, 2.0}));
+}
+
+BOOST_AUTO_TEST_CASE(repeated_backward_gives_same_tape_gradients)
+{
+    Tape<double> t;
+    auto x = t.variable(Tensor<double>{1.0, -2.0});
+    auto loss = sum(exp(x));
+    t.backward(loss);
+    const Tensor<double> g1 = x.grad();
+    t.backward(loss);
+    BOOST_TEST(x.grad() == g1);  // tape gradients hold the latest sweep, they do not double
+}
+
+namespace {
+Tensor<float> gradient_on_own_tape(const Tensor<float>& w0, const Tensor<float>& x)
+{
+    Tape<float> t;
+    Parameter<float> w(w0);
+    for (int step = 0; step < 20; ++step) {
+        w.zero_grad();
+        auto h = sigmoid(matmul(t.borrow(x), t.param(w)));
+        t.backward(mean(log_softmax(h, 1)));
+        t.clear();
+    }
+    return w.grad();
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(two_threads_two_tapes_same_gradients)
+{
+    Tensor<float> w0 = xt::cast<float>(test::rnd(Shape{16, 8}, 1));
+    Tensor<float> x = xt::cast<float>(test::rnd(Shape{32, 16}, 2));
+    const Tensor<float> ref = gradient_on_own_tape(w0, x);
+    Tensor<float> g1, g2;
+    std::thread a([&] { g1 = gradient_on_own_tape(w0, x); });
+    std::thread b([&] { g2 = gradient_on_own_tape(w0, x); });
+    a.join();
+    b.join();
+    BOOST_TEST(g1 == ref);
+    BOOST_TEST(g2 == ref);
+    BOOST_TEST(xt::amax(xt::abs(ref))() > 0.0f);
+}
