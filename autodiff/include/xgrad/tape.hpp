@@ -85,7 +85,7 @@ struct Node {
     std::uint32_t input_count_ = 0;
     bool requires_grad_ = false;
     bool has_grad_ = false;
-    InlineFunction<void(BackwardContext<T>&), 64> backward_;
+    InlineFunction<void(BackwardContext<T>&), 112> backward_;  // conv2d captures ~100 bytes
 
     const Tensor<T>& value() const { return borrowed_ ? *borrowed_ : value_; }
 };

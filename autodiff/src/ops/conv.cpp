@@ -1,0 +1,190 @@
+// 2-D convolution: im2col over the whole batch, then one GEMM (forward) or two (backward).
+#include "xgrad/ops/conv.hpp"
+
+#include <vector>
+
+#include "../blas.hpp"
+#include "../op_util.hpp"
+
+namespace xgrad {
+
+namespace {
+
+struct ConvGeom {
+    std::size_t n, c, h, w, o, kh, kw, s, p, oh, ow;
+    std::size_t k() const { return c * kh * kw; }   // rows of cols
+    std::size_t l() const { return n * oh * ow; }   // columns of cols
+};
+
+/// Scratch buffers reused across calls (one set per thread; tapes are per thread).
+template <class T>
+std::vector<T>& scratch(int which)
+{
+    thread_local std::vector<T> bufs[3];
+    return bufs[which];
+}
+
+template <class T>
+T* sized(std::vector<T>& v, std::size_t n)
+{
+    if (v.size() < n) v.resize(n);
+    return v.data();
+}
+
+/// cols[(c·KH + p)·KW + q][(n·OH + i)·OW + j] = X[n, c, i·s − pad + p, j·s − pad + q] (0 outside)
+template <class T>
+void im2col(const T* x, const ConvGeom& g, T* cols)
+{
+    const std::size_t L = g.l();
+    for (std::size_t c = 0; c < g.c; ++c)
+        for (std::size_t p = 0; p < g.kh; ++p)
+            for (std::size_t q = 0; q < g.kw; ++q) {
+                T* row = cols + ((c * g.kh + p) * g.kw + q) * L;
+                for (std::size_t n = 0; n < g.n; ++n) {
+                    const T* plane = x + (n * g.c + c) * g.h * g.w;
+                    for (std::size_t i = 0; i < g.oh; ++i) {
+                        T* dst = row + (n * g.oh + i) * g.ow;
+                        const std::ptrdiff_t ih = std::ptrdiff_t(i * g.s + p) - std::ptrdiff_t(g.p);
+                        if (ih < 0 || ih >= std::ptrdiff_t(g.h)) {
+                            std::fill(dst, dst + g.ow, T(0));
+                            continue;
+                        }
+                        const T* src = plane + std::size_t(ih) * g.w;
+                        for (std::size_t j = 0; j < g.ow; ++j) {
+                            const std::ptrdiff_t iw = std::ptrdiff_t(j * g.s + q) - std::ptrdiff_t(g.p);
+                            dst[j] = (iw < 0 || iw >= std::ptrdiff_t(g.w)) ? T(0) : src[iw];
+                        }
+                    }
+                }
+            }
+}
+
+/// The adjoint of im2col: dX[n, c, i·s − pad + p, j·s − pad + q] += dcols[...] (inside only).
+template <class T>
+void col2im_add(const T* cols, const ConvGeom& g, T* dx)
+{
+    const std::size_t L = g.l();
+    for (std::size_t c = 0; c < g.c; ++c)
+        for (std::size_t p = 0; p < g.kh; ++p)
+            for (std::size_t q = 0; q < g.kw; ++q) {
+                const T* row = cols + ((c * g.kh + p) * g.kw + q) * L;
+                for (std::size_t n = 0; n < g.n; ++n) {
+                    T* plane = dx + (n * g.c + c) * g.h * g.w;
+                    for (std::size_t i = 0; i < g.oh; ++i) {
+                        const std::ptrdiff_t ih = std::ptrdiff_t(i * g.s + p) - std::ptrdiff_t(g.p);
+                        if (ih < 0 || ih >= std::ptrdiff_t(g.h)) continue;
+                        const T* src = row + (n * g.oh + i) * g.ow;
+                        T* dst = plane + std::size_t(ih) * g.w;
+                        for (std::size_t j = 0; j < g.ow; ++j) {
+                            const std::ptrdiff_t iw = std::ptrdiff_t(j * g.s + q) - std::ptrdiff_t(g.p);
+                            if (iw >= 0 && iw < std::ptrdiff_t(g.w)) dst[iw] += src[j];
+                        }
+                    }
+                }
+            }
+}
+
+ConvGeom conv_geometry(const Shape& xs, const Shape& ws, const Shape* bs, Conv2dOptions o)
+{
+    auto fail = [&](const std::string& why) {
+        return ShapeError("conv2d: input " + shape_str(xs) + ", weight " + shape_str(ws) + ": " + why);
+    };
+    if (xs.size() != 4) throw fail("input must be (N,C,H,W)");
+    if (ws.size() != 4) throw fail("weight must be (O,C,KH,KW)");
+    if (xs[1] != ws[1])
+        throw fail("input has " + std::to_string(xs[1]) + " channels, weight expects " + std::to_string(ws[1]));
+    if (o.stride == 0) throw fail("stride must be at least 1");
+    if (bs && (bs->size() != 1 || (*bs)[0] != ws[0]))
+        throw ShapeError("conv2d: bias " + shape_str(*bs) + " vs weight " + shape_str(ws) + ": bias must be (" +
+                         std::to_string(ws[0]) + ")");
+    ConvGeom g{xs[0], xs[1], xs[2], xs[3], ws[0], ws[2], ws[3], o.stride, o.padding, 0, 0};
+    if (g.h + 2 * g.p < g.kh || g.w + 2 * g.p < g.kw)
+        throw fail("kernel " + std::to_string(g.kh) + "x" + std::to_string(g.kw) + " is larger than the padded input");
+    g.oh = (g.h + 2 * g.p - g.kh) / g.s + 1;
+    g.ow = (g.w + 2 * g.p - g.kw) / g.s + 1;
+    return g;
+}
+
+template <class T>
+Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOptions options)
+{
+    Tape<T>& tape = detail::tape_of(x);
+    const Var<T> ins[3] = {x, w, b ? *b : w};
+    const std::size_t n_in = b ? 3 : 2;
+    tape.validate("conv2d", ins, n_in);
+    const Tensor<T>& xv = x.value();
+    const Tensor<T>& wv = w.value();
+    const ConvGeom g = conv_geometry(xv.shape(), wv.shape(), b ? &b->shape() : nullptr, options);
+    auto op = tape.begin_op("conv2d", ins, n_in);
+    Tensor<T>& out = op.value();
+    out.resize(Shape{g.n, g.o, g.oh, g.ow});
+    const std::size_t K = g.k(), L = g.l(), hw = g.oh * g.ow;
+    T* cols = sized(scratch<T>(0), K * L);
+    T* y = sized(scratch<T>(1), g.o * L);
+    im2col(xv.data(), g, cols);
+    detail::gemm(false, false, g.o, L, K, T(1), wv.data(), K, cols, L, T(0), y, L);  // (O,K)·(K,L)
+    const T* bias = b ? b->value().data() : nullptr;
+    T* po = out.data();
+    for (std::size_t n = 0; n < g.n; ++n)
+        for (std::size_t o = 0; o < g.o; ++o) {
+            const T* src = y + o * L + n * hw;
+            T* dst = po + (n * g.o + o) * hw;
+            const T add = bias ? bias[o] : T(0);
+            for (std::size_t j = 0; j < hw; ++j) dst[j] = src[j] + add;
+        }
+    return op.finish([g, n_in](BackwardContext<T>& c) {
+        const std::size_t K = g.k(), L = g.l(), hw = g.oh * g.ow;
+        const T* G = c.grad().data();
+        // G (N,O,OH·OW) → Gt (O, N·OH·OW), the layout the GEMMs want
+        T* gt = sized(scratch<T>(1), g.o * L);
+        for (std::size_t n = 0; n < g.n; ++n)
+            for (std::size_t o = 0; o < g.o; ++o) std::copy_n(G + (n * g.o + o) * hw, hw, gt + o * L + n * hw);
+        if (n_in == 3 && c.needs(2)) {  // dL/db[o] = Σ_{n,i,j} G[n,o,i,j]
+            bool fresh;
+            T* db = c.grad_buffer(2, fresh).data();
+            for (std::size_t o = 0; o < g.o; ++o) {
+                T s = 0;
+                for (std::size_t j = 0; j < L; ++j) s += gt[o * L + j];
+                db[o] = fresh ? s : db[o] + s;
+            }
+        }
+        if (c.needs(1)) {  // dL/dW = Gt·colsᵀ
+            T* cols = sized(scratch<T>(0), K * L);
+            im2col(c.input(0).data(), g, cols);
+            bool fresh;
+            T* dw = c.grad_buffer(1, fresh).data();
+            detail::gemm(false, true, g.o, K, L, T(1), gt, L, cols, L, fresh ? T(0) : T(1), dw, K);
+        }
+        if (c.needs(0)) {  // dL/dX = col2im(Wᵀ·Gt)
+            T* dcols = sized(scratch<T>(2), K * L);
+            detail::gemm(true, false, K, L, g.o, T(1), c.input(1).data(), K, gt, L, T(0), dcols, L);
+            bool fresh;
+            Tensor<T>& dx = c.grad_buffer(0, fresh);
+            detail::zero_if_fresh(dx, fresh);
+            col2im_add(dcols, g, dx.data());
+        }
+    });
+}
+
+}  // namespace
+
+template <class T>
+Var<T> conv2d(const Var<T>& x, const Var<T>& w, const Var<T>& b, Conv2dOptions options)
+{
+    return conv2d_impl(x, w, &b, options);
+}
+
+template <class T>
+Var<T> conv2d(const Var<T>& x, const Var<T>& w, Conv2dOptions options)
+{
+    return conv2d_impl<T>(x, w, nullptr, options);
+}
+
+#define XGRAD_INSTANTIATE(T)                                                           \
+    template Var<T> conv2d(const Var<T>&, const Var<T>&, const Var<T>&, Conv2dOptions); \
+    template Var<T> conv2d(const Var<T>&, const Var<T>&, Conv2dOptions);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+}  // namespace xgrad

@@ -1,0 +1,119 @@
+// 2-D max and average pooling as loops over contiguous planes.
+#include "xgrad/ops/pool.hpp"
+
+#include <vector>
+
+#include "../op_util.hpp"
+
+namespace xgrad {
+
+namespace {
+
+struct PoolGeom {
+    std::size_t planes, h, w, k, s, oh, ow;
+};
+
+PoolGeom pool_geometry(const char* op, const Shape& xs, std::size_t k, std::size_t s)
+{
+    if (xs.size() != 4) throw ShapeError(std::string(op) + ": input " + shape_str(xs) + " must be (N,C,H,W)");
+    if (k == 0) throw ShapeError(std::string(op) + ": kernel size must be at least 1");
+    if (s == 0) s = k;
+    if (xs[2] < k || xs[3] < k)
+        throw ShapeError(std::string(op) + ": kernel " + std::to_string(k) + " is larger than the input " +
+                         shape_str(xs));
+    return {xs[0] * xs[1], xs[2], xs[3], k, s, (xs[2] - k) / s + 1, (xs[3] - k) / s + 1};
+}
+
+}  // namespace
+
+template <class T>
+Var<T> max_pool2d(const Var<T>& x, std::size_t kernel, std::size_t stride)
+{
+    const Tensor<T>& xv = x.value();
+    const PoolGeom g = pool_geometry("max_pool2d", xv.shape(), kernel, stride);
+    auto op = detail::tape_of(x).begin_op("max_pool2d", {x});
+    Tensor<T>& out = op.value();
+    out.resize(Shape{xv.shape()[0], xv.shape()[1], g.oh, g.ow});
+    std::vector<std::uint32_t> arg(out.size());  // flat input offset within the plane
+    const T* p = xv.data();
+    T* q = out.data();
+    for (std::size_t pl = 0; pl < g.planes; ++pl) {
+        const T* plane = p + pl * g.h * g.w;
+        for (std::size_t i = 0; i < g.oh; ++i)
+            for (std::size_t j = 0; j < g.ow; ++j) {
+                std::size_t best = i * g.s * g.w + j * g.s;
+                for (std::size_t a = 0; a < g.k; ++a)
+                    for (std::size_t b = 0; b < g.k; ++b) {
+                        const std::size_t at = (i * g.s + a) * g.w + j * g.s + b;
+                        if (plane[at] > plane[best]) best = at;
+                    }
+                const std::size_t o = (pl * g.oh + i) * g.ow + j;
+                q[o] = plane[best];
+                arg[o] = std::uint32_t(best);
+            }
+    }
+    return op.finish([g, arg = std::move(arg)](BackwardContext<T>& c) {
+        // dL/dX = G routed to the position of each window's maximum
+        bool fresh;
+        Tensor<T>& gx = c.grad_buffer(0, fresh);
+        detail::zero_if_fresh(gx, fresh);
+        const T* G = c.grad().data();
+        T* d = gx.data();
+        const std::size_t per = g.oh * g.ow;
+        for (std::size_t pl = 0; pl < g.planes; ++pl)
+            for (std::size_t o = 0; o < per; ++o) d[pl * g.h * g.w + arg[pl * per + o]] += G[pl * per + o];
+    });
+}
+
+template <class T>
+Var<T> avg_pool2d(const Var<T>& x, std::size_t kernel, std::size_t stride)
+{
+    const Tensor<T>& xv = x.value();
+    const PoolGeom g = pool_geometry("avg_pool2d", xv.shape(), kernel, stride);
+    auto op = detail::tape_of(x).begin_op("avg_pool2d", {x});
+    Tensor<T>& out = op.value();
+    out.resize(Shape{xv.shape()[0], xv.shape()[1], g.oh, g.ow});
+    const T scale = T(1) / T(g.k * g.k);
+    const T* p = xv.data();
+    T* q = out.data();
+    for (std::size_t pl = 0; pl < g.planes; ++pl) {
+        const T* plane = p + pl * g.h * g.w;
+        for (std::size_t i = 0; i < g.oh; ++i)
+            for (std::size_t j = 0; j < g.ow; ++j) {
+                T s = 0;
+                for (std::size_t a = 0; a < g.k; ++a) {
+                    const T* row = plane + (i * g.s + a) * g.w + j * g.s;
+                    for (std::size_t b = 0; b < g.k; ++b) s += row[b];
+                }
+                q[(pl * g.oh + i) * g.ow + j] = s * scale;
+            }
+    }
+    return op.finish([g, scale](BackwardContext<T>& c) {
+        // dL/dX[window] += G / k² for every window containing the element
+        bool fresh;
+        Tensor<T>& gx = c.grad_buffer(0, fresh);
+        detail::zero_if_fresh(gx, fresh);
+        const T* G = c.grad().data();
+        T* d = gx.data();
+        for (std::size_t pl = 0; pl < g.planes; ++pl) {
+            T* plane = d + pl * g.h * g.w;
+            for (std::size_t i = 0; i < g.oh; ++i)
+                for (std::size_t j = 0; j < g.ow; ++j) {
+                    const T v = G[(pl * g.oh + i) * g.ow + j] * scale;
+                    for (std::size_t a = 0; a < g.k; ++a) {
+                        T* row = plane + (i * g.s + a) * g.w + j * g.s;
+                        for (std::size_t b = 0; b < g.k; ++b) row[b] += v;
+                    }
+                }
+        }
+    });
+}
+
+#define XGRAD_INSTANTIATE(T)                                              \
+    template Var<T> max_pool2d(const Var<T>&, std::size_t, std::size_t);  \
+    template Var<T> avg_pool2d(const Var<T>&, std::size_t, std::size_t);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+}  // namespace xgrad

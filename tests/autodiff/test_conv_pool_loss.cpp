@@ -1,0 +1,233 @@
+// conv2d, pooling and the fused losses: values against naive direct loops, gradients against
+// finite differences (float64), on stride/padding combinations and shapes that do not divide evenly.
+#define BOOST_TEST_MODULE autodiff_conv_pool_loss
+#include "test_util.hpp"
+
+#include <xtensor-blas/xlinalg.hpp>
+#include <xtensor/xview.hpp>
+
+using namespace xgrad;
+using xgrad::test::expect_gradcheck;
+using xgrad::test::rnd;
+using V = Var<double>;
+using Vs = std::vector<V>;
+namespace tt = boost::test_tools;
+
+namespace {
+
+/// Direct 7-loop convolution, the definition itself.
+Tensor<double> naive_conv(const Tensor<double>& x, const Tensor<double>& w, const Tensor<double>* b, std::size_t s,
+                          std::size_t p)
+{
+    const std::size_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
+    const std::size_t O = w.shape()[0], KH = w.shape()[2], KW = w.shape()[3];
+    const std::size_t OH = (H + 2 * p - KH) / s + 1, OW = (W + 2 * p - KW) / s + 1;
+    Tensor<double> y = xt::zeros<double>({N, O, OH, OW});
+    for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t o = 0; o < O; ++o)
+            for (std::size_t i = 0; i < OH; ++i)
+                for (std::size_t j = 0; j < OW; ++j) {
+                    double acc = b ? (*b)(o) : 0.0;
+                    for (std::size_t c = 0; c < C; ++c)
+                        for (std::size_t a = 0; a < KH; ++a)
+                            for (std::size_t q = 0; q < KW; ++q) {
+                                const long ih = long(i * s + a) - long(p), iw = long(j * s + q) - long(p);
+                                if (ih >= 0 && ih < long(H) && iw >= 0 && iw < long(W))
+                                    acc += w(o, c, a, q) * x(n, c, std::size_t(ih), std::size_t(iw));
+                            }
+                    y(n, o, i, j) = acc;
+                }
+    return y;
+}
+
+Tensor<double> naive_pool(const Tensor<double>& x, std::size_t k, std::size_t s, bool is_max)
+{
+    const std::size_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
+    const std::size_t OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    Tensor<double> y = xt::zeros<double>({N, C, OH, OW});
+    for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t c = 0; c < C; ++c)
+            for (std::size_t i = 0; i < OH; ++i)
+                for (std::size_t j = 0; j < OW; ++j) {
+                    double acc = is_max ? -1e300 : 0.0;
+                    for (std::size_t a = 0; a < k; ++a)
+                        for (std::size_t b = 0; b < k; ++b) {
+                            const double v = x(n, c, i * s + a, j * s + b);
+                            acc = is_max ? std::max(acc, v) : acc + v / double(k * k);
+                        }
+                    y(n, c, i, j) = acc;
+                }
+    return y;
+}
+
+struct ConvCase {
+    Shape x, w;
+    std::size_t stride, pad;
+    bool bias;
+};
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(conv2d_matches_direct_loops_and_finite_differences)
+{
+    const std::vector<ConvCase> cases = {
+        {{2, 1, 5, 5}, {3, 1, 3, 3}, 1, 0, true},   {{2, 2, 6, 6}, {4, 2, 3, 3}, 2, 1, true},
+        {{1, 3, 7, 6}, {2, 3, 3, 2}, 2, 0, false},  // 7 and 6 do not divide by the stride
+        {{2, 2, 4, 5}, {3, 2, 5, 5}, 1, 2, true},   // padding larger than needed ("same" for 5×5)
+        {{3, 1, 3, 3}, {2, 1, 1, 1}, 1, 0, true},   // 1×1 kernel
+        {{1, 2, 8, 8}, {2, 2, 4, 4}, 3, 1, true}};
+    unsigned seed = 1;
+    for (const auto& k : cases) {
+        BOOST_TEST_CONTEXT("x " << shape_str(k.x) << " w " << shape_str(k.w) << " stride " << k.stride << " pad "
+                                << k.pad << " bias " << k.bias)
+        {
+            const Tensor<double> x = rnd(k.x, seed++), w = rnd(k.w, seed++), b = rnd(Shape{k.w[0]}, seed++);
+            Tape<double> t;
+            const Conv2dOptions opt{k.stride, k.pad};
+            auto y = k.bias ? conv2d(t.constant(x), t.constant(w), t.constant(b), opt)
+                            : conv2d(t.constant(x), t.constant(w), opt);
+            const Tensor<double> ref = naive_conv(x, w, k.bias ? &b : nullptr, k.stride, k.pad);
+            BOOST_REQUIRE(y.shape() == ref.shape());
+            BOOST_TEST(xt::amax(xt::abs(y.value() - ref))() < 1e-12);
+            if (k.bias)
+                expect_gradcheck([opt](const Vs& v) { return conv2d(v[0], v[1], v[2], opt); },
+                                 {x, w, b}, GradcheckOptions{1e-6, 1e-8, 1e-6, 1, {"x", "w", "b"}, 10});
+            else
+                expect_gradcheck([opt](const Vs& v) { return conv2d(v[0], v[1], opt); }, {x, w});
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(conv2d_float32_agrees_with_float64)
+{
+    const Tensor<double> x = rnd(Shape{4, 3, 9, 9}, 5), w = rnd(Shape{5, 3, 3, 3}, 6);
+    Tape<float> t;
+    auto y = conv2d(t.constant(xt::cast<float>(x)), t.constant(xt::cast<float>(w)), Conv2dOptions{2, 1});
+    const Tensor<double> ref = naive_conv(x, w, nullptr, 2, 1);
+    BOOST_TEST(xt::amax(xt::abs(xt::cast<double>(y.value()) - ref))() < 1e-5);
+}
+
+BOOST_AUTO_TEST_CASE(conv2d_shape_errors)
+{
+    Tape<double> t;
+    auto x = t.constant(Tensor<double>::from_shape({2, 3, 8, 8}));
+    auto w = t.constant(Tensor<double>::from_shape({4, 2, 3, 3}));
+    try {
+        conv2d(x, w);
+        BOOST_ERROR("no throw");
+    } catch (const ShapeError& e) {
+        BOOST_TEST(std::string(e.what()) ==
+                   "conv2d: input (2,3,8,8), weight (4,2,3,3): input has 3 channels, weight expects 2");
+    }
+    BOOST_CHECK_THROW(conv2d(x, t.constant(Tensor<double>::from_shape({4, 3, 9, 9}))), ShapeError);
+}
+
+BOOST_AUTO_TEST_CASE(pooling_matches_direct_loops_and_finite_differences)
+{
+    struct P {
+        Shape x;
+        std::size_t k, s;
+    };
+    const std::vector<P> cases = {{{2, 3, 4, 4}, 2, 2}, {{1, 2, 5, 5}, 2, 2}, {{1, 1, 7, 6}, 3, 2}, {{2, 1, 5, 5}, 3, 1}};
+    unsigned seed = 40;
+    for (const auto& c : cases) {
+        BOOST_TEST_CONTEXT("x " << shape_str(c.x) << " k " << c.k << " s " << c.s)
+        {
+            const Tensor<double> x = rnd(c.x, seed++);
+            Tape<double> t;
+            BOOST_TEST(xt::amax(xt::abs(max_pool2d(t.constant(x), c.k, c.s).value() - naive_pool(x, c.k, c.s, true)))() ==
+                       0.0);
+            BOOST_TEST(xt::amax(xt::abs(avg_pool2d(t.constant(x), c.k, c.s).value() - naive_pool(x, c.k, c.s, false)))() <
+                       1e-15);
+            expect_gradcheck([c](const Vs& v) { return max_pool2d(v[0], c.k, c.s); }, {x});
+            expect_gradcheck([c](const Vs& v) { return avg_pool2d(v[0], c.k, c.s); }, {x});
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(cross_entropy_value_gradient_and_stability)
+{
+    IndexTensor labels = {2, 0, 1, 2};
+    const Tensor<double> z = rnd(Shape{4, 3}, 9, -2, 2);
+    // value: equals the unfused −mean(log_softmax picked at the labels)
+    Tape<double> t;
+    auto fused = cross_entropy(t.constant(z), labels);
+    auto unfused = -mean(pick(log_softmax(t.constant(z), 1), labels));
+    BOOST_TEST(fused.item() == unfused.item(), tt::tolerance(1e-14));
+    BOOST_TEST(cross_entropy(t.constant(z), labels, Reduction::sum).item() == 4 * fused.item(), tt::tolerance(1e-14));
+    for (Reduction r : {Reduction::mean, Reduction::sum})
+        expect_gradcheck([&](const Vs& v) { return cross_entropy(v[0], labels, r); }, {z});
+    expect_gradcheck([&](const Vs& v) { return nll_loss(log_softmax(v[0], 1), labels); }, {z});
+    // huge logits: finite value, gradient rows sum to zero
+    auto zl = t.variable(Tensor<double>{{1000.0, -1000.0, 0.0}});
+    auto l = cross_entropy(zl, IndexTensor{1});
+    t.backward(l);
+    BOOST_TEST(l.item() == 2000.0, tt::tolerance(1e-12));
+    BOOST_TEST(zl.grad()(0, 0) == 1.0, tt::tolerance(1e-12));
+    BOOST_TEST(zl.grad()(0, 1) == -1.0, tt::tolerance(1e-12));
+}
+
+BOOST_AUTO_TEST_CASE(mse_loss_reductions)
+{
+    const Tensor<double> y = rnd(Shape{3, 4}, 11), d = rnd(Shape{3, 4}, 12);
+    const double ss = xt::sum(xt::square(y - d))();
+    Tape<double> t;
+    BOOST_TEST(mse_loss(t.constant(y), t.constant(d), Reduction::sum).item() == ss, tt::tolerance(1e-14));
+    BOOST_TEST(mse_loss(t.constant(y), t.constant(d), Reduction::half_sum).item() == ss / 2, tt::tolerance(1e-14));
+    BOOST_TEST(mse_loss(t.constant(y), t.constant(d), Reduction::mean).item() == ss / 12, tt::tolerance(1e-14));
+    for (Reduction r : {Reduction::mean, Reduction::sum, Reduction::half_sum})
+        expect_gradcheck([r](const Vs& v) { return mse_loss(v[0], v[1], r); }, {y, d});
+    BOOST_CHECK_THROW(mse_loss(t.constant(y), t.constant(Tensor<double>::from_shape({4, 3}))), ShapeError);
+}
+
+namespace {
+/// tr S_w and tr S_b from the explicit D×D scatter matrices, the definition of document 000.
+std::pair<double, double> direct_traces(const Tensor<double>& y, const IndexTensor& labels, std::size_t K)
+{
+    const std::size_t B = y.shape()[0], D = y.shape()[1];
+    Tensor<double> m = xt::mean(y, {0});
+    Tensor<double> sw = xt::zeros<double>({D, D}), sb = xt::zeros<double>({D, D});
+    for (std::size_t c = 0; c < K; ++c) {
+        std::vector<std::size_t> rows;
+        for (std::size_t i = 0; i < B; ++i)
+            if (std::size_t(labels(i)) == c) rows.push_back(i);
+        if (rows.empty()) continue;
+        Tensor<double> mc = xt::zeros<double>({D});
+        for (auto i : rows) mc += xt::view(y, i, xt::all());
+        mc /= double(rows.size());
+        for (auto i : rows) {
+            Tensor<double> e = xt::view(y, i, xt::all()) - mc;
+            sw += xt::linalg::outer(e, e);
+        }
+        Tensor<double> e = mc - m;
+        sb += double(rows.size()) * xt::linalg::outer(e, e);
+    }
+    double tw = 0, tb = 0;
+    for (std::size_t d = 0; d < D; ++d) tw += sw(d, d), tb += sb(d, d);
+    return {tw, tb};
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(trace_scatter_loss_value_gradient_invariants)
+{
+    const IndexTensor labels = {0, 2, 2, 0, 3, 2, 0};  // class 1 absent, class 3 a singleton
+    const Tensor<double> y = rnd(Shape{7, 4}, 21, -2, 2);
+    const auto [tw, tb] = direct_traces(y, labels, 4);
+    const ScatterTraces st = scatter_traces(y, labels);
+    BOOST_TEST(st.within == tw, tt::tolerance(1e-12));
+    BOOST_TEST(st.between == tb, tt::tolerance(1e-12));
+    const double gamma = 0.3;
+    Tape<double> t;
+    auto yv = t.variable(y);
+    auto r = trace_scatter_loss(yv, labels, gamma);
+    BOOST_TEST(r.item() == 0.5 * gamma * (tw - tb), tt::tolerance(1e-12));
+    t.backward(r);
+    // Σ_i dR/dy_i = 0: moving every output by the same vector changes neither trace
+    const Tensor<double> col = xt::sum(yv.grad(), {0});
+    BOOST_TEST(xt::amax(xt::abs(col))() < 1e-12);
+    BOOST_TEST(xt::amax(xt::abs(yv.grad()))() > 0.1);
+    expect_gradcheck([&](const Vs& v) { return trace_scatter_loss(v[0], labels, gamma); }, {y});
+    // γ = 0: zero loss and zero gradient
+    auto r0 = trace_scatter_loss(t.variable(y), labels, 0.0);
+    BOOST_TEST(r0.item() == 0.0);
+}
