@@ -53,63 +53,38 @@ std::string GradcheckReport::summary() const
     return os.str();
 }
 
-GradcheckReport gradcheck(const GradcheckFn& f, const std::vector<Tensor<double>>& inputs,
-                          const GradcheckOptions& options)
-{
-    GradcheckReport report;
-    Tape<double> tape;
-    auto build = [&](const std::vector<Tensor<double>>& xs, bool grad) {
-        tape.clear();
-        std::vector<Var<double>> vars;
-        vars.reserve(xs.size());
-        for (const auto& x : xs) vars.push_back(grad ? tape.variable(x) : tape.constant(x));
-        return std::make_pair(vars, f(vars));
-    };
+namespace detail {
 
-    // Analytic: uᵀJ from one backward sweep with seed u.
-    auto [vars, out] = build(inputs, true);
-    report.output_op = out.op();
-    std::mt19937_64 rng(options.seed);
+Tensor<double> random_cotangent(const Shape& shape, std::uint64_t seed)
+{
+    std::mt19937_64 rng(seed);
     std::uniform_real_distribution<double> unif(0.5, 1.5);
     std::bernoulli_distribution sign(0.5);
-    Tensor<double> u = Tensor<double>::from_shape(out.shape());
+    Tensor<double> u = Tensor<double>::from_shape(shape);
     for (auto& v : u) v = sign(rng) ? unif(rng) : -unif(rng);  // |u| ≥ 0.5: no component is left unchecked
-    std::vector<Tensor<double>> analytic;
-    if (out.requires_grad()) {
-        tape.backward(out, u);
-        for (auto& v : vars) analytic.push_back(v.grad());
-    } else {
-        for (const auto& x : inputs) analytic.push_back(xt::zeros<double>(x.shape()));
-    }
+    return u;
+}
 
-    // Numeric: central differences of φ(x) = Σ u ⊙ f(x).
-    auto phi = [&](const std::vector<Tensor<double>>& xs) {
-        NoGradGuard<double> ng(tape);
-        auto r = build(xs, false);
-        const Tensor<double>& y = r.second.value();
-        if (y.shape() != u.shape())
-            throw ShapeError("gradcheck: f's output changed shape from " + shape_str(u.shape()) + " to " +
-                             shape_str(y.shape()));
-        double s = 0;
-        for (std::size_t i = 0; i < y.size(); ++i) s += u.data()[i] * y.data()[i];
-        return s;
-    };
-
+GradcheckReport finite_difference_report(const std::vector<Tensor<double>*>& values,
+                                         const std::vector<Tensor<double>>& analytic,
+                                         const std::vector<std::string>& names, const std::function<double()>& phi,
+                                         const GradcheckOptions& options)
+{
+    GradcheckReport report;
     bool any_nonzero = false;
     report.ok = true;
-    std::vector<Tensor<double>> xs = inputs;
-    for (std::size_t k = 0; k < inputs.size(); ++k) {
+    for (std::size_t k = 0; k < values.size(); ++k) {
         GradcheckInputReport ir;
-        ir.name = k < options.input_names.size() ? options.input_names[k] : "input " + std::to_string(k);
-        ir.shape = inputs[k].shape();
+        ir.name = k < names.size() ? names[k] : "input " + std::to_string(k);
+        ir.shape = values[k]->shape();
         double worst = -1;
-        for (std::size_t e = 0; e < inputs[k].size(); ++e) {
-            double& xe = xs[k].data()[e];
+        for (std::size_t e = 0; e < values[k]->size(); ++e) {
+            double& xe = values[k]->data()[e];
             const double orig = xe;
             xe = orig + options.eps;
-            const double fp = phi(xs);
+            const double fp = phi();
             xe = orig - options.eps;
-            const double fm = phi(xs);
+            const double fm = phi();
             xe = orig;
             const double num = (fp - fm) / (2 * options.eps);
             const double ana = analytic[k].data()[e];
@@ -138,6 +113,52 @@ GradcheckReport gradcheck(const GradcheckFn& f, const std::vector<Tensor<double>
         report.vacuous = true;
         report.ok = false;
     }
+    return report;
+}
+
+}  // namespace detail
+
+GradcheckReport gradcheck(const GradcheckFn& f, const std::vector<Tensor<double>>& inputs,
+                          const GradcheckOptions& options)
+{
+    Tape<double> tape;
+    auto build = [&](const std::vector<Tensor<double>>& xs, bool grad) {
+        tape.clear();
+        std::vector<Var<double>> vars;
+        vars.reserve(xs.size());
+        for (const auto& x : xs) vars.push_back(grad ? tape.variable(x) : tape.constant(x));
+        return std::make_pair(vars, f(vars));
+    };
+
+    // Analytic: uᵀJ from one backward sweep with seed u.
+    auto built = build(inputs, true);
+    const std::string output_op = built.second.op();
+    const Tensor<double> u = detail::random_cotangent(built.second.shape(), options.seed);
+    std::vector<Tensor<double>> analytic;
+    if (built.second.requires_grad()) {
+        tape.backward(built.second, u);
+        for (auto& v : built.first) analytic.push_back(v.grad());
+    } else {
+        for (const auto& x : inputs) analytic.push_back(xt::zeros<double>(x.shape()));
+    }
+
+    // Numeric: central differences of φ(x) = Σ u ⊙ f(x).
+    std::vector<Tensor<double>> xs = inputs;
+    std::vector<Tensor<double>*> ptrs;
+    for (auto& x : xs) ptrs.push_back(&x);
+    auto phi = [&]() {
+        NoGradGuard<double> ng(tape);
+        auto r = build(xs, false);
+        const Tensor<double>& y = r.second.value();
+        if (y.shape() != u.shape())
+            throw ShapeError("gradcheck: f's output changed shape from " + shape_str(u.shape()) + " to " +
+                             shape_str(y.shape()));
+        double s = 0;
+        for (std::size_t i = 0; i < y.size(); ++i) s += u.data()[i] * y.data()[i];
+        return s;
+    };
+    GradcheckReport report = detail::finite_difference_report(ptrs, analytic, options.input_names, phi, options);
+    report.output_op = output_op;
     tape.clear();
     return report;
 }

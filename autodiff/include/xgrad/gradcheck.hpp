@@ -47,6 +47,17 @@ struct GradcheckReport {
     std::string summary() const;
 };
 
+namespace detail {
+/// The comparison behind every gradcheck: perturbs each element of each tensor in `values` in place
+/// (restoring it), evaluates phi() = uᵀf at x ± eps, and compares with `analytic`.
+GradcheckReport finite_difference_report(const std::vector<Tensor<double>*>& values,
+                                         const std::vector<Tensor<double>>& analytic,
+                                         const std::vector<std::string>& names, const std::function<double()>& phi,
+                                         const GradcheckOptions& options);
+/// A random cotangent with entries of magnitude in [0.5, 1.5] and random sign.
+Tensor<double> random_cotangent(const Shape& shape, std::uint64_t seed);
+}  // namespace detail
+
 /// f maps Vars (on a tape that gradcheck owns) to an output Var of any shape.
 using GradcheckFn = std::function<Var<double>(const std::vector<Var<double>>&)>;
 

@@ -1,0 +1,24 @@
+#pragma once
+// Weight initializers, reproducible from a seed.
+#include <cstdint>
+#include <random>
+
+#include "xgrad/tensor.hpp"
+
+namespace xgrad::nn::init {
+
+using Rng = std::mt19937_64;
+
+/// U(−a, a) with a = gain·√(6/(fan_in + fan_out))  (Glorot & Bengio; document 004's initializer).
+template <class T> void xavier_uniform(Tensor<T>& w, std::size_t fan_in, std::size_t fan_out, Rng& rng, double gain = 1);
+/// U(−b, b) with b = √(6/fan_in) (He, for ReLU).
+template <class T> void kaiming_uniform(Tensor<T>& w, std::size_t fan_in, Rng& rng);
+/// N(0, 2/fan_in) (He, normal).
+template <class T> void kaiming_normal(Tensor<T>& w, std::size_t fan_in, Rng& rng);
+/// U(−1/√fan_in, 1/√fan_in): PyTorch's default for Linear and Conv2d weights and biases.
+template <class T> void torch_default(Tensor<T>& w, std::size_t fan_in, Rng& rng);
+template <class T> void uniform(Tensor<T>& w, double lo, double hi, Rng& rng);
+template <class T> void constant(Tensor<T>& w, T value);
+template <class T> void zeros(Tensor<T>& w) { constant(w, T(0)); }
+
+}  // namespace xgrad::nn::init

@@ -1,0 +1,124 @@
+#include "xgrad/nn/layers.hpp"
+
+namespace xgrad::nn {
+
+namespace {
+template <class T>
+Tensor<T> initialized(const Shape& shape, std::size_t fan_in, init::Rng& rng)
+{
+    Tensor<T> t = Tensor<T>::from_shape(shape);
+    init::torch_default(t, fan_in, rng);
+    return t;
+}
+}  // namespace
+
+template <class T>
+Linear<T>::Linear(std::size_t in, std::size_t out, bool bias, std::uint64_t seed) : in_(in), out_(out)
+{
+    init::Rng rng(seed);
+    weight_ = &this->register_parameter("weight", initialized<T>(Shape{in, out}, in, rng));
+    if (bias) bias_ = &this->register_parameter("bias", initialized<T>(Shape{out}, in, rng));
+}
+
+template <class T>
+Var<T> Linear<T>::forward(const Var<T>& x)
+{
+    if (x.dim() != 2 || x.shape()[1] != in_)
+        throw ShapeError("Linear(" + std::to_string(in_) + "→" + std::to_string(out_) + "): expected input (B," +
+                         std::to_string(in_) + "), got " + shape_str(x.shape()));
+    Tape<T>& t = x.tape();
+    auto y = matmul(x, t.param(*weight_));
+    return bias_ ? y + t.param(*bias_) : y;
+}
+
+template <class T>
+Conv2d<T>::Conv2d(const Conv2dSpec& spec, std::uint64_t seed) : spec_(spec)
+{
+    init::Rng rng(seed);
+    const std::size_t k = spec.kernel_size, fan_in = spec.in_channels * k * k;
+    weight_ = &this->register_parameter("weight",
+                                        initialized<T>(Shape{spec.out_channels, spec.in_channels, k, k}, fan_in, rng));
+    if (spec.bias) bias_ = &this->register_parameter("bias", initialized<T>(Shape{spec.out_channels}, fan_in, rng));
+}
+
+template <class T>
+Var<T> Conv2d<T>::forward(const Var<T>& x)
+{
+    if (x.dim() != 4 || x.shape()[1] != spec_.in_channels)
+        throw ShapeError("Conv2d(" + std::to_string(spec_.in_channels) + "→" + std::to_string(spec_.out_channels) +
+                         "): expected input (N," + std::to_string(spec_.in_channels) + ",H,W), got " +
+                         shape_str(x.shape()));
+    Tape<T>& t = x.tape();
+    const Conv2dOptions o{spec_.stride, spec_.padding};
+    return bias_ ? conv2d(x, t.param(*weight_), t.param(*bias_), o) : conv2d(x, t.param(*weight_), o);
+}
+
+template <class T>
+Dropout<T>::Dropout(double p, std::uint64_t seed) : p_(p), rng_(seed)
+{
+    if (!(p >= 0 && p < 1)) throw std::invalid_argument("Dropout: p must be in [0, 1), got " + std::to_string(p));
+}
+
+template <class T>
+Var<T> Dropout<T>::forward(const Var<T>& x)
+{
+    if (!this->is_training() || p_ == 0) return x;
+    mask_.resize(x.shape());
+    std::bernoulli_distribution keep(1 - p_);
+    const T scale = T(1 / (1 - p_));
+    for (auto& m : mask_) m = keep(rng_) ? scale : T(0);
+    return x * x.tape().constant(mask_);
+}
+
+template <class T>
+Sequential<T>& Sequential<T>::add_module(std::unique_ptr<Module<T>> m)
+{
+    layers_.push_back(m.get());
+    this->register_module(std::to_string(layers_.size() - 1), std::move(m));
+    return *this;
+}
+
+template <class T>
+Var<T> Sequential<T>::forward(const Var<T>& x)
+{
+    Var<T> y = x;
+    for (auto* l : layers_) y = l->forward(y);
+    return y;
+}
+
+namespace {
+template <class T>
+std::unique_ptr<Module<T>> activation(Activation a)
+{
+    switch (a) {
+        case Activation::sigmoid: return Sigmoid<T>();
+        case Activation::tanh: return Tanh<T>();
+        case Activation::relu: return ReLU<T>();
+        default: return nullptr;
+    }
+}
+}  // namespace
+
+template <class T>
+MLP<T>::MLP(const std::vector<std::size_t>& sizes, Activation hidden, Activation output, std::uint64_t seed)
+{
+    if (sizes.size() < 2) throw std::invalid_argument("MLP: needs at least an input and an output size");
+    for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
+        this->template emplace<Linear<T>>(sizes[i], sizes[i + 1], true, seed + i);
+        auto act = activation<T>(i + 2 < sizes.size() ? hidden : output);
+        if (act) this->add(std::move(act));
+    }
+}
+
+template class Linear<float>;
+template class Linear<double>;
+template class Conv2d<float>;
+template class Conv2d<double>;
+template class Dropout<float>;
+template class Dropout<double>;
+template class Sequential<float>;
+template class Sequential<double>;
+template class MLP<float>;
+template class MLP<double>;
+
+}  // namespace xgrad::nn

@@ -1,0 +1,61 @@
+#include "xgrad/nn/module.hpp"
+
+namespace xgrad::nn {
+
+template <class T>
+Parameter<T>& Module<T>::register_parameter(const std::string& name, Tensor<T> value)
+{
+    for (const auto& [n, p] : params_)
+        if (n == name) throw std::logic_error("register_parameter: duplicate parameter name '" + name + "'");
+    params_.emplace_back(name, std::make_unique<Parameter<T>>(std::move(value), name));
+    return *params_.back().second;
+}
+
+template <class T>
+void Module<T>::collect(const std::string& prefix, std::vector<std::pair<std::string, Parameter<T>*>>& out)
+{
+    for (auto& [n, p] : params_) out.emplace_back(prefix + n, p.get());
+    for (auto& [n, c] : children_) c->collect(prefix + n + ".", out);
+}
+
+template <class T>
+std::vector<std::pair<std::string, Parameter<T>*>> Module<T>::named_parameters()
+{
+    std::vector<std::pair<std::string, Parameter<T>*>> out;
+    collect("", out);
+    return out;
+}
+
+template <class T>
+std::vector<Parameter<T>*> Module<T>::parameters()
+{
+    std::vector<Parameter<T>*> out;
+    for (auto& [n, p] : named_parameters()) out.push_back(p);
+    return out;
+}
+
+template <class T>
+void Module<T>::zero_grad()
+{
+    for (auto* p : parameters()) p->zero_grad();
+}
+
+template <class T>
+void Module<T>::train(bool on)
+{
+    training_ = on;
+    for (auto& [n, c] : children_) c->train(on);
+}
+
+template <class T>
+std::size_t Module<T>::num_parameters()
+{
+    std::size_t n = 0;
+    for (auto* p : parameters()) n += p->size();
+    return n;
+}
+
+template class Module<float>;
+template class Module<double>;
+
+}  // namespace xgrad::nn
