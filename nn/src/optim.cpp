@@ -27,7 +27,7 @@ void SGD<T>::step()
             continue;
         }
         Tensor<T>& v = velocity_[i];
-        if (!started_)
+        if (this->steps() == 0)
             xt::noalias(v) = g + wd * w;  // v₁ = g
         else
             xt::noalias(v) = mu * v + g + wd * w;
@@ -36,7 +36,26 @@ void SGD<T>::step()
         else
             xt::noalias(w) -= lr * v;
     }
-    started_ = true;
+    this->count_step();
+}
+
+template <class T>
+std::vector<std::pair<std::string, Tensor<T>*>> SGD<T>::state()
+{
+    auto s = Optimizer<T>::state();
+    for (std::size_t i = 0; i < velocity_.size(); ++i) s.emplace_back("velocity." + std::to_string(i), &velocity_[i]);
+    return s;
+}
+
+template <class T>
+std::vector<std::pair<std::string, Tensor<T>*>> Adam<T>::state()
+{
+    auto s = Optimizer<T>::state();
+    for (std::size_t i = 0; i < m_.size(); ++i) {
+        s.emplace_back("m." + std::to_string(i), &m_[i]);
+        s.emplace_back("v." + std::to_string(i), &v_[i]);
+    }
+    return s;
 }
 
 template <class T>
@@ -51,9 +70,10 @@ Adam<T>::Adam(std::vector<Parameter<T>*> params, AdamOptions o) : Optimizer<T>(s
 template <class T>
 void Adam<T>::step()
 {
-    ++t_;
+    this->count_step();
+    const double t = double(this->steps());
     const T lr = T(this->lr_), b1 = T(o_.beta1), b2 = T(o_.beta2), eps = T(o_.eps), wd = T(o_.weight_decay);
-    const T c1 = T(1 - std::pow(o_.beta1, double(t_))), c2 = T(1 - std::pow(o_.beta2, double(t_)));
+    const T c1 = T(1 - std::pow(o_.beta1, t)), c2 = T(1 - std::pow(o_.beta2, t));
     for (std::size_t i = 0; i < this->params_.size(); ++i) {
         Parameter<T>& p = *this->params_[i];
         Tensor<T>& w = p.value();

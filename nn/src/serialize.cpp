@@ -60,16 +60,18 @@ void write_atomically(const std::string& path, const std::string& bytes)
 }  // namespace
 
 template <class T>
-void save_weights(Module<T>& module, const std::string& path)
+void save_tensors(const std::string& path, const std::vector<std::pair<std::string, const Tensor<T>*>>& tensors,
+                  const std::map<std::string, std::string>& metadata)
 {
     static_assert(sizeof(T) == 4 || sizeof(T) == 8);
     nlohmann::ordered_json header;
-    header["__metadata__"] = {{"format", "pt"}, {"writer", "xgrad"}};
+    nlohmann::ordered_json meta = {{"format", "pt"}, {"writer", "xgrad"}};
+    for (const auto& [k, v] : metadata) meta[k] = v;
+    header["__metadata__"] = meta;
     std::size_t offset = 0;
-    const auto named = module.named_parameters();
-    for (const auto& [name, p] : named) {
-        const std::size_t bytes = p->size() * sizeof(T);
-        std::vector<std::size_t> shape(p->shape().begin(), p->shape().end());
+    for (const auto& [name, t] : tensors) {
+        const std::size_t bytes = t->size() * sizeof(T);
+        std::vector<std::size_t> shape(t->shape().begin(), t->shape().end());
         header[name] = {{"dtype", dtype_name<T>()}, {"shape", shape}, {"data_offsets", {offset, offset + bytes}}};
         offset += bytes;
     }
@@ -80,13 +82,13 @@ void save_weights(Module<T>& module, const std::string& path)
     const std::uint64_t n = h.size();
     for (int i = 0; i < 8; ++i) out.push_back(char((n >> (8 * i)) & 0xff));  // little-endian u64
     out += h;
-    for (const auto& [name, p] : named)
-        out.append(reinterpret_cast<const char*>(p->value().data()), p->size() * sizeof(T));
+    for (const auto& [name, t] : tensors) out.append(reinterpret_cast<const char*>(t->data()), t->size() * sizeof(T));
     write_atomically(path, out);
 }
 
 template <class T>
-void load_weights(Module<T>& module, const std::string& path)
+std::map<std::string, std::string> load_tensors(const std::string& path,
+                                                const std::vector<std::pair<std::string, Tensor<T>*>>& tensors)
 {
     auto fail = [&](const std::string& why) { return WeightFileError("load_weights: '" + path + "': " + why); };
     std::ifstream in(path, std::ios::binary);
@@ -109,16 +111,15 @@ void load_weights(Module<T>& module, const std::string& path)
     const char* data = bytes.data() + 8 + n;
 
     std::vector<std::string> problems;
-    std::vector<std::pair<Parameter<T>*, std::size_t>> plan;  // (parameter, byte offset)
-    const auto named = module.named_parameters();
+    std::vector<std::pair<Tensor<T>*, std::size_t>> plan;  // (tensor, byte offset)
     std::map<std::string, bool> expected;
-    for (const auto& [name, p] : named) {
+    for (const auto& [name, t] : tensors) {
         expected[name] = true;
         if (!header.contains(name)) {
-            problems.push_back("missing '" + name + "' " + shape_str(p->shape()));
+            problems.push_back("missing '" + name + "' " + shape_str(t->shape()));
             continue;
         }
-        const nlohmann::json& e = header.at(std::string(name));
+        const nlohmann::json& e = header.at(name);
         try {
             const std::string dtype = e.at("dtype").get<std::string>();
             const auto shape = e.at("shape").get<std::vector<std::size_t>>();
@@ -127,17 +128,17 @@ void load_weights(Module<T>& module, const std::string& path)
                 problems.push_back("'" + name + "' has dtype " + dtype + ", the module wants " + dtype_name<T>());
                 continue;
             }
-            if (!std::equal(shape.begin(), shape.end(), p->shape().begin(), p->shape().end())) {
+            if (!std::equal(shape.begin(), shape.end(), t->shape().begin(), t->shape().end())) {
                 problems.push_back("'" + name + "' has shape " + shape_str(shape) + ", the module wants " +
-                                   shape_str(p->shape()));
+                                   shape_str(t->shape()));
                 continue;
             }
-            if (off.size() != 2 || off[1] < off[0] || off[1] - off[0] != p->size() * sizeof(T) || off[1] > data_size) {
-                problems.push_back("'" + name + "' data offsets do not fit " + std::to_string(p->size()) +
+            if (off.size() != 2 || off[1] < off[0] || off[1] - off[0] != t->size() * sizeof(T) || off[1] > data_size) {
+                problems.push_back("'" + name + "' data offsets do not fit " + std::to_string(t->size()) +
                                    " values in the " + std::to_string(data_size) + " data bytes (truncated file?)");
                 continue;
             }
-            plan.emplace_back(p, off[0]);
+            plan.emplace_back(t, off[0]);
         } catch (const nlohmann::json::exception& ex) {
             problems.push_back("'" + name + "' has a malformed entry (" + std::string(ex.what()) + ")");
         }
@@ -149,8 +150,60 @@ void load_weights(Module<T>& module, const std::string& path)
         for (const auto& p : problems) msg += "\n  " + p;
         throw fail(msg);
     }
-    for (const auto& [p, off] : plan) std::memcpy(p->value().data(), data + off, p->size() * sizeof(T));
+    for (const auto& [t, off] : plan) std::memcpy(t->data(), data + off, t->size() * sizeof(T));
+    std::map<std::string, std::string> meta;
+    if (header.contains("__metadata__") && header["__metadata__"].is_object())
+        for (auto it = header["__metadata__"].begin(); it != header["__metadata__"].end(); ++it)
+            if (it->is_string()) meta[it.key()] = it->template get<std::string>();
+    return meta;
 }
+
+template <class T>
+void save_weights(Module<T>& module, const std::string& path)
+{
+    std::vector<std::pair<std::string, const Tensor<T>*>> ts;
+    for (const auto& [name, p] : module.named_parameters()) ts.emplace_back(name, &p->value());
+    save_tensors(path, ts);
+}
+
+template <class T>
+void load_weights(Module<T>& module, const std::string& path)
+{
+    std::vector<std::pair<std::string, Tensor<T>*>> ts;
+    for (const auto& [name, p] : module.named_parameters()) ts.emplace_back(name, &p->value());
+    load_tensors(path, ts);
+}
+
+template <class T>
+void save_checkpoint(const std::string& path, Module<T>& module, Optimizer<T>& optimizer,
+                     const std::map<std::string, std::string>& metadata)
+{
+    std::vector<std::pair<std::string, const Tensor<T>*>> ts;
+    for (const auto& [name, p] : module.named_parameters()) ts.emplace_back("model." + name, &p->value());
+    for (const auto& [name, t] : optimizer.state()) ts.emplace_back("optim." + name, t);
+    save_tensors(path, ts, metadata);
+}
+
+template <class T>
+std::map<std::string, std::string> load_checkpoint(const std::string& path, Module<T>& module, Optimizer<T>& optimizer)
+{
+    std::vector<std::pair<std::string, Tensor<T>*>> ts;
+    for (const auto& [name, p] : module.named_parameters()) ts.emplace_back("model." + name, &p->value());
+    for (const auto& [name, t] : optimizer.state()) ts.emplace_back("optim." + name, t);
+    return load_tensors(path, ts);
+}
+
+#define XGRAD_INSTANTIATE(T)                                                                                     \
+    template void save_tensors(const std::string&, const std::vector<std::pair<std::string, const Tensor<T>*>>&, \
+                               const std::map<std::string, std::string>&);                                      \
+    template std::map<std::string, std::string> load_tensors(const std::string&,                                 \
+                                                             const std::vector<std::pair<std::string, Tensor<T>*>>&); \
+    template void save_checkpoint(const std::string&, Module<T>&, Optimizer<T>&,                                 \
+                                  const std::map<std::string, std::string>&);                                    \
+    template std::map<std::string, std::string> load_checkpoint(const std::string&, Module<T>&, Optimizer<T>&);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
 
 template void save_weights(Module<float>&, const std::string&);
 template void save_weights(Module<double>&, const std::string&);

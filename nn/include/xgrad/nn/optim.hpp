@@ -1,5 +1,7 @@
 #pragma once
 // Optimizers update parameters in place from their gradients; they never touch a tape.
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "xgrad/tape.hpp"
@@ -19,10 +21,17 @@ public:
     double lr() const { return lr_; }
     void set_lr(double lr) { lr_ = lr; }
     const std::vector<Parameter<T>*>& params() const { return params_; }
+    /// Number of step() calls so far.
+    std::size_t steps() const { return std::size_t(*steps_.data()); }
+    /// Everything step() depends on besides the parameters (moments, step count), by name, for
+    /// checkpoints: restoring it makes a resumed run take the same steps as an uninterrupted one.
+    virtual std::vector<std::pair<std::string, Tensor<T>*>> state() { return {{"steps", &steps_}}; }
 
 protected:
+    void count_step() { *steps_.data() += T(1); }
     std::vector<Parameter<T>*> params_;
     double lr_;
+    Tensor<T> steps_ = Tensor<T>(T(0));  // 0-d; exact up to 2^24 steps in float
 };
 
 struct SGDOptions {
@@ -41,11 +50,11 @@ class SGD : public Optimizer<T> {
 public:
     SGD(std::vector<Parameter<T>*> params, SGDOptions o);
     void step() override;
+    std::vector<std::pair<std::string, Tensor<T>*>> state() override;
 
 private:
     SGDOptions o_;
     std::vector<Tensor<T>> velocity_;
-    bool started_ = false;
 };
 
 struct AdamOptions {
@@ -61,11 +70,11 @@ class Adam : public Optimizer<T> {
 public:
     Adam(std::vector<Parameter<T>*> params, AdamOptions o);
     void step() override;
+    std::vector<std::pair<std::string, Tensor<T>*>> state() override;
 
 private:
     AdamOptions o_;
     std::vector<Tensor<T>> m_, v_;
-    long t_ = 0;
 };
 
 /// AdamW: Adam with decoupled weight decay (default 0.01).

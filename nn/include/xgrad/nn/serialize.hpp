@@ -1,10 +1,14 @@
 #pragma once
 // Weight files in the safetensors format (readable by PyTorch, NumPy via safetensors, Rust, ...):
 // 8-byte little-endian header length, a JSON header {name: {dtype, shape, data_offsets}}, raw data.
+#include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "xgrad/nn/module.hpp"
+#include "xgrad/nn/optim.hpp"
 
 namespace xgrad::nn {
 
@@ -13,6 +17,25 @@ class WeightFileError : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
 };
+
+/// Writes named tensors and string metadata to `path` atomically (temp file + rename).
+template <class T>
+void save_tensors(const std::string& path, const std::vector<std::pair<std::string, const Tensor<T>*>>& tensors,
+                  const std::map<std::string, std::string>& metadata = {});
+
+/// Reads the tensors of `path` into `tensors` (same names, shapes and dtypes, checked; nothing is
+/// changed on error) and returns the file's metadata.
+template <class T>
+std::map<std::string, std::string> load_tensors(const std::string& path,
+                                                const std::vector<std::pair<std::string, Tensor<T>*>>& tensors);
+
+/// A training checkpoint: the module's parameters ("model.<name>"), the optimizer's state
+/// ("optim.<name>") and metadata (e.g. the epoch), written atomically.
+template <class T>
+void save_checkpoint(const std::string& path, Module<T>& module, Optimizer<T>& optimizer,
+                     const std::map<std::string, std::string>& metadata);
+template <class T>
+std::map<std::string, std::string> load_checkpoint(const std::string& path, Module<T>& module, Optimizer<T>& optimizer);
 
 /// Writes every named parameter to `path` atomically (temp file in the same directory, then rename):
 /// a failed save leaves the previous file intact.
