@@ -1,0 +1,350 @@
+#include "train.hpp"
+
+#include <cblas.h>
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace xgrad::examples {
+
+namespace fs = std::filesystem;
+using clock_type = std::chrono::steady_clock;
+
+void add_options(CLI::App& app, Options& o)
+{
+    app.add_option("--dataset", o.dataset, "mnist or fashion")->check(CLI::IsMember({"mnist", "fashion"}))->capture_default_str();
+    app.add_option("-e,--epochs", o.epochs, "number of epochs")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("-b,--batch-size", o.batch, "mini-batch size")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--lr", o.lr, "learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("--optimizer", o.optimizer, "sgd, momentum (0.9), adam or adamw")
+        ->check(CLI::IsMember({"sgd", "momentum", "adam", "adamw"}))
+        ->capture_default_str();
+    app.add_option("--schedule", o.schedule, "learning-rate schedule: none, step (×0.1 every third of the epochs) or cosine")
+        ->check(CLI::IsMember({"none", "step", "cosine"}))
+        ->capture_default_str();
+    app.add_option("--seed", o.seed, "seed for initialization and data order")->capture_default_str();
+    app.add_option("--threads", o.threads, "OpenBLAS threads (0: library default)")->check(CLI::NonNegativeNumber);
+    app.add_option("--data-dir", o.data_dir, "directory with the IDX files (default: $XGRAD_DATA or ./data, then mnist/ or fashion-mnist/)");
+    app.add_option("-o,--out", o.out_dir, "output directory for metrics, plots and checkpoints");
+    app.add_flag("--resume", o.resume, "continue from <out>/checkpoint.safetensors");
+    app.add_option("--train-limit", o.train_limit, "use only the first N training images (quick runs)");
+    app.add_option("--val-size", o.val_size, "validation images taken from the end of the training set")->capture_default_str();
+    app.add_flag("-q,--quiet", o.quiet, "no progress bar");
+}
+
+bool parse(CLI::App& app, int argc, char** argv, int& code)
+{
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        code = app.exit(e);
+        return false;
+    }
+    return true;
+}
+
+int guarded(const std::function<void()>& body)
+{
+    try {
+        body();
+        return 0;
+    } catch (const std::exception& e) {
+        fmt::print(stderr, "error: {}\n", e.what());
+        return 1;
+    }
+}
+
+Data load_data(const Options& o)
+{
+    std::string dir = o.data_dir;
+    const std::string sub = o.dataset == "fashion" ? "fashion-mnist" : "mnist";
+    if (dir.empty()) {
+        const char* env = std::getenv("XGRAD_DATA");
+        dir = (env ? std::string(env) : std::string("data")) + "/" + sub;
+    }
+    const std::string hint = "run `scripts/fetch-data " + std::string(o.dataset == "fashion" ? "fashion" : "mnist") +
+                             "` to fetch and verify it";
+    Data d;
+    nn::Dataset full = nn::load_idx_dataset(dir, "train", hint);
+    d.test = nn::load_idx_dataset(dir, "t10k", hint);
+    const std::size_t n = full.size();
+    if (o.val_size >= n) throw std::invalid_argument("--val-size must be smaller than the " + std::to_string(n) + " training images");
+    d.val = full.slice(n - o.val_size, n);
+    std::size_t train_n = n - o.val_size;
+    if (o.train_limit) train_n = std::min(train_n, o.train_limit);
+    d.train = full.slice(0, train_n);
+    return d;
+}
+
+std::unique_ptr<nn::Optimizer<F>> make_optimizer(const Options& o, nn::Module<F>& model)
+{
+    if (o.optimizer == "adam") return std::make_unique<nn::Adam<F>>(model.parameters(), nn::AdamOptions{o.lr});
+    if (o.optimizer == "adamw") return std::make_unique<nn::AdamW<F>>(model.parameters(), nn::AdamOptions{o.lr, 0.9, 0.999, 1e-8, 0.01, true});
+    if (o.optimizer == "momentum") return std::make_unique<nn::SGD<F>>(model.parameters(), nn::SGDOptions{o.lr, 0.9});
+    return std::make_unique<nn::SGD<F>>(model.parameters(), nn::SGDOptions{o.lr});
+}
+
+namespace {
+
+double lr_for_epoch(const Options& o, int epoch)
+{
+    if (o.schedule == "step") return nn::StepLR(o.lr, std::max(1, o.epochs / 3)).lr(epoch);
+    if (o.schedule == "cosine") return nn::CosineLR(o.lr, o.epochs).lr(epoch);
+    return o.lr;
+}
+
+std::size_t argmax_row(const F* row, std::size_t n)
+{
+    std::size_t best = 0;
+    for (std::size_t j = 1; j < n; ++j)
+        if (row[j] > row[best]) best = j;
+    return best;
+}
+
+/// Progress line on stderr, redrawn in place; silent when stderr is not a terminal.
+class Progress {
+public:
+    Progress(bool enabled, std::size_t total) : on_(enabled && ::isatty(2)), total_(total), start_(clock_type::now()) {}
+    void update(std::size_t step, std::size_t samples, double loss, int epoch, int epochs)
+    {
+        if (!on_ || (step % 10 != 0 && step != total_)) return;
+        const double el = std::chrono::duration<double>(clock_type::now() - start_).count();
+        const double rate = samples / std::max(el, 1e-9);
+        const double eta = step ? el * double(total_ - step) / double(step) : 0;
+        const int width = 30, fill = int(width * double(step) / double(total_));
+        fmt::print(stderr, "\r  epoch {}/{} [{}{}] {}/{} loss {:.4f} {:.0f} samples/s ETA {:.0f}s   ", epoch, epochs,
+                   std::string(std::size_t(fill), '#'), std::string(std::size_t(width - fill), '.'), step, total_, loss,
+                   rate, eta);
+        std::fflush(stderr);
+    }
+    void done()
+    {
+        if (on_) fmt::print(stderr, "\r{}\r", std::string(110, ' '));
+    }
+
+private:
+    bool on_;
+    std::size_t total_;
+    clock_type::time_point start_;
+};
+
+struct Eval {
+    double loss = 0, acc = 0;
+    Tensor<F> outputs;
+};
+
+/// Runs the model over a dataset in batches of 1000 without recording backward closures.
+Eval evaluate(Task& task, Tape<F>& tape, const nn::Dataset& d, bool keep_outputs)
+{
+    Eval e;
+    NoGradGuard<F> ng(tape);
+    task.model->eval();
+    const std::size_t n = d.size(), bs = 1000;
+    std::vector<std::size_t> order(n);
+    for (std::size_t i = 0; i < n; ++i) order[i] = i;
+    Tensor<F> x;
+    IndexTensor y;
+    std::size_t correct = 0;
+    double loss_sum = 0;
+    for (std::size_t b = 0; b < n; b += bs) {
+        const std::size_t end = std::min(n, b + bs);
+        nn::gather_batch(d, order, b, end, x, y);
+        auto out = task.forward(tape, x);
+        loss_sum += double(task.loss(out, y).item()) * double(end - b);
+        const Tensor<F>& o = out.value();
+        const std::size_t c = o.shape()[1];
+        if (keep_outputs) {
+            if (b == 0) e.outputs = Tensor<F>::from_shape({n, c});
+            std::copy(o.data(), o.data() + o.size(), e.outputs.data() + b * c);
+        }
+        for (std::size_t i = 0; i < end - b; ++i) correct += Index(argmax_row(o.data() + i * c, c)) == y(i);
+        tape.clear();
+    }
+    task.model->train();
+    e.loss = loss_sum / double(n);
+    e.acc = double(correct) / double(n);
+    return e;
+}
+
+void write_metrics(const std::string& path, const std::vector<EpochMetrics>& h)
+{
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream f(tmp);
+        f << "epoch,lr,train_loss,train_acc,val_loss,val_acc,test_acc,seconds";
+        if (!h.empty())
+            for (const auto& [k, v] : h.front().extra) f << "," << k;
+        f << "\n";
+        for (const auto& m : h) {
+            f << fmt::format("{},{:.6g},{:.6f},{:.6f},{:.6f},{:.6f},{:.6f},{:.3f}", m.epoch, m.lr, m.train_loss, m.train_acc,
+                             m.val_loss, m.val_acc, m.test_acc, m.seconds);
+            for (const auto& [k, v] : m.extra) f << fmt::format(",{:.6g}", v);
+            f << "\n";
+        }
+    }
+    fs::rename(tmp, path);
+}
+
+std::vector<EpochMetrics> read_metrics(const std::string& path, int up_to_epoch)
+{
+    std::vector<EpochMetrics> h;
+    std::ifstream f(path);
+    std::string line;
+    std::vector<std::string> cols;
+    if (std::getline(f, line)) {
+        std::stringstream ss(line);
+        for (std::string c; std::getline(ss, c, ',');) cols.push_back(c);
+    }
+    while (std::getline(f, line)) {
+        std::stringstream ss(line);
+        std::vector<double> v;
+        for (std::string c; std::getline(ss, c, ',');) v.push_back(std::stod(c));
+        if (v.size() < 8 || int(v[0]) > up_to_epoch) continue;
+        EpochMetrics m{int(v[0]), v[1], v[2], v[3], v[4], v[5], v[6], v[7], {}};
+        for (std::size_t i = 8; i < v.size() && i < cols.size(); ++i) m.extra.emplace_back(cols[i], v[i]);
+        h.push_back(m);
+    }
+    return h;
+}
+
+void plot(const std::string& out_dir, const std::string& title)
+{
+    static bool warned = false;
+    if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
+        if (!warned) fmt::print(stderr, "note: gnuplot not found, no plot (scripts/setup --examples installs it)\n");
+        warned = true;
+        return;
+    }
+    const std::string script = out_dir + "/curves.gnuplot";
+    {
+        std::ofstream g(script);
+        g << "set terminal pngcairo size 1100,420 font ',10'\n"
+          << "set output '" << out_dir << "/curves.png'\n"
+          << "set datafile separator ','\nset key autotitle columnhead\nset grid\nset xlabel 'epoch'\n"
+          << "set multiplot layout 1,2 title '" << title << "'\n"
+          << "set title 'loss'\nplot '" << out_dir << "/metrics.csv' using 1:3 with linespoints title 'train', '' using 1:5 with linespoints title 'validation'\n"
+          << "set title 'accuracy (%)'\nset key bottom right\nplot '" << out_dir
+          << "/metrics.csv' using 1:($4*100) with linespoints title 'train', '' using 1:($6*100) with linespoints title 'validation', '' using 1:($7*100) with linespoints title 'test'\n"
+          << "unset multiplot\n";
+    }
+    if (std::system(("gnuplot '" + script + "' 2> '" + out_dir + "/gnuplot.log'").c_str()) != 0 && !warned) {
+        fmt::print(stderr, "note: gnuplot failed, see {}/gnuplot.log\n", out_dir);
+        warned = true;
+    }
+}
+
+void confusion(Task& task, Tape<F>& tape, const nn::Dataset& test, const std::string& out_dir)
+{
+    const Eval e = evaluate(task, tape, test, true);
+    const std::size_t c = e.outputs.shape()[1];
+    std::vector<std::size_t> m(c * c, 0);
+    for (std::size_t i = 0; i < test.size(); ++i) ++m[std::size_t(test.labels(i)) * c + argmax_row(e.outputs.data() + i * c, c)];
+    std::ofstream f(out_dir + "/confusion.csv");
+    f << "true\\predicted";
+    for (std::size_t j = 0; j < c; ++j) f << "," << j;
+    f << "\n";
+    fmt::print("confusion matrix on the test set (rows: true class, columns: predicted)\n     ");
+    for (std::size_t j = 0; j < c; ++j) fmt::print("{:>6}", j);
+    fmt::print("\n");
+    for (std::size_t i = 0; i < c; ++i) {
+        f << i;
+        fmt::print("{:>5}", i);
+        for (std::size_t j = 0; j < c; ++j) {
+            f << "," << m[i * c + j];
+            fmt::print("{:>6}", m[i * c + j]);
+        }
+        f << "\n";
+        fmt::print("\n");
+    }
+}
+
+}  // namespace
+
+RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Options& o)
+{
+    if (o.threads > 0) openblas_set_num_threads(o.threads);
+    RunResult r;
+    r.out_dir = o.out_dir.empty() ? "runs/" + task.name + (o.dataset == "fashion" ? "-fashion" : "") : o.out_dir;
+    fs::create_directories(r.out_dir);
+    const std::string ckpt = r.out_dir + "/checkpoint.safetensors", csv = r.out_dir + "/metrics.csv";
+    int start = 0;
+    if (o.resume) {
+        if (!fs::exists(ckpt)) throw std::runtime_error("--resume: no checkpoint at " + ckpt);
+        const auto meta = nn::load_checkpoint(ckpt, *task.model, opt);
+        start = std::stoi(meta.at("epoch"));
+        r.history = read_metrics(csv, start);
+        fmt::print("resumed from {} after epoch {}\n", ckpt, start);
+    }
+    fmt::print("{} on {}: {} train / {} validation / {} test images, {} parameters, batch {}, {} lr {}\n", task.name,
+               o.dataset, data.train.size(), data.val.size(), data.test.size(), task.model->num_parameters(), o.batch,
+               o.optimizer, o.lr);
+    Tape<F> tape;
+    Tensor<F> x;
+    IndexTensor y;
+    const std::size_t n = data.train.size(), steps = (n + o.batch - 1) / o.batch;
+    const auto t0 = clock_type::now();
+    for (int epoch = start; epoch < o.epochs; ++epoch) {
+        const auto e0 = clock_type::now();
+        opt.set_lr(lr_for_epoch(o, epoch));
+        const auto order = nn::epoch_order(n, o.seed, std::size_t(epoch));
+        Progress bar(!o.quiet, steps);
+        double loss_sum = 0;
+        std::size_t correct = 0;
+        for (std::size_t s = 0; s < steps; ++s) {
+            const std::size_t b = s * o.batch, end = std::min(n, b + o.batch);
+            nn::gather_batch(data.train, order, b, end, x, y);
+            opt.zero_grad();
+            auto out = task.forward(tape, x);
+            auto loss = task.loss(out, y);
+            tape.backward(loss);
+            opt.step();
+            const double l = loss.item();
+            if (!std::isfinite(l))
+                throw std::runtime_error(fmt::format("epoch {} step {}: loss is {} (learning rate {} too high?)", epoch + 1,
+                                                     s + 1, l, opt.lr()));
+            loss_sum += l * double(end - b);
+            const Tensor<F>& ov = out.value();
+            const std::size_t c = ov.shape()[1];
+            for (std::size_t i = 0; i < end - b; ++i) correct += Index(argmax_row(ov.data() + i * c, c)) == y(i);
+            tape.clear();
+            bar.update(s + 1, end, loss_sum / double(end), epoch + 1, o.epochs);
+        }
+        bar.done();
+        EpochMetrics m;
+        m.epoch = epoch + 1;
+        m.lr = opt.lr();
+        m.train_loss = loss_sum / double(n);
+        m.train_acc = double(correct) / double(n);
+        const Eval val = evaluate(task, tape, data.val, bool(task.extra_metrics));
+        m.val_loss = val.loss;
+        m.val_acc = val.acc;
+        m.test_acc = evaluate(task, tape, data.test, false).acc;
+        if (task.extra_metrics) m.extra = task.extra_metrics(val.outputs, data.val.labels);
+        m.seconds = std::chrono::duration<double>(clock_type::now() - e0).count();
+        r.history.push_back(m);
+        std::string extra;
+        for (const auto& [k, v] : m.extra) extra += fmt::format("  {} {:.4g}", k, v);
+        fmt::print("epoch {:>2}/{}  train loss {:.4f} acc {:.2f}%  val loss {:.4f} acc {:.2f}%  test acc {:.2f}%  {:.1f}s{}\n",
+                   m.epoch, o.epochs, m.train_loss, 100 * m.train_acc, m.val_loss, 100 * m.val_acc, 100 * m.test_acc,
+                   m.seconds, extra);
+        std::fflush(stdout);
+        write_metrics(csv, r.history);
+        nn::save_checkpoint(ckpt, *task.model, opt, {{"epoch", std::to_string(epoch + 1)}, {"example", task.name}});
+        plot(r.out_dir, task.name + " on " + o.dataset);
+    }
+    r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+    nn::save_weights(*task.model, r.out_dir + "/model.safetensors");
+    confusion(task, tape, data.test, r.out_dir);
+    r.test_accuracy = r.history.empty() ? 0 : r.history.back().test_acc;
+    fmt::print("test accuracy {:.2f}% after {} epochs; training time {:.1f}s\n", 100 * r.test_accuracy, o.epochs, r.seconds);
+    fmt::print("metrics: {}/metrics.csv  plot: {}/curves.png  weights: {}/model.safetensors\n", r.out_dir, r.out_dir, r.out_dir);
+    return r;
+}
+
+}  // namespace xgrad::examples

@@ -1,0 +1,81 @@
+#pragma once
+// The training loop shared by the MNIST / Fashion-MNIST examples: command line, data, batching,
+// progress bar, per-epoch metrics (CSV + gnuplot PNG), confusion matrix, checkpoints and resume.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "xgrad/nn.hpp"
+
+namespace xgrad::examples {
+
+using F = float;
+
+struct Options {
+    std::string dataset = "mnist";  ///< mnist | fashion
+    int epochs = 5;
+    std::size_t batch = 64;
+    double lr = 0.01;
+    std::string optimizer = "sgd";  ///< sgd | momentum | adam | adamw
+    std::string schedule = "none";  ///< none | step | cosine
+    std::uint64_t seed = 1;
+    int threads = 0;                ///< OpenBLAS threads; 0 keeps the library default
+    std::string data_dir;           ///< default: $XGRAD_DATA or <repo>/data, then the dataset's folder
+    std::string out_dir;            ///< default: runs/<example>[-fashion]
+    bool resume = false;
+    std::size_t train_limit = 0;    ///< use only the first N training images (quick runs, tests)
+    std::size_t val_size = 10000;   ///< the last val_size training images are the validation set
+    bool quiet = false;
+};
+
+/// Adds the shared options (defaults taken from `o`) to a CLI11 app.
+void add_options(CLI::App& app, Options& o);
+
+struct Data {
+    nn::Dataset train, val, test;
+};
+/// Loads the dataset named in the options and splits train/validation (the last val_size images).
+Data load_data(const Options& o);
+
+/// What an example supplies: the model, its forward pass on a batch, its loss, and optional extra
+/// per-epoch metrics computed from the validation outputs.
+struct Task {
+    std::string name;
+    nn::Module<F>* model = nullptr;
+    std::function<Var<F>(Tape<F>&, const Tensor<F>&)> forward;
+    std::function<Var<F>(const Var<F>& output, const IndexTensor& labels)> loss;
+    std::function<std::vector<std::pair<std::string, double>>(const Tensor<F>& outputs, const IndexTensor& labels)>
+        extra_metrics;
+};
+
+struct EpochMetrics {
+    int epoch = 0;
+    double lr = 0, train_loss = 0, train_acc = 0, val_loss = 0, val_acc = 0, test_acc = 0, seconds = 0;
+    std::vector<std::pair<std::string, double>> extra;
+};
+
+struct RunResult {
+    std::vector<EpochMetrics> history;
+    double test_accuracy = 0;
+    double seconds = 0;  ///< training time of this process (excludes resumed epochs)
+    std::string out_dir;
+};
+
+/// Builds the optimizer named in the options over the model's parameters.
+std::unique_ptr<nn::Optimizer<F>> make_optimizer(const Options& o, nn::Module<F>& model);
+
+/// Trains for o.epochs (continuing from <out>/checkpoint.safetensors with --resume), writing
+/// <out>/metrics.csv, <out>/curves.png, <out>/confusion.csv, <out>/model.safetensors.
+RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Options& o);
+
+/// Runs an example's body: returns 0, or prints the error (missing data, bad file, ...) and returns 1.
+int guarded(const std::function<void()>& body);
+
+/// Parses argv with the shared options plus whatever the example added; returns false (with the
+/// exit code in `code`) when the program should stop (--help or a usage error).
+bool parse(CLI::App& app, int argc, char** argv, int& code);
+
+}  // namespace xgrad::examples

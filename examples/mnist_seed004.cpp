@@ -1,0 +1,30 @@
+// Document 004's network exactly: y = softmax(tanh(x + b0)·W1 + b1), loss Σ_c (y − t)² per image
+// (averaged over the batch, so lr keeps its per-image meaning), Xavier-uniform W1, zero biases,
+// plain SGD with lr 1, 8 epochs, 50k/10k train/validation split. Batch size 16 (the document
+// does not state one).
+#include "common/models.hpp"
+#include "common/train.hpp"
+
+using namespace xgrad;
+using namespace xgrad::examples;
+
+int main(int argc, char** argv)
+{
+    Options o;
+    o.epochs = 8, o.batch = 16, o.lr = 1.0, o.optimizer = "sgd";
+    CLI::App app{"MNIST: document 004's softmax network tanh(x + b0)·W1 + b1 under squared error"};
+    add_options(app, o);
+    int code = 0;
+    if (!parse(app, argc, argv, code)) return code;
+    return guarded([&] {
+        Seed004<F> net(o.seed);
+        Task task{"mnist_seed004", &net, [&](Tape<F>& t, const Tensor<F>& x) { return net(t.borrow(x)); },
+                  [](const Var<F>& y, const IndexTensor& labels) {
+                      auto t = one_hot(y.tape(), labels, 10);
+                      return mse_loss(y, t, Reduction::sum) / F(labels.size());
+                  },
+                  nullptr};
+        auto opt = make_optimizer(o, net);
+        train(task, *opt, load_data(o), o);
+    });
+}
