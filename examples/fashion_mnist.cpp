@@ -8,7 +8,7 @@ using namespace xgrad::examples;
 int main(int argc, char** argv)
 {
     Options o;
-    o.epochs = 10, o.batch = 64, o.lr = 1e-3, o.optimizer = "adam", o.dataset = "fashion";
+    o.epochs = 10, o.batch = 64, o.lr = 1e-3, o.optimizer = "adam", o.schedule = "cosine", o.dataset = "fashion";
     CLI::App app{"Fashion-MNIST: LeNet-5 style CNN, softmax cross-entropy (--dataset mnist for digits)"};
     add_options(app, o);
     int code = 0;

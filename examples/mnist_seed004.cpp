@@ -1,7 +1,8 @@
 // Document 004's network exactly: y = softmax(tanh(x + b0)·W1 + b1), loss Σ_c (y − t)² per image
 // (averaged over the batch, so lr keeps its per-image meaning), Xavier-uniform W1, zero biases,
-// plain SGD with lr 1, 8 epochs, 50k/10k train/validation split. Batch size 16 (the document
-// does not state one).
+// plain SGD with lr 1, 8 epochs, 50k/10k train/validation split. The document does not state a
+// batch size; 100 reproduces its 92.71% (measured 92.68%). With batch 1 and lr 1 the softmax
+// saturates in the first epoch and accuracy stays at 10%.
 #include "common/models.hpp"
 #include "common/train.hpp"
 
@@ -11,7 +12,7 @@ using namespace xgrad::examples;
 int main(int argc, char** argv)
 {
     Options o;
-    o.epochs = 8, o.batch = 16, o.lr = 1.0, o.optimizer = "sgd";
+    o.epochs = 8, o.batch = 100, o.lr = 1.0, o.optimizer = "sgd";
     CLI::App app{"MNIST: document 004's softmax network tanh(x + b0)·W1 + b1 under squared error"};
     add_options(app, o);
     int code = 0;
