@@ -12,8 +12,8 @@ using namespace xgrad::examples;
 int main(int argc, char** argv)
 {
     Options o;
-    o.epochs = 5, o.batch = 64, o.lr = 0.5, o.optimizer = "momentum";
-    double gamma = 0.05;
+    o.epochs = 5, o.batch = 64, o.lr = 0.1, o.optimizer = "momentum";
+    double gamma = 0.1;
     std::size_t hidden = 128;
     CLI::App app{"MNIST: sigmoid MLP under squared error + ½γ(tr S_w − tr S_b), with γ = 0 and γ = --gamma"};
     add_options(app, o);

@@ -224,7 +224,7 @@ void plot(const std::string& out_dir, const std::string& title)
     const std::string script = out_dir + "/curves.gnuplot";
     {
         std::ofstream g(script);
-        g << "set terminal pngcairo size 1100,420 font ',10'\n"
+        g << "set terminal pngcairo noenhanced size 1100,420 font ',10'\n"
           << "set output '" << out_dir << "/curves.png'\n"
           << "set datafile separator ','\nset key autotitle columnhead\nset grid\nset xlabel 'epoch'\n"
           << "set multiplot layout 1,2 title '" << title << "'\n"
