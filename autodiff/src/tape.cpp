@@ -128,8 +128,30 @@ detail::Node<T>& Tape<T>::push(const char* op)
     n.input_count_ = 0;
     n.requires_grad_ = false;
     n.has_grad_ = false;
+    n.scope_ = scope_stack_.back();
     n.backward_.reset();
     return n;
+}
+
+template <class T>
+void Tape<T>::push_scope(const std::string& name)
+{
+    const std::uint32_t parent = scope_stack_.back();
+    for (std::uint32_t i = 0; i < scope_keys_.size(); ++i)
+        if (scope_keys_[i].first == parent && scope_keys_[i].second == name) {
+            scope_stack_.push_back(i);
+            return;
+        }
+    scope_keys_.emplace_back(parent, name);
+    scope_names_.push_back(parent ? scope_names_[parent] + "/" + name : name);
+    scope_stack_.push_back(std::uint32_t(scope_names_.size() - 1));
+}
+
+template <class T>
+void Tape<T>::pop_scope()
+{
+    if (scope_stack_.size() <= 1) throw std::logic_error("xgrad: pop_scope() without a matching push_scope()");
+    scope_stack_.pop_back();
 }
 
 template <class T>
@@ -237,12 +259,14 @@ OpBuilder<T> Tape<T>::begin_op(const char* op, const Var<T>* inputs, std::size_t
     n.requires_grad_ = any && grad_enabled_;
     const auto index = static_cast<std::uint32_t>(size_);
     ++size_;
+    if (before_op_) before_op_(index);
     return OpBuilder<T>(this, &n, index);
 }
 
 template <class T>
 Var<T> Tape<T>::finish_op(std::uint32_t index)
 {
+    if (after_op_) after_op_(index);
     if (anomaly_) {
         const detail::Node<T>& n = nodes_[index];
         detail::check_finite_or_throw(n.value(), std::string("forward of op '") + n.op_ + "' (#"

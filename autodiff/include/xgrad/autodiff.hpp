@@ -1,7 +1,9 @@
 #pragma once
 // Everything in xgrad::autodiff: tape, Var, Parameter, ops and gradcheck.
+#include "xgrad/compare.hpp"
 #include "xgrad/errors.hpp"
 #include "xgrad/gradcheck.hpp"
+#include "xgrad/node_check.hpp"
 #include "xgrad/ops.hpp"
 #include "xgrad/tape.hpp"
 #include "xgrad/tensor.hpp"

@@ -11,6 +11,7 @@
 // them in place and allocates nothing.
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <initializer_list>
 #include <stdexcept>
 #include <string>
@@ -26,6 +27,10 @@ template <class T>
 class Tape;
 template <class T>
 class Var;
+namespace detail {
+template <class T>
+struct TapeAccess;
+}
 template <class T>
 class BackwardContext;
 
@@ -83,6 +88,7 @@ struct Node {
     const char* op_ = "";
     std::uint32_t input_begin_ = 0;
     std::uint32_t input_count_ = 0;
+    std::uint32_t scope_ = 0;               // index into the tape's scope names (0: none)
     bool requires_grad_ = false;
     bool has_grad_ = false;
     InlineFunction<void(BackwardContext<T>&), 112> backward_;  // conv2d captures ~100 bytes
@@ -132,6 +138,8 @@ public:
     /// Name of the op that produced this Var ("variable", "constant", "param" for leaves).
     const char* op() const { return node().op_; }
     std::uint32_t index() const { return index_; }
+    /// The Parameter behind a tape.param() leaf, else nullptr.
+    Parameter<T>* parameter() const { return node().param_; }
     Tape<T>& tape() const;
     bool valid() const;
 
@@ -302,6 +310,20 @@ public:
 
     /// Op name and position of node i (for messages and tools).
     const char* op_at(std::uint32_t i) const { return nodes_.at(i).op_; }
+    /// Where node i was created: the scopes open at the time, e.g. "mlp/2:Linear(256→128)".
+    const std::string& scope_at(std::uint32_t i) const { return scope_names_.at(nodes_.at(i).scope_); }
+    /// Opens a named scope (nested in the current one); nodes record it. Prefer ScopeGuard.
+    void push_scope(const std::string& name);
+    void pop_scope();
+
+    /// Instrumentation for tools such as check_nodes: `before(i)` runs when node i is reserved
+    /// (inputs known, output not computed yet), `after(i)` when it is finished. Empty to remove.
+    using OpHook = std::function<void(std::uint32_t)>;
+    void set_op_hooks(OpHook before, OpHook after)
+    {
+        before_op_ = std::move(before);
+        after_op_ = std::move(after);
+    }
     /// Handle to node i of the current record.
     Var<T> at(std::uint32_t i);
 
@@ -323,6 +345,7 @@ private:
     friend class Var<T>;
     friend class BackwardContext<T>;
     friend class OpBuilder<T>;
+    friend struct detail::TapeAccess<T>;
 
     detail::Node<T>& push(const char* op);
     Var<T> leaf(const char* op, bool requires_grad);
@@ -332,10 +355,28 @@ private:
 
     std::deque<detail::Node<T>> nodes_;
     std::vector<std::uint32_t> inputs_;
+    // Scope names are interned once (parent, name) and kept across clear(): no allocation per step.
+    std::vector<std::string> scope_names_{std::string()};
+    std::vector<std::pair<std::uint32_t, std::string>> scope_keys_{{0, std::string()}};
+    std::vector<std::uint32_t> scope_stack_{0};
+    OpHook before_op_, after_op_;
     std::size_t size_ = 0;
     std::uint32_t generation_ = 1;
     bool grad_enabled_ = true;
     bool anomaly_ = false;
+};
+
+/// Names the nodes recorded during its life (nested), for messages and check_nodes reports.
+template <class T>
+class ScopeGuard {
+public:
+    ScopeGuard(Tape<T>& t, const std::string& name) : tape_(t) { t.push_scope(name); }
+    ~ScopeGuard() { tape_.pop_scope(); }
+    ScopeGuard(const ScopeGuard&) = delete;
+    ScopeGuard& operator=(const ScopeGuard&) = delete;
+
+private:
+    Tape<T>& tape_;
 };
 
 /// Turns recording of backward closures off on one tape for the life of the guard

@@ -180,9 +180,9 @@ ScatterTraces scatter_traces(const Tensor<T>& y, const IndexTensor& labels)
 template <class T>
 Var<T> trace_scatter_loss(const Var<T>& y, const IndexTensor& labels, T gamma)
 {
-    const Tensor<T>& yv = y.value();
-    const ScatterTraces tr = scatter_traces(yv, labels);
+    num_classes("trace_scatter_loss", y.shape(), labels);  // validates before recording
     auto op = detail::tape_of(y).begin_op("trace_scatter_loss", {y});
+    const ScatterTraces tr = scatter_traces(y.value(), labels);
     op.value().resize(Shape{});
     *op.value().data() = T(0.5 * double(gamma) * (tr.within - tr.between));
     return op.finish([labels, gamma](BackwardContext<T>& c) {
