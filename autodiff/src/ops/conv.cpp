@@ -3,7 +3,7 @@
 
 #include <vector>
 
-#include "../blas.hpp"
+#include "xgrad/detail/blas.hpp"
 #include "../op_util.hpp"
 
 namespace xgrad {

@@ -1,7 +1,7 @@
 // Matrix products through BLAS, with transpose flags instead of materialized transposes.
 #include "xgrad/ops/linalg.hpp"
 
-#include "../blas.hpp"
+#include "xgrad/detail/blas.hpp"
 #include "../op_util.hpp"
 
 namespace xgrad {

@@ -1,5 +1,6 @@
 #pragma once
-// Internal: row-major GEMM for float and double through CBLAS (OpenBLAS).
+// Detail (not part of the API): row-major GEMM for float and double through CBLAS (OpenBLAS).
+// Including it needs OpenBLAS's include directory (target xgrad::openblas).
 #include <cblas.h>
 
 #include <algorithm>
