@@ -46,8 +46,8 @@ std::string factor_story(double a, std::size_t batch)
     if (near(a, 2)) return "constant factor 2: hand = 2 × automatic (the ½ of ½‖y − t‖² forgotten in the derivative?)";
     if (near(a, 0.5)) return "constant factor ½: hand = ½ × automatic (the loss is Σ(y − t)², not ½Σ(y − t)²?)";
     if (near(a, -2) || near(a, -0.5)) return fmt::format("sign flip and factor {}: hand = {} × automatic", std::abs(a), a);
-    if (near(a, 4) || near(a, 0.25))
-        return fmt::format("constant factor {}: hand = {} × automatic (a pooling factor ¼ dropped or applied twice?)", a, a);
+    if (near(a, 4)) return "constant factor 4: hand = 4 × automatic (a 2×2 average-pooling factor ¼ dropped?)";
+    if (near(a, 0.25)) return "constant factor ¼: hand = ¼ × automatic (a 2×2 average-pooling factor ¼ applied twice?)";
     return fmt::format("constant factor {:.6g}: hand = {:.6g} × automatic", a, a);
 }
 

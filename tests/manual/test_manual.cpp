@@ -64,19 +64,9 @@ void expect_agree(const NamedTensors& automatic, const NamedTensors& hand, doubl
     for (const auto& e : r.entries) BOOST_TEST_MESSAGE(e.name << " max rel error " << e.max_rel_error);
 }
 
-/// R = ½γ(tr S_w − tr S_b) from primitive ops only, so its gradient is derived by the tape
-/// (independently of the fused op and of the hand formula).
 V trace_reg_from_primitives(const V& Y, const IndexTensor& labels, std::size_t K, double gamma)
 {
-    Tape<double>& t = Y.tape();
-    auto M = one_hot(t, labels, K);                              // (B,K) indicator
-    Tensor<double> counts = xt::sum(M.value(), {0});             // n_c (constant)
-    Tensor<double> safe = xt::maximum(counts, 1.0);
-    auto means = matmul(transpose(M), Y) / t.constant(xt::eval(xt::reshape_view(safe, {K, std::size_t(1)})));  // m_c
-    auto m = mean(Y, {0}, true);                                 // (1,D)
-    auto within = sum(square(Y - matmul(M, means)));             // Σ_i ‖y_i − m_c(i)‖²
-    auto between = sum(t.constant(xt::eval(xt::reshape_view(counts, {K, std::size_t(1)}))) * square(means - m));
-    return (within - between) * (0.5 * gamma);
+    return manual::trace_regularizer_on_tape(Y, labels, K, gamma);
 }
 
 }  // namespace

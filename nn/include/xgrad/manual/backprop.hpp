@@ -101,3 +101,15 @@ std::vector<Layer<double>> seed003_parameters();
 Seed003Trace seed003_step(const std::vector<Layer<double>>& layers, const Tensor<double>& x, double y, double eta);
 
 }  // namespace xgrad::manual
+
+#include "xgrad/tape.hpp"
+
+namespace xgrad::manual {
+
+/// R = ½γ(tr S_w − tr S_b) built from primitive tape ops only (one_hot, matmul, mean, square, sum),
+/// so the tape derives its gradient on its own: the automatic side of the three-way check, and
+/// independent of both the hand formula and the fused xgrad::trace_scatter_loss.
+template <class T>
+Var<T> trace_regularizer_on_tape(const Var<T>& Y, const IndexTensor& labels, std::size_t num_classes, T gamma);
+
+}  // namespace xgrad::manual
