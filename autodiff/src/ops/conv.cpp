@@ -4,17 +4,14 @@
 #include <vector>
 
 #include "xgrad/detail/blas.hpp"
+#include "xgrad/detail/kernels.hpp"
 #include "../op_util.hpp"
 
 namespace xgrad {
 
-namespace {
+namespace detail {
 
-struct ConvGeom {
-    std::size_t n, c, h, w, o, kh, kw, s, p, oh, ow;
-    std::size_t k() const { return c * kh * kw; }   // rows of cols
-    std::size_t l() const { return n * oh * ow; }   // columns of cols
-};
+namespace {
 
 /// Scratch buffers reused across calls (one set per thread; tapes are per thread).
 template <class T>
@@ -84,6 +81,8 @@ void col2im_add(const T* cols, const ConvGeom& g, T* dx)
             }
 }
 
+}  // namespace
+
 ConvGeom conv_geometry(const Shape& xs, const Shape& ws, const Shape* bs, Conv2dOptions o)
 {
     auto fail = [&](const std::string& why) {
@@ -106,6 +105,63 @@ ConvGeom conv_geometry(const Shape& xs, const Shape& ws, const Shape* bs, Conv2d
 }
 
 template <class T>
+void conv2d_forward(const T* x, const T* w, const T* bias, const ConvGeom& g, T* po)
+{
+    const std::size_t K = g.k(), L = g.l(), hw = g.oh * g.ow;
+    T* cols = sized(scratch<T>(0), K * L);
+    T* y = sized(scratch<T>(1), g.o * L);
+    im2col(x, g, cols);
+    gemm(false, false, g.o, L, K, T(1), w, K, cols, L, T(0), y, L);  // (O,K)·(K,L)
+    for (std::size_t n = 0; n < g.n; ++n)
+        for (std::size_t o = 0; o < g.o; ++o) {
+            const T* src = y + o * L + n * hw;
+            T* dst = po + (n * g.o + o) * hw;
+            const T add = bias ? bias[o] : T(0);
+            for (std::size_t j = 0; j < hw; ++j) dst[j] = src[j] + add;
+        }
+}
+
+template <class T>
+void conv2d_backward(const T* x, const T* w, const T* G, const ConvGeom& g, T* dx, bool dx_fresh, T* dw, bool dw_fresh,
+                     T* db, bool db_fresh)
+{
+    const std::size_t K = g.k(), L = g.l(), hw = g.oh * g.ow;
+    // G (N,O,OH·OW) → Gt (O, N·OH·OW), the layout the GEMMs want
+    T* gt = sized(scratch<T>(1), g.o * L);
+    for (std::size_t n = 0; n < g.n; ++n)
+        for (std::size_t o = 0; o < g.o; ++o) std::copy_n(G + (n * g.o + o) * hw, hw, gt + o * L + n * hw);
+    if (db) {  // dL/db[o] = Σ_{n,i,j} G[n,o,i,j]
+        for (std::size_t o = 0; o < g.o; ++o) {
+            T s = 0;
+            for (std::size_t j = 0; j < L; ++j) s += gt[o * L + j];
+            db[o] = db_fresh ? s : db[o] + s;
+        }
+    }
+    if (dw) {  // dL/dW = Gt·colsᵀ
+        T* cols = sized(scratch<T>(0), K * L);
+        im2col(x, g, cols);
+        gemm(false, true, g.o, K, L, T(1), gt, L, cols, L, dw_fresh ? T(0) : T(1), dw, K);
+    }
+    if (dx) {  // dL/dX = col2im(Wᵀ·Gt)
+        T* dcols = sized(scratch<T>(2), K * L);
+        gemm(true, false, K, L, g.o, T(1), w, K, gt, L, T(0), dcols, L);
+        if (dx_fresh) std::fill(dx, dx + g.n * g.c * g.h * g.w, T(0));
+        col2im_add(dcols, g, dx);
+    }
+}
+
+template void conv2d_forward(const float*, const float*, const float*, const ConvGeom&, float*);
+template void conv2d_forward(const double*, const double*, const double*, const ConvGeom&, double*);
+template void conv2d_backward(const float*, const float*, const float*, const ConvGeom&, float*, bool, float*, bool,
+                              float*, bool);
+template void conv2d_backward(const double*, const double*, const double*, const ConvGeom&, double*, bool, double*, bool,
+                              double*, bool);
+
+}  // namespace detail
+
+namespace {
+
+template <class T>
 Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOptions options)
 {
     Tape<T>& tape = detail::tape_of(x);
@@ -114,55 +170,18 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
     tape.validate("conv2d", ins, n_in);
     const Tensor<T>& xv = x.value();
     const Tensor<T>& wv = w.value();
-    const ConvGeom g = conv_geometry(xv.shape(), wv.shape(), b ? &b->shape() : nullptr, options);
+    const detail::ConvGeom g = detail::conv_geometry(xv.shape(), wv.shape(), b ? &b->shape() : nullptr, options);
     auto op = tape.begin_op("conv2d", ins, n_in);
     Tensor<T>& out = op.value();
     out.resize(Shape{g.n, g.o, g.oh, g.ow});
-    const std::size_t K = g.k(), L = g.l(), hw = g.oh * g.ow;
-    T* cols = sized(scratch<T>(0), K * L);
-    T* y = sized(scratch<T>(1), g.o * L);
-    im2col(xv.data(), g, cols);
-    detail::gemm(false, false, g.o, L, K, T(1), wv.data(), K, cols, L, T(0), y, L);  // (O,K)·(K,L)
-    const T* bias = b ? b->value().data() : nullptr;
-    T* po = out.data();
-    for (std::size_t n = 0; n < g.n; ++n)
-        for (std::size_t o = 0; o < g.o; ++o) {
-            const T* src = y + o * L + n * hw;
-            T* dst = po + (n * g.o + o) * hw;
-            const T add = bias ? bias[o] : T(0);
-            for (std::size_t j = 0; j < hw; ++j) dst[j] = src[j] + add;
-        }
+    detail::conv2d_forward(xv.data(), wv.data(), b ? b->value().data() : nullptr, g, out.data());
     return op.finish([g, n_in](BackwardContext<T>& c) {
-        const std::size_t K = g.k(), L = g.l(), hw = g.oh * g.ow;
-        const T* G = c.grad().data();
-        // G (N,O,OH·OW) → Gt (O, N·OH·OW), the layout the GEMMs want
-        T* gt = sized(scratch<T>(1), g.o * L);
-        for (std::size_t n = 0; n < g.n; ++n)
-            for (std::size_t o = 0; o < g.o; ++o) std::copy_n(G + (n * g.o + o) * hw, hw, gt + o * L + n * hw);
-        if (n_in == 3 && c.needs(2)) {  // dL/db[o] = Σ_{n,i,j} G[n,o,i,j]
-            bool fresh;
-            T* db = c.grad_buffer(2, fresh).data();
-            for (std::size_t o = 0; o < g.o; ++o) {
-                T s = 0;
-                for (std::size_t j = 0; j < L; ++j) s += gt[o * L + j];
-                db[o] = fresh ? s : db[o] + s;
-            }
-        }
-        if (c.needs(1)) {  // dL/dW = Gt·colsᵀ
-            T* cols = sized(scratch<T>(0), K * L);
-            im2col(c.input(0).data(), g, cols);
-            bool fresh;
-            T* dw = c.grad_buffer(1, fresh).data();
-            detail::gemm(false, true, g.o, K, L, T(1), gt, L, cols, L, fresh ? T(0) : T(1), dw, K);
-        }
-        if (c.needs(0)) {  // dL/dX = col2im(Wᵀ·Gt)
-            T* dcols = sized(scratch<T>(2), K * L);
-            detail::gemm(true, false, K, L, g.o, T(1), c.input(1).data(), K, gt, L, T(0), dcols, L);
-            bool fresh;
-            Tensor<T>& dx = c.grad_buffer(0, fresh);
-            detail::zero_if_fresh(dx, fresh);
-            col2im_add(dcols, g, dx.data());
-        }
+        // dL/dX = col2im(Wᵀ·G), dL/dW = G·colsᵀ, dL/db = Σ G
+        bool fx = false, fw = false, fb = false;
+        T* dx = c.needs(0) ? c.grad_buffer(0, fx).data() : nullptr;
+        T* dw = c.needs(1) ? c.grad_buffer(1, fw).data() : nullptr;
+        T* db = (n_in == 3 && c.needs(2)) ? c.grad_buffer(2, fb).data() : nullptr;
+        detail::conv2d_backward(c.input(0).data(), c.input(1).data(), c.grad().data(), g, dx, fx, dw, fw, db, fb);
     });
 }
 

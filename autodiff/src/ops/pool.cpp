@@ -3,15 +3,12 @@
 
 #include <vector>
 
+#include "xgrad/detail/kernels.hpp"
 #include "../op_util.hpp"
 
 namespace xgrad {
 
-namespace {
-
-struct PoolGeom {
-    std::size_t planes, h, w, k, s, oh, ow;
-};
+namespace detail {
 
 PoolGeom pool_geometry(const char* op, const Shape& xs, std::size_t k, std::size_t s)
 {
@@ -24,13 +21,54 @@ PoolGeom pool_geometry(const char* op, const Shape& xs, std::size_t k, std::size
     return {xs[0] * xs[1], xs[2], xs[3], k, s, (xs[2] - k) / s + 1, (xs[3] - k) / s + 1};
 }
 
-}  // namespace
+template <class T>
+void avg_pool2d_forward(const T* p, const PoolGeom& g, T* q)
+{
+    const T scale = T(1) / T(g.k * g.k);
+    for (std::size_t pl = 0; pl < g.planes; ++pl) {
+        const T* plane = p + pl * g.h * g.w;
+        for (std::size_t i = 0; i < g.oh; ++i)
+            for (std::size_t j = 0; j < g.ow; ++j) {
+                T s = 0;
+                for (std::size_t a = 0; a < g.k; ++a) {
+                    const T* row = plane + (i * g.s + a) * g.w + j * g.s;
+                    for (std::size_t b = 0; b < g.k; ++b) s += row[b];
+                }
+                q[(pl * g.oh + i) * g.ow + j] = s * scale;
+            }
+    }
+}
+
+template <class T>
+void avg_pool2d_backward_add(const T* G, const PoolGeom& g, T* d)
+{
+    // dL/dX[window] += G / k² for every window containing the element
+    const T scale = T(1) / T(g.k * g.k);
+    for (std::size_t pl = 0; pl < g.planes; ++pl) {
+        T* plane = d + pl * g.h * g.w;
+        for (std::size_t i = 0; i < g.oh; ++i)
+            for (std::size_t j = 0; j < g.ow; ++j) {
+                const T v = G[(pl * g.oh + i) * g.ow + j] * scale;
+                for (std::size_t a = 0; a < g.k; ++a) {
+                    T* row = plane + (i * g.s + a) * g.w + j * g.s;
+                    for (std::size_t b = 0; b < g.k; ++b) row[b] += v;
+                }
+            }
+    }
+}
+
+template void avg_pool2d_forward(const float*, const PoolGeom&, float*);
+template void avg_pool2d_forward(const double*, const PoolGeom&, double*);
+template void avg_pool2d_backward_add(const float*, const PoolGeom&, float*);
+template void avg_pool2d_backward_add(const double*, const PoolGeom&, double*);
+
+}  // namespace detail
 
 template <class T>
 Var<T> max_pool2d(const Var<T>& x, std::size_t kernel, std::size_t stride)
 {
     const Tensor<T>& xv = x.value();
-    const PoolGeom g = pool_geometry("max_pool2d", xv.shape(), kernel, stride);
+    const detail::PoolGeom g = detail::pool_geometry("max_pool2d", xv.shape(), kernel, stride);
     auto op = detail::tape_of(x).begin_op("max_pool2d", {x});
     Tensor<T>& out = op.value();
     out.resize(Shape{xv.shape()[0], xv.shape()[1], g.oh, g.ow});
@@ -69,43 +107,17 @@ template <class T>
 Var<T> avg_pool2d(const Var<T>& x, std::size_t kernel, std::size_t stride)
 {
     const Tensor<T>& xv = x.value();
-    const PoolGeom g = pool_geometry("avg_pool2d", xv.shape(), kernel, stride);
+    const detail::PoolGeom g = detail::pool_geometry("avg_pool2d", xv.shape(), kernel, stride);
     auto op = detail::tape_of(x).begin_op("avg_pool2d", {x});
     Tensor<T>& out = op.value();
     out.resize(Shape{xv.shape()[0], xv.shape()[1], g.oh, g.ow});
-    const T scale = T(1) / T(g.k * g.k);
-    const T* p = xv.data();
-    T* q = out.data();
-    for (std::size_t pl = 0; pl < g.planes; ++pl) {
-        const T* plane = p + pl * g.h * g.w;
-        for (std::size_t i = 0; i < g.oh; ++i)
-            for (std::size_t j = 0; j < g.ow; ++j) {
-                T s = 0;
-                for (std::size_t a = 0; a < g.k; ++a) {
-                    const T* row = plane + (i * g.s + a) * g.w + j * g.s;
-                    for (std::size_t b = 0; b < g.k; ++b) s += row[b];
-                }
-                q[(pl * g.oh + i) * g.ow + j] = s * scale;
-            }
-    }
-    return op.finish([g, scale](BackwardContext<T>& c) {
-        // dL/dX[window] += G / k² for every window containing the element
+    detail::avg_pool2d_forward(xv.data(), g, out.data());
+    return op.finish([g](BackwardContext<T>& c) {
+        // dL/dX = G / k² spread over each window
         bool fresh;
         Tensor<T>& gx = c.grad_buffer(0, fresh);
         detail::zero_if_fresh(gx, fresh);
-        const T* G = c.grad().data();
-        T* d = gx.data();
-        for (std::size_t pl = 0; pl < g.planes; ++pl) {
-            T* plane = d + pl * g.h * g.w;
-            for (std::size_t i = 0; i < g.oh; ++i)
-                for (std::size_t j = 0; j < g.ow; ++j) {
-                    const T v = G[(pl * g.oh + i) * g.ow + j] * scale;
-                    for (std::size_t a = 0; a < g.k; ++a) {
-                        T* row = plane + (i * g.s + a) * g.w + j * g.s;
-                        for (std::size_t b = 0; b < g.k; ++b) row[b] += v;
-                    }
-                }
-        }
+        detail::avg_pool2d_backward_add(c.grad().data(), g, gx.data());
     });
 }
 
