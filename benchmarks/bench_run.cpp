@@ -1,0 +1,146 @@
+// Runs every (workload, threads, implementation) in its own process, in rounds with the peers
+// interleaved, and prints one markdown table with ratios from the same run.
+//   bench_run [--threads 1,2] [--rounds 2] [--workloads seed004,mlp_b64,...] [--quick] [--out FILE]
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+struct Result {
+    double median = 0;  // mean over rounds of the per-round medians
+    double spread = 0;  // (max − min) / min over rounds
+    double peak = 0, base = 0, allocs = 0, gflops = 0;
+    bool ok = false;
+};
+
+std::vector<std::string> split(const std::string& s)
+{
+    std::vector<std::string> out;
+    std::stringstream ss(s);
+    for (std::string x; std::getline(ss, x, ',');)
+        if (!x.empty()) out.push_back(x);
+    return out;
+}
+
+nlohmann::json run_one(const std::string& cmd)
+{
+    FILE* p = popen((cmd + " 2>/dev/null").c_str(), "r");
+    if (!p) return {};
+    std::string out;
+    char buf[4096];
+    while (std::fgets(buf, sizeof buf, p)) out += buf;
+    const int rc = pclose(p);
+    if (rc != 0 || out.empty()) return {};
+    try {
+        return nlohmann::json::parse(out.substr(out.rfind('{')));
+    } catch (...) {
+        return {};
+    }
+}
+
+std::string fmt_val(const Result& r, const std::string& unit)
+{
+    if (!r.ok) return "–";
+    std::string s = unit == "ns/op" ? fmt::format("{:.0f} ns/op", r.median) : fmt::format("{:.3g} ms", r.median);
+    if (r.gflops > 0) s += fmt::format(" ({:.0f} GF/s)", r.gflops);
+    if (r.spread > 0.10) s += " ⚠";
+    return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    CLI::App app{"xgrad benchmarks side by side with libtorch and hand-written backprop"};
+    std::string threads_s = "1,2", workloads_s = "seed004,mlp_b64,mlp_b256,lenet,tape_1,tape_64x64,mm_512,mm_1024";
+    int rounds = 2;
+    bool quick = false;
+    std::string out_file, bin_dir = ".";
+    app.add_option("--threads", threads_s, "thread settings, comma separated")->capture_default_str();
+    app.add_option("--workloads", workloads_s, "workloads, comma separated")->capture_default_str();
+    app.add_option("--rounds", rounds, "rounds of every configuration")->capture_default_str();
+    app.add_flag("--quick", quick, "short timing (smoke test; figures not for reporting)");
+    app.add_option("--out", out_file, "also write the table to this file");
+    app.add_option("--bin-dir", bin_dir, "directory of bench_xgrad and bench_torch")->capture_default_str();
+    CLI11_PARSE(app, argc, argv);
+    if (quick) setenv("XGRAD_BENCH_QUICK", "1", 1);
+
+    const bool have_torch = std::ifstream(bin_dir + "/bench_torch").good();
+    if (!have_torch) fmt::print(stderr, "note: bench_torch not built (libtorch not found): no libtorch column\n");
+    const auto threads = split(threads_s), workloads = split(workloads_s);
+    // results[workload][threads][impl] = per-round JSON
+    std::map<std::string, std::map<std::string, std::map<std::string, std::vector<nlohmann::json>>>> raw;
+    for (int round = 1; round <= rounds; ++round)
+        for (const auto& t : threads)
+            for (const auto& w : workloads) {
+                std::vector<std::pair<std::string, std::string>> cmds;
+                if (have_torch) cmds.emplace_back("libtorch", bin_dir + "/bench_torch " + w + " " + t);
+                cmds.emplace_back("tape", bin_dir + "/bench_xgrad tape " + w + " " + t);
+                if (w.rfind("tape_", 0) != 0) cmds.emplace_back("hand", bin_dir + "/bench_xgrad hand " + w + " " + t);
+                if (w.rfind("mm_", 0) == 0) cmds.emplace_back("blas", bin_dir + "/bench_xgrad blas gemm_" + w.substr(3) + " " + t);
+                for (const auto& [impl, cmd] : cmds) {
+                    fmt::print(stderr, "\rround {}/{}  T{}  {:<12} {:<8}", round, rounds, t, w, impl);
+                    raw[w][t][impl].push_back(run_one(cmd));
+                }
+            }
+    fmt::print(stderr, "\r{}\r", std::string(60, ' '));
+
+    auto summarize = [&](const std::vector<nlohmann::json>& runs) {
+        Result r;
+        double lo = 1e300, hi = 0;
+        int n = 0;
+        for (const auto& j : runs) {
+            if (j.is_null()) continue;
+            const double m = j["median"].get<double>();
+            r.median += m, lo = std::min(lo, m), hi = std::max(hi, m), ++n;
+            r.peak = std::max(r.peak, j["peak_mib"].get<double>());
+            r.base = j["base_mib"].get<double>();
+            r.allocs = j["allocs_per_rep"].get<double>();
+            if (j.contains("gflops")) r.gflops += j["gflops"].get<double>();
+        }
+        if (n) {
+            r.ok = true;
+            r.median /= n;
+            r.gflops /= n;
+            r.spread = (hi - lo) / lo;
+        }
+        return r;
+    };
+
+    std::ostringstream md;
+    md << "| workload | threads | libtorch | xgrad tape | hand-written | tape / libtorch | tape / hand | peak RSS MiB libtorch → tape (workload part) | allocs per step: libtorch / tape |\n";
+    md << "|---|---|---|---|---|---|---|---|---|\n";
+    for (const auto& w : workloads)
+        for (const auto& t : threads) {
+            auto& m = raw[w][t];
+            const Result lt = summarize(m["libtorch"]), tp = summarize(m["tape"]), hd = summarize(m["hand"]),
+                         bl = summarize(m["blas"]);
+            const std::string unit = w.rfind("tape_", 0) == 0 ? "ns/op" : "ms";
+            auto ratio = [](const Result& a, const Result& b) {
+                return a.ok && b.ok ? fmt::format("{:.2f}", a.median / b.median) : std::string("–");
+            };
+            std::string hand_col = fmt_val(hd, unit), vs_hand = ratio(tp, hd);
+            if (bl.ok) {  // matmul: the plain sgemm rate beside the hand column
+                hand_col += fmt::format("; sgemm {:.0f} GF/s", bl.gflops);
+                vs_hand += fmt::format(" ({:.0f}% of sgemm)", 100 * tp.gflops / bl.gflops);
+            }
+            md << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", w, t, fmt_val(lt, unit), fmt_val(tp, unit),
+                              hand_col, ratio(tp, lt), vs_hand,
+                              lt.ok ? fmt::format("{:.0f} ({:+.0f}) → {:.0f} ({:+.0f})", lt.peak, lt.peak - lt.base, tp.peak, tp.peak - tp.base)
+                                    : fmt::format("{:.0f} ({:+.0f})", tp.peak, tp.peak - tp.base),
+                              fmt::format("{:.0f} / {:.0f}", lt.allocs, tp.allocs));
+        }
+    md << fmt::format("\nmedians of {} round(s), each process timed per ../shared/benchmarks.md; ⚠ = rounds differ by more than 10%.\n",
+                      rounds);
+    fmt::print("{}", md.str());
+    if (!out_file.empty()) std::ofstream(out_file) << md.str();
+    return 0;
+}

@@ -1,0 +1,130 @@
+// libtorch (C++ API) side of the benchmark workloads, exactly as ../shared/benchmarks.md defines
+// them: bench_torch <workload> <threads>. Prints one JSON line like bench_xgrad.
+#include <cblas.h>
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <string>
+
+#include "timing.hpp"
+
+using namespace xgrad::bench;
+namespace nn = torch::nn;
+
+namespace {
+
+int fail(const std::string& why)
+{
+    std::fprintf(stderr, "bench_torch: %s\n", why.c_str());
+    return 2;
+}
+
+torch::Tensor labels_mod10(int64_t B) { return torch::arange(B, torch::kLong) % 10; }
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    if (argc != 3) return fail("usage: bench_torch <workload> <threads>");
+    const std::string wl = argv[1];
+    const int threads = std::atoi(argv[2]);
+    torch::set_num_threads(threads);
+    openblas_set_num_threads(threads);  // libtorch_cpu links the same libopenblas.so.0
+    torch::manual_seed(1);
+    {
+        auto v = torch::ones({1}, torch::requires_grad());
+        (v * v).sum().backward();
+    }
+    const double base = vm_hwm_mib();
+    const char* I = "libtorch";
+    auto train_step = [&](nn::Sequential& model, torch::optim::SGD& opt, const torch::Tensor& x, const torch::Tensor& y) {
+        opt.zero_grad();
+        auto loss = torch::nn::functional::cross_entropy(model->forward(x), y);
+        loss.backward();
+        opt.step();
+    };
+
+    if (wl == "seed004") {
+        const int64_t B = 64;
+        auto x = torch::rand({B, 784});
+        auto t = torch::one_hot(labels_mod10(B), 10).to(torch::kFloat);
+        auto b0 = torch::zeros({784}, torch::requires_grad());
+        const double bound = 1 / std::sqrt(784.0);
+        auto W1 = torch::empty({784, 10}).uniform_(-bound, bound).requires_grad_();
+        auto b1 = torch::zeros({10}, torch::requires_grad());
+        torch::optim::SGD opt({b0, W1, b1}, torch::optim::SGDOptions(0.001));
+        auto step = [&] {
+            opt.zero_grad();
+            auto y = torch::softmax(torch::mm(torch::tanh(x + b0), W1) + b1, 1);
+            (y - t).pow(2).sum().backward();
+            opt.step();
+        };
+        report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
+    } else if (wl == "mlp_b64" || wl == "mlp_b256") {
+        const int64_t B = wl == "mlp_b64" ? 64 : 256;
+        nn::Sequential net(nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 128), nn::ReLU(), nn::Linear(128, 10));
+        torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
+        auto x = torch::rand({B, 784});
+        auto y = labels_mod10(B);
+        report(I, wl, threads, "ms", 1e3, run([] {}, [&] { train_step(net, opt, x, y); }), base);
+    } else if (wl == "lenet" || wl == "lenet_nomkldnn") {
+        if (wl == "lenet_nomkldnn") at::globalContext().setUserEnabledMkldnn(false);
+        nn::Sequential net(nn::Conv2d(nn::Conv2dOptions(1, 6, 5).padding(2)), nn::ReLU(), nn::AvgPool2d(2),
+                           nn::Conv2d(nn::Conv2dOptions(6, 16, 5)), nn::ReLU(), nn::AvgPool2d(2), nn::Flatten(),
+                           nn::Linear(400, 120), nn::ReLU(), nn::Linear(120, 84), nn::ReLU(), nn::Linear(84, 10));
+        torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
+        auto x = torch::rand({64, 1, 28, 28});
+        auto y = labels_mod10(64);
+        report(I, wl, threads, "ms", 1e3, run([] {}, [&] { train_step(net, opt, x, y); }), base);
+    } else if (wl == "tape_1" || wl == "tape_64x64") {
+        const std::vector<int64_t> shape = wl == "tape_1" ? std::vector<int64_t>{1} : std::vector<int64_t>{64, 64};
+        const int N = 10000;
+        auto x0 = torch::full(shape, 0.5, torch::requires_grad());
+        auto w = torch::ones(shape, torch::requires_grad());
+        double fwd = 0, bwd = 0;
+        auto setup = [&] {
+            x0.mutable_grad() = torch::Tensor();
+            w.mutable_grad() = torch::Tensor();
+        };
+        auto rep = [&] {
+            const auto t0 = std::chrono::steady_clock::now();
+            auto x = x0;
+            for (int i = 0; i < N; ++i) {
+                switch (i % 4) {
+                    case 0: x = x * 1.0001; break;
+                    case 1: x = x + 0.0001; break;
+                    case 2: x = torch::tanh(x); break;
+                    default: x = x * w; break;
+                }
+            }
+            auto loss = x.sum();
+            const auto t1 = std::chrono::steady_clock::now();
+            loss.backward();
+            x = torch::Tensor();
+            loss = torch::Tensor();
+            const auto t2 = std::chrono::steady_clock::now();
+            fwd += std::chrono::duration<double>(t1 - t0).count();
+            bwd += std::chrono::duration<double>(t2 - t1).count();
+        };
+        const Stats s = run(setup, rep);
+        char extra[96];
+        std::snprintf(extra, sizeof extra, ",\"fwd_share\":%.3f", fwd / (fwd + bwd));
+        report(I, wl, threads, "ns/op", 1e9 / double(N), s, base, extra);
+    } else if (wl == "mm_512" || wl == "mm_1024") {
+        const int64_t n = wl == "mm_512" ? 512 : 1024;
+        auto A = torch::randn({n, n}, torch::requires_grad());
+        auto B = torch::randn({n, n}, torch::requires_grad());
+        auto setup = [&] {
+            A.mutable_grad() = torch::Tensor();
+            B.mutable_grad() = torch::Tensor();
+        };
+        auto rep = [&] { torch::mm(A, B).sum().backward(); };
+        const Stats s = run(setup, rep);
+        char extra[64];
+        std::snprintf(extra, sizeof extra, ",\"gflops\":%.1f", 6.0 * double(n) * double(n) * double(n) / s.median / 1e9);
+        report(I, wl, threads, "ms", 1e3, s, base, extra);
+    } else {
+        return fail("unknown workload " + wl);
+    }
+    return 0;
+}

@@ -1,0 +1,213 @@
+// xgrad side of the benchmark workloads (../shared/benchmarks.md), one (impl, workload, threads)
+// per process: bench_xgrad <tape|hand|blas> <workload> <threads>. Prints one JSON line.
+//   tape: xgrad's tape and nn library;  hand: hand-written backprop on the same kernels
+//   (hand_steps.hpp);  blas: the plain cblas_sgemm ceiling (workloads gemm_512, gemm_1024).
+#include <cblas.h>
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+
+#include "common/models.hpp"
+#include "hand_steps.hpp"
+#include "timing.hpp"
+#include "xgrad/nn.hpp"
+
+using namespace xgrad;
+using namespace xgrad::bench;
+
+namespace {
+
+Tensor<F> uniform(const Shape& s, F lo, F hi, unsigned seed)
+{
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<F> d(lo, hi);
+    Tensor<F> t = Tensor<F>::from_shape(s);
+    for (auto& v : t) v = d(rng);
+    return t;
+}
+
+IndexTensor labels_mod10(std::size_t B)
+{
+    IndexTensor l = IndexTensor::from_shape({B});
+    for (std::size_t i = 0; i < B; ++i) l(i) = Index(i % 10);
+    return l;
+}
+
+Tensor<F> one_hot_mod10(std::size_t B)
+{
+    Tensor<F> t = xt::zeros<F>({B, std::size_t(10)});
+    for (std::size_t i = 0; i < B; ++i) t(i, i % 10) = 1;
+    return t;
+}
+
+int fail(const std::string& why)
+{
+    std::fprintf(stderr, "bench_xgrad: %s\n", why.c_str());
+    return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv)
+{
+    if (argc != 4) return fail("usage: bench_xgrad <tape|hand|blas> <workload> <threads>");
+    const std::string impl = argv[1], wl = argv[2];
+    const int threads = std::atoi(argv[3]);
+    openblas_set_num_threads(threads);
+    {  // base memory: library loaded and one tiny op done
+        Tape<F> t;
+        auto v = t.variable(Tensor<F>{1.0f});
+        t.backward(sum(v * v));
+    }
+    const double base = vm_hwm_mib();
+    const char* I = impl.c_str();
+    const F lr = 0.01f;
+
+    if (wl == "seed004") {
+        const std::size_t B = 64;
+        const Tensor<F> x = uniform({B, 784}, 0, 1, 1), t = one_hot_mod10(B);
+        const F bound = 1 / std::sqrt(784.0f);
+        Parameter<F> b0(xt::zeros<F>({784})), W1(uniform({784, 10}, -bound, bound, 2)), b1(xt::zeros<F>({10}));
+        if (impl == "tape") {
+            Tape<F> tape;
+            nn::SGD<F> opt({&b0, &W1, &b1}, {0.001});
+            auto step = [&] {
+                opt.zero_grad();
+                auto y = softmax(matmul(tanh(tape.borrow(x) + tape.param(b0)), tape.param(W1)) + tape.param(b1), 1);
+                tape.backward(mse_loss(y, tape.borrow(t), Reduction::sum));
+                opt.step();
+                tape.clear();
+            };
+            report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
+        } else if (impl == "hand") {
+            HandSeed004 h(b0.value(), W1.value(), b1.value());
+            report(I, wl, threads, "ms", 1e3, run([] {}, [&] { h.step(x, t, 0.001f); }), base);
+        } else {
+            return fail("no " + impl + " for " + wl);
+        }
+    } else if (wl == "mlp_b64" || wl == "mlp_b256") {
+        const std::size_t B = wl == "mlp_b64" ? 64 : 256;
+        const Tensor<F> x = uniform({B, 784}, 0, 1, 1);
+        const IndexTensor y = labels_mod10(B);
+        nn::MLP<F> net({784, 256, 128, 10}, nn::Activation::relu, nn::Activation::identity, 3);
+        if (impl == "tape") {
+            Tape<F> tape;
+            nn::SGD<F> opt(net.parameters(), {lr});
+            auto step = [&] {
+                opt.zero_grad();
+                tape.backward(cross_entropy(net(tape.borrow(x)), y));
+                opt.step();
+                tape.clear();
+            };
+            report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
+        } else if (impl == "hand") {
+            HandMlp h(net);
+            report(I, wl, threads, "ms", 1e3, run([] {}, [&] { h.step(x, y, lr); }), base);
+        } else {
+            return fail("no " + impl + " for " + wl);
+        }
+    } else if (wl == "lenet") {
+        const std::size_t B = 64;
+        const Tensor<F> x = uniform({B, 1, 28, 28}, 0, 1, 1);
+        const IndexTensor y = labels_mod10(B);
+        auto net = examples::lenet<F>(5, false);
+        if (impl == "tape") {
+            Tape<F> tape;
+            nn::SGD<F> opt(net->parameters(), {lr});
+            auto step = [&] {
+                opt.zero_grad();
+                tape.backward(cross_entropy((*net)(tape.borrow(x)), y));
+                opt.step();
+                tape.clear();
+            };
+            report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
+        } else if (impl == "hand") {
+            HandLenet h(*net);
+            report(I, wl, threads, "ms", 1e3, run([] {}, [&] { h.step(x, y, lr); }), base);
+        } else {
+            return fail("no " + impl + " for " + wl);
+        }
+    } else if (wl == "tape_1" || wl == "tape_64x64") {
+        if (impl != "tape") return fail("no " + impl + " for " + wl);
+        const Shape shape = wl == "tape_1" ? Shape{1} : Shape{64, 64};
+        const std::size_t N = 10000;
+        const Tensor<F> x0 = xt::full_like(Tensor<F>::from_shape(shape), 0.5f), w0 = xt::ones<F>(shape);
+        Tape<F> tape;
+        double fwd = 0, bwd = 0;
+        auto rep = [&] {
+            const auto t0 = std::chrono::steady_clock::now();
+            auto x = tape.variable(x0);
+            auto w = tape.variable(w0);
+            for (std::size_t i = 0; i < N; ++i) {
+                switch (i % 4) {
+                    case 0: x = x * 1.0001f; break;
+                    case 1: x = x + 0.0001f; break;
+                    case 2: x = tanh(x); break;
+                    default: x = x * w; break;
+                }
+            }
+            auto loss = sum(x);
+            const auto t1 = std::chrono::steady_clock::now();
+            tape.backward(loss);
+            tape.clear();
+            const auto t2 = std::chrono::steady_clock::now();
+            fwd += std::chrono::duration<double>(t1 - t0).count();
+            bwd += std::chrono::duration<double>(t2 - t1).count();
+        };
+        const Stats s = run([] {}, rep);
+        char extra[96];
+        std::snprintf(extra, sizeof extra, ",\"fwd_share\":%.3f", fwd / (fwd + bwd));
+        report(I, wl, threads, "ns/op", 1e9 / double(N), s, base, extra);
+    } else if (wl == "mm_512" || wl == "mm_1024" || wl == "gemm_512" || wl == "gemm_1024") {
+        const std::size_t n = std::stoul(wl.substr(wl.find('_') + 1));
+        std::mt19937 rng(7);
+        std::normal_distribution<F> d(0, 1);
+        Tensor<F> a0 = Tensor<F>::from_shape({n, n}), b0 = Tensor<F>::from_shape({n, n});
+        for (auto& v : a0) v = d(rng);
+        for (auto& v : b0) v = d(rng);
+        const double flops = (wl[0] == 'm' ? 6.0 : 2.0) * double(n) * double(n) * double(n);
+        auto gflops = [&](const Stats& s) {
+            char e[64];
+            std::snprintf(e, sizeof e, ",\"gflops\":%.1f", flops / s.median / 1e9);
+            return std::string(e);
+        };
+        if (wl[0] == 'g') {  // GEMM ceiling: warm ≥ 2 calls and 0.3 s, then ≥ 5 calls and ≥ 1 s
+            if (impl != "blas") return fail("gemm_* needs impl blas");
+            Tensor<F> c = Tensor<F>::from_shape({n, n});
+            auto call = [&] { gemm(false, false, n, n, n, F(1), a0.data(), n, b0.data(), n, F(0), c.data(), n); };
+            const Stats s = run([] {}, call, 2, 0.3, 5, 1.0);
+            report(I, wl, threads, "ms", 1e3, s, base, gflops(s));
+        } else if (impl == "tape") {
+            Parameter<F> A(a0), B(b0);
+            Tape<F> tape;
+            auto setup = [&] {
+                A.zero_grad();
+                B.zero_grad();
+            };
+            auto rep = [&] {
+                tape.backward(sum(matmul(tape.param(A), tape.param(B))));
+                tape.clear();
+            };
+            const Stats s = run(setup, rep);
+            report(I, wl, threads, "ms", 1e3, s, base, gflops(s));
+        } else if (impl == "hand") {  // C = AB, G = 1, dA = G·Bᵀ, dB = Aᵀ·G with the same sgemm calls
+            Tensor<F> c = Tensor<F>::from_shape({n, n}), g = xt::ones<F>({n, n}), da = c, db = c;
+            auto rep = [&] {
+                gemm(false, false, n, n, n, F(1), a0.data(), n, b0.data(), n, F(0), c.data(), n);
+                std::fill(g.begin(), g.end(), F(1));
+                gemm(false, true, n, n, n, F(1), g.data(), n, b0.data(), n, F(0), da.data(), n);
+                gemm(true, false, n, n, n, F(1), a0.data(), n, g.data(), n, F(0), db.data(), n);
+            };
+            const Stats s = run([] {}, rep);
+            report(I, wl, threads, "ms", 1e3, s, base, gflops(s));
+        } else {
+            return fail("no " + impl + " for " + wl);
+        }
+    } else {
+        return fail("unknown workload " + wl);
+    }
+    return 0;
+}

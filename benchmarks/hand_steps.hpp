@@ -1,0 +1,221 @@
+#pragma once
+// Hand-written backprop training steps for the benchmark workloads: the same kernels as the tape
+// (BLAS GEMMs with transpose flags, xgrad's conv and pooling kernels), preallocated buffers, no
+// tape. They are the floor the tape's overhead is measured from.
+#include <cmath>
+#include <vector>
+
+#include "xgrad/detail/blas.hpp"
+#include "xgrad/detail/kernels.hpp"
+#include "xgrad/nn.hpp"
+
+namespace xgrad::bench {
+
+using detail::gemm;
+using F = float;
+
+/// A dense layer y = x·W + b with W (in, out) (xgrad's Linear layout), its grads and buffers.
+struct HandLinear {
+    std::size_t in, out;
+    Tensor<F> W, b, dW, db, y, dx;
+    HandLinear(const Tensor<F>& w, const Tensor<F>& bias) : in(w.shape()[0]), out(w.shape()[1]), W(w), b(bias)
+    {
+        dW = xt::zeros<F>(W.shape());
+        db = xt::zeros<F>(b.shape());
+    }
+    void forward(const F* x, std::size_t B, bool relu)
+    {
+        y.resize(Shape{B, out});
+        F* p = y.data();
+        for (std::size_t n = 0; n < B; ++n) std::copy(b.data(), b.data() + out, p + n * out);
+        gemm(false, false, B, out, in, F(1), x, in, W.data(), out, F(1), p, out);  // x·W + b
+        if (relu)
+            for (std::size_t i = 0; i < B * out; ++i) p[i] = p[i] > 0 ? p[i] : F(0);
+    }
+    /// dy (B,out) given; computes dW = xᵀdy, db = Σ dy, and (if want_dx) dx = dy·Wᵀ.
+    void backward(const F* x, const F* dy, std::size_t B, bool want_dx)
+    {
+        gemm(true, false, in, out, B, F(1), x, in, dy, out, F(0), dW.data(), out);
+        std::fill(db.begin(), db.end(), F(0));
+        for (std::size_t n = 0; n < B; ++n)
+            for (std::size_t j = 0; j < out; ++j) db(j) += dy[n * out + j];
+        if (want_dx) {
+            dx.resize(Shape{B, in});
+            gemm(false, true, B, in, out, F(1), dy, out, W.data(), out, F(0), dx.data(), in);
+        }
+    }
+    void sgd(F lr)
+    {
+        xt::noalias(W) -= lr * dW;
+        xt::noalias(b) -= lr * db;
+    }
+};
+
+/// dy ⊙= [y > 0] (ReLU backward through its output).
+inline void relu_mask(const F* y, F* dy, std::size_t n)
+{
+    for (std::size_t i = 0; i < n; ++i)
+        if (!(y[i] > 0)) dy[i] = 0;
+}
+
+/// Mean softmax cross-entropy of logits (B,C); writes dlogits = (softmax − onehot)/B.
+inline F cross_entropy_grad(const Tensor<F>& z, const IndexTensor& labels, Tensor<F>& dz)
+{
+    const std::size_t B = z.shape()[0], C = z.shape()[1];
+    dz.resize(z.shape());
+    double loss = 0;
+    for (std::size_t n = 0; n < B; ++n) {
+        const F* r = z.data() + n * C;
+        F* d = dz.data() + n * C;
+        F m = r[0];
+        for (std::size_t c = 1; c < C; ++c) m = std::max(m, r[c]);
+        F s = 0;
+        for (std::size_t c = 0; c < C; ++c) s += (d[c] = std::exp(r[c] - m));
+        loss += double(m + std::log(s) - r[labels(n)]);
+        const F inv = F(1) / (s * F(B));
+        for (std::size_t c = 0; c < C; ++c) d[c] *= inv;
+        d[labels(n)] -= F(1) / F(B);
+    }
+    return F(loss / double(B));
+}
+
+/// 784-256-128-10 ReLU MLP, cross-entropy (mean), SGD.
+struct HandMlp {
+    std::vector<HandLinear> layers;
+    Tensor<F> dz;
+    explicit HandMlp(nn::MLP<F>& m)
+    {
+        auto ps = m.parameters();
+        for (std::size_t i = 0; i < ps.size(); i += 2) layers.emplace_back(ps[i]->value(), ps[i + 1]->value());
+    }
+    F step(const Tensor<F>& x, const IndexTensor& labels, F lr)
+    {
+        const std::size_t B = x.shape()[0], L = layers.size();
+        const F* in = x.data();
+        for (std::size_t l = 0; l < L; ++l) {
+            layers[l].forward(in, B, l + 1 < L);
+            in = layers[l].y.data();
+        }
+        const F loss = cross_entropy_grad(layers[L - 1].y, labels, dz);
+        const F* dy = dz.data();
+        for (std::size_t l = L; l-- > 0;) {
+            const F* xin = l ? layers[l - 1].y.data() : x.data();
+            layers[l].backward(xin, dy, B, l > 0);
+            if (l > 0) {
+                relu_mask(layers[l - 1].y.data(), layers[l].dx.data(), layers[l].dx.size());
+                dy = layers[l].dx.data();
+            }
+        }
+        for (auto& l : layers) l.sgd(lr);
+        return loss;
+    }
+};
+
+/// Document 004's network: y = softmax(tanh(x + b0)·W1 + b1), loss Σ(y − t)², SGD.
+struct HandSeed004 {
+    Tensor<F> b0, W1, b1, L0, U, dU, dL0, dW1, db0, db1;
+    HandSeed004(const Tensor<F>& b0_, const Tensor<F>& W1_, const Tensor<F>& b1_) : b0(b0_), W1(W1_), b1(b1_) {}
+    F step(const Tensor<F>& x, const Tensor<F>& t, F lr)
+    {
+        const std::size_t B = x.shape()[0], I = x.shape()[1], K = W1.shape()[1];
+        L0.resize(x.shape());
+        xt::noalias(L0) = xt::tanh(x + b0);
+        U.resize(Shape{B, K});
+        for (std::size_t n = 0; n < B; ++n) std::copy(b1.data(), b1.data() + K, U.data() + n * K);
+        gemm(false, false, B, K, I, F(1), L0.data(), I, W1.data(), K, F(1), U.data(), K);
+        dU.resize(U.shape());
+        double loss = 0;
+        for (std::size_t n = 0; n < B; ++n) {
+            F* u = U.data() + n * K;
+            F* d = dU.data() + n * K;
+            F m = u[0];
+            for (std::size_t c = 1; c < K; ++c) m = std::max(m, u[c]);
+            F z = 0;
+            for (std::size_t c = 0; c < K; ++c) z += (u[c] = std::exp(u[c] - m));
+            F dot = 0;
+            for (std::size_t c = 0; c < K; ++c) {
+                u[c] /= z;  // softmax
+                const F e = u[c] - t(n, c);
+                loss += double(e * e);
+                d[c] = F(2) * e;
+                dot += d[c] * u[c];
+            }
+            for (std::size_t c = 0; c < K; ++c) d[c] = u[c] * (d[c] - dot);
+        }
+        dW1.resize(W1.shape());
+        gemm(true, false, I, K, B, F(1), L0.data(), I, dU.data(), K, F(0), dW1.data(), K);
+        db1 = xt::sum(dU, {0});
+        dL0.resize(Shape{B, I});
+        gemm(false, true, B, I, K, F(1), dU.data(), K, W1.data(), K, F(0), dL0.data(), I);
+        xt::noalias(dL0) = (F(1) - L0 * L0) * dL0;
+        db0 = xt::sum(dL0, {0});
+        xt::noalias(W1) -= lr * dW1;
+        xt::noalias(b0) -= lr * db0;
+        xt::noalias(b1) -= lr * db1;
+        return F(loss);
+    }
+};
+
+/// LeNet-5 (avg pooling) with xgrad's conv and pooling kernels, by hand.
+struct HandLenet {
+    Tensor<F> w1, c1b, w2, c2b, dw1, dc1b, dw2, dc2b;
+    std::vector<HandLinear> fc;
+    Tensor<F> y1, p1, y2, p2, dp2, dy2, dp1, dy1, dz;
+    detail::ConvGeom g1{}, g2{};
+    detail::PoolGeom q1{}, q2{};
+    explicit HandLenet(nn::Sequential<F>& net)
+    {
+        auto ps = net.parameters();
+        w1 = ps[0]->value(), c1b = ps[1]->value(), w2 = ps[2]->value(), c2b = ps[3]->value();
+        for (std::size_t i = 4; i < ps.size(); i += 2) fc.emplace_back(ps[i]->value(), ps[i + 1]->value());
+        dw1 = xt::zeros<F>(w1.shape()), dc1b = xt::zeros<F>(c1b.shape()), dw2 = xt::zeros<F>(w2.shape()),
+        dc2b = xt::zeros<F>(c2b.shape());
+    }
+    F step(const Tensor<F>& x, const IndexTensor& labels, F lr)
+    {
+        const std::size_t B = x.shape()[0];
+        g1 = detail::conv_geometry(x.shape(), w1.shape(), &c1b.shape(), {1, 2});
+        y1.resize(Shape{B, 6, g1.oh, g1.ow});
+        detail::conv2d_forward(x.data(), w1.data(), c1b.data(), g1, y1.data());
+        for (auto& v : y1) v = v > 0 ? v : F(0);
+        q1 = detail::pool_geometry("avg_pool2d", y1.shape(), 2, 2);
+        p1.resize(Shape{B, 6, q1.oh, q1.ow});
+        detail::avg_pool2d_forward(y1.data(), q1, p1.data());
+        g2 = detail::conv_geometry(p1.shape(), w2.shape(), &c2b.shape(), {1, 0});
+        y2.resize(Shape{B, 16, g2.oh, g2.ow});
+        detail::conv2d_forward(p1.data(), w2.data(), c2b.data(), g2, y2.data());
+        for (auto& v : y2) v = v > 0 ? v : F(0);
+        q2 = detail::pool_geometry("avg_pool2d", y2.shape(), 2, 2);
+        p2.resize(Shape{B, 16, q2.oh, q2.ow});
+        detail::avg_pool2d_forward(y2.data(), q2, p2.data());
+        fc[0].forward(p2.data(), B, true);
+        fc[1].forward(fc[0].y.data(), B, true);
+        fc[2].forward(fc[1].y.data(), B, false);
+        const F loss = cross_entropy_grad(fc[2].y, labels, dz);
+        fc[2].backward(fc[1].y.data(), dz.data(), B, true);
+        relu_mask(fc[1].y.data(), fc[2].dx.data(), fc[2].dx.size());
+        fc[1].backward(fc[0].y.data(), fc[2].dx.data(), B, true);
+        relu_mask(fc[0].y.data(), fc[1].dx.data(), fc[1].dx.size());
+        fc[0].backward(p2.data(), fc[1].dx.data(), B, true);
+        dy2.resize(y2.shape());
+        std::fill(dy2.begin(), dy2.end(), F(0));
+        detail::avg_pool2d_backward_add(fc[0].dx.data(), q2, dy2.data());
+        relu_mask(y2.data(), dy2.data(), dy2.size());
+        dp1.resize(p1.shape());
+        detail::conv2d_backward(p1.data(), w2.data(), dy2.data(), g2, dp1.data(), true, dw2.data(), true, dc2b.data(), true);
+        dy1.resize(y1.shape());
+        std::fill(dy1.begin(), dy1.end(), F(0));
+        detail::avg_pool2d_backward_add(dp1.data(), q1, dy1.data());
+        relu_mask(y1.data(), dy1.data(), dy1.size());
+        detail::conv2d_backward(x.data(), w1.data(), dy1.data(), g1, static_cast<F*>(nullptr), false, dw1.data(), true,
+                                dc1b.data(), true);
+        xt::noalias(w1) -= lr * dw1;
+        xt::noalias(c1b) -= lr * dc1b;
+        xt::noalias(w2) -= lr * dw2;
+        xt::noalias(c2b) -= lr * dc2b;
+        for (auto& l : fc) l.sgd(lr);
+        return loss;
+    }
+};
+
+}  // namespace xgrad::bench
