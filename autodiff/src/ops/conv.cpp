@@ -28,7 +28,16 @@ T* sized(std::vector<T>& v, std::size_t n)
     return v.data();
 }
 
-/// cols[(c·KH + p)·KW + q][(n·OH + i)·OW + j] = X[n, c, i·s − pad + p, j·s − pad + q] (0 outside)
+/// Output columns j whose input column j·s − pad + q lies inside [0, w): [j0, j1).
+inline void valid_cols(const ConvGeom& g, std::size_t q, std::size_t& j0, std::size_t& j1)
+{
+    j0 = q < g.p ? (g.p - q + g.s - 1) / g.s : 0;
+    j1 = g.w + g.p > q ? std::min(g.ow, (g.w + g.p - q + g.s - 1) / g.s) : 0;
+    if (j1 < j0) j1 = j0;
+}
+
+/// cols[(c·KH + p)·KW + q][(n·OH + i)·OW + j] = X[n, c, i·s − pad + p, j·s − pad + q] (0 outside).
+/// The valid column range is computed once per kernel column, so the inner loop is a plain copy.
 template <class T>
 void im2col(const T* x, const ConvGeom& g, T* cols)
 {
@@ -37,6 +46,8 @@ void im2col(const T* x, const ConvGeom& g, T* cols)
         for (std::size_t p = 0; p < g.kh; ++p)
             for (std::size_t q = 0; q < g.kw; ++q) {
                 T* row = cols + ((c * g.kh + p) * g.kw + q) * L;
+                std::size_t j0, j1;
+                valid_cols(g, q, j0, j1);
                 for (std::size_t n = 0; n < g.n; ++n) {
                     const T* plane = x + (n * g.c + c) * g.h * g.w;
                     for (std::size_t i = 0; i < g.oh; ++i) {
@@ -46,11 +57,13 @@ void im2col(const T* x, const ConvGeom& g, T* cols)
                             std::fill(dst, dst + g.ow, T(0));
                             continue;
                         }
-                        const T* src = plane + std::size_t(ih) * g.w;
-                        for (std::size_t j = 0; j < g.ow; ++j) {
-                            const std::ptrdiff_t iw = std::ptrdiff_t(j * g.s + q) - std::ptrdiff_t(g.p);
-                            dst[j] = (iw < 0 || iw >= std::ptrdiff_t(g.w)) ? T(0) : src[iw];
-                        }
+                        const T* src = plane + std::size_t(ih) * g.w;  // column j reads src[j·s + q − pad]
+                        std::fill(dst, dst + j0, T(0));
+                        if (g.s == 1)
+                            std::copy(src + (j0 + q - g.p), src + (j1 + q - g.p), dst + j0);
+                        else
+                            for (std::size_t j = j0; j < j1; ++j) dst[j] = src[j * g.s + q - g.p];
+                        std::fill(dst + j1, dst + g.ow, T(0));
                     }
                 }
             }
@@ -65,6 +78,8 @@ void col2im_add(const T* cols, const ConvGeom& g, T* dx)
         for (std::size_t p = 0; p < g.kh; ++p)
             for (std::size_t q = 0; q < g.kw; ++q) {
                 const T* row = cols + ((c * g.kh + p) * g.kw + q) * L;
+                std::size_t j0, j1;
+                valid_cols(g, q, j0, j1);
                 for (std::size_t n = 0; n < g.n; ++n) {
                     T* plane = dx + (n * g.c + c) * g.h * g.w;
                     for (std::size_t i = 0; i < g.oh; ++i) {
@@ -72,9 +87,11 @@ void col2im_add(const T* cols, const ConvGeom& g, T* dx)
                         if (ih < 0 || ih >= std::ptrdiff_t(g.h)) continue;
                         const T* src = row + (n * g.oh + i) * g.ow;
                         T* dst = plane + std::size_t(ih) * g.w;
-                        for (std::size_t j = 0; j < g.ow; ++j) {
-                            const std::ptrdiff_t iw = std::ptrdiff_t(j * g.s + q) - std::ptrdiff_t(g.p);
-                            if (iw >= 0 && iw < std::ptrdiff_t(g.w)) dst[iw] += src[j];
+                        if (g.s == 1) {
+                            T* d = dst + (j0 + q - g.p);
+                            for (std::size_t j = j0; j < j1; ++j) d[j - j0] += src[j];
+                        } else {
+                            for (std::size_t j = j0; j < j1; ++j) dst[j * g.s + q - g.p] += src[j];
                         }
                     }
                 }
