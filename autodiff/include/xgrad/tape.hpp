@@ -83,6 +83,7 @@ template <class T>
 struct Node {
     Tensor<T> value_;                       // owned value (unused when borrowed_ is set)
     Tensor<T> grad_;                        // gradient of the loss w.r.t. this node
+    Tensor<T> saved_;                       // op-specific state for backward (e.g. im2col columns)
     const Tensor<T>* borrowed_ = nullptr;   // value owned elsewhere (borrow() or a Parameter)
     Parameter<T>* param_ = nullptr;         // gradient goes to this parameter
     const char* op_ = "";
@@ -183,6 +184,8 @@ public:
     const Tensor<T>& grad() const { return node_.grad_; }
     /// The output value.
     const Tensor<T>& value() const { return node_.value(); }
+    /// What the op stored with OpBuilder::saved() in its forward.
+    const Tensor<T>& saved() const { return node_.saved_; }
     std::size_t num_inputs() const { return node_.input_count_; }
     /// Value of input k.
     const Tensor<T>& input(std::size_t k) const { return in(k).value(); }
@@ -249,6 +252,9 @@ template <class T>
 class OpBuilder {
 public:
     Tensor<T>& value() { return node_->value_; }
+    /// A buffer the op may fill for its backward (kept with the node, reused across steps, so
+    /// nothing is allocated once shapes are stable). BackwardContext::saved() reads it.
+    Tensor<T>& saved() { return node_->saved_; }
 
     template <class F>
     Var<T> finish(F&& backward)

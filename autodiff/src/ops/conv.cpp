@@ -122,10 +122,10 @@ ConvGeom conv_geometry(const Shape& xs, const Shape& ws, const Shape* bs, Conv2d
 }
 
 template <class T>
-void conv2d_forward(const T* x, const T* w, const T* bias, const ConvGeom& g, T* po)
+void conv2d_forward(const T* x, const T* w, const T* bias, const ConvGeom& g, T* po, T* cols)
 {
     const std::size_t K = g.k(), L = g.l(), hw = g.oh * g.ow;
-    T* cols = sized(scratch<T>(0), K * L);
+    if (!cols) cols = sized(scratch<T>(0), K * L);
     T* y = sized(scratch<T>(1), g.o * L);
     im2col(x, g, cols);
     gemm(false, false, g.o, L, K, T(1), w, K, cols, L, T(0), y, L);  // (O,K)·(K,L)
@@ -140,7 +140,7 @@ void conv2d_forward(const T* x, const T* w, const T* bias, const ConvGeom& g, T*
 
 template <class T>
 void conv2d_backward(const T* x, const T* w, const T* G, const ConvGeom& g, T* dx, bool dx_fresh, T* dw, bool dw_fresh,
-                     T* db, bool db_fresh)
+                     T* db, bool db_fresh, const T* saved_cols)
 {
     const std::size_t K = g.k(), L = g.l(), hw = g.oh * g.ow;
     // G (N,O,OH·OW) → Gt (O, N·OH·OW), the layout the GEMMs want
@@ -155,8 +155,12 @@ void conv2d_backward(const T* x, const T* w, const T* G, const ConvGeom& g, T* d
         }
     }
     if (dw) {  // dL/dW = Gt·colsᵀ
-        T* cols = sized(scratch<T>(0), K * L);
-        im2col(x, g, cols);
+        const T* cols = saved_cols;
+        if (!cols) {
+            T* c = sized(scratch<T>(0), K * L);
+            im2col(x, g, c);
+            cols = c;
+        }
         gemm(false, true, g.o, K, L, T(1), gt, L, cols, L, dw_fresh ? T(0) : T(1), dw, K);
     }
     if (dx) {  // dL/dX = col2im(Wᵀ·Gt)
@@ -167,12 +171,12 @@ void conv2d_backward(const T* x, const T* w, const T* G, const ConvGeom& g, T* d
     }
 }
 
-template void conv2d_forward(const float*, const float*, const float*, const ConvGeom&, float*);
-template void conv2d_forward(const double*, const double*, const double*, const ConvGeom&, double*);
+template void conv2d_forward(const float*, const float*, const float*, const ConvGeom&, float*, float*);
+template void conv2d_forward(const double*, const double*, const double*, const ConvGeom&, double*, double*);
 template void conv2d_backward(const float*, const float*, const float*, const ConvGeom&, float*, bool, float*, bool,
-                              float*, bool);
+                              float*, bool, const float*);
 template void conv2d_backward(const double*, const double*, const double*, const ConvGeom&, double*, bool, double*, bool,
-                              double*, bool);
+                              double*, bool, const double*);
 
 }  // namespace detail
 
@@ -191,14 +195,21 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
     auto op = tape.begin_op("conv2d", ins, n_in);
     Tensor<T>& out = op.value();
     out.resize(Shape{g.n, g.o, g.oh, g.ow});
-    detail::conv2d_forward(xv.data(), wv.data(), b ? b->value().data() : nullptr, g, out.data());
+    // Keep the im2col matrix for dW only if some input needs a gradient.
+    T* cols = nullptr;
+    if (tape.grad_enabled() && (x.requires_grad() || w.requires_grad() || (b && b->requires_grad()))) {
+        op.saved().resize(Shape{g.k(), g.l()});
+        cols = op.saved().data();
+    }
+    detail::conv2d_forward(xv.data(), wv.data(), b ? b->value().data() : nullptr, g, out.data(), cols);
     return op.finish([g, n_in](BackwardContext<T>& c) {
         // dL/dX = col2im(Wᵀ·G), dL/dW = G·colsᵀ, dL/db = Σ G
         bool fx = false, fw = false, fb = false;
         T* dx = c.needs(0) ? c.grad_buffer(0, fx).data() : nullptr;
         T* dw = c.needs(1) ? c.grad_buffer(1, fw).data() : nullptr;
         T* db = (n_in == 3 && c.needs(2)) ? c.grad_buffer(2, fb).data() : nullptr;
-        detail::conv2d_backward(c.input(0).data(), c.input(1).data(), c.grad().data(), g, dx, fx, dw, fw, db, fb);
+        detail::conv2d_backward(c.input(0).data(), c.input(1).data(), c.grad().data(), g, dx, fx, dw, fw, db, fb,
+                                c.saved().data());
     });
 }
 

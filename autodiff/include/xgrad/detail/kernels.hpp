@@ -19,15 +19,16 @@ struct ConvGeom {
 /// Checks shapes (ShapeError naming conv2d and both shapes) and computes the output geometry.
 ConvGeom conv_geometry(const Shape& x, const Shape& w, const Shape* bias, Conv2dOptions options);
 
-/// y (N,O,OH,OW) = conv(x, w) + b (b may be null).
+/// y (N,O,OH,OW) = conv(x, w) + b (b may be null). `cols`, if not null, receives the im2col matrix
+/// (g.k() × g.l() values) so the backward pass can reuse it.
 template <class T>
-void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeom& g, T* y);
+void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeom& g, T* y, T* cols = nullptr);
 
 /// Given gy = dL/dy: dx (if non-null), dw (if non-null), db (if non-null); each assigned when its
-/// fresh flag is set, accumulated otherwise.
+/// fresh flag is set, accumulated otherwise. `cols`: the forward's im2col matrix, or null to rebuild it.
 template <class T>
 void conv2d_backward(const T* x, const T* w, const T* gy, const ConvGeom& g, T* dx, bool dx_fresh, T* dw, bool dw_fresh,
-                     T* db, bool db_fresh);
+                     T* db, bool db_fresh, const T* cols = nullptr);
 
 struct PoolGeom {
     std::size_t planes, h, w, k, s, oh, ow;
