@@ -2,7 +2,6 @@
 // per process: bench_xgrad <tape|hand|blas> <workload> <threads>. Prints one JSON line.
 //   tape: xgrad's tape and nn library;  hand: hand-written backprop on the same kernels
 //   (hand_steps.hpp);  blas: the plain cblas_sgemm ceiling (workloads gemm_512, gemm_1024).
-#include <cblas.h>
 
 #include <cstdio>
 #include <cstring>
@@ -56,7 +55,7 @@ int main(int argc, char** argv)
     if (argc != 4) return fail("usage: bench_xgrad <tape|hand|blas> <workload> <threads>");
     const std::string impl = argv[1], wl = argv[2];
     const int threads = std::atoi(argv[3]);
-    openblas_set_num_threads(threads);
+    xgrad::set_num_threads(threads);  // OpenBLAS and OpenMP (oneDNN)
     {  // base memory: library loaded and one tiny op done
         Tape<F> t;
         auto v = t.variable(Tensor<F>{1.0f});

@@ -1,6 +1,5 @@
 #include "train.hpp"
 
-#include <cblas.h>
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -268,7 +267,7 @@ void confusion(Task& task, Tape<F>& tape, const nn::Dataset& test, const std::st
 
 RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Options& o)
 {
-    if (o.threads > 0) openblas_set_num_threads(o.threads);
+    xgrad::set_num_threads(o.threads);
     RunResult r;
     r.out_dir = o.out_dir.empty() ? "runs/" + task.name + (o.dataset == "fashion" ? "-fashion" : "") : o.out_dir;
     fs::create_directories(r.out_dir);

@@ -7,3 +7,4 @@
 #include "xgrad/ops.hpp"
 #include "xgrad/tape.hpp"
 #include "xgrad/tensor.hpp"
+#include "xgrad/threads.hpp"

@@ -1,7 +1,11 @@
 #pragma once
 // Detail (not part of the API): row-major GEMM for float and double through CBLAS (OpenBLAS).
-// Including it needs OpenBLAS's include directory (target xgrad::openblas).
+// Including it needs the BLAS include directories (target xgrad::blas). Float GEMMs go to
+// oneDNN's dnnl_sgemm when XGRAD_USE_DNNL is defined (row-major, same argument order).
 #include <cblas.h>
+#ifdef XGRAD_USE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
 
 #include <algorithm>
 #include <cstddef>
@@ -18,8 +22,13 @@ inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, 
         for (std::size_t i = 0; i < m; ++i) std::for_each(c + i * ldc, c + i * ldc + n, [beta](float& x) { x *= beta; });
         return;
     }
+#ifdef XGRAD_USE_DNNL
+    dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', dnnl_dim_t(m), dnnl_dim_t(n), dnnl_dim_t(k), alpha, a, dnnl_dim_t(lda), b,
+               dnnl_dim_t(ldb), beta, c, dnnl_dim_t(ldc));
+#else
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
                 alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+#endif
 }
 
 inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, double alpha, const double* a,
