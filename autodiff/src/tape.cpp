@@ -8,45 +8,37 @@ namespace xgrad {
 namespace detail {
 
 template <class T>
-T* dst_ptr(Tensor<T>& t) { return t.data(); }
-
-template <class T>
-void sum_to(const Tensor<T>& full, const Shape& target, Tensor<T>& out, const char* op)
+void sum_to(const Tensor<T>& full, const Shape& target, T* dst, bool fresh, const char* op)
 {
     const Shape& fs = full.shape();
-    if (fs.size() < target.size())
-        throw std::logic_error(std::string("xgrad: ") + op + ": gradient of shape " + shape_str(fs)
-                               + " cannot be reduced to input shape " + shape_str(target));
-    const std::size_t lead = fs.size() - target.size();
-    for (std::size_t i = 0; i < target.size(); ++i) {
-        if (target[i] != fs[lead + i] && target[i] != 1)
-            throw std::logic_error(std::string("xgrad: ") + op + ": gradient of shape " + shape_str(fs)
-                                   + " cannot be reduced to input shape " + shape_str(target));
-    }
-    out.resize(target);
-    std::fill(out.begin(), out.end(), T(0));
-    // Walk the full gradient once in row-major order; map each element to its target offset.
-    // Target strides are 0 on the reduced axes, so the mapping is a strided index update.
-    const std::size_t nd = fs.size();
-    std::vector<std::size_t> tstride(nd, 0);
-    {
-        std::size_t s = 1;
-        for (std::size_t i = target.size(); i-- > 0;) {
-            tstride[lead + i] = (target[i] == 1) ? 0 : s;
-            s *= target[i];
-        }
-    }
+    bool ok = fs.size() >= target.size();
+    const std::size_t lead = ok ? fs.size() - target.size() : 0;
+    for (std::size_t i = 0; ok && i < target.size(); ++i) ok = target[i] == fs[lead + i] || target[i] == 1;
+    if (!ok)
+        throw std::logic_error(std::string("xgrad: ") + op + ": gradient of shape " + shape_str(fs) +
+                               " cannot be reduced to input shape " + shape_str(target));
+    if (fresh) std::fill(dst, dst + shape_size(target), T(0));
     const std::size_t n = full.size();
     if (n == 0) return;
+    const std::size_t nd = fs.size();
     if (nd == 0) {
-        *dst_ptr(out) += *full.data();
+        *dst += *full.data();
         return;
     }
-    const std::size_t inner = nd ? fs[nd - 1] : 1;
-    const std::size_t inner_stride = nd ? tstride[nd - 1] : 0;
-    std::vector<std::size_t> idx(nd, 0);
+    // Walk the full gradient once in row-major order and map each element to its target offset:
+    // target strides are 0 on the reduced axes. Shape is an inline small vector: no allocation.
+    Shape tstride(nd, 0);
+    {
+        std::size_t st = 1;
+        for (std::size_t i = target.size(); i-- > 0;) {
+            tstride[lead + i] = (target[i] == 1) ? 0 : st;
+            st *= target[i];
+        }
+    }
+    const std::size_t inner = fs[nd - 1];
+    const std::size_t inner_stride = tstride[nd - 1];
+    Shape idx(nd, 0);
     const T* src = full.data();
-    T* dst = out.data();
     std::size_t off = 0;
     for (std::size_t base = 0; base < n; base += inner) {
         if (inner_stride == 1) {
@@ -56,8 +48,7 @@ void sum_to(const Tensor<T>& full, const Shape& target, Tensor<T>& out, const ch
             for (std::size_t j = 0; j < inner; ++j) acc += src[base + j];
             dst[off] += acc;
         }
-        // advance the multi-index over all but the last axis
-        for (std::size_t d = nd - 1; d-- > 0;) {
+        for (std::size_t d = nd - 1; d-- > 0;) {  // advance the multi-index over all but the last axis
             ++idx[d];
             off += tstride[d];
             if (idx[d] < fs[d]) break;
@@ -82,8 +73,8 @@ void check_finite_or_throw(const Tensor<T>& t, const std::string& what)
     }
 }
 
-template void sum_to<float>(const Tensor<float>&, const Shape&, Tensor<float>&, const char*);
-template void sum_to<double>(const Tensor<double>&, const Shape&, Tensor<double>&, const char*);
+template void sum_to<float>(const Tensor<float>&, const Shape&, float*, bool, const char*);
+template void sum_to<double>(const Tensor<double>&, const Shape&, double*, bool, const char*);
 template void check_finite_or_throw<float>(const Tensor<float>&, const std::string&);
 template void check_finite_or_throw<double>(const Tensor<double>&, const std::string&);
 
@@ -97,6 +88,10 @@ const Tensor<T>& Var<T>::grad() const
         throw std::logic_error(std::string("xgrad: grad() of Var #") + std::to_string(index_) + " ('" + n.op_
                                + "'): it does not require grad (a constant, or made under NoGradGuard)");
     if (n.param_) return n.param_->grad();
+    if (n.grad_released_)
+        throw std::logic_error(std::string("xgrad: grad() of intermediate Var #") + std::to_string(index_) + " ('" +
+                               n.op_ + "'): intermediate gradients are released during backward to save memory; "
+                               "call tape.set_retain_grad(true) before backward() to keep them");
     if (!n.has_grad_) {
         // Not reached by backward: its gradient is zero.
         n.grad_.resize(n.value().shape());
@@ -284,8 +279,52 @@ void Tape<T>::backward(const Var<T>& output)
         throw std::logic_error("xgrad: backward() without a seed needs a one-element output, got shape "
                                + shape_str(n.value().shape())
                                + "; reduce it first (sum, mean) or pass a seed gradient of the same shape");
-    Tensor<T> seed = xt::ones<T>(n.value().shape());
-    backward(output, seed);
+    start_sweep(output);
+    detail::Node<T>& out = nodes_[output.index_];
+    out.grad_.resize(out.value().shape());
+    std::fill(out.grad_.begin(), out.grad_.end(), T(1));
+    out.has_grad_ = true;
+    sweep(output.index_);
+}
+
+template <class T>
+void Tape<T>::start_sweep(const Var<T>& output)
+{
+    const detail::Node<T>& out = nodes_[output.index_];
+    if (!out.requires_grad_)
+        throw std::logic_error(std::string("xgrad: backward(): the output ('") + out.op_ +
+                               "') does not depend on anything that requires grad "
+                               "(use tape.variable() or tape.param() for the inputs)");
+    // Gradients of tape nodes hold the latest sweep only; parameters accumulate.
+    for (std::size_t i = 0; i < size_; ++i) {
+        detail::Node<T>& n = nodes_[i];
+        if (n.has_grad_ && n.param_ == nullptr && n.backward_) recycle(n);  // last sweep's intermediate grads
+        n.has_grad_ = false;
+        n.grad_released_ = false;
+    }
+}
+
+template <class T>
+void Tape<T>::recycle(detail::Node<T>& n)
+{
+    if (n.grad_.size() != 0) grad_pool_.push_back(std::move(n.grad_));
+    n.grad_ = Tensor<T>();
+}
+
+template <class T>
+void Tape<T>::take_grad_buffer(detail::Node<T>& n)
+{
+    const std::size_t want = n.value().size();
+    if (n.grad_.size() != want) {
+        for (std::size_t k = 0; k < grad_pool_.size(); ++k)
+            if (grad_pool_[k].size() == want) {
+                n.grad_ = std::move(grad_pool_[k]);
+                grad_pool_[k] = std::move(grad_pool_.back());
+                grad_pool_.pop_back();
+                break;
+            }
+    }
+    n.grad_.resize(n.value().shape());
 }
 
 template <class T>
@@ -296,12 +335,7 @@ void Tape<T>::backward(const Var<T>& output, const Tensor<T>& seed)
     if (seed.shape() != out.value().shape())
         throw ShapeError("backward: seed " + shape_str(seed.shape()) + " vs output " + shape_str(out.value().shape())
                          + ": the seed gradient must have the output's shape");
-    if (!out.requires_grad_)
-        throw std::logic_error(std::string("xgrad: backward(): the output ('") + out.op_
-                               + "') does not depend on anything that requires grad "
-                                 "(use tape.variable() or tape.param() for the inputs)");
-    // Gradients of tape nodes hold the latest sweep only; parameters accumulate.
-    for (std::size_t i = 0; i < size_; ++i) nodes_[i].has_grad_ = false;
+    start_sweep(output);
     out.grad_.resize(seed.shape());
     xt::noalias(out.grad_) = seed;
     out.has_grad_ = true;
@@ -316,6 +350,11 @@ void Tape<T>::sweep(std::uint32_t from)
         if (!n.has_grad_ || !n.backward_) continue;
         BackwardContext<T> ctx(*this, n, i);
         n.backward_(ctx);
+        if (!retain_grad_) {  // its gradient has been passed on: give the buffer to the next node
+            recycle(n);
+            n.has_grad_ = false;
+            n.grad_released_ = true;
+        }
         if (anomaly_) {
             for (std::uint32_t k = 0; k < n.input_count_; ++k) {
                 const std::uint32_t j = inputs_[n.input_begin_ + k];
@@ -349,6 +388,8 @@ void Tape<T>::shrink_to_fit()
     clear();
     nodes_.clear();
     nodes_.shrink_to_fit();
+    grad_pool_.clear();
+    grad_pool_.shrink_to_fit();
     inputs_.shrink_to_fit();
 }
 

@@ -80,6 +80,7 @@ BOOST_AUTO_TEST_CASE(chain_rule_by_hand)
     // f(x, y) = (x·y + x)² at x = 3, y = 2: u = x·y + x = 9, f = 81,
     // df/dx = 2u·(y + 1) = 54, df/dy = 2u·x = 54
     Tape<double> t;
+    t.set_retain_grad(true);  // to read the intermediate u's gradient
     auto x = t.variable(Tensor<double>(3.0));
     auto y = t.variable(Tensor<double>(2.0));
     auto u = x * y + x;

@@ -13,6 +13,7 @@
 #include <deque>
 #include <functional>
 #include <initializer_list>
+#include <type_traits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -92,15 +93,17 @@ struct Node {
     std::uint32_t scope_ = 0;               // index into the tape's scope names (0: none)
     bool requires_grad_ = false;
     bool has_grad_ = false;
+    bool grad_released_ = false;            // its gradient went back to the pool during backward
     InlineFunction<void(BackwardContext<T>&), 112> backward_;  // conv2d captures ~100 bytes
 
     const Tensor<T>& value() const { return borrowed_ ? *borrowed_ : value_; }
 };
 
-/// Reduces a gradient computed at a broadcast output shape back to an input's shape
-/// (sums leading axes and axes where the input has size 1). The one place broadcasting is undone.
+/// Adds a gradient computed at a broadcast output shape into a buffer of an input's shape
+/// (summing leading axes and axes where the input has size 1; zeroing the buffer first if
+/// `fresh`). The one place broadcasting is undone.
 template <class T>
-void sum_to(const Tensor<T>& full, const Shape& target, Tensor<T>& out, const char* op);
+void sum_to(const Tensor<T>& full, const Shape& target, T* dst, bool fresh, const char* op);
 
 template <class T>
 void check_finite_or_throw(const Tensor<T>& t, const std::string& what);
@@ -208,10 +211,16 @@ public:
             else
                 xt::noalias(g) += std::forward<E>(e);
         } else {
-            Tensor<T> full = std::forward<E>(e);
-            Tensor<T> reduced;
-            detail::sum_to(full, target, reduced, node_.op_);
-            accumulate(k, reduced);
+            bool fresh = false;
+            Tensor<T>& g = buffer(n, fresh);
+            if constexpr (std::is_same_v<std::decay_t<E>, Tensor<T>>) {
+                detail::sum_to(e, target, g.data(), fresh, node_.op_);
+            } else {
+                thread_local Tensor<T> full;  // evaluated once, reused: no allocation in steady state
+                full.resize(es);
+                xt::noalias(full) = std::forward<E>(e);
+                detail::sum_to(full, target, g.data(), fresh, node_.op_);
+            }
         }
     }
 
@@ -234,7 +243,7 @@ private:
         }
         fresh = !n.has_grad_;
         if (fresh) {
-            n.grad_.resize(n.value().shape());
+            tape_.take_grad_buffer(n);
             n.has_grad_ = true;
         }
         return n.grad_;
@@ -313,6 +322,11 @@ public:
     /// and throws AnomalyError naming the first op, and its position, that made a NaN or Inf.
     bool anomaly_detection() const { return anomaly_; }
     void set_anomaly_detection(bool on) { anomaly_ = on; }
+    /// Intermediate gradients (of nodes that are neither leaves nor parameters) are handed back
+    /// to a buffer pool as soon as backward has passed them on, like PyTorch's non-leaf grads, so
+    /// a long graph needs only a few gradient buffers. Turn retention on to read them with grad().
+    bool retain_grad() const { return retain_grad_; }
+    void set_retain_grad(bool on) { retain_grad_ = on; }
 
     /// Op name and position of node i (for messages and tools).
     const char* op_at(std::uint32_t i) const { return nodes_.at(i).op_; }
@@ -358,6 +372,9 @@ private:
     Var<T> finish_op(std::uint32_t index);
     void check(const Var<T>& v, const char* what) const;
     void sweep(std::uint32_t from);
+    void start_sweep(const Var<T>& output);
+    void recycle(detail::Node<T>& n);
+    void take_grad_buffer(detail::Node<T>& n);
 
     std::deque<detail::Node<T>> nodes_;
     std::vector<std::uint32_t> inputs_;
@@ -370,6 +387,8 @@ private:
     std::uint32_t generation_ = 1;
     bool grad_enabled_ = true;
     bool anomaly_ = false;
+    bool retain_grad_ = false;
+    std::vector<Tensor<T>> grad_pool_;  // released gradient buffers, reused by size
 };
 
 /// Names the nodes recorded during its life (nested), for messages and check_nodes reports.

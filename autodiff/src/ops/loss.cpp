@@ -44,6 +44,11 @@ Var<T> cross_entropy(const Var<T>& logits, const IndexTensor& labels, Reduction 
     const T f = reduction == Reduction::half_sum ? T(1) : reduction_factor<T>(reduction, B);
     auto op = detail::tape_of(logits).begin_op("cross_entropy", {logits});
     op.value().resize(Shape{});
+    // The labels go into the node's saved buffer (as T: exact below 2^24 classes) rather than a
+    // captured copy, so a training step allocates nothing for them.
+    Tensor<T>& saved = op.saved();
+    saved.resize(Shape{B});
+    for (std::size_t b = 0; b < B; ++b) saved(b) = T(labels(b));
     double total = 0;
     for (std::size_t b = 0; b < B; ++b) {
         const T* row = z.data() + b * C;
@@ -54,9 +59,10 @@ Var<T> cross_entropy(const Var<T>& logits, const IndexTensor& labels, Reduction 
         total += double(m + std::log(s) - row[labels(b)]);  // logΣexp − z_y
     }
     *op.value().data() = T(total) * f;
-    return op.finish([labels, f](BackwardContext<T>& c) {
+    return op.finish([f](BackwardContext<T>& c) {
         // dL/dZ = (softmax(Z) − onehot(y)) · g · f, softmax recomputed from Z (nothing stored)
         const Tensor<T>& z = c.input(0);
+        const T* labels = c.saved().data();
         const std::size_t B = z.shape()[0], C = z.shape()[1];
         const T g = *c.grad().data() * f;
         bool fresh;
@@ -70,7 +76,7 @@ Var<T> cross_entropy(const Var<T>& logits, const IndexTensor& labels, Reduction 
             for (std::size_t k = 0; k < C; ++k) s += std::exp(row[k] - m);
             const T r = g / s;
             for (std::size_t k = 0; k < C; ++k) {
-                const T v = std::exp(row[k] - m) * r - (Index(k) == labels(b) ? g : T(0));
+                const T v = std::exp(row[k] - m) * r - (T(k) == labels[b] ? g : T(0));
                 drow[k] = fresh ? v : drow[k] + v;
             }
         }

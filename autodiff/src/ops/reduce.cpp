@@ -56,9 +56,9 @@ Var<T> reduce_axes(const char* name, const Var<T>& x, const std::vector<int>& ax
 
     auto op = detail::tape_of(x).begin_op(name, {x});
     Tensor<T>& out = op.value();
-    out.resize(oshape);
-    // Reduce with the same mapping the gradient uses: out (as kshape) = Σ over the axes.
-    detail::sum_to(xv, kshape, out, name);
+    out.resize(kshape);
+    // Reduce with the same mapping that undoes broadcasting: out (as kshape) = Σ over the axes.
+    detail::sum_to(xv, kshape, out.data(), true, name);
     out.reshape(oshape);
     if (mean) out *= scale;
     return op.finish([kshape, scale](BackwardContext<T>& c) {
