@@ -308,7 +308,7 @@ template <class T>
 void Tape<T>::recycle(detail::Node<T>& n)
 {
     if (n.grad_.size() != 0) grad_pool_.push_back(std::move(n.grad_));
-    n.grad_ = Tensor<T>();
+    n.grad_.resize(Shape{0}, true);  // an empty, allocation-free state (a default xarray holds one element)
 }
 
 template <class T>
