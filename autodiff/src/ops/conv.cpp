@@ -28,6 +28,9 @@ T* sized(std::vector<T>& v, std::size_t n)
     return v.data();
 }
 
+/// Below this many elements a kernel stays on one thread (thread start-up would cost more).
+constexpr std::size_t parallel_threshold = std::size_t(1) << 16;
+
 /// Output columns j whose input column j·s − pad + q lies inside [0, w): [j0, j1).
 inline void valid_cols(const ConvGeom& g, std::size_t q, std::size_t& j0, std::size_t& j1)
 {
@@ -37,65 +40,70 @@ inline void valid_cols(const ConvGeom& g, std::size_t q, std::size_t& j0, std::s
 }
 
 /// cols[(c·KH + p)·KW + q][(n·OH + i)·OW + j] = X[n, c, i·s − pad + p, j·s − pad + q] (0 outside).
-/// The valid column range is computed once per kernel column, so the inner loop is a plain copy.
+/// The valid column range is computed once per kernel column, so the inner loop is a plain copy;
+/// rows of cols are independent, so threads split them.
 template <class T>
 void im2col(const T* x, const ConvGeom& g, T* cols)
 {
     const std::size_t L = g.l();
-    for (std::size_t c = 0; c < g.c; ++c)
-        for (std::size_t p = 0; p < g.kh; ++p)
-            for (std::size_t q = 0; q < g.kw; ++q) {
-                T* row = cols + ((c * g.kh + p) * g.kw + q) * L;
-                std::size_t j0, j1;
-                valid_cols(g, q, j0, j1);
-                for (std::size_t n = 0; n < g.n; ++n) {
-                    const T* plane = x + (n * g.c + c) * g.h * g.w;
-                    for (std::size_t i = 0; i < g.oh; ++i) {
-                        T* dst = row + (n * g.oh + i) * g.ow;
-                        const std::ptrdiff_t ih = std::ptrdiff_t(i * g.s + p) - std::ptrdiff_t(g.p);
-                        if (ih < 0 || ih >= std::ptrdiff_t(g.h)) {
-                            std::fill(dst, dst + g.ow, T(0));
-                            continue;
-                        }
-                        const T* src = plane + std::size_t(ih) * g.w;  // column j reads src[j·s + q − pad]
-                        std::fill(dst, dst + j0, T(0));
-                        if (g.s == 1)
-                            std::copy(src + (j0 + q - g.p), src + (j1 + q - g.p), dst + j0);
-                        else
-                            for (std::size_t j = j0; j < j1; ++j) dst[j] = src[j * g.s + q - g.p];
-                        std::fill(dst + j1, dst + g.ow, T(0));
-                    }
+    const auto rows = std::ptrdiff_t(g.k());
+#pragma omp parallel for schedule(static) if (g.k() * L >= parallel_threshold)
+    for (std::ptrdiff_t r = 0; r < rows; ++r) {
+        const std::size_t c = std::size_t(r) / (g.kh * g.kw), p = std::size_t(r) / g.kw % g.kh, q = std::size_t(r) % g.kw;
+        T* row = cols + std::size_t(r) * L;
+        std::size_t j0, j1;
+        valid_cols(g, q, j0, j1);
+        for (std::size_t n = 0; n < g.n; ++n) {
+            const T* plane = x + (n * g.c + c) * g.h * g.w;
+            for (std::size_t i = 0; i < g.oh; ++i) {
+                T* dst = row + (n * g.oh + i) * g.ow;
+                const std::ptrdiff_t ih = std::ptrdiff_t(i * g.s + p) - std::ptrdiff_t(g.p);
+                if (ih < 0 || ih >= std::ptrdiff_t(g.h)) {
+                    std::fill(dst, dst + g.ow, T(0));
+                    continue;
                 }
+                const T* src = plane + std::size_t(ih) * g.w;  // column j reads src[j·s + q − pad]
+                std::fill(dst, dst + j0, T(0));
+                if (g.s == 1)
+                    std::copy(src + (j0 + q - g.p), src + (j1 + q - g.p), dst + j0);
+                else
+                    for (std::size_t j = j0; j < j1; ++j) dst[j] = src[j * g.s + q - g.p];
+                std::fill(dst + j1, dst + g.ow, T(0));
             }
+        }
+    }
 }
 
 /// The adjoint of im2col: dX[n, c, i·s − pad + p, j·s − pad + q] += dcols[...] (inside only).
+/// One thread per input plane (c, n): planes are disjoint, so the additions never race.
 template <class T>
 void col2im_add(const T* cols, const ConvGeom& g, T* dx)
 {
     const std::size_t L = g.l();
-    for (std::size_t c = 0; c < g.c; ++c)
+    const auto planes = std::ptrdiff_t(g.c * g.n);
+#pragma omp parallel for schedule(static) if (g.k() * L >= parallel_threshold)
+    for (std::ptrdiff_t cn = 0; cn < planes; ++cn) {
+        const std::size_t c = std::size_t(cn) / g.n, n = std::size_t(cn) % g.n;
+        T* plane = dx + (n * g.c + c) * g.h * g.w;
         for (std::size_t p = 0; p < g.kh; ++p)
             for (std::size_t q = 0; q < g.kw; ++q) {
                 const T* row = cols + ((c * g.kh + p) * g.kw + q) * L;
                 std::size_t j0, j1;
                 valid_cols(g, q, j0, j1);
-                for (std::size_t n = 0; n < g.n; ++n) {
-                    T* plane = dx + (n * g.c + c) * g.h * g.w;
-                    for (std::size_t i = 0; i < g.oh; ++i) {
-                        const std::ptrdiff_t ih = std::ptrdiff_t(i * g.s + p) - std::ptrdiff_t(g.p);
-                        if (ih < 0 || ih >= std::ptrdiff_t(g.h)) continue;
-                        const T* src = row + (n * g.oh + i) * g.ow;
-                        T* dst = plane + std::size_t(ih) * g.w;
-                        if (g.s == 1) {
-                            T* d = dst + (j0 + q - g.p);
-                            for (std::size_t j = j0; j < j1; ++j) d[j - j0] += src[j];
-                        } else {
-                            for (std::size_t j = j0; j < j1; ++j) dst[j * g.s + q - g.p] += src[j];
-                        }
+                for (std::size_t i = 0; i < g.oh; ++i) {
+                    const std::ptrdiff_t ih = std::ptrdiff_t(i * g.s + p) - std::ptrdiff_t(g.p);
+                    if (ih < 0 || ih >= std::ptrdiff_t(g.h)) continue;
+                    const T* src = row + (n * g.oh + i) * g.ow;
+                    T* dst = plane + std::size_t(ih) * g.w;
+                    if (g.s == 1) {
+                        T* d = dst + (j0 + q - g.p);
+                        for (std::size_t j = j0; j < j1; ++j) d[j - j0] += src[j];
+                    } else {
+                        for (std::size_t j = j0; j < j1; ++j) dst[j * g.s + q - g.p] += src[j];
                     }
                 }
             }
+    }
 }
 
 }  // namespace
@@ -129,6 +137,7 @@ void conv2d_forward(const T* x, const T* w, const T* bias, const ConvGeom& g, T*
     T* y = sized(scratch<T>(1), g.o * L);
     im2col(x, g, cols);
     gemm(false, false, g.o, L, K, T(1), w, K, cols, L, T(0), y, L);  // (O,K)·(K,L)
+#pragma omp parallel for collapse(2) schedule(static) if (g.o * L >= parallel_threshold)
     for (std::size_t n = 0; n < g.n; ++n)
         for (std::size_t o = 0; o < g.o; ++o) {
             const T* src = y + o * L + n * hw;
@@ -145,6 +154,7 @@ void conv2d_backward(const T* x, const T* w, const T* G, const ConvGeom& g, T* d
     const std::size_t K = g.k(), L = g.l(), hw = g.oh * g.ow;
     // G (N,O,OH·OW) → Gt (O, N·OH·OW), the layout the GEMMs want
     T* gt = sized(scratch<T>(1), g.o * L);
+#pragma omp parallel for collapse(2) schedule(static) if (g.o * L >= parallel_threshold)
     for (std::size_t n = 0; n < g.n; ++n)
         for (std::size_t o = 0; o < g.o; ++o) std::copy_n(G + (n * g.o + o) * hw, hw, gt + o * L + n * hw);
     if (db) {  // dL/db[o] = Σ_{n,i,j} G[n,o,i,j]
@@ -166,7 +176,7 @@ void conv2d_backward(const T* x, const T* w, const T* G, const ConvGeom& g, T* d
     if (dx) {  // dL/dX = col2im(Wᵀ·Gt)
         T* dcols = sized(scratch<T>(2), K * L);
         gemm(true, false, K, L, g.o, T(1), w, K, gt, L, T(0), dcols, L);
-        if (dx_fresh) std::fill(dx, dx + g.n * g.c * g.h * g.w, T(0));
+        if (dx_fresh) std::fill(dx, dx + g.n * g.c * g.h * g.w, T(0));  // col2im adds
         col2im_add(dcols, g, dx);
     }
 }

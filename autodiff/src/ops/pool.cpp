@@ -21,10 +21,13 @@ PoolGeom pool_geometry(const char* op, const Shape& xs, std::size_t k, std::size
     return {xs[0] * xs[1], xs[2], xs[3], k, s, (xs[2] - k) / s + 1, (xs[3] - k) / s + 1};
 }
 
+constexpr std::size_t parallel_threshold = std::size_t(1) << 16;  // elements; below, one thread
+
 template <class T>
 void avg_pool2d_forward(const T* p, const PoolGeom& g, T* q)
 {
     const T scale = T(1) / T(g.k * g.k);
+#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w >= parallel_threshold)
     for (std::size_t pl = 0; pl < g.planes; ++pl) {
         const T* plane = p + pl * g.h * g.w;
         for (std::size_t i = 0; i < g.oh; ++i)
@@ -44,6 +47,7 @@ void avg_pool2d_backward_add(const T* G, const PoolGeom& g, T* d)
 {
     // dL/dX[window] += G / k² for every window containing the element
     const T scale = T(1) / T(g.k * g.k);
+#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w >= parallel_threshold)
     for (std::size_t pl = 0; pl < g.planes; ++pl) {
         T* plane = d + pl * g.h * g.w;
         for (std::size_t i = 0; i < g.oh; ++i)
