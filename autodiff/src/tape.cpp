@@ -281,7 +281,7 @@ void Tape<T>::backward(const Var<T>& output)
                                + "; reduce it first (sum, mean) or pass a seed gradient of the same shape");
     start_sweep(output);
     detail::Node<T>& out = nodes_[output.index_];
-    out.grad_.resize(out.value().shape());
+    take_grad_buffer(out);
     std::fill(out.grad_.begin(), out.grad_.end(), T(1));
     out.has_grad_ = true;
     sweep(output.index_);
@@ -307,7 +307,11 @@ void Tape<T>::start_sweep(const Var<T>& output)
 template <class T>
 void Tape<T>::recycle(detail::Node<T>& n)
 {
-    if (n.grad_.size() != 0) grad_pool_.push_back(std::move(n.grad_));
+    // Every buffer put here is taken back by a later node of the same size, so the pool holds about
+    // as many buffers as gradients are alive at once; the cap guards against odd graphs.
+    // Small buffers stay with their node: pooling them would cost more time than it saves memory.
+    if (n.grad_.size() < 1024 || grad_pool_.size() >= 256) return;
+    grad_pool_.push_back(std::move(n.grad_));
     n.grad_.resize(Shape{0}, true);  // an empty, allocation-free state (a default xarray holds one element)
 }
 
@@ -336,7 +340,7 @@ void Tape<T>::backward(const Var<T>& output, const Tensor<T>& seed)
         throw ShapeError("backward: seed " + shape_str(seed.shape()) + " vs output " + shape_str(out.value().shape())
                          + ": the seed gradient must have the output's shape");
     start_sweep(output);
-    out.grad_.resize(seed.shape());
+    take_grad_buffer(out);
     xt::noalias(out.grad_) = seed;
     out.has_grad_ = true;
     sweep(output.index_);
