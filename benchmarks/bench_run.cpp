@@ -85,7 +85,10 @@ int main(int argc, char** argv)
                 if (have_torch) cmds.emplace_back("libtorch", bin_dir + "/bench_torch " + w + " " + t);
                 cmds.emplace_back("tape", bin_dir + "/bench_xgrad tape " + w + " " + t);
                 if (w.rfind("tape_", 0) != 0) cmds.emplace_back("hand", bin_dir + "/bench_xgrad hand " + w + " " + t);
-                if (w.rfind("mm_", 0) == 0) cmds.emplace_back("blas", bin_dir + "/bench_xgrad blas gemm_" + w.substr(3) + " " + t);
+                if (w.rfind("mm_", 0) == 0) {
+                    cmds.emplace_back("blas", bin_dir + "/bench_xgrad blas gemm_" + w.substr(3) + " " + t);
+                    cmds.emplace_back("sgemm", bin_dir + "/bench_xgrad sgemm gemm_" + w.substr(3) + " " + t);
+                }
                 for (const auto& [impl, cmd] : cmds) {
                     fmt::print(stderr, "\rround {}/{}  T{}  {:<12} {:<8}", round, rounds, t, w, impl);
                     raw[w][t][impl].push_back(run_one(cmd));
@@ -122,15 +125,16 @@ int main(int argc, char** argv)
         for (const auto& t : threads) {
             auto& m = raw[w][t];
             const Result lt = summarize(m["libtorch"]), tp = summarize(m["tape"]), hd = summarize(m["hand"]),
-                         bl = summarize(m["blas"]);
+                         bl = summarize(m["blas"]), sg = summarize(m["sgemm"]);
             const std::string unit = w.rfind("tape_", 0) == 0 ? "ns/op" : "ms";
             auto ratio = [](const Result& a, const Result& b) {
                 return a.ok && b.ok ? fmt::format("{:.2f}", a.median / b.median) : std::string("–");
             };
             std::string hand_col = fmt_val(hd, unit), vs_hand = ratio(tp, hd);
-            if (bl.ok) {  // matmul: the plain sgemm rate beside the hand column
-                hand_col += fmt::format("; sgemm {:.0f} GF/s", bl.gflops);
-                vs_hand += fmt::format(" ({:.0f}% of sgemm)", 100 * tp.gflops / bl.gflops);
+            if (bl.ok && sg.ok) {  // matmul: the plain GEMM rates beside the hand column
+                hand_col += fmt::format("; plain cblas_sgemm {:.0f} GF/s, xgrad's sgemm {:.0f} GF/s", bl.gflops, sg.gflops);
+                vs_hand += fmt::format(" ({:.0f}% of cblas_sgemm, {:.0f}% of xgrad's sgemm)", 100 * tp.gflops / bl.gflops,
+                                       100 * tp.gflops / sg.gflops);
             }
             md << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", w, t, fmt_val(lt, unit), fmt_val(tp, unit),
                               hand_col, ratio(tp, lt), vs_hand,

@@ -1,7 +1,10 @@
 // xgrad side of the benchmark workloads (../shared/benchmarks.md), one (impl, workload, threads)
 // per process: bench_xgrad <tape|hand|blas> <workload> <threads>. Prints one JSON line.
 //   tape: xgrad's tape and nn library;  hand: hand-written backprop on the same kernels
-//   (hand_steps.hpp);  blas: the plain cblas_sgemm ceiling (workloads gemm_512, gemm_1024).
+//   (hand_steps.hpp);  blas: OpenBLAS's plain cblas_sgemm and sgemm: the GEMM xgrad uses (oneDNN's
+//   dnnl_sgemm when built with it), the ceilings for workloads gemm_512, gemm_1024.
+
+#include <cblas.h>
 
 #include <cstdio>
 #include <cstring>
@@ -174,9 +177,17 @@ int main(int argc, char** argv)
             return std::string(e);
         };
         if (wl[0] == 'g') {  // GEMM ceiling: warm ≥ 2 calls and 0.3 s, then ≥ 5 calls and ≥ 1 s
-            if (impl != "blas") return fail("gemm_* needs impl blas");
+            // impl blas: OpenBLAS's plain cblas_sgemm; impl sgemm: the GEMM xgrad uses (oneDNN if built with it)
+            if (impl != "blas" && impl != "sgemm") return fail("gemm_* needs impl blas or sgemm");
             Tensor<F> c = Tensor<F>::from_shape({n, n});
-            auto call = [&] { gemm(false, false, n, n, n, F(1), a0.data(), n, b0.data(), n, F(0), c.data(), n); };
+            const int N = int(n);
+            auto call = [&] {
+                if (impl == "blas")
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a0.data(), N, b0.data(), N, 0.0f,
+                                c.data(), N);
+                else
+                    gemm(false, false, n, n, n, F(1), a0.data(), n, b0.data(), n, F(0), c.data(), n);
+            };
             const Stats s = run([] {}, call, 2, 0.3, 5, 1.0);
             report(I, wl, threads, "ms", 1e3, s, base, gflops(s));
         } else if (impl == "tape") {

@@ -17,9 +17,15 @@ Var<T> reduce_all(const char* name, const Var<T>& x, T scale)
     const Tensor<T>& xv = x.value();
     auto op = detail::tape_of(x).begin_op(name, {x});
     op.value().resize(Shape{});
-    T acc = 0;
+    // 16 independent partial sums: vectorizes, and rounds better than one running sum.
     const T* p = xv.data();
-    for (std::size_t i = 0; i < xv.size(); ++i) acc += p[i];
+    const std::size_t n = xv.size(), blocks = n / 16;
+    T part[16] = {};
+    for (std::size_t b = 0; b < blocks; ++b)
+        for (std::size_t j = 0; j < 16; ++j) part[j] += p[b * 16 + j];
+    T acc = 0;
+    for (std::size_t i = blocks * 16; i < n; ++i) acc += p[i];
+    for (T v : part) acc += v;
     *op.value().data() = acc * scale;
     return op.finish([scale](BackwardContext<T>& c) {
         bool fresh;
