@@ -74,6 +74,7 @@ template <class T>
 Sequential<T>& Sequential<T>::add_module(std::unique_ptr<Module<T>> m)
 {
     layers_.push_back(m.get());
+    scopes_.push_back(std::to_string(layers_.size() - 1) + ":" + m->describe());
     this->register_module(std::to_string(layers_.size() - 1), std::move(m));
     return *this;
 }
@@ -82,7 +83,10 @@ template <class T>
 Var<T> Sequential<T>::forward(const Var<T>& x)
 {
     Var<T> y = x;
-    for (auto* l : layers_) y = l->forward(y);
+    for (std::size_t i = 0; i < layers_.size(); ++i) {
+        ScopeGuard<T> scope(y.tape(), scopes_[i]);
+        y = layers_[i]->forward(y);
+    }
     return y;
 }
 

@@ -379,6 +379,19 @@ BOOST_AUTO_TEST_CASE(finds_the_broken_op_among_many)
     BOOST_TEST(bad.summary().find("op 'bad_square' at tape position #") != std::string::npos, bad.summary());
 }
 
+BOOST_AUTO_TEST_CASE(sequential_layers_name_their_nodes)
+{
+    nn::Sequential<double> net;
+    net.emplace<nn::Linear<double>>(4, 3, true, 1);
+    net.add(nn::Tanh<double>());
+    net.emplace<nn::Linear<double>>(3, 2, true, 2);
+    Tape<double> t;
+    ScopeGuard<double> top(t, "net");
+    auto y = net(t.constant(rnd(Shape{2, 4}, 3)));
+    BOOST_TEST(t.scope_at(y.index()) == "net/2:Linear(3→2)");
+    BOOST_TEST(t.scope_at(y.index() - 4) == "net/1:Tanh");  // layer 2 recorded W, matmul, b, add
+}
+
 BOOST_AUTO_TEST_CASE(every_built_in_op_passes_node_checking)
 {
     // A graph touching most op families; check_nodes tests each node's VJP on its own.

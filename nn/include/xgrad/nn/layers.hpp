@@ -14,6 +14,10 @@ class Linear : public Module<T> {
 public:
     Linear(std::size_t in, std::size_t out, bool bias = true, std::uint64_t seed = 0);
     Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override
+    {
+        return "Linear(" + std::to_string(in_) + "→" + std::to_string(out_) + ")";
+    }
     Parameter<T>& weight() { return *weight_; }
     Parameter<T>* bias() { return bias_; }
     std::size_t in_features() const { return in_; }
@@ -36,6 +40,11 @@ class Conv2d : public Module<T> {
 public:
     explicit Conv2d(const Conv2dSpec& spec, std::uint64_t seed = 0);
     Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override
+    {
+        return "Conv2d(" + std::to_string(spec_.in_channels) + "→" + std::to_string(spec_.out_channels) + ", " +
+               std::to_string(spec_.kernel_size) + "x" + std::to_string(spec_.kernel_size) + ")";
+    }
     Parameter<T>& weight() { return *weight_; }
     Parameter<T>* bias() { return bias_; }
 
@@ -51,6 +60,7 @@ class Lambda : public Module<T> {
 public:
     Lambda(std::string name, std::function<Var<T>(const Var<T>&)> f) : name_(std::move(name)), f_(std::move(f)) {}
     Var<T> forward(const Var<T>& x) override { return f_(x); }
+    std::string describe() const override { return name_; }
     const std::string& name() const { return name_; }
 
 private:
@@ -74,6 +84,7 @@ class Dropout : public Module<T> {
 public:
     explicit Dropout(double p = 0.5, std::uint64_t seed = 0);
     Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override { return "Dropout"; }
 
 private:
     double p_;
@@ -100,13 +111,17 @@ public:
         add_module(std::move(m));
         return ref;
     }
+    /// Records each layer under a tape scope "<index>:<layer>", so messages and check_nodes say
+    /// which layer an op belongs to.
     Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override { return "Sequential"; }
     std::size_t size() const { return layers_.size(); }
     Module<T>& operator[](std::size_t i) { return *layers_.at(i); }
 
 private:
     Sequential& add_module(std::unique_ptr<Module<T>> m);
     std::vector<Module<T>*> layers_;
+    std::vector<std::string> scopes_;
 };
 
 enum class Activation { identity, sigmoid, tanh, relu };

@@ -20,6 +20,8 @@ public:
     /// Records the module's computation on x's tape.
     virtual Var<T> forward(const Var<T>& x) = 0;
     Var<T> operator()(const Var<T>& x) { return forward(x); }
+    /// Short description for messages and tape scopes, e.g. "Linear(784→256)".
+    virtual std::string describe() const { return "Module"; }
 
     /// All parameters, depth first, in registration order.
     std::vector<Parameter<T>*> parameters();
