@@ -17,6 +17,9 @@ std::string index_str(const std::vector<std::size_t>& idx)
     return s + ")";
 }
 
+}  // namespace
+
+namespace detail {
 std::vector<std::size_t> unravel(std::size_t flat, const Shape& shape)
 {
     std::vector<std::size_t> idx(shape.size());
@@ -26,7 +29,10 @@ std::vector<std::size_t> unravel(std::size_t flat, const Shape& shape)
     }
     return idx;
 }
+}  // namespace detail
 
+namespace {
+using detail::unravel;
 }  // namespace
 
 std::string GradcheckReport::summary() const

@@ -58,17 +58,7 @@ struct TapeAccess {
 
 }  // namespace detail
 
-namespace {
-std::vector<std::size_t> unravel(std::size_t flat, const Shape& shape)
-{
-    std::vector<std::size_t> idx(shape.size());
-    for (std::size_t d = shape.size(); d-- > 0;) {
-        idx[d] = shape[d] ? flat % shape[d] : 0;
-        flat = shape[d] ? flat / shape[d] : 0;
-    }
-    return idx;
-}
-}  // namespace
+using detail::unravel;
 
 std::string NodeCheckReport::summary() const
 {

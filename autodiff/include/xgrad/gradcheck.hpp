@@ -54,6 +54,8 @@ GradcheckReport finite_difference_report(const std::vector<Tensor<double>*>& val
                                          const std::vector<Tensor<double>>& analytic,
                                          const std::vector<std::string>& names, const std::function<double()>& phi,
                                          const GradcheckOptions& options);
+/// Multi-index of flat element `flat` in a row-major tensor of `shape`.
+std::vector<std::size_t> unravel(std::size_t flat, const Shape& shape);
 /// A random cotangent with entries of magnitude in [0.5, 1.5] and random sign.
 Tensor<double> random_cotangent(const Shape& shape, std::uint64_t seed);
 }  // namespace detail
