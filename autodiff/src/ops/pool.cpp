@@ -27,6 +27,18 @@ template <class T>
 void avg_pool2d_forward(const T* p, const PoolGeom& g, T* q)
 {
     const T scale = T(1) / T(g.k * g.k);
+    if (g.k == 2 && g.s == 2) {  // the common 2×2 case: two input rows per output row, no inner loops
+#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w >= parallel_threshold)
+        for (std::size_t pl = 0; pl < g.planes; ++pl)
+            for (std::size_t i = 0; i < g.oh; ++i) {
+                const T* r0 = p + pl * g.h * g.w + 2 * i * g.w;
+                const T* r1 = r0 + g.w;
+                T* out = q + (pl * g.oh + i) * g.ow;
+                for (std::size_t j = 0; j < g.ow; ++j)
+                    out[j] = (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]) * scale;
+            }
+        return;
+    }
 #pragma omp parallel for schedule(static) if (g.planes * g.h * g.w >= parallel_threshold)
     for (std::size_t pl = 0; pl < g.planes; ++pl) {
         const T* plane = p + pl * g.h * g.w;
@@ -47,6 +59,20 @@ void avg_pool2d_backward_add(const T* G, const PoolGeom& g, T* d)
 {
     // dL/dX[window] += G / k² for every window containing the element
     const T scale = T(1) / T(g.k * g.k);
+    if (g.k == 2 && g.s == 2) {
+#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w >= parallel_threshold)
+        for (std::size_t pl = 0; pl < g.planes; ++pl)
+            for (std::size_t i = 0; i < g.oh; ++i) {
+                T* r0 = d + pl * g.h * g.w + 2 * i * g.w;
+                T* r1 = r0 + g.w;
+                const T* gin = G + (pl * g.oh + i) * g.ow;
+                for (std::size_t j = 0; j < g.ow; ++j) {
+                    const T v = gin[j] * scale;
+                    r0[2 * j] += v, r0[2 * j + 1] += v, r1[2 * j] += v, r1[2 * j + 1] += v;
+                }
+            }
+        return;
+    }
 #pragma omp parallel for schedule(static) if (g.planes * g.h * g.w >= parallel_threshold)
     for (std::size_t pl = 0; pl < g.planes; ++pl) {
         T* plane = d + pl * g.h * g.w;
