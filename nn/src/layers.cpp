@@ -27,8 +27,7 @@ Var<T> Linear<T>::forward(const Var<T>& x)
         throw ShapeError("Linear(" + std::to_string(in_) + "→" + std::to_string(out_) + "): expected input (B," +
                          std::to_string(in_) + "), got " + shape_str(x.shape()));
     Tape<T>& t = x.tape();
-    auto y = matmul(x, t.param(*weight_));
-    return bias_ ? y + t.param(*bias_) : y;
+    return bias_ ? linear(x, t.param(*weight_), t.param(*bias_)) : matmul(x, t.param(*weight_));
 }
 
 template <class T>

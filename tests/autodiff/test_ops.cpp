@@ -159,6 +159,21 @@ BOOST_AUTO_TEST_CASE(matmul_ranks)
     }
 }
 
+BOOST_AUTO_TEST_CASE(fused_linear)
+{
+    for (const auto& [b, i, o] : std::vector<std::tuple<std::size_t, std::size_t, std::size_t>>{{4, 5, 3}, {1, 1, 1}, {7, 2, 6}}) {
+        const Tensor<double> x = rnd(Shape{b, i}, 1), w = rnd(Shape{i, o}, 2), bias = rnd(Shape{o}, 3);
+        expect_gradcheck([](const Vs& v) { return linear(v[0], v[1], v[2]); }, {x, w, bias});
+        Tape<double> t;
+        const auto fused = linear(t.constant(x), t.constant(w), t.constant(bias)).value();
+        const auto plain = (matmul(t.constant(x), t.constant(w)) + t.constant(bias)).value();
+        BOOST_TEST(xt::amax(xt::abs(fused - plain))() < 1e-14);
+    }
+    Tape<double> t;
+    BOOST_CHECK_THROW(linear(t.constant(rnd(Shape{2, 3}, 1)), t.constant(rnd(Shape{3, 4}, 2)), t.constant(rnd(Shape{3}, 3))),
+                      ShapeError);
+}
+
 BOOST_AUTO_TEST_CASE(matmul_inputs_used_twice)
 {
     // A·A and A·Aᵀ: both operands are the same node, so both VJPs accumulate into one gradient.

@@ -95,6 +95,46 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b)
     });
 }
 
+template <class T>
+Var<T> linear(const Var<T>& x, const Var<T>& w, const Var<T>& b)
+{
+    Tape<T>& tape = detail::tape_of(x);
+    tape.validate("linear", {x, w, b});
+    const Tensor<T>& xv = x.value();
+    const Tensor<T>& wv = w.value();
+    const Tensor<T>& bv = b.value();
+    const MatmulDims d = matmul_dims(xv.shape(), wv.shape());
+    if (d.kind != MatmulKind::plain) throw ShapeError("linear: input " + shape_str(xv.shape()) + " must be 2-D (B,in)");
+    if (bv.dimension() != 1 || bv.shape()[0] != d.n)
+        throw ShapeError("linear: bias " + shape_str(bv.shape()) + " vs weight " + shape_str(wv.shape()) +
+                         ": bias must be (" + std::to_string(d.n) + ")");
+    auto op = tape.begin_op("linear", {x, w, b});
+    Tensor<T>& out = op.value();
+    out.resize(Shape{d.m, d.n});
+    for (std::size_t r = 0; r < d.m; ++r) std::copy_n(bv.data(), d.n, out.data() + r * d.n);
+    detail::gemm(false, false, d.m, d.n, d.k, T(1), xv.data(), d.k, wv.data(), d.n, T(1), out.data(), d.n);  // b + X·W
+    return op.finish([d](BackwardContext<T>& c) {
+        const T* g = c.grad().data();
+        bool fresh;
+        if (c.needs(0)) {  // dL/dX = G·Wᵀ
+            T* dx = c.grad_buffer(0, fresh).data();
+            detail::gemm(false, true, d.m, d.k, d.n, T(1), g, d.n, c.input(1).data(), d.n, fresh ? T(0) : T(1), dx, d.k);
+        }
+        if (c.needs(1)) {  // dL/dW = Xᵀ·G
+            T* dw = c.grad_buffer(1, fresh).data();
+            detail::gemm(true, false, d.k, d.n, d.m, T(1), c.input(0).data(), d.k, g, d.n, fresh ? T(0) : T(1), dw, d.n);
+        }
+        if (c.needs(2)) {  // dL/db = Σ_rows G
+            T* db = c.grad_buffer(2, fresh).data();
+            if (fresh) std::fill(db, db + d.n, T(0));
+            for (std::size_t r = 0; r < d.m; ++r)
+                for (std::size_t j = 0; j < d.n; ++j) db[j] += g[r * d.n + j];
+        }
+    });
+}
+
+template Var<float> linear(const Var<float>&, const Var<float>&, const Var<float>&);
+template Var<double> linear(const Var<double>&, const Var<double>&, const Var<double>&);
 template Var<float> matmul(const Var<float>&, const Var<float>&);
 template Var<double> matmul(const Var<double>&, const Var<double>&);
 

@@ -10,4 +10,8 @@ namespace xgrad {
 /// write straight into the gradient buffers (beta = 1 to accumulate).
 template <class T> Var<T> matmul(const Var<T>& a, const Var<T>& b);
 
+/// Y = X·W + b, fused (one node, bias added by the GEMM): X (B,in), W (in,out), b (out).
+/// dX = G·Wᵀ, dW = Xᵀ·G, db = Σ_rows G.
+template <class T> Var<T> linear(const Var<T>& x, const Var<T>& w, const Var<T>& b);
+
 }  // namespace xgrad
