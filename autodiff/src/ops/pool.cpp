@@ -94,14 +94,26 @@ template void avg_pool2d_backward_add(const double*, const PoolGeom&, double*);
 
 }  // namespace detail
 
+namespace {
+/// Shared start of both pooling ops: geometry (ShapeError naming the op), the node, its output shape.
+template <class T>
+OpBuilder<T> begin_pool(const char* name, const Var<T>& x, std::size_t kernel, std::size_t stride, detail::PoolGeom& g)
+{
+    const Shape& xs = x.shape();
+    g = detail::pool_geometry(name, xs, kernel, stride);
+    auto op = detail::tape_of(x).begin_op(name, {x});
+    op.value().resize(Shape{xs[0], xs[1], g.oh, g.ow});
+    return op;
+}
+}  // namespace
+
 template <class T>
 Var<T> max_pool2d(const Var<T>& x, std::size_t kernel, std::size_t stride)
 {
+    detail::PoolGeom g;
+    auto op = begin_pool("max_pool2d", x, kernel, stride, g);
     const Tensor<T>& xv = x.value();
-    const detail::PoolGeom g = detail::pool_geometry("max_pool2d", xv.shape(), kernel, stride);
-    auto op = detail::tape_of(x).begin_op("max_pool2d", {x});
     Tensor<T>& out = op.value();
-    out.resize(Shape{xv.shape()[0], xv.shape()[1], g.oh, g.ow});
     std::vector<std::uint32_t> arg(out.size());  // flat input offset within the plane
     const T* p = xv.data();
     T* q = out.data();
@@ -136,12 +148,9 @@ Var<T> max_pool2d(const Var<T>& x, std::size_t kernel, std::size_t stride)
 template <class T>
 Var<T> avg_pool2d(const Var<T>& x, std::size_t kernel, std::size_t stride)
 {
-    const Tensor<T>& xv = x.value();
-    const detail::PoolGeom g = detail::pool_geometry("avg_pool2d", xv.shape(), kernel, stride);
-    auto op = detail::tape_of(x).begin_op("avg_pool2d", {x});
-    Tensor<T>& out = op.value();
-    out.resize(Shape{xv.shape()[0], xv.shape()[1], g.oh, g.ow});
-    detail::avg_pool2d_forward(xv.data(), g, out.data());
+    detail::PoolGeom g;
+    auto op = begin_pool("avg_pool2d", x, kernel, stride, g);
+    detail::avg_pool2d_forward(x.value().data(), g, op.value().data());
     return op.finish([g](BackwardContext<T>& c) {
         // dL/dX = G / k² spread over each window
         bool fresh;

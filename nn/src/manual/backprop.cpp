@@ -48,6 +48,18 @@ void affine(const Tensor<T>& X, const Layer<T>& l, Tensor<T>& Y)
     gemm(false, true, B, O, I, T(1), X.data(), I, l.W.data(), I, T(1), Y.data(), O);
 }
 
+/// s = softmax(u) over one row of K logits (shifted by the max); returns log Σ exp(u).
+template <class T>
+T row_softmax(const T* u, T* s, std::size_t K)
+{
+    T mx = u[0];
+    for (std::size_t c = 1; c < K; ++c) mx = std::max(mx, u[c]);
+    T z = 0;
+    for (std::size_t c = 0; c < K; ++c) z += (s[c] = std::exp(u[c] - mx));
+    for (std::size_t c = 0; c < K; ++c) s[c] /= z;
+    return mx + std::log(z);
+}
+
 }  // namespace
 
 template <class T>
@@ -161,20 +173,15 @@ CnnGrads<T> cnn002_backprop(const CnnParams<T>& p, const Tensor<T>& X, const Ind
                 for (std::size_t j = 0; j < PW; ++j)
                     a(n, (o * PH + i) * PW + j) = (Cs(n, o, 2 * i, 2 * j) + Cs(n, o, 2 * i, 2 * j + 1) +
                                                   Cs(n, o, 2 * i + 1, 2 * j) + Cs(n, o, 2 * i + 1, 2 * j + 1)) / T(4);
-    Tensor<T> logits = Tensor<T>::from_shape({N, K});
-    for (std::size_t n = 0; n < N; ++n) std::copy(p.b.begin(), p.b.end(), logits.data() + n * K);
-    gemm(false, true, N, K, F, T(1), a.data(), F, p.W.data(), F, T(1), logits.data(), K);
+    Tensor<T> logits;
+    affine(a, Layer<T>{p.W, p.b, Act::identity}, logits);  // a·Wᵀ + b
     // E = Σ_n −log softmax(logits_n)[label_n];  δ = softmax − onehot
     CnnGrads<T> g;
     Tensor<T> delta = Tensor<T>::from_shape({N, K});
     for (std::size_t n = 0; n < N; ++n) {
-        T mx = logits(n, 0);
-        for (std::size_t c = 1; c < K; ++c) mx = std::max(mx, logits(n, c));
-        T s = 0;
-        for (std::size_t c = 0; c < K; ++c) s += std::exp(logits(n, c) - mx);
-        g.loss += mx + std::log(s) - logits(n, std::size_t(labels(n)));
-        for (std::size_t c = 0; c < K; ++c)
-            delta(n, c) = std::exp(logits(n, c) - mx) / s - (Index(c) == labels(n) ? T(1) : T(0));
+        const auto y = std::size_t(labels(n));
+        g.loss += row_softmax(&logits(n, 0), &delta(n, 0), K) - logits(n, y);
+        delta(n, y) -= T(1);
     }
     g.dW = Tensor<T>::from_shape({K, F});
     gemm(true, false, K, F, N, T(1), delta.data(), K, a.data(), F, T(0), g.dW.data(), F);  // δᵀ a
@@ -221,15 +228,11 @@ Seed004Grads<T> seed004_backprop(const Tensor<T>& b0, const Tensor<T>& W1, const
     gemm(false, false, B, K, I, T(1), L0.data(), I, W1.data(), K, T(1), U.data(), K);  // L0·W1 + b1
     Seed004Grads<T> g;
     Tensor<T> dU = Tensor<T>::from_shape({B, K});
+    std::vector<T> s(K), ds(K);
     for (std::size_t n = 0; n < B; ++n) {
-        T mx = U(n, 0);
-        for (std::size_t c = 1; c < K; ++c) mx = std::max(mx, U(n, c));
-        T z = 0;
-        for (std::size_t c = 0; c < K; ++c) z += std::exp(U(n, c) - mx);
+        row_softmax(&U(n, 0), s.data(), K);
         T dot = 0;
-        std::vector<T> s(K), ds(K);
         for (std::size_t c = 0; c < K; ++c) {
-            s[c] = std::exp(U(n, c) - mx) / z;
             const T e = s[c] - targets(n, c);
             g.loss += e * e;
             ds[c] = T(2) * e;  // ∂E/∂S = 2(S − T)
