@@ -12,6 +12,7 @@ using namespace xgrad::examples;
 int main(int argc, char** argv)
 {
     Options o;
+    o.example = "mnist_seed004";
     o.epochs = 8, o.batch = 100, o.lr = 1.0, o.optimizer = "sgd";
     CLI::App app{"MNIST: document 004's softmax network tanh(x + b0)·W1 + b1 under squared error"};
     add_options(app, o);

@@ -12,6 +12,7 @@ using namespace xgrad::examples;
 int main(int argc, char** argv)
 {
     Options o;
+    o.example = "mnist_trace_reg";
     o.epochs = 5, o.batch = 64, o.lr = 0.1, o.optimizer = "momentum";
     double gamma = 0.1;
     std::size_t hidden = 128;
@@ -23,7 +24,7 @@ int main(int argc, char** argv)
     if (!parse(app, argc, argv, code)) return code;
     return guarded([&] {
         const Data data = load_data(o);
-        const std::string base = o.out_dir.empty() ? "runs/mnist_trace_reg" + std::string(o.dataset == "fashion" ? "-fashion" : "") : o.out_dir;
+        const std::string base = run_dir(o);
         std::vector<std::pair<double, RunResult>> runs;
         for (double g : {0.0, gamma}) {
             nn::MLP<F> net({784, hidden, 10}, nn::Activation::sigmoid, nn::Activation::identity, o.seed);

@@ -2,10 +2,81 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
+#include <mutex>
 
 namespace xgrad {
 
 namespace detail {
+
+std::atomic<std::atomic<std::uint32_t>*> TapeSlots::chunks_[TapeSlots::max_chunks];
+
+namespace {
+
+/// Slot bookkeeping off the fast path: free slots, and the generation each owner started at
+/// (which tells "cleared" from "destroyed" in messages).
+struct SlotBook {
+    std::mutex mutex;
+    std::vector<std::uint32_t> free_slots;
+    std::vector<std::uint32_t> first_generation;  // of the slot's current owner
+    std::vector<bool> in_use;
+    std::uint32_t chunks = 0;
+};
+SlotBook& slot_book()
+{
+    static SlotBook* book = new SlotBook;  // never destroyed: tapes may die after static destruction
+    return *book;
+}
+
+}  // namespace
+
+std::uint32_t TapeSlots::acquire(std::uint32_t& generation)
+{
+    SlotBook& b = slot_book();
+    std::lock_guard<std::mutex> lock(b.mutex);
+    if (b.free_slots.empty()) {
+        if (b.chunks == max_chunks)
+            throw std::length_error("xgrad: more than " + std::to_string(max_chunks * chunk_size) + " tapes alive at once");
+        auto* chunk = new std::atomic<std::uint32_t>[chunk_size];  // never freed: Vars may outlive their tape
+        for (std::uint32_t i = 0; i < chunk_size; ++i) chunk[i].store(0, std::memory_order_relaxed);
+        chunks_[b.chunks].store(chunk, std::memory_order_release);
+        for (std::uint32_t i = chunk_size; i-- > 0;) b.free_slots.push_back(b.chunks * chunk_size + i);
+        ++b.chunks;
+        b.first_generation.resize(std::size_t(b.chunks) * chunk_size, 0);
+        b.in_use.resize(std::size_t(b.chunks) * chunk_size, false);
+    }
+    const std::uint32_t slot = b.free_slots.back();
+    b.free_slots.pop_back();
+    b.in_use[slot] = true;
+    generation = advance(slot);
+    b.first_generation[slot] = generation;
+    return slot;
+}
+
+std::uint32_t TapeSlots::advance(std::uint32_t slot)
+{
+    auto& g = chunks_[slot >> chunk_bits].load(std::memory_order_acquire)[slot & (chunk_size - 1)];
+    const std::uint32_t next = g.load(std::memory_order_relaxed) + 1;
+    g.store(next, std::memory_order_relaxed);
+    return next;
+}
+
+void TapeSlots::release(std::uint32_t slot)
+{
+    SlotBook& b = slot_book();
+    std::lock_guard<std::mutex> lock(b.mutex);
+    advance(slot);
+    b.in_use[slot] = false;
+    b.free_slots.push_back(slot);
+}
+
+const char* TapeSlots::why_stale(std::uint32_t slot, std::uint32_t generation)
+{
+    SlotBook& b = slot_book();
+    std::lock_guard<std::mutex> lock(b.mutex);
+    const bool same_owner = b.in_use[slot] && generation >= b.first_generation[slot];
+    return same_owner ? "its tape was cleared" : "its tape was destroyed";
+}
 
 template <class T>
 void sum_to(const Tensor<T>& full, const Shape& target, T* dst, bool fresh, const char* op)
@@ -157,7 +228,7 @@ Var<T> Tape<T>::leaf(const char* op, bool requires_grad)
     if (anomaly_)
         detail::check_finite_or_throw(n.value(), std::string("leaf '") + op + "' (#" + std::to_string(size_ - 1)
                                                      + " on the tape)");
-    return Var<T>(this, static_cast<std::uint32_t>(size_ - 1), generation_);
+    return Var<T>(this, static_cast<std::uint32_t>(size_ - 1), slot_, generation_);
 }
 
 template <class T>
@@ -226,7 +297,7 @@ Var<T> Tape<T>::at(std::uint32_t i)
 {
     if (i >= size_)
         throw std::out_of_range("xgrad: tape position " + std::to_string(i) + " >= size " + std::to_string(size_));
-    return Var<T>(this, i, generation_);
+    return Var<T>(this, i, slot_, generation_);
 }
 
 template <class T>
@@ -267,7 +338,7 @@ Var<T> Tape<T>::finish_op(std::uint32_t index)
         detail::check_finite_or_throw(n.value(), std::string("forward of op '") + n.op_ + "' (#"
                                                      + std::to_string(index) + " on the tape)");
     }
-    return Var<T>(this, index, generation_);
+    return Var<T>(this, index, slot_, generation_);
 }
 
 template <class T>
@@ -374,6 +445,18 @@ void Tape<T>::sweep(std::uint32_t from)
 }
 
 template <class T>
+Tape<T>::Tape()
+{
+    slot_ = detail::TapeSlots::acquire(generation_);
+}
+
+template <class T>
+Tape<T>::~Tape()
+{
+    detail::TapeSlots::release(slot_);
+}
+
+template <class T>
 void Tape<T>::clear()
 {
     for (std::size_t i = 0; i < size_; ++i) {
@@ -383,7 +466,7 @@ void Tape<T>::clear()
     }
     size_ = 0;
     inputs_.clear();
-    ++generation_;
+    generation_ = detail::TapeSlots::advance(slot_);
 }
 
 template <class T>

@@ -11,6 +11,7 @@ namespace xgrad::examples {
 inline int lenet_main(int argc, char** argv, const char* name, const char* title, const char* dataset)
 {
     Options o;
+    o.example = name;
     o.epochs = 10, o.batch = 64, o.lr = 1e-3, o.optimizer = "adam", o.schedule = "cosine", o.dataset = dataset;
     CLI::App app{title};
     add_options(app, o);

@@ -3,6 +3,11 @@
 #include <fmt/core.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -15,26 +20,113 @@ namespace xgrad::examples {
 namespace fs = std::filesystem;
 using clock_type = std::chrono::steady_clock;
 
+namespace {
+
+/// "(0, 1000]"-style bounds with short numbers (CLI11's Range prints DBL_MAX in full).
+std::string bound_str(double v) { return fmt::format("{:g}", v); }
+
+/// A finite real in (lo, hi] (open at lo): rejects nan, inf and anything outside.
+CLI::Validator real_in(double lo, double hi)
+{
+    const std::string range = "(" + bound_str(lo) + ", " + bound_str(hi) + "]";
+    return CLI::Validator(
+        [lo, hi, range](std::string& s) -> std::string {
+            double v = 0;
+            std::size_t used = 0;
+            try {
+                v = std::stod(s, &used);
+            } catch (const std::exception&) {
+                used = 0;
+            }
+            if (used != s.size() || s.empty()) return "'" + s + "' is not a number; allowed: a finite number in " + range;
+            if (!std::isfinite(v) || v <= lo || v > hi) return s + " is outside the allowed range " + range;
+            return {};
+        },
+        "REAL in " + range);
+}
+
+/// An integer in [lo, hi], checked on the text before conversion (so "-1" never wraps to 2^64 − 1).
+CLI::Validator int_in(long long lo, long long hi)
+{
+    const std::string range = "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+    return CLI::Validator(
+        [lo, hi, range](std::string& s) -> std::string {
+            long long v = 0;
+            std::size_t used = 0;
+            try {
+                v = std::stoll(s, &used, 10);
+            } catch (const std::out_of_range&) {
+                return s + " is outside the allowed range " + range;
+            } catch (const std::exception&) {
+                used = 0;
+            }
+            if (used != s.size() || s.empty()) return "'" + s + "' is not an integer; allowed: " + range;
+            if (v < lo || v > hi) return s + " is outside the allowed range " + range;
+            return {};
+        },
+        "INT in " + range);
+}
+
+/// The run directory exists (created if needed) and a file can be written in it: checked before
+/// any data is loaded or any epoch is trained, so a bad --out fails in a second, not after an epoch.
+void check_run_dir(const std::string& dir)
+{
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) throw CLI::ValidationError("--out", "cannot create the run directory '" + dir + "': " + ec.message());
+    if (!fs::is_directory(dir, ec)) throw CLI::ValidationError("--out", "'" + dir + "' is not a directory");
+    std::string probe = dir + "/.write-probe.XXXXXX";
+    const int fd = ::mkstemp(probe.data());
+    if (fd < 0 || ::write(fd, "x", 1) != 1) {
+        const std::string why = std::strerror(errno);
+        if (fd >= 0) {
+            ::close(fd);
+            ::unlink(probe.c_str());
+        }
+        throw CLI::ValidationError("--out", "cannot write in the run directory '" + dir + "': " + why);
+    }
+    ::close(fd);
+    ::unlink(probe.c_str());
+}
+
+}  // namespace
+
+std::string run_dir(const Options& o)
+{
+    if (!o.out_dir.empty()) return o.out_dir;
+    return "runs/" + o.example + (o.dataset == "fashion" ? "-fashion" : "");
+}
+
 void add_options(CLI::App& app, Options& o)
 {
     app.add_option("--dataset", o.dataset, "mnist or fashion")->check(CLI::IsMember({"mnist", "fashion"}))->capture_default_str();
-    app.add_option("-e,--epochs", o.epochs, "number of epochs")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("-b,--batch-size", o.batch, "mini-batch size")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--lr", o.lr, "learning rate")->check(CLI::PositiveNumber)->capture_default_str();
+    app.add_option("-e,--epochs", o.epochs, "number of epochs")->check(int_in(1, 100000))->capture_default_str();
+    app.add_option("-b,--batch-size", o.batch, "mini-batch size")->check(int_in(1, 1 << 20))->capture_default_str();
+    app.add_option("--lr", o.lr, "learning rate")->check(real_in(0, 1000))->capture_default_str();
     app.add_option("--optimizer", o.optimizer, "sgd, momentum (0.9), adam or adamw")
         ->check(CLI::IsMember({"sgd", "momentum", "adam", "adamw"}))
         ->capture_default_str();
     app.add_option("--schedule", o.schedule, "learning-rate schedule: none, step (×0.1 every third of the epochs) or cosine")
         ->check(CLI::IsMember({"none", "step", "cosine"}))
         ->capture_default_str();
-    app.add_option("--seed", o.seed, "seed for initialization and data order")->capture_default_str();
-    app.add_option("--threads", o.threads, "OpenBLAS threads (0: library default)")->check(CLI::NonNegativeNumber);
+    app.add_option("--seed", o.seed, "seed for initialization and data order")
+        ->check(int_in(0, std::numeric_limits<long long>::max()))
+        ->capture_default_str();
+    app.add_option("--threads", o.threads, "threads for BLAS, oneDNN and the conv/pool kernels (default: the libraries' own)")
+        ->check(int_in(1, xgrad::max_num_threads()));
     app.add_option("--data-dir", o.data_dir, "directory with the IDX files (default: $XGRAD_DATA or ./data, then mnist/ or fashion-mnist/)");
-    app.add_option("-o,--out", o.out_dir, "output directory for metrics, plots and checkpoints");
+    app.add_option("-o,--out", o.out_dir, "output directory for metrics, plots and checkpoints (default: runs/<example>)");
     app.add_flag("--resume", o.resume, "continue from <out>/checkpoint.safetensors");
-    app.add_option("--train-limit", o.train_limit, "use only the first N training images (quick runs)");
-    app.add_option("--val-size", o.val_size, "validation images taken from the end of the training set")->capture_default_str();
+    app.add_option("--train-limit", o.train_limit, "use only the first N training images (quick runs; 0: all)")
+        ->check(int_in(0, 1 << 30));
+    app.add_option("--val-size", o.val_size, "validation images taken from the end of the training set")
+        ->check(int_in(1, 1 << 30))
+        ->capture_default_str();
     app.add_flag("-q,--quiet", o.quiet, "no progress bar");
+    // Runs after every option is parsed and validated, before the example loads any data.
+    app.callback([&o] {
+        check_run_dir(run_dir(o));
+    });
 }
 
 bool parse(CLI::App& app, int argc, char** argv, int& code)
@@ -190,27 +282,69 @@ void write_metrics(const std::string& path, const std::vector<EpochMetrics>& h)
     fs::rename(tmp, path);
 }
 
+/// The metrics of epochs 1..up_to_epoch from a previous run's CSV; a missing file gives none (the
+/// checkpoint is what resuming needs), a malformed one an error naming the file, line and field.
 std::vector<EpochMetrics> read_metrics(const std::string& path, int up_to_epoch)
 {
     std::vector<EpochMetrics> h;
     std::ifstream f(path);
+    if (!f) return h;
     std::string line;
     std::vector<std::string> cols;
     if (std::getline(f, line)) {
         std::stringstream ss(line);
         for (std::string c; std::getline(ss, c, ',');) cols.push_back(c);
     }
-    while (std::getline(f, line)) {
+    for (std::size_t line_no = 2; std::getline(f, line); ++line_no) {
         std::stringstream ss(line);
         std::vector<double> v;
-        for (std::string c; std::getline(ss, c, ',');) v.push_back(std::stod(c));
-        if (v.size() < 8 || int(v[0]) > up_to_epoch) continue;
+        for (std::string c; std::getline(ss, c, ',');) {
+            std::size_t used = 0;
+            double x = 0;
+            try {
+                x = std::stod(c, &used);
+            } catch (const std::exception&) {
+                used = 0;
+            }
+            if (used == 0 || used != c.size())
+                throw std::runtime_error(fmt::format("--resume: {} line {}: field {} ('{}') is not a number", path, line_no,
+                                                     v.size() + 1, c));
+            v.push_back(x);
+        }
+        if (v.size() < 8)
+            throw std::runtime_error(fmt::format("--resume: {} line {}: {} fields, expected at least 8", path, line_no, v.size()));
+        if (v[0] > up_to_epoch) continue;
         EpochMetrics m{int(v[0]), v[1], v[2], v[3], v[4], v[5], v[6], v[7], {}};
         for (std::size_t i = 8; i < v.size() && i < cols.size(); ++i) m.extra.emplace_back(cols[i], v[i]);
         h.push_back(m);
     }
     return h;
 }
+
+}  // namespace
+
+int checkpoint_epoch(const std::map<std::string, std::string>& meta, const std::string& path, int epochs)
+{
+    const auto it = meta.find("epoch");
+    if (it == meta.end()) throw std::runtime_error("--resume: " + path + ": metadata field 'epoch' is missing");
+    const std::string& s = it->second;
+    long long e = -1;
+    std::size_t used = 0;
+    try {
+        e = std::stoll(s, &used, 10);
+    } catch (const std::exception&) {
+        used = 0;
+    }
+    if (used == 0 || used != s.size() || e < 0 || e > 100000)
+        throw std::runtime_error("--resume: " + path + ": metadata field 'epoch' is '" + s +
+                                 "', expected a whole number of finished epochs in [0, 100000]");
+    if (e > epochs)
+        throw std::runtime_error(fmt::format("--resume: {} is after epoch {}, beyond --epochs {}: nothing to train", path, e,
+                                             epochs));
+    return int(e);
+}
+
+namespace {
 
 void plot(const std::string& out_dir, const std::string& title)
 {
@@ -267,16 +401,17 @@ void confusion(Task& task, Tape<F>& tape, const nn::Dataset& test, const std::st
 
 RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Options& o)
 {
-    xgrad::set_num_threads(o.threads);
+    if (o.threads > 0) xgrad::set_num_threads(o.threads);
     RunResult r;
     r.out_dir = o.out_dir.empty() ? "runs/" + task.name + (o.dataset == "fashion" ? "-fashion" : "") : o.out_dir;
     fs::create_directories(r.out_dir);
     const std::string ckpt = r.out_dir + "/checkpoint.safetensors", csv = r.out_dir + "/metrics.csv";
     int start = 0;
     if (o.resume) {
-        if (!fs::exists(ckpt)) throw std::runtime_error("--resume: no checkpoint at " + ckpt);
+        // Everything is read and checked before anything in the run directory is written.
+        if (!fs::is_regular_file(ckpt)) throw std::runtime_error("--resume: no checkpoint at '" + ckpt + "'");
         const auto meta = nn::load_checkpoint(ckpt, *task.model, opt);
-        start = std::stoi(meta.at("epoch"));
+        start = checkpoint_epoch(meta, ckpt, o.epochs);
         r.history = read_metrics(csv, start);
         fmt::print("resumed from {} after epoch {}\n", ckpt, start);
     }

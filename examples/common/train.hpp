@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,6 +16,7 @@ namespace xgrad::examples {
 using F = float;
 
 struct Options {
+    std::string example;            ///< the program's name: default run directory runs/<example>
     std::string dataset = "mnist";  ///< mnist | fashion
     int epochs = 5;
     std::size_t batch = 64;
@@ -22,7 +24,7 @@ struct Options {
     std::string optimizer = "sgd";  ///< sgd | momentum | adam | adamw
     std::string schedule = "none";  ///< none | step | cosine
     std::uint64_t seed = 1;
-    int threads = 0;                ///< OpenBLAS threads; 0 keeps the library default
+    int threads = 0;                ///< BLAS/OpenMP threads; 0 keeps the libraries' defaults
     std::string data_dir;           ///< default: $XGRAD_DATA or <repo>/data, then the dataset's folder
     std::string out_dir;            ///< default: runs/<example>[-fashion]
     bool resume = false;
@@ -30,6 +32,9 @@ struct Options {
     std::size_t val_size = 10000;   ///< the last val_size training images are the validation set
     bool quiet = false;
 };
+
+/// The run directory: --out, or runs/<example>[-fashion].
+std::string run_dir(const Options& o);
 
 /// Adds the shared options (defaults taken from `o`) to a CLI11 app.
 void add_options(CLI::App& app, Options& o);
@@ -70,6 +75,10 @@ std::unique_ptr<nn::Optimizer<F>> make_optimizer(const Options& o, nn::Module<F>
 /// Trains for o.epochs (continuing from <out>/checkpoint.safetensors with --resume), writing
 /// <out>/metrics.csv, <out>/curves.png, <out>/confusion.csv, <out>/model.safetensors.
 RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Options& o);
+
+/// The finished-epoch count stored in a checkpoint's metadata, checked (present, an integer in
+/// [0, epochs]); the error names the checkpoint and the field.
+int checkpoint_epoch(const std::map<std::string, std::string>& meta, const std::string& path, int epochs);
 
 /// Runs an example's body: returns 0, or prints the error (missing data, bad file, ...) and returns 1.
 int guarded(const std::function<void()>& body);

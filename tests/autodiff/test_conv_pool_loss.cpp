@@ -3,6 +3,8 @@
 #define BOOST_TEST_MODULE autodiff_conv_pool_loss
 #include "test_util.hpp"
 
+#include <random>
+
 #include <xtensor-blas/xlinalg.hpp>
 #include <xtensor/xview.hpp>
 
@@ -96,6 +98,48 @@ BOOST_AUTO_TEST_CASE(conv2d_matches_direct_loops_and_finite_differences)
                 expect_gradcheck([opt](const Vs& v) { return conv2d(v[0], v[1], opt); }, {x, w});
         }
     }
+}
+
+// Hardening row 1: with padding, a kernel much larger than the input has kernel columns that
+// reach no input column at all; im2col used to write past the row (heap overflow).
+BOOST_AUTO_TEST_CASE(conv2d_kernel_larger_than_input_with_padding)
+{
+    {
+        const Tensor<double> x = rnd(Shape{1, 1, 3, 3}, 40), w = rnd(Shape{1, 1, 7, 7}, 41), b = rnd(Shape{1}, 42);
+        Tape<double> t;
+        auto y = conv2d(t.constant(x), t.constant(w), t.constant(b), Conv2dOptions{1, 2});
+        BOOST_TEST(y.shape() == (Shape{1, 1, 1, 1}), tt::per_element());
+        BOOST_TEST(std::abs(y.value()(0, 0, 0, 0) - naive_conv(x, w, &b, 1, 2)(0, 0, 0, 0)) < 1e-13);
+        expect_gradcheck([](const Vs& v) { return conv2d(v[0], v[1], v[2], Conv2dOptions{1, 2}); }, {x, w, b});
+    }
+    // The sweep: random small configurations, every one either correct (values and
+    // gradients) or a ShapeError when the output would be empty.
+    std::mt19937 rng(346);
+    auto pick = [&](std::size_t lo, std::size_t hi) { return std::uniform_int_distribution<std::size_t>(lo, hi)(rng); };
+    int computed = 0, rejected = 0;
+    for (int trial = 0; trial < 346; ++trial) {
+        const std::size_t n = pick(1, 2), c = pick(1, 2), h = pick(1, 5), wd = pick(1, 5), o = pick(1, 2);
+        const std::size_t kh = pick(1, 8), kw = pick(1, 8), s = pick(1, 3), p = pick(0, 3);
+        const Tensor<double> x = rnd(Shape{n, c, h, wd}, 1000 + unsigned(trial)), w = rnd(Shape{o, c, kh, kw}, 2000 + unsigned(trial));
+        const Conv2dOptions opt{s, p};
+        Tape<double> t;
+        if (h + 2 * p < kh || wd + 2 * p < kw) {
+            BOOST_CHECK_THROW(conv2d(t.constant(x), t.constant(w), opt), ShapeError);
+            ++rejected;
+            continue;
+        }
+        BOOST_TEST_CONTEXT("x " << shape_str(x.shape()) << " w " << shape_str(w.shape()) << " stride " << s << " pad " << p)
+        {
+            auto y = conv2d(t.constant(x), t.constant(w), opt);
+            const Tensor<double> ref = naive_conv(x, w, nullptr, s, p);
+            BOOST_REQUIRE(y.shape() == ref.shape());
+            BOOST_TEST(xt::amax(xt::abs(y.value() - ref))() < 1e-12);
+            if (trial % 4 == 0) expect_gradcheck([opt](const Vs& v) { return conv2d(v[0], v[1], opt); }, {x, w});
+        }
+        ++computed;
+    }
+    BOOST_TEST(computed > 100);
+    BOOST_TEST(rejected > 10);
 }
 
 BOOST_AUTO_TEST_CASE(conv2d_float32_agrees_with_float64)

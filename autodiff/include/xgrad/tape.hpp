@@ -9,6 +9,7 @@
 // Memory: nodes live in a std::deque (stable addresses) and are never destroyed by clear(); their
 // value and gradient buffers are kept, so the next training step with the same shapes resizes
 // them in place and allocates nothing.
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -108,6 +109,32 @@ void sum_to(const Tensor<T>& full, const Shape& target, T* dst, bool fresh, cons
 template <class T>
 void check_finite_or_throw(const Tensor<T>& t, const std::string& what);
 
+/// Whether a Var's tape is still alive, answered without touching the tape (which may be gone).
+/// Each tape owns a slot holding its current generation; clear() and the tape's destruction bump
+/// it, and a freed slot is reused with the generation it reached, so a (slot, generation) pair
+/// never comes back. A check is one relaxed load: as cheap as reading the tape's own counter.
+class TapeSlots {
+public:
+    static constexpr std::uint32_t chunk_bits = 12, chunk_size = 1u << chunk_bits, max_chunks = 1024;
+    /// Current generation of a slot.
+    static std::uint32_t current(std::uint32_t slot)
+    {
+        return chunks_[slot >> chunk_bits].load(std::memory_order_acquire)[slot & (chunk_size - 1)].load(
+            std::memory_order_relaxed);
+    }
+    /// Takes a free slot for a new tape; returns it, with its first generation in `generation`.
+    static std::uint32_t acquire(std::uint32_t& generation);
+    /// Starts a new generation of a live slot (tape.clear()); returns it.
+    static std::uint32_t advance(std::uint32_t slot);
+    /// Ends the slot's last generation and frees it (tape destroyed).
+    static void release(std::uint32_t slot);
+    /// Why (slot, generation) is no longer current: "its tape was cleared" or "its tape was destroyed".
+    static const char* why_stale(std::uint32_t slot, std::uint32_t generation);
+
+private:
+    static std::atomic<std::atomic<std::uint32_t>*> chunks_[max_chunks];
+};
+
 }  // namespace detail
 
 // The ops behind Var's operators (defined in ops/elementwise.cpp).
@@ -164,11 +191,15 @@ public:
 private:
     friend class Tape<T>;
     friend class BackwardContext<T>;
-    Var(Tape<T>* t, std::uint32_t i, std::uint32_t g) : tape_(t), index_(i), generation_(g) {}
+    Var(Tape<T>* t, std::uint32_t i, std::uint32_t slot, std::uint32_t g)
+        : tape_(t), index_(i), slot_(slot), generation_(g)
+    {
+    }
     detail::Node<T>& node() const;
 
-    Tape<T>* tape_ = nullptr;
+    Tape<T>* tape_ = nullptr;  // only dereferenced once slot_ says the tape is alive
     std::uint32_t index_ = 0;
+    std::uint32_t slot_ = 0;
     std::uint32_t generation_ = 0;
 };
 
@@ -284,7 +315,8 @@ private:
 template <class T>
 class Tape {
 public:
-    Tape() = default;
+    Tape();
+    ~Tape();
     Tape(const Tape&) = delete;
     Tape& operator=(const Tape&) = delete;
 
@@ -384,7 +416,8 @@ private:
     std::vector<std::uint32_t> scope_stack_{0};
     OpHook before_op_, after_op_;
     std::size_t size_ = 0;
-    std::uint32_t generation_ = 1;
+    std::uint32_t slot_ = 0;        // this tape's entry in detail::TapeSlots
+    std::uint32_t generation_ = 0;  // == TapeSlots::current(slot_), kept here for making Vars
     bool grad_enabled_ = true;
     bool anomaly_ = false;
     bool retain_grad_ = false;
@@ -425,6 +458,9 @@ template <class T>
 detail::Node<T>& Var<T>::node() const
 {
     if (!tape_) throw std::logic_error("xgrad: use of an empty Var (default-constructed, never assigned)");
+    if (detail::TapeSlots::current(slot_) != generation_)  // before touching *tape_: it may be gone
+        throw std::logic_error("xgrad: Var: Var #" + std::to_string(index_) + " is stale: used after "
+                               + detail::TapeSlots::why_stale(slot_, generation_));
     tape_->check(*this, "Var");
     return tape_->nodes_[index_];
 }
@@ -439,7 +475,7 @@ Tape<T>& Var<T>::tape() const
 template <class T>
 bool Var<T>::valid() const
 {
-    return tape_ && tape_->generation_ == generation_ && index_ < tape_->size_;
+    return tape_ && detail::TapeSlots::current(slot_) == generation_ && index_ < tape_->size_;
 }
 
 template <class T>
@@ -451,11 +487,15 @@ detail::Node<T>& BackwardContext<T>::in(std::size_t k) const
 template <class T>
 void Tape<T>::check(const Var<T>& v, const char* what) const
 {
+    // Liveness first, from the slot table: v.tape_ may point at a destroyed tape.
+    if (detail::TapeSlots::current(v.slot_) != v.generation_)
+        throw std::logic_error(std::string("xgrad: ") + what + ": Var #" + std::to_string(v.index_) + " is stale: used after "
+                               + detail::TapeSlots::why_stale(v.slot_, v.generation_));
     if (v.tape_ != this)
         throw std::logic_error(std::string("xgrad: ") + what + ": Var belongs to another tape");
-    if (v.generation_ != generation_ || v.index_ >= size_)
+    if (v.index_ >= size_)
         throw std::logic_error(std::string("xgrad: ") + what + ": Var #" + std::to_string(v.index_)
-                               + " is stale: its tape was cleared after it was created");
+                               + " is stale: used after its tape was cleared");
 }
 
 // Explicit instantiations live in tape.cpp.

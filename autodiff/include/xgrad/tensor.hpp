@@ -41,4 +41,15 @@ std::size_t shape_size(const S& shape)
     return n;
 }
 
+/// Number of elements of a shape, or false if the product overflows size_t (a shape read from a
+/// file or given by a user is checked with this before anything is allocated).
+template <class S>
+bool checked_shape_size(const S& shape, std::size_t& n)
+{
+    n = 1;
+    for (auto d : shape)
+        if (__builtin_mul_overflow(n, static_cast<std::size_t>(d), &n)) return false;
+    return true;
+}
+
 }  // namespace xgrad

@@ -3,6 +3,8 @@
 
 #include <vector>
 
+#include <fmt/core.h>
+
 #include "xgrad/detail/blas.hpp"
 #include "xgrad/detail/kernels.hpp"
 #include "../op_util.hpp"
@@ -34,7 +36,9 @@ constexpr std::size_t parallel_threshold = std::size_t(1) << 16;
 /// Output columns j whose input column j·s − pad + q lies inside [0, w): [j0, j1).
 inline void valid_cols(const ConvGeom& g, std::size_t q, std::size_t& j0, std::size_t& j1)
 {
-    j0 = q < g.p ? (g.p - q + g.s - 1) / g.s : 0;
+    // Both ends clamped to [0, ow]: with padding, a kernel wider than the input can have no
+    // valid column at all for some q (j0 would lie past the row's end).
+    j0 = std::min(g.ow, q < g.p ? (g.p - q + g.s - 1) / g.s : 0);
     j1 = g.w + g.p > q ? std::min(g.ow, (g.w + g.p - q + g.s - 1) / g.s) : 0;
     if (j1 < j0) j1 = j0;
 }
@@ -64,7 +68,9 @@ void im2col(const T* x, const ConvGeom& g, T* cols)
                 }
                 const T* src = plane + std::size_t(ih) * g.w;  // column j reads src[j·s + q − pad]
                 std::fill(dst, dst + j0, T(0));
-                if (g.s == 1)
+                if (j0 == j1) {
+                    // no input column reaches this row
+                } else if (g.s == 1)
                     std::copy(src + (j0 + q - g.p), src + (j1 + q - g.p), dst + j0);
                 else
                     for (std::size_t j = j0; j < j1; ++j) dst[j] = src[j * g.s + q - g.p];
@@ -92,7 +98,7 @@ void col2im_add(const T* cols, const ConvGeom& g, T* dx)
                 valid_cols(g, q, j0, j1);
                 for (std::size_t i = 0; i < g.oh; ++i) {
                     const std::ptrdiff_t ih = std::ptrdiff_t(i * g.s + p) - std::ptrdiff_t(g.p);
-                    if (ih < 0 || ih >= std::ptrdiff_t(g.h)) continue;
+                    if (ih < 0 || ih >= std::ptrdiff_t(g.h) || j0 == j1) continue;
                     const T* src = row + (n * g.oh + i) * g.ow;
                     T* dst = plane + std::size_t(ih) * g.w;
                     if (g.s == 1) {
@@ -118,6 +124,10 @@ ConvGeom conv_geometry(const Shape& xs, const Shape& ws, const Shape* bs, Conv2d
     if (xs[1] != ws[1])
         throw fail("input has " + std::to_string(xs[1]) + " channels, weight expects " + std::to_string(ws[1]));
     if (o.stride == 0) throw fail("stride must be at least 1");
+    if (ws[2] == 0 || ws[3] == 0) throw fail("kernel must be at least 1x1");
+    // Padding comes from the user: keep H + 2·pad and every buffer size inside size_t.
+    constexpr std::size_t max_pad = std::size_t(1) << 24;
+    if (o.padding > max_pad) throw fail(fmt::format("padding {} is larger than {}", o.padding, max_pad));
     if (bs && (bs->size() != 1 || (*bs)[0] != ws[0]))
         throw ShapeError("conv2d: bias " + shape_str(*bs) + " vs weight " + shape_str(ws) + ": bias must be (" +
                          std::to_string(ws[0]) + ")");
@@ -126,6 +136,10 @@ ConvGeom conv_geometry(const Shape& xs, const Shape& ws, const Shape* bs, Conv2d
         throw fail("kernel " + std::to_string(g.kh) + "x" + std::to_string(g.kw) + " is larger than the padded input");
     g.oh = (g.h + 2 * g.p - g.kh) / g.s + 1;
     g.ow = (g.w + 2 * g.p - g.kw) / g.s + 1;
+    std::size_t out = 0, cols = 0;
+    if (!checked_shape_size(Shape{g.n, g.o, g.oh, g.ow}, out) || !checked_shape_size(Shape{g.k(), g.l()}, cols) ||
+        out > (std::size_t(1) << 48) || cols > (std::size_t(1) << 48))
+        throw fail(fmt::format("output ({},{},{},{}) is too large", g.n, g.o, g.oh, g.ow));
     return g;
 }
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include <fmt/core.h>
 #include <xtensor/xmanipulation.hpp>
 
 #include "../op_util.hpp"
@@ -17,21 +18,27 @@ Var<T> reshape(const Var<T>& x, const std::vector<std::ptrdiff_t>& shape)
     Shape out(shape.size());
     std::ptrdiff_t infer = -1;
     std::size_t known = 1;
+    bool overflow = false;
     for (std::size_t i = 0; i < shape.size(); ++i) {
         if (shape[i] == -1) {
-            if (infer >= 0) throw ShapeError("reshape: more than one -1 in the new shape for " + shape_str(xv.shape()));
+            if (infer >= 0)
+                throw ShapeError(fmt::format("reshape: {} to {}: more than one -1", shape_str(xv.shape()), shape_str(shape)));
             infer = std::ptrdiff_t(i);
         } else if (shape[i] < 0) {
-            throw ShapeError("reshape: negative dimension " + std::to_string(shape[i]) + " in the new shape");
+            throw ShapeError(fmt::format("reshape: {} to {}: negative dimension {}", shape_str(xv.shape()),
+                                         shape_str(shape), shape[i]));
         } else {
             out[i] = std::size_t(shape[i]);
-            known *= out[i];
+            overflow |= __builtin_mul_overflow(known, out[i], &known);
         }
     }
+    if (overflow)
+        throw ShapeError(fmt::format("reshape: {} to {}: the new shape's element count overflows", shape_str(xv.shape()),
+                                     shape_str(shape)));
     if (infer >= 0) out[std::size_t(infer)] = known ? xv.size() / known : 0;
-    if (shape_size(out) != xv.size() || (infer >= 0 && known && xv.size() % known))
-        throw ShapeError("reshape: " + shape_str(xv.shape()) + " to " + shape_str(shape) + ": " +
-                         std::to_string(xv.size()) + " elements do not fit");
+    if (shape_size(out) != xv.size() || (infer >= 0 && known && xv.size() % known) || (infer >= 0 && !known && xv.size()))
+        throw ShapeError(fmt::format("reshape: {} to {}: {} elements do not fit", shape_str(xv.shape()), shape_str(shape),
+                                     xv.size()));
     auto op = detail::tape_of(x).begin_op("reshape", {x});
     op.value().resize(out);
     std::copy(xv.data(), xv.data() + xv.size(), op.value().data());

@@ -9,19 +9,38 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <limits>
+#include <stdexcept>
 
 namespace xgrad::detail {
+
+/// The cases BLAS must not see: an empty C, an empty product (k = 0: C = beta·C, where beta = 0
+/// means "C is garbage", so it is zeroed, never multiplied: NaN·0 is NaN), and dimensions beyond
+/// BLAS's int. Returns true when C is done.
+template <class T>
+bool gemm_trivial(std::size_t m, std::size_t n, std::size_t k, T beta, T* c, std::size_t ldc)
+{
+    constexpr std::size_t int_max = std::size_t(std::numeric_limits<int>::max());
+    if (m > int_max || n > int_max || k > int_max || ldc > int_max)
+        throw std::length_error("gemm: a dimension exceeds the BLAS limit of 2^31 - 1");
+    if (m == 0 || n == 0) return true;
+    if (k != 0) return false;
+    for (std::size_t i = 0; i < m; ++i) {
+        T* row = c + i * ldc;
+        if (beta == T(0))
+            std::fill(row, row + n, T(0));
+        else
+            std::for_each(row, row + n, [beta](T& x) { x *= beta; });
+    }
+    return true;
+}
 
 /// C (m,n) = alpha · op(A) · op(B) + beta · C, row-major; op(X) = Xᵀ when the flag is set.
 /// lda/ldb are the row strides of A and B as stored.
 inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
                  std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc)
 {
-    if (m == 0 || n == 0) return;
-    if (k == 0) {  // BLAS may leave C untouched; the product of empty matrices is zero.
-        for (std::size_t i = 0; i < m; ++i) std::for_each(c + i * ldc, c + i * ldc + n, [beta](float& x) { x *= beta; });
-        return;
-    }
+    if (gemm_trivial(m, n, k, beta, c, ldc)) return;
 #ifdef XGRAD_USE_DNNL
     dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', dnnl_dim_t(m), dnnl_dim_t(n), dnnl_dim_t(k), alpha, a, dnnl_dim_t(lda), b,
                dnnl_dim_t(ldb), beta, c, dnnl_dim_t(ldc));
@@ -34,11 +53,7 @@ inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, 
 inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, double alpha, const double* a,
                  std::size_t lda, const double* b, std::size_t ldb, double beta, double* c, std::size_t ldc)
 {
-    if (m == 0 || n == 0) return;
-    if (k == 0) {
-        for (std::size_t i = 0; i < m; ++i) std::for_each(c + i * ldc, c + i * ldc + n, [beta](double& x) { x *= beta; });
-        return;
-    }
+    if (gemm_trivial(m, n, k, beta, c, ldc)) return;
     cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
                 alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
