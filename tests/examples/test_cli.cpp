@@ -1,0 +1,115 @@
+// The examples' command line, run as a user runs it: every bad value is rejected before any data
+// is loaded (the data directory given here does not exist, so a value that got through would end
+// in a data error instead), with a message that names the flag, the value and the allowed range.
+#define BOOST_TEST_MODULE examples_cli
+#include <boost/test/unit_test.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <regex>
+#include <string>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+    int code = -1;
+    std::string output;  // stdout and stderr
+};
+
+Run run(const std::string& program, const std::string& args)
+{
+    const std::string cmd = std::string(XGRAD_EXAMPLES_BIN) + "/" + program + " " + args + " 2>&1";
+    Run r;
+    FILE* p = ::popen(cmd.c_str(), "r");
+    BOOST_TEST_REQUIRE(p != nullptr);
+    std::array<char, 4096> buf{};
+    std::size_t n = 0;
+    while ((n = std::fread(buf.data(), 1, buf.size(), p)) > 0) r.output.append(buf.data(), n);
+    const int status = ::pclose(p);
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return r;
+}
+
+const std::string no_data = " --data-dir /nonexistent/xgrad-cli-test --out " +
+                            (fs::temp_directory_path() / ("xgrad_cli_" + std::to_string(::getpid()))).string();
+
+/// The program must stop with a non-zero exit before loading data, saying every part.
+void expect_rejected(const std::string& program, const std::string& args, std::initializer_list<std::string> parts)
+{
+    BOOST_TEST_CONTEXT(program << " " << args)
+    {
+        const Run r = run(program, args + no_data);
+        BOOST_TEST(r.code != 0);
+        for (const auto& p : parts) BOOST_TEST(r.output.find(p) != std::string::npos, "'" << p << "' not in: " << r.output);
+        BOOST_TEST(r.output.find("nonexistent") == std::string::npos, "data was looked for: " << r.output);
+        // Row 14: bounds are short and readable (no 300-digit DBL_MAX).
+        BOOST_TEST(!std::regex_search(r.output, std::regex("[0-9]{30}")), r.output);
+        BOOST_TEST(r.output.size() < 400u, r.output);
+    }
+}
+
+}  // namespace
+
+// Rows 12 and 14: learning rate, epochs, batch size.
+BOOST_AUTO_TEST_CASE(bad_training_values_are_rejected_before_loading_data)
+{
+    expect_rejected("mnist_mlp", "--lr nan", {"--lr", "nan", "(0, 1000]"});
+    expect_rejected("mnist_mlp", "--lr inf", {"--lr", "inf", "(0, 1000]"});
+    expect_rejected("mnist_mlp", "--lr -1", {"--lr", "-1", "(0, 1000]"});
+    expect_rejected("mnist_mlp", "--lr 0", {"--lr", "0 is outside"});
+    expect_rejected("mnist_mlp", "--lr 1e5x", {"--lr", "'1e5x' is not a number"});
+    expect_rejected("mnist_mlp", "--epochs -3", {"--epochs", "-3", "[1, 100000]"});
+    expect_rejected("mnist_mlp", "--epochs 2.5", {"--epochs", "'2.5' is not an integer"});
+    expect_rejected("mnist_mlp", "--batch-size 0", {"--batch-size", "0", "[1, 1048576]"});
+    expect_rejected("mnist_mlp", "--batch-size -5", {"--batch-size", "-5"});
+    expect_rejected("mnist_mlp", "--seed -1", {"--seed", "-1"});
+    expect_rejected("mnist_mlp", "--train-limit 99999999999999999999", {"--train-limit", "outside the allowed range"});
+    expect_rejected("mnist_trace_reg", "--lr nan", {"--lr", "nan"});
+}
+
+// Row 6: thread counts outside [1, CPUs].
+BOOST_AUTO_TEST_CASE(bad_thread_counts_are_rejected)
+{
+    const std::string range = "[1, ";
+    for (const char* n : {"100000", "0", "-4"})
+        expect_rejected("mnist_mlp", std::string("--threads ") + n, {"--threads", n, range});
+}
+
+// Row 13: an output directory that cannot be created or written fails at once.
+BOOST_AUTO_TEST_CASE(unwritable_out_directory_fails_before_training)
+{
+    const fs::path base = fs::temp_directory_path() / ("xgrad_cli_out_" + std::to_string(::getpid()));
+    fs::create_directories(base);
+    std::FILE* f = std::fopen((base / "a_file").c_str(), "w");
+    BOOST_TEST_REQUIRE(f != nullptr);
+    std::fclose(f);
+    for (const fs::path& out : {base / "a_file" / "run", fs::path("/proc/xgrad-no-such-dir/run")}) {
+        const Run r = run("mnist_mlp", "--data-dir /nonexistent/xgrad-cli-test --out " + out.string());
+        BOOST_TEST(r.code != 0);
+        BOOST_TEST(r.output.find("--out") != std::string::npos, r.output);
+        BOOST_TEST(r.output.find(out.string()) != std::string::npos, r.output);
+        BOOST_TEST(r.output.find("nonexistent") == std::string::npos, "data was looked for: " << r.output);
+    }
+    // A read-only directory (when not running as root, for whom permissions do not apply).
+    if (::geteuid() != 0) {
+        const fs::path ro = base / "read_only";
+        fs::create_directories(ro);
+        fs::permissions(ro, fs::perms::owner_read | fs::perms::owner_exec);
+        const Run r = run("mnist_mlp", "--data-dir /nonexistent/xgrad-cli-test --out " + ro.string());
+        BOOST_TEST(r.code != 0);
+        BOOST_TEST(r.output.find("cannot write in the run directory") != std::string::npos, r.output);
+        fs::permissions(ro, fs::perms::owner_all);
+    }
+    // A good directory passes the CLI checks and fails only at the data, naming the path.
+    const Run ok = run("mnist_mlp", "--data-dir /nonexistent/xgrad-cli-test --out " + (base / "fine").string());
+    BOOST_TEST(ok.code == 1);
+    BOOST_TEST(ok.output.find("/nonexistent/xgrad-cli-test") != std::string::npos, ok.output);
+    BOOST_TEST(ok.output.find("scripts/fetch-data mnist") != std::string::npos, ok.output);
+    fs::remove_all(base);
+}
