@@ -1,12 +1,37 @@
 #include "xgrad/nn/init.hpp"
 
 #include <cmath>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
 
 namespace xgrad::nn::init {
+
+namespace {
+
+/// A double as a user wrote it ("0.5", "1e-09", "nan"), for messages.
+std::string num(double v)
+{
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", v);
+    return b;
+}
+
+/// A zero fan would make the bound 1/√0 = inf and fill the tensor with inf/NaN.
+void check_fan(const char* fn, const char* what, std::size_t fan)
+{
+    if (fan == 0) throw std::invalid_argument(std::string(fn) + ": " + what + " must be at least 1, got 0");
+}
+
+}  // namespace
 
 template <class T>
 void uniform(Tensor<T>& w, double lo, double hi, Rng& rng)
 {
+    // std::uniform_real_distribution needs lo <= hi and a finite hi − lo (else undefined behaviour).
+    if (!(std::isfinite(lo) && std::isfinite(hi) && lo <= hi && std::isfinite(hi - lo)))
+        throw std::invalid_argument("uniform: bounds [" + num(lo) + ", " + num(hi) +
+                                    ") must be finite, with lo <= hi and hi - lo finite");
     std::uniform_real_distribution<double> d(lo, hi);
     for (auto& v : w) v = T(d(rng));
 }
@@ -14,6 +39,10 @@ void uniform(Tensor<T>& w, double lo, double hi, Rng& rng)
 template <class T>
 void xavier_uniform(Tensor<T>& w, std::size_t fan_in, std::size_t fan_out, Rng& rng, double gain)
 {
+    if (fan_in + fan_out == 0)
+        throw std::invalid_argument("xavier_uniform: fan_in + fan_out must be at least 1, got 0 + 0");
+    if (!(std::isfinite(gain) && gain >= 0))
+        throw std::invalid_argument("xavier_uniform: gain must be a finite number >= 0, got " + num(gain));
     const double a = gain * std::sqrt(6.0 / double(fan_in + fan_out));
     uniform(w, -a, a, rng);
 }
@@ -21,6 +50,7 @@ void xavier_uniform(Tensor<T>& w, std::size_t fan_in, std::size_t fan_out, Rng& 
 template <class T>
 void kaiming_uniform(Tensor<T>& w, std::size_t fan_in, Rng& rng)
 {
+    check_fan("kaiming_uniform", "fan_in", fan_in);
     const double b = std::sqrt(6.0 / double(fan_in));
     uniform(w, -b, b, rng);
 }
@@ -28,6 +58,7 @@ void kaiming_uniform(Tensor<T>& w, std::size_t fan_in, Rng& rng)
 template <class T>
 void kaiming_normal(Tensor<T>& w, std::size_t fan_in, Rng& rng)
 {
+    check_fan("kaiming_normal", "fan_in", fan_in);
     std::normal_distribution<double> d(0.0, std::sqrt(2.0 / double(fan_in)));
     for (auto& v : w) v = T(d(rng));
 }
@@ -35,6 +66,7 @@ void kaiming_normal(Tensor<T>& w, std::size_t fan_in, Rng& rng)
 template <class T>
 void torch_default(Tensor<T>& w, std::size_t fan_in, Rng& rng)
 {
+    check_fan("torch_default", "fan_in", fan_in);
     const double b = 1.0 / std::sqrt(double(fan_in));
     uniform(w, -b, b, rng);
 }

@@ -1,8 +1,18 @@
 #include "xgrad/nn/layers.hpp"
 
+#include <cstdio>
+
 namespace xgrad::nn {
 
 namespace {
+/// A double as a user wrote it ("0.5", "1e-09", "nan"), for messages.
+std::string num(double v)
+{
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", v);
+    return b;
+}
+
 template <class T>
 Tensor<T> initialized(const Shape& shape, std::size_t fan_in, init::Rng& rng)
 {
@@ -15,6 +25,9 @@ Tensor<T> initialized(const Shape& shape, std::size_t fan_in, init::Rng& rng)
 template <class T>
 Linear<T>::Linear(std::size_t in, std::size_t out, bool bias, std::uint64_t seed) : in_(in), out_(out)
 {
+    if (in == 0 || out == 0)
+        throw std::invalid_argument("Linear(" + std::to_string(in) + "→" + std::to_string(out) +
+                                    "): in_features and out_features must be at least 1");
     init::Rng rng(seed);
     weight_ = &this->register_parameter("weight", initialized<T>(Shape{in, out}, in, rng));
     if (bias) bias_ = &this->register_parameter("bias", initialized<T>(Shape{out}, in, rng));
@@ -33,6 +46,13 @@ Var<T> Linear<T>::forward(const Var<T>& x)
 template <class T>
 Conv2d<T>::Conv2d(const Conv2dSpec& spec, std::uint64_t seed) : spec_(spec)
 {
+    auto zero = [&](const char* field) {
+        return std::invalid_argument(describe() + ": " + field + " must be at least 1, got 0");
+    };
+    if (spec.in_channels == 0) throw zero("in_channels");
+    if (spec.out_channels == 0) throw zero("out_channels");
+    if (spec.kernel_size == 0) throw zero("kernel_size");
+    if (spec.stride == 0) throw zero("stride");
     init::Rng rng(seed);
     const std::size_t k = spec.kernel_size, fan_in = spec.in_channels * k * k;
     weight_ = &this->register_parameter("weight",
@@ -55,7 +75,7 @@ Var<T> Conv2d<T>::forward(const Var<T>& x)
 template <class T>
 Dropout<T>::Dropout(double p, std::uint64_t seed) : p_(p), rng_(seed)
 {
-    if (!(p >= 0 && p < 1)) throw std::invalid_argument("Dropout: p must be in [0, 1), got " + std::to_string(p));
+    if (!(p >= 0 && p < 1)) throw std::invalid_argument("Dropout: p must be in [0, 1), got " + num(p));
 }
 
 template <class T>
@@ -72,6 +92,7 @@ Var<T> Dropout<T>::forward(const Var<T>& x)
 template <class T>
 Sequential<T>& Sequential<T>::add_module(std::unique_ptr<Module<T>> m)
 {
+    if (!m) throw std::invalid_argument("Sequential: layer " + std::to_string(layers_.size()) + " is a null module");
     layers_.push_back(m.get());
     scopes_.push_back(std::to_string(layers_.size() - 1) + ":" + m->describe());
     this->register_module(std::to_string(layers_.size() - 1), std::move(m));
@@ -105,7 +126,10 @@ std::unique_ptr<Module<T>> activation(Activation a)
 template <class T>
 MLP<T>::MLP(const std::vector<std::size_t>& sizes, Activation hidden, Activation output, std::uint64_t seed)
 {
-    if (sizes.size() < 2) throw std::invalid_argument("MLP: needs at least an input and an output size");
+    if (sizes.size() < 2)
+        throw std::invalid_argument("MLP: sizes " + shape_str(sizes) + ": needs at least an input and an output size");
+    for (std::size_t s : sizes)
+        if (s == 0) throw std::invalid_argument("MLP: sizes " + shape_str(sizes) + ": every size must be at least 1");
     for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
         this->template emplace<Linear<T>>(sizes[i], sizes[i + 1], true, seed + i);
         auto act = activation<T>(i + 2 < sizes.size() ? hidden : output);

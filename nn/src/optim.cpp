@@ -1,12 +1,78 @@
 #include "xgrad/nn/optim.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <stdexcept>
 
 namespace xgrad::nn {
+
+namespace {
+
+/// A double as a user wrote it ("0.5", "1e-09", "nan"), for messages.
+std::string num(double v)
+{
+    char b[32];
+    std::snprintf(b, sizeof b, "%g", v);
+    return b;
+}
+
+void check_nonnegative(const std::string& who, const char* what, double v)
+{
+    if (!(std::isfinite(v) && v >= 0))
+        throw std::invalid_argument(who + ": " + what + " must be a finite number >= 0, got " + num(v));
+}
+
+void check_unit(const std::string& who, const char* what, double v)
+{
+    if (!(v >= 0 && v < 1)) throw std::invalid_argument(who + ": " + what + " must be in [0, 1), got " + num(v));
+}
+
+/// Every parameter non-null and listed once (a repeated one would be stepped twice per step()).
+template <class T>
+void check_params(const std::string& who, const std::vector<Parameter<T>*>& ps)
+{
+    std::vector<std::pair<const Parameter<T>*, std::size_t>> sorted;
+    sorted.reserve(ps.size());
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+        if (!ps[i]) throw std::invalid_argument(who + ": parameter " + std::to_string(i) + " is null");
+        sorted.emplace_back(ps[i], i);
+    }
+    std::sort(sorted.begin(), sorted.end());
+    for (std::size_t i = 1; i < sorted.size(); ++i)
+        if (sorted[i].first == sorted[i - 1].first)
+            throw std::invalid_argument(who + ": parameter " + std::to_string(sorted[i].second) + " ('" +
+                                        sorted[i].first->name() + "') is the same as parameter " +
+                                        std::to_string(sorted[i - 1].second) + "; list each parameter once");
+}
+
+/// The state made for each parameter must still fit it (its value may have been replaced).
+template <class T>
+void check_state_shapes(const char* who, const std::vector<Parameter<T>*>& ps, const std::vector<Tensor<T>>& state)
+{
+    for (std::size_t i = 0; i < state.size(); ++i)
+        if (state[i].shape() != ps[i]->shape())
+            throw std::logic_error(std::string(who) + ": parameter " + std::to_string(i) + " ('" + ps[i]->name() +
+                                   "') has shape " + shape_str(ps[i]->shape()) +
+                                   " but the optimizer's state for it has shape " + shape_str(state[i].shape()) +
+                                   "; make a new optimizer after changing a parameter's shape");
+}
+
+}  // namespace
+
+void check_lr(const char* who, double lr)
+{
+    check_nonnegative(who, "lr", lr);
+}
 
 template <class T>
 SGD<T>::SGD(std::vector<Parameter<T>*> params, SGDOptions o) : Optimizer<T>(std::move(params), o.lr), o_(o)
 {
+    check_params("SGD", this->params_);
+    check_lr("SGD", o.lr);
+    check_nonnegative("SGD", "momentum", o.momentum);
+    check_nonnegative("SGD", "weight_decay", o.weight_decay);
+    if (o.nesterov && o.momentum == 0) throw std::invalid_argument("SGD: nesterov needs momentum > 0, got 0");
     if (o.momentum != 0)
         for (auto* p : this->params_) velocity_.push_back(xt::zeros<T>(p->shape()));
 }
@@ -15,6 +81,7 @@ template <class T>
 void SGD<T>::step()
 {
     const T lr = T(this->lr_), mu = T(o_.momentum), wd = T(o_.weight_decay);
+    check_state_shapes("SGD", this->params_, velocity_);
     for (std::size_t i = 0; i < this->params_.size(); ++i) {
         Parameter<T>& p = *this->params_[i];
         Tensor<T>& w = p.value();
@@ -61,6 +128,14 @@ std::vector<std::pair<std::string, Tensor<T>*>> Adam<T>::state()
 template <class T>
 Adam<T>::Adam(std::vector<Parameter<T>*> params, AdamOptions o) : Optimizer<T>(std::move(params), o.lr), o_(o)
 {
+    const char* who = o.decoupled ? "AdamW" : "Adam";
+    check_params(who, this->params_);
+    check_lr(who, o.lr);
+    check_unit(who, "beta1", o.beta1);
+    check_unit(who, "beta2", o.beta2);
+    if (!(std::isfinite(o.eps) && o.eps > 0))
+        throw std::invalid_argument(std::string(who) + ": eps must be a finite number > 0, got " + num(o.eps));
+    check_nonnegative(who, "weight_decay", o.weight_decay);
     for (auto* p : this->params_) {
         m_.push_back(xt::zeros<T>(p->shape()));
         v_.push_back(xt::zeros<T>(p->shape()));
@@ -70,6 +145,7 @@ Adam<T>::Adam(std::vector<Parameter<T>*> params, AdamOptions o) : Optimizer<T>(s
 template <class T>
 void Adam<T>::step()
 {
+    check_state_shapes(o_.decoupled ? "AdamW" : "Adam", this->params_, m_);
     this->count_step();
     const double t = double(this->steps());
     const T lr = T(this->lr_), b1 = T(o_.beta1), b2 = T(o_.beta2), eps = T(o_.eps), wd = T(o_.weight_decay);
@@ -86,13 +162,31 @@ void Adam<T>::step()
     }
 }
 
+StepLR::StepLR(double base_lr, int step_size, double gamma) : base_(base_lr), size_(step_size), gamma_(gamma)
+{
+    check_nonnegative("StepLR", "base_lr", base_lr);
+    if (step_size < 1)
+        throw std::invalid_argument("StepLR: step_size must be at least 1, got " + std::to_string(step_size));
+    check_nonnegative("StepLR", "gamma", gamma);
+}
+
 double StepLR::lr(int epoch) const
 {
+    if (epoch < 0) throw std::out_of_range("StepLR: epoch " + std::to_string(epoch) + " is negative");
     return base_ * std::pow(gamma_, double(epoch / size_));
+}
+
+CosineLR::CosineLR(double base_lr, int total_epochs, double min_lr) : base_(base_lr), total_(total_epochs), min_(min_lr)
+{
+    check_nonnegative("CosineLR", "base_lr", base_lr);
+    if (total_epochs < 1)
+        throw std::invalid_argument("CosineLR: total_epochs must be at least 1, got " + std::to_string(total_epochs));
+    check_nonnegative("CosineLR", "min_lr", min_lr);
 }
 
 double CosineLR::lr(int epoch) const
 {
+    if (epoch < 0) throw std::out_of_range("CosineLR: epoch " + std::to_string(epoch) + " is negative");
     const double pi = 3.14159265358979323846;
     return min_ + 0.5 * (base_ - min_) * (1 + std::cos(pi * double(std::min(epoch, total_)) / double(total_)));
 }

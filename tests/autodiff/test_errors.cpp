@@ -40,7 +40,7 @@ BOOST_AUTO_TEST_CASE(shape_errors_name_op_and_shapes)
     expect_error<ShapeError>([&] { matmul(t.constant(Tensor<float>::from_shape({2, 3, 4})),
                                           t.constant(Tensor<float>::from_shape({3, 4, 5}))); },
                              {"matmul", "(2,3,4) x (3,4,5)", "batch dimensions 2 and 3 differ"});
-    expect_error<std::out_of_range>([&] { pick(c, IndexTensor{0, 1, 4}); }, {"gather", "index 4", "[0,4)"});
+    expect_error<std::out_of_range>([&] { pick(c, IndexTensor{0, 1, 4}); }, {"pick", "label 4 at position 2", "[0,4)"});
     expect_error<std::out_of_range>([&] { one_hot(t, IndexTensor{0, 10}, 10); }, {"one_hot", "label 10"});
     expect_error<ShapeError>([&] { t.backward(a * 2.0f, Tensor<float>::from_shape({3})); }, {"seed", "(3)", "(64,784)"});
 }

@@ -487,6 +487,8 @@ detail::Node<T>& BackwardContext<T>::in(std::size_t k) const
 template <class T>
 void Tape<T>::check(const Var<T>& v, const char* what) const
 {
+    if (!v.tape_)
+        throw std::logic_error(std::string("xgrad: ") + what + ": use of an empty Var (default-constructed, never assigned)");
     // Liveness first, from the slot table: v.tape_ may point at a destroyed tape.
     if (detail::TapeSlots::current(v.slot_) != v.generation_)
         throw std::logic_error(std::string("xgrad: ") + what + ": Var #" + std::to_string(v.index_) + " is stale: used after "

@@ -1,6 +1,7 @@
 // 2-D convolution: im2col over the whole batch, then one GEMM (forward) or two (backward).
 #include "xgrad/ops/conv.hpp"
 
+#include <limits>
 #include <vector>
 
 #include <fmt/core.h>
@@ -140,6 +141,10 @@ ConvGeom conv_geometry(const Shape& xs, const Shape& ws, const Shape* bs, Conv2d
     if (!checked_shape_size(Shape{g.n, g.o, g.oh, g.ow}, out) || !checked_shape_size(Shape{g.k(), g.l()}, cols) ||
         out > (std::size_t(1) << 48) || cols > (std::size_t(1) << 48))
         throw fail(fmt::format("output ({},{},{},{}) is too large", g.n, g.o, g.oh, g.ow));
+    constexpr std::size_t blas_max = std::size_t(std::numeric_limits<int>::max());  // the GEMMs' dimensions
+    if (g.o > blas_max || g.k() > blas_max || g.l() > blas_max)
+        throw fail(fmt::format("GEMM dimensions O={}, C·KH·KW={}, N·OH·OW={} exceed the BLAS limit of 2^31 - 1", g.o,
+                               g.k(), g.l()));
     return g;
 }
 
@@ -232,6 +237,12 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
         T* dx = c.needs(0) ? c.grad_buffer(0, fx).data() : nullptr;
         T* dw = c.needs(1) ? c.grad_buffer(1, fw).data() : nullptr;
         T* db = (n_in == 3 && c.needs(2)) ? c.grad_buffer(2, fb).data() : nullptr;
+        // The same Var as two inputs (conv2d(x, x)) gives one buffer, fresh only for the first
+        // handle: zero it now, so the kernel adds both products into it in any order.
+        if (dx && dx == dw) {  // (x and b, or w and b, can never be one Var: their ranks differ)
+            if (fx) std::fill(dx, dx + c.input(0).size(), T(0));
+            fx = fw = false;
+        }
         detail::conv2d_backward(c.input(0).data(), c.input(1).data(), c.grad().data(), g, dx, fx, dw, fw, db, fb,
                                 c.saved().data());
     });

@@ -1,6 +1,8 @@
 // Matrix products through BLAS, with transpose flags instead of materialized transposes.
 #include "xgrad/ops/linalg.hpp"
 
+#include <limits>
+
 #include "xgrad/detail/blas.hpp"
 #include "../op_util.hpp"
 
@@ -15,29 +17,40 @@ struct MatmulDims {
     std::size_t batch, m, k, n;
 };
 
-MatmulDims matmul_dims(const Shape& a, const Shape& b)
+MatmulDims matmul_dims(const char* op, const Shape& a, const Shape& b)
 {
     auto fail = [&](const std::string& why) {
-        return ShapeError("matmul: " + shape_str(a) + " x " + shape_str(b) + ": " + why);
+        return ShapeError(std::string(op) + ": " + shape_str(a) + " x " + shape_str(b) + ": " + why);
     };
+    MatmulDims d;
     if (a.size() == 2 && b.size() == 2) {
         if (a[1] != b[0])
             throw fail("inner dimensions " + std::to_string(a[1]) + " and " + std::to_string(b[0]) + " differ");
-        return {MatmulKind::plain, 1, a[0], a[1], b[1]};
-    }
-    if (a.size() == 3 && b.size() == 3) {
+        d = {MatmulKind::plain, 1, a[0], a[1], b[1]};
+    } else if (a.size() == 3 && b.size() == 3) {
         if (a[0] != b[0])
             throw fail("batch dimensions " + std::to_string(a[0]) + " and " + std::to_string(b[0]) + " differ");
         if (a[2] != b[1])
             throw fail("inner dimensions " + std::to_string(a[2]) + " and " + std::to_string(b[1]) + " differ");
-        return {MatmulKind::batched, a[0], a[1], a[2], b[2]};
-    }
-    if (a.size() == 3 && b.size() == 2) {
+        d = {MatmulKind::batched, a[0], a[1], a[2], b[2]};
+    } else if (a.size() == 3 && b.size() == 2) {
         if (a[2] != b[0])
             throw fail("inner dimensions " + std::to_string(a[2]) + " and " + std::to_string(b[0]) + " differ");
-        return {MatmulKind::shared_b, a[0], a[1], a[2], b[1]};
+        d = {MatmulKind::shared_b, a[0], a[1], a[2], b[1]};
+    } else {
+        throw fail("supported ranks are 2x2, 3x3 (batched) and 3x2 (shared right operand)");
     }
-    throw fail("supported ranks are 2x2, 3x3 (batched) and 3x2 (shared right operand)");
+    // The GEMMs take m, n, k and (unless batched) batch·m as BLAS ints, and the output must fit
+    // size_t. With k = 0 the operands are empty, so such shapes cost nothing to make: check them
+    // here, before the node exists.
+    constexpr std::size_t int_max = std::size_t(std::numeric_limits<int>::max());
+    std::size_t rows = d.m, out = 0;
+    const bool rows_fit = d.kind == MatmulKind::batched || !__builtin_mul_overflow(d.batch, d.m, &rows);
+    if (!rows_fit || rows > int_max || d.n > int_max || d.k > int_max)
+        throw fail("a matrix dimension exceeds the BLAS limit of 2^31 - 1");
+    if (d.m && d.n && !checked_shape_size(Shape{d.batch, d.m, d.n}, out))
+        throw fail("the result has more elements than size_t can count");
+    return d;
 }
 
 }  // namespace
@@ -49,7 +62,7 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b)
     tape.validate("matmul", {a, b});
     const Tensor<T>& av = a.value();
     const Tensor<T>& bv = b.value();
-    const MatmulDims d = matmul_dims(av.shape(), bv.shape());
+    const MatmulDims d = matmul_dims("matmul", av.shape(), bv.shape());
     auto op = tape.begin_op("matmul", {a, b});
     Tensor<T>& out = op.value();
     if (d.kind == MatmulKind::plain)
@@ -103,8 +116,10 @@ Var<T> linear(const Var<T>& x, const Var<T>& w, const Var<T>& b)
     const Tensor<T>& xv = x.value();
     const Tensor<T>& wv = w.value();
     const Tensor<T>& bv = b.value();
-    const MatmulDims d = matmul_dims(xv.shape(), wv.shape());
-    if (d.kind != MatmulKind::plain) throw ShapeError("linear: input " + shape_str(xv.shape()) + " must be 2-D (B,in)");
+    if (xv.dimension() != 2 || wv.dimension() != 2)
+        throw ShapeError("linear: input " + shape_str(xv.shape()) + ", weight " + shape_str(wv.shape()) +
+                         ": needs input (B,in) and weight (in,out)");
+    const MatmulDims d = matmul_dims("linear", xv.shape(), wv.shape());
     if (bv.dimension() != 1 || bv.shape()[0] != d.n)
         throw ShapeError("linear: bias " + shape_str(bv.shape()) + " vs weight " + shape_str(wv.shape()) +
                          ": bias must be (" + std::to_string(d.n) + ")");

@@ -30,6 +30,9 @@ void check_labels(const char* op, const Shape& scores, const IndexTensor& labels
     if (scores.size() != 2 || labels.dimension() != 1 || labels.shape()[0] != scores[0])
         throw ShapeError(std::string(op) + ": scores " + shape_str(scores) + " and labels " + shape_str(labels.shape()) +
                          ": needs scores (B,C) and labels (B)");
+    // Labels travel through backward as T (the node's saved buffer): exact below 2^24 in float.
+    if (scores[1] > (std::size_t(1) << 24))
+        throw ShapeError(std::string(op) + ": scores " + shape_str(scores) + ": at most 2^24 classes");
     for (std::size_t i = 0; i < labels.size(); ++i)
         if (labels(i) < 0 || std::size_t(labels(i)) >= scores[1])
             throw std::out_of_range(std::string(op) + ": label " + std::to_string(labels(i)) + " at position " +

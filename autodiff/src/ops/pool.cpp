@@ -13,7 +13,7 @@ namespace detail {
 PoolGeom pool_geometry(const char* op, const Shape& xs, std::size_t k, std::size_t s)
 {
     if (xs.size() != 4) throw ShapeError(std::string(op) + ": input " + shape_str(xs) + " must be (N,C,H,W)");
-    if (k == 0) throw ShapeError(std::string(op) + ": kernel size must be at least 1");
+    if (k == 0) throw ShapeError(std::string(op) + ": input " + shape_str(xs) + ": kernel size must be at least 1, got 0");
     if (s == 0) s = k;
     if (xs[2] < k || xs[3] < k)
         throw ShapeError(std::string(op) + ": kernel " + std::to_string(k) + " is larger than the input " +

@@ -47,8 +47,10 @@ Var<T> reduce_axes(const char* name, const Var<T>& x, const std::vector<int>& ax
     std::vector<std::size_t> ax;
     for (int a : axes) ax.push_back(detail::normalize_axis(name, a, in));
     std::sort(ax.begin(), ax.end());
-    if (std::adjacent_find(ax.begin(), ax.end()) != ax.end())
-        throw ShapeError(std::string(name) + ": repeated axis for shape " + shape_str(in));
+    const auto dup = std::adjacent_find(ax.begin(), ax.end());
+    if (dup != ax.end())
+        throw ShapeError(std::string(name) + ": axes " + shape_str(axes) + " name axis " + std::to_string(*dup) +
+                         " twice for shape " + shape_str(in));
     Shape kshape = in;  // keepdims shape
     std::size_t count = 1;
     for (std::size_t a : ax) {

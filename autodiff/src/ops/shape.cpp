@@ -101,12 +101,14 @@ Var<T> slice(const Var<T>& x, int axis, std::ptrdiff_t start, std::ptrdiff_t sto
     const Shape& in = xv.shape();
     const std::size_t ax = detail::normalize_axis("slice", axis, in);
     const auto n = std::ptrdiff_t(in[ax]);
+    const std::ptrdiff_t user_start = start, user_stop = stop;  // the message shows what was asked
     if (start < 0) start += n;
     if (stop < 0) stop += n;
     if (step < 1 || start < 0 || stop > n || start > stop)
-        throw ShapeError("slice: [" + std::to_string(start) + ":" + std::to_string(stop) + ":" + std::to_string(step) +
-                         "] is out of range for axis " + std::to_string(ax) + " of shape " + shape_str(in));
-    const std::size_t len = std::size_t((stop - start + step - 1) / step);
+        throw ShapeError(fmt::format("slice: [{}:{}:{}] is out of range for axis {} of shape {}", user_start, user_stop,
+                                     step, ax, shape_str(in)));
+    const std::ptrdiff_t span = stop - start;  // in [0, n]: ceil(span / step) without overflow
+    const std::size_t len = span == 0 ? 0 : std::size_t((span - 1) / step + 1);
     const detail::AxisSplit s = detail::split_at(in, ax);
     Shape out = in;
     out[ax] = len;
@@ -236,6 +238,10 @@ Var<T> pick(const Var<T>& x, const IndexTensor& labels)
     if (x.dim() != 2 || labels.dimension() != 1 || labels.shape()[0] != x.shape()[0])
         throw ShapeError("pick: scores " + shape_str(x.shape()) + " and labels " + shape_str(labels.shape()) +
                          ": needs scores (B,C) and labels (B)");
+    const std::size_t C = x.shape()[1];
+    for (std::size_t i = 0; i < labels.size(); ++i)
+        if (labels(i) < 0 || std::size_t(labels(i)) >= C)
+            throw std::out_of_range(fmt::format("pick: label {} at position {} is outside [0,{})", labels(i), i, C));
     const IndexTensor idx = xt::reshape_view(labels, std::vector<std::size_t>{labels.size(), 1});
     return reshape(gather(x, 1, idx), {std::ptrdiff_t(labels.size())});
 }
@@ -243,14 +249,17 @@ Var<T> pick(const Var<T>& x, const IndexTensor& labels)
 template <class T>
 Var<T> one_hot(Tape<T>& tape, const IndexTensor& labels, std::size_t num_classes)
 {
+    if (labels.dimension() != 1)
+        throw ShapeError(fmt::format("one_hot: labels {} must be 1-D", shape_str(labels.shape())));
+    std::size_t total = 0;
+    if (!checked_shape_size(Shape{labels.size(), num_classes}, total))
+        throw ShapeError(fmt::format("one_hot: ({},{}) has more elements than size_t can count", labels.size(), num_classes));
+    for (std::size_t i = 0; i < labels.size(); ++i)  // all checked before the (B,C) allocation
+        if (labels(i) < 0 || std::size_t(labels(i)) >= num_classes)
+            throw std::out_of_range(fmt::format("one_hot: label {} at position {} is outside [0,{})", labels(i), i,
+                                                num_classes));
     Tensor<T> t = xt::zeros<T>({labels.size(), num_classes});
-    for (std::size_t i = 0; i < labels.size(); ++i) {
-        const Index v = labels.data()[i];
-        if (v < 0 || std::size_t(v) >= num_classes)
-            throw std::out_of_range("one_hot: label " + std::to_string(v) + " at position " + std::to_string(i) +
-                                    " is outside [0," + std::to_string(num_classes) + ")");
-        t(i, std::size_t(v)) = T(1);
-    }
+    for (std::size_t i = 0; i < labels.size(); ++i) t(i, std::size_t(labels(i))) = T(1);
     return tape.constant(t);
 }
 

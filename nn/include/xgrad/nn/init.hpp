@@ -1,5 +1,6 @@
 #pragma once
-// Weight initializers, reproducible from a seed.
+// Weight initializers, reproducible from a seed. A zero fan, a negative or non-finite gain and
+// bounds that are not finite with lo <= hi throw std::invalid_argument naming the function.
 #include <cstdint>
 #include <random>
 

@@ -2,6 +2,7 @@
 // Layers. Linear weights are stored (in, out) so the forward is x·W with no transpose.
 #include <functional>
 #include <optional>
+#include <stdexcept>
 
 #include "xgrad/nn/init.hpp"
 #include "xgrad/nn/module.hpp"
@@ -58,7 +59,10 @@ private:
 template <class T>
 class Lambda : public Module<T> {
 public:
-    Lambda(std::string name, std::function<Var<T>(const Var<T>&)> f) : name_(std::move(name)), f_(std::move(f)) {}
+    Lambda(std::string name, std::function<Var<T>(const Var<T>&)> f) : name_(std::move(name)), f_(std::move(f))
+    {
+        if (!f_) throw std::invalid_argument("Lambda '" + name_ + "': the function is empty");
+    }
     Var<T> forward(const Var<T>& x) override { return f_(x); }
     std::string describe() const override { return name_; }
     const std::string& name() const { return name_; }
@@ -74,8 +78,17 @@ template <class T> std::unique_ptr<Module<T>> ReLU() { return std::make_unique<L
 template <class T> std::unique_ptr<Module<T>> Softmax(int axis = -1) { return std::make_unique<Lambda<T>>("Softmax", [axis](const Var<T>& x) { return softmax(x, axis); }); }
 template <class T> std::unique_ptr<Module<T>> LogSoftmax(int axis = -1) { return std::make_unique<Lambda<T>>("LogSoftmax", [axis](const Var<T>& x) { return log_softmax(x, axis); }); }
 template <class T> std::unique_ptr<Module<T>> Flatten(int start_dim = 1) { return std::make_unique<Lambda<T>>("Flatten", [start_dim](const Var<T>& x) { return flatten(x, start_dim); }); }
-template <class T> std::unique_ptr<Module<T>> MaxPool2d(std::size_t k, std::size_t stride = 0) { return std::make_unique<Lambda<T>>("MaxPool2d", [k, stride](const Var<T>& x) { return max_pool2d(x, k, stride); }); }
-template <class T> std::unique_ptr<Module<T>> AvgPool2d(std::size_t k, std::size_t stride = 0) { return std::make_unique<Lambda<T>>("AvgPool2d", [k, stride](const Var<T>& x) { return avg_pool2d(x, k, stride); }); }
+/// Pooling layers; stride 0 means stride = k. A kernel of 0 throws std::invalid_argument.
+template <class T> std::unique_ptr<Module<T>> MaxPool2d(std::size_t k, std::size_t stride = 0)
+{
+    if (k == 0) throw std::invalid_argument("MaxPool2d: kernel size must be at least 1, got 0");
+    return std::make_unique<Lambda<T>>("MaxPool2d", [k, stride](const Var<T>& x) { return max_pool2d(x, k, stride); });
+}
+template <class T> std::unique_ptr<Module<T>> AvgPool2d(std::size_t k, std::size_t stride = 0)
+{
+    if (k == 0) throw std::invalid_argument("AvgPool2d: kernel size must be at least 1, got 0");
+    return std::make_unique<Lambda<T>>("AvgPool2d", [k, stride](const Var<T>& x) { return avg_pool2d(x, k, stride); });
+}
 
 /// Inverted dropout: in training, zeroes each element with probability p and scales the rest by
 /// 1/(1−p); identity in eval mode.
@@ -116,7 +129,14 @@ public:
     Var<T> forward(const Var<T>& x) override;
     std::string describe() const override { return "Sequential"; }
     std::size_t size() const { return layers_.size(); }
-    Module<T>& operator[](std::size_t i) { return *layers_.at(i); }
+    /// Layer i; std::out_of_range for i >= size().
+    Module<T>& operator[](std::size_t i)
+    {
+        if (i >= layers_.size())
+            throw std::out_of_range("Sequential: layer index " + std::to_string(i) + " is out of range (" +
+                                    std::to_string(layers_.size()) + " layers)");
+        return *layers_[i];
+    }
 
 private:
     Sequential& add_module(std::unique_ptr<Module<T>> m);

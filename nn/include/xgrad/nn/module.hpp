@@ -1,6 +1,7 @@
 #pragma once
 // Module: named parameters, submodules, train/eval mode (after torch::nn::Module, without Impl/holder).
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,6 +41,9 @@ protected:
     template <class M>
     M& register_module(const std::string& name, std::unique_ptr<M> m)
     {
+        if (!m) throw std::invalid_argument("register_module: module '" + name + "' is null");
+        for (const auto& child : children_)
+            if (child.first == name) throw std::logic_error("register_module: duplicate module name '" + name + "'");
         M& ref = *m;
         children_.emplace_back(name, std::move(m));
         return ref;

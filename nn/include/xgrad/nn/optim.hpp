@@ -8,6 +8,13 @@
 
 namespace xgrad::nn {
 
+/// Throws std::invalid_argument unless lr is finite and >= 0:
+/// "<who>: lr must be a finite number >= 0, got <lr>".
+void check_lr(const char* who, double lr);
+
+/// Options are checked when an optimizer or schedule is made: bad values (negative or NaN lr,
+/// betas outside [0, 1), eps <= 0, negative momentum or weight decay, null or repeated parameters)
+/// throw std::invalid_argument naming the optimizer, the option and the value.
 template <class T>
 class Optimizer {
 public:
@@ -19,7 +26,12 @@ public:
         for (auto* p : params_) p->zero_grad();
     }
     double lr() const { return lr_; }
-    void set_lr(double lr) { lr_ = lr; }
+    /// std::invalid_argument unless lr is finite and >= 0.
+    void set_lr(double lr)
+    {
+        check_lr("set_lr", lr);
+        lr_ = lr;
+    }
     const std::vector<Parameter<T>*>& params() const { return params_; }
     /// Number of step() calls so far.
     std::size_t steps() const { return std::size_t(*steps_.data()); }
@@ -87,10 +99,12 @@ public:
     }
 };
 
-/// Learning-rate schedules: call step() once per epoch.
+/// Learning-rate schedules: lr(epoch) for epochs 0, 1, ... Bad arguments throw
+/// std::invalid_argument when the schedule is made; a negative epoch throws std::out_of_range.
 class StepLR {
 public:
-    StepLR(double base_lr, int step_size, double gamma = 0.1) : base_(base_lr), size_(step_size), gamma_(gamma) {}
+    /// base_lr, gamma finite and >= 0; step_size >= 1.
+    StepLR(double base_lr, int step_size, double gamma = 0.1);
     /// lr for epoch e (0-based): base · γ^⌊e/step_size⌋
     double lr(int epoch) const;
 
@@ -102,7 +116,8 @@ private:
 
 class CosineLR {
 public:
-    CosineLR(double base_lr, int total_epochs, double min_lr = 0) : base_(base_lr), total_(total_epochs), min_(min_lr) {}
+    /// base_lr, min_lr finite and >= 0; total_epochs >= 1.
+    CosineLR(double base_lr, int total_epochs, double min_lr = 0);
     /// min + ½(base − min)(1 + cos(π·e/total))
     double lr(int epoch) const;
 
