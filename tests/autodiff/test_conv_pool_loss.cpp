@@ -140,6 +140,17 @@ BOOST_AUTO_TEST_CASE(conv2d_kernel_larger_than_input_with_padding)
     }
     BOOST_TEST(computed > 100);
     BOOST_TEST(rejected > 10);
+    // Found by fuzz_ops: a stride near 2^64 overflowed the valid-column bound (wrong output).
+    // Any stride past the padded input gives one output position; huge ones are refused.
+    {
+        const Tensor<double> x = rnd(Shape{2, 3, 4, 4}, 50), w = rnd(Shape{2, 3, 4, 4}, 51);
+        Tape<double> t;
+        auto y = conv2d(t.constant(x), t.constant(w), Conv2dOptions{1000, 1});
+        const Tensor<double> ref = naive_conv(x, w, nullptr, 1000, 1);
+        BOOST_REQUIRE(y.shape() == ref.shape());
+        BOOST_TEST(xt::amax(xt::abs(y.value() - ref))() < 1e-12);
+        BOOST_CHECK_THROW(conv2d(t.constant(x), t.constant(w), Conv2dOptions{std::size_t(-1), 0}), ShapeError);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(conv2d_float32_agrees_with_float64)

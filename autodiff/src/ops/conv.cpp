@@ -39,8 +39,9 @@ inline void valid_cols(const ConvGeom& g, std::size_t q, std::size_t& j0, std::s
 {
     // Both ends clamped to [0, ow]: with padding, a kernel wider than the input can have no
     // valid column at all for some q (j0 would lie past the row's end).
-    j0 = std::min(g.ow, q < g.p ? (g.p - q + g.s - 1) / g.s : 0);
-    j1 = g.w + g.p > q ? std::min(g.ow, (g.w + g.p - q + g.s - 1) / g.s) : 0;
+    auto ceil_div = [&](std::size_t a) { return a == 0 ? 0 : (a - 1) / g.s + 1; };  // no overflow for any stride
+    j0 = std::min(g.ow, q < g.p ? ceil_div(g.p - q) : 0);
+    j1 = g.w + g.p > q ? std::min(g.ow, ceil_div(g.w + g.p - q)) : 0;
     if (j1 < j0) j1 = j0;
 }
 
@@ -129,6 +130,7 @@ ConvGeom conv_geometry(const Shape& xs, const Shape& ws, const Shape* bs, Conv2d
     // Padding comes from the user: keep H + 2·pad and every buffer size inside size_t.
     constexpr std::size_t max_pad = std::size_t(1) << 24;
     if (o.padding > max_pad) throw fail(fmt::format("padding {} is larger than {}", o.padding, max_pad));
+    if (o.stride > max_pad) throw fail(fmt::format("stride {} is larger than {}", o.stride, max_pad));
     if (bs && (bs->size() != 1 || (*bs)[0] != ws[0]))
         throw ShapeError("conv2d: bias " + shape_str(*bs) + " vs weight " + shape_str(ws) + ": bias must be (" +
                          std::to_string(ws[0]) + ")");
