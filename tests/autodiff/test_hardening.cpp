@@ -101,6 +101,12 @@ BOOST_AUTO_TEST_CASE(row07_reshape_product_overflow)
     expect_error<ShapeError>([&] { reshape(x, {-3, 2}); }, {"reshape", "(4)", "negative dimension -3"});
     expect_error<ShapeError>([&] { reshape(x, {-1, -1}); }, {"reshape", "more than one -1"});
     expect_error<ShapeError>([&] { reshape(x, {0, -1}); }, {"reshape", "(4)", "4 elements do not fit"});
+    // Found by fuzz_ops: zero-size shapes whose other dimensions overflow the strides, and a -1
+    // that could be anything next to a 0.
+    auto e = t.variable(Tensor<double>::from_shape({0, 3}));
+    expect_error<ShapeError>([&] { reshape(e, {0, big, big}); }, {"reshape", "(0,3)", "overflows"});
+    expect_error<ShapeError>([&] { reshape(e, {0, -1}); }, {"reshape", "(0,3) to (0,-1)", "ambiguous"});
+    BOOST_TEST(reshape(e, {3, 0, 1}).shape() == (Shape{3, 0, 1}), boost::test_tools::per_element());
     // The valid cases still work, gradients included.
     BOOST_TEST(reshape(x, {2, -1}).shape() == (Shape{2, 2}), boost::test_tools::per_element());
     expect_gradcheck([](const Vs& v) { return reshape(v[0], {2, 1, -1}); }, {rnd(Shape{4}, 2)});

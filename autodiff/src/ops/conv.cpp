@@ -140,9 +140,13 @@ ConvGeom conv_geometry(const Shape& xs, const Shape& ws, const Shape* bs, Conv2d
     g.oh = (g.h + 2 * g.p - g.kh) / g.s + 1;
     g.ow = (g.w + 2 * g.p - g.kw) / g.s + 1;
     std::size_t out = 0, cols = 0;
+    // 2^32 elements (16 GiB in float) is far beyond any conv this library runs; past it a typo in
+    // the padding would ask for terabytes.
+    constexpr std::size_t max_elems = std::size_t(1) << 32;
     if (!checked_shape_size(Shape{g.n, g.o, g.oh, g.ow}, out) || !checked_shape_size(Shape{g.k(), g.l()}, cols) ||
-        out > (std::size_t(1) << 48) || cols > (std::size_t(1) << 48))
-        throw fail(fmt::format("output ({},{},{},{}) is too large", g.n, g.o, g.oh, g.ow));
+        out > max_elems || cols > max_elems)
+        throw fail(fmt::format("output ({},{},{},{}) or its im2col matrix ({},{}) has more than 2^32 elements", g.n, g.o,
+                               g.oh, g.ow, g.k(), g.l()));
     constexpr std::size_t blas_max = std::size_t(std::numeric_limits<int>::max());  // the GEMMs' dimensions
     if (g.o > blas_max || g.k() > blas_max || g.l() > blas_max)
         throw fail(fmt::format("GEMM dimensions O={}, C·KH·KW={}, N·OH·OW={} exceed the BLAS limit of 2^31 - 1", g.o,

@@ -17,7 +17,7 @@ Var<T> reshape(const Var<T>& x, const std::vector<std::ptrdiff_t>& shape)
     const Tensor<T>& xv = x.value();
     Shape out(shape.size());
     std::ptrdiff_t infer = -1;
-    std::size_t known = 1;
+    std::size_t known = 1, nonzero = 1;
     bool overflow = false;
     for (std::size_t i = 0; i < shape.size(); ++i) {
         if (shape[i] == -1) {
@@ -30,13 +30,18 @@ Var<T> reshape(const Var<T>& x, const std::vector<std::ptrdiff_t>& shape)
         } else {
             out[i] = std::size_t(shape[i]);
             overflow |= __builtin_mul_overflow(known, out[i], &known);
+            // Strides multiply the non-zero dimensions even when one is 0 (an empty tensor).
+            if (out[i] != 0) overflow |= __builtin_mul_overflow(nonzero, out[i], &nonzero);
         }
     }
     if (overflow)
         throw ShapeError(fmt::format("reshape: {} to {}: the new shape's element count overflows", shape_str(xv.shape()),
                                      shape_str(shape)));
+    if (infer >= 0 && known == 0 && xv.size() == 0)  // as NumPy: 0 · anything fits, the -1 could be any size
+        throw ShapeError(fmt::format("reshape: {} to {}: the -1 is ambiguous next to a 0 dimension",
+                                     shape_str(xv.shape()), shape_str(shape)));
     if (infer >= 0) out[std::size_t(infer)] = known ? xv.size() / known : 0;
-    if (shape_size(out) != xv.size() || (infer >= 0 && known && xv.size() % known) || (infer >= 0 && !known && xv.size()))
+    if (shape_size(out) != xv.size() || (infer >= 0 && (known == 0 || xv.size() % known)))
         throw ShapeError(fmt::format("reshape: {} to {}: {} elements do not fit", shape_str(xv.shape()), shape_str(shape),
                                      xv.size()));
     auto op = detail::tape_of(x).begin_op("reshape", {x});

@@ -34,8 +34,13 @@ std::map<std::string, std::string> load_tensors(const std::string& path,
 template <class T>
 void save_checkpoint(const std::string& path, Module<T>& module, Optimizer<T>& optimizer,
                      const std::map<std::string, std::string>& metadata);
+/// Restores a checkpoint and returns its metadata. Besides load_tensors' checks, every value must
+/// be finite, "optim.steps" a whole number, and each key of `integer_metadata` present as a
+/// decimal number 0..999999999 (so that std::stoi on it cannot throw). On any problem throws
+/// WeightFileError naming the path and the bad fields; the module and optimizer are then unchanged.
 template <class T>
-std::map<std::string, std::string> load_checkpoint(const std::string& path, Module<T>& module, Optimizer<T>& optimizer);
+std::map<std::string, std::string> load_checkpoint(const std::string& path, Module<T>& module, Optimizer<T>& optimizer,
+                                                   const std::vector<std::string>& integer_metadata = {});
 
 /// Writes every named parameter to `path` atomically (temp file in the same directory, then rename):
 /// a failed save leaves the previous file intact.
