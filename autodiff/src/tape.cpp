@@ -9,7 +9,7 @@ namespace xgrad {
 
 namespace detail {
 
-std::atomic<std::atomic<std::uint32_t>*> TapeSlots::chunks_[TapeSlots::max_chunks];
+std::atomic<std::uint32_t> TapeSlots::generations_[TapeSlots::max_slots];
 
 namespace {
 
@@ -18,9 +18,9 @@ namespace {
 struct SlotBook {
     std::mutex mutex;
     std::vector<std::uint32_t> free_slots;
-    std::vector<std::uint32_t> first_generation;  // of the slot's current owner
-    std::vector<bool> in_use;
-    std::uint32_t chunks = 0;
+    std::vector<std::uint32_t> first_generation = std::vector<std::uint32_t>(TapeSlots::max_slots, 0);
+    std::vector<bool> in_use = std::vector<bool>(TapeSlots::max_slots, false);
+    std::uint32_t used = 0;  // slots ever handed out
 };
 SlotBook& slot_book()
 {
@@ -34,19 +34,15 @@ std::uint32_t TapeSlots::acquire(std::uint32_t& generation)
 {
     SlotBook& b = slot_book();
     std::lock_guard<std::mutex> lock(b.mutex);
-    if (b.free_slots.empty()) {
-        if (b.chunks == max_chunks)
-            throw std::length_error("xgrad: more than " + std::to_string(max_chunks * chunk_size) + " tapes alive at once");
-        auto* chunk = new std::atomic<std::uint32_t>[chunk_size];  // never freed: Vars may outlive their tape
-        for (std::uint32_t i = 0; i < chunk_size; ++i) chunk[i].store(0, std::memory_order_relaxed);
-        chunks_[b.chunks].store(chunk, std::memory_order_release);
-        for (std::uint32_t i = chunk_size; i-- > 0;) b.free_slots.push_back(b.chunks * chunk_size + i);
-        ++b.chunks;
-        b.first_generation.resize(std::size_t(b.chunks) * chunk_size, 0);
-        b.in_use.resize(std::size_t(b.chunks) * chunk_size, false);
+    std::uint32_t slot;
+    if (!b.free_slots.empty()) {
+        slot = b.free_slots.back();
+        b.free_slots.pop_back();
+    } else if (b.used < max_slots) {
+        slot = b.used++;
+    } else {
+        throw std::length_error("xgrad: more than " + std::to_string(max_slots) + " tapes alive at once");
     }
-    const std::uint32_t slot = b.free_slots.back();
-    b.free_slots.pop_back();
     b.in_use[slot] = true;
     generation = advance(slot);
     b.first_generation[slot] = generation;
@@ -55,9 +51,8 @@ std::uint32_t TapeSlots::acquire(std::uint32_t& generation)
 
 std::uint32_t TapeSlots::advance(std::uint32_t slot)
 {
-    auto& g = chunks_[slot >> chunk_bits].load(std::memory_order_acquire)[slot & (chunk_size - 1)];
-    const std::uint32_t next = g.load(std::memory_order_relaxed) + 1;
-    g.store(next, std::memory_order_relaxed);
+    const std::uint32_t next = generations_[slot].load(std::memory_order_relaxed) + 1;
+    generations_[slot].store(next, std::memory_order_relaxed);
     return next;
 }
 
@@ -442,6 +437,15 @@ void Tape<T>::sweep(std::uint32_t from)
             }
         }
     }
+}
+
+template <class T>
+void Tape<T>::throw_unusable(const Var<T>& v, const char* what)
+{
+    const std::string where = std::string("xgrad: ") + (std::string(what) == "Var" ? "" : std::string(what) + ": ");
+    if (!v.tape_) throw std::logic_error(where + "use of an empty Var (default-constructed, never assigned)");
+    throw std::logic_error(std::string("xgrad: ") + what + ": Var #" + std::to_string(v.index_) + " is stale: used after "
+                           + detail::TapeSlots::why_stale(v.slot_, v.generation_));
 }
 
 template <class T>

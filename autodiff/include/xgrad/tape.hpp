@@ -115,13 +115,9 @@ void check_finite_or_throw(const Tensor<T>& t, const std::string& what);
 /// never comes back. A check is one relaxed load: as cheap as reading the tape's own counter.
 class TapeSlots {
 public:
-    static constexpr std::uint32_t chunk_bits = 12, chunk_size = 1u << chunk_bits, max_chunks = 1024;
+    static constexpr std::uint32_t max_slots = 1u << 16;  // tapes alive at once (256 KiB of counters)
     /// Current generation of a slot.
-    static std::uint32_t current(std::uint32_t slot)
-    {
-        return chunks_[slot >> chunk_bits].load(std::memory_order_acquire)[slot & (chunk_size - 1)].load(
-            std::memory_order_relaxed);
-    }
+    static std::uint32_t current(std::uint32_t slot) { return generations_[slot].load(std::memory_order_relaxed); }
     /// Takes a free slot for a new tape; returns it, with its first generation in `generation`.
     static std::uint32_t acquire(std::uint32_t& generation);
     /// Starts a new generation of a live slot (tape.clear()); returns it.
@@ -132,7 +128,7 @@ public:
     static const char* why_stale(std::uint32_t slot, std::uint32_t generation);
 
 private:
-    static std::atomic<std::atomic<std::uint32_t>*> chunks_[max_chunks];
+    static std::atomic<std::uint32_t> generations_[max_slots];
 };
 
 }  // namespace detail
@@ -403,6 +399,8 @@ private:
     Var<T> leaf(const char* op, bool requires_grad);
     Var<T> finish_op(std::uint32_t index);
     void check(const Var<T>& v, const char* what) const;
+    /// Throws the logic_error for an empty or stale Var (cleared or destroyed tape).
+    [[noreturn]] static void throw_unusable(const Var<T>& v, const char* what);
     void sweep(std::uint32_t from);
     void start_sweep(const Var<T>& output);
     void recycle(detail::Node<T>& n);
@@ -457,11 +455,9 @@ private:
 template <class T>
 detail::Node<T>& Var<T>::node() const
 {
-    if (!tape_) throw std::logic_error("xgrad: use of an empty Var (default-constructed, never assigned)");
-    if (detail::TapeSlots::current(slot_) != generation_)  // before touching *tape_: it may be gone
-        throw std::logic_error("xgrad: Var: Var #" + std::to_string(index_) + " is stale: used after "
-                               + detail::TapeSlots::why_stale(slot_, generation_));
-    tape_->check(*this, "Var");
+    // One load decides: a matching generation means the tape is alive and not cleared since this
+    // Var was made (so index_ < size_). *tape_ is touched only after that: it may be gone.
+    if (!tape_ || detail::TapeSlots::current(slot_) != generation_) Tape<T>::throw_unusable(*this, "Var");
     return tape_->nodes_[index_];
 }
 
@@ -487,17 +483,11 @@ detail::Node<T>& BackwardContext<T>::in(std::size_t k) const
 template <class T>
 void Tape<T>::check(const Var<T>& v, const char* what) const
 {
-    if (!v.tape_)
-        throw std::logic_error(std::string("xgrad: ") + what + ": use of an empty Var (default-constructed, never assigned)");
-    // Liveness first, from the slot table: v.tape_ may point at a destroyed tape.
-    if (detail::TapeSlots::current(v.slot_) != v.generation_)
-        throw std::logic_error(std::string("xgrad: ") + what + ": Var #" + std::to_string(v.index_) + " is stale: used after "
-                               + detail::TapeSlots::why_stale(v.slot_, v.generation_));
-    if (v.tape_ != this)
+    // (slot, generation) pairs never repeat, so equal ones mean this very tape, not cleared since.
+    if (v.tape_ == this && v.slot_ == slot_ && v.generation_ == generation_) return;
+    if (v.tape_ && v.tape_ != this && detail::TapeSlots::current(v.slot_) == v.generation_)
         throw std::logic_error(std::string("xgrad: ") + what + ": Var belongs to another tape");
-    if (v.index_ >= size_)
-        throw std::logic_error(std::string("xgrad: ") + what + ": Var #" + std::to_string(v.index_)
-                               + " is stale: used after its tape was cleared");
+    throw_unusable(v, what);
 }
 
 // Explicit instantiations live in tape.cpp.
