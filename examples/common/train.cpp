@@ -410,7 +410,7 @@ RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Optio
     if (o.resume) {
         // Everything is read and checked before anything in the run directory is written.
         if (!fs::is_regular_file(ckpt)) throw std::runtime_error("--resume: no checkpoint at '" + ckpt + "'");
-        const auto meta = nn::load_checkpoint(ckpt, *task.model, opt);
+        const auto meta = nn::load_checkpoint(ckpt, *task.model, opt, {"epoch"});  // checked before any change
         start = checkpoint_epoch(meta, ckpt, o.epochs);
         r.history = read_metrics(csv, start);
         fmt::print("resumed from {} after epoch {}\n", ckpt, start);

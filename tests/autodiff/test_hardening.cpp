@@ -105,6 +105,7 @@ BOOST_AUTO_TEST_CASE(row07_reshape_product_overflow)
     // that could be anything next to a 0.
     auto e = t.variable(Tensor<double>::from_shape({0, 3}));
     expect_error<ShapeError>([&] { reshape(e, {0, big, big}); }, {"reshape", "(0,3)", "overflows"});
+    expect_error<ShapeError>([&] { reshape(e, {0, big, 3}); }, {"reshape", "(0,3)", "overflows"});  // 3·2^62 > 2^63
     expect_error<ShapeError>([&] { reshape(e, {0, -1}); }, {"reshape", "(0,3) to (0,-1)", "ambiguous"});
     BOOST_TEST(reshape(e, {3, 0, 1}).shape() == (Shape{3, 0, 1}), boost::test_tools::per_element());
     // The valid cases still work, gradients included.

@@ -306,7 +306,7 @@ BOOST_AUTO_TEST_CASE(resume_from_bad_checkpoint_names_path_and_field)
     }
     {
         const fs::path d = with_meta("negative", {{"epoch", "-2"}});
-        expect_resume_error(d, {(d / "checkpoint.safetensors").string(), "'epoch'", "'-2'"});
+        expect_resume_error(d, {(d / "checkpoint.safetensors").string(), "'epoch'", "-2"});
     }
     {
         const fs::path d = with_meta("missing", {{"example", "test_mlp"}});
@@ -314,7 +314,7 @@ BOOST_AUTO_TEST_CASE(resume_from_bad_checkpoint_names_path_and_field)
     }
     {
         const fs::path d = with_meta("garbage", {{"epoch", "1x"}});
-        expect_resume_error(d, {(d / "checkpoint.safetensors").string(), "'epoch'", "'1x'"});
+        expect_resume_error(d, {(d / "checkpoint.safetensors").string(), "'epoch'", "1x"});
     }
     {
         const fs::path d = with_meta("beyond", {{"epoch", "7"}});

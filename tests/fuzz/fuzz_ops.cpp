@@ -150,7 +150,7 @@ void run(const std::string& call, const Fn& f, const std::vector<Tensor<T>>& inp
     }
     std::size_t n = 0;
     for (const auto& x : inputs) n += x.size();
-    if (n == 0 || n > 200 || out.size() == 0) return;  // gradcheck costs 2n forward passes
+    if (n == 0 || n > 64 || out.size() == 0) return;  // gradcheck costs 2n forward passes
     GradcheckOptions o;
     o.atol = 1e-7;
     o.rtol = 1e-5;
@@ -319,8 +319,8 @@ void fuzz_reshape(Gen& g)
     }
     Shape ys(target.size());
     if (ok) {
-        if (infer >= 0)  // xgrad infers 0 for an empty tensor even when −1 is ambiguous (NumPy refuses)
-            ok = total == 0 || (known != 0 && known <= i128(total) && total % std::size_t(known) == 0);
+        if (infer >= 0)  // next to a 0 dimension the −1 could be any size: refused, as NumPy does
+            ok = known != 0 && (total == 0 || (known <= i128(total) && total % std::size_t(known) == 0));
         else
             ok = known == i128(total);
     }

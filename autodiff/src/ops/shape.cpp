@@ -2,6 +2,7 @@
 #include "xgrad/ops/shape.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 
 #include <fmt/core.h>
@@ -34,6 +35,8 @@ Var<T> reshape(const Var<T>& x, const std::vector<std::ptrdiff_t>& shape)
             if (out[i] != 0) overflow |= __builtin_mul_overflow(nonzero, out[i], &nonzero);
         }
     }
+    // xtensor's strides are signed: the non-zero product must also fit a ptrdiff_t.
+    overflow |= nonzero > std::size_t(std::numeric_limits<std::ptrdiff_t>::max());
     if (overflow)
         throw ShapeError(fmt::format("reshape: {} to {}: the new shape's element count overflows", shape_str(xv.shape()),
                                      shape_str(shape)));
