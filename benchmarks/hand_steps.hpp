@@ -5,13 +5,14 @@
 #include <cmath>
 #include <vector>
 
-#include "xgrad/detail/blas.hpp"
-#include "xgrad/detail/kernels.hpp"
+#include "kernels/conv.hpp"
+#include "kernels/gemm.hpp"
+#include "kernels/pool.hpp"
 #include "xgrad/nn.hpp"
 
 namespace xgrad::bench {
 
-using detail::gemm;
+using kernels::gemm;
 using F = float;
 
 /// A dense layer y = x·W + b with W (in, out) (xgrad's Linear layout), its grads and buffers.
@@ -161,8 +162,8 @@ struct HandLenet {
     Tensor<F> w1, c1b, w2, c2b, dw1, dc1b, dw2, dc2b;
     std::vector<HandLinear> fc;
     Tensor<F> y1, p1, y2, p2, dp2, dy2, dp1, dy1, dz, cols1, cols2;
-    detail::ConvGeom g1{}, g2{};
-    detail::PoolGeom q1{}, q2{};
+    kernels::ConvGeom g1{}, g2{};
+    kernels::PoolGeom q1{}, q2{};
     explicit HandLenet(nn::Sequential<F>& net)
     {
         auto ps = net.parameters();
@@ -174,22 +175,22 @@ struct HandLenet {
     F step(const Tensor<F>& x, const IndexTensor& labels, F lr)
     {
         const std::size_t B = x.shape()[0];
-        g1 = detail::conv_geometry(x.shape(), w1.shape(), &c1b.shape(), {1, 2});
+        g1 = kernels::conv_geometry(x.shape(), w1.shape(), &c1b.shape(), 1, 2);
         y1.resize(Shape{B, 6, g1.oh, g1.ow});
         cols1.resize(Shape{g1.k(), g1.l()});
-        detail::conv2d_forward(x.data(), w1.data(), c1b.data(), g1, y1.data(), cols1.data());
+        kernels::conv2d_forward(x.data(), w1.data(), c1b.data(), g1, y1.data(), cols1.data());
         for (auto& v : y1) v = v > 0 ? v : F(0);
-        q1 = detail::pool_geometry("avg_pool2d", y1.shape(), 2, 2);
+        q1 = kernels::pool_geometry("avg_pool2d", y1.shape(), 2, 2);
         p1.resize(Shape{B, 6, q1.oh, q1.ow});
-        detail::avg_pool2d_forward(y1.data(), q1, p1.data());
-        g2 = detail::conv_geometry(p1.shape(), w2.shape(), &c2b.shape(), {1, 0});
+        kernels::avg_pool2d_forward(y1.data(), q1, p1.data());
+        g2 = kernels::conv_geometry(p1.shape(), w2.shape(), &c2b.shape(), 1, 0);
         y2.resize(Shape{B, 16, g2.oh, g2.ow});
         cols2.resize(Shape{g2.k(), g2.l()});
-        detail::conv2d_forward(p1.data(), w2.data(), c2b.data(), g2, y2.data(), cols2.data());
+        kernels::conv2d_forward(p1.data(), w2.data(), c2b.data(), g2, y2.data(), cols2.data());
         for (auto& v : y2) v = v > 0 ? v : F(0);
-        q2 = detail::pool_geometry("avg_pool2d", y2.shape(), 2, 2);
+        q2 = kernels::pool_geometry("avg_pool2d", y2.shape(), 2, 2);
         p2.resize(Shape{B, 16, q2.oh, q2.ow});
-        detail::avg_pool2d_forward(y2.data(), q2, p2.data());
+        kernels::avg_pool2d_forward(y2.data(), q2, p2.data());
         fc[0].forward(p2.data(), B, true);
         fc[1].forward(fc[0].y.data(), B, true);
         fc[2].forward(fc[1].y.data(), B, false);
@@ -200,18 +201,16 @@ struct HandLenet {
         relu_mask(fc[0].y.data(), fc[1].dx.data(), fc[1].dx.size());
         fc[0].backward(p2.data(), fc[1].dx.data(), B, true);
         dy2.resize(y2.shape());
-        std::fill(dy2.begin(), dy2.end(), F(0));
-        detail::avg_pool2d_backward_add(fc[0].dx.data(), q2, dy2.data());
+        kernels::avg_pool2d_backward(fc[0].dx.data(), q2, dy2.data(), false);
         relu_mask(y2.data(), dy2.data(), dy2.size());
         dp1.resize(p1.shape());
-        detail::conv2d_backward(p1.data(), w2.data(), dy2.data(), g2, dp1.data(), true, dw2.data(), true, dc2b.data(), true,
-                                cols2.data());
+        kernels::conv2d_backward(p1.data(), w2.data(), dy2.data(), g2, dp1.data(), false, dw2.data(), false, dc2b.data(),
+                                 false, cols2.data());
         dy1.resize(y1.shape());
-        std::fill(dy1.begin(), dy1.end(), F(0));
-        detail::avg_pool2d_backward_add(dp1.data(), q1, dy1.data());
+        kernels::avg_pool2d_backward(dp1.data(), q1, dy1.data(), false);
         relu_mask(y1.data(), dy1.data(), dy1.size());
-        detail::conv2d_backward(x.data(), w1.data(), dy1.data(), g1, static_cast<F*>(nullptr), false, dw1.data(), true,
-                                dc1b.data(), true, cols1.data());
+        kernels::conv2d_backward(x.data(), w1.data(), dy1.data(), g1, static_cast<F*>(nullptr), false, dw1.data(), false,
+                                 dc1b.data(), false, cols1.data());
         xt::noalias(w1) -= lr * dw1;
         xt::noalias(c1b) -= lr * dc1b;
         xt::noalias(w2) -= lr * dw2;

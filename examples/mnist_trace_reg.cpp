@@ -8,6 +8,9 @@
 
 using namespace xgrad;
 using namespace xgrad::examples;
+using xgrad::nn::ScatterTraces;
+using xgrad::nn::scatter_traces;
+using xgrad::nn::trace_scatter_loss;
 
 int main(int argc, char** argv)
 {

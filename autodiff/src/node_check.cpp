@@ -7,12 +7,13 @@
 #include <fmt/core.h>
 
 #include "xgrad/gradcheck.hpp"
+#include "xgrad/op.hpp"
 
 namespace xgrad {
 
 namespace detail {
 
-/// The internals check_nodes needs: node storage and input lists.
+/// The internals check_nodes needs: node storage, input lists, op hooks, one node's VJP alone.
 template <class T>
 struct TapeAccess {
     static Node<T>& node(Tape<T>& t, std::uint32_t i) { return t.nodes_[i]; }
@@ -21,8 +22,15 @@ struct TapeAccess {
     {
         Node<T>& n = t.nodes_[j];
         // Parameters and tape-owned values are mutable; borrowed constants never require grad.
-        if (n.param_) return n.param_->value();
+        if (Parameter<T>* p = n.grad_.parameter()) return p->value();
         return n.value_;
+    }
+    /// `before(i)` runs when node i is reserved (inputs known, output not computed yet), `after(i)`
+    /// when it is finished. Empty functions remove them.
+    static void set_op_hooks(Tape<T>& t, std::function<void(std::uint32_t)> before, std::function<void(std::uint32_t)> after)
+    {
+        t.before_op_ = std::move(before);
+        t.after_op_ = std::move(after);
     }
     /// Runs node i's backward alone with cotangent u; returns the gradient it sends to each input.
     static std::vector<Tensor<T>> isolated_vjp(Tape<T>& t, std::uint32_t i, const Tensor<T>& u)
@@ -31,25 +39,22 @@ struct TapeAccess {
         std::vector<std::pair<Parameter<T>*, Tensor<T>>> saved;
         for (std::uint32_t k = 0; k < n.input_count_; ++k) {
             Node<T>& in = t.nodes_[input(t, i, k)];
-            in.has_grad_ = false;
-            if (in.param_) {
-                saved.emplace_back(in.param_, in.param_->grad());
-                in.param_->zero_grad();
+            in.grad_.restart(t.grad_pool_, false);
+            if (Parameter<T>* p = in.grad_.parameter()) {
+                saved.emplace_back(p, p->grad());
+                p->zero_grad();
             }
         }
-        n.grad_ = u;
-        n.has_grad_ = true;
+        n.grad_.restart(t.grad_pool_, false);
+        bool acc = false;
+        xt::noalias(n.grad_.open(u.shape(), t.grad_pool_, acc)) = u;
         BackwardContext<T> ctx(t, n, i);
         n.backward_(ctx);
         std::vector<Tensor<T>> out;
         for (std::uint32_t k = 0; k < n.input_count_; ++k) {
-            Node<T>& in = t.nodes_[input(t, i, k)];
-            if (in.param_)
-                out.push_back(in.param_->grad());
-            else if (in.has_grad_)
-                out.push_back(in.grad_);
-            else
-                out.push_back(xt::zeros<T>(in.value().shape()));
+            const Node<T>& in = t.nodes_[input(t, i, k)];
+            const Tensor<T>* g = in.grad_.get();
+            out.push_back(g ? *g : Tensor<T>(xt::zeros<T>(in.value().shape())));
         }
         for (auto& [p, g] : saved) p->grad() = g;
         return out;
@@ -102,7 +107,7 @@ NodeCheckReport check_nodes(const std::function<Var<double>(Tape<double>&)>& bui
             double saved = 0;
             Tensor<double>* target = nullptr;
             replay.clear();
-            replay.set_op_hooks(
+            A::set_op_hooks(replay,
                 [&](std::uint32_t j) {
                     if (j != i) return;
                     if (std::string(A::node(replay, j).op_) != n.op_)
@@ -121,10 +126,10 @@ NodeCheckReport check_nodes(const std::function<Var<double>(Tape<double>&)>& bui
             try {
                 build(replay);
             } catch (...) {
-                replay.set_op_hooks(nullptr, nullptr);
+                A::set_op_hooks(replay, nullptr, nullptr);
                 throw;
             }
-            replay.set_op_hooks(nullptr, nullptr);
+            A::set_op_hooks(replay, nullptr, nullptr);
             return result;
         };
 

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "xgrad/errors.hpp"
-#include "xgrad/tape.hpp"
+#include "xgrad/op.hpp"
 
 namespace xgrad::detail {
 
@@ -49,24 +49,11 @@ inline AxisSplit split_at(const Shape& s, std::size_t axis)
     return r;
 }
 
-template <class T>
-Tape<T>& tape_of(const Var<T>& v)
-{
-    return v.tape();
-}
-
 /// A contiguous view of a tensor's data with another shape (no copy).
 template <class T, class S>
 auto view_as(const Tensor<T>& t, const S& shape)
 {
     return xt::adapt(t.data(), t.size(), xt::no_ownership(), shape);
-}
-
-/// Zero-fills a fresh gradient buffer so a kernel can add into it.
-template <class T>
-void zero_if_fresh(Tensor<T>& g, bool fresh)
-{
-    if (fresh) std::fill(g.begin(), g.end(), T(0));
 }
 
 }  // namespace xgrad::detail

@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "xgrad/detail/blas.hpp"
+#include "kernels/gemm.hpp"
 
 namespace xgrad {
 

@@ -22,6 +22,8 @@
 // tensors ≥ 64Ki elements so the OpenMP paths of conv and pooling run. At the large shapes the
 // float64 gradient itself is checked by a directional central difference per input.
 #include "test_util.hpp"
+#include "xgrad/nn/losses.hpp"
+#include "xgrad/op.hpp"  // trace_scatter_loss: an nn loss written on the op API
 
 #include <algorithm>
 #include <cmath>
@@ -320,7 +322,7 @@ const std::vector<OpCase>& cases()
                                   const std::size_t B = x[0].shape()[0];
                                   IndexTensor l = IndexTensor::from_shape({B});
                                   for (std::size_t b = 0; b < B; ++b) l(b) = Index((5 * b + 2) % 4);
-                                  return trace_scatter_loss(x[0], l, T(0.3));
+                                  return nn::trace_scatter_loss(x[0], l, 0.3);
                               },
                               {S{{7, 4}}}, {S{{128, 64}}}, {Domain{-2, 2}}));
         return t;
@@ -774,13 +776,12 @@ void run_float(const OpCase& oc)
 template <class T>
 Var<T> twice_overwrite(const Var<T>& x)
 {
-    auto op = x.tape().begin_op("twice_overwrite", {x});
+    auto op = begin_op("twice_overwrite", {x});
     op.value().resize(x.shape());
     xt::noalias(op.value()) = T(2) * x.value();
     return op.finish([](BackwardContext<T>& c) {
-        bool fresh;
-        Tensor<T>& g = c.grad_buffer(0, fresh);
-        xt::noalias(g) = T(2) * c.grad();  // bug: ignores !fresh
+        const InputGrad<T> g = c.input_grad(0);
+        xt::noalias(*g.buffer) = T(2) * c.grad();  // bug: ignores g.accumulate
     });
 }
 
@@ -788,13 +789,12 @@ Var<T> twice_overwrite(const Var<T>& x)
 template <class T>
 Var<T> twice_stale(const Var<T>& x)
 {
-    auto op = x.tape().begin_op("twice_stale", {x});
+    auto op = begin_op("twice_stale", {x});
     op.value().resize(x.shape());
     xt::noalias(op.value()) = T(2) * x.value();
     return op.finish([](BackwardContext<T>& c) {
-        bool fresh;
-        Tensor<T>& g = c.grad_buffer(0, fresh);
-        g += T(2) * c.grad();  // bug: ignores fresh
+        const InputGrad<T> g = c.input_grad(0);
+        *g.buffer += T(2) * c.grad();  // bug: ignores g.accumulate (adds into garbage)
     });
 }
 

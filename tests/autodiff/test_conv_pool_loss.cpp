@@ -2,6 +2,7 @@
 // finite differences (float64), on stride/padding combinations and shapes that do not divide evenly.
 #define BOOST_TEST_MODULE autodiff_conv_pool_loss
 #include "test_util.hpp"
+#include "xgrad/nn/losses.hpp"  // trace_scatter_loss: an nn loss written on the op API
 
 #include <random>
 
@@ -9,6 +10,9 @@
 #include <xtensor/xview.hpp>
 
 using namespace xgrad;
+using xgrad::nn::scatter_traces;
+using xgrad::nn::ScatterTraces;
+using xgrad::nn::trace_scatter_loss;
 using xgrad::test::expect_gradcheck;
 using xgrad::test::rnd;
 using V = Var<double>;

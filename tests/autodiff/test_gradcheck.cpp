@@ -1,6 +1,7 @@
 // The public gradcheck: it must catch a wrong backward, locate the element, and refuse vacuous checks.
 #define BOOST_TEST_MODULE autodiff_gradcheck
 #include "test_util.hpp"
+#include "xgrad/op.hpp"
 
 using namespace xgrad;
 using V = Var<double>;
@@ -10,7 +11,7 @@ namespace {
 V broken_square(const V& x)
 {
     const auto& xv = x.value();
-    auto op = x.tape().begin_op("broken_square", {x});
+    auto op = begin_op("broken_square", {x});
     op.value() = xv * xv;
     return op.finish([](BackwardContext<double>& c) {
         Tensor<double> g = 2.0 * c.input(0) * c.grad();
@@ -68,7 +69,7 @@ BOOST_AUTO_TEST_CASE(random_cotangent_catches_errors_a_sum_would_hide)
     // A backward that returns the right column sums but the wrong elements: with a cotangent of
     // all ones the error cancels; gradcheck's random cotangent exposes it.
     auto swapped = [](const V& x) {
-        auto op = x.tape().begin_op("swapped_identity", {x});
+        auto op = begin_op("swapped_identity", {x});
         op.value() = x.value();
         return op.finish([](BackwardContext<double>& c) {
             Tensor<double> g = c.grad();

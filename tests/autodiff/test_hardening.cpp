@@ -7,8 +7,12 @@
 #include <memory>
 
 #include "test_util.hpp"
+#include "xgrad/nn/losses.hpp"  // trace_scatter_loss: an nn loss written on the op API
 
 using namespace xgrad;
+using xgrad::nn::scatter_traces;
+using xgrad::nn::ScatterTraces;
+using xgrad::nn::trace_scatter_loss;
 using xgrad::test::expect_gradcheck;
 using xgrad::test::rnd;
 using Vs = std::vector<Var<double>>;

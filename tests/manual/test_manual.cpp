@@ -6,6 +6,7 @@
 #include "test_util.hpp"
 #include "xgrad/manual/backprop.hpp"
 #include "xgrad/nn.hpp"
+#include "xgrad/op.hpp"
 
 #include <xtensor/xview.hpp>
 
@@ -126,7 +127,7 @@ BOOST_AUTO_TEST_CASE(document_000_trace_regularizer)
     BOOST_TEST(r.item() == r_hand, tt::tolerance(1e-12));
     expect_agree({{"Y", y.grad()}}, {{"Y", dR}});
     // the fused op agrees with both, and all three with finite differences
-    auto rf = trace_scatter_loss(t.variable(Y), labels, gamma);
+    auto rf = nn::trace_scatter_loss(t.variable(Y), labels, gamma);
     BOOST_TEST(rf.item() == r_hand, tt::tolerance(1e-12));
     expect_gradcheck([&](const std::vector<V>& v) { return trace_reg_from_primitives(v[0], labels, K, gamma); }, {Y});
     // a class absent from the batch (label 3 never appears, K = 5) contributes nothing
@@ -346,7 +347,7 @@ namespace {
 /// y = x² with a wrong backward (3x·G instead of 2x·G).
 V bad_square(const V& x)
 {
-    auto op = x.tape().begin_op("bad_square", {x});
+    auto op = begin_op("bad_square", {x});
     op.value() = x.value() * x.value();
     return op.finish([](BackwardContext<double>& c) { c.accumulate(0, 3.0 * c.input(0) * c.grad()); });
 }

@@ -10,8 +10,8 @@ namespace xgrad {
 template <class T>
 Var<T> sigmoid(const Var<T>& x)
 {
+    auto op = begin_op("sigmoid", {x});
     const Tensor<T>& xv = x.value();
-    auto op = detail::tape_of(x).begin_op("sigmoid", {x});
     op.value().resize(xv.shape());
     // 1/(1+e^−x) is safe at both ends: e^−x = inf gives 0, e^−x = 0 gives 1.
     xt::noalias(op.value()) = T(1) / (T(1) + xt::exp(-xv));
@@ -24,8 +24,8 @@ Var<T> sigmoid(const Var<T>& x)
 template <class T>
 Var<T> tanh(const Var<T>& x)
 {
+    auto op = begin_op("tanh", {x});
     const Tensor<T>& xv = x.value();
-    auto op = detail::tape_of(x).begin_op("tanh", {x});
     op.value().resize(xv.shape());
     xt::noalias(op.value()) = xt::tanh(xv);
     return op.finish([](BackwardContext<T>& c) {
@@ -37,8 +37,8 @@ Var<T> tanh(const Var<T>& x)
 template <class T>
 Var<T> relu(const Var<T>& x)
 {
+    auto op = begin_op("relu", {x});
     const Tensor<T>& xv = x.value();
-    auto op = detail::tape_of(x).begin_op("relu", {x});
     op.value().resize(xv.shape());
     xt::noalias(op.value()) = xt::maximum(xv, T(0));
     return op.finish([](BackwardContext<T>& c) {
@@ -81,16 +81,15 @@ void softmax_forward(const T* x, T* y, const detail::AxisSplit& s, bool log_spac
 template <class T>
 Var<T> softmax(const Var<T>& x, int axis)
 {
+    auto op = begin_op("softmax", {x});
     const Tensor<T>& xv = x.value();
     const std::size_t ax = detail::normalize_axis("softmax", axis, xv.shape());
     const detail::AxisSplit s = detail::split_at(xv.shape(), ax);
-    auto op = detail::tape_of(x).begin_op("softmax", {x});
     op.value().resize(xv.shape());
     softmax_forward(xv.data(), op.value().data(), s, false);
     return op.finish([s](BackwardContext<T>& c) {
         // dL/dX = Y ⊙ (G − Σ_axis G ⊙ Y)
-        bool fresh;
-        Tensor<T>& gx = c.grad_buffer(0, fresh);
+        const InputGrad<T> gx = c.input_grad(0);
         const T* y = c.value().data();
         const T* g = c.grad().data();
         T* d = gx.data();
@@ -102,7 +101,7 @@ Var<T> softmax(const Var<T>& x, int axis)
                 for (std::size_t j = 0; j < s.n; ++j) {
                     const std::size_t k = base + j * s.inner;
                     const T v = y[k] * (g[k] - dot);
-                    d[k] = fresh ? v : d[k] + v;
+                    d[k] = gx.accumulate ? d[k] + v : v;
                 }
             }
     });
@@ -111,16 +110,15 @@ Var<T> softmax(const Var<T>& x, int axis)
 template <class T>
 Var<T> log_softmax(const Var<T>& x, int axis)
 {
+    auto op = begin_op("log_softmax", {x});
     const Tensor<T>& xv = x.value();
     const std::size_t ax = detail::normalize_axis("log_softmax", axis, xv.shape());
     const detail::AxisSplit s = detail::split_at(xv.shape(), ax);
-    auto op = detail::tape_of(x).begin_op("log_softmax", {x});
     op.value().resize(xv.shape());
     softmax_forward(xv.data(), op.value().data(), s, true);
     return op.finish([s](BackwardContext<T>& c) {
         // dL/dX = G − softmax(X) ⊙ Σ_axis G, softmax(X) = exp(Y)
-        bool fresh;
-        Tensor<T>& gx = c.grad_buffer(0, fresh);
+        const InputGrad<T> gx = c.input_grad(0);
         const T* y = c.value().data();
         const T* g = c.grad().data();
         T* d = gx.data();
@@ -132,7 +130,7 @@ Var<T> log_softmax(const Var<T>& x, int axis)
                 for (std::size_t j = 0; j < s.n; ++j) {
                     const std::size_t k = base + j * s.inner;
                     const T v = g[k] - std::exp(y[k]) * gs;
-                    d[k] = fresh ? v : d[k] + v;
+                    d[k] = gx.accumulate ? d[k] + v : v;
                 }
             }
     });

@@ -11,12 +11,10 @@ namespace {
 template <class T, class Forward, class Backward>
 Var<T> binary(const char* name, const Var<T>& a, const Var<T>& b, Forward f, Backward bw)
 {
-    Tape<T>& tape = detail::tape_of(a);
-    tape.validate(name, {a, b});
+    auto op = begin_op(name, {a, b});
     const Tensor<T>& av = a.value();
     const Tensor<T>& bv = b.value();
     const Shape shape = detail::broadcast_shape(name, av.shape(), bv.shape());
-    auto op = tape.begin_op(name, {a, b});
     Tensor<T>& out = op.value();
     out.resize(shape);
     xt::noalias(out) = f(av, bv);
@@ -27,9 +25,8 @@ Var<T> binary(const char* name, const Var<T>& a, const Var<T>& b, Forward f, Bac
 template <class T, class Forward, class Backward>
 Var<T> unary(const char* name, const Var<T>& x, Forward f, Backward bw)
 {
-    Tape<T>& tape = detail::tape_of(x);
+    auto op = begin_op(name, {x});
     const Tensor<T>& xv = x.value();
-    auto op = tape.begin_op(name, {x});
     Tensor<T>& out = op.value();
     out.resize(xv.shape());
     xt::noalias(out) = f(xv);

@@ -3,7 +3,7 @@
 
 #include <limits>
 
-#include "xgrad/detail/blas.hpp"
+#include "kernels/gemm.hpp"
 #include "../op_util.hpp"
 
 namespace xgrad {
@@ -58,12 +58,10 @@ MatmulDims matmul_dims(const char* op, const Shape& a, const Shape& b)
 template <class T>
 Var<T> matmul(const Var<T>& a, const Var<T>& b)
 {
-    Tape<T>& tape = detail::tape_of(a);
-    tape.validate("matmul", {a, b});
+    auto op = begin_op("matmul", {a, b});
     const Tensor<T>& av = a.value();
     const Tensor<T>& bv = b.value();
     const MatmulDims d = matmul_dims("matmul", av.shape(), bv.shape());
-    auto op = tape.begin_op("matmul", {a, b});
     Tensor<T>& out = op.value();
     if (d.kind == MatmulKind::plain)
         out.resize(Shape{d.m, d.n});
@@ -71,38 +69,36 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b)
         out.resize(Shape{d.batch, d.m, d.n});
     if (d.kind == MatmulKind::batched) {
         for (std::size_t i = 0; i < d.batch; ++i)
-            detail::gemm(false, false, d.m, d.n, d.k, T(1), av.data() + i * d.m * d.k, d.k, bv.data() + i * d.k * d.n,
+            kernels::gemm(false, false, d.m, d.n, d.k, T(1), av.data() + i * d.m * d.k, d.k, bv.data() + i * d.k * d.n,
                          d.n, T(0), out.data() + i * d.m * d.n, d.n);
     } else {
         // plain, or shared B: A viewed as (batch·m, k)
-        detail::gemm(false, false, d.batch * d.m, d.n, d.k, T(1), av.data(), d.k, bv.data(), d.n, T(0), out.data(), d.n);
+        kernels::gemm(false, false, d.batch * d.m, d.n, d.k, T(1), av.data(), d.k, bv.data(), d.n, T(0), out.data(), d.n);
     }
     return op.finish([d](BackwardContext<T>& c) {
         const T* g = c.grad().data();
         const T* A = c.input(0).data();
         const T* B = c.input(1).data();
-        if (c.needs(0)) {
-            bool fresh;
-            T* dA = c.grad_buffer(0, fresh).data();
-            const T beta = fresh ? T(0) : T(1);
+        if (const InputGrad<T> ga = c.input_grad(0)) {
+            T* dA = ga.data();
+            const T beta = ga.beta();
             if (d.kind == MatmulKind::batched) {
                 for (std::size_t i = 0; i < d.batch; ++i)  // dL/dAᵢ = Gᵢ·Bᵢᵀ
-                    detail::gemm(false, true, d.m, d.k, d.n, T(1), g + i * d.m * d.n, d.n, B + i * d.k * d.n, d.n, beta,
+                    kernels::gemm(false, true, d.m, d.k, d.n, T(1), g + i * d.m * d.n, d.n, B + i * d.k * d.n, d.n, beta,
                                  dA + i * d.m * d.k, d.k);
             } else {  // dL/dA = G·Bᵀ
-                detail::gemm(false, true, d.batch * d.m, d.k, d.n, T(1), g, d.n, B, d.n, beta, dA, d.k);
+                kernels::gemm(false, true, d.batch * d.m, d.k, d.n, T(1), g, d.n, B, d.n, beta, dA, d.k);
             }
         }
-        if (c.needs(1)) {
-            bool fresh;
-            T* dB = c.grad_buffer(1, fresh).data();
-            const T beta = fresh ? T(0) : T(1);
+        if (const InputGrad<T> gb = c.input_grad(1)) {
+            T* dB = gb.data();
+            const T beta = gb.beta();
             if (d.kind == MatmulKind::batched) {
                 for (std::size_t i = 0; i < d.batch; ++i)  // dL/dBᵢ = Aᵢᵀ·Gᵢ
-                    detail::gemm(true, false, d.k, d.n, d.m, T(1), A + i * d.m * d.k, d.k, g + i * d.m * d.n, d.n, beta,
+                    kernels::gemm(true, false, d.k, d.n, d.m, T(1), A + i * d.m * d.k, d.k, g + i * d.m * d.n, d.n, beta,
                                  dB + i * d.k * d.n, d.n);
             } else {  // dL/dB = Aᵀ·G (for a shared B this sums Σᵢ Aᵢᵀ·Gᵢ in one GEMM)
-                detail::gemm(true, false, d.k, d.n, d.batch * d.m, T(1), A, d.k, g, d.n, beta, dB, d.n);
+                kernels::gemm(true, false, d.k, d.n, d.batch * d.m, T(1), A, d.k, g, d.n, beta, dB, d.n);
             }
         }
     });
@@ -111,8 +107,7 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b)
 template <class T>
 Var<T> linear(const Var<T>& x, const Var<T>& w, const Var<T>& b)
 {
-    Tape<T>& tape = detail::tape_of(x);
-    tape.validate("linear", {x, w, b});
+    auto op = begin_op("linear", {x, w, b});
     const Tensor<T>& xv = x.value();
     const Tensor<T>& wv = w.value();
     const Tensor<T>& bv = b.value();
@@ -123,25 +118,19 @@ Var<T> linear(const Var<T>& x, const Var<T>& w, const Var<T>& b)
     if (bv.dimension() != 1 || bv.shape()[0] != d.n)
         throw ShapeError("linear: bias " + shape_str(bv.shape()) + " vs weight " + shape_str(wv.shape()) +
                          ": bias must be (" + std::to_string(d.n) + ")");
-    auto op = tape.begin_op("linear", {x, w, b});
     Tensor<T>& out = op.value();
     out.resize(Shape{d.m, d.n});
     for (std::size_t r = 0; r < d.m; ++r) std::copy_n(bv.data(), d.n, out.data() + r * d.n);
-    detail::gemm(false, false, d.m, d.n, d.k, T(1), xv.data(), d.k, wv.data(), d.n, T(1), out.data(), d.n);  // b + X·W
+    kernels::gemm(false, false, d.m, d.n, d.k, T(1), xv.data(), d.k, wv.data(), d.n, T(1), out.data(), d.n);  // b + X·W
     return op.finish([d](BackwardContext<T>& c) {
         const T* g = c.grad().data();
-        bool fresh;
-        if (c.needs(0)) {  // dL/dX = G·Wᵀ
-            T* dx = c.grad_buffer(0, fresh).data();
-            detail::gemm(false, true, d.m, d.k, d.n, T(1), g, d.n, c.input(1).data(), d.n, fresh ? T(0) : T(1), dx, d.k);
-        }
-        if (c.needs(1)) {  // dL/dW = Xᵀ·G
-            T* dw = c.grad_buffer(1, fresh).data();
-            detail::gemm(true, false, d.k, d.n, d.m, T(1), c.input(0).data(), d.k, g, d.n, fresh ? T(0) : T(1), dw, d.n);
-        }
-        if (c.needs(2)) {  // dL/db = Σ_rows G
-            T* db = c.grad_buffer(2, fresh).data();
-            if (fresh) std::fill(db, db + d.n, T(0));
+        if (const InputGrad<T> dx = c.input_grad(0))  // dL/dX = G·Wᵀ
+            kernels::gemm(false, true, d.m, d.k, d.n, T(1), g, d.n, c.input(1).data(), d.n, dx.beta(), dx.data(), d.k);
+        if (const InputGrad<T> dw = c.input_grad(1))  // dL/dW = Xᵀ·G
+            kernels::gemm(true, false, d.k, d.n, d.m, T(1), c.input(0).data(), d.k, g, d.n, dw.beta(), dw.data(), d.n);
+        if (const InputGrad<T> gb = c.input_grad(2)) {  // dL/db = Σ_rows G
+            T* db = gb.data();
+            if (!gb.accumulate) std::fill(db, db + d.n, T(0));
             for (std::size_t r = 0; r < d.m; ++r)
                 for (std::size_t j = 0; j < d.n; ++j) db[j] += g[r * d.n + j];
         }

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "../op_util.hpp"
+#include "kernels/reduce.hpp"
 
 namespace xgrad {
 
@@ -14,8 +15,8 @@ namespace {
 template <class T>
 Var<T> reduce_all(const char* name, const Var<T>& x, T scale)
 {
+    auto op = begin_op(name, {x});
     const Tensor<T>& xv = x.value();
-    auto op = detail::tape_of(x).begin_op(name, {x});
     op.value().resize(Shape{});
     // 16 independent partial sums: vectorizes, and rounds better than one running sum.
     const T* p = xv.data();
@@ -28,13 +29,12 @@ Var<T> reduce_all(const char* name, const Var<T>& x, T scale)
     for (T v : part) acc += v;
     *op.value().data() = acc * scale;
     return op.finish([scale](BackwardContext<T>& c) {
-        bool fresh;
-        Tensor<T>& gx = c.grad_buffer(0, fresh);
+        const InputGrad<T> dx = c.input_grad(0);
         const T g = *c.grad().data() * scale;  // dL/dX = scale · g, every element
-        if (fresh)
-            std::fill(gx.begin(), gx.end(), g);
+        if (dx.accumulate)
+            *dx.buffer += g;
         else
-            gx += g;
+            std::fill(dx.buffer->begin(), dx.buffer->end(), g);
     });
 }
 
@@ -42,6 +42,7 @@ Var<T> reduce_all(const char* name, const Var<T>& x, T scale)
 template <class T>
 Var<T> reduce_axes(const char* name, const Var<T>& x, const std::vector<int>& axes, bool keepdims, bool mean)
 {
+    auto op = begin_op(name, {x});
     const Tensor<T>& xv = x.value();
     const Shape& in = xv.shape();
     std::vector<std::size_t> ax;
@@ -62,11 +63,10 @@ Var<T> reduce_axes(const char* name, const Var<T>& x, const std::vector<int>& ax
         if (keepdims || !std::binary_search(ax.begin(), ax.end(), i)) oshape.push_back(kshape[i]);
     const T scale = mean ? T(1) / T(count) : T(1);
 
-    auto op = detail::tape_of(x).begin_op(name, {x});
     Tensor<T>& out = op.value();
     out.resize(kshape);
     // Reduce with the same mapping that undoes broadcasting: out (as kshape) = Σ over the axes.
-    detail::sum_to(xv, kshape, out.data(), true, name);
+    kernels::sum_to(xv.data(), xv.shape(), kshape, out.data(), false, name);
     out.reshape(oshape);
     if (mean) out *= scale;
     return op.finish([kshape, scale](BackwardContext<T>& c) {
@@ -105,6 +105,7 @@ Var<T> mean(const Var<T>& x, const std::vector<int>& axes, bool keepdims)
 template <class T>
 Var<T> max(const Var<T>& x, int axis, bool keepdims)
 {
+    auto op = begin_op("max", {x});
     const Tensor<T>& xv = x.value();
     const Shape& in = xv.shape();
     const std::size_t ax = detail::normalize_axis("max", axis, in);
@@ -117,28 +118,28 @@ Var<T> max(const Var<T>& x, int axis, bool keepdims)
         else if (keepdims)
             oshape.push_back(1);
     }
-    auto op = detail::tape_of(x).begin_op("max", {x});
     Tensor<T>& out = op.value();
     out.resize(oshape);
-    std::vector<std::uint32_t> arg(s.outer * s.inner);
+    std::vector<std::size_t>& arg = op.saved_index();  // kept with the node: no allocation per step
+    arg.resize(s.outer * s.inner);
     const T* p = xv.data();
     T* q = out.data();
     for (std::size_t o = 0; o < s.outer; ++o)
         for (std::size_t i = 0; i < s.inner; ++i) {
             const T* xp = p + o * s.n * s.inner + i;
-            std::uint32_t best = 0;
+            std::size_t best = 0;
             for (std::size_t j = 1; j < s.n; ++j)
-                if (xp[j * s.inner] > xp[best * s.inner] || std::isnan(xp[j * s.inner])) best = std::uint32_t(j);
+                if (xp[j * s.inner] > xp[best * s.inner] || std::isnan(xp[j * s.inner])) best = j;
             arg[o * s.inner + i] = best;
             q[o * s.inner + i] = xp[best * s.inner];
         }
-    return op.finish([s, arg = std::move(arg)](BackwardContext<T>& c) {
+    return op.finish([s](BackwardContext<T>& c) {
         // dL/dX = G at the first maximum of each line, 0 elsewhere
-        bool fresh;
-        Tensor<T>& gx = c.grad_buffer(0, fresh);
-        detail::zero_if_fresh(gx, fresh);
+        const InputGrad<T> dx = c.input_grad(0);
+        if (!dx.accumulate) std::fill(dx.buffer->begin(), dx.buffer->end(), T(0));
+        const std::size_t* arg = c.saved_index().data();
         const T* g = c.grad().data();
-        T* d = gx.data();
+        T* d = dx.data();
         for (std::size_t o = 0; o < s.outer; ++o)
             for (std::size_t i = 0; i < s.inner; ++i)
                 d[o * s.n * s.inner + arg[o * s.inner + i] * s.inner + i] += g[o * s.inner + i];

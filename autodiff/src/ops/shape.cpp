@@ -12,9 +12,27 @@
 
 namespace xgrad {
 
+namespace {
+
+/// Backward of the index ops (gather, pick): dL/dX = G scatter-added at the flat offsets the
+/// forward kept in saved_index().
+template <class T>
+void scatter_add_backward(BackwardContext<T>& c)
+{
+    const InputGrad<T> dx = c.input_grad(0);
+    if (!dx.accumulate) std::fill(dx.buffer->begin(), dx.buffer->end(), T(0));
+    const std::vector<std::size_t>& src = c.saved_index();
+    const T* g = c.grad().data();
+    T* d = dx.data();
+    for (std::size_t e = 0; e < src.size(); ++e) d[src[e]] += g[e];
+}
+
+}  // namespace
+
 template <class T>
 Var<T> reshape(const Var<T>& x, const std::vector<std::ptrdiff_t>& shape)
 {
+    auto op = begin_op("reshape", {x});
     const Tensor<T>& xv = x.value();
     Shape out(shape.size());
     std::ptrdiff_t infer = -1;
@@ -47,7 +65,6 @@ Var<T> reshape(const Var<T>& x, const std::vector<std::ptrdiff_t>& shape)
     if (shape_size(out) != xv.size() || (infer >= 0 && (known == 0 || xv.size() % known)))
         throw ShapeError(fmt::format("reshape: {} to {}: {} elements do not fit", shape_str(xv.shape()), shape_str(shape),
                                      xv.size()));
-    auto op = detail::tape_of(x).begin_op("reshape", {x});
     op.value().resize(out);
     std::copy(xv.data(), xv.data() + xv.size(), op.value().data());
     return op.finish([](BackwardContext<T>& c) {
@@ -71,6 +88,7 @@ Var<T> flatten(const Var<T>& x, int start_dim)
 template <class T>
 Var<T> permute(const Var<T>& x, const std::vector<std::size_t>& perm)
 {
+    auto op = begin_op("permute", {x});
     const Tensor<T>& xv = x.value();
     const Shape& in = xv.shape();
     std::vector<std::size_t> check(perm);
@@ -83,7 +101,6 @@ Var<T> permute(const Var<T>& x, const std::vector<std::size_t>& perm)
     for (std::size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
     Shape out(in.size());
     for (std::size_t i = 0; i < in.size(); ++i) out[i] = in[perm[i]];
-    auto op = detail::tape_of(x).begin_op("permute", {x});
     op.value().resize(out);
     xt::noalias(op.value()) = xt::transpose(xv, perm);
     return op.finish([inverse = std::move(inverse)](BackwardContext<T>& c) {
@@ -105,6 +122,7 @@ Var<T> transpose(const Var<T>& x)
 template <class T>
 Var<T> slice(const Var<T>& x, int axis, std::ptrdiff_t start, std::ptrdiff_t stop, std::ptrdiff_t step)
 {
+    auto op = begin_op("slice", {x});
     const Tensor<T>& xv = x.value();
     const Shape& in = xv.shape();
     const std::size_t ax = detail::normalize_axis("slice", axis, in);
@@ -120,7 +138,6 @@ Var<T> slice(const Var<T>& x, int axis, std::ptrdiff_t start, std::ptrdiff_t sto
     const detail::AxisSplit s = detail::split_at(in, ax);
     Shape out = in;
     out[ax] = len;
-    auto op = detail::tape_of(x).begin_op("slice", {x});
     op.value().resize(out);
     const T* p = xv.data();
     T* q = op.value().data();
@@ -130,11 +147,10 @@ Var<T> slice(const Var<T>& x, int axis, std::ptrdiff_t start, std::ptrdiff_t sto
                         q + (o * len + j) * s.inner);
     return op.finish([s, len, start, step](BackwardContext<T>& c) {
         // dL/dX = G at the sliced positions, 0 elsewhere
-        bool fresh;
-        Tensor<T>& gx = c.grad_buffer(0, fresh);
-        detail::zero_if_fresh(gx, fresh);
+        const InputGrad<T> dx = c.input_grad(0);
+        if (!dx.accumulate) std::fill(dx.buffer->begin(), dx.buffer->end(), T(0));
         const T* g = c.grad().data();
-        T* d = gx.data();
+        T* d = dx.data();
         for (std::size_t o = 0; o < s.outer; ++o)
             for (std::size_t j = 0; j < len; ++j) {
                 T* dp = d + (o * s.n + std::size_t(start) + j * std::size_t(step)) * s.inner;
@@ -148,11 +164,11 @@ template <class T>
 Var<T> concatenate(const std::vector<Var<T>>& xs, int axis)
 {
     if (xs.empty()) throw ShapeError("concatenate: no inputs");
-    Tape<T>& tape = detail::tape_of(xs[0]);
-    tape.validate("concatenate", xs.data(), xs.size());
+    OpBuilder<T> op("concatenate", xs.data(), xs.size());
     const Shape& first = xs[0].shape();
     const std::size_t ax = detail::normalize_axis("concatenate", axis, first);
-    std::vector<std::size_t> lens;
+    std::vector<std::size_t>& lens = op.saved_index();  // each input's length along the axis
+    lens.clear();
     Shape out = first;
     out[ax] = 0;
     for (std::size_t k = 0; k < xs.size(); ++k) {
@@ -166,7 +182,6 @@ Var<T> concatenate(const std::vector<Var<T>>& xs, int axis)
         out[ax] += sk[ax];
     }
     const detail::AxisSplit s = detail::split_at(out, ax);
-    auto op = tape.begin_op("concatenate", xs.data(), xs.size());
     op.value().resize(out);
     T* q = op.value().data();
     std::size_t offset = 0;
@@ -177,19 +192,19 @@ Var<T> concatenate(const std::vector<Var<T>>& xs, int axis)
             std::copy_n(p + o * chunk, chunk, q + (o * s.n + offset) * s.inner);
         offset += lens[k];
     }
-    return op.finish([s, lens = std::move(lens)](BackwardContext<T>& c) {
+    return op.finish([s](BackwardContext<T>& c) {
         // dL/dXₖ = the slice of G that Xₖ filled
+        const std::vector<std::size_t>& lens = c.saved_index();
         const T* g = c.grad().data();
         std::size_t offset = 0;
         for (std::size_t k = 0; k < lens.size(); ++k) {
             const std::size_t chunk = lens[k] * s.inner;
-            if (c.needs(k)) {
-                bool fresh;
-                T* d = c.grad_buffer(k, fresh).data();
+            if (const InputGrad<T> dx = c.input_grad(k)) {
+                T* d = dx.data();
                 for (std::size_t o = 0; o < s.outer; ++o) {
                     const T* gp = g + (o * s.n + offset) * s.inner;
                     T* dp = d + o * chunk;
-                    for (std::size_t i = 0; i < chunk; ++i) dp[i] = fresh ? gp[i] : dp[i] + gp[i];
+                    for (std::size_t i = 0; i < chunk; ++i) dp[i] = dx.accumulate ? dp[i] + gp[i] : gp[i];
                 }
             }
             offset += lens[k];
@@ -200,6 +215,7 @@ Var<T> concatenate(const std::vector<Var<T>>& xs, int axis)
 template <class T>
 Var<T> gather(const Var<T>& x, int axis, const IndexTensor& index)
 {
+    auto op = begin_op("gather", {x});
     const Tensor<T>& xv = x.value();
     const Shape& in = xv.shape();
     const std::size_t ax = detail::normalize_axis("gather", axis, in);
@@ -210,8 +226,9 @@ Var<T> gather(const Var<T>& x, int axis, const IndexTensor& index)
                          ": the index needs the input's rank and its shape outside axis " + std::to_string(ax));
     const detail::AxisSplit s = detail::split_at(in, ax);
     const std::size_t k = index.shape()[ax];
-    // Flat source offset of every output element, checked once here and reused by backward.
-    std::vector<std::size_t> src(index.size());
+    // Flat source offset of every output element, checked once here and kept for backward.
+    std::vector<std::size_t>& src = op.saved_index();
+    src.resize(index.size());
     const Index* ip = index.data();
     for (std::size_t o = 0; o < s.outer; ++o)
         for (std::size_t j = 0; j < k; ++j)
@@ -224,25 +241,17 @@ Var<T> gather(const Var<T>& x, int axis, const IndexTensor& index)
                                             ") for axis " + std::to_string(ax) + " of shape " + shape_str(in));
                 src[at] = (o * s.n + std::size_t(v)) * s.inner + i;
             }
-    auto op = detail::tape_of(x).begin_op("gather", {x});
     op.value().resize(index.shape());
     T* q = op.value().data();
     const T* p = xv.data();
     for (std::size_t e = 0; e < src.size(); ++e) q[e] = p[src[e]];
-    return op.finish([src = std::move(src)](BackwardContext<T>& c) {
-        // dL/dX = G scatter-added at the gathered positions
-        bool fresh;
-        Tensor<T>& gx = c.grad_buffer(0, fresh);
-        detail::zero_if_fresh(gx, fresh);
-        const T* g = c.grad().data();
-        T* d = gx.data();
-        for (std::size_t e = 0; e < src.size(); ++e) d[src[e]] += g[e];
-    });
+    return op.finish(scatter_add_backward<T>);
 }
 
 template <class T>
 Var<T> pick(const Var<T>& x, const IndexTensor& labels)
 {
+    auto op = begin_op("pick", {x});
     if (x.dim() != 2 || labels.dimension() != 1 || labels.shape()[0] != x.shape()[0])
         throw ShapeError("pick: scores " + shape_str(x.shape()) + " and labels " + shape_str(labels.shape()) +
                          ": needs scores (B,C) and labels (B)");
@@ -250,8 +259,14 @@ Var<T> pick(const Var<T>& x, const IndexTensor& labels)
     for (std::size_t i = 0; i < labels.size(); ++i)
         if (labels(i) < 0 || std::size_t(labels(i)) >= C)
             throw std::out_of_range(fmt::format("pick: label {} at position {} is outside [0,{})", labels(i), i, C));
-    const IndexTensor idx = xt::reshape_view(labels, std::vector<std::size_t>{labels.size(), 1});
-    return reshape(gather(x, 1, idx), {std::ptrdiff_t(labels.size())});
+    std::vector<std::size_t>& src = op.saved_index();  // flat offset of each picked element
+    src.resize(labels.size());
+    op.value().resize(Shape{labels.size()});
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+        src[i] = i * C + std::size_t(labels(i));
+        op.value()(i) = x.value().data()[src[i]];
+    }
+    return op.finish(scatter_add_backward<T>);
 }
 
 template <class T>
@@ -266,7 +281,9 @@ Var<T> one_hot(Tape<T>& tape, const IndexTensor& labels, std::size_t num_classes
         if (labels(i) < 0 || std::size_t(labels(i)) >= num_classes)
             throw std::out_of_range(fmt::format("one_hot: label {} at position {} is outside [0,{})", labels(i), i,
                                                 num_classes));
-    Tensor<T> t = xt::zeros<T>({labels.size(), num_classes});
+    thread_local Tensor<T> t;  // reused: a training step allocates nothing here once shapes are stable
+    t.resize(Shape{labels.size(), num_classes});
+    std::fill(t.begin(), t.end(), T(0));
     for (std::size_t i = 0; i < labels.size(); ++i) t(i, std::size_t(labels(i))) = T(1);
     return tape.constant(t);
 }

@@ -4,11 +4,11 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "xgrad/detail/blas.hpp"
+#include "kernels/gemm.hpp"
 
 namespace xgrad::manual {
 
-using detail::gemm;
+using kernels::gemm;
 
 namespace {
 

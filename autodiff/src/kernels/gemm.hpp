@@ -1,7 +1,7 @@
 #pragma once
-// Detail (not part of the API): row-major GEMM for float and double through CBLAS (OpenBLAS).
-// Including it needs the BLAS include directories (target xgrad::blas). Float GEMMs go to
-// oneDNN's dnnl_sgemm when XGRAD_USE_DNNL is defined (row-major, same argument order).
+// Kernel: row-major GEMM for float and double through CBLAS (OpenBLAS); float GEMMs go to oneDNN's
+// dnnl_sgemm when XGRAD_USE_DNNL is defined (row-major, same argument order). Internal: reached
+// through the build-tree target xgrad::kernels, which carries the BLAS include directories.
 #include <cblas.h>
 #ifdef XGRAD_USE_DNNL
 #include <oneapi/dnnl/dnnl.h>
@@ -12,7 +12,7 @@
 #include <limits>
 #include <stdexcept>
 
-namespace xgrad::detail {
+namespace xgrad::kernels {
 
 /// The cases BLAS must not see: an empty C, an empty product (k = 0: C = beta·C, where beta = 0
 /// means "C is garbage", so it is zeroed, never multiplied: NaN·0 is NaN), and dimensions beyond
@@ -58,4 +58,4 @@ inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, 
                 alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
 }
 
-}  // namespace xgrad::detail
+}  // namespace xgrad::kernels

@@ -1,0 +1,32 @@
+#pragma once
+// Kernels: 2-D convolution (NCHW) by im2col over the whole batch and one GEMM forward, two
+// backward. Raw contiguous row-major buffers; no Var, no tape. The conv2d op and the hand-written
+// backprop of xgrad::reference call the same functions, so both run the same arithmetic.
+#include <cstddef>
+
+#include "xgrad/tensor.hpp"
+
+namespace xgrad::kernels {
+
+struct ConvGeom {
+    std::size_t n, c, h, w, o, kh, kw, s, p, oh, ow;
+    std::size_t k() const { return c * kh * kw; }  // rows of the im2col matrix
+    std::size_t l() const { return n * oh * ow; }  // its columns
+};
+
+/// Checks shapes (ShapeError naming conv2d and both shapes) and computes the output geometry.
+ConvGeom conv_geometry(const Shape& x, const Shape& w, const Shape* bias, std::size_t stride, std::size_t padding);
+
+/// y (N,O,OH,OW) = conv(x, w) + b (b may be null). `cols`, if not null, receives the im2col matrix
+/// (g.k() × g.l() values) so the backward pass can reuse it.
+template <class T>
+void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeom& g, T* y, T* cols = nullptr);
+
+/// Gradients of y = conv(x, w) + b given gy = dL/dy, each output optional (null: not wanted).
+/// Every `*_acc` flag: true adds into the buffer, false overwrites it (the buffer may hold garbage).
+/// `cols`: the forward's im2col matrix, or null to rebuild it.
+template <class T>
+void conv2d_backward(const T* x, const T* w, const T* gy, const ConvGeom& g, T* dx, bool dx_acc, T* dw, bool dw_acc,
+                     T* db, bool db_acc, const T* cols = nullptr);
+
+}  // namespace xgrad::kernels

@@ -1,0 +1,130 @@
+// Kernels: pooling loops over contiguous planes (see pool.hpp).
+#include "kernels/pool.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include <fmt/core.h>
+
+#include "xgrad/errors.hpp"
+
+namespace xgrad::kernels {
+
+
+PoolGeom pool_geometry(const char* op, const Shape& xs, std::size_t k, std::size_t s)
+{
+    if (xs.size() != 4) throw ShapeError(fmt::format("{}: input {} must be (N,C,H,W)", op, shape_str(xs)));
+    if (k == 0) throw ShapeError(fmt::format("{}: input {}: kernel size must be at least 1, got 0", op, shape_str(xs)));
+    if (s == 0) s = k;
+    if (xs[2] < k || xs[3] < k)
+        throw ShapeError(fmt::format("{}: kernel {} is larger than the input {}", op, k, shape_str(xs)));
+    return {xs[0] * xs[1], xs[2], xs[3], k, s, (xs[2] - k) / s + 1, (xs[3] - k) / s + 1};
+}
+
+constexpr std::size_t parallel_threshold = std::size_t(1) << 16;  // elements; below, one thread
+
+template <class T>
+void avg_pool2d_forward(const T* p, const PoolGeom& g, T* q)
+{
+    const T scale = T(1) / T(g.k * g.k);
+    if (g.k == 2 && g.s == 2) {  // the common 2×2 case: two input rows per output row, no inner loops
+#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w >= parallel_threshold)
+        for (std::size_t pl = 0; pl < g.planes; ++pl)
+            for (std::size_t i = 0; i < g.oh; ++i) {
+                const T* r0 = p + pl * g.h * g.w + 2 * i * g.w;
+                const T* r1 = r0 + g.w;
+                T* out = q + (pl * g.oh + i) * g.ow;
+                for (std::size_t j = 0; j < g.ow; ++j)
+                    out[j] = (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]) * scale;
+            }
+        return;
+    }
+#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w >= parallel_threshold)
+    for (std::size_t pl = 0; pl < g.planes; ++pl) {
+        const T* plane = p + pl * g.h * g.w;
+        for (std::size_t i = 0; i < g.oh; ++i)
+            for (std::size_t j = 0; j < g.ow; ++j) {
+                T s = 0;
+                for (std::size_t a = 0; a < g.k; ++a) {
+                    const T* row = plane + (i * g.s + a) * g.w + j * g.s;
+                    for (std::size_t b = 0; b < g.k; ++b) s += row[b];
+                }
+                q[(pl * g.oh + i) * g.ow + j] = s * scale;
+            }
+    }
+}
+
+template <class T>
+void avg_pool2d_backward(const T* G, const PoolGeom& g, T* d, bool acc)
+{
+    if (!acc) std::fill(d, d + g.planes * g.h * g.w, T(0));  // windows may overlap or skip: add into zeros
+    // dL/dX[window] += G / k² for every window containing the element
+    const T scale = T(1) / T(g.k * g.k);
+    if (g.k == 2 && g.s == 2) {
+#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w >= parallel_threshold)
+        for (std::size_t pl = 0; pl < g.planes; ++pl)
+            for (std::size_t i = 0; i < g.oh; ++i) {
+                T* r0 = d + pl * g.h * g.w + 2 * i * g.w;
+                T* r1 = r0 + g.w;
+                const T* gin = G + (pl * g.oh + i) * g.ow;
+                for (std::size_t j = 0; j < g.ow; ++j) {
+                    const T v = gin[j] * scale;
+                    r0[2 * j] += v, r0[2 * j + 1] += v, r1[2 * j] += v, r1[2 * j + 1] += v;
+                }
+            }
+        return;
+    }
+#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w >= parallel_threshold)
+    for (std::size_t pl = 0; pl < g.planes; ++pl) {
+        T* plane = d + pl * g.h * g.w;
+        for (std::size_t i = 0; i < g.oh; ++i)
+            for (std::size_t j = 0; j < g.ow; ++j) {
+                const T v = G[(pl * g.oh + i) * g.ow + j] * scale;
+                for (std::size_t a = 0; a < g.k; ++a) {
+                    T* row = plane + (i * g.s + a) * g.w + j * g.s;
+                    for (std::size_t b = 0; b < g.k; ++b) row[b] += v;
+                }
+            }
+    }
+}
+
+template void avg_pool2d_forward(const float*, const PoolGeom&, float*);
+template void avg_pool2d_forward(const double*, const PoolGeom&, double*);
+template void avg_pool2d_backward(const float*, const PoolGeom&, float*, bool);
+template void avg_pool2d_backward(const double*, const PoolGeom&, double*, bool);
+
+template <class T>
+void max_pool2d_forward(const T* p, const PoolGeom& g, T* q, std::size_t* arg)
+{
+    for (std::size_t pl = 0; pl < g.planes; ++pl) {
+        const T* plane = p + pl * g.h * g.w;
+        for (std::size_t i = 0; i < g.oh; ++i)
+            for (std::size_t j = 0; j < g.ow; ++j) {
+                std::size_t best = i * g.s * g.w + j * g.s;
+                for (std::size_t a = 0; a < g.k; ++a)
+                    for (std::size_t b = 0; b < g.k; ++b) {
+                        const std::size_t at = (i * g.s + a) * g.w + j * g.s + b;
+                        if (plane[at] > plane[best]) best = at;
+                    }
+                const std::size_t o = (pl * g.oh + i) * g.ow + j;
+                q[o] = plane[best];
+                arg[o] = best;
+            }
+    }
+}
+
+template <class T>
+void max_pool2d_backward(const T* G, const std::size_t* arg, const PoolGeom& g, T* d, bool acc)
+{
+    if (!acc) std::fill(d, d + g.planes * g.h * g.w, T(0));
+    const std::size_t per = g.oh * g.ow;
+    for (std::size_t pl = 0; pl < g.planes; ++pl)
+        for (std::size_t o = 0; o < per; ++o) d[pl * g.h * g.w + arg[pl * per + o]] += G[pl * per + o];
+}
+
+template void max_pool2d_forward(const float*, const PoolGeom&, float*, std::size_t*);
+template void max_pool2d_forward(const double*, const PoolGeom&, double*, std::size_t*);
+template void max_pool2d_backward(const float*, const std::size_t*, const PoolGeom&, float*, bool);
+template void max_pool2d_backward(const double*, const std::size_t*, const PoolGeom&, double*, bool);
+
+}  // namespace xgrad::kernels

@@ -1,0 +1,64 @@
+// Kernels: reductions (see reduce.hpp).
+#include "kernels/reduce.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+#include <fmt/core.h>
+
+namespace xgrad::kernels {
+
+template <class T>
+void sum_to(const T* full, const Shape& fs, const Shape& target, T* dst, bool acc, const char* op)
+{
+    bool ok = fs.size() >= target.size();
+    const std::size_t lead = ok ? fs.size() - target.size() : 0;
+    for (std::size_t i = 0; ok && i < target.size(); ++i) ok = target[i] == fs[lead + i] || target[i] == 1;
+    if (!ok)
+        throw std::logic_error(fmt::format("xgrad: {}: gradient of shape {} cannot be reduced to input shape {}", op,
+                                           shape_str(fs), shape_str(target)));
+    if (!acc) std::fill(dst, dst + shape_size(target), T(0));
+    const std::size_t n = shape_size(fs);
+    if (n == 0) return;
+    const std::size_t nd = fs.size();
+    if (nd == 0) {
+        *dst += *full;
+        return;
+    }
+    // Walk the full gradient once in row-major order and map each element to its target offset:
+    // target strides are 0 on the reduced axes. Shape is an inline small vector: no allocation.
+    Shape tstride(nd, 0);
+    {
+        std::size_t st = 1;
+        for (std::size_t i = target.size(); i-- > 0;) {
+            tstride[lead + i] = (target[i] == 1) ? 0 : st;
+            st *= target[i];
+        }
+    }
+    const std::size_t inner = fs[nd - 1];
+    const std::size_t inner_stride = tstride[nd - 1];
+    Shape idx(nd, 0);
+    const T* src = full;
+    std::size_t off = 0;
+    for (std::size_t base = 0; base < n; base += inner) {
+        if (inner_stride == 1) {
+            for (std::size_t j = 0; j < inner; ++j) dst[off + j] += src[base + j];
+        } else {
+            T acc = 0;
+            for (std::size_t j = 0; j < inner; ++j) acc += src[base + j];
+            dst[off] += acc;
+        }
+        for (std::size_t d = nd - 1; d-- > 0;) {  // advance the multi-index over all but the last axis
+            ++idx[d];
+            off += tstride[d];
+            if (idx[d] < fs[d]) break;
+            off -= tstride[d] * idx[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+template void sum_to(const float*, const Shape&, const Shape&, float*, bool, const char*);
+template void sum_to(const double*, const Shape&, const Shape&, double*, bool, const char*);
+
+}  // namespace xgrad::kernels
