@@ -1,5 +1,5 @@
 // Hand-derived vs automatic gradients for the five source documents: for each, the hand formula
-// (xgrad::manual) is compared with the tape, parameter by parameter, and the table says where they
+// (xgrad::reference) is compared with the tape, parameter by parameter, and the table says where they
 // differ and why. Document 003 is printed value by value with 17 significant digits.
 // Usage: check_gradients [000|001|002|003|004]...   (default: all)
 #include <fmt/core.h>
@@ -8,7 +8,7 @@
 #include <random>
 #include <set>
 
-#include "xgrad/manual/backprop.hpp"
+#include "xgrad/reference/backprop.hpp"
 #include "xgrad/nn.hpp"
 
 #include <xtensor/xview.hpp>
@@ -27,12 +27,12 @@ Tensor<double> rnd(const Shape& s, unsigned seed, double lo = -1, double hi = 1)
     return t;
 }
 
-V act(manual::Act a, const V& x)
+V act(reference::Act a, const V& x)
 {
     switch (a) {
-        case manual::Act::sigmoid: return sigmoid(x);
-        case manual::Act::tanh: return tanh(x);
-        case manual::Act::relu: return relu(x);
+        case reference::Act::sigmoid: return sigmoid(x);
+        case reference::Act::tanh: return tanh(x);
+        case reference::Act::relu: return relu(x);
         default: return x;
     }
 }
@@ -41,7 +41,7 @@ V act(manual::Act a, const V& x)
 struct TapeMlp {
     std::vector<std::pair<std::string, V>> params;
     V out;
-    TapeMlp(Tape<double>& t, const std::vector<manual::Layer<double>>& layers, const Tensor<double>& X)
+    TapeMlp(Tape<double>& t, const std::vector<reference::Layer<double>>& layers, const Tensor<double>& X)
     {
         out = t.constant(X);
         for (std::size_t l = 0; l < layers.size(); ++l) {
@@ -53,7 +53,7 @@ struct TapeMlp {
     }
 };
 
-NamedTensors hand_of(const manual::MlpPass<double>& p)
+NamedTensors hand_of(const reference::MlpPass<double>& p)
 {
     NamedTensors h;
     for (std::size_t l = 0; l < p.dW.size(); ++l) {
@@ -68,23 +68,23 @@ void header(const std::string& title) { fmt::print("\n=== {} ===\n", title); }
 void doc000()
 {
     header("000: 3-layer MLP (sigmoid hidden, linear output), ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b)");
-    using manual::Act;
+    using reference::Act;
     const IndexTensor labels = {0, 1, 1, 2, 0, 2, 2, 1};
     const Tensor<double> X = rnd({8, 4}, 1);
     Tensor<double> D = xt::zeros<double>({8, 3});
     for (std::size_t i = 0; i < 8; ++i) D(i, std::size_t(labels(i))) = 1;
-    const std::vector<manual::Layer<double>> layers = {{rnd({5, 4}, 2), rnd({5}, 3), Act::sigmoid},
+    const std::vector<reference::Layer<double>> layers = {{rnd({5, 4}, 2), rnd({5}, 3), Act::sigmoid},
                                                         {rnd({3, 5}, 4), rnd({3}, 5), Act::identity}};
     const double gamma = 0.3;
     Tape<double> t;
     TapeMlp net(t, layers, X);
     auto data = mse_loss(net.out, t.constant(D), Reduction::half_sum);
-    auto reg = manual::trace_regularizer_on_tape(net.out, labels, 3, gamma);
-    const auto hand = manual::mlp_backprop(layers, X, manual::squared_error_with_trace_regularizer(D, labels, gamma));
+    auto reg = reference::trace_regularizer_on_tape(net.out, labels, 3, gamma);
+    const auto hand = reference::mlp_backprop(layers, X, reference::squared_error_with_trace_regularizer(D, labels, gamma));
     fmt::print("hand: δ⁽²⁾ = (y − d) + γ(y_i − 2m_c + m)  vs  tape (regularizer from primitive ops)\n");
     fmt::print("{}", compare_gradients(t, {{"squared error", data}, {"regularizer", reg}}, net.params, hand_of(hand)).table());
     // The document's own regularizer gradient, γ[(1 − 1/n_c)(y_i − m_c) − n_c(1/n_c − 1/N)(m_c − m)]:
-    const auto doc = manual::mlp_backprop<double>(layers, X, [&](const Tensor<double>& Y, Tensor<double>& dY) {
+    const auto doc = reference::mlp_backprop<double>(layers, X, [&](const Tensor<double>& Y, Tensor<double>& dY) {
         Tensor<double> mc = xt::zeros<double>({3, 3}), m = xt::mean(Y, {0});
         std::vector<double> n(3, 0);
         for (std::size_t i = 0; i < 8; ++i) {
@@ -108,14 +108,14 @@ void doc000()
 void doc001()
 {
     header("001: L-layer MLP, E = ½Σ‖y − t‖², δ⁽ˡ⁻¹⁾ = h′(a⁽ˡ⁻¹⁾) ⊙ W⁽ˡ⁻¹⁾ᵀδ⁽ˡ⁾, ∂E/∂W = δzᵀ (batch of 6)");
-    using manual::Act;
-    const std::vector<manual::Layer<double>> layers = {
+    using reference::Act;
+    const std::vector<reference::Layer<double>> layers = {
         {rnd({7, 5}, 11), rnd({7}, 12), Act::sigmoid}, {rnd({6, 7}, 13), rnd({6}, 14), Act::relu}, {rnd({3, 6}, 15), rnd({3}, 16), Act::identity}};
     const Tensor<double> X = rnd({6, 5}, 17), T = rnd({6, 3}, 18);
     Tape<double> t;
     TapeMlp net(t, layers, X);
     auto loss = mse_loss(net.out, t.constant(T), Reduction::half_sum);
-    const auto hand = manual::mlp_backprop(layers, X, manual::half_squared_error(T));
+    const auto hand = reference::mlp_backprop(layers, X, reference::half_squared_error(T));
     fmt::print("{}", compare_gradients(t, {{"loss", loss}}, net.params, hand_of(hand)).table());
     // Equation (44) of the document drops the ½: with E = Σ(y − t)² the tape's gradient is twice the δ-recursion's.
     auto loss44 = mse_loss(net.out, t.constant(T), Reduction::sum);
@@ -128,14 +128,14 @@ void doc002()
 {
     header("002: CNN: conv (valid) → sigmoid → 2×2 average pool → fully connected → softmax cross-entropy");
     const std::size_t n = 3, h = 10, o = 3, k = 3, F = o * 4 * 4;
-    const manual::CnnParams<double> p{rnd({o, 1, k, k}, 21), rnd({o}, 22), rnd({4, F}, 23), rnd({4}, 24)};
+    const reference::CnnParams<double> p{rnd({o, 1, k, k}, 21), rnd({o}, 22), rnd({4, F}, 23), rnd({4}, 24)};
     const Tensor<double> X = rnd({n, 1, h, h}, 25, 0, 1);
     const IndexTensor labels = {0, 3, 1};
     Tape<double> t;
     auto V_ = t.variable(p.V), q = t.variable(p.q), W = t.variable(p.W), b = t.variable(p.b);
     auto a = flatten(avg_pool2d(sigmoid(conv2d(t.constant(X), V_, q)), 2));
     auto loss = cross_entropy(matmul(a, transpose(W)) + b, labels, Reduction::sum);
-    const auto g = manual::cnn002_backprop(p, X, labels);
+    const auto g = reference::cnn002_backprop(p, X, labels);
     const std::vector<std::pair<std::string, V>> wrt = {{"V (conv)", V_}, {"q (conv)", q}, {"W (fc)", W}, {"b (fc)", b}};
     fmt::print("{}", compare_gradients(t, {{"cross-entropy", loss}}, wrt,
                                        {{"V (conv)", g.dV}, {"q (conv)", g.dq}, {"W (fc)", g.dW}, {"b (fc)", g.db}})
@@ -157,8 +157,8 @@ void print_vec(const std::string& name, const Tensor<double>& v)
 void doc003()
 {
     header("003: the worked 2-3-2-1 sigmoid example, x = [1 2], y = 1, E = ½(y − ŷ)², W ← W − η(δ nᵀ + W), η = 0.1");
-    const auto layers = manual::seed003_parameters();
-    const auto tr = manual::seed003_step(layers, Tensor<double>{1.0, 2.0}, 1.0, 0.1);
+    const auto layers = reference::seed003_parameters();
+    const auto tr = reference::seed003_step(layers, Tensor<double>{1.0, 2.0}, 1.0, 0.1);
     fmt::print("forward\n");
     for (std::size_t k = 0; k < 3; ++k) {
         print_vec("z(" + std::to_string(k + 1) + ")", tr.z[k]);
@@ -203,7 +203,7 @@ void doc004()
     auto vb0 = t.variable(b0), vW1 = t.variable(W1), vb1 = t.variable(b1);
     auto y = softmax(matmul(tanh(t.constant(X) + vb0), vW1) + vb1, 1);
     auto loss = mse_loss(y, t.constant(T), Reduction::sum);
-    const auto g = manual::seed004_backprop(b0, W1, b1, X, T);
+    const auto g = reference::seed004_backprop(b0, W1, b1, X, T);
     fmt::print("{}", compare_gradients(t, {{"E", loss}}, {{"b0", vb0}, {"W1", vW1}, {"b1", vb1}},
                                        {{"b0", g.db0}, {"W1", g.dW1}, {"b1", g.db1}})
                          .table());

@@ -1,7 +1,7 @@
 #pragma once
 // The LeNet example's program, shared by mnist_lenet and fashion_mnist (which differ only in the
 // default dataset).
-#include "common/models.hpp"
+#include "xgrad/reference/models.hpp"
 #include "common/train.hpp"
 
 namespace xgrad::examples {
@@ -18,7 +18,7 @@ inline int lenet_main(int argc, char** argv, const char* name, const char* title
     int code = 0;
     if (!parse(app, argc, argv, code)) return code;
     return guarded([&] {
-        auto net = lenet<F>(o.seed, true);
+        auto net = reference::lenet<F>(o.seed, true);
         Task task{name, net.get(),
                   [&](Tape<F>& t, const Tensor<F>& x) { return (*net)(reshape(t.borrow(x), {-1, 1, 28, 28})); },
                   [](const Var<F>& out, const IndexTensor& y) { return cross_entropy(out, y); }, nullptr};

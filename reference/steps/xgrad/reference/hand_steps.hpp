@@ -9,7 +9,7 @@
 #include "xgrad/detail/kernels.hpp"
 #include "xgrad/nn.hpp"
 
-namespace xgrad::bench {
+namespace xgrad::reference {
 
 using detail::gemm;
 using F = float;
@@ -221,4 +221,4 @@ struct HandLenet {
     }
 };
 
-}  // namespace xgrad::bench
+}  // namespace xgrad::reference

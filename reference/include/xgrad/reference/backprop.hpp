@@ -1,7 +1,7 @@
 #pragma once
-// Hand-derived backpropagation for the networks of the source documents (../shared/seeds/),
+// Hand-derived backpropagation for the networks of the five source documents (docs/sources.md),
 // written with plain xtensor and BLAS, no tape. They are the "hand" side of the comparisons in
-// tests/manual and examples/check_gradients; docs/derivations.md derives each formula.
+// tests/reference and examples/check_gradients; docs/derivations.md derives each formula.
 //
 // Conventions (the documents' own): a layer maps z ↦ h(W z + b) with W of shape (out, in); a batch
 // is stored one sample per row, so A = Z·Wᵀ + b for Z (B, in). δ = ∂E/∂A (the "error term").
@@ -10,7 +10,7 @@
 
 #include "xgrad/tensor.hpp"
 
-namespace xgrad::manual {
+namespace xgrad::reference {
 
 enum class Act { identity, sigmoid, tanh, relu };
 
@@ -100,11 +100,11 @@ struct Seed003Trace {
 std::vector<Layer<double>> seed003_parameters();
 Seed003Trace seed003_step(const std::vector<Layer<double>>& layers, const Tensor<double>& x, double y, double eta);
 
-}  // namespace xgrad::manual
+}  // namespace xgrad::reference
 
 #include "xgrad/tape.hpp"
 
-namespace xgrad::manual {
+namespace xgrad::reference {
 
 /// R = ½γ(tr S_w − tr S_b) built from primitive tape ops only (one_hot, matmul, mean, square, sum),
 /// so the tape derives its gradient on its own: the automatic side of the three-way check, and
@@ -112,4 +112,4 @@ namespace xgrad::manual {
 template <class T>
 Var<T> trace_regularizer_on_tape(const Var<T>& Y, const IndexTensor& labels, std::size_t num_classes, T gamma);
 
-}  // namespace xgrad::manual
+}  // namespace xgrad::reference

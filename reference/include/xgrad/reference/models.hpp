@@ -4,7 +4,7 @@
 
 #include "xgrad/nn.hpp"
 
-namespace xgrad::examples {
+namespace xgrad::reference {
 
 /// Document 004: y = softmax(tanh(x + b0)·W1 + b1); b0, b1 zero, W1 ~ U(±√(6/(784+10))) (Xavier).
 template <class T>
@@ -43,4 +43,4 @@ std::unique_ptr<nn::Sequential<T>> lenet(std::uint64_t seed, bool max_pool)
     return net;
 }
 
-}  // namespace xgrad::examples
+}  // namespace xgrad::reference

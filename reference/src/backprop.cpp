@@ -1,12 +1,12 @@
 // Hand-derived backprop (no tape). Formulas in the header and in docs/derivations.md.
-#include "xgrad/manual/backprop.hpp"
+#include "xgrad/reference/backprop.hpp"
 
 #include <cmath>
 #include <stdexcept>
 
 #include "xgrad/detail/blas.hpp"
 
-namespace xgrad::manual {
+namespace xgrad::reference {
 
 using detail::gemm;
 
@@ -42,7 +42,7 @@ template <class T>
 void affine(const Tensor<T>& X, const Layer<T>& l, Tensor<T>& Y)
 {
     const std::size_t B = X.shape()[0], I = X.shape()[1], O = l.W.shape()[0];
-    if (l.W.shape()[1] != I) throw std::invalid_argument("manual: layer expects " + std::to_string(l.W.shape()[1]) + " inputs, got " + std::to_string(I));
+    if (l.W.shape()[1] != I) throw std::invalid_argument("reference: layer expects " + std::to_string(l.W.shape()[1]) + " inputs, got " + std::to_string(I));
     Y.resize(Shape{B, O});
     for (std::size_t n = 0; n < B; ++n) std::copy(l.b.begin(), l.b.end(), Y.data() + n * O);
     gemm(false, true, B, O, I, T(1), X.data(), I, l.W.data(), I, T(1), Y.data(), O);
@@ -292,4 +292,4 @@ XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE
 
-}  // namespace xgrad::manual
+}  // namespace xgrad::reference
