@@ -1,4 +1,4 @@
-// Document 000's network: an MLP with sigmoid hidden units and a linear output, trained on
+// The mlp_trace_regularizer network (source document 000, see docs/sources.md): an MLP with sigmoid hidden units and a linear output, trained on
 // ½‖y − d‖² plus the discriminative regularizer ½γ(tr S_w − tr S_b) over each batch (both divided
 // by the batch size). Trains once with γ = 0 and once with --gamma, reporting accuracy and the
 // per-image traces tr S_w/N and tr S_b/N of the validation outputs each epoch.

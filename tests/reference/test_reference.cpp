@@ -73,7 +73,7 @@ V trace_reg_from_primitives(const V& Y, const IndexTensor& labels, std::size_t K
 
 BOOST_AUTO_TEST_SUITE(three_way)
 
-BOOST_AUTO_TEST_CASE(document_001_L_layer_mlp)
+BOOST_AUTO_TEST_CASE(mlp_l_layer_notes)
 {
     using reference::Act;
     const std::vector<std::pair<std::vector<std::size_t>, std::vector<Act>>> nets = {
@@ -110,7 +110,7 @@ BOOST_AUTO_TEST_CASE(document_001_L_layer_mlp)
         }
 }
 
-BOOST_AUTO_TEST_CASE(document_000_trace_regularizer)
+BOOST_AUTO_TEST_CASE(trace_regularizer)
 {
     const IndexTensor labels = {0, 1, 1, 2, 0, 2, 2, 1};
     const std::size_t B = 8, K = 3;
@@ -134,7 +134,7 @@ BOOST_AUTO_TEST_CASE(document_000_trace_regularizer)
     BOOST_TEST(r5.item() == r_hand, tt::tolerance(1e-12));
 }
 
-BOOST_AUTO_TEST_CASE(document_000_whole_network)
+BOOST_AUTO_TEST_CASE(mlp_trace_regularizer)
 {
     using reference::Act;
     const IndexTensor labels = {0, 1, 1, 2, 0, 2};
@@ -154,7 +154,7 @@ BOOST_AUTO_TEST_CASE(document_000_whole_network)
     expect_gradcheck(loss, {layers[0].W, layers[0].b, layers[1].W, layers[1].b});
 }
 
-BOOST_AUTO_TEST_CASE(document_002_cnn)
+BOOST_AUTO_TEST_CASE(cnn_sigmoid_avgpool)
 {
     for (const auto& [n, c, h, o, k] : std::vector<std::tuple<std::size_t, std::size_t, std::size_t, std::size_t, std::size_t>>{
              {2, 1, 8, 3, 3}, {3, 2, 9, 2, 4}, {1, 1, 12, 4, 5}}) {
@@ -164,7 +164,7 @@ BOOST_AUTO_TEST_CASE(document_002_cnn)
             reference::CnnParams<double> p{rnd(Shape{o, c, k, k}, 1), rnd(Shape{o}, 2), rnd(Shape{4, F}, 3), rnd(Shape{4}, 4)};
             const Tensor<double> X = rnd(Shape{n, c, h, h}, 5, 0, 1);
             IndexTensor labels = xt::arange<Index>(0, Index(n)) % 4;
-            const auto hand = reference::cnn002_backprop(p, X, labels);
+            const auto hand = reference::cnn_sigmoid_avgpool_backprop(p, X, labels);
             auto loss = [&](const std::vector<V>& v) {
                 Tape<double>& t = v[0].tape();
                 auto a = flatten(avg_pool2d(sigmoid(conv2d(t.constant(X), v[0], v[1])), 2));
@@ -177,14 +177,14 @@ BOOST_AUTO_TEST_CASE(document_002_cnn)
     }
 }
 
-BOOST_AUTO_TEST_CASE(document_004_softmax_network)
+BOOST_AUTO_TEST_CASE(mnist_softmax_sgd)
 {
     for (std::size_t B : {1u, 5u}) {
         const Tensor<double> X = rnd(Shape{B, 12}, 1, 0, 1), b0 = rnd(Shape{12}, 2), W1 = rnd(Shape{12, 4}, 3),
                              b1 = rnd(Shape{4}, 4);
         Tensor<double> T = xt::zeros<double>({B, std::size_t(4)});
         for (std::size_t i = 0; i < B; ++i) T(i, i % 4) = 1;
-        const auto hand = reference::seed004_backprop(b0, W1, b1, X, T);
+        const auto hand = reference::mnist_softmax_sgd_backprop(b0, W1, b1, X, T);
         auto loss = [&](const std::vector<V>& v) {
             Tape<double>& t = v[0].tape();
             auto y = softmax(matmul(tanh(t.constant(X) + v[0]), v[1]) + v[2], 1);
@@ -196,11 +196,11 @@ BOOST_AUTO_TEST_CASE(document_004_softmax_network)
     }
 }
 
-BOOST_AUTO_TEST_CASE(document_003_worked_example)
+BOOST_AUTO_TEST_CASE(worked_example_2_3_2_1)
 {
-    const auto layers = reference::seed003_parameters();
+    const auto layers = reference::worked_example_2_3_2_1_parameters();
     const Tensor<double> x = {1.0, 2.0};
-    const auto tr = reference::seed003_step(layers, x, 1.0, 0.1);
+    const auto tr = reference::worked_example_2_3_2_1_step(layers, x, 1.0, 0.1);
     // Independent closed form: σ(z) = 1/(1 + e^−z).
     auto sig = [](double z) { return 1 / (1 + std::exp(-z)); };
     // z⁽¹⁾ = W1·x + b1 = [2+2+1, 1+6+2, 3+4+3] = [5, 9, 10] exactly
@@ -256,7 +256,7 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(diagnosis)
 
 namespace {
-// A real gradient pair: the 2-layer MLP of document 001 on a batch of 4, loss = mse mean + L2 term.
+// A real gradient pair: the 2-layer MLP of mlp_l_layer_notes (source document 001) on a batch of 4, loss = mse mean + L2 term.
 struct Case {
     Tensor<double> W = rnd(Shape{3, 5}, 11), b = rnd(Shape{3}, 12), X = rnd(Shape{4, 5}, 13), T = rnd(Shape{4, 3}, 14);
     Tape<double> tape;
@@ -308,9 +308,9 @@ BOOST_AUTO_TEST_CASE(names_each_deliberate_mistake)
     expect_contains(c.diagnosis_of(noisy), "only in row(s) 1");
 }
 
-BOOST_AUTO_TEST_CASE(document_000s_own_regularizer_gradient_is_diagnosed_wrong)
+BOOST_AUTO_TEST_CASE(printed_trace_regularizer_gradient_is_diagnosed_wrong)
 {
-    // Document 000 writes ∂R/∂y_i = γ[(1 − 1/n)(y_i − m_c) − n_c(1/n − 1/N)(m_c − m)] (and calls it
+    // Source document 000 writes ∂R/∂y_i = γ[(1 − 1/n)(y_i − m_c) − n_c(1/n − 1/N)(m_c − m)] (and calls it
     // "not very sure"); taking n as n_c, its per-sample version is below. The correct one is γ(y_i − 2m_c + m).
     const IndexTensor labels = {0, 1, 1, 2, 0, 2, 2, 1};
     const Tensor<double> Y = rnd(Shape{8, 3}, 3, -2, 2);
