@@ -17,12 +17,11 @@ int main(int argc, char** argv)
     double gamma = 0.1;
     std::size_t hidden = 128;
     CLI::App app{"MNIST: sigmoid MLP under squared error + ½γ(tr S_w − tr S_b), with γ = 0 and γ = --gamma"};
-    add_options(app, o);
-    app.add_option("--gamma", gamma, "regularizer weight γ for the second run")->capture_default_str();
-    app.add_option("--hidden", hidden, "hidden units")->capture_default_str();
-    int code = 0;
-    if (!parse(app, argc, argv, code)) return code;
-    return guarded([&] {
+    auto options = [&](CLI::App& a) {
+        a.add_option("--gamma", gamma, "regularizer weight γ for the second run")->capture_default_str();
+        a.add_option("--hidden", hidden, "hidden units")->capture_default_str();
+    };
+    return run_example(app, o, argc, argv, [&] {
         const Data data = load_data(o);
         const std::string base = run_dir(o);
         std::vector<std::pair<double, RunResult>> runs;
@@ -51,5 +50,5 @@ int main(int argc, char** argv)
             const double w = m.extra[0].second, b = m.extra[1].second;
             fmt::print("{:>8} {:>9.2f}% {:>16.4f} {:>16.4f} {:>10.3f}\n", g, 100 * m.test_acc, w, b, b / w);
         }
-    });
+    }, options);
 }
