@@ -1,5 +1,5 @@
-// Built against the installed package: d/dx Σ x² = 2x through autodiff, an nn layer, and the
-// hand-derived backprop of xgrad::reference.
+// Built against the installed package: d/dx Σ x² = 2x through autodiff, an nn layer and a training
+// metric, and the hand-derived backprop of xgrad::reference.
 #include <xgrad/autodiff.hpp>
 #include <xgrad/nn.hpp>
 #include <xgrad/reference/backprop.hpp>
@@ -15,6 +15,8 @@ int main()
     xgrad::nn::Linear<float> lin(3, 2);
     auto y = lin(tape.constant(xgrad::Tensor<float>{{1.0f, 2.0f, 3.0f}}));
     if (y.shape() != xgrad::Shape{1, 2}) return 1;
+    // row argmaxes 1 and 0 against labels 1 and 1: half right
+    if (xgrad::nn::accuracy(xgrad::Tensor<float>{{0.1f, 0.9f}, {0.8f, 0.2f}}, xgrad::IndexTensor{1, 1}) != 0.5) return 1;
     // y = [1 2]·[1 1]ᵀ = 3, E = ½(3 − 0)² = 4.5, ∂E/∂W = δ xᵀ = [3 3]
     namespace ref = xgrad::reference;
     const std::vector<ref::Layer<double>> layers{
