@@ -1,6 +1,6 @@
 // Runs every (workload, threads, implementation) in its own process, in rounds with the peers
 // interleaved, and prints one markdown table with ratios from the same run.
-//   bench_run [--threads 1,2] [--rounds 2] [--workloads seed004,mlp_b64,...] [--quick] [--out FILE]
+//   bench_run [--threads 1,2] [--rounds 2] [--workloads mnist_softmax_sgd,mlp_b64,...] [--quick] [--out FILE]
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
@@ -60,7 +60,7 @@ std::string fmt_val(const Result& r, const std::string& unit)
 int main(int argc, char** argv)
 {
     CLI::App app{"xgrad benchmarks side by side with libtorch and hand-written backprop"};
-    std::string threads_s = "1,2", workloads_s = "seed004,mlp_b64,mlp_b256,lenet,tape_1,tape_64x64,mm_512,mm_1024";
+    std::string threads_s = "1,2", workloads_s = "mnist_softmax_sgd,mlp_b64,mlp_b256,lenet,tape_1,tape_64x64,mm_512,mm_1024";
     int rounds = 2;
     bool quick = false;
     std::string out_file, bin_dir = ".";
@@ -142,7 +142,7 @@ int main(int argc, char** argv)
                                     : fmt::format("{:.0f} ({:+.0f})", tp.peak, tp.peak - tp.base),
                               fmt::format("{:.0f} / {:.0f}", lt.allocs, tp.allocs));
         }
-    md << fmt::format("\nmedians of {} round(s), each process timed per ../shared/benchmarks.md; ⚠ = rounds differ by more than 10%.\n",
+    md << fmt::format("\nmedians of {} round(s), each process timed per docs/benchmarks.md; ⚠ = rounds differ by more than 10%.\n",
                       rounds);
     fmt::print("{}", md.str());
     if (!out_file.empty()) std::ofstream(out_file) << md.str();

@@ -1,4 +1,4 @@
-// libtorch (C++ API) side of the benchmark workloads, exactly as ../shared/benchmarks.md defines
+// libtorch (C++ API) side of the benchmark workloads, exactly as docs/benchmarks.md defines
 // them: bench_torch <workload> <threads>. Prints one JSON line like bench_xgrad.
 #include <cblas.h>
 #include <torch/torch.h>
@@ -44,7 +44,7 @@ int main(int argc, char** argv)
         opt.step();
     };
 
-    if (wl == "seed004") {
+    if (wl == "mnist_softmax_sgd") {
         const int64_t B = 64;
         auto x = torch::rand({B, 784});
         auto t = torch::one_hot(labels_mod10(B), 10).to(torch::kFloat);

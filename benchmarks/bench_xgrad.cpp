@@ -1,7 +1,7 @@
-// xgrad side of the benchmark workloads (../shared/benchmarks.md), one (impl, workload, threads)
+// xgrad side of the benchmark workloads (docs/benchmarks.md), one (impl, workload, threads)
 // per process: bench_xgrad <tape|hand|blas> <workload> <threads>. Prints one JSON line.
 //   tape: xgrad's tape and nn library;  hand: hand-written backprop on the same kernels
-//   (hand_steps.hpp);  blas: OpenBLAS's plain cblas_sgemm and sgemm: the GEMM xgrad uses (oneDNN's
+//   (reference/steps/xgrad/reference/hand_steps.hpp);  blas: OpenBLAS's plain cblas_sgemm and sgemm: the GEMM xgrad uses (oneDNN's
 //   dnnl_sgemm when built with it), the ceilings for workloads gemm_512, gemm_1024.
 
 #include <cblas.h>
@@ -12,13 +12,14 @@
 #include <random>
 #include <string>
 
-#include "common/models.hpp"
-#include "hand_steps.hpp"
 #include "timing.hpp"
 #include "xgrad/nn.hpp"
+#include "xgrad/reference/hand_steps.hpp"
+#include "xgrad/reference/models.hpp"
 
 using namespace xgrad;
 using namespace xgrad::bench;
+using namespace xgrad::reference;
 
 namespace {
 
@@ -68,7 +69,7 @@ int main(int argc, char** argv)
     const char* I = impl.c_str();
     const F lr = 0.01f;
 
-    if (wl == "seed004") {
+    if (wl == "mnist_softmax_sgd") {
         const std::size_t B = 64;
         const Tensor<F> x = uniform({B, 784}, 0, 1, 1), t = one_hot_mod10(B);
         const F bound = 1 / std::sqrt(784.0f);
@@ -85,7 +86,7 @@ int main(int argc, char** argv)
             };
             report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
         } else if (impl == "hand") {
-            HandSeed004 h(b0.value(), W1.value(), b1.value());
+            HandMnistSoftmaxSgd h(b0.value(), W1.value(), b1.value());
             report(I, wl, threads, "ms", 1e3, run([] {}, [&] { h.step(x, t, 0.001f); }), base);
         } else {
             return fail("no " + impl + " for " + wl);
@@ -115,7 +116,7 @@ int main(int argc, char** argv)
         const std::size_t B = 64;
         const Tensor<F> x = uniform({B, 1, 28, 28}, 0, 1, 1);
         const IndexTensor y = labels_mod10(B);
-        auto net = examples::lenet<F>(5, false);
+        auto net = reference::lenet<F>(5, false);
         if (impl == "tape") {
             Tape<F> tape;
             nn::SGD<F> opt(net->parameters(), {lr});

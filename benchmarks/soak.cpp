@@ -5,7 +5,7 @@
 // Models (float, batch 64, cross-entropy, Adam lr 1e-3; inputs drawn once from U(0,1), 16 batches
 // used in turn, labels i mod 10 shuffled per batch: no data files needed):
 //   mlp:   the MNIST MLP 784-256-128-10, ReLU (nn::MLP, as bench_xgrad's mlp_b64)
-//   lenet: examples::lenet (examples/common/models.hpp), max pooling as in the examples
+//   lenet: reference::lenet (reference/include/xgrad/reference/models.hpp), max pooling as in the examples
 //          (--pool avg: the average-pooling variant bench_xgrad times)
 // Every K steps (default 500) it prints VmRSS and VmHWM (/proc/self/status), the mean wall-clock
 // and process-CPU ms/step (CPU time is the steadier figure on a busy machine) and the heap
@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "alloc_count.hpp"
-#include "common/models.hpp"
+#include "xgrad/reference/models.hpp"
 #include "xgrad/nn.hpp"
 #include "xgrad/threads.hpp"
 
@@ -261,7 +261,7 @@ int main(int argc, char** argv)
     }
     if (o.model == "lenet" || o.model == "all") {
         const Batches data(Shape{64, 1, 28, 28}, 16, 2);
-        auto net = examples::lenet<F>(5, o.pool == "max");
+        auto net = reference::lenet<F>(5, o.pool == "max");
         nn::Adam<F> opt(net->parameters(), {1e-3});
         Tape<F> tape;
         ok &= soak(std::string("lenet (") + o.pool + " pool)", o, training_step(*net, opt, tape, data)).ok;

@@ -1,5 +1,5 @@
 #pragma once
-// The timing rule of ../shared/benchmarks.md: warm up (≥ 10 reps and ≥ 0.5 s), then time reps
+// The timing rule of docs/benchmarks.md: warm up (≥ 10 reps and ≥ 0.5 s), then time reps
 // one by one until ≥ 30 reps and ≥ 3 s; report the median with p10, p90, min and mean, the heap
 // allocations per timed rep, and memory (VmHWM before the workload, peak RSS at the end).
 // XGRAD_BENCH_QUICK=1 shortens both phases (smoke runs only; not for reported figures).

@@ -1,14 +1,15 @@
 // Hand-derived vs automatic gradients for the five source documents: for each, the hand formula
-// (xgrad::manual) is compared with the tape, parameter by parameter, and the table says where they
-// differ and why. Document 003 is printed value by value with 17 significant digits.
-// Usage: check_gradients [000|001|002|003|004]...   (default: all)
+// (xgrad::reference) is compared with the tape, parameter by parameter, and the table says where they
+// differ and why. The worked 2-3-2-1 example (source document 003) is printed value by value with
+// 17 significant digits. docs/sources.md describes each document and names each network.
+// Usage: check_gradients [NAME|NUMBER]...   (default: all), e.g. check_gradients mnist_softmax_sgd 002
 #include <fmt/core.h>
 
 #include <cmath>
 #include <random>
 #include <set>
 
-#include "xgrad/manual/backprop.hpp"
+#include "xgrad/reference/backprop.hpp"
 #include "xgrad/nn.hpp"
 
 #include <xtensor/xview.hpp>
@@ -27,12 +28,12 @@ Tensor<double> rnd(const Shape& s, unsigned seed, double lo = -1, double hi = 1)
     return t;
 }
 
-V act(manual::Act a, const V& x)
+V act(reference::Act a, const V& x)
 {
     switch (a) {
-        case manual::Act::sigmoid: return sigmoid(x);
-        case manual::Act::tanh: return tanh(x);
-        case manual::Act::relu: return relu(x);
+        case reference::Act::sigmoid: return sigmoid(x);
+        case reference::Act::tanh: return tanh(x);
+        case reference::Act::relu: return relu(x);
         default: return x;
     }
 }
@@ -41,7 +42,7 @@ V act(manual::Act a, const V& x)
 struct TapeMlp {
     std::vector<std::pair<std::string, V>> params;
     V out;
-    TapeMlp(Tape<double>& t, const std::vector<manual::Layer<double>>& layers, const Tensor<double>& X)
+    TapeMlp(Tape<double>& t, const std::vector<reference::Layer<double>>& layers, const Tensor<double>& X)
     {
         out = t.constant(X);
         for (std::size_t l = 0; l < layers.size(); ++l) {
@@ -53,7 +54,7 @@ struct TapeMlp {
     }
 };
 
-NamedTensors hand_of(const manual::MlpPass<double>& p)
+NamedTensors hand_of(const reference::MlpPass<double>& p)
 {
     NamedTensors h;
     for (std::size_t l = 0; l < p.dW.size(); ++l) {
@@ -65,26 +66,26 @@ NamedTensors hand_of(const manual::MlpPass<double>& p)
 
 void header(const std::string& title) { fmt::print("\n=== {} ===\n", title); }
 
-void doc000()
+void check_mlp_trace_regularizer()
 {
-    header("000: 3-layer MLP (sigmoid hidden, linear output), ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b)");
-    using manual::Act;
+    header("mlp_trace_regularizer (source document 000): 3-layer MLP (sigmoid hidden, linear output), ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b)");
+    using reference::Act;
     const IndexTensor labels = {0, 1, 1, 2, 0, 2, 2, 1};
     const Tensor<double> X = rnd({8, 4}, 1);
     Tensor<double> D = xt::zeros<double>({8, 3});
     for (std::size_t i = 0; i < 8; ++i) D(i, std::size_t(labels(i))) = 1;
-    const std::vector<manual::Layer<double>> layers = {{rnd({5, 4}, 2), rnd({5}, 3), Act::sigmoid},
+    const std::vector<reference::Layer<double>> layers = {{rnd({5, 4}, 2), rnd({5}, 3), Act::sigmoid},
                                                         {rnd({3, 5}, 4), rnd({3}, 5), Act::identity}};
     const double gamma = 0.3;
     Tape<double> t;
     TapeMlp net(t, layers, X);
     auto data = mse_loss(net.out, t.constant(D), Reduction::half_sum);
-    auto reg = manual::trace_regularizer_on_tape(net.out, labels, 3, gamma);
-    const auto hand = manual::mlp_backprop(layers, X, manual::squared_error_with_trace_regularizer(D, labels, gamma));
+    auto reg = reference::trace_regularizer_on_tape(net.out, labels, 3, gamma);
+    const auto hand = reference::mlp_backprop(layers, X, reference::squared_error_with_trace_regularizer(D, labels, gamma));
     fmt::print("hand: δ⁽²⁾ = (y − d) + γ(y_i − 2m_c + m)  vs  tape (regularizer from primitive ops)\n");
     fmt::print("{}", compare_gradients(t, {{"squared error", data}, {"regularizer", reg}}, net.params, hand_of(hand)).table());
     // The document's own regularizer gradient, γ[(1 − 1/n_c)(y_i − m_c) − n_c(1/n_c − 1/N)(m_c − m)]:
-    const auto doc = manual::mlp_backprop<double>(layers, X, [&](const Tensor<double>& Y, Tensor<double>& dY) {
+    const auto doc = reference::mlp_backprop<double>(layers, X, [&](const Tensor<double>& Y, Tensor<double>& dY) {
         Tensor<double> mc = xt::zeros<double>({3, 3}), m = xt::mean(Y, {0});
         std::vector<double> n(3, 0);
         for (std::size_t i = 0; i < 8; ++i) {
@@ -105,17 +106,17 @@ void doc000()
     fmt::print("{}", compare_gradients(t, {{"squared error", data}, {"regularizer", reg}}, net.params, hand_of(doc)).table());
 }
 
-void doc001()
+void check_mlp_l_layer_notes()
 {
-    header("001: L-layer MLP, E = ½Σ‖y − t‖², δ⁽ˡ⁻¹⁾ = h′(a⁽ˡ⁻¹⁾) ⊙ W⁽ˡ⁻¹⁾ᵀδ⁽ˡ⁾, ∂E/∂W = δzᵀ (batch of 6)");
-    using manual::Act;
-    const std::vector<manual::Layer<double>> layers = {
+    header("mlp_l_layer_notes (source document 001): L-layer MLP, E = ½Σ‖y − t‖², δ⁽ˡ⁻¹⁾ = h′(a⁽ˡ⁻¹⁾) ⊙ W⁽ˡ⁻¹⁾ᵀδ⁽ˡ⁾, ∂E/∂W = δzᵀ (batch of 6)");
+    using reference::Act;
+    const std::vector<reference::Layer<double>> layers = {
         {rnd({7, 5}, 11), rnd({7}, 12), Act::sigmoid}, {rnd({6, 7}, 13), rnd({6}, 14), Act::relu}, {rnd({3, 6}, 15), rnd({3}, 16), Act::identity}};
     const Tensor<double> X = rnd({6, 5}, 17), T = rnd({6, 3}, 18);
     Tape<double> t;
     TapeMlp net(t, layers, X);
     auto loss = mse_loss(net.out, t.constant(T), Reduction::half_sum);
-    const auto hand = manual::mlp_backprop(layers, X, manual::half_squared_error(T));
+    const auto hand = reference::mlp_backprop(layers, X, reference::half_squared_error(T));
     fmt::print("{}", compare_gradients(t, {{"loss", loss}}, net.params, hand_of(hand)).table());
     // Equation (44) of the document drops the ½: with E = Σ(y − t)² the tape's gradient is twice the δ-recursion's.
     auto loss44 = mse_loss(net.out, t.constant(T), Reduction::sum);
@@ -124,18 +125,18 @@ void doc001()
     fmt::print("{}", compare_gradients(t, {{"loss (44)", loss44}}, net.params, hand_of(hand), o).table());
 }
 
-void doc002()
+void check_cnn_sigmoid_avgpool()
 {
-    header("002: CNN: conv (valid) → sigmoid → 2×2 average pool → fully connected → softmax cross-entropy");
+    header("cnn_sigmoid_avgpool (source document 002): CNN: conv (valid) → sigmoid → 2×2 average pool → fully connected → softmax cross-entropy");
     const std::size_t n = 3, h = 10, o = 3, k = 3, F = o * 4 * 4;
-    const manual::CnnParams<double> p{rnd({o, 1, k, k}, 21), rnd({o}, 22), rnd({4, F}, 23), rnd({4}, 24)};
+    const reference::CnnParams<double> p{rnd({o, 1, k, k}, 21), rnd({o}, 22), rnd({4, F}, 23), rnd({4}, 24)};
     const Tensor<double> X = rnd({n, 1, h, h}, 25, 0, 1);
     const IndexTensor labels = {0, 3, 1};
     Tape<double> t;
     auto V_ = t.variable(p.V), q = t.variable(p.q), W = t.variable(p.W), b = t.variable(p.b);
     auto a = flatten(avg_pool2d(sigmoid(conv2d(t.constant(X), V_, q)), 2));
     auto loss = cross_entropy(matmul(a, transpose(W)) + b, labels, Reduction::sum);
-    const auto g = manual::cnn002_backprop(p, X, labels);
+    const auto g = reference::cnn_sigmoid_avgpool_backprop(p, X, labels);
     const std::vector<std::pair<std::string, V>> wrt = {{"V (conv)", V_}, {"q (conv)", q}, {"W (fc)", W}, {"b (fc)", b}};
     fmt::print("{}", compare_gradients(t, {{"cross-entropy", loss}}, wrt,
                                        {{"V (conv)", g.dV}, {"q (conv)", g.dq}, {"W (fc)", g.dW}, {"b (fc)", g.db}})
@@ -154,11 +155,11 @@ void print_vec(const std::string& name, const Tensor<double>& v)
     fmt::print("\n");
 }
 
-void doc003()
+void check_worked_example_2_3_2_1()
 {
-    header("003: the worked 2-3-2-1 sigmoid example, x = [1 2], y = 1, E = ½(y − ŷ)², W ← W − η(δ nᵀ + W), η = 0.1");
-    const auto layers = manual::seed003_parameters();
-    const auto tr = manual::seed003_step(layers, Tensor<double>{1.0, 2.0}, 1.0, 0.1);
+    header("worked_example_2_3_2_1 (source document 003): the worked 2-3-2-1 sigmoid example, x = [1 2], y = 1, E = ½(y − ŷ)², W ← W − η(δ nᵀ + W), η = 0.1");
+    const auto layers = reference::worked_example_2_3_2_1_parameters();
+    const auto tr = reference::worked_example_2_3_2_1_step(layers, Tensor<double>{1.0, 2.0}, 1.0, 0.1);
     fmt::print("forward\n");
     for (std::size_t k = 0; k < 3; ++k) {
         print_vec("z(" + std::to_string(k + 1) + ")", tr.z[k]);
@@ -192,9 +193,9 @@ void doc003()
                tr.delta[0](0), tr.delta[0](1), tr.delta[0](2));
 }
 
-void doc004()
+void check_mnist_softmax_sgd()
 {
-    header("004: softmax network l0 = tanh(x + b0), y = softmax(l0·W1 + b1), E = Σ(y − t)² (batch of 4, 784 inputs)");
+    header("mnist_softmax_sgd (source document 004): softmax network l0 = tanh(x + b0), y = softmax(l0·W1 + b1), E = Σ(y − t)² (batch of 4, 784 inputs)");
     const Tensor<double> X = rnd({4, 784}, 31, 0, 1), b0 = rnd({784}, 32, -0.1, 0.1), W1 = rnd({784, 10}, 33, -0.087, 0.087),
                          b1 = rnd({10}, 34, -0.1, 0.1);
     Tensor<double> T = xt::zeros<double>({4, 10});
@@ -203,7 +204,7 @@ void doc004()
     auto vb0 = t.variable(b0), vW1 = t.variable(W1), vb1 = t.variable(b1);
     auto y = softmax(matmul(tanh(t.constant(X) + vb0), vW1) + vb1, 1);
     auto loss = mse_loss(y, t.constant(T), Reduction::sum);
-    const auto g = manual::seed004_backprop(b0, W1, b1, X, T);
+    const auto g = reference::mnist_softmax_sgd_backprop(b0, W1, b1, X, T);
     fmt::print("{}", compare_gradients(t, {{"E", loss}}, {{"b0", vb0}, {"W1", vW1}, {"b1", vb1}},
                                        {{"b0", g.db0}, {"W1", g.dW1}, {"b1", g.db1}})
                          .table());
@@ -215,13 +216,14 @@ int main(int argc, char** argv)
 {
     std::set<std::string> which;
     for (int i = 1; i < argc; ++i) which.insert(argv[i]);
-    auto want = [&](const char* d) { return which.empty() || which.count(d); };
+    // Each network by its name or by its source document's number.
+    auto want = [&](const char* name, const char* number) { return which.empty() || which.count(name) || which.count(number); };
     try {
-        if (want("000")) doc000();
-        if (want("001")) doc001();
-        if (want("002")) doc002();
-        if (want("003")) doc003();
-        if (want("004")) doc004();
+        if (want("mlp_trace_regularizer", "000")) check_mlp_trace_regularizer();
+        if (want("mlp_l_layer_notes", "001")) check_mlp_l_layer_notes();
+        if (want("cnn_sigmoid_avgpool", "002")) check_cnn_sigmoid_avgpool();
+        if (want("worked_example_2_3_2_1", "003")) check_worked_example_2_3_2_1();
+        if (want("mnist_softmax_sgd", "004")) check_mnist_softmax_sgd();
     } catch (const std::exception& e) {
         fmt::print(stderr, "error: {}\n", e.what());
         return 1;

@@ -1,9 +1,10 @@
-// The five source documents' networks written with xgrad::nn, one training step each on random data.
-// Each network is its block below: a few lines of layers, loss and optimizer.
+// The networks of the five source documents (docs/sources.md) written with xgrad::nn, one training
+// step each on random data. Each network is its block below: a few lines of layers, loss and optimizer.
 #include <cstdio>
 #include <random>
 
 #include "xgrad/nn.hpp"
+#include "xgrad/reference/models.hpp"
 
 using namespace xgrad;
 using namespace xgrad::nn;
@@ -18,19 +19,6 @@ Tensor<F> random_batch(const Shape& s, unsigned seed)
     for (auto& v : t) v = d(rng);
     return t;
 }
-
-/// Document 004: y = softmax(tanh(x + b0)·W1 + b1), Xavier-uniform W1, zero biases.
-struct Seed004 : Module<F> {
-    Parameter<F>& b0 = register_parameter("b0", xt::zeros<F>({784}));
-    Parameter<F>& w1 = register_parameter("w1", Tensor<F>::from_shape({784, 10}));
-    Parameter<F>& b1 = register_parameter("b1", xt::zeros<F>({10}));
-    explicit Seed004(init::Rng rng) { init::xavier_uniform(w1.value(), 784, 10, rng); }
-    Var<F> forward(const Var<F>& x) override
-    {
-        Tape<F>& t = x.tape();
-        return softmax(matmul(tanh(x + t.param(b0)), t.param(w1)) + t.param(b1), 1);
-    }
-};
 }  // namespace
 
 int main()
@@ -39,26 +27,26 @@ int main()
     const IndexTensor labels = xt::arange<Index>(0, 32) % 10;
     const Tensor<F> x = random_batch({32, 784}, 1);
 
-    {  // 000: sigmoid hidden, linear output, ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b)
+    {  // mlp_trace_regularizer (source document 000): sigmoid hidden, linear output, ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b)
         MLP<F> net({784, 64, 10}, Activation::sigmoid, Activation::identity);
         SGD<F> opt(net.parameters(), {0.01});
         auto y = net(tape.borrow(x));
         auto loss = mse_loss(y, one_hot(tape, labels, 10), Reduction::half_sum) + trace_scatter_loss(y, labels, F(0.01));
         tape.backward(loss);
         opt.step();
-        std::printf("000 MLP + trace regularizer: loss %.4f\n", loss.item());
+        std::printf("mlp_trace_regularizer: loss %.4f\n", loss.item());
         tape.clear();
     }
-    {  // 001: L-layer sigmoid MLP under ½Σ‖y − d‖², SGD
+    {  // mlp_l_layer_notes (source document 001): L-layer sigmoid MLP under ½Σ‖y − d‖², SGD
         MLP<F> net({784, 128, 64, 32, 10}, Activation::sigmoid, Activation::sigmoid);
         SGD<F> opt(net.parameters(), {0.1});
         auto loss = mse_loss(net(tape.borrow(x)), one_hot(tape, labels, 10), Reduction::half_sum);
         tape.backward(loss);
         opt.step();
-        std::printf("001 L-layer MLP: loss %.4f\n", loss.item());
+        std::printf("mlp_l_layer_notes: loss %.4f\n", loss.item());
         tape.clear();
     }
-    {  // 002: conv (valid, stride 1) → sigmoid → 2×2 average pooling → fully connected → softmax cross-entropy
+    {  // cnn_sigmoid_avgpool (source document 002): conv (valid, stride 1) → sigmoid → 2×2 average pooling → fully connected → softmax cross-entropy
         Sequential<F> net;
         net.emplace<Conv2d<F>>(Conv2dSpec{1, 6, 5});
         net.add(Sigmoid<F>()).add(AvgPool2d<F>(2)).add(Flatten<F>());
@@ -67,25 +55,25 @@ int main()
         auto loss = cross_entropy(net(tape.constant(random_batch({32, 1, 28, 28}, 2))), labels);
         tape.backward(loss);
         opt.step();
-        std::printf("002 CNN: loss %.4f\n", loss.item());
+        std::printf("cnn_sigmoid_avgpool: loss %.4f\n", loss.item());
         tape.clear();
     }
-    {  // 003: 2-3-2-1 sigmoid network, ½(y − ŷ)², W ← W − η(δnᵀ + W): SGD with coupled decay 1
+    {  // worked_example_2_3_2_1 (source document 003): 2-3-2-1 sigmoid network, ½(y − ŷ)², W ← W − η(δnᵀ + W): SGD with coupled decay 1
         MLP<F> net({2, 3, 2, 1}, Activation::sigmoid, Activation::sigmoid);
         SGD<F> opt(net.parameters(), {0.1, 0, false, 1.0});
         auto loss = mse_loss(net(tape.constant(Tensor<F>{{1, 2}})), tape.constant(Tensor<F>(xt::ones<F>({1, 1}))), Reduction::half_sum);
         tape.backward(loss);
         opt.step();
-        std::printf("003 2-3-2-1 network: loss %.6f\n", loss.item());
+        std::printf("worked_example_2_3_2_1: loss %.6f\n", loss.item());
         tape.clear();
     }
-    {  // 004: softmax(tanh(x + b0)·W1 + b1) under Σ(y − t)², SGD lr 1
-        Seed004 net(init::Rng(0));
+    {  // mnist_softmax_sgd (source document 004): softmax(tanh(x + b0)·W1 + b1) under Σ(y − t)², SGD lr 1
+        reference::MnistSoftmaxSgd<F> net(0);
         SGD<F> opt(net.parameters(), {1.0});
         auto loss = mse_loss(net(tape.borrow(x)), one_hot(tape, labels, 10), Reduction::sum);
         tape.backward(loss);
         opt.step();
-        std::printf("004 softmax network: loss %.4f\n", loss.item());
+        std::printf("mnist_softmax_sgd: loss %.4f\n", loss.item());
         tape.clear();
     }
     return 0;

@@ -1,4 +1,4 @@
-// Document 000's network: an MLP with sigmoid hidden units and a linear output, trained on
+// The mlp_trace_regularizer network (source document 000, see docs/sources.md): an MLP with sigmoid hidden units and a linear output, trained on
 // ½‖y − d‖² plus the discriminative regularizer ½γ(tr S_w − tr S_b) over each batch (both divided
 // by the batch size). Trains once with γ = 0 and once with --gamma, reporting accuracy and the
 // per-image traces tr S_w/N and tr S_b/N of the validation outputs each epoch.
@@ -20,12 +20,11 @@ int main(int argc, char** argv)
     double gamma = 0.1;
     std::size_t hidden = 128;
     CLI::App app{"MNIST: sigmoid MLP under squared error + ½γ(tr S_w − tr S_b), with γ = 0 and γ = --gamma"};
-    add_options(app, o);
-    app.add_option("--gamma", gamma, "regularizer weight γ for the second run")->capture_default_str();
-    app.add_option("--hidden", hidden, "hidden units")->capture_default_str();
-    int code = 0;
-    if (!parse(app, argc, argv, code)) return code;
-    return guarded([&] {
+    auto options = [&](CLI::App& a) {
+        a.add_option("--gamma", gamma, "regularizer weight γ for the second run")->capture_default_str();
+        a.add_option("--hidden", hidden, "hidden units")->capture_default_str();
+    };
+    return run_example(app, o, argc, argv, [&] {
         const Data data = load_data(o);
         const std::string base = run_dir(o);
         std::vector<std::pair<double, RunResult>> runs;
@@ -54,5 +53,5 @@ int main(int argc, char** argv)
             const double w = m.extra[0].second, b = m.extra[1].second;
             fmt::print("{:>8} {:>9.2f}% {:>16.4f} {:>16.4f} {:>10.3f}\n", g, 100 * m.test_acc, w, b, b / w);
         }
-    });
+    }, options);
 }

@@ -151,6 +151,30 @@ int guarded(const std::function<void()>& body)
     }
 }
 
+int run_example(CLI::App& app, Options& o, int argc, char** argv, const std::function<void()>& body,
+                const std::function<void(CLI::App&)>& extra_options)
+{
+    add_options(app, o);
+    if (extra_options) extra_options(app);
+    int code = 0;
+    if (!parse(app, argc, argv, code)) return code;
+    return guarded(body);
+}
+
+Task classifier_task(const std::string& name, nn::Module<F>& model, bool images)
+{
+    auto forward = [&model, images](Tape<F>& t, const Tensor<F>& x) {
+        return images ? model(reshape(t.borrow(x), {-1, 1, 28, 28})) : model(t.borrow(x));
+    };
+    return {name, &model, forward, [](const Var<F>& out, const IndexTensor& y) { return cross_entropy(out, y); }, nullptr};
+}
+
+RunResult train_task(Task& task, const Options& o)
+{
+    auto opt = make_optimizer(o, *task.model);
+    return train(task, *opt, load_data(o), o);
+}
+
 Data load_data(const Options& o)
 {
     std::string dir = o.data_dir;
@@ -190,14 +214,6 @@ double lr_for_epoch(const Options& o, int epoch)
     return o.lr;
 }
 
-std::size_t argmax_row(const F* row, std::size_t n)
-{
-    std::size_t best = 0;
-    for (std::size_t j = 1; j < n; ++j)
-        if (row[j] > row[best]) best = j;
-    return best;
-}
-
 /// Progress line on stderr, redrawn in place; silent when stderr is not a terminal.
 class Progress {
 public:
@@ -225,42 +241,10 @@ private:
     clock_type::time_point start_;
 };
 
-struct Eval {
-    double loss = 0, acc = 0;
-    Tensor<F> outputs;
-};
-
-/// Runs the model over a dataset in batches of 1000 without recording backward closures.
-Eval evaluate(Task& task, Tape<F>& tape, const nn::Dataset& d, bool keep_outputs)
+/// The task's model over a dataset, batches of 1000, no backward closures recorded.
+nn::Evaluation evaluate(Task& task, Tape<F>& tape, const nn::Dataset& d, bool keep_outputs)
 {
-    Eval e;
-    NoGradGuard<F> ng(tape);
-    task.model->eval();
-    const std::size_t n = d.size(), bs = 1000;
-    std::vector<std::size_t> order(n);
-    for (std::size_t i = 0; i < n; ++i) order[i] = i;
-    Tensor<F> x;
-    IndexTensor y;
-    std::size_t correct = 0;
-    double loss_sum = 0;
-    for (std::size_t b = 0; b < n; b += bs) {
-        const std::size_t end = std::min(n, b + bs);
-        nn::gather_batch(d, order, b, end, x, y);
-        auto out = task.forward(tape, x);
-        loss_sum += double(task.loss(out, y).item()) * double(end - b);
-        const Tensor<F>& o = out.value();
-        const std::size_t c = o.shape()[1];
-        if (keep_outputs) {
-            if (b == 0) e.outputs = Tensor<F>::from_shape({n, c});
-            std::copy(o.data(), o.data() + o.size(), e.outputs.data() + b * c);
-        }
-        for (std::size_t i = 0; i < end - b; ++i) correct += Index(argmax_row(o.data() + i * c, c)) == y(i);
-        tape.clear();
-    }
-    task.model->train();
-    e.loss = loss_sum / double(n);
-    e.acc = double(correct) / double(n);
-    return e;
+    return nn::evaluate(*task.model, tape, d, task.forward, task.loss, 1000, keep_outputs);
 }
 
 void write_metrics(const std::string& path, const std::vector<EpochMetrics>& h)
@@ -374,10 +358,9 @@ void plot(const std::string& out_dir, const std::string& title)
 
 void confusion(Task& task, Tape<F>& tape, const nn::Dataset& test, const std::string& out_dir)
 {
-    const Eval e = evaluate(task, tape, test, true);
-    const std::size_t c = e.outputs.shape()[1];
-    std::vector<std::size_t> m(c * c, 0);
-    for (std::size_t i = 0; i < test.size(); ++i) ++m[std::size_t(test.labels(i)) * c + argmax_row(e.outputs.data() + i * c, c)];
+    const nn::Evaluation e = evaluate(task, tape, test, true);
+    const auto m = nn::confusion_matrix(e.outputs, test.labels);
+    const std::size_t c = m.shape()[0];
     std::ofstream f(out_dir + "/confusion.csv");
     f << "true\\predicted";
     for (std::size_t j = 0; j < c; ++j) f << "," << j;
@@ -389,8 +372,8 @@ void confusion(Task& task, Tape<F>& tape, const nn::Dataset& test, const std::st
         f << i;
         fmt::print("{:>5}", i);
         for (std::size_t j = 0; j < c; ++j) {
-            f << "," << m[i * c + j];
-            fmt::print("{:>6}", m[i * c + j]);
+            f << "," << m(i, j);
+            fmt::print("{:>6}", m(i, j));
         }
         f << "\n";
         fmt::print("\n");
@@ -419,46 +402,27 @@ RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Optio
                o.dataset, data.train.size(), data.val.size(), data.test.size(), task.model->num_parameters(), o.batch,
                o.optimizer, o.lr);
     Tape<F> tape;
-    Tensor<F> x;
-    IndexTensor y;
-    const std::size_t n = data.train.size(), steps = (n + o.batch - 1) / o.batch;
+    const std::size_t steps = (data.train.size() + o.batch - 1) / o.batch;
     const auto t0 = clock_type::now();
     for (int epoch = start; epoch < o.epochs; ++epoch) {
         const auto e0 = clock_type::now();
         opt.set_lr(lr_for_epoch(o, epoch));
-        const auto order = nn::epoch_order(n, o.seed, std::size_t(epoch));
         Progress bar(!o.quiet, steps);
-        double loss_sum = 0;
-        std::size_t correct = 0;
-        for (std::size_t s = 0; s < steps; ++s) {
-            const std::size_t b = s * o.batch, end = std::min(n, b + o.batch);
-            nn::gather_batch(data.train, order, b, end, x, y);
-            opt.zero_grad();
-            auto out = task.forward(tape, x);
-            auto loss = task.loss(out, y);
-            tape.backward(loss);
-            opt.step();
-            const double l = loss.item();
-            if (!std::isfinite(l))
-                throw std::runtime_error(fmt::format("epoch {} step {}: loss is {} (learning rate {} too high?)", epoch + 1,
-                                                     s + 1, l, opt.lr()));
-            loss_sum += l * double(end - b);
-            const Tensor<F>& ov = out.value();
-            const std::size_t c = ov.shape()[1];
-            for (std::size_t i = 0; i < end - b; ++i) correct += Index(argmax_row(ov.data() + i * c, c)) == y(i);
-            tape.clear();
-            bar.update(s + 1, end, loss_sum / double(end), epoch + 1, o.epochs);
-        }
+        const nn::EpochStats st = nn::train_epoch(
+            tape, opt, data.train, task.forward, task.loss, {o.batch, true, o.seed, std::size_t(epoch)},
+            [&](std::size_t step, std::size_t, std::size_t samples, double mean_loss) {
+                bar.update(step, samples, mean_loss, epoch + 1, o.epochs);
+            });
         bar.done();
         EpochMetrics m;
         m.epoch = epoch + 1;
         m.lr = opt.lr();
-        m.train_loss = loss_sum / double(n);
-        m.train_acc = double(correct) / double(n);
-        const Eval val = evaluate(task, tape, data.val, bool(task.extra_metrics));
+        m.train_loss = st.loss;
+        m.train_acc = st.accuracy;
+        const nn::Evaluation val = evaluate(task, tape, data.val, bool(task.extra_metrics));
         m.val_loss = val.loss;
-        m.val_acc = val.acc;
-        m.test_acc = evaluate(task, tape, data.test, false).acc;
+        m.val_acc = val.accuracy;
+        m.test_acc = evaluate(task, tape, data.test, false).accuracy;
         if (task.extra_metrics) m.extra = task.extra_metrics(val.outputs, data.val.labels);
         m.seconds = std::chrono::duration<double>(clock_type::now() - e0).count();
         r.history.push_back(m);

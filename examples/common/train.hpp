@@ -1,6 +1,9 @@
 #pragma once
-// The training loop shared by the MNIST / Fashion-MNIST examples: command line, data, batching,
-// progress bar, per-epoch metrics (CSV + gnuplot PNG), confusion matrix, checkpoints and resume.
+// The program around xgrad::nn's training loops (xgrad/nn/train.hpp) shared by the MNIST /
+// Fashion-MNIST examples: command line, data split, progress bar, per-epoch metrics (CSV + gnuplot
+// PNG), confusion matrix file, checkpoints and resume. Every example's main has the same shape:
+//   Options o; (defaults) CLI::App app{title};
+//   return run_example(app, o, argc, argv, [&] { model; Task task{...}; train_task(task, o); });
 #include <CLI/CLI.hpp>
 
 #include <functional>
@@ -86,5 +89,18 @@ int guarded(const std::function<void()>& body);
 /// Parses argv with the shared options plus whatever the example added; returns false (with the
 /// exit code in `code`) when the program should stop (--help or a usage error).
 bool parse(CLI::App& app, int argc, char** argv, int& code);
+
+/// An example's main: adds the shared options to `app`, then the example's own (`extra_options`),
+/// parses argv and runs `body`; returns the exit code (CLI11's for --help or a usage error, 1 after
+/// printing an error `body` threw).
+int run_example(CLI::App& app, Options& o, int argc, char** argv, const std::function<void()>& body,
+                const std::function<void(CLI::App&)>& extra_options = {});
+
+/// A classifier under softmax cross-entropy: forward = model(x), or model(x as (B, 1, 28, 28)) with
+/// `images`, the shape a CNN takes.
+Task classifier_task(const std::string& name, nn::Module<F>& model, bool images = false);
+
+/// The usual run: loads the data named in the options, builds their optimizer and trains the task.
+RunResult train_task(Task& task, const Options& o);
 
 }  // namespace xgrad::examples

@@ -240,7 +240,7 @@ BOOST_AUTO_TEST_CASE(mse_loss_reductions)
 }
 
 namespace {
-/// tr S_w and tr S_b from the explicit D×D scatter matrices, the definition of document 000.
+/// tr S_w and tr S_b from the explicit D×D scatter matrices, the definition of source document 000 (docs/sources.md).
 std::pair<double, double> direct_traces(const Tensor<double>& y, const IndexTensor& labels, std::size_t K)
 {
     const std::size_t B = y.shape()[0], D = y.shape()[1];

@@ -50,7 +50,7 @@ BOOST_AUTO_TEST_CASE(conv_and_pool_modules_gradcheck)
         Conv2d<double> conv(spec, 5);
         expect_module_ok(conv, rnd(Shape{2, spec.in_channels, 7, 6}, 6));
     }
-    // a small CNN in the style of document 002: conv → sigmoid → avgpool → flatten → linear, cross-entropy
+    // a small CNN in the style of cnn_sigmoid_avgpool (source document 002): conv → sigmoid → avgpool → flatten → linear, cross-entropy
     Sequential<double> net;
     net.emplace<Conv2d<double>>(Conv2dSpec{1, 2, 3}, 7);
     net.add(Sigmoid<double>());
@@ -70,7 +70,7 @@ BOOST_AUTO_TEST_CASE(losses_with_modules_gradcheck)
     MLP<double> net({4, 5, 3}, Activation::sigmoid, Activation::identity, 12);
     const IndexTensor labels = {0, 1, 1, 2, 0};
     const Tensor<double> x = rnd(Shape{5, 4}, 13);
-    // document 000: ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b)
+    // mlp_trace_regularizer (source document 000): ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b)
     expect_module_ok(net, x, [&](const Var<double>& y) {
         auto d = one_hot(y.tape(), labels, 3);
         return mse_loss(y, d, Reduction::half_sum) + trace_scatter_loss(y, labels, 0.1);
@@ -147,7 +147,7 @@ BOOST_AUTO_TEST_CASE(sgd_plain_momentum_nesterov_decay)
         sgd.step();
         BOOST_TEST(o.p.value()(0) == 0.8265, tt::tolerance(1e-14));
     }
-    {  // document 003: W ← W − η(δnᵀ + W), η = 0.1: w = 1 − 0.1(0.5 + 1) = 0.85; −2 − 0.1(−1 − 2) = −1.7
+    {  // worked_example_2_3_2_1 (source document 003): W ← W − η(δnᵀ + W), η = 0.1: w = 1 − 0.1(0.5 + 1) = 0.85; −2 − 0.1(−1 − 2) = −1.7
         OneParam o;
         SGD<double> sgd({&o.p}, {0.1, 0, false, 1.0});
         o.set_grad(0.5, -1.0);

@@ -1,5 +1,5 @@
 #pragma once
-// xgrad::nn: modules, layers, losses, optimizers, initializers, weight files.
+// xgrad::nn: modules, layers, losses, optimizers, initializers, weight files, training loops.
 #include "xgrad/autodiff.hpp"
 #include "xgrad/nn/data.hpp"
 #include "xgrad/nn/gradcheck.hpp"
@@ -9,3 +9,4 @@
 #include "xgrad/nn/module.hpp"
 #include "xgrad/nn/optim.hpp"
 #include "xgrad/nn/serialize.hpp"
+#include "xgrad/nn/train.hpp"

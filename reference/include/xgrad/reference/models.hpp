@@ -4,15 +4,16 @@
 
 #include "xgrad/nn.hpp"
 
-namespace xgrad::examples {
+namespace xgrad::reference {
 
-/// Document 004: y = softmax(tanh(x + b0)·W1 + b1); b0, b1 zero, W1 ~ U(±√(6/(784+10))) (Xavier).
+/// The mnist_softmax_sgd network (source document 004, see docs/sources.md):
+/// y = softmax(tanh(x + b0)·W1 + b1); b0, b1 zero, W1 ~ U(±√(6/(784+10))) (Xavier).
 template <class T>
-struct Seed004 : nn::Module<T> {
+struct MnistSoftmaxSgd : nn::Module<T> {
     Parameter<T>& b0 = this->register_parameter("b0", xt::zeros<T>({784}));
     Parameter<T>& w1 = this->register_parameter("w1", Tensor<T>::from_shape({784, 10}));
     Parameter<T>& b1 = this->register_parameter("b1", xt::zeros<T>({10}));
-    explicit Seed004(std::uint64_t seed)
+    explicit MnistSoftmaxSgd(std::uint64_t seed)
     {
         nn::init::Rng rng(seed);
         nn::init::xavier_uniform(w1.value(), 784, 10, rng);
@@ -43,4 +44,4 @@ std::unique_ptr<nn::Sequential<T>> lenet(std::uint64_t seed, bool max_pool)
     return net;
 }
 
-}  // namespace xgrad::examples
+}  // namespace xgrad::reference

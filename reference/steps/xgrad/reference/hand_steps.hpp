@@ -10,7 +10,7 @@
 #include "kernels/pool.hpp"
 #include "xgrad/nn.hpp"
 
-namespace xgrad::bench {
+namespace xgrad::reference {
 
 using kernels::gemm;
 using F = float;
@@ -112,10 +112,10 @@ struct HandMlp {
     }
 };
 
-/// Document 004's network: y = softmax(tanh(x + b0)·W1 + b1), loss Σ(y − t)², SGD.
-struct HandSeed004 {
+/// The mnist_softmax_sgd network (source document 004): y = softmax(tanh(x + b0)·W1 + b1), loss Σ(y − t)², SGD.
+struct HandMnistSoftmaxSgd {
     Tensor<F> b0, W1, b1, L0, U, dU, dL0, dW1, db0, db1;
-    HandSeed004(const Tensor<F>& b0_, const Tensor<F>& W1_, const Tensor<F>& b1_) : b0(b0_), W1(W1_), b1(b1_) {}
+    HandMnistSoftmaxSgd(const Tensor<F>& b0_, const Tensor<F>& W1_, const Tensor<F>& b1_) : b0(b0_), W1(W1_), b1(b1_) {}
     F step(const Tensor<F>& x, const Tensor<F>& t, F lr)
     {
         const std::size_t B = x.shape()[0], I = x.shape()[1], K = W1.shape()[1];
@@ -220,4 +220,4 @@ struct HandLenet {
     }
 };
 
-}  // namespace xgrad::bench
+}  // namespace xgrad::reference

@@ -1,10 +1,10 @@
-// The documents' hand-derived backprop (xgrad::manual) against the tape and finite differences,
+// The documents' hand-derived backprop (xgrad::reference) against the tape and finite differences,
 // the comparison API's diagnosis of deliberately wrong gradients, and node-level checking.
-#define BOOST_TEST_MODULE manual
+#define BOOST_TEST_MODULE reference
 #include <cmath>
 
 #include "test_util.hpp"
-#include "xgrad/manual/backprop.hpp"
+#include "xgrad/reference/backprop.hpp"
 #include "xgrad/nn.hpp"
 #include "xgrad/op.hpp"
 
@@ -18,27 +18,27 @@ using V = Var<double>;
 
 namespace {
 
-Var<double> apply(manual::Act a, const V& x)
+Var<double> apply(reference::Act a, const V& x)
 {
     switch (a) {
-        case manual::Act::sigmoid: return sigmoid(x);
-        case manual::Act::tanh: return tanh(x);
-        case manual::Act::relu: return relu(x);
+        case reference::Act::sigmoid: return sigmoid(x);
+        case reference::Act::tanh: return tanh(x);
+        case reference::Act::relu: return relu(x);
         default: return x;
     }
 }
 
 /// The same MLP on the tape, weights (out, in) as in the documents: z = x·Wᵀ + b.
-V mlp_on_tape(const std::vector<V>& ws, const std::vector<V>& bs, const std::vector<manual::Act>& acts, V x)
+V mlp_on_tape(const std::vector<V>& ws, const std::vector<V>& bs, const std::vector<reference::Act>& acts, V x)
 {
     for (std::size_t l = 0; l < ws.size(); ++l) x = apply(acts[l], matmul(x, transpose(ws[l])) + bs[l]);
     return x;
 }
 
-std::vector<manual::Layer<double>> random_layers(const std::vector<std::size_t>& sizes, const std::vector<manual::Act>& acts,
+std::vector<reference::Layer<double>> random_layers(const std::vector<std::size_t>& sizes, const std::vector<reference::Act>& acts,
                                                  unsigned seed)
 {
-    std::vector<manual::Layer<double>> ls;
+    std::vector<reference::Layer<double>> ls;
     for (std::size_t l = 0; l + 1 < sizes.size(); ++l)
         ls.push_back({rnd(Shape{sizes[l + 1], sizes[l]}, seed + 2 * l), rnd(Shape{sizes[l + 1]}, seed + 2 * l + 1), acts[l]});
     return ls;
@@ -67,16 +67,16 @@ void expect_agree(const NamedTensors& automatic, const NamedTensors& hand, doubl
 
 V trace_reg_from_primitives(const V& Y, const IndexTensor& labels, std::size_t K, double gamma)
 {
-    return manual::trace_regularizer_on_tape(Y, labels, K, gamma);
+    return reference::trace_regularizer_on_tape(Y, labels, K, gamma);
 }
 
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(three_way)
 
-BOOST_AUTO_TEST_CASE(document_001_L_layer_mlp)
+BOOST_AUTO_TEST_CASE(mlp_l_layer_notes)
 {
-    using manual::Act;
+    using reference::Act;
     const std::vector<std::pair<std::vector<std::size_t>, std::vector<Act>>> nets = {
         {{3, 4, 2}, {Act::sigmoid, Act::identity}},
         {{5, 7, 6, 3}, {Act::tanh, Act::relu, Act::sigmoid}},
@@ -89,7 +89,7 @@ BOOST_AUTO_TEST_CASE(document_001_L_layer_mlp)
                 const auto layers = random_layers(sizes, acts, seed);
                 const Tensor<double> X = rnd(Shape{B, sizes.front()}, seed + 50), T = rnd(Shape{B, sizes.back()}, seed + 51);
                 ++seed;
-                const auto hand = manual::mlp_backprop(layers, X, manual::half_squared_error(T));
+                const auto hand = reference::mlp_backprop(layers, X, reference::half_squared_error(T));
                 NamedTensors params, hand_grads;
                 for (std::size_t l = 0; l < layers.size(); ++l) {
                     params.emplace_back("W" + std::to_string(l + 1), layers[l].W);
@@ -111,7 +111,7 @@ BOOST_AUTO_TEST_CASE(document_001_L_layer_mlp)
         }
 }
 
-BOOST_AUTO_TEST_CASE(document_000_trace_regularizer)
+BOOST_AUTO_TEST_CASE(trace_regularizer)
 {
     const IndexTensor labels = {0, 1, 1, 2, 0, 2, 2, 1};
     const std::size_t B = 8, K = 3;
@@ -119,7 +119,7 @@ BOOST_AUTO_TEST_CASE(document_000_trace_regularizer)
     const Tensor<double> Y = rnd(Shape{B, K}, 3, -2, 2);
     // hand formula γ(y_i − 2m_c + m) vs the tape's derivation through primitive ops
     Tensor<double> dR;
-    const double r_hand = manual::trace_regularizer(Y, labels, gamma, dR);
+    const double r_hand = reference::trace_regularizer(Y, labels, gamma, dR);
     Tape<double> t;
     auto y = t.variable(Y);
     auto r = trace_reg_from_primitives(y, labels, K, gamma);
@@ -135,16 +135,16 @@ BOOST_AUTO_TEST_CASE(document_000_trace_regularizer)
     BOOST_TEST(r5.item() == r_hand, tt::tolerance(1e-12));
 }
 
-BOOST_AUTO_TEST_CASE(document_000_whole_network)
+BOOST_AUTO_TEST_CASE(mlp_trace_regularizer)
 {
-    using manual::Act;
+    using reference::Act;
     const IndexTensor labels = {0, 1, 1, 2, 0, 2};
     const Tensor<double> X = rnd(Shape{6, 4}, 7);
     Tensor<double> D = xt::zeros<double>({6, 3});
     for (std::size_t i = 0; i < 6; ++i) D(i, std::size_t(labels(i))) = 1;
     const auto layers = random_layers({4, 5, 3}, {Act::sigmoid, Act::identity}, 9);
     const double gamma = 0.3;
-    const auto hand = manual::mlp_backprop(layers, X, manual::squared_error_with_trace_regularizer(D, labels, gamma));
+    const auto hand = reference::mlp_backprop(layers, X, reference::squared_error_with_trace_regularizer(D, labels, gamma));
     NamedTensors params = {{"W1", layers[0].W}, {"b1", layers[0].b}, {"W2", layers[1].W}, {"b2", layers[1].b}};
     auto loss = [&](const std::vector<V>& p) {
         Tape<double>& t = p[0].tape();
@@ -155,17 +155,17 @@ BOOST_AUTO_TEST_CASE(document_000_whole_network)
     expect_gradcheck(loss, {layers[0].W, layers[0].b, layers[1].W, layers[1].b});
 }
 
-BOOST_AUTO_TEST_CASE(document_002_cnn)
+BOOST_AUTO_TEST_CASE(cnn_sigmoid_avgpool)
 {
     for (const auto& [n, c, h, o, k] : std::vector<std::tuple<std::size_t, std::size_t, std::size_t, std::size_t, std::size_t>>{
              {2, 1, 8, 3, 3}, {3, 2, 9, 2, 4}, {1, 1, 12, 4, 5}}) {
         BOOST_TEST_CONTEXT("batch " << n << " channels " << c << " size " << h << " filters " << o << " kernel " << k)
         {
             const std::size_t oh = h - k + 1, F = o * (oh / 2) * (oh / 2);
-            manual::CnnParams<double> p{rnd(Shape{o, c, k, k}, 1), rnd(Shape{o}, 2), rnd(Shape{4, F}, 3), rnd(Shape{4}, 4)};
+            reference::CnnParams<double> p{rnd(Shape{o, c, k, k}, 1), rnd(Shape{o}, 2), rnd(Shape{4, F}, 3), rnd(Shape{4}, 4)};
             const Tensor<double> X = rnd(Shape{n, c, h, h}, 5, 0, 1);
             IndexTensor labels = xt::arange<Index>(0, Index(n)) % 4;
-            const auto hand = manual::cnn002_backprop(p, X, labels);
+            const auto hand = reference::cnn_sigmoid_avgpool_backprop(p, X, labels);
             auto loss = [&](const std::vector<V>& v) {
                 Tape<double>& t = v[0].tape();
                 auto a = flatten(avg_pool2d(sigmoid(conv2d(t.constant(X), v[0], v[1])), 2));
@@ -178,14 +178,14 @@ BOOST_AUTO_TEST_CASE(document_002_cnn)
     }
 }
 
-BOOST_AUTO_TEST_CASE(document_004_softmax_network)
+BOOST_AUTO_TEST_CASE(mnist_softmax_sgd)
 {
     for (std::size_t B : {1u, 5u}) {
         const Tensor<double> X = rnd(Shape{B, 12}, 1, 0, 1), b0 = rnd(Shape{12}, 2), W1 = rnd(Shape{12, 4}, 3),
                              b1 = rnd(Shape{4}, 4);
         Tensor<double> T = xt::zeros<double>({B, std::size_t(4)});
         for (std::size_t i = 0; i < B; ++i) T(i, i % 4) = 1;
-        const auto hand = manual::seed004_backprop(b0, W1, b1, X, T);
+        const auto hand = reference::mnist_softmax_sgd_backprop(b0, W1, b1, X, T);
         auto loss = [&](const std::vector<V>& v) {
             Tape<double>& t = v[0].tape();
             auto y = softmax(matmul(tanh(t.constant(X) + v[0]), v[1]) + v[2], 1);
@@ -197,11 +197,11 @@ BOOST_AUTO_TEST_CASE(document_004_softmax_network)
     }
 }
 
-BOOST_AUTO_TEST_CASE(document_003_worked_example)
+BOOST_AUTO_TEST_CASE(worked_example_2_3_2_1)
 {
-    const auto layers = manual::seed003_parameters();
+    const auto layers = reference::worked_example_2_3_2_1_parameters();
     const Tensor<double> x = {1.0, 2.0};
-    const auto tr = manual::seed003_step(layers, x, 1.0, 0.1);
+    const auto tr = reference::worked_example_2_3_2_1_step(layers, x, 1.0, 0.1);
     // Independent closed form: σ(z) = 1/(1 + e^−z).
     auto sig = [](double z) { return 1 / (1 + std::exp(-z)); };
     // z⁽¹⁾ = W1·x + b1 = [2+2+1, 1+6+2, 3+4+3] = [5, 9, 10] exactly
@@ -245,7 +245,7 @@ BOOST_AUTO_TEST_CASE(document_003_worked_example)
     expect_agree(tape_gradients(params,
                                 [&](const std::vector<V>& p) {
                                     auto y = mlp_on_tape({p[0], p[2], p[4]}, {p[1], p[3], p[5]},
-                                                         {manual::Act::sigmoid, manual::Act::sigmoid, manual::Act::sigmoid},
+                                                         {reference::Act::sigmoid, reference::Act::sigmoid, reference::Act::sigmoid},
                                                          p[0].tape().constant(X));
                                     return mse_loss(y, p[0].tape().constant(Tensor<double>(xt::ones<double>({1, 1}))), Reduction::half_sum);
                                 }),
@@ -257,7 +257,7 @@ BOOST_AUTO_TEST_SUITE_END()
 BOOST_AUTO_TEST_SUITE(diagnosis)
 
 namespace {
-// A real gradient pair: the 2-layer MLP of document 001 on a batch of 4, loss = mse mean + L2 term.
+// A real gradient pair: the 2-layer MLP of mlp_l_layer_notes (source document 001) on a batch of 4, loss = mse mean + L2 term.
 struct Case {
     Tensor<double> W = rnd(Shape{3, 5}, 11), b = rnd(Shape{3}, 12), X = rnd(Shape{4, 5}, 13), T = rnd(Shape{4, 3}, 14);
     Tape<double> tape;
@@ -309,15 +309,15 @@ BOOST_AUTO_TEST_CASE(names_each_deliberate_mistake)
     expect_contains(c.diagnosis_of(noisy), "only in row(s) 1");
 }
 
-BOOST_AUTO_TEST_CASE(document_000s_own_regularizer_gradient_is_diagnosed_wrong)
+BOOST_AUTO_TEST_CASE(printed_trace_regularizer_gradient_is_diagnosed_wrong)
 {
-    // Document 000 writes ∂R/∂y_i = γ[(1 − 1/n)(y_i − m_c) − n_c(1/n − 1/N)(m_c − m)] (and calls it
+    // Source document 000 writes ∂R/∂y_i = γ[(1 − 1/n)(y_i − m_c) − n_c(1/n − 1/N)(m_c − m)] (and calls it
     // "not very sure"); taking n as n_c, its per-sample version is below. The correct one is γ(y_i − 2m_c + m).
     const IndexTensor labels = {0, 1, 1, 2, 0, 2, 2, 1};
     const Tensor<double> Y = rnd(Shape{8, 3}, 3, -2, 2);
     const double gamma = 0.5;
     Tensor<double> correct;
-    manual::trace_regularizer(Y, labels, gamma, correct);
+    reference::trace_regularizer(Y, labels, gamma, correct);
     Tensor<double> doc = xt::zeros<double>({8, 3});
     Tensor<double> mc = xt::zeros<double>({3, 3});
     std::vector<double> n(3, 0);

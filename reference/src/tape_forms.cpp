@@ -1,7 +1,7 @@
 #include "xgrad/autodiff.hpp"
-#include "xgrad/manual/backprop.hpp"
+#include "xgrad/reference/backprop.hpp"
 
-namespace xgrad::manual {
+namespace xgrad::reference {
 
 template <class T>
 Var<T> trace_regularizer_on_tape(const Var<T>& Y, const IndexTensor& labels, std::size_t K, T gamma)
@@ -21,4 +21,4 @@ Var<T> trace_regularizer_on_tape(const Var<T>& Y, const IndexTensor& labels, std
 template Var<float> trace_regularizer_on_tape(const Var<float>&, const IndexTensor&, std::size_t, float);
 template Var<double> trace_regularizer_on_tape(const Var<double>&, const IndexTensor&, std::size_t, double);
 
-}  // namespace xgrad::manual
+}  // namespace xgrad::reference

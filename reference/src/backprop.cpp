@@ -1,12 +1,14 @@
 // Hand-derived backprop (no tape). Formulas in the header and in docs/derivations.md.
-#include "xgrad/manual/backprop.hpp"
+#include "xgrad/reference/backprop.hpp"
 
 #include <cmath>
 #include <stdexcept>
 
+#include <fmt/format.h>
+
 #include "kernels/gemm.hpp"
 
-namespace xgrad::manual {
+namespace xgrad::reference {
 
 using kernels::gemm;
 
@@ -42,7 +44,8 @@ template <class T>
 void affine(const Tensor<T>& X, const Layer<T>& l, Tensor<T>& Y)
 {
     const std::size_t B = X.shape()[0], I = X.shape()[1], O = l.W.shape()[0];
-    if (l.W.shape()[1] != I) throw std::invalid_argument("manual: layer expects " + std::to_string(l.W.shape()[1]) + " inputs, got " + std::to_string(I));
+    if (l.W.shape()[1] != I)
+        throw std::invalid_argument(fmt::format("mlp_backprop: layer expects {} inputs, got {}", l.W.shape()[1], I));
     Y.resize(Shape{B, O});
     for (std::size_t n = 0; n < B; ++n) std::copy(l.b.begin(), l.b.end(), Y.data() + n * O);
     gemm(false, true, B, O, I, T(1), X.data(), I, l.W.data(), I, T(1), Y.data(), O);
@@ -147,13 +150,13 @@ OutputLoss<T> squared_error_with_trace_regularizer(const Tensor<T>& targets, con
 }
 
 template <class T>
-CnnGrads<T> cnn002_backprop(const CnnParams<T>& p, const Tensor<T>& X, const IndexTensor& labels)
+CnnGrads<T> cnn_sigmoid_avgpool_backprop(const CnnParams<T>& p, const Tensor<T>& X, const IndexTensor& labels)
 {
     const std::size_t N = X.shape()[0], C = X.shape()[1], H = X.shape()[2], Wd = X.shape()[3];
     const std::size_t O = p.V.shape()[0], k = p.V.shape()[2];
     const std::size_t OH = H - k + 1, OW = Wd - k + 1, PH = OH / 2, PW = OW / 2, F = O * PH * PW;
     const std::size_t K = p.W.shape()[0];
-    if (p.W.shape()[1] != F) throw std::invalid_argument("cnn002: W must be (classes, " + std::to_string(F) + ")");
+    if (p.W.shape()[1] != F) throw std::invalid_argument(fmt::format("cnn_sigmoid_avgpool_backprop: W is {}, must be (classes, {})", shape_str(p.W.shape()), F));
     // forward: D = conv + q, Cs = σ(D), P = avgpool(Cs)
     Tensor<T> Cs = Tensor<T>::from_shape({N, O, OH, OW});
     for (std::size_t n = 0; n < N; ++n)
@@ -218,7 +221,7 @@ CnnGrads<T> cnn002_backprop(const CnnParams<T>& p, const Tensor<T>& X, const Ind
 }
 
 template <class T>
-Seed004Grads<T> seed004_backprop(const Tensor<T>& b0, const Tensor<T>& W1, const Tensor<T>& b1, const Tensor<T>& X,
+MnistSoftmaxSgdGrads<T> mnist_softmax_sgd_backprop(const Tensor<T>& b0, const Tensor<T>& W1, const Tensor<T>& b1, const Tensor<T>& X,
                                  const Tensor<T>& targets)
 {
     const std::size_t B = X.shape()[0], I = X.shape()[1], K = W1.shape()[1];
@@ -226,7 +229,7 @@ Seed004Grads<T> seed004_backprop(const Tensor<T>& b0, const Tensor<T>& W1, const
     Tensor<T> U = Tensor<T>::from_shape({B, K});
     for (std::size_t n = 0; n < B; ++n) std::copy(b1.begin(), b1.end(), U.data() + n * K);
     gemm(false, false, B, K, I, T(1), L0.data(), I, W1.data(), K, T(1), U.data(), K);  // L0·W1 + b1
-    Seed004Grads<T> g;
+    MnistSoftmaxSgdGrads<T> g;
     Tensor<T> dU = Tensor<T>::from_shape({B, K});
     std::vector<T> s(K), ds(K);
     for (std::size_t n = 0; n < B; ++n) {
@@ -249,16 +252,16 @@ Seed004Grads<T> seed004_backprop(const Tensor<T>& b0, const Tensor<T>& W1, const
     return g;
 }
 
-std::vector<Layer<double>> seed003_parameters()
+std::vector<Layer<double>> worked_example_2_3_2_1_parameters()
 {
     return {{Tensor<double>{{2, 1}, {1, 3}, {3, 2}}, Tensor<double>{1, 2, 3}, Act::sigmoid},
             {Tensor<double>{{1, 1, 2}, {3, 2, 2}}, Tensor<double>{2, 1}, Act::sigmoid},
             {Tensor<double>(xt::xtensor<double, 2>{{1, 3}}), Tensor<double>{2}, Act::sigmoid}};
 }
 
-Seed003Trace seed003_step(const std::vector<Layer<double>>& layers, const Tensor<double>& x, double y, double eta)
+WorkedExample2321Trace worked_example_2_3_2_1_step(const std::vector<Layer<double>>& layers, const Tensor<double>& x, double y, double eta)
 {
-    Seed003Trace t;
+    WorkedExample2321Trace t;
     t.before = layers;
     t.x = x;
     t.y = y;
@@ -285,11 +288,11 @@ Seed003Trace seed003_step(const std::vector<Layer<double>>& layers, const Tensor
     template MlpPass<T> mlp_backprop(const std::vector<Layer<T>>&, const Tensor<T>&, const OutputLoss<T>&);        \
     template T trace_regularizer(const Tensor<T>&, const IndexTensor&, T, Tensor<T>&);                             \
     template OutputLoss<T> squared_error_with_trace_regularizer(const Tensor<T>&, const IndexTensor&, T);          \
-    template CnnGrads<T> cnn002_backprop(const CnnParams<T>&, const Tensor<T>&, const IndexTensor&);               \
-    template Seed004Grads<T> seed004_backprop(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
+    template CnnGrads<T> cnn_sigmoid_avgpool_backprop(const CnnParams<T>&, const Tensor<T>&, const IndexTensor&);               \
+    template MnistSoftmaxSgdGrads<T> mnist_softmax_sgd_backprop(const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, const Tensor<T>&, \
                                               const Tensor<T>&);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE
 
-}  // namespace xgrad::manual
+}  // namespace xgrad::reference

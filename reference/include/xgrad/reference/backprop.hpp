@@ -1,7 +1,7 @@
 #pragma once
-// Hand-derived backpropagation for the networks of the source documents (../shared/seeds/),
+// Hand-derived backpropagation for the networks of the five source documents (docs/sources.md),
 // written with plain xtensor and BLAS, no tape. They are the "hand" side of the comparisons in
-// tests/manual and examples/check_gradients; docs/derivations.md derives each formula.
+// tests/reference and examples/check_gradients; docs/derivations.md derives each formula.
 //
 // Conventions (the documents' own): a layer maps z ↦ h(W z + b) with W of shape (out, in); a batch
 // is stored one sample per row, so A = Z·Wᵀ + b for Z (B, in). δ = ∂E/∂A (the "error term").
@@ -10,7 +10,7 @@
 
 #include "xgrad/tensor.hpp"
 
-namespace xgrad::manual {
+namespace xgrad::reference {
 
 enum class Act { identity, sigmoid, tanh, relu };
 
@@ -34,26 +34,26 @@ struct MlpPass {
 template <class T>
 using OutputLoss = std::function<T(const Tensor<T>& Y, Tensor<T>& dY)>;
 
-/// E = ½ Σ_n ‖y_n − t_n‖² (documents 000, 001 §3, 003). ∂E/∂Y = Y − T.
+/// E = ½ Σ_n ‖y_n − t_n‖² (source documents 000, 001 §3, 003; docs/sources.md). ∂E/∂Y = Y − T.
 template <class T>
 OutputLoss<T> half_squared_error(const Tensor<T>& targets);
 
-/// Document 001, batched: forward A⁽ˡ⁾ = Z⁽ˡ⁻¹⁾W⁽ˡ⁾ᵀ + b⁽ˡ⁾, Z⁽ˡ⁾ = h(A⁽ˡ⁾); backward
+/// The L-layer MLP (mlp_l_layer_notes, source document 001), batched: forward A⁽ˡ⁾ = Z⁽ˡ⁻¹⁾W⁽ˡ⁾ᵀ + b⁽ˡ⁾, Z⁽ˡ⁾ = h(A⁽ˡ⁾); backward
 ///   δ⁽ᴸ⁾ = ∂E/∂Y ⊙ h′(A⁽ᴸ⁾),   δ⁽ˡ⁻¹⁾ = h′(A⁽ˡ⁻¹⁾) ⊙ (δ⁽ˡ⁾ W⁽ˡ⁾),
 ///   ∂E/∂W⁽ˡ⁾ = δ⁽ˡ⁾ᵀ Z⁽ˡ⁻¹⁾ (= Σ_n δ_n z_nᵀ),   ∂E/∂b⁽ˡ⁾ = Σ_n δ_n.
 template <class T>
 MlpPass<T> mlp_backprop(const std::vector<Layer<T>>& layers, const Tensor<T>& X, const OutputLoss<T>& loss);
 
-/// Document 000's regularizer R = ½γ(tr S_w − tr S_b) of the outputs Y (B,D) with class labels, and
+/// The discriminative regularizer (mlp_trace_regularizer, source document 000) R = ½γ(tr S_w − tr S_b) of the outputs Y (B,D) with class labels, and
 /// its gradient ∂R/∂y_i = γ(y_i − 2m_{c(i)} + m) (derived in docs/derivations.md §000).
 template <class T>
 T trace_regularizer(const Tensor<T>& Y, const IndexTensor& labels, T gamma, Tensor<T>& dY);
 
-/// Document 000's objective: ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b) on a sigmoid-hidden, linear-output MLP.
+/// mlp_trace_regularizer's objective (source document 000): ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b) on a sigmoid-hidden, linear-output MLP.
 template <class T>
 OutputLoss<T> squared_error_with_trace_regularizer(const Tensor<T>& targets, const IndexTensor& labels, T gamma);
 
-/// Document 002's CNN: D = conv(X, V) + q (stride 1, valid), C = sigmoid(D), P = 2×2 average pool,
+/// cnn_sigmoid_avgpool (source document 002): D = conv(X, V) + q (stride 1, valid), C = sigmoid(D), P = 2×2 average pool,
 /// logits = flatten(P)·Wᵀ + b, E = Σ_n cross-entropy(softmax(logits_n), label_n) (summed).
 template <class T>
 struct CnnParams {
@@ -71,23 +71,23 @@ struct CnnGrads {
 ///   ∂E/∂C[2i+u, 2j+v] = ¼ ∂E/∂P[i,j] (0 for positions no window covers);  ∂E/∂D = ∂E/∂C ⊙ C(1 − C);
 ///   ∂E/∂V[o,c,p,r] = Σ_{n,i,j} ∂E/∂D[n,o,i,j] X[n,c,i+p,j+r];  ∂E/∂q[o] = Σ_{n,i,j} ∂E/∂D[n,o,i,j].
 template <class T>
-CnnGrads<T> cnn002_backprop(const CnnParams<T>& p, const Tensor<T>& X, const IndexTensor& labels);
+CnnGrads<T> cnn_sigmoid_avgpool_backprop(const CnnParams<T>& p, const Tensor<T>& X, const IndexTensor& labels);
 
-/// Document 004: L0 = tanh(X + b0), S = softmax(L0·W1 + b1), E = Σ (S − T)², W1 (784, 10) as in
-/// the document (input-major). ∂E/∂S = 2(S − T); ∂E/∂U = S ⊙ (∂E/∂S − Σ_k ∂E/∂S_k S_k);
+/// mnist_softmax_sgd (source document 004): L0 = tanh(X + b0), S = softmax(L0·W1 + b1), E = Σ (S − T)²,
+/// W1 (784, 10) as in the document (input-major). ∂E/∂S = 2(S − T); ∂E/∂U = S ⊙ (∂E/∂S − Σ_k ∂E/∂S_k S_k);
 /// ∂E/∂W1 = L0ᵀ ∂E/∂U; ∂E/∂b1 = Σ_n ∂E/∂U; ∂E/∂b0 = Σ_n (1 − L0²) ⊙ (∂E/∂U W1ᵀ).
 template <class T>
-struct Seed004Grads {
+struct MnistSoftmaxSgdGrads {
     T loss = 0;
     Tensor<T> db0, dW1, db1;
 };
 template <class T>
-Seed004Grads<T> seed004_backprop(const Tensor<T>& b0, const Tensor<T>& W1, const Tensor<T>& b1, const Tensor<T>& X,
+MnistSoftmaxSgdGrads<T> mnist_softmax_sgd_backprop(const Tensor<T>& b0, const Tensor<T>& W1, const Tensor<T>& b1, const Tensor<T>& X,
                                  const Tensor<T>& targets);
 
-/// Document 003's worked example, one step of W ← W − η(δ·n_prevᵀ + W), b ← b − ηδ on the 2-3-2-1
+/// The worked 2-3-2-1 example (source document 003): one step of W ← W − η(δ·n_prevᵀ + W), b ← b − ηδ on the 2-3-2-1
 /// sigmoid network with E = ½(y − ŷ)². Every intermediate value, for printing and checking.
-struct Seed003Trace {
+struct WorkedExample2321Trace {
     std::vector<Layer<double>> before, after;
     Tensor<double> x;
     double y = 0, loss = 0;
@@ -95,16 +95,16 @@ struct Seed003Trace {
     std::vector<Tensor<double>> delta;     ///< δ⁽ᵏ⁾, k = 1..3
     std::vector<Tensor<double>> dW, db;    ///< ∂E/∂W⁽ᵏ⁾ = δ⁽ᵏ⁾ n⁽ᵏ⁻¹⁾ᵀ, ∂E/∂b⁽ᵏ⁾ = δ⁽ᵏ⁾
 };
-/// The document's parameters: W1 = [2 1; 1 3; 3 2], b1 = [1 2 3], W2 = [1 1 2; 3 2 2], b2 = [2 1],
+/// The example's parameters: W1 = [2 1; 1 3; 3 2], b1 = [1 2 3], W2 = [1 1 2; 3 2 2], b2 = [2 1],
 /// W3 = [1 3], b3 = [2]; x = [1 2], y = 1; η = 0.1.
-std::vector<Layer<double>> seed003_parameters();
-Seed003Trace seed003_step(const std::vector<Layer<double>>& layers, const Tensor<double>& x, double y, double eta);
+std::vector<Layer<double>> worked_example_2_3_2_1_parameters();
+WorkedExample2321Trace worked_example_2_3_2_1_step(const std::vector<Layer<double>>& layers, const Tensor<double>& x, double y, double eta);
 
-}  // namespace xgrad::manual
+}  // namespace xgrad::reference
 
 #include "xgrad/tape.hpp"
 
-namespace xgrad::manual {
+namespace xgrad::reference {
 
 /// R = ½γ(tr S_w − tr S_b) built from primitive tape ops only (one_hot, matmul, mean, square, sum),
 /// so the tape derives its gradient on its own: the automatic side of the three-way check, and
@@ -112,4 +112,4 @@ namespace xgrad::manual {
 template <class T>
 Var<T> trace_regularizer_on_tape(const Var<T>& Y, const IndexTensor& labels, std::size_t num_classes, T gamma);
 
-}  // namespace xgrad::manual
+}  // namespace xgrad::reference
