@@ -1,5 +1,7 @@
 #include "xgrad/nn/layers.hpp"
 
+#include <fmt/format.h>
+
 #include <cstdio>
 
 namespace xgrad::nn {
@@ -26,10 +28,15 @@ template <class T>
 Linear<T>::Linear(std::size_t in, std::size_t out, bool bias, std::uint64_t seed) : in_(in), out_(out)
 {
     if (in == 0 || out == 0)
-        throw std::invalid_argument("Linear(" + std::to_string(in) + "→" + std::to_string(out) +
-                                    "): in_features and out_features must be at least 1");
+        throw std::invalid_argument(fmt::format("Linear({}→{}): in_features and out_features must be at least 1", in, out));
     init::Rng rng(seed);
-    weight_ = &this->register_parameter("weight", initialized<T>(Shape{in, out}, in, rng));
+    // The values are drawn in (in, out) order, as before the weight was stored (out, in), so a seed
+    // gives the same network (and every result stays as it was); stored transposed, as PyTorch does.
+    const Tensor<T> drawn = initialized<T>(Shape{in, out}, in, rng);
+    Tensor<T> w = Tensor<T>::from_shape({out, in});
+    for (std::size_t i = 0; i < in; ++i)
+        for (std::size_t o = 0; o < out; ++o) w(o, i) = drawn(i, o);
+    weight_ = &this->register_parameter("weight", std::move(w));
     if (bias) bias_ = &this->register_parameter("bias", initialized<T>(Shape{out}, in, rng));
 }
 
@@ -37,10 +44,9 @@ template <class T>
 Var<T> Linear<T>::forward(const Var<T>& x)
 {
     if (x.dim() != 2 || x.shape()[1] != in_)
-        throw ShapeError("Linear(" + std::to_string(in_) + "→" + std::to_string(out_) + "): expected input (B," +
-                         std::to_string(in_) + "), got " + shape_str(x.shape()));
+        throw ShapeError(fmt::format("Linear({}→{}): expected input (B,{}), got {}", in_, out_, in_, shape_str(x.shape())));
     Tape<T>& t = x.tape();
-    return bias_ ? linear(x, t.param(*weight_), t.param(*bias_)) : matmul(x, t.param(*weight_));
+    return bias_ ? linear(x, t.param(*weight_), t.param(*bias_)) : linear(x, t.param(*weight_));
 }
 
 template <class T>

@@ -210,8 +210,10 @@ const std::vector<OpCase>& cases()
         t.push_back(make_case("matmul_shared", [](const auto& x) { return matmul(x[0], x[1]); },
                               {S{{2, 3, 4}, {4, 5}}}, {S{{4, 64, 80}, {80, 72}}}));
         t.push_back(make_case("linear", [](const auto& x) { return linear(x[0], x[1], x[2]); },
-                              {S{{4, 5}, {5, 3}, {3}}, S{{1, 1}, {1, 1}, {1}}},
-                              {S{{96, 80}, {80, 72}, {72}}, S{{70, 130}, {130, 66}, {66}}}));
+                              {S{{4, 5}, {3, 5}, {3}}, S{{1, 1}, {1, 1}, {1}}},
+                              {S{{96, 80}, {72, 80}, {72}}, S{{70, 130}, {66, 130}, {66}}}));
+        t.push_back(make_case("linear_no_bias", [](const auto& x) { return linear(x[0], x[1]); },
+                              {S{{4, 5}, {3, 5}}}, {S{{96, 80}, {72, 80}}}));
 
         // ---- shape ops ----
         t.push_back(make_case("reshape",

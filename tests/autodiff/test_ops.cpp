@@ -161,16 +161,29 @@ BOOST_AUTO_TEST_CASE(matmul_ranks)
 
 BOOST_AUTO_TEST_CASE(fused_linear)
 {
+    // W is (out, in), as in PyTorch: linear(x, W, b) = x·Wᵀ + b, and linear(x, W) = x·Wᵀ.
     for (const auto& [b, i, o] : std::vector<std::tuple<std::size_t, std::size_t, std::size_t>>{{4, 5, 3}, {1, 1, 1}, {7, 2, 6}}) {
-        const Tensor<double> x = rnd(Shape{b, i}, 1), w = rnd(Shape{i, o}, 2), bias = rnd(Shape{o}, 3);
+        const Tensor<double> x = rnd(Shape{b, i}, 1), w = rnd(Shape{o, i}, 2), bias = rnd(Shape{o}, 3);
         expect_gradcheck([](const Vs& v) { return linear(v[0], v[1], v[2]); }, {x, w, bias});
+        expect_gradcheck([](const Vs& v) { return linear(v[0], v[1]); }, {x, w});
         Tape<double> t;
         const auto fused = linear(t.constant(x), t.constant(w), t.constant(bias)).value();
-        const auto plain = (matmul(t.constant(x), t.constant(w)) + t.constant(bias)).value();
+        const auto plain = (matmul(t.constant(x), transpose(t.constant(w))) + t.constant(bias)).value();
+        BOOST_TEST(fused.shape() == (Shape{b, o}), boost::test_tools::per_element());
         BOOST_TEST(xt::amax(xt::abs(fused - plain))() < 1e-14);
+        const auto no_bias = linear(t.constant(x), t.constant(w)).value();
+        BOOST_TEST(xt::amax(xt::abs(no_bias - (fused - bias)))() < 1e-14);
     }
+    // a hand-computed case: x = [1 2], W = [[1 0], [0 1], [1 1]] (3 outputs, 2 inputs), b = [0 0 10]
     Tape<double> t;
-    BOOST_CHECK_THROW(linear(t.constant(rnd(Shape{2, 3}, 1)), t.constant(rnd(Shape{3, 4}, 2)), t.constant(rnd(Shape{3}, 3))),
+    auto x = t.variable(Tensor<double>{{1, 2}});
+    auto w = t.variable(Tensor<double>{{1, 0}, {0, 1}, {1, 1}});
+    auto y = linear(x, w, t.constant(Tensor<double>{0, 0, 10}));
+    BOOST_TEST(y.value() == (Tensor<double>{{1, 2, 13}}));
+    t.backward(y, Tensor<double>{{1, 10, 100}});
+    BOOST_TEST(x.grad() == (Tensor<double>{{101, 110}}));                       // g·W
+    BOOST_TEST(w.grad() == (Tensor<double>{{1, 2}, {10, 20}, {100, 200}}));     // gᵀ·x
+    BOOST_CHECK_THROW(linear(t.constant(rnd(Shape{2, 3}, 1)), t.constant(rnd(Shape{4, 3}, 2)), t.constant(rnd(Shape{3}, 3))),
                       ShapeError);
 }
 

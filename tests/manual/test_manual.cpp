@@ -30,7 +30,7 @@ Var<double> apply(manual::Act a, const V& x)
 /// The same MLP on the tape, weights (out, in) as in the documents: z = x·Wᵀ + b.
 V mlp_on_tape(const std::vector<V>& ws, const std::vector<V>& bs, const std::vector<manual::Act>& acts, V x)
 {
-    for (std::size_t l = 0; l < ws.size(); ++l) x = apply(acts[l], matmul(x, transpose(ws[l])) + bs[l]);
+    for (std::size_t l = 0; l < ws.size(); ++l) x = apply(acts[l], linear(x, ws[l], bs[l]));
     return x;
 }
 

@@ -248,7 +248,7 @@ BOOST_AUTO_TEST_CASE(round_trip_is_bit_exact)
     std::uint64_t n = 0;
     std::memcpy(&n, bytes.data(), 8);
     const std::string header = bytes.substr(8, n);
-    BOOST_TEST(header.find("\"0.weight\":{\"dtype\":\"F32\",\"shape\":[7,5],\"data_offsets\":[0,140]}") != std::string::npos,
+    BOOST_TEST(header.find("\"0.weight\":{\"dtype\":\"F32\",\"shape\":[5,7],\"data_offsets\":[0,140]}") != std::string::npos,
                header);
     BOOST_TEST(bytes.size() == 8 + n + 4 * (35 + 5 + 15 + 3));
 }
@@ -284,7 +284,7 @@ BOOST_AUTO_TEST_CASE(bad_files_are_rejected_with_path_and_reason)
     std::ofstream(garbage, std::ios::binary) << g;
     expect(garbage, a, {"not valid JSON"});
     MLP<float> other({4, 6, 2}, Activation::relu, Activation::identity, 1);
-    expect(good, other, {"'0.weight' has shape (4,3), the module wants (4,6)", "'2.weight' has shape (3,2)"});
+    expect(good, other, {"'0.weight' has shape (3,4), the module wants (6,4)", "'2.weight' has shape (2,3)"});
     MLP<float> deeper({4, 3, 2, 2}, Activation::relu, Activation::identity, 1);
     expect(good, deeper, {"missing '4.weight'"});
     MLP<double> dbl({4, 3, 2}, Activation::relu, Activation::identity, 1);
@@ -295,6 +295,34 @@ BOOST_AUTO_TEST_CASE(bad_files_are_rejected_with_path_and_reason)
         BOOST_TEST(std::string(e.what()).find("dtype F32, the module wants F64") != std::string::npos, e.what());
     }
     expect(dir / "does_not_exist.safetensors", a, {"cannot open"});
+}
+
+BOOST_AUTO_TEST_CASE(linear_weights_are_out_in_and_old_in_out_files_are_refused)
+{
+    // PyTorch's layout: weight (out, in), y = x·Wᵀ + b.
+    Linear<double> lin(3, 2, true, 1);
+    BOOST_TEST(lin.weight().shape() == (Shape{2, 3}), boost::test_tools::per_element());
+    lin.weight().value() = Tensor<double>{{1, 2, 3}, {4, 5, 6}};
+    lin.bias()->value() = Tensor<double>{10, 20};
+    Tape<double> t;
+    BOOST_TEST(lin(t.constant(Tensor<double>{{1, 0, -1}})).value() == (Tensor<double>{{8, 18}}));
+    // A file of the old (in, out) layout: the load fails naming each tensor and both shapes, and
+    // nothing is transposed behind the user's back.
+    const fs::path f = temp_dir() / "old_layout.safetensors";
+    const Tensor<float> w0 = xt::zeros<float>({4, 3}), b0 = xt::zeros<float>({3}), w2 = xt::zeros<float>({3, 2}),
+                        b2 = xt::zeros<float>({2});
+    save_tensors<float>(f.string(), {{"0.weight", &w0}, {"0.bias", &b0}, {"2.weight", &w2}, {"2.bias", &b2}});
+    MLP<float> m({4, 3, 2}, Activation::relu, Activation::identity, 1);
+    const Tensor<float> before = m.parameters()[0]->value();
+    try {
+        load_weights(m, f.string());
+        BOOST_ERROR("an (in, out) file loaded");
+    } catch (const WeightFileError& e) {
+        const std::string msg = e.what();
+        BOOST_TEST(msg.find("'0.weight' has shape (4,3), the module wants (3,4)") != std::string::npos, msg);
+        BOOST_TEST(msg.find("'2.weight' has shape (3,2), the module wants (2,3)") != std::string::npos, msg);
+    }
+    BOOST_TEST(m.parameters()[0]->value() == before);
 }
 
 BOOST_AUTO_TEST_CASE(failed_save_keeps_the_previous_file)

@@ -1,5 +1,6 @@
 #pragma once
-// Layers. Linear weights are stored (in, out) so the forward is x·W with no transpose.
+// Layers. Linear weights are stored (out, in) as in PyTorch; the forward reads W through the GEMM's
+// transpose flag (no copy).
 #include <functional>
 #include <optional>
 #include <stdexcept>
@@ -9,7 +10,8 @@
 
 namespace xgrad::nn {
 
-/// y = x·W + b, x (B, in), W (in, out), b (out). Default init: PyTorch's U(±1/√in).
+/// y = x·Wᵀ + b, x (B, in), W (out, in) as in PyTorch (state dict "weight", "bias"), b (out).
+/// Default init: PyTorch's U(±1/√in).
 template <class T>
 class Linear : public Module<T> {
 public:
