@@ -2,7 +2,11 @@
 
 #include <fmt/format.h>
 
+#include <cxxabi.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 
 namespace xgrad::nn {
 
@@ -79,6 +83,91 @@ Var<T> Conv2d<T>::forward(const Var<T>& x)
 }
 
 template <class T>
+Lambda<T>::Lambda(std::string name, std::function<Var<T>(const Var<T>&)> f) : name_(std::move(name)), f_(std::move(f))
+{
+    if (!f_) throw std::invalid_argument(fmt::format("Lambda '{}': the function is empty", name_));
+}
+
+template <class T>
+Var<T> ReLU<T>::forward(const Var<T>& x)
+{
+    return relu(x);
+}
+
+template <class T>
+Var<T> Sigmoid<T>::forward(const Var<T>& x)
+{
+    return sigmoid(x);
+}
+
+template <class T>
+Var<T> Tanh<T>::forward(const Var<T>& x)
+{
+    return tanh(x);
+}
+
+template <class T>
+Var<T> Softmax<T>::forward(const Var<T>& x)
+{
+    return softmax(x, dim_);
+}
+
+template <class T>
+Var<T> LogSoftmax<T>::forward(const Var<T>& x)
+{
+    return log_softmax(x, dim_);
+}
+
+template <class T>
+Var<T> Flatten<T>::forward(const Var<T>& x)
+{
+    return flatten(x, start_dim_);
+}
+
+template <class T>
+MaxPool2d<T>::MaxPool2d(std::size_t kernel_size, std::size_t stride)
+    : kernel_size_(kernel_size), stride_(stride ? stride : kernel_size)
+{
+    if (kernel_size == 0) throw std::invalid_argument("MaxPool2d: kernel size must be at least 1, got 0");
+}
+
+template <class T>
+Var<T> MaxPool2d<T>::forward(const Var<T>& x)
+{
+    return max_pool2d(x, kernel_size_, stride_);
+}
+
+template <class T>
+AvgPool2d<T>::AvgPool2d(std::size_t kernel_size, std::size_t stride)
+    : kernel_size_(kernel_size), stride_(stride ? stride : kernel_size)
+{
+    if (kernel_size == 0) throw std::invalid_argument("AvgPool2d: kernel size must be at least 1, got 0");
+}
+
+template <class T>
+Var<T> AvgPool2d<T>::forward(const Var<T>& x)
+{
+    return avg_pool2d(x, kernel_size_, stride_);
+}
+
+namespace detail {
+
+void throw_layer_index(const char* who, std::size_t i, std::size_t n)
+{
+    throw std::out_of_range(fmt::format("{}: layer index {} is out of range ({} layers)", who, i, n));
+}
+
+void throw_layer_type(const char* who, std::size_t i, const std::string& actual, const char* wanted)
+{
+    int status = 0;
+    std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(wanted, nullptr, nullptr, &status), std::free);
+    throw std::invalid_argument(
+        fmt::format("{}: layer {} is {}, not a {}", who, i, actual, status == 0 && name ? name.get() : wanted));
+}
+
+}  // namespace detail
+
+template <class T>
 Dropout<T>::Dropout(double p, std::uint64_t seed) : p_(p), rng_(seed)
 {
     if (!(p >= 0 && p < 1)) throw std::invalid_argument("Dropout: p must be in [0, 1), got " + num(p));
@@ -121,9 +210,9 @@ template <class T>
 std::unique_ptr<Module<T>> activation(Activation a)
 {
     switch (a) {
-        case Activation::sigmoid: return Sigmoid<T>();
-        case Activation::tanh: return Tanh<T>();
-        case Activation::relu: return ReLU<T>();
+        case Activation::sigmoid: return std::make_unique<Sigmoid<T>>();
+        case Activation::tanh: return std::make_unique<Tanh<T>>();
+        case Activation::relu: return std::make_unique<ReLU<T>>();
         default: return nullptr;
     }
 }
@@ -147,6 +236,24 @@ template class Linear<float>;
 template class Linear<double>;
 template class Conv2d<float>;
 template class Conv2d<double>;
+template class Lambda<float>;
+template class Lambda<double>;
+template class ReLU<float>;
+template class ReLU<double>;
+template class Sigmoid<float>;
+template class Sigmoid<double>;
+template class Tanh<float>;
+template class Tanh<double>;
+template class Softmax<float>;
+template class Softmax<double>;
+template class LogSoftmax<float>;
+template class LogSoftmax<double>;
+template class Flatten<float>;
+template class Flatten<double>;
+template class MaxPool2d<float>;
+template class MaxPool2d<double>;
+template class AvgPool2d<float>;
+template class AvgPool2d<double>;
 template class Dropout<float>;
 template class Dropout<double>;
 template class Sequential<float>;

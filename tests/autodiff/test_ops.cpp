@@ -1,6 +1,10 @@
 // Every op against central finite differences in float64, on several shapes including
 // broadcasting, size-1 dimensions, 0-d scalars and (where the op allows) empty tensors.
 #define BOOST_TEST_MODULE autodiff_ops
+#include <cmath>
+#include <functional>
+#include <stdexcept>
+
 #include "test_util.hpp"
 
 using namespace xgrad;
@@ -90,6 +94,22 @@ BOOST_AUTO_TEST_CASE(pow_exp_log_sqrt_abs_square)
     check_unary([](const V& x) { return sqrt(x); }, 0.1, 5);
     check_unary([](const V& x) { return abs(x); }, -1, 1, 0.05);
     check_unary([](const V& x) { return square(x); });
+}
+
+BOOST_AUTO_TEST_CASE(pow_takes_any_arithmetic_exponent)
+{
+    // The exponent converts to the Var's type: an int, or a double literal for a float Var.
+    Tape<float> tf;
+    auto xf = tf.variable(Tensor<float>{1.0f, 2.0f, 4.0f});
+    auto sq = pow(xf, 2);
+    BOOST_TEST(sq.value() == (Tensor<float>{1.0f, 4.0f, 16.0f}));
+    tf.backward(sum(sq));
+    BOOST_TEST(xf.grad() == (Tensor<float>{2.0f, 4.0f, 8.0f}));  // 2x
+    BOOST_TEST(xt::amax(xt::abs(pow(xf, 0.5).value() - Tensor<float>{1.0f, std::sqrt(2.0f), 2.0f}))() < 1e-6f);
+    Tape<double> td;
+    auto xd = td.variable(Tensor<double>{9.0, 16.0});
+    BOOST_TEST(pow(xd, 0.5).value() == (Tensor<double>{3.0, 4.0}));
+    BOOST_TEST(pow(xd, 3).value() == (Tensor<double>{729.0, 4096.0}));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -290,6 +310,38 @@ BOOST_AUTO_TEST_CASE(gather_pick_one_hot)
     BOOST_TEST(!oh.requires_grad());
     auto p = pick(t.constant(Tensor<double>{{1.0, 2.0, 3.0}, {4.0, 5.0, 6.0}}), IndexTensor{2, 0});
     BOOST_TEST(p.value() == (Tensor<double>{3.0, 4.0}));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(losses)
+
+BOOST_AUTO_TEST_CASE(half_sum_is_refused_by_cross_entropy_and_nll)
+{
+    // half_sum (½Σ) is the squared-error convention; for a log-likelihood it used to mean sum silently.
+    Tape<double> t;
+    auto z = t.variable(Tensor<double>{{1, 2, 3}, {0, 0, 1}});
+    const IndexTensor labels = {2, 0};
+    auto expect_refused = [](const char* op, const std::function<void()>& f) {
+        try {
+            f();
+            BOOST_ERROR(op << " accepted Reduction::half_sum");
+        } catch (const std::invalid_argument& e) {
+            BOOST_TEST(std::string(e.what()) == std::string(op) +
+                                                    ": Reduction::half_sum is for squared error (mse_loss); use "
+                                                    "Reduction::mean or Reduction::sum");
+        }
+    };
+    expect_refused("cross_entropy", [&] { cross_entropy(z, labels, Reduction::half_sum); });
+    expect_refused("nll_loss", [&] { nll_loss(log_softmax(z, 1), labels, Reduction::half_sum); });
+    // sum and mean still work: ℓ = Σ (logΣexp z − z_y)
+    const double l0 = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)) - 3.0;
+    const double l1 = std::log(2.0 + std::exp(1.0)) - 0.0;
+    BOOST_TEST(cross_entropy(z, labels, Reduction::sum).value()() == l0 + l1, boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(nll_loss(log_softmax(z, 1), labels, Reduction::mean).value()() == (l0 + l1) / 2,
+               boost::test_tools::tolerance(1e-12));
+    // mse_loss keeps half_sum: ½Σ(y − d)²
+    BOOST_TEST(mse_loss(z, t.constant(Tensor<double>{{1, 2, 3}, {0, 0, 3}}), Reduction::half_sum).value()() == 2.0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -386,7 +386,7 @@ BOOST_AUTO_TEST_CASE(sequential_layers_name_their_nodes)
 {
     nn::Sequential<double> net;
     net.emplace<nn::Linear<double>>(4, 3, true, 1);
-    net.add(nn::Tanh<double>());
+    net.emplace<nn::Tanh<double>>();
     net.emplace<nn::Linear<double>>(3, 2, true, 2);
     Tape<double> t;
     ScopeGuard<double> top(t, "net");

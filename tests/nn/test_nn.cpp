@@ -53,15 +53,15 @@ BOOST_AUTO_TEST_CASE(conv_and_pool_modules_gradcheck)
     // a small CNN in the style of document 002: conv → sigmoid → avgpool → flatten → linear, cross-entropy
     Sequential<double> net;
     net.emplace<Conv2d<double>>(Conv2dSpec{1, 2, 3}, 7);
-    net.add(Sigmoid<double>());
-    net.add(AvgPool2d<double>(2));
-    net.add(Flatten<double>());
+    net.emplace<Sigmoid<double>>();
+    net.emplace<AvgPool2d<double>>(2);
+    net.emplace<Flatten<double>>();
     net.emplace<Linear<double>>(2 * 3 * 3, 3, true, 8);
     const IndexTensor labels = {0, 2};
     expect_module_ok(net, rnd(Shape{2, 1, 8, 8}, 9), [&](const Var<double>& y) { return cross_entropy(y, labels); });
     Sequential<double> mp;
     mp.emplace<Conv2d<double>>(Conv2dSpec{1, 2, 3, 1, 1}, 10);
-    mp.add(MaxPool2d<double>(2));
+    mp.emplace<MaxPool2d<double>>(2);
     expect_module_ok(mp, rnd(Shape{1, 1, 5, 5}, 11));
 }
 
@@ -396,9 +396,9 @@ BOOST_AUTO_TEST_CASE(small_cnn_learns_bar_orientation)
     make(200, xte, yte);
     Sequential<float> net;
     net.emplace<Conv2d<float>>(Conv2dSpec{1, 4, 3, 1, 1}, 1);
-    net.add(ReLU<float>());
-    net.add(MaxPool2d<float>(2));
-    net.add(Flatten<float>());
+    net.emplace<ReLU<float>>();
+    net.emplace<MaxPool2d<float>>(2);
+    net.emplace<Flatten<float>>();
     net.emplace<Linear<float>>(4 * 4 * 4, 2, true, 2);
     Adam<float> opt(net.parameters(), {0.01});
     Tape<float> tape;
