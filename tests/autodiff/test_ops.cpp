@@ -379,7 +379,7 @@ BOOST_AUTO_TEST_CASE(composite_two_layer_network)
             return -mean(pick(log_softmax(logits, 1), labels));
         },
         {rnd(Shape{4, 5}, 1), rnd(Shape{5, 6}, 2), rnd(Shape{6}, 3), rnd(Shape{6, 3}, 4), rnd(Shape{3}, 5)},
-        GradcheckOptions{1e-6, 1e-8, 1e-6, 1, {"x", "W1", "b1", "W2", "b2"}, 10});
+        GradcheckOptions().seed(1).input_names({"x", "W1", "b1", "W2", "b2"}));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -58,7 +58,7 @@ NamedTensors tape_gradients(const NamedTensors& params, const std::function<V(co
 void expect_agree(const NamedTensors& automatic, const NamedTensors& hand, double rtol = 1e-10)
 {
     CompareOptions o;
-    o.rtol = rtol;
+    o.rtol(rtol);
     const ComparisonReport r = compare_gradients(automatic, hand, o);
     BOOST_TEST(r.all_pass(), "\n" << r.table());
     for (const auto& e : r.entries) BOOST_TEST_MESSAGE(e.name << " max rel error " << e.max_rel_error);
@@ -273,7 +273,7 @@ struct Case {
     {
         const Tensor<double> gb = grads()[1].second;
         CompareOptions o;
-        o.batch_size = batch;
+        o.batch_size(batch);
         auto r = compare_gradients(tape, {{"data", data}, {"l2", l2}}, {{"W", w}, {"b", bb}}, {{"W", hand_w}, {"b", gb}}, o);
         BOOST_TEST(!r.entries[0].pass);
         BOOST_TEST(r.entries[1].pass, r.table());

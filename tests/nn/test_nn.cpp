@@ -78,6 +78,63 @@ BOOST_AUTO_TEST_CASE(losses_with_modules_gradcheck)
     expect_module_ok(net, x, [&](const Var<double>& y) { return nll_loss(log_softmax(y, 1), labels); });
 }
 
+BOOST_AUTO_TEST_CASE(float_module_gradcheck_in_a_double_twin)
+{
+    MLP<float> net({4, 5, 3}, Activation::tanh, Activation::identity, 21);
+    MLP<double> twin({4, 5, 3}, Activation::tanh, Activation::identity, 99);  // other values: overwritten
+    const Tensor<float> before = net.at<Linear<float>>(0).weight().value();
+    const IndexTensor labels = {0, 2};
+    const GradcheckReport r = gradcheck_module(net, twin, xt::cast<float>(rnd(Shape{2, 4}, 22)),
+                                               [&](const Var<double>& y) { return cross_entropy(y, labels); });
+    BOOST_TEST(r.ok, r.summary());
+    BOOST_TEST(r.inputs.size() == 5u);  // 4 parameters and the input
+    BOOST_TEST(r.inputs[0].name == "0.weight");
+    BOOST_TEST(twin.at<Linear<double>>(2).weight().value() == xt::cast<double>(net.at<Linear<float>>(2).weight().value()));
+    BOOST_TEST(net.at<Linear<float>>(0).weight().value() == before);
+    MLP<double> other({4, 6, 3}, Activation::tanh, Activation::identity, 1);
+    try {
+        gradcheck_module(net, other, Tensor<float>::from_shape({1, 4}));
+        BOOST_ERROR("a twin of another shape was accepted");
+    } catch (const std::invalid_argument& e) {
+        BOOST_TEST(std::string(e.what()) == "gradcheck_module: parameter 0 is '0.weight' (5,4) in the float module but "
+                                            "'0.weight' (6,4) in its double twin");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(layers_are_classes_with_typed_access)
+{
+    Sequential<double> net;
+    net.emplace<Conv2d<double>>(Conv2dSpec{1, 2, 3}, 1);
+    net.emplace<ReLU<double>>();
+    net.emplace<MaxPool2d<double>>(2);
+    net.emplace<Flatten<double>>();
+    net.emplace<Linear<double>>(2 * 3 * 3, 4, true, 2);
+    net.emplace<LogSoftmax<double>>(1);
+    Linear<double>& fc = net.at<Linear<double>>(4);
+    BOOST_TEST(&fc == &net[4]);
+    BOOST_TEST(fc.in_features() == 18u);
+    BOOST_TEST(fc.out_features() == 4u);
+    BOOST_TEST(&fc.weight() == net.named_parameters()[2].second);  // "4.weight"
+    BOOST_TEST(net.named_parameters()[2].first == "4.weight");
+    BOOST_TEST(net.at<MaxPool2d<double>>(2).kernel_size() == 2u);
+    BOOST_TEST(net.at<MaxPool2d<double>>(2).stride() == 2u);  // 0 means the kernel size
+    BOOST_TEST(MaxPool2d<double>(3, 1).stride() == 1u);
+    BOOST_TEST(net.at<LogSoftmax<double>>(5).dim() == 1);
+    BOOST_TEST(net.at<Flatten<double>>(3).start_dim() == 1);
+    MLP<float> mlp({3, 2, 2});
+    BOOST_TEST(mlp.at<Linear<float>>(2).in_features() == 2u);
+    BOOST_TEST(mlp.at<ReLU<float>>(1).describe() == "ReLU");
+    // the classes compute what the ops compute
+    Tape<double> t;
+    const Tensor<double> x = Tensor<double>{{-1, 0.5, 2}};
+    BOOST_TEST(ReLU<double>()(t.constant(x)).value() == (Tensor<double>{{0, 0.5, 2}}));
+    BOOST_TEST(xt::amax(xt::abs(Tanh<double>()(t.constant(x)).value() - xt::tanh(x)))() < 1e-15);
+    BOOST_TEST(Sigmoid<double>()(t.constant(x)).value() == sigmoid(t.constant(x)).value());
+    BOOST_TEST(Softmax<double>(1)(t.constant(x)).value() == softmax(t.constant(x), 1).value());
+    BOOST_TEST(AvgPool2d<double>(2)(t.constant(Tensor<double>{{{{1, 2}, {3, 6}}}})).value()(0, 0, 0, 0) == 3.0);
+    BOOST_TEST(Lambda<double>("double", [](const Var<double>& v) { return v * 2.0; })(t.constant(x)).value() == 2.0 * x);
+}
+
 BOOST_AUTO_TEST_CASE(shape_errors_name_the_layer)
 {
     Linear<float> lin(784, 10);
