@@ -57,7 +57,7 @@ template <class T>
 Conv2d<T>::Conv2d(const Conv2dSpec& spec, std::uint64_t seed) : spec_(spec)
 {
     auto zero = [&](const char* field) {
-        return std::invalid_argument(describe() + ": " + field + " must be at least 1, got 0");
+        return std::invalid_argument(fmt::format("{}: {} must be at least 1, got 0", describe(), field));
     };
     if (spec.in_channels == 0) throw zero("in_channels");
     if (spec.out_channels == 0) throw zero("out_channels");
@@ -74,9 +74,8 @@ template <class T>
 Var<T> Conv2d<T>::forward(const Var<T>& x)
 {
     if (x.dim() != 4 || x.shape()[1] != spec_.in_channels)
-        throw ShapeError("Conv2d(" + std::to_string(spec_.in_channels) + "→" + std::to_string(spec_.out_channels) +
-                         "): expected input (N," + std::to_string(spec_.in_channels) + ",H,W), got " +
-                         shape_str(x.shape()));
+        throw ShapeError(fmt::format("Conv2d({}→{}): expected input (N,{},H,W), got {}", spec_.in_channels,
+                                     spec_.out_channels, spec_.in_channels, shape_str(x.shape())));
     Tape<T>& t = x.tape();
     const Conv2dOptions o{spec_.stride, spec_.padding};
     return bias_ ? conv2d(x, t.param(*weight_), t.param(*bias_), o) : conv2d(x, t.param(*weight_), o);
@@ -170,7 +169,7 @@ void throw_layer_type(const char* who, std::size_t i, const std::string& actual,
 template <class T>
 Dropout<T>::Dropout(double p, std::uint64_t seed) : p_(p), rng_(seed)
 {
-    if (!(p >= 0 && p < 1)) throw std::invalid_argument("Dropout: p must be in [0, 1), got " + num(p));
+    if (!(p >= 0 && p < 1)) throw std::invalid_argument(fmt::format("Dropout: p must be in [0, 1), got {}", num(p)));
 }
 
 template <class T>
@@ -187,7 +186,7 @@ Var<T> Dropout<T>::forward(const Var<T>& x)
 template <class T>
 Sequential<T>& Sequential<T>::add_module(std::unique_ptr<Module<T>> m)
 {
-    if (!m) throw std::invalid_argument("Sequential: layer " + std::to_string(layers_.size()) + " is a null module");
+    if (!m) throw std::invalid_argument(fmt::format("Sequential: layer {} is a null module", layers_.size()));
     layers_.push_back(m.get());
     scopes_.push_back(std::to_string(layers_.size() - 1) + ":" + m->describe());
     this->register_module(std::to_string(layers_.size() - 1), std::move(m));
@@ -222,9 +221,11 @@ template <class T>
 MLP<T>::MLP(const std::vector<std::size_t>& sizes, Activation hidden, Activation output, std::uint64_t seed)
 {
     if (sizes.size() < 2)
-        throw std::invalid_argument("MLP: sizes " + shape_str(sizes) + ": needs at least an input and an output size");
+        throw std::invalid_argument(
+            fmt::format("MLP: sizes {}: needs at least an input and an output size", shape_str(sizes)));
     for (std::size_t s : sizes)
-        if (s == 0) throw std::invalid_argument("MLP: sizes " + shape_str(sizes) + ": every size must be at least 1");
+        if (s == 0)
+            throw std::invalid_argument(fmt::format("MLP: sizes {}: every size must be at least 1", shape_str(sizes)));
     for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
         this->template emplace<Linear<T>>(sizes[i], sizes[i + 1], true, seed + i);
         auto act = activation<T>(i + 2 < sizes.size() ? hidden : output);
