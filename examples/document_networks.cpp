@@ -49,7 +49,9 @@ int main()
     {  // cnn_sigmoid_avgpool (source document 002): conv (valid, stride 1) → sigmoid → 2×2 average pooling → fully connected → softmax cross-entropy
         Sequential<F> net;
         net.emplace<Conv2d<F>>(Conv2dSpec{1, 6, 5});
-        net.add(Sigmoid<F>()).add(AvgPool2d<F>(2)).add(Flatten<F>());
+        net.emplace<Sigmoid<F>>();
+        net.emplace<AvgPool2d<F>>(2);
+        net.emplace<Flatten<F>>();
         net.emplace<Linear<F>>(6 * 12 * 12, 10);
         SGD<F> opt(net.parameters(), {0.1});
         auto loss = cross_entropy(net(tape.constant(random_batch({32, 1, 28, 28}, 2))), labels);

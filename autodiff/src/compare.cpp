@@ -82,7 +82,7 @@ std::string diagnose_gradient(const Tensor<double>& a, const Tensor<double>& h, 
     double dot = 0;
     for (std::size_t i = 0; i < a.size(); ++i) dot += a.data()[i] * h.data()[i];
     const double alpha = dot / (aa * aa);
-    if (close(Tensor<double>(alpha * a), h) && std::abs(alpha - 1) > 1e-9) return factor_story(alpha, o.batch_size);
+    if (close(Tensor<double>(alpha * a), h) && std::abs(alpha - 1) > 1e-9) return factor_story(alpha, o.batch_size());
     if (as.size() == 2 && as[0] == as[1]) {
         const Tensor<double> at = xt::transpose(a);
         if (close(at, h)) return "transposed (square matrix): hand = (dL/dW)ᵀ";
@@ -112,7 +112,7 @@ std::string diagnose_gradient(const Tensor<double>& a, const Tensor<double>& h, 
     }
     // Where do the errors sit?
     std::size_t bad = 0;
-    const double tol = o.atol + o.rtol * xt::amax(xt::abs(a))();
+    const double tol = o.atol() + o.rtol() * xt::amax(xt::abs(a))();
     std::vector<std::size_t> bad_rows;
     for (std::size_t i = 0; i < a.size(); ++i)
         if (std::abs(a.data()[i] - h.data()[i]) > tol) {
@@ -190,7 +190,7 @@ ComparisonReport compare_gradients(const NamedTensors& automatic, const NamedTen
             }
             c.max_abs_error = std::max(worst, 0.0);
             c.max_rel_error = amax > 0 ? c.max_abs_error / amax : c.max_abs_error;
-            c.pass = c.max_abs_error <= o.atol + o.rtol * amax;
+            c.pass = c.max_abs_error <= o.atol() + o.rtol() * amax;
         } else {
             c.max_abs_error = c.max_rel_error = INFINITY;
         }

@@ -87,21 +87,21 @@ GradcheckReport finite_difference_report(const std::vector<Tensor<double>*>& val
         for (std::size_t e = 0; e < values[k]->size(); ++e) {
             double& xe = values[k]->data()[e];
             const double orig = xe;
-            xe = orig + options.eps;
+            xe = orig + options.eps();
             const double fp = phi();
-            xe = orig - options.eps;
+            xe = orig - options.eps();
             const double fm = phi();
             xe = orig;
-            const double num = (fp - fm) / (2 * options.eps);
+            const double num = (fp - fm) / (2 * options.eps());
             const double ana = analytic[k].data()[e];
             const double err = std::abs(ana - num);
-            const double rel = err / std::max(std::abs(num), options.atol);
-            const bool bad = !(err <= options.atol + options.rtol * std::abs(num));  // NaN fails
-            if (std::abs(ana) > options.atol || std::abs(num) > options.atol) any_nonzero = true;
+            const double rel = err / std::max(std::abs(num), options.atol());
+            const bool bad = !(err <= options.atol() + options.rtol() * std::abs(num));  // NaN fails
+            if (std::abs(ana) > options.atol() || std::abs(num) > options.atol()) any_nonzero = true;
             if (bad) {
                 ++ir.failures;
                 report.ok = false;
-                if (report.mismatches.size() < options.max_mismatches)
+                if (report.mismatches.size() < options.max_mismatches())
                     report.mismatches.push_back({k, ir.name, unravel(e, ir.shape), ana, num, err});
             }
             if (err > worst || std::isnan(err)) {
@@ -139,7 +139,7 @@ GradcheckReport gradcheck(const GradcheckFn& f, const std::vector<Tensor<double>
     // Analytic: uᵀJ from one backward sweep with seed u.
     auto built = build(inputs, true);
     const std::string output_op = built.second.op();
-    const Tensor<double> u = detail::random_cotangent(built.second.shape(), options.seed);
+    const Tensor<double> u = detail::random_cotangent(built.second.shape(), options.seed());
     std::vector<Tensor<double>> analytic;
     if (built.second.requires_grad()) {
         tape.backward(built.second, u);
@@ -163,7 +163,7 @@ GradcheckReport gradcheck(const GradcheckFn& f, const std::vector<Tensor<double>
         for (std::size_t i = 0; i < y.size(); ++i) s += u.data()[i] * y.data()[i];
         return s;
     };
-    GradcheckReport report = detail::finite_difference_report(ptrs, analytic, options.input_names, phi, options);
+    GradcheckReport report = detail::finite_difference_report(ptrs, analytic, options.input_names(), phi, options);
     report.output_op = output_op;
     tape.clear();
     return report;

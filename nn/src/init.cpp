@@ -72,7 +72,7 @@ void torch_default(Tensor<T>& w, std::size_t fan_in, Rng& rng)
 }
 
 template <class T>
-void constant(Tensor<T>& w, T value)
+void constant(Tensor<T>& w, typename std::common_type<T>::type value)
 {
     std::fill(w.begin(), w.end(), value);
 }

@@ -1,6 +1,12 @@
 #include "xgrad/nn/layers.hpp"
 
+#include <fmt/format.h>
+
+#include <cxxabi.h>
+
 #include <cstdio>
+#include <cstdlib>
+#include <memory>
 
 namespace xgrad::nn {
 
@@ -26,10 +32,15 @@ template <class T>
 Linear<T>::Linear(std::size_t in, std::size_t out, bool bias, std::uint64_t seed) : in_(in), out_(out)
 {
     if (in == 0 || out == 0)
-        throw std::invalid_argument("Linear(" + std::to_string(in) + "→" + std::to_string(out) +
-                                    "): in_features and out_features must be at least 1");
+        throw std::invalid_argument(fmt::format("Linear({}→{}): in_features and out_features must be at least 1", in, out));
     init::Rng rng(seed);
-    weight_ = &this->register_parameter("weight", initialized<T>(Shape{in, out}, in, rng));
+    // The values are drawn in (in, out) order, as before the weight was stored (out, in), so a seed
+    // gives the same network (and every result stays as it was); stored transposed, as PyTorch does.
+    const Tensor<T> drawn = initialized<T>(Shape{in, out}, in, rng);
+    Tensor<T> w = Tensor<T>::from_shape({out, in});
+    for (std::size_t i = 0; i < in; ++i)
+        for (std::size_t o = 0; o < out; ++o) w(o, i) = drawn(i, o);
+    weight_ = &this->register_parameter("weight", std::move(w));
     if (bias) bias_ = &this->register_parameter("bias", initialized<T>(Shape{out}, in, rng));
 }
 
@@ -37,17 +48,16 @@ template <class T>
 Var<T> Linear<T>::forward(const Var<T>& x)
 {
     if (x.dim() != 2 || x.shape()[1] != in_)
-        throw ShapeError("Linear(" + std::to_string(in_) + "→" + std::to_string(out_) + "): expected input (B," +
-                         std::to_string(in_) + "), got " + shape_str(x.shape()));
+        throw ShapeError(fmt::format("Linear({}→{}): expected input (B,{}), got {}", in_, out_, in_, shape_str(x.shape())));
     Tape<T>& t = x.tape();
-    return bias_ ? linear(x, t.param(*weight_), t.param(*bias_)) : matmul(x, t.param(*weight_));
+    return bias_ ? linear(x, t.param(*weight_), t.param(*bias_)) : linear(x, t.param(*weight_));
 }
 
 template <class T>
 Conv2d<T>::Conv2d(const Conv2dSpec& spec, std::uint64_t seed) : spec_(spec)
 {
     auto zero = [&](const char* field) {
-        return std::invalid_argument(describe() + ": " + field + " must be at least 1, got 0");
+        return std::invalid_argument(fmt::format("{}: {} must be at least 1, got 0", describe(), field));
     };
     if (spec.in_channels == 0) throw zero("in_channels");
     if (spec.out_channels == 0) throw zero("out_channels");
@@ -64,18 +74,102 @@ template <class T>
 Var<T> Conv2d<T>::forward(const Var<T>& x)
 {
     if (x.dim() != 4 || x.shape()[1] != spec_.in_channels)
-        throw ShapeError("Conv2d(" + std::to_string(spec_.in_channels) + "→" + std::to_string(spec_.out_channels) +
-                         "): expected input (N," + std::to_string(spec_.in_channels) + ",H,W), got " +
-                         shape_str(x.shape()));
+        throw ShapeError(fmt::format("Conv2d({}→{}): expected input (N,{},H,W), got {}", spec_.in_channels,
+                                     spec_.out_channels, spec_.in_channels, shape_str(x.shape())));
     Tape<T>& t = x.tape();
     const Conv2dOptions o{spec_.stride, spec_.padding};
     return bias_ ? conv2d(x, t.param(*weight_), t.param(*bias_), o) : conv2d(x, t.param(*weight_), o);
 }
 
 template <class T>
+Lambda<T>::Lambda(std::string name, std::function<Var<T>(const Var<T>&)> f) : name_(std::move(name)), f_(std::move(f))
+{
+    if (!f_) throw std::invalid_argument(fmt::format("Lambda '{}': the function is empty", name_));
+}
+
+template <class T>
+Var<T> ReLU<T>::forward(const Var<T>& x)
+{
+    return relu(x);
+}
+
+template <class T>
+Var<T> Sigmoid<T>::forward(const Var<T>& x)
+{
+    return sigmoid(x);
+}
+
+template <class T>
+Var<T> Tanh<T>::forward(const Var<T>& x)
+{
+    return tanh(x);
+}
+
+template <class T>
+Var<T> Softmax<T>::forward(const Var<T>& x)
+{
+    return softmax(x, dim_);
+}
+
+template <class T>
+Var<T> LogSoftmax<T>::forward(const Var<T>& x)
+{
+    return log_softmax(x, dim_);
+}
+
+template <class T>
+Var<T> Flatten<T>::forward(const Var<T>& x)
+{
+    return flatten(x, start_dim_);
+}
+
+template <class T>
+MaxPool2d<T>::MaxPool2d(std::size_t kernel_size, std::size_t stride)
+    : kernel_size_(kernel_size), stride_(stride ? stride : kernel_size)
+{
+    if (kernel_size == 0) throw std::invalid_argument("MaxPool2d: kernel size must be at least 1, got 0");
+}
+
+template <class T>
+Var<T> MaxPool2d<T>::forward(const Var<T>& x)
+{
+    return max_pool2d(x, kernel_size_, stride_);
+}
+
+template <class T>
+AvgPool2d<T>::AvgPool2d(std::size_t kernel_size, std::size_t stride)
+    : kernel_size_(kernel_size), stride_(stride ? stride : kernel_size)
+{
+    if (kernel_size == 0) throw std::invalid_argument("AvgPool2d: kernel size must be at least 1, got 0");
+}
+
+template <class T>
+Var<T> AvgPool2d<T>::forward(const Var<T>& x)
+{
+    return avg_pool2d(x, kernel_size_, stride_);
+}
+
+namespace detail {
+
+void throw_layer_index(const char* who, std::size_t i, std::size_t n)
+{
+    throw std::out_of_range(fmt::format("{}: layer index {} is out of range ({} layers)", who, i, n));
+}
+
+void throw_layer_type(const char* who, std::size_t i, const std::string& actual, const char* wanted)
+{
+    int status = 0;
+    std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(wanted, nullptr, nullptr, &status), std::free);
+    throw std::invalid_argument(
+        fmt::format("{}: layer {} is {}, not a {}", who, i, actual, status == 0 && name ? name.get() : wanted));
+}
+
+}  // namespace detail
+
+template <class T>
 Dropout<T>::Dropout(double p, std::uint64_t seed) : p_(p), rng_(seed)
 {
-    if (!(p >= 0 && p < 1)) throw std::invalid_argument("Dropout: p must be in [0, 1), got " + num(p));
+    if (!(p >= 0 && p < 1)) throw std::invalid_argument(fmt::format("Dropout: p must be in [0, 1), got {}", num(p)));
 }
 
 template <class T>
@@ -92,7 +186,7 @@ Var<T> Dropout<T>::forward(const Var<T>& x)
 template <class T>
 Sequential<T>& Sequential<T>::add_module(std::unique_ptr<Module<T>> m)
 {
-    if (!m) throw std::invalid_argument("Sequential: layer " + std::to_string(layers_.size()) + " is a null module");
+    if (!m) throw std::invalid_argument(fmt::format("Sequential: layer {} is a null module", layers_.size()));
     layers_.push_back(m.get());
     scopes_.push_back(std::to_string(layers_.size() - 1) + ":" + m->describe());
     this->register_module(std::to_string(layers_.size() - 1), std::move(m));
@@ -115,9 +209,9 @@ template <class T>
 std::unique_ptr<Module<T>> activation(Activation a)
 {
     switch (a) {
-        case Activation::sigmoid: return Sigmoid<T>();
-        case Activation::tanh: return Tanh<T>();
-        case Activation::relu: return ReLU<T>();
+        case Activation::sigmoid: return std::make_unique<Sigmoid<T>>();
+        case Activation::tanh: return std::make_unique<Tanh<T>>();
+        case Activation::relu: return std::make_unique<ReLU<T>>();
         default: return nullptr;
     }
 }
@@ -127,9 +221,11 @@ template <class T>
 MLP<T>::MLP(const std::vector<std::size_t>& sizes, Activation hidden, Activation output, std::uint64_t seed)
 {
     if (sizes.size() < 2)
-        throw std::invalid_argument("MLP: sizes " + shape_str(sizes) + ": needs at least an input and an output size");
+        throw std::invalid_argument(
+            fmt::format("MLP: sizes {}: needs at least an input and an output size", shape_str(sizes)));
     for (std::size_t s : sizes)
-        if (s == 0) throw std::invalid_argument("MLP: sizes " + shape_str(sizes) + ": every size must be at least 1");
+        if (s == 0)
+            throw std::invalid_argument(fmt::format("MLP: sizes {}: every size must be at least 1", shape_str(sizes)));
     for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
         this->template emplace<Linear<T>>(sizes[i], sizes[i + 1], true, seed + i);
         auto act = activation<T>(i + 2 < sizes.size() ? hidden : output);
@@ -141,6 +237,24 @@ template class Linear<float>;
 template class Linear<double>;
 template class Conv2d<float>;
 template class Conv2d<double>;
+template class Lambda<float>;
+template class Lambda<double>;
+template class ReLU<float>;
+template class ReLU<double>;
+template class Sigmoid<float>;
+template class Sigmoid<double>;
+template class Tanh<float>;
+template class Tanh<double>;
+template class Softmax<float>;
+template class Softmax<double>;
+template class LogSoftmax<float>;
+template class LogSoftmax<double>;
+template class Flatten<float>;
+template class Flatten<double>;
+template class MaxPool2d<float>;
+template class MaxPool2d<double>;
+template class AvgPool2d<float>;
+template class AvgPool2d<double>;
 template class Dropout<float>;
 template class Dropout<double>;
 template class Sequential<float>;

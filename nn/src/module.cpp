@@ -1,12 +1,14 @@
 #include "xgrad/nn/module.hpp"
 
+#include <fmt/format.h>
+
 namespace xgrad::nn {
 
 template <class T>
 Parameter<T>& Module<T>::register_parameter(const std::string& name, Tensor<T> value)
 {
     for (const auto& [n, p] : params_)
-        if (n == name) throw std::logic_error("register_parameter: duplicate parameter name '" + name + "'");
+        if (n == name) throw std::logic_error(fmt::format("register_parameter: duplicate parameter name '{}'", name));
     params_.emplace_back(name, std::make_unique<Parameter<T>>(std::move(value), name));
     return *params_.back().second;
 }

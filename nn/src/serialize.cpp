@@ -356,8 +356,17 @@ template <class T>
 void save_checkpoint(const std::string& path, Module<T>& module, Optimizer<T>& optimizer,
                      const std::map<std::string, std::string>& metadata)
 {
+    // The step count is an integer in memory and a 0-d tensor of T in the file ("optim.steps", as
+    // checkpoints have always stored it): exact up to 2^digits (2^24 for float).
+    const double max_steps = std::ldexp(1.0, std::numeric_limits<T>::digits);
+    if (double(optimizer.steps()) > max_steps)
+        throw WeightFileError(fmt::format("save_checkpoint: '{}': the step count {} is above {}, the largest that "
+                                          "{} holds exactly",
+                                          path, optimizer.steps(), max_steps, dtype_name<T>()));
+    const Tensor<T> steps(T(optimizer.steps()));
     std::vector<std::pair<std::string, const Tensor<T>*>> ts;
     for (const auto& [name, p] : module.named_parameters()) ts.emplace_back("model." + name, &p->value());
+    ts.emplace_back("optim.steps", &steps);
     for (const auto& [name, t] : optimizer.state()) ts.emplace_back("optim." + name, t);
     save_tensors_as("save_checkpoint", path, ts, metadata);
 }
@@ -366,12 +375,14 @@ template <class T>
 std::map<std::string, std::string> load_checkpoint(const std::string& path, Module<T>& module, Optimizer<T>& optimizer,
                                                    const std::vector<std::string>& integer_metadata)
 {
+    Tensor<T> steps(T(0));
     std::vector<std::pair<std::string, Tensor<T>*>> ts;
     for (const auto& [name, p] : module.named_parameters()) ts.emplace_back("model." + name, &p->value());
+    ts.emplace_back("optim.steps", &steps);
     for (const auto& [name, t] : optimizer.state()) ts.emplace_back("optim." + name, t);
     Staged<T> s = read_tensors("load_checkpoint", path, ts);
     // A checkpoint is only ever written from finite training state; anything else is damage, and
-    // a step count that is not a whole number would be undefined behaviour in Optimizer::steps().
+    // a step count that is not a whole number cannot become Optimizer::steps().
     std::vector<std::string> problems;
     for (std::size_t k = 0; k < ts.size(); ++k) {
         const auto& v = s.values[k];
@@ -405,6 +416,7 @@ std::map<std::string, std::string> load_checkpoint(const std::string& path, Modu
         throw WeightFileError(msg);
     }
     commit(ts, s);
+    optimizer.set_steps(std::size_t(steps()));
     return std::move(s.meta);
 }
 

@@ -97,7 +97,7 @@ BOOST_AUTO_TEST_CASE(conv2d_matches_direct_loops_and_finite_differences)
             BOOST_TEST(xt::amax(xt::abs(y.value() - ref))() < 1e-12);
             if (k.bias)
                 expect_gradcheck([opt](const Vs& v) { return conv2d(v[0], v[1], v[2], opt); },
-                                 {x, w, b}, GradcheckOptions{1e-6, 1e-8, 1e-6, 1, {"x", "w", "b"}, 10});
+                                 {x, w, b}, GradcheckOptions().seed(1).input_names({"x", "w", "b"}));
             else
                 expect_gradcheck([opt](const Vs& v) { return conv2d(v[0], v[1], opt); }, {x, w});
         }

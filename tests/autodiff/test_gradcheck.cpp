@@ -25,7 +25,7 @@ BOOST_AUTO_TEST_CASE(catches_a_wrong_backward_and_locates_it)
 {
     Tensor<double> x = test::rnd(Shape{2, 3}, 4, 0.5, 1.5);
     GradcheckOptions opt;
-    opt.input_names = {"x"};
+    opt.input_names({"x"});
     auto r = gradcheck([](const std::vector<V>& v) { return broken_square(v[0]); }, {x}, opt);
     BOOST_TEST(!r.ok);
     BOOST_TEST(!r.vacuous);

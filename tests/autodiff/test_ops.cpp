@@ -1,6 +1,10 @@
 // Every op against central finite differences in float64, on several shapes including
 // broadcasting, size-1 dimensions, 0-d scalars and (where the op allows) empty tensors.
 #define BOOST_TEST_MODULE autodiff_ops
+#include <cmath>
+#include <functional>
+#include <stdexcept>
+
 #include "test_util.hpp"
 
 using namespace xgrad;
@@ -92,6 +96,22 @@ BOOST_AUTO_TEST_CASE(pow_exp_log_sqrt_abs_square)
     check_unary([](const V& x) { return square(x); });
 }
 
+BOOST_AUTO_TEST_CASE(pow_takes_any_arithmetic_exponent)
+{
+    // The exponent converts to the Var's type: an int, or a double literal for a float Var.
+    Tape<float> tf;
+    auto xf = tf.variable(Tensor<float>{1.0f, 2.0f, 4.0f});
+    auto sq = pow(xf, 2);
+    BOOST_TEST(sq.value() == (Tensor<float>{1.0f, 4.0f, 16.0f}));
+    tf.backward(sum(sq));
+    BOOST_TEST(xf.grad() == (Tensor<float>{2.0f, 4.0f, 8.0f}));  // 2x
+    BOOST_TEST(xt::amax(xt::abs(pow(xf, 0.5).value() - Tensor<float>{1.0f, std::sqrt(2.0f), 2.0f}))() < 1e-6f);
+    Tape<double> td;
+    auto xd = td.variable(Tensor<double>{9.0, 16.0});
+    BOOST_TEST(pow(xd, 0.5).value() == (Tensor<double>{3.0, 4.0}));
+    BOOST_TEST(pow(xd, 3).value() == (Tensor<double>{729.0, 4096.0}));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(activation)
@@ -161,16 +181,29 @@ BOOST_AUTO_TEST_CASE(matmul_ranks)
 
 BOOST_AUTO_TEST_CASE(fused_linear)
 {
+    // W is (out, in), as in PyTorch: linear(x, W, b) = x·Wᵀ + b, and linear(x, W) = x·Wᵀ.
     for (const auto& [b, i, o] : std::vector<std::tuple<std::size_t, std::size_t, std::size_t>>{{4, 5, 3}, {1, 1, 1}, {7, 2, 6}}) {
-        const Tensor<double> x = rnd(Shape{b, i}, 1), w = rnd(Shape{i, o}, 2), bias = rnd(Shape{o}, 3);
+        const Tensor<double> x = rnd(Shape{b, i}, 1), w = rnd(Shape{o, i}, 2), bias = rnd(Shape{o}, 3);
         expect_gradcheck([](const Vs& v) { return linear(v[0], v[1], v[2]); }, {x, w, bias});
+        expect_gradcheck([](const Vs& v) { return linear(v[0], v[1]); }, {x, w});
         Tape<double> t;
         const auto fused = linear(t.constant(x), t.constant(w), t.constant(bias)).value();
-        const auto plain = (matmul(t.constant(x), t.constant(w)) + t.constant(bias)).value();
+        const auto plain = (matmul(t.constant(x), transpose(t.constant(w))) + t.constant(bias)).value();
+        BOOST_TEST(fused.shape() == (Shape{b, o}), boost::test_tools::per_element());
         BOOST_TEST(xt::amax(xt::abs(fused - plain))() < 1e-14);
+        const auto no_bias = linear(t.constant(x), t.constant(w)).value();
+        BOOST_TEST(xt::amax(xt::abs(no_bias - (fused - bias)))() < 1e-14);
     }
+    // a hand-computed case: x = [1 2], W = [[1 0], [0 1], [1 1]] (3 outputs, 2 inputs), b = [0 0 10]
     Tape<double> t;
-    BOOST_CHECK_THROW(linear(t.constant(rnd(Shape{2, 3}, 1)), t.constant(rnd(Shape{3, 4}, 2)), t.constant(rnd(Shape{3}, 3))),
+    auto x = t.variable(Tensor<double>{{1, 2}});
+    auto w = t.variable(Tensor<double>{{1, 0}, {0, 1}, {1, 1}});
+    auto y = linear(x, w, t.constant(Tensor<double>{0, 0, 10}));
+    BOOST_TEST(y.value() == (Tensor<double>{{1, 2, 13}}));
+    t.backward(y, Tensor<double>{{1, 10, 100}});
+    BOOST_TEST(x.grad() == (Tensor<double>{{101, 110}}));                       // g·W
+    BOOST_TEST(w.grad() == (Tensor<double>{{1, 2}, {10, 20}, {100, 200}}));     // gᵀ·x
+    BOOST_CHECK_THROW(linear(t.constant(rnd(Shape{2, 3}, 1)), t.constant(rnd(Shape{4, 3}, 2)), t.constant(rnd(Shape{3}, 3))),
                       ShapeError);
 }
 
@@ -281,6 +314,38 @@ BOOST_AUTO_TEST_CASE(gather_pick_one_hot)
 
 BOOST_AUTO_TEST_SUITE_END()
 
+BOOST_AUTO_TEST_SUITE(losses)
+
+BOOST_AUTO_TEST_CASE(half_sum_is_refused_by_cross_entropy_and_nll)
+{
+    // half_sum (½Σ) is the squared-error convention; for a log-likelihood it used to mean sum silently.
+    Tape<double> t;
+    auto z = t.variable(Tensor<double>{{1, 2, 3}, {0, 0, 1}});
+    const IndexTensor labels = {2, 0};
+    auto expect_refused = [](const char* op, const std::function<void()>& f) {
+        try {
+            f();
+            BOOST_ERROR(op << " accepted Reduction::half_sum");
+        } catch (const std::invalid_argument& e) {
+            BOOST_TEST(std::string(e.what()) == std::string(op) +
+                                                    ": Reduction::half_sum is for squared error (mse_loss); use "
+                                                    "Reduction::mean or Reduction::sum");
+        }
+    };
+    expect_refused("cross_entropy", [&] { cross_entropy(z, labels, Reduction::half_sum); });
+    expect_refused("nll_loss", [&] { nll_loss(log_softmax(z, 1), labels, Reduction::half_sum); });
+    // sum and mean still work: ℓ = Σ (logΣexp z − z_y)
+    const double l0 = std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)) - 3.0;
+    const double l1 = std::log(2.0 + std::exp(1.0)) - 0.0;
+    BOOST_TEST(cross_entropy(z, labels, Reduction::sum).value()() == l0 + l1, boost::test_tools::tolerance(1e-12));
+    BOOST_TEST(nll_loss(log_softmax(z, 1), labels, Reduction::mean).value()() == (l0 + l1) / 2,
+               boost::test_tools::tolerance(1e-12));
+    // mse_loss keeps half_sum: ½Σ(y − d)²
+    BOOST_TEST(mse_loss(z, t.constant(Tensor<double>{{1, 2, 3}, {0, 0, 3}}), Reduction::half_sum).value()() == 2.0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
 BOOST_AUTO_TEST_SUITE(edge_cases)
 
 BOOST_AUTO_TEST_CASE(empty_tensors_flow_through)
@@ -314,7 +379,7 @@ BOOST_AUTO_TEST_CASE(composite_two_layer_network)
             return -mean(pick(log_softmax(logits, 1), labels));
         },
         {rnd(Shape{4, 5}, 1), rnd(Shape{5, 6}, 2), rnd(Shape{6}, 3), rnd(Shape{6, 3}, 4), rnd(Shape{3}, 5)},
-        GradcheckOptions{1e-6, 1e-8, 1e-6, 1, {"x", "W1", "b1", "W2", "b2"}, 10});
+        GradcheckOptions().seed(1).input_names({"x", "W1", "b1", "W2", "b2"}));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -226,7 +226,7 @@ BOOST_AUTO_TEST_CASE(linalg)
     auto v = [&](const Shape& s) { return t.constant(zeros(s)); };
     auto a = v({64, 784}), b = v({100, 10}), v3 = v({3}), a23 = v({2, 3}), a234 = v({2, 3, 4}), a345 = v({3, 4, 5}),
          a256 = v({2, 5, 6}), a56 = v({5, 6}), a1234 = v({1, 2, 3, 4}), a45 = v({4, 5}), a35 = v({3, 5}), b5 = v({5}),
-         b4 = v({4}), b15 = v({1, 5});
+         b4 = v({4}), b15 = v({1, 5}), a53 = v({5, 3}), a54 = v({5, 4});
     // Empty operands (k = 0) with huge outer dimensions cost nothing to make.
     const std::size_t g3 = 3000000000, p20 = std::size_t(1) << 20, p40 = std::size_t(1) << 40;
     auto tall = v({g3, 0}), wide = v({0, 2}), deep = v({p40, p20, 0}), deep_t = v({p40, 0, p20}), rows = v({p20, p20, 0}),
@@ -263,18 +263,25 @@ BOOST_AUTO_TEST_CASE(linalg)
         {"matmul_other_tape", &logic_error,
          "xgrad: matmul: input 1 belongs to another tape (Vars of different tapes cannot be mixed)",
          [&] { matmul(a, x); }},
-        {"linear_inner", &shape_error, "linear: (2,3) x (4,5): inner dimensions 3 and 4 differ",
-         [&] { linear(a23, a45, b5); }},
-        {"linear_3d_input", &shape_error, "linear: input (2,3,4), weight (4,5): needs input (B,in) and weight (in,out)",
-         [&] { linear(a234, a45, b5); }},
-        {"linear_1d_weight", &shape_error, "linear: input (2,3), weight (3): needs input (B,in) and weight (in,out)",
+        {"linear_inner", &shape_error,
+         "linear: input (2,3), weight (4,5): the input has 3 features, the weight (out,in) takes 5",
+         [&] { linear(a23, a45, b4); }},
+        {"linear_inner_no_bias", &shape_error,
+         "linear: input (2,3), weight (4,5): the input has 3 features, the weight (out,in) takes 5",
+         [&] { linear(a23, a45); }},
+        {"linear_in_out_layout", &shape_error,  // an (in, out) weight of the old layout
+         "linear: input (2,3), weight (3,5): the input has 3 features, the weight (out,in) takes 5",
+         [&] { linear(a23, a35, b5); }},
+        {"linear_3d_input", &shape_error, "linear: input (2,3,4), weight (5,4): needs input (B,in) and weight (out,in)",
+         [&] { linear(a234, a54, b5); }},
+        {"linear_1d_weight", &shape_error, "linear: input (2,3), weight (3): needs input (B,in) and weight (out,in)",
          [&] { linear(a23, v3, b5); }},
-        {"linear_bias_length", &shape_error, "linear: bias (4) vs weight (3,5): bias must be (5)",
-         [&] { linear(a23, a35, b4); }},
-        {"linear_bias_2d", &shape_error, "linear: bias (1,5) vs weight (3,5): bias must be (5)",
-         [&] { linear(a23, a35, b15); }},
+        {"linear_bias_length", &shape_error, "linear: bias (4) vs weight (5,3): bias must be (5)",
+         [&] { linear(a23, a53, b4); }},
+        {"linear_bias_2d", &shape_error, "linear: bias (1,5) vs weight (5,3): bias must be (5)",
+         [&] { linear(a23, a53, b15); }},
         {"linear_empty_bias", &logic_error, "xgrad: linear: input 2 is an empty Var",
-         [&] { linear(a23, a35, Var<float>()); }},
+         [&] { linear(a23, a53, Var<float>()); }},
     }, &t);
 }
 

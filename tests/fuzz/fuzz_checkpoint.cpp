@@ -20,6 +20,7 @@ struct Trainer {
         std::vector<float> s;
         for (auto* p : model.parameters()) s.insert(s.end(), p->value().begin(), p->value().end());
         for (auto& [name, t] : opt.state()) s.insert(s.end(), t->begin(), t->end());
+        s.push_back(float(opt.steps()));
         return s;
     }
 };

@@ -152,8 +152,7 @@ void run(const std::string& call, const Fn& f, const std::vector<Tensor<T>>& inp
     for (const auto& x : inputs) n += x.size();
     if (n == 0 || n > 64 || out.size() == 0) return;  // gradcheck costs 2n forward passes
     GradcheckOptions o;
-    o.atol = 1e-7;
-    o.rtol = 1e-5;
+    o.atol(1e-7).rtol(1e-5);
     const GradcheckReport r = gradcheck(f, inputs, o);
     if (!r.ok && !r.vacuous) fail(call + ": gradcheck failed\n" + r.summary());
 }

@@ -288,21 +288,21 @@ struct WeightsFixture {
 
 BOOST_FIXTURE_TEST_CASE(bad_shape_entries_are_named, WeightsFixture)
 {
-    const std::string shape = "\"shape\":[4,3]";
+    const std::string shape = "\"shape\":[3,4]";
     BOOST_REQUIRE(bytes.find(shape) != std::string::npos);
-    expect("huge", edit_header(bytes, shape, "\"shape\":[1e300,3]"),
+    expect("huge", edit_header(bytes, shape, "\"shape\":[1e300,4]"),
            {"'0.weight' has a bad shape entry 1e+300 at position 0 (dimensions are non-negative integers)"});
-    expect("negative", edit_header(bytes, shape, "\"shape\":[4,-3]"), {"'0.weight' has a bad shape entry -3 at position 1"});
-    expect("fraction", edit_header(bytes, shape, "\"shape\":[4.5,3]"), {"'0.weight' has a bad shape entry 4.5"});
-    expect("string", edit_header(bytes, shape, "\"shape\":[\"4\",3]"), {"'0.weight' has a bad shape entry \"4\""});
-    expect("nested", edit_header(bytes, shape, "\"shape\":[[[[4]]],3]"), {"'0.weight' has a bad shape entry an array of 1"});
+    expect("negative", edit_header(bytes, shape, "\"shape\":[3,-4]"), {"'0.weight' has a bad shape entry -4 at position 1"});
+    expect("fraction", edit_header(bytes, shape, "\"shape\":[3.5,4]"), {"'0.weight' has a bad shape entry 3.5"});
+    expect("string", edit_header(bytes, shape, "\"shape\":[\"3\",4]"), {"'0.weight' has a bad shape entry \"3\""});
+    expect("nested", edit_header(bytes, shape, "\"shape\":[[[[3]]],4]"), {"'0.weight' has a bad shape entry an array of 1"});
     expect("scalar", edit_header(bytes, shape, "\"shape\":12"), {"'0.weight' has a bad shape 12 (not an array)"});
     // 2^32 · 2^32 · 3 overflows size_t before the dtype size is applied
     expect("overflow", edit_header(bytes, shape, "\"shape\":[4294967296,4294967296,3]"),
            {"'0.weight' has shape (4294967296,4294967296,3), too large: more than 2^64 bytes of F32"});
-    expect("no_dtype", edit_header(bytes, "\"dtype\":\"F32\",\"shape\":[4,3]", "\"shape\":[4,3]"),
+    expect("no_dtype", edit_header(bytes, "\"dtype\":\"F32\",\"shape\":[3,4]", "\"shape\":[3,4]"),
            {"'0.weight' entry has no dtype"});
-    expect("bad_dtype", edit_header(bytes, "\"dtype\":\"F32\",\"shape\":[4,3]", "\"dtype\":\"F31\",\"shape\":[4,3]"),
+    expect("bad_dtype", edit_header(bytes, "\"dtype\":\"F32\",\"shape\":[3,4]", "\"dtype\":\"F31\",\"shape\":[3,4]"),
            {"'0.weight' has an unknown dtype \"F31\""});
     expect("not_object", edit_header(bytes, "\"0.bias\":{", "\"0.bias\":7,\"x\":{"), {"'0.bias' entry is 7, not an object"});
 }
@@ -312,7 +312,7 @@ BOOST_FIXTURE_TEST_CASE(bogus_data_offsets_are_named, WeightsFixture)
     const std::string offsets = "\"data_offsets\":[0,48]";
     BOOST_REQUIRE(bytes.find(offsets) != std::string::npos);
     expect("reversed", edit_header(bytes, offsets, "\"data_offsets\":[48,0]"),
-           {"'0.weight' data_offsets [48, 0] do not hold shape (4,3) of F32 (48 bytes)"});
+           {"'0.weight' data_offsets [48, 0] do not hold shape (3,4) of F32 (48 bytes)"});
     expect("wrap", edit_header(bytes, offsets, "\"data_offsets\":[18446744073709551600,32]"),
            {"'0.weight' data_offsets [18446744073709551600, 32] do not hold"});
     expect("past_end", edit_header(bytes, offsets, "\"data_offsets\":[1000000,1000048]"),
@@ -359,8 +359,8 @@ struct Trainer {
     {
         float x = float(seed);
         for (auto& [name, t] : opt.state())
-            for (auto& v : *t) v = (x += 0.25f);  // steps too: any whole number is fine here
-        *opt.state().front().second->data() = float(seed * 10);
+            for (auto& v : *t) v = (x += 0.25f);
+        opt.set_steps(seed * 10);
     }
     /// Every value of the model and the optimizer, in order.
     std::vector<float> snapshot()
@@ -368,6 +368,7 @@ struct Trainer {
         std::vector<float> s;
         for (auto* p : model.parameters()) s.insert(s.end(), p->value().begin(), p->value().end());
         for (auto& [name, t] : opt.state()) s.insert(s.end(), t->begin(), t->end());
+        s.push_back(float(opt.steps()));
         return s;
     }
 };
@@ -409,7 +410,7 @@ BOOST_AUTO_TEST_CASE(damaged_checkpoints_name_the_field_and_change_nothing)
            {"'optim.v.3' data_offsets", "run past the", "(truncated file?)"});
     expect("no_header", bytes.substr(0, 5), {"truncated: 5 bytes, no header length"});
     expect("renamed", edit_header(bytes, "\"optim.m.0\"", "\"optim.q.0\""),
-           {"missing 'optim.m.0' (3,4)", "unexpected 'optim.q.0' in the file"});
+           {"missing 'optim.m.0' (4,3)", "unexpected 'optim.q.0' in the file"});
     expect("no_epoch", edit_header(bytes, "\"epoch\":\"3\"", "\"epochs\":\"3\""), {"metadata 'epoch' is missing"});
     expect("bad_epoch", edit_header(bytes, "\"epoch\":\"3\"", "\"epoch\":\"3x\""),
            {"metadata 'epoch' is \"3x\", not a whole number"});

@@ -69,8 +69,8 @@ struct Registrar : Module<float> {
             register_parameter("w", zeros({1}));
             register_parameter("w", zeros({1}));
         } else if (what == 1) {
-            register_module("a", ReLU<float>());
-            register_module("a", ReLU<float>());
+            register_module("a", std::make_unique<ReLU<float>>());
+            register_module("a", std::make_unique<ReLU<float>>());
         } else {
             register_module("a", std::unique_ptr<Module<float>>());
         }
@@ -122,13 +122,13 @@ BOOST_AUTO_TEST_CASE(pool_flatten_activation_dropout_layers)
         {"maxpool_kernel_0", &invalid, "MaxPool2d: kernel size must be at least 1, got 0", [] { MaxPool2d<float>(0); }},
         {"avgpool_kernel_0", &invalid, "AvgPool2d: kernel size must be at least 1, got 0", [] { AvgPool2d<float>(0, 2); }},
         {"maxpool_kernel_larger_than_input", &shape_error, "max_pool2d: kernel 3 is larger than the input (1,1,2,2)",
-         [&] { (*MaxPool2d<float>(3))(x1122); }},
+         [&] { MaxPool2d<float>(3)(x1122); }},
         {"avgpool_2d_input", &shape_error, "avg_pool2d: input (4,4) must be (N,C,H,W)",
-         [&] { (*AvgPool2d<float>(2))(x44); }},
+         [&] { AvgPool2d<float>(2)(x44); }},
         {"flatten_start_dim", &shape_error, "flatten: axis 3 is out of range for shape (2,3)",
-         [&] { (*Flatten<float>(3))(x23); }},
+         [&] { Flatten<float>(3)(x23); }},
         {"softmax_axis", &shape_error, "softmax: axis 2 is out of range for shape (2,3)",
-         [&] { (*Softmax<float>(2))(x23); }},
+         [&] { Softmax<float>(2)(x23); }},
         {"lambda_empty_function", &invalid, "Lambda 'f': the function is empty", [] { Lambda<float>("f", nullptr); }},
         {"dropout_p_1", &invalid, "Dropout: p must be in [0, 1), got 1", [] { Dropout<float>(1.0); }},
         {"dropout_p_negative", &invalid, "Dropout: p must be in [0, 1), got -0.1", [] { Dropout<float>(-0.1); }},
@@ -152,6 +152,14 @@ BOOST_AUTO_TEST_CASE(sequential_mlp_module)
          [&] { seq(x24); }},
         {"sequential_index_out_of_range", &out_of_range, "Sequential: layer index 5 is out of range (2 layers)",
          [&] { seq[5]; }},
+        {"sequential_at_index_out_of_range", &out_of_range, "Sequential: layer index 2 is out of range (2 layers)",
+         [&] { seq.at<Linear<float>>(2); }},
+        {"sequential_at_wrong_type", &invalid, "Sequential::at: layer 1 is Linear(4→2), not a xgrad::nn::Conv2d<float>",
+         [&] { seq.at<Conv2d<float>>(1); }},
+        {"mlp_at_wrong_type", &invalid, "Sequential::at: layer 1 is ReLU, not a xgrad::nn::Linear<float>",
+         [&] { mlp.at<Linear<float>>(1); }},
+        {"mlp_at_index_out_of_range", &out_of_range, "Sequential: layer index 3 is out of range (3 layers)",
+         [&] { mlp.at<ReLU<float>>(3); }},
         {"mlp_one_size", &invalid, "MLP: sizes (784): needs at least an input and an output size",
          [] { MLP<float>({784}); }},
         {"mlp_no_sizes", &invalid, "MLP: sizes (): needs at least an input and an output size", [] { MLP<float>({}); }},

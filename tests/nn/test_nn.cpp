@@ -53,15 +53,15 @@ BOOST_AUTO_TEST_CASE(conv_and_pool_modules_gradcheck)
     // a small CNN in the style of cnn_sigmoid_avgpool (source document 002): conv → sigmoid → avgpool → flatten → linear, cross-entropy
     Sequential<double> net;
     net.emplace<Conv2d<double>>(Conv2dSpec{1, 2, 3}, 7);
-    net.add(Sigmoid<double>());
-    net.add(AvgPool2d<double>(2));
-    net.add(Flatten<double>());
+    net.emplace<Sigmoid<double>>();
+    net.emplace<AvgPool2d<double>>(2);
+    net.emplace<Flatten<double>>();
     net.emplace<Linear<double>>(2 * 3 * 3, 3, true, 8);
     const IndexTensor labels = {0, 2};
     expect_module_ok(net, rnd(Shape{2, 1, 8, 8}, 9), [&](const Var<double>& y) { return cross_entropy(y, labels); });
     Sequential<double> mp;
     mp.emplace<Conv2d<double>>(Conv2dSpec{1, 2, 3, 1, 1}, 10);
-    mp.add(MaxPool2d<double>(2));
+    mp.emplace<MaxPool2d<double>>(2);
     expect_module_ok(mp, rnd(Shape{1, 1, 5, 5}, 11));
 }
 
@@ -76,6 +76,63 @@ BOOST_AUTO_TEST_CASE(losses_with_modules_gradcheck)
         return mse_loss(y, d, Reduction::half_sum) + trace_scatter_loss(y, labels, 0.1);
     });
     expect_module_ok(net, x, [&](const Var<double>& y) { return nll_loss(log_softmax(y, 1), labels); });
+}
+
+BOOST_AUTO_TEST_CASE(float_module_gradcheck_in_a_double_twin)
+{
+    MLP<float> net({4, 5, 3}, Activation::tanh, Activation::identity, 21);
+    MLP<double> twin({4, 5, 3}, Activation::tanh, Activation::identity, 99);  // other values: overwritten
+    const Tensor<float> before = net.at<Linear<float>>(0).weight().value();
+    const IndexTensor labels = {0, 2};
+    const GradcheckReport r = gradcheck_module(net, twin, xt::cast<float>(rnd(Shape{2, 4}, 22)),
+                                               [&](const Var<double>& y) { return cross_entropy(y, labels); });
+    BOOST_TEST(r.ok, r.summary());
+    BOOST_TEST(r.inputs.size() == 5u);  // 4 parameters and the input
+    BOOST_TEST(r.inputs[0].name == "0.weight");
+    BOOST_TEST(twin.at<Linear<double>>(2).weight().value() == xt::cast<double>(net.at<Linear<float>>(2).weight().value()));
+    BOOST_TEST(net.at<Linear<float>>(0).weight().value() == before);
+    MLP<double> other({4, 6, 3}, Activation::tanh, Activation::identity, 1);
+    try {
+        gradcheck_module(net, other, Tensor<float>::from_shape({1, 4}));
+        BOOST_ERROR("a twin of another shape was accepted");
+    } catch (const std::invalid_argument& e) {
+        BOOST_TEST(std::string(e.what()) == "gradcheck_module: parameter 0 is '0.weight' (5,4) in the float module but "
+                                            "'0.weight' (6,4) in its double twin");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(layers_are_classes_with_typed_access)
+{
+    Sequential<double> net;
+    net.emplace<Conv2d<double>>(Conv2dSpec{1, 2, 3}, 1);
+    net.emplace<ReLU<double>>();
+    net.emplace<MaxPool2d<double>>(2);
+    net.emplace<Flatten<double>>();
+    net.emplace<Linear<double>>(2 * 3 * 3, 4, true, 2);
+    net.emplace<LogSoftmax<double>>(1);
+    Linear<double>& fc = net.at<Linear<double>>(4);
+    BOOST_TEST(&fc == &net[4]);
+    BOOST_TEST(fc.in_features() == 18u);
+    BOOST_TEST(fc.out_features() == 4u);
+    BOOST_TEST(&fc.weight() == net.named_parameters()[2].second);  // "4.weight"
+    BOOST_TEST(net.named_parameters()[2].first == "4.weight");
+    BOOST_TEST(net.at<MaxPool2d<double>>(2).kernel_size() == 2u);
+    BOOST_TEST(net.at<MaxPool2d<double>>(2).stride() == 2u);  // 0 means the kernel size
+    BOOST_TEST(MaxPool2d<double>(3, 1).stride() == 1u);
+    BOOST_TEST(net.at<LogSoftmax<double>>(5).dim() == 1);
+    BOOST_TEST(net.at<Flatten<double>>(3).start_dim() == 1);
+    MLP<float> mlp({3, 2, 2});
+    BOOST_TEST(mlp.at<Linear<float>>(2).in_features() == 2u);
+    BOOST_TEST(mlp.at<ReLU<float>>(1).describe() == "ReLU");
+    // the classes compute what the ops compute
+    Tape<double> t;
+    const Tensor<double> x = Tensor<double>{{-1, 0.5, 2}};
+    BOOST_TEST(ReLU<double>()(t.constant(x)).value() == (Tensor<double>{{0, 0.5, 2}}));
+    BOOST_TEST(xt::amax(xt::abs(Tanh<double>()(t.constant(x)).value() - xt::tanh(x)))() < 1e-15);
+    BOOST_TEST(Sigmoid<double>()(t.constant(x)).value() == sigmoid(t.constant(x)).value());
+    BOOST_TEST(Softmax<double>(1)(t.constant(x)).value() == softmax(t.constant(x), 1).value());
+    BOOST_TEST(AvgPool2d<double>(2)(t.constant(Tensor<double>{{{{1, 2}, {3, 6}}}})).value()(0, 0, 0, 0) == 3.0);
+    BOOST_TEST(Lambda<double>("double", [](const Var<double>& v) { return v * 2.0; })(t.constant(x)).value() == 2.0 * x);
 }
 
 BOOST_AUTO_TEST_CASE(shape_errors_name_the_layer)
@@ -248,7 +305,7 @@ BOOST_AUTO_TEST_CASE(round_trip_is_bit_exact)
     std::uint64_t n = 0;
     std::memcpy(&n, bytes.data(), 8);
     const std::string header = bytes.substr(8, n);
-    BOOST_TEST(header.find("\"0.weight\":{\"dtype\":\"F32\",\"shape\":[7,5],\"data_offsets\":[0,140]}") != std::string::npos,
+    BOOST_TEST(header.find("\"0.weight\":{\"dtype\":\"F32\",\"shape\":[5,7],\"data_offsets\":[0,140]}") != std::string::npos,
                header);
     BOOST_TEST(bytes.size() == 8 + n + 4 * (35 + 5 + 15 + 3));
 }
@@ -284,7 +341,7 @@ BOOST_AUTO_TEST_CASE(bad_files_are_rejected_with_path_and_reason)
     std::ofstream(garbage, std::ios::binary) << g;
     expect(garbage, a, {"not valid JSON"});
     MLP<float> other({4, 6, 2}, Activation::relu, Activation::identity, 1);
-    expect(good, other, {"'0.weight' has shape (4,3), the module wants (4,6)", "'2.weight' has shape (3,2)"});
+    expect(good, other, {"'0.weight' has shape (3,4), the module wants (6,4)", "'2.weight' has shape (2,3)"});
     MLP<float> deeper({4, 3, 2, 2}, Activation::relu, Activation::identity, 1);
     expect(good, deeper, {"missing '4.weight'"});
     MLP<double> dbl({4, 3, 2}, Activation::relu, Activation::identity, 1);
@@ -295,6 +352,34 @@ BOOST_AUTO_TEST_CASE(bad_files_are_rejected_with_path_and_reason)
         BOOST_TEST(std::string(e.what()).find("dtype F32, the module wants F64") != std::string::npos, e.what());
     }
     expect(dir / "does_not_exist.safetensors", a, {"cannot open"});
+}
+
+BOOST_AUTO_TEST_CASE(linear_weights_are_out_in_and_old_in_out_files_are_refused)
+{
+    // PyTorch's layout: weight (out, in), y = x·Wᵀ + b.
+    Linear<double> lin(3, 2, true, 1);
+    BOOST_TEST(lin.weight().shape() == (Shape{2, 3}), boost::test_tools::per_element());
+    lin.weight().value() = Tensor<double>{{1, 2, 3}, {4, 5, 6}};
+    lin.bias()->value() = Tensor<double>{10, 20};
+    Tape<double> t;
+    BOOST_TEST(lin(t.constant(Tensor<double>{{1, 0, -1}})).value() == (Tensor<double>{{8, 18}}));
+    // A file of the old (in, out) layout: the load fails naming each tensor and both shapes, and
+    // nothing is transposed behind the user's back.
+    const fs::path f = temp_dir() / "old_layout.safetensors";
+    const Tensor<float> w0 = xt::zeros<float>({4, 3}), b0 = xt::zeros<float>({3}), w2 = xt::zeros<float>({3, 2}),
+                        b2 = xt::zeros<float>({2});
+    save_tensors<float>(f.string(), {{"0.weight", &w0}, {"0.bias", &b0}, {"2.weight", &w2}, {"2.bias", &b2}});
+    MLP<float> m({4, 3, 2}, Activation::relu, Activation::identity, 1);
+    const Tensor<float> before = m.parameters()[0]->value();
+    try {
+        load_weights(m, f.string());
+        BOOST_ERROR("an (in, out) file loaded");
+    } catch (const WeightFileError& e) {
+        const std::string msg = e.what();
+        BOOST_TEST(msg.find("'0.weight' has shape (4,3), the module wants (3,4)") != std::string::npos, msg);
+        BOOST_TEST(msg.find("'2.weight' has shape (3,2), the module wants (2,3)") != std::string::npos, msg);
+    }
+    BOOST_TEST(m.parameters()[0]->value() == before);
 }
 
 BOOST_AUTO_TEST_CASE(failed_save_keeps_the_previous_file)
@@ -368,9 +453,9 @@ BOOST_AUTO_TEST_CASE(small_cnn_learns_bar_orientation)
     make(200, xte, yte);
     Sequential<float> net;
     net.emplace<Conv2d<float>>(Conv2dSpec{1, 4, 3, 1, 1}, 1);
-    net.add(ReLU<float>());
-    net.add(MaxPool2d<float>(2));
-    net.add(Flatten<float>());
+    net.emplace<ReLU<float>>();
+    net.emplace<MaxPool2d<float>>(2);
+    net.emplace<Flatten<float>>();
     net.emplace<Linear<float>>(4 * 4 * 4, 2, true, 2);
     Adam<float> opt(net.parameters(), {0.01});
     Tape<float> tape;

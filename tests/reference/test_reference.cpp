@@ -31,7 +31,7 @@ Var<double> apply(reference::Act a, const V& x)
 /// The same MLP on the tape, weights (out, in) as in the documents: z = x·Wᵀ + b.
 V mlp_on_tape(const std::vector<V>& ws, const std::vector<V>& bs, const std::vector<reference::Act>& acts, V x)
 {
-    for (std::size_t l = 0; l < ws.size(); ++l) x = apply(acts[l], matmul(x, transpose(ws[l])) + bs[l]);
+    for (std::size_t l = 0; l < ws.size(); ++l) x = apply(acts[l], linear(x, ws[l], bs[l]));
     return x;
 }
 
@@ -59,7 +59,7 @@ NamedTensors tape_gradients(const NamedTensors& params, const std::function<V(co
 void expect_agree(const NamedTensors& automatic, const NamedTensors& hand, double rtol = 1e-10)
 {
     CompareOptions o;
-    o.rtol = rtol;
+    o.rtol(rtol);
     const ComparisonReport r = compare_gradients(automatic, hand, o);
     BOOST_TEST(r.all_pass(), "\n" << r.table());
     for (const auto& e : r.entries) BOOST_TEST_MESSAGE(e.name << " max rel error " << e.max_rel_error);
@@ -274,7 +274,7 @@ struct Case {
     {
         const Tensor<double> gb = grads()[1].second;
         CompareOptions o;
-        o.batch_size = batch;
+        o.batch_size(batch);
         auto r = compare_gradients(tape, {{"data", data}, {"l2", l2}}, {{"W", w}, {"b", bb}}, {{"W", hand_w}, {"b", gb}}, o);
         BOOST_TEST(!r.entries[0].pass);
         BOOST_TEST(r.entries[1].pass, r.table());
@@ -387,7 +387,7 @@ BOOST_AUTO_TEST_CASE(sequential_layers_name_their_nodes)
 {
     nn::Sequential<double> net;
     net.emplace<nn::Linear<double>>(4, 3, true, 1);
-    net.add(nn::Tanh<double>());
+    net.emplace<nn::Tanh<double>>();
     net.emplace<nn::Linear<double>>(3, 2, true, 2);
     Tape<double> t;
     ScopeGuard<double> top(t, "net");

@@ -131,7 +131,7 @@ Var<T> rdiv_scalar(T s, const Var<T>& x)
 }
 
 template <class T>
-Var<T> pow(const Var<T>& x, T p)
+Var<T> pow(const Var<T>& x, typename std::common_type<T>::type p)
 {
     return unary(
         "pow", x, [p](const auto& v) { return xt::pow(v, p); },

@@ -1,6 +1,8 @@
 // Matrix products through BLAS, with transpose flags instead of materialized transposes.
 #include "xgrad/ops/linalg.hpp"
 
+#include <fmt/format.h>
+
 #include <limits>
 
 #include "kernels/gemm.hpp"
@@ -104,31 +106,47 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b)
     });
 }
 
+namespace {
+
+/// Y = X·Wᵀ (+ b) with W stored (out, in) as in PyTorch: the GEMM reads W through its transpose
+/// flag, nothing is copied. inputs = {x, w} or {x, w, b}.
 template <class T>
-Var<T> linear(const Var<T>& x, const Var<T>& w, const Var<T>& b)
+Var<T> linear_op(const Var<T>* inputs, std::size_t n_inputs)
 {
-    auto op = begin_op("linear", {x, w, b});
-    const Tensor<T>& xv = x.value();
-    const Tensor<T>& wv = w.value();
-    const Tensor<T>& bv = b.value();
+    OpBuilder<T> op("linear", inputs, n_inputs);
+    const bool has_bias = n_inputs == 3;
+    const Tensor<T>& xv = inputs[0].value();
+    const Tensor<T>& wv = inputs[1].value();
     if (xv.dimension() != 2 || wv.dimension() != 2)
-        throw ShapeError("linear: input " + shape_str(xv.shape()) + ", weight " + shape_str(wv.shape()) +
-                         ": needs input (B,in) and weight (in,out)");
-    const MatmulDims d = matmul_dims("linear", xv.shape(), wv.shape());
-    if (bv.dimension() != 1 || bv.shape()[0] != d.n)
-        throw ShapeError("linear: bias " + shape_str(bv.shape()) + " vs weight " + shape_str(wv.shape()) +
-                         ": bias must be (" + std::to_string(d.n) + ")");
+        throw ShapeError(fmt::format("linear: input {}, weight {}: needs input (B,in) and weight (out,in)",
+                                     shape_str(xv.shape()), shape_str(wv.shape())));
+    if (xv.shape()[1] != wv.shape()[1])
+        throw ShapeError(fmt::format("linear: input {}, weight {}: the input has {} features, the weight (out,in) takes {}",
+                                     shape_str(xv.shape()), shape_str(wv.shape()), xv.shape()[1], wv.shape()[1]));
+    // Same limits as matmul's X·(Wᵀ): (B,in) x (in,out).
+    const MatmulDims d = matmul_dims("linear", xv.shape(), Shape{wv.shape()[1], wv.shape()[0]});
+    if (has_bias) {
+        const Tensor<T>& bv = inputs[2].value();
+        if (bv.dimension() != 1 || bv.shape()[0] != d.n)
+            throw ShapeError(fmt::format("linear: bias {} vs weight {}: bias must be ({})", shape_str(bv.shape()),
+                                         shape_str(wv.shape()), d.n));
+    }
     Tensor<T>& out = op.value();
     out.resize(Shape{d.m, d.n});
-    for (std::size_t r = 0; r < d.m; ++r) std::copy_n(bv.data(), d.n, out.data() + r * d.n);
-    kernels::gemm(false, false, d.m, d.n, d.k, T(1), xv.data(), d.k, wv.data(), d.n, T(1), out.data(), d.n);  // b + X·W
-    return op.finish([d](BackwardContext<T>& c) {
+    if (has_bias) {
+        const T* b = inputs[2].value().data();
+        for (std::size_t r = 0; r < d.m; ++r) std::copy_n(b, d.n, out.data() + r * d.n);
+    }
+    // b + X·Wᵀ: W (n,k) row-major read transposed
+    kernels::gemm(false, true, d.m, d.n, d.k, T(1), xv.data(), d.k, wv.data(), d.k, has_bias ? T(1) : T(0), out.data(),
+                  d.n);
+    return op.finish([d, has_bias](BackwardContext<T>& c) {
         const T* g = c.grad().data();
-        if (const InputGrad<T> dx = c.input_grad(0))  // dL/dX = G·Wᵀ
-            kernels::gemm(false, true, d.m, d.k, d.n, T(1), g, d.n, c.input(1).data(), d.n, dx.beta(), dx.data(), d.k);
-        if (const InputGrad<T> dw = c.input_grad(1))  // dL/dW = Xᵀ·G
-            kernels::gemm(true, false, d.k, d.n, d.m, T(1), c.input(0).data(), d.k, g, d.n, dw.beta(), dw.data(), d.n);
-        if (const InputGrad<T> gb = c.input_grad(2)) {  // dL/db = Σ_rows G
+        if (const InputGrad<T> dx = c.input_grad(0))  // dL/dX = G·W
+            kernels::gemm(false, false, d.m, d.k, d.n, T(1), g, d.n, c.input(1).data(), d.k, dx.beta(), dx.data(), d.k);
+        if (const InputGrad<T> dw = c.input_grad(1))  // dL/dW = Gᵀ·X, (out, in)
+            kernels::gemm(true, false, d.n, d.k, d.m, T(1), g, d.n, c.input(0).data(), d.k, dw.beta(), dw.data(), d.k);
+        if (const InputGrad<T> gb = has_bias ? c.input_grad(2) : InputGrad<T>{}) {  // dL/db = Σ_rows G
             T* db = gb.data();
             if (!gb.accumulate) std::fill(db, db + d.n, T(0));
             for (std::size_t r = 0; r < d.m; ++r)
@@ -137,8 +155,26 @@ Var<T> linear(const Var<T>& x, const Var<T>& w, const Var<T>& b)
     });
 }
 
+}  // namespace
+
+template <class T>
+Var<T> linear(const Var<T>& x, const Var<T>& w, const Var<T>& b)
+{
+    const Var<T> inputs[3] = {x, w, b};
+    return linear_op(inputs, 3);
+}
+
+template <class T>
+Var<T> linear(const Var<T>& x, const Var<T>& w)
+{
+    const Var<T> inputs[2] = {x, w};
+    return linear_op(inputs, 2);
+}
+
 template Var<float> linear(const Var<float>&, const Var<float>&, const Var<float>&);
 template Var<double> linear(const Var<double>&, const Var<double>&, const Var<double>&);
+template Var<float> linear(const Var<float>&, const Var<float>&);
+template Var<double> linear(const Var<double>&, const Var<double>&);
 template Var<float> matmul(const Var<float>&, const Var<float>&);
 template Var<double> matmul(const Var<double>&, const Var<double>&);
 

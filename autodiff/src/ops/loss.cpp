@@ -7,6 +7,10 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
+
+#include <stdexcept>
+
 #include "../op_util.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/ops/shape.hpp"
@@ -23,6 +27,15 @@ T reduction_factor(Reduction r, std::size_t n)
         case Reduction::half_sum: return T(0.5);
         default: return T(1);
     }
+}
+
+/// half_sum (½Σ) is a squared-error convention; for a log-likelihood it would silently mean sum.
+void check_reduction(const char* op, Reduction r)
+{
+    if (r == Reduction::half_sum)
+        throw std::invalid_argument(fmt::format("{}: Reduction::half_sum is for squared error (mse_loss); "
+                                                "use Reduction::mean or Reduction::sum",
+                                                op));
 }
 
 void check_labels(const char* op, const Shape& scores, const IndexTensor& labels)
@@ -45,10 +58,11 @@ template <class T>
 Var<T> cross_entropy(const Var<T>& logits, const IndexTensor& labels, Reduction reduction)
 {
     auto op = begin_op("cross_entropy", {logits});
+    check_reduction("cross_entropy", reduction);
     const Tensor<T>& z = logits.value();
     check_labels("cross_entropy", z.shape(), labels);
     const std::size_t B = z.shape()[0], C = z.shape()[1];
-    const T f = reduction == Reduction::half_sum ? T(1) : reduction_factor<T>(reduction, B);
+    const T f = reduction_factor<T>(reduction, B);
     op.value().resize(Shape{});
     // The labels go into the node's saved buffer (as T: exact below 2^24 classes) rather than a
     // captured copy, so a training step allocates nothing for them.
@@ -92,8 +106,9 @@ Var<T> cross_entropy(const Var<T>& logits, const IndexTensor& labels, Reduction 
 template <class T>
 Var<T> nll_loss(const Var<T>& log_probs, const IndexTensor& labels, Reduction reduction)
 {
+    check_reduction("nll_loss", reduction);
     check_labels("nll_loss", log_probs.shape(), labels);
-    const T f = reduction == Reduction::half_sum ? T(1) : reduction_factor<T>(reduction, labels.size());
+    const T f = reduction_factor<T>(reduction, labels.size());
     return sum(pick(log_probs, labels)) * (-f);  // dlogp[b, y_b] = −g·f
 }
 

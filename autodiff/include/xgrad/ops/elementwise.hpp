@@ -1,6 +1,8 @@
 #pragma once
 // Elementwise ops. Binary ops broadcast like NumPy; their gradients are reduced back to each
 // input's shape in one place (BackwardContext::accumulate).
+#include <type_traits>
+
 #include "xgrad/tape.hpp"
 
 namespace xgrad {
@@ -26,7 +28,9 @@ template <class T> Var<T> rsub_scalar(T s, const Var<T>& x);
 /// Y = s / X.                             dX = −s·G / X²
 template <class T> Var<T> rdiv_scalar(T s, const Var<T>& x);
 /// Y = X^p (scalar exponent).             dX = p·X^(p−1) ⊙ G
-template <class T> Var<T> pow(const Var<T>& x, T p);
+/// The exponent is not deduced (T comes from x alone), so any arithmetic value converts to T:
+/// pow(v, 2) and, for a Var<float>, pow(v, 0.5) compile.
+template <class T> Var<T> pow(const Var<T>& x, typename std::common_type<T>::type p);
 /// Y = eˣ.                                dX = G ⊙ Y
 template <class T> Var<T> exp(const Var<T>& x);
 /// Y = ln X.                              dX = G / X

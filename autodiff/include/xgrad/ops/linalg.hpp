@@ -10,8 +10,11 @@ namespace xgrad {
 /// write straight into the gradient buffers (beta = 1 to accumulate).
 template <class T> Var<T> matmul(const Var<T>& a, const Var<T>& b);
 
-/// Y = X·W + b, fused (one node, bias added by the GEMM): X (B,in), W (in,out), b (out).
-/// dX = G·Wᵀ, dW = Xᵀ·G, db = Σ_rows G.
+/// Y = X·Wᵀ + b, fused (one node, bias added by the GEMM): X (B,in), W (out,in) as PyTorch stores
+/// it (read through the GEMM's transpose flag, not copied), b (out).
+/// dX = G·W, dW = Gᵀ·X, db = Σ_rows G.
 template <class T> Var<T> linear(const Var<T>& x, const Var<T>& w, const Var<T>& b);
+/// Y = X·Wᵀ without a bias: X (B,in), W (out,in).
+template <class T> Var<T> linear(const Var<T>& x, const Var<T>& w);
 
 }  // namespace xgrad

@@ -12,11 +12,12 @@ enum class Reduction {
 
 /// Softmax cross-entropy from logits Z (B,C) and integer labels (B):
 /// ℓ_b = logΣ_c exp Z[b,c] − Z[b,y_b], reduced (mean: /B).   dZ = (softmax(Z) − onehot(y)) · g / B
+/// Reduction::half_sum throws std::invalid_argument (it is a squared-error convention).
 template <class T>
 Var<T> cross_entropy(const Var<T>& logits, const IndexTensor& labels, Reduction reduction = Reduction::mean);
 
 /// Negative log-likelihood from log-probabilities (B,C): −Σ_b logp[b, y_b] (/B for mean).
-/// dlogp[b, y_b] = −g (/B)
+/// dlogp[b, y_b] = −g (/B). Reduction::half_sum throws std::invalid_argument.
 template <class T>
 Var<T> nll_loss(const Var<T>& log_probs, const IndexTensor& labels, Reduction reduction = Reduction::mean);
 

@@ -1,6 +1,8 @@
 #pragma once
-// Layers. Linear weights are stored (in, out) so the forward is x·W with no transpose.
+// Layers. Linear weights are stored (out, in) as in PyTorch; the forward reads W through the GEMM's
+// transpose flag (no copy).
 #include <functional>
+#include <typeinfo>
 #include <optional>
 #include <stdexcept>
 
@@ -9,7 +11,8 @@
 
 namespace xgrad::nn {
 
-/// y = x·W + b, x (B, in), W (in, out), b (out). Default init: PyTorch's U(±1/√in).
+/// y = x·Wᵀ + b, x (B, in), W (out, in) as in PyTorch (state dict "weight", "bias"), b (out).
+/// Default init: PyTorch's U(±1/√in).
 template <class T>
 class Linear : public Module<T> {
 public:
@@ -55,16 +58,16 @@ private:
     Parameter<T>* bias_ = nullptr;
 };
 
-/// A module from a function of one Var (activations, pooling, flatten).
+/// A module from a user's function of one Var. The library's activations and pooling are classes
+/// of their own (ReLU, MaxPool2d, ...); Lambda is for functions they do not cover.
 template <class T>
 class Lambda : public Module<T> {
 public:
-    Lambda(std::string name, std::function<Var<T>(const Var<T>&)> f) : name_(std::move(name)), f_(std::move(f))
-    {
-        if (!f_) throw std::invalid_argument("Lambda '" + name_ + "': the function is empty");
-    }
+    /// std::invalid_argument if f is empty.
+    Lambda(std::string name, std::function<Var<T>(const Var<T>&)> f);
     Var<T> forward(const Var<T>& x) override { return f_(x); }
     std::string describe() const override { return name_; }
+    /// The name given at construction.
     const std::string& name() const { return name_; }
 
 private:
@@ -72,23 +75,112 @@ private:
     std::function<Var<T>(const Var<T>&)> f_;
 };
 
-template <class T> std::unique_ptr<Module<T>> Sigmoid() { return std::make_unique<Lambda<T>>("Sigmoid", [](const Var<T>& x) { return sigmoid(x); }); }
-template <class T> std::unique_ptr<Module<T>> Tanh() { return std::make_unique<Lambda<T>>("Tanh", [](const Var<T>& x) { return tanh(x); }); }
-template <class T> std::unique_ptr<Module<T>> ReLU() { return std::make_unique<Lambda<T>>("ReLU", [](const Var<T>& x) { return relu(x); }); }
-template <class T> std::unique_ptr<Module<T>> Softmax(int axis = -1) { return std::make_unique<Lambda<T>>("Softmax", [axis](const Var<T>& x) { return softmax(x, axis); }); }
-template <class T> std::unique_ptr<Module<T>> LogSoftmax(int axis = -1) { return std::make_unique<Lambda<T>>("LogSoftmax", [axis](const Var<T>& x) { return log_softmax(x, axis); }); }
-template <class T> std::unique_ptr<Module<T>> Flatten(int start_dim = 1) { return std::make_unique<Lambda<T>>("Flatten", [start_dim](const Var<T>& x) { return flatten(x, start_dim); }); }
-/// Pooling layers; stride 0 means stride = k. A kernel of 0 throws std::invalid_argument.
-template <class T> std::unique_ptr<Module<T>> MaxPool2d(std::size_t k, std::size_t stride = 0)
-{
-    if (k == 0) throw std::invalid_argument("MaxPool2d: kernel size must be at least 1, got 0");
-    return std::make_unique<Lambda<T>>("MaxPool2d", [k, stride](const Var<T>& x) { return max_pool2d(x, k, stride); });
-}
-template <class T> std::unique_ptr<Module<T>> AvgPool2d(std::size_t k, std::size_t stride = 0)
-{
-    if (k == 0) throw std::invalid_argument("AvgPool2d: kernel size must be at least 1, got 0");
-    return std::make_unique<Lambda<T>>("AvgPool2d", [k, stride](const Var<T>& x) { return avg_pool2d(x, k, stride); });
-}
+/// relu(x) = max(x, 0), elementwise.
+template <class T>
+class ReLU : public Module<T> {
+public:
+    Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override { return "ReLU"; }
+};
+
+/// sigmoid(x) = 1 / (1 + e⁻ˣ), elementwise.
+template <class T>
+class Sigmoid : public Module<T> {
+public:
+    Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override { return "Sigmoid"; }
+};
+
+/// tanh(x), elementwise.
+template <class T>
+class Tanh : public Module<T> {
+public:
+    Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override { return "Tanh"; }
+};
+
+/// Softmax along `dim` (negative counts from the end), as torch::nn::Softmax(dim).
+template <class T>
+class Softmax : public Module<T> {
+public:
+    explicit Softmax(int dim = -1) : dim_(dim) {}
+    Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override { return "Softmax"; }
+    /// The axis the softmax normalizes over.
+    int dim() const { return dim_; }
+
+private:
+    int dim_;
+};
+
+/// log(softmax(x)) along `dim`, computed stably, as torch::nn::LogSoftmax(dim).
+template <class T>
+class LogSoftmax : public Module<T> {
+public:
+    explicit LogSoftmax(int dim = -1) : dim_(dim) {}
+    Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override { return "LogSoftmax"; }
+    /// The axis the softmax normalizes over.
+    int dim() const { return dim_; }
+
+private:
+    int dim_;
+};
+
+/// Flattens dimensions start_dim.. into one: (N, C, H, W) → (N, C·H·W) for start_dim 1.
+template <class T>
+class Flatten : public Module<T> {
+public:
+    explicit Flatten(int start_dim = 1) : start_dim_(start_dim) {}
+    Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override { return "Flatten"; }
+    /// The first dimension that is flattened.
+    int start_dim() const { return start_dim_; }
+
+private:
+    int start_dim_;
+};
+
+/// Max pooling over kernel_size × kernel_size windows of NCHW input; stride 0 means stride =
+/// kernel_size. A kernel_size of 0 throws std::invalid_argument.
+template <class T>
+class MaxPool2d : public Module<T> {
+public:
+    explicit MaxPool2d(std::size_t kernel_size, std::size_t stride = 0);
+    Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override { return "MaxPool2d"; }
+    /// The window's side.
+    std::size_t kernel_size() const { return kernel_size_; }
+    /// The step between windows (kernel_size when constructed with 0).
+    std::size_t stride() const { return stride_; }
+
+private:
+    std::size_t kernel_size_, stride_;
+};
+
+/// Average pooling over kernel_size × kernel_size windows of NCHW input; stride 0 means stride =
+/// kernel_size. A kernel_size of 0 throws std::invalid_argument.
+template <class T>
+class AvgPool2d : public Module<T> {
+public:
+    explicit AvgPool2d(std::size_t kernel_size, std::size_t stride = 0);
+    Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override { return "AvgPool2d"; }
+    /// The window's side.
+    std::size_t kernel_size() const { return kernel_size_; }
+    /// The step between windows (kernel_size when constructed with 0).
+    std::size_t stride() const { return stride_; }
+
+private:
+    std::size_t kernel_size_, stride_;
+};
+
+namespace detail {
+/// Throws std::out_of_range: "<who>: layer index <i> is out of range (<n> layers)".
+[[noreturn]] void throw_layer_index(const char* who, std::size_t i, std::size_t n);
+/// Throws std::invalid_argument: "<who>: layer <i> is <actual>, not a <wanted>".
+[[noreturn]] void throw_layer_type(const char* who, std::size_t i, const std::string& actual, const char* wanted);
+}  // namespace detail
 
 /// Inverted dropout: in training, zeroes each element with probability p and scales the rest by
 /// 1/(1−p); identity in eval mode.
@@ -132,10 +224,17 @@ public:
     /// Layer i; std::out_of_range for i >= size().
     Module<T>& operator[](std::size_t i)
     {
-        if (i >= layers_.size())
-            throw std::out_of_range("Sequential: layer index " + std::to_string(i) + " is out of range (" +
-                                    std::to_string(layers_.size()) + " layers)");
+        if (i >= layers_.size()) detail::throw_layer_index("Sequential", i, layers_.size());
         return *layers_[i];
+    }
+    /// Layer i as the layer type it is: net.at<Linear<float>>(0).weight(). std::out_of_range for
+    /// i >= size(); std::invalid_argument naming the layer (describe()) if layer i is not an M.
+    template <class M>
+    M& at(std::size_t i)
+    {
+        Module<T>& m = (*this)[i];
+        if (auto* p = dynamic_cast<M*>(&m)) return *p;
+        detail::throw_layer_type("Sequential::at", i, m.describe(), typeid(M).name());
     }
 
 private:
@@ -158,6 +257,24 @@ extern template class Linear<float>;
 extern template class Linear<double>;
 extern template class Conv2d<float>;
 extern template class Conv2d<double>;
+extern template class Lambda<float>;
+extern template class Lambda<double>;
+extern template class ReLU<float>;
+extern template class ReLU<double>;
+extern template class Sigmoid<float>;
+extern template class Sigmoid<double>;
+extern template class Tanh<float>;
+extern template class Tanh<double>;
+extern template class Softmax<float>;
+extern template class Softmax<double>;
+extern template class LogSoftmax<float>;
+extern template class LogSoftmax<double>;
+extern template class Flatten<float>;
+extern template class Flatten<double>;
+extern template class MaxPool2d<float>;
+extern template class MaxPool2d<double>;
+extern template class AvgPool2d<float>;
+extern template class AvgPool2d<double>;
 extern template class Dropout<float>;
 extern template class Dropout<double>;
 extern template class Sequential<float>;

@@ -33,17 +33,20 @@ public:
         lr_ = lr;
     }
     const std::vector<Parameter<T>*>& params() const { return params_; }
-    /// Number of step() calls so far.
-    std::size_t steps() const { return std::size_t(*steps_.data()); }
-    /// Everything step() depends on besides the parameters (moments, step count), by name, for
-    /// checkpoints: restoring it makes a resumed run take the same steps as an uninterrupted one.
-    virtual std::vector<std::pair<std::string, Tensor<T>*>> state() { return {{"steps", &steps_}}; }
+    /// Number of step() calls so far (Adam's t in its bias correction 1 − βᵗ).
+    std::size_t steps() const { return steps_; }
+    /// Sets the step count, e.g. when a checkpoint is restored (load_checkpoint does).
+    void set_steps(std::size_t steps) { steps_ = steps; }
+    /// Everything step() depends on besides the parameters and the step count (the moments), by
+    /// name, for checkpoints: restoring it and steps() makes a resumed run take the same steps as an
+    /// uninterrupted one.
+    virtual std::vector<std::pair<std::string, Tensor<T>*>> state() { return {}; }
 
 protected:
-    void count_step() { *steps_.data() += T(1); }
+    void count_step() { ++steps_; }
     std::vector<Parameter<T>*> params_;
     double lr_;
-    Tensor<T> steps_ = Tensor<T>(T(0));  // 0-d; exact up to 2^24 steps in float
+    std::size_t steps_ = 0;
 };
 
 struct SGDOptions {

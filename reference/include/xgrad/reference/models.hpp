@@ -31,15 +31,23 @@ template <class T>
 std::unique_ptr<nn::Sequential<T>> lenet(std::uint64_t seed, bool max_pool)
 {
     auto net = std::make_unique<nn::Sequential<T>>();
-    auto pool = [&] { return max_pool ? nn::MaxPool2d<T>(2) : nn::AvgPool2d<T>(2); };
+    auto pool = [&] {
+        if (max_pool)
+            net->template emplace<nn::MaxPool2d<T>>(2);
+        else
+            net->template emplace<nn::AvgPool2d<T>>(2);
+    };
     net->template emplace<nn::Conv2d<T>>(nn::Conv2dSpec{1, 6, 5, 1, 2}, seed);
-    net->add(nn::ReLU<T>()).add(pool());
+    net->template emplace<nn::ReLU<T>>();
+    pool();
     net->template emplace<nn::Conv2d<T>>(nn::Conv2dSpec{6, 16, 5}, seed + 1);
-    net->add(nn::ReLU<T>()).add(pool()).add(nn::Flatten<T>());
+    net->template emplace<nn::ReLU<T>>();
+    pool();
+    net->template emplace<nn::Flatten<T>>();
     net->template emplace<nn::Linear<T>>(400, 120, true, seed + 2);
-    net->add(nn::ReLU<T>());
+    net->template emplace<nn::ReLU<T>>();
     net->template emplace<nn::Linear<T>>(120, 84, true, seed + 3);
-    net->add(nn::ReLU<T>());
+    net->template emplace<nn::ReLU<T>>();
     net->template emplace<nn::Linear<T>>(84, 10, true, seed + 4);
     return net;
 }

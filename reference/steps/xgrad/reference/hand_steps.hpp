@@ -15,11 +15,11 @@ namespace xgrad::reference {
 using kernels::gemm;
 using F = float;
 
-/// A dense layer y = x·W + b with W (in, out) (xgrad's Linear layout), its grads and buffers.
+/// A dense layer y = x·Wᵀ + b with W (out, in) (xgrad's Linear layout, PyTorch's), its grads and buffers.
 struct HandLinear {
     std::size_t in, out;
     Tensor<F> W, b, dW, db, y, dx;
-    HandLinear(const Tensor<F>& w, const Tensor<F>& bias) : in(w.shape()[0]), out(w.shape()[1]), W(w), b(bias)
+    HandLinear(const Tensor<F>& w, const Tensor<F>& bias) : in(w.shape()[1]), out(w.shape()[0]), W(w), b(bias)
     {
         dW = xt::zeros<F>(W.shape());
         db = xt::zeros<F>(b.shape());
@@ -29,20 +29,20 @@ struct HandLinear {
         y.resize(Shape{B, out});
         F* p = y.data();
         for (std::size_t n = 0; n < B; ++n) std::copy(b.data(), b.data() + out, p + n * out);
-        gemm(false, false, B, out, in, F(1), x, in, W.data(), out, F(1), p, out);  // x·W + b
+        gemm(false, true, B, out, in, F(1), x, in, W.data(), in, F(1), p, out);  // x·Wᵀ + b
         if (relu)
             for (std::size_t i = 0; i < B * out; ++i) p[i] = p[i] > 0 ? p[i] : F(0);
     }
-    /// dy (B,out) given; computes dW = xᵀdy, db = Σ dy, and (if want_dx) dx = dy·Wᵀ.
+    /// dy (B,out) given; computes dW = dyᵀx, db = Σ dy, and (if want_dx) dx = dy·W.
     void backward(const F* x, const F* dy, std::size_t B, bool want_dx)
     {
-        gemm(true, false, in, out, B, F(1), x, in, dy, out, F(0), dW.data(), out);
+        gemm(true, false, out, in, B, F(1), dy, out, x, in, F(0), dW.data(), in);
         std::fill(db.begin(), db.end(), F(0));
         for (std::size_t n = 0; n < B; ++n)
             for (std::size_t j = 0; j < out; ++j) db(j) += dy[n * out + j];
         if (want_dx) {
             dx.resize(Shape{B, in});
-            gemm(false, true, B, in, out, F(1), dy, out, W.data(), out, F(0), dx.data(), in);
+            gemm(false, false, B, in, out, F(1), dy, out, W.data(), in, F(0), dx.data(), in);
         }
     }
     void sgd(F lr)

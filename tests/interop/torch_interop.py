@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""PyTorch interop test for xgrad (CTest: test_torch_interop).
+
+usage: torch_interop.py INTEROP_BINARY WORK_DIR
+
+Both directions, for an MLP (784-32-10, ReLU) and a LeNet (Conv2d, ReLU, MaxPool2d, Flatten, Linear):
+  xgrad -> torch: `INTEROP_BINARY export WORK_DIR` writes xgrad's weights (save_weights) and one batch
+      with xgrad's output, loss and parameter gradients; here they are loaded into the equivalent
+      torch.nn.Sequential with load_state_dict(strict=True) and compared.
+  torch -> xgrad: torch initializes the models (fixed seed), writes its state_dict and batch, output,
+      loss and gradients; `INTEROP_BINARY import WORK_DIR` loads them into xgrad and compares.
+Tolerance: 1e-5 (float32) of max |reference| per tensor.
+
+Needs only the standard library, numpy and torch; safetensors is parsed and written here (8 bytes of
+little-endian header length, a JSON header, raw data). Without torch the test is skipped (exit 77),
+except under CI=true, where a missing torch fails.
+"""
+import json
+import os
+import struct
+import subprocess
+import sys
+
+SKIP = 77
+TOLERANCE = 1e-5
+BATCH = 8
+
+
+def read_safetensors(path):
+    """{name: numpy array}, metadata. Parses the format itself."""
+    import numpy as np
+
+    dtypes = {"F32": np.float32, "F64": np.float64, "I64": np.int64}
+    with open(path, "rb") as f:
+        blob = f.read()
+    (n,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8 : 8 + n].decode("utf-8"))
+    data = blob[8 + n :]
+    meta = header.pop("__metadata__", {})
+    out = {}
+    for name, e in header.items():
+        begin, end = e["data_offsets"]
+        arr = np.frombuffer(data[begin:end], dtype=np.dtype(dtypes[e["dtype"]]).newbyteorder("<"))
+        out[name] = arr.reshape(e["shape"]).copy()
+    return out, meta
+
+
+def write_safetensors(path, tensors, metadata=None):
+    """Writes {name: float32 numpy array} as safetensors (header padded with spaces to 8 bytes)."""
+    import numpy as np
+
+    header, chunks, offset = {}, [], 0
+    if metadata:
+        header["__metadata__"] = metadata
+    for name, arr in tensors.items():
+        raw = np.ascontiguousarray(arr, dtype="<f4").tobytes()
+        header[name] = {"dtype": "F32", "shape": list(arr.shape), "data_offsets": [offset, offset + len(raw)]}
+        chunks.append(raw)
+        offset += len(raw)
+    h = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)) + h + b"".join(chunks))
+
+
+def models():
+    import torch.nn as nn
+
+    return {
+        "mlp": (lambda: nn.Sequential(nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10)), (BATCH, 784)),
+        "lenet": (
+            lambda: nn.Sequential(
+                nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10)),
+            (BATCH, 1, 28, 28),
+        ),
+    }
+
+
+def forward_backward(model, x, labels):
+    import torch
+    import torch.nn.functional as F
+
+    model.zero_grad()
+    out = model(x)
+    loss = F.cross_entropy(out, labels)
+    loss.backward()
+    grads = {name: p.grad.detach().numpy().copy() for name, p in model.named_parameters()}
+    return out.detach().numpy(), loss.detach().numpy().reshape(()), grads
+
+
+def compare(what, got, want):
+    import numpy as np
+
+    if got.shape != want.shape:
+        print(f"  {what:<16} shape {got.shape} vs {want.shape}  MISMATCH")
+        return False
+    scale = float(np.max(np.abs(want))) if want.size else 0.0
+    err = float(np.max(np.abs(got.astype(np.float64) - want.astype(np.float64)))) if want.size else 0.0
+    rel = err / scale if scale > 0 else err
+    ok = rel <= TOLERANCE
+    print(f"  {what:<16} {str(tuple(want.shape)):<16} max |torch - xgrad| / max |xgrad| = {rel:.3g}  {'ok' if ok else 'MISMATCH'}")
+    return ok
+
+
+def xgrad_to_torch(binary, work):
+    import torch
+
+    subprocess.run([binary, "export", work], check=True)
+    ok = True
+    for name, (make, _) in models().items():
+        weights, meta = read_safetensors(os.path.join(work, f"{name}_weights.safetensors"))
+        io, _ = read_safetensors(os.path.join(work, f"{name}_io.safetensors"))
+        model = make()
+        # strict: every name present, none extra; a shape that differs (an (in, out) Linear weight) raises
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
+        print(f"{name}: xgrad's weights in torch (metadata {meta}, {len(weights)} tensors)")
+        out, loss, grads = forward_backward(model, torch.from_numpy(io["input"]),
+                                            torch.from_numpy(io["labels"].astype("int64")))
+        ok = compare("output", out, io["output"]) and ok
+        ok = compare("loss", loss, io["loss"]) and ok
+        expected = {k[len("grad."):] for k in io if k.startswith("grad.")}
+        if expected != set(grads):
+            print(f"  gradients: xgrad wrote {sorted(expected)}, torch has {sorted(grads)}  MISMATCH")
+            ok = False
+        for pname, g in grads.items():
+            if pname in expected:
+                ok = compare("grad." + pname, g, io["grad." + pname]) and ok
+    return ok
+
+
+def torch_to_xgrad(binary, work):
+    import torch
+
+    torch.manual_seed(1234)
+    for name, (make, shape) in models().items():
+        model = make()
+        x = torch.rand(shape)
+        labels = torch.arange(BATCH) * 7 % 10
+        out, loss, grads = forward_backward(model, x, labels)
+        write_safetensors(os.path.join(work, f"{name}_torch_weights.safetensors"),
+                          {k: v.detach().numpy() for k, v in model.state_dict().items()}, {"format": "pt"})
+        io = {"input": x.numpy(), "labels": labels.numpy().astype("float32"), "output": out, "loss": loss}
+        io.update({"grad." + k: g for k, g in grads.items()})
+        write_safetensors(os.path.join(work, f"{name}_torch_io.safetensors"), io)
+    return subprocess.run([binary, "import", work]).returncode == 0
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        import numpy  # noqa: F401
+        import torch
+    except ImportError as e:
+        if os.environ.get("CI") == "true":
+            print(f"torch_interop: FAILED: {e}; CI=true needs python3-torch (scripts/setup installs it)", file=sys.stderr)
+            return 1
+        print(f"torch_interop: skipped: {e} (install Debian's python3-torch, e.g. with scripts/setup)")
+        return SKIP
+    torch.set_num_threads(1)
+    binary, work = sys.argv[1], sys.argv[2]
+    os.makedirs(work, exist_ok=True)
+    print(f"torch {torch.__version__}")
+    ok = xgrad_to_torch(binary, work)
+    ok = torch_to_xgrad(binary, work) and ok
+    print("torch_interop:", "all outputs and gradients match" if ok else "MISMATCH")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
