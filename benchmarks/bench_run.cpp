@@ -17,7 +17,7 @@ namespace {
 struct Result {
     double median = 0;  // mean over rounds of the per-round medians
     double spread = 0;  // (max − min) / min over rounds
-    double peak = 0, base = 0, allocs = 0, gflops = 0;
+    double peak = 0, base = 0, allocs = 0, dnnl_allocs = 0, gflops = 0;
     bool ok = false;
 };
 
@@ -107,6 +107,7 @@ int main(int argc, char** argv)
             r.peak = std::max(r.peak, j["peak_mib"].get<double>());
             r.base = j["base_mib"].get<double>();
             r.allocs = j["allocs_per_rep"].get<double>();
+            r.dnnl_allocs = j.value("dnnl_allocs_per_rep", 0.0);
             if (j.contains("gflops")) r.gflops += j["gflops"].get<double>();
         }
         if (n) {
@@ -119,7 +120,7 @@ int main(int argc, char** argv)
     };
 
     std::ostringstream md;
-    md << "| workload | threads | libtorch | xgrad tape | hand-written | tape / libtorch | tape / hand | peak RSS MiB libtorch → tape (workload part) | allocs per step: libtorch / tape |\n";
+    md << "| workload | threads | libtorch | xgrad tape | hand-written | tape / libtorch | tape / hand | peak RSS MiB libtorch → tape (workload part) | allocs per step: libtorch / tape (+ inside dnnl_sgemm) |\n";
     md << "|---|---|---|---|---|---|---|---|---|\n";
     for (const auto& w : workloads)
         for (const auto& t : threads) {
@@ -140,7 +141,7 @@ int main(int argc, char** argv)
                               hand_col, ratio(tp, lt), vs_hand,
                               lt.ok ? fmt::format("{:.0f} ({:+.0f}) → {:.0f} ({:+.0f})", lt.peak, lt.peak - lt.base, tp.peak, tp.peak - tp.base)
                                     : fmt::format("{:.0f} ({:+.0f})", tp.peak, tp.peak - tp.base),
-                              fmt::format("{:.0f} / {:.0f}", lt.allocs, tp.allocs));
+                              fmt::format("{:.0f} / {:.0f} (+{:.0f})", lt.allocs, tp.allocs, tp.dnnl_allocs));
         }
     md << fmt::format("\nmedians of {} round(s), each process timed per docs/benchmarks.md; ⚠ = rounds differ by more than 10%.\n",
                       rounds);

@@ -139,7 +139,8 @@ struct Result {
     Mem at_ref, at_mid, at_end;
     long mid_step = 0;
     long ref_step = 0;
-    double allocs_per_step = 0;  // after warm-up (from step ref_step on)
+    double allocs_per_step = 0;       // after warm-up (from step ref_step on), outside oneDNN
+    double dnnl_allocs_per_step = 0;  // inside dnnl_sgemm (its packing buffer, one per call)
     double ms_per_step = 0;      // after warm-up, wall clock
     double cpu_ms_per_step = 0;  // after warm-up, process CPU time
     double final_loss = 0;
@@ -162,9 +163,9 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
     r.ref_step = ref;
     r.mid_step = std::max(ref, (o.steps / 2) / o.every * o.every);
     double window_s = 0, after_ref_s = 0, window_cpu = 0, after_ref_cpu = 0;
-    std::size_t after_ref_allocs = 0;
+    std::size_t after_ref_allocs = 0, after_ref_dnnl = 0;  // outside oneDNN / inside dnnl_sgemm
     long after_ref_steps = 0;
-    const std::size_t a_begin = bench::allocations();
+    const std::size_t a_begin = alloc::allocations();
     std::size_t a_window = a_begin;
     double loss = 0;
     // XGRAD_ALLOC_TRACE=1 (alloc_count.cpp prints the stacks of the first 40 counted allocations):
@@ -172,20 +173,22 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
     const bool trace_allocs = std::getenv("XGRAD_ALLOC_TRACE") != nullptr;
     for (long i = 1; i <= o.steps; ++i) {
         const bool counted = i > ref;
-        const std::size_t a0 = bench::allocations();
-        bench::count_allocations(counted || !trace_allocs);
+        const std::size_t a0 = alloc::allocations(), d0 = alloc::dnnl_allocations();
+        alloc::count_allocations(counted || !trace_allocs);
         const double c0 = cpu_seconds();
         const auto t0 = clock::now();
         loss = step(i);
         const double dt = std::chrono::duration<double>(clock::now() - t0).count();
         const double dc = cpu_seconds() - c0;
-        bench::count_allocations(false);
+        alloc::count_allocations(false);
         window_s += dt;
         window_cpu += dc;
         if (counted) {
             after_ref_s += dt;
             after_ref_cpu += dc;
-            after_ref_allocs += bench::allocations() - a0;
+            const std::size_t dnnl = alloc::dnnl_allocations() - d0;
+            after_ref_allocs += alloc::allocations() - a0 - dnnl;
+            after_ref_dnnl += dnnl;
             ++after_ref_steps;
         }
         if (!std::isfinite(loss)) {
@@ -196,7 +199,7 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
         if (i % o.every == 0 || i == o.steps) {
             const long n = i % o.every ? i % o.every : o.every;
             const Mem m = read_mem();
-            const std::size_t a = bench::allocations();
+            const std::size_t a = alloc::allocations();
             std::printf("%8ld %10.1f %10.1f %10.3f %12.3f %13.1f %10.4f\n", i, m.rss, m.hwm, 1e3 * window_s / double(n),
                         1e3 * window_cpu / double(n), double(a - a_window) / double(n), loss);
             std::fflush(stdout);
@@ -211,6 +214,7 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
     r.final_loss = loss;
     if (after_ref_steps) {
         r.allocs_per_step = double(after_ref_allocs) / double(after_ref_steps);
+        r.dnnl_allocs_per_step = double(after_ref_dnnl) / double(after_ref_steps);
         r.ms_per_step = 1e3 * after_ref_s / double(after_ref_steps);
         r.cpu_ms_per_step = 1e3 * after_ref_cpu / double(after_ref_steps);
     }
@@ -219,9 +223,10 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
         const bool flat = std::abs(growth) <= 1.0;
         r.ok = flat;
         std::printf("verdict %s: VmRSS %.1f MiB at step %ld, %.1f at step %ld, %.1f at step %ld: growth %+.2f MiB (%s); "
-                    "VmHWM %.1f -> %.1f MiB; after step %ld: %.1f allocations/step, %.3f ms/step wall, %.3f ms/step CPU\n",
+                    "VmHWM %.1f -> %.1f MiB; after step %ld: %.1f allocations/step (+%.1f inside dnnl_sgemm), %.3f ms/step wall, "
+                    "%.3f ms/step CPU\n",
                     name.c_str(), r.at_ref.rss, ref, r.at_mid.rss, r.mid_step, r.at_end.rss, o.steps, growth, flat ? "no growth" : "GROWTH",
-                    r.at_ref.hwm, r.at_end.hwm, ref, r.allocs_per_step, r.ms_per_step, r.cpu_ms_per_step);
+                    r.at_ref.hwm, r.at_end.hwm, ref, r.allocs_per_step, r.dnnl_allocs_per_step, r.ms_per_step, r.cpu_ms_per_step);
     }
     std::fflush(stdout);
     return r;

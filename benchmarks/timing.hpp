@@ -20,7 +20,8 @@ namespace xgrad::bench {
 struct Stats {
     double median = 0, p10 = 0, p90 = 0, min = 0, mean = 0;  // seconds
     std::size_t reps = 0;
-    double allocs_per_rep = 0;
+    double allocs_per_rep = 0;       ///< outside oneDNN
+    double dnnl_allocs_per_rep = 0;  ///< inside dnnl_sgemm (its packing buffer, one per call)
 };
 
 inline bool quick() { return std::getenv("XGRAD_BENCH_QUICK") != nullptr; }
@@ -55,19 +56,21 @@ Stats run(Setup setup, Rep rep, std::size_t warm_n = 10, double warm_s = 0.5, st
     }
     std::vector<double> times;
     double total = 0;
-    const std::size_t a0 = allocations();
+    const std::size_t a0 = alloc::allocations(), d0 = alloc::dnnl_allocations();
     while (times.size() < min_n || total < min_s) {
         setup();
-        count_allocations(true);
+        alloc::count_allocations(true);
         const auto t0 = clock::now();
         rep();
         const double dt = secs(clock::now() - t0);
-        count_allocations(false);
+        alloc::count_allocations(false);
         times.push_back(dt);
         total += dt;
     }
     Stats s = summarize(std::move(times));
-    s.allocs_per_rep = double(allocations() - a0) / double(s.reps);
+    const std::size_t dnnl = alloc::dnnl_allocations() - d0;
+    s.allocs_per_rep = double(alloc::allocations() - a0 - dnnl) / double(s.reps);
+    s.dnnl_allocs_per_rep = double(dnnl) / double(s.reps);
     return s;
 }
 
@@ -100,10 +103,10 @@ inline void report(const char* impl, const std::string& workload, int threads, c
                    const Stats& s, double base_mib, const std::string& extra = "")
 {
     std::printf("{\"impl\":\"%s\",\"workload\":\"%s\",\"threads\":%d,\"unit\":\"%s\",\"median\":%.6g,\"p10\":%.6g,"
-                "\"p90\":%.6g,\"min\":%.6g,\"mean\":%.6g,\"reps\":%zu,\"allocs_per_rep\":%.1f,\"base_mib\":%.1f,"
+                "\"p90\":%.6g,\"min\":%.6g,\"mean\":%.6g,\"reps\":%zu,\"allocs_per_rep\":%.1f,\"dnnl_allocs_per_rep\":%.1f,\"base_mib\":%.1f,"
                 "\"peak_mib\":%.1f%s}\n",
                 impl, workload.c_str(), threads, unit, s.median * scale, s.p10 * scale, s.p90 * scale, s.min * scale,
-                s.mean * scale, s.reps, s.allocs_per_rep, base_mib, peak_rss_mib(), extra.c_str());
+                s.mean * scale, s.reps, s.allocs_per_rep, s.dnnl_allocs_per_rep, base_mib, peak_rss_mib(), extra.c_str());
     std::fflush(stdout);
 }
 

@@ -14,4 +14,9 @@ int max_num_threads();
 /// Name of the library behind float GEMMs, e.g. "oneDNN dnnl_sgemm" or "OpenBLAS cblas_sgemm".
 const char* sgemm_backend();
 
+/// OpenBLAS's kernel family (double GEMMs; float ones too without oneDNN), e.g. "SkylakeX". When
+/// OpenBLAS does not know the CPU model (virtual machines) and OPENBLAS_CORETYPE is unset, xgrad
+/// picks the family from the instruction set instead of OpenBLAS's generic fallback.
+const char* blas_core();
+
 }  // namespace xgrad

@@ -9,6 +9,7 @@
 #include <fmt/core.h>
 
 #include "kernels/gemm.hpp"
+#include "kernels/parallel.hpp"
 #include "xgrad/errors.hpp"
 
 namespace xgrad::kernels {
@@ -31,9 +32,6 @@ T* sized(std::vector<T>& v, std::size_t n)
     return v.data();
 }
 
-/// Below this many elements a kernel stays on one thread (thread start-up would cost more).
-constexpr std::size_t parallel_threshold = std::size_t(1) << 16;
-
 /// Output columns j whose input column j·s − pad + q lies inside [0, w): [j0, j1).
 inline void valid_cols(const ConvGeom& g, std::size_t q, std::size_t& j0, std::size_t& j1)
 {
@@ -52,11 +50,9 @@ template <class T>
 void im2col(const T* x, const ConvGeom& g, T* cols)
 {
     const std::size_t L = g.l();
-    const auto rows = std::ptrdiff_t(g.k());
-#pragma omp parallel for schedule(static) if (g.k() * L >= parallel_threshold)
-    for (std::ptrdiff_t r = 0; r < rows; ++r) {
-        const std::size_t c = std::size_t(r) / (g.kh * g.kw), p = std::size_t(r) / g.kw % g.kh, q = std::size_t(r) % g.kw;
-        T* row = cols + std::size_t(r) * L;
+    parallel_for(g.k(), g.k() * L, [&](std::size_t r) {
+        const std::size_t c = r / (g.kh * g.kw), p = r / g.kw % g.kh, q = r % g.kw;
+        T* row = cols + r * L;
         std::size_t j0, j1;
         valid_cols(g, q, j0, j1);
         for (std::size_t n = 0; n < g.n; ++n) {
@@ -79,7 +75,7 @@ void im2col(const T* x, const ConvGeom& g, T* cols)
                 std::fill(dst + j1, dst + g.ow, T(0));
             }
         }
-    }
+    });
 }
 
 /// The adjoint of im2col: dX[n, c, i·s − pad + p, j·s − pad + q] += dcols[...] (inside only).
@@ -88,10 +84,8 @@ template <class T>
 void col2im_add(const T* cols, const ConvGeom& g, T* dx)
 {
     const std::size_t L = g.l();
-    const auto planes = std::ptrdiff_t(g.c * g.n);
-#pragma omp parallel for schedule(static) if (g.k() * L >= parallel_threshold)
-    for (std::ptrdiff_t cn = 0; cn < planes; ++cn) {
-        const std::size_t c = std::size_t(cn) / g.n, n = std::size_t(cn) % g.n;
+    parallel_for(g.c * g.n, g.k() * L, [&](std::size_t cn) {
+        const std::size_t c = cn / g.n, n = cn % g.n;
         T* plane = dx + (n * g.c + c) * g.h * g.w;
         for (std::size_t p = 0; p < g.kh; ++p)
             for (std::size_t q = 0; q < g.kw; ++q) {
@@ -111,7 +105,7 @@ void col2im_add(const T* cols, const ConvGeom& g, T* dx)
                     }
                 }
             }
-    }
+    });
 }
 
 }  // namespace
@@ -165,14 +159,13 @@ void conv2d_forward(const T* x, const T* w, const T* bias, const ConvGeom& g, T*
     T* y = sized(scratch<T>(1), g.o * L);
     im2col(x, g, cols);
     gemm(false, false, g.o, L, K, T(1), w, K, cols, L, T(0), y, L);  // (O,K)·(K,L)
-#pragma omp parallel for collapse(2) schedule(static) if (g.o * L >= parallel_threshold)
-    for (std::size_t n = 0; n < g.n; ++n)
-        for (std::size_t o = 0; o < g.o; ++o) {
-            const T* src = y + o * L + n * hw;
-            T* dst = po + (n * g.o + o) * hw;
-            const T add = bias ? bias[o] : T(0);
-            for (std::size_t j = 0; j < hw; ++j) dst[j] = src[j] + add;
-        }
+    parallel_for(g.n * g.o, g.o * L, [&](std::size_t no) {  // (n, o) planes
+        const std::size_t n = no / g.o, o = no % g.o;
+        const T* src = y + o * L + n * hw;
+        T* dst = po + no * hw;
+        const T add = bias ? bias[o] : T(0);
+        for (std::size_t j = 0; j < hw; ++j) dst[j] = src[j] + add;
+    });
 }
 
 template <class T>
@@ -182,9 +175,10 @@ void conv2d_backward(const T* x, const T* w, const T* G, const ConvGeom& g, T* d
     const std::size_t K = g.k(), L = g.l(), hw = g.oh * g.ow;
     // G (N,O,OH·OW) → Gt (O, N·OH·OW), the layout the GEMMs want
     T* gt = sized(scratch<T>(1), g.o * L);
-#pragma omp parallel for collapse(2) schedule(static) if (g.o * L >= parallel_threshold)
-    for (std::size_t n = 0; n < g.n; ++n)
-        for (std::size_t o = 0; o < g.o; ++o) std::copy_n(G + (n * g.o + o) * hw, hw, gt + o * L + n * hw);
+    parallel_for(g.n * g.o, g.o * L, [&](std::size_t no) {
+        const std::size_t n = no / g.o, o = no % g.o;
+        std::copy_n(G + no * hw, hw, gt + o * L + n * hw);
+    });
     if (db) {  // dL/db[o] = Σ_{n,i,j} G[n,o,i,j]
         for (std::size_t o = 0; o < g.o; ++o) {
             T s = 0;

@@ -6,6 +6,7 @@
 
 #include <fmt/core.h>
 
+#include "kernels/parallel.hpp"
 #include "xgrad/errors.hpp"
 
 namespace xgrad::kernels {
@@ -21,15 +22,12 @@ PoolGeom pool_geometry(const char* op, const Shape& xs, std::size_t k, std::size
     return {xs[0] * xs[1], xs[2], xs[3], k, s, (xs[2] - k) / s + 1, (xs[3] - k) / s + 1};
 }
 
-constexpr std::size_t parallel_threshold = std::size_t(1) << 16;  // elements; below, one thread
-
 template <class T>
 void avg_pool2d_forward(const T* p, const PoolGeom& g, T* q)
 {
     const T scale = T(1) / T(g.k * g.k);
     if (g.k == 2 && g.s == 2) {  // the common 2×2 case: two input rows per output row, no inner loops
-#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w >= parallel_threshold)
-        for (std::size_t pl = 0; pl < g.planes; ++pl)
+        parallel_for(g.planes, g.planes * g.h * g.w, [&](std::size_t pl) {
             for (std::size_t i = 0; i < g.oh; ++i) {
                 const T* r0 = p + pl * g.h * g.w + 2 * i * g.w;
                 const T* r1 = r0 + g.w;
@@ -37,10 +35,10 @@ void avg_pool2d_forward(const T* p, const PoolGeom& g, T* q)
                 for (std::size_t j = 0; j < g.ow; ++j)
                     out[j] = (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]) * scale;
             }
+        });
         return;
     }
-#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w >= parallel_threshold)
-    for (std::size_t pl = 0; pl < g.planes; ++pl) {
+    parallel_for(g.planes, g.planes * g.h * g.w, [&](std::size_t pl) {
         const T* plane = p + pl * g.h * g.w;
         for (std::size_t i = 0; i < g.oh; ++i)
             for (std::size_t j = 0; j < g.ow; ++j) {
@@ -51,7 +49,7 @@ void avg_pool2d_forward(const T* p, const PoolGeom& g, T* q)
                 }
                 q[(pl * g.oh + i) * g.ow + j] = s * scale;
             }
-    }
+    });
 }
 
 template <class T>
@@ -61,8 +59,7 @@ void avg_pool2d_backward(const T* G, const PoolGeom& g, T* d, bool acc)
     // dL/dX[window] += G / k² for every window containing the element
     const T scale = T(1) / T(g.k * g.k);
     if (g.k == 2 && g.s == 2) {
-#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w >= parallel_threshold)
-        for (std::size_t pl = 0; pl < g.planes; ++pl)
+        parallel_for(g.planes, g.planes * g.h * g.w, [&](std::size_t pl) {
             for (std::size_t i = 0; i < g.oh; ++i) {
                 T* r0 = d + pl * g.h * g.w + 2 * i * g.w;
                 T* r1 = r0 + g.w;
@@ -72,10 +69,10 @@ void avg_pool2d_backward(const T* G, const PoolGeom& g, T* d, bool acc)
                     r0[2 * j] += v, r0[2 * j + 1] += v, r1[2 * j] += v, r1[2 * j + 1] += v;
                 }
             }
+        });
         return;
     }
-#pragma omp parallel for schedule(static) if (g.planes * g.h * g.w >= parallel_threshold)
-    for (std::size_t pl = 0; pl < g.planes; ++pl) {
+    parallel_for(g.planes, g.planes * g.h * g.w, [&](std::size_t pl) {
         T* plane = d + pl * g.h * g.w;
         for (std::size_t i = 0; i < g.oh; ++i)
             for (std::size_t j = 0; j < g.ow; ++j) {
@@ -85,7 +82,7 @@ void avg_pool2d_backward(const T* G, const PoolGeom& g, T* d, bool acc)
                     for (std::size_t b = 0; b < g.k; ++b) row[b] += v;
                 }
             }
-    }
+    });
 }
 
 template void avg_pool2d_forward(const float*, const PoolGeom&, float*);

@@ -27,6 +27,15 @@ void scatter_add_backward(BackwardContext<T>& c)
     for (std::size_t e = 0; e < src.size(); ++e) d[src[e]] += g[e];
 }
 
+/// The data of x under a checked new shape (reshape, flatten).   dL/dX = reshape(G, X.shape)
+template <class T>
+Var<T> finish_reshape(OpBuilder<T>& op, const Tensor<T>& xv, const Shape& out)
+{
+    op.value().resize(out);
+    std::copy(xv.data(), xv.data() + xv.size(), op.value().data());
+    return op.finish([](BackwardContext<T>& c) { c.accumulate(0, detail::view_as(c.grad(), c.input(0).shape())); });
+}
+
 }  // namespace
 
 template <class T>
@@ -65,24 +74,19 @@ Var<T> reshape(const Var<T>& x, const std::vector<std::ptrdiff_t>& shape)
     if (shape_size(out) != xv.size() || (infer >= 0 && (known == 0 || xv.size() % known)))
         throw ShapeError(fmt::format("reshape: {} to {}: {} elements do not fit", shape_str(xv.shape()), shape_str(shape),
                                      xv.size()));
-    op.value().resize(out);
-    std::copy(xv.data(), xv.data() + xv.size(), op.value().data());
-    return op.finish([](BackwardContext<T>& c) {
-        c.accumulate(0, detail::view_as(c.grad(), c.input(0).shape()));  // dL/dX = reshape(G, X.shape)
-    });
+    return finish_reshape(op, xv, out);
 }
 
 template <class T>
 Var<T> flatten(const Var<T>& x, int start_dim)
 {
+    auto op = begin_op("flatten", {x});
     const Shape& s = x.shape();
-    if (s.empty()) return reshape(x, {1});
+    if (s.empty()) return finish_reshape(op, x.value(), Shape{1});
     const std::size_t st = detail::normalize_axis("flatten", start_dim, s);
-    std::vector<std::ptrdiff_t> ns(s.begin(), s.begin() + std::ptrdiff_t(st));
-    std::size_t rest = 1;
-    for (std::size_t i = st; i < s.size(); ++i) rest *= s[i];
-    ns.push_back(std::ptrdiff_t(rest));
-    return reshape(x, ns);
+    Shape out(s.begin(), s.begin() + std::ptrdiff_t(st));  // inline storage up to rank 4: no allocation
+    out.push_back(shape_size(Shape(s.begin() + std::ptrdiff_t(st), s.end())));
+    return finish_reshape(op, x.value(), out);
 }
 
 template <class T>

@@ -1,0 +1,16 @@
+#pragma once
+// Counts heap allocations (malloc family, which operator new and xsimd's aligned allocator both
+// reach) while counting is on. The counting versions of malloc & co. are in alloc_count.cpp and
+// interpose glibc's for the whole process.
+#include <cstddef>
+
+namespace xgrad::alloc {
+/// Counting on or off (process-wide).
+void count_allocations(bool on);
+/// Allocations counted so far, from any code.
+std::size_t allocations();
+/// Of those, the ones made inside oneDNN (libdnnl: dnnl_sgemm's packing buffer, one per call, which
+/// its C API gives no way to supply), told apart by the call stack. allocations() − these = the
+/// allocations of xgrad and everything else.
+std::size_t dnnl_allocations();
+}  // namespace xgrad::alloc
