@@ -600,6 +600,19 @@ BOOST_AUTO_TEST_CASE(residual_mlp_on_mnist)
     BOOST_TEST(fs::exists(dir.path / "residual_mlp.safetensors"));
 }
 
+BOOST_AUTO_TEST_CASE(float_residual_mlp_checked_in_double)
+{
+    auto net = residual_mlp<float>(/*width*/ 8, /*blocks*/ 1, /*seed*/ 1);   // the model you train
+    auto twin = residual_mlp<double>(8, 1, /*seed*/ 0);                      // its weights are overwritten
+    Tensor<float> x = xt::zeros<float>({2, 784});
+    x(0, 100) = 0.5f, x(1, 400) = 1.0f;
+    auto loss = [](const Var<double>& out) { return cross_entropy(out, IndexTensor{3, 8}); };
+    GradcheckReport r = gradcheck_module(*net, *twin, x, loss);   // the float net's gradients, in double
+
+    BOOST_TEST(r.ok, r.summary());
+    BOOST_TEST(r.inputs.size() == net->named_parameters().size() + 1);
+}
+
 // ==================================================================== docs and this file agree
 
 namespace {
