@@ -258,8 +258,8 @@ Dataset load_idx_dataset(const std::string& dir, const std::string& prefix, cons
 }
 Dataset Dataset::slice(std::size_t begin, std::size_t end) const
 {
-    end = std::min(end, size());
-    begin = std::min(begin, end);
+    if (begin > end || end > size())
+        throw std::out_of_range(fmt::format("Dataset::slice({}, {}): the dataset has {} rows", begin, end, size()));
     Dataset d;
     d.rows = rows;
     d.cols = cols;

@@ -106,6 +106,11 @@ Evaluation evaluate(Module<float>& model, Tape<float>& tape, const Dataset& data
     if (batch_size == 0) throw std::invalid_argument("evaluate: batch_size is 0");
     Evaluation e;
     NoGradGuard<float> no_grad(tape);
+    struct EvalMode {  // eval mode for the loop; the caller's mode back afterwards, even on an exception
+        Module<float>& m;
+        bool was_training;
+        ~EvalMode() { m.train(was_training); }
+    } mode{model, model.is_training()};
     model.eval();
     const std::size_t n = data.size();
     std::vector<std::size_t> order(n);
@@ -128,7 +133,6 @@ Evaluation evaluate(Module<float>& model, Tape<float>& tape, const Dataset& data
         correct += count_correct(o, y);
         tape.clear();
     }
-    model.train();
     e.loss = n ? loss_sum / double(n) : 0.0;
     e.accuracy = n ? double(correct) / double(n) : 0.0;
     return e;

@@ -175,7 +175,7 @@ examples::Data training_data(examples::Options& o)
     o.train_limit = 2000;
     o.val_size = 1000;
     examples::Data d = examples::load_data(o);
-    d.test = d.test.slice(0, 2000);
+    d.test = d.test.slice(0, std::min<std::size_t>(2000, d.test.size()));
     return d;
 }
 

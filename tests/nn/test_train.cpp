@@ -102,6 +102,23 @@ BOOST_AUTO_TEST_CASE(evaluate_weights_batches_by_size_and_restores_training_mode
     BOOST_TEST(e.outputs == out.value(), tt::tolerance(1e-5f) << tt::per_element());  // GEMMs of 3 rows vs 10
     BOOST_TEST(m.is_training());
     tape.clear();
+    m.eval();  // a model in eval mode stays in eval mode
+    evaluate(m, tape, data, fwd, ce, 4, false);
+    BOOST_TEST(!m.is_training());
+}
+
+BOOST_AUTO_TEST_CASE(dataset_slice_checks_its_range)
+{
+    const Dataset data = small_dataset();
+    const Dataset mid = data.slice(2, 5);
+    BOOST_TEST(mid.size() == 3u);
+    BOOST_TEST(mid.labels(0) == data.labels(2));
+    BOOST_TEST(mid.images(2, 1) == data.images(4, 1));
+    BOOST_TEST(data.slice(10, 10).size() == 0u);
+    BOOST_CHECK_EXCEPTION(data.slice(0, 11), std::out_of_range, [](const std::out_of_range& e) {
+        return std::string(e.what()) == "Dataset::slice(0, 11): the dataset has 10 rows";
+    });
+    BOOST_CHECK_THROW(data.slice(6, 5), std::out_of_range);
 }
 
 BOOST_AUTO_TEST_CASE(a_non_finite_loss_names_epoch_step_and_learning_rate)

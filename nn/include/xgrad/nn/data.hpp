@@ -33,7 +33,7 @@ struct Dataset {
     IndexTensor labels;
     std::size_t rows = 0, cols = 0;  ///< image height and width
     std::size_t size() const { return labels.size(); }
-    /// Rows [begin, end) as a new dataset.
+    /// Rows [begin, end) as a new dataset; std::out_of_range unless begin <= end <= size().
     Dataset slice(std::size_t begin, std::size_t end) const;
 };
 

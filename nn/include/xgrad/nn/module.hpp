@@ -24,7 +24,8 @@ public:
     /// Short description for messages and tape scopes, e.g. "Linear(784→256)".
     virtual std::string describe() const { return "Module"; }
 
-    /// All parameters, depth first, in registration order.
+    /// All parameters: the module's own (in registration order), then each child's, recursively, in
+    /// registration order (PyTorch's order; the order of named_parameters() and of saved files).
     std::vector<Parameter<T>*> parameters();
     /// (dotted name, parameter), e.g. "0.weight", "fc1.bias".
     std::vector<std::pair<std::string, Parameter<T>*>> named_parameters();

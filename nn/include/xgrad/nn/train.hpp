@@ -67,7 +67,7 @@ EpochStats train_epoch(Tape<float>& tape, Optimizer<float>& optimizer, const Dat
                        const BatchLoss& loss, const EpochOptions& options = {}, const StepCallback& on_step = {});
 
 /// The model over `data` in batches of `batch_size`, in eval mode and without recording backward
-/// closures (NoGradGuard); the model is back in training mode afterwards. Returns the mean loss
+/// closures (NoGradGuard); the model is back in the mode it was in afterwards. Returns the mean loss
 /// per sample, the accuracy and, with `keep_outputs`, the outputs.
 Evaluation evaluate(Module<float>& model, Tape<float>& tape, const Dataset& data, const BatchForward& forward,
                     const BatchLoss& loss, std::size_t batch_size = 1000, bool keep_outputs = false);
