@@ -18,6 +18,14 @@ Tensor<T> initialized(const Shape& shape, std::size_t fan_in, init::Rng& rng)
     init::torch_default(t, fan_in, rng);
     return t;
 }
+
+/// A pooling layer's stride (kernel_size when 0); std::invalid_argument naming the layer for a zero kernel.
+std::size_t pool_stride(const char* layer, std::size_t kernel_size, std::size_t stride)
+{
+    if (kernel_size == 0)
+        throw std::invalid_argument(fmt::format("{}: kernel size must be at least 1, got 0", layer));
+    return stride ? stride : kernel_size;
+}
 }  // namespace
 
 template <class T>
@@ -117,9 +125,8 @@ Var<T> Flatten<T>::forward(const Var<T>& x)
 
 template <class T>
 MaxPool2d<T>::MaxPool2d(std::size_t kernel_size, std::size_t stride)
-    : kernel_size_(kernel_size), stride_(stride ? stride : kernel_size)
+    : kernel_size_(kernel_size), stride_(pool_stride("MaxPool2d", kernel_size, stride))
 {
-    if (kernel_size == 0) throw std::invalid_argument("MaxPool2d: kernel size must be at least 1, got 0");
 }
 
 template <class T>
@@ -130,9 +137,8 @@ Var<T> MaxPool2d<T>::forward(const Var<T>& x)
 
 template <class T>
 AvgPool2d<T>::AvgPool2d(std::size_t kernel_size, std::size_t stride)
-    : kernel_size_(kernel_size), stride_(stride ? stride : kernel_size)
+    : kernel_size_(kernel_size), stride_(pool_stride("AvgPool2d", kernel_size, stride))
 {
-    if (kernel_size == 0) throw std::invalid_argument("AvgPool2d: kernel size must be at least 1, got 0");
 }
 
 template <class T>

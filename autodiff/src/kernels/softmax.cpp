@@ -36,57 +36,59 @@ T log_sum_exp(const T* x, std::size_t n, std::size_t stride)
     return softmax_row(x, static_cast<T*>(nullptr), n, stride);
 }
 
+namespace {
+
+/// f(base) for each of the outer × inner rows of (outer, n, inner); a row's j-th value is at base + j·inner.
+template <class F>
+void for_each_row(std::size_t outer, std::size_t n, std::size_t inner, F f)
+{
+    for (std::size_t o = 0; o < outer; ++o)
+        for (std::size_t i = 0; i < inner; ++i) f(o * n * inner + i);
+}
+
+}  // namespace
+
 template <class T>
 void softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner, T scale, bool acc)
 {
-    for (std::size_t o = 0; o < outer; ++o)
-        for (std::size_t i = 0; i < inner; ++i) {
-            const std::size_t base = o * n * inner + i;
-            softmax_row(x + base, y + base, n, inner, scale, acc);
-        }
+    for_each_row(outer, n, inner, [&](std::size_t base) { softmax_row(x + base, y + base, n, inner, scale, acc); });
 }
 
 template <class T>
 void log_softmax(const T* x, T* y, std::size_t outer, std::size_t n, std::size_t inner)
 {
-    for (std::size_t o = 0; o < outer; ++o)
-        for (std::size_t i = 0; i < inner; ++i) {
-            const std::size_t base = o * n * inner + i;
-            const T lz = log_sum_exp(x + base, n, inner);
-            for (std::size_t j = 0; j < n; ++j) y[base + j * inner] = x[base + j * inner] - lz;
-        }
+    for_each_row(outer, n, inner, [&](std::size_t base) {
+        const T lz = log_sum_exp(x + base, n, inner);
+        for (std::size_t j = 0; j < n; ++j) y[base + j * inner] = x[base + j * inner] - lz;
+    });
 }
 
 template <class T>
 void softmax_backward(const T* y, const T* g, T* dx, std::size_t outer, std::size_t n, std::size_t inner, bool acc)
 {
-    for (std::size_t o = 0; o < outer; ++o)
-        for (std::size_t i = 0; i < inner; ++i) {
-            const std::size_t base = o * n * inner + i;
-            T dot = 0;
-            for (std::size_t j = 0; j < n; ++j) dot += g[base + j * inner] * y[base + j * inner];
-            for (std::size_t j = 0; j < n; ++j) {
-                const std::size_t k = base + j * inner;
-                const T v = y[k] * (g[k] - dot);
-                dx[k] = acc ? dx[k] + v : v;
-            }
+    for_each_row(outer, n, inner, [&](std::size_t base) {
+        T dot = 0;
+        for (std::size_t j = 0; j < n; ++j) dot += g[base + j * inner] * y[base + j * inner];
+        for (std::size_t j = 0; j < n; ++j) {
+            const std::size_t k = base + j * inner;
+            const T v = y[k] * (g[k] - dot);
+            dx[k] = acc ? dx[k] + v : v;
         }
+    });
 }
 
 template <class T>
 void log_softmax_backward(const T* y, const T* g, T* dx, std::size_t outer, std::size_t n, std::size_t inner, bool acc)
 {
-    for (std::size_t o = 0; o < outer; ++o)
-        for (std::size_t i = 0; i < inner; ++i) {
-            const std::size_t base = o * n * inner + i;
-            T gs = 0;
-            for (std::size_t j = 0; j < n; ++j) gs += g[base + j * inner];
-            for (std::size_t j = 0; j < n; ++j) {
-                const std::size_t k = base + j * inner;
-                const T v = g[k] - std::exp(y[k]) * gs;
-                dx[k] = acc ? dx[k] + v : v;
-            }
+    for_each_row(outer, n, inner, [&](std::size_t base) {
+        T gs = 0;
+        for (std::size_t j = 0; j < n; ++j) gs += g[base + j * inner];
+        for (std::size_t j = 0; j < n; ++j) {
+            const std::size_t k = base + j * inner;
+            const T v = g[k] - std::exp(y[k]) * gs;
+            dx[k] = acc ? dx[k] + v : v;
         }
+    });
 }
 
 #define XGRAD_INSTANTIATE(T)                                                                                 \
