@@ -403,7 +403,7 @@ BOOST_AUTO_TEST_CASE(every_built_in_op_passes_node_checking)
                          W = rnd(Shape{8, 3}, 8);
     const IndexTensor labels = {1, 2};
     auto r = check_nodes([&](Tape<double>& t) {
-        auto c = tanh(conv2d(t.constant(X), t.variable(V1), t.variable(q), {1, 1}));  // no ties for max pooling
+        auto c = tanh(conv2d(t.constant(X), t.variable(V1), t.variable(q), Conv2dOptions().padding(1)));  // no ties for max pooling
         auto p = concatenate<double>({max_pool2d(c, 2), avg_pool2d(c, 2)}, 1);   // (2,4,3,3)
         auto f = slice(flatten(p), 1, 0, 8);                                    // (2,8)
         auto logits = matmul(relu(sigmoid(f) + 0.3), t.variable(W));
@@ -415,7 +415,7 @@ BOOST_AUTO_TEST_CASE(every_built_in_op_passes_node_checking)
     // ok() also holds when nothing was checked: count, independently, the nodes that have a
     // backward (an op, not a leaf, with an input that requires grad) on the same graph.
     Tape<double> t;
-    auto c = tanh(conv2d(t.constant(X), t.variable(V1), t.variable(q), {1, 1}));
+    auto c = tanh(conv2d(t.constant(X), t.variable(V1), t.variable(q), Conv2dOptions().padding(1)));
     auto p = concatenate<double>({max_pool2d(c, 2), avg_pool2d(c, 2)}, 1);
     auto f = slice(flatten(p), 1, 0, 8);
     auto logits = matmul(relu(sigmoid(f) + 0.3), t.variable(W));
