@@ -23,15 +23,6 @@ using namespace xgrad::reference;
 
 namespace {
 
-Tensor<F> uniform(const Shape& s, F lo, F hi, unsigned seed)
-{
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<F> d(lo, hi);
-    Tensor<F> t = Tensor<F>::from_shape(s);
-    for (auto& v : t) v = d(rng);
-    return t;
-}
-
 IndexTensor labels_mod10(std::size_t B)
 {
     IndexTensor l = IndexTensor::from_shape({B});
@@ -71,9 +62,9 @@ int main(int argc, char** argv)
 
     if (wl == "mnist_softmax_sgd") {
         const std::size_t B = 64;
-        const Tensor<F> x = uniform({B, 784}, 0, 1, 1), t = one_hot_mod10(B);
+        const Tensor<F> x = rand_uniform<F>({B, 784}, 1), t = one_hot_mod10(B);
         const F bound = 1 / std::sqrt(784.0f);
-        Parameter<F> b0(xt::zeros<F>({784})), W1(uniform({784, 10}, -bound, bound, 2)), b1(xt::zeros<F>({10}));
+        Parameter<F> b0(xt::zeros<F>({784})), W1(rand_uniform<F>({784, 10}, 2, -bound, bound)), b1(xt::zeros<F>({10}));
         if (impl == "tape") {
             Tape<F> tape;
             nn::SGD<F> opt({&b0, &W1, &b1}, {0.001});
@@ -93,7 +84,7 @@ int main(int argc, char** argv)
         }
     } else if (wl == "mlp_b64" || wl == "mlp_b256") {
         const std::size_t B = wl == "mlp_b64" ? 64 : 256;
-        const Tensor<F> x = uniform({B, 784}, 0, 1, 1);
+        const Tensor<F> x = rand_uniform<F>({B, 784}, 1);
         const IndexTensor y = labels_mod10(B);
         nn::MLP<F> net({784, 256, 128, 10}, nn::Activation::relu, nn::Activation::identity, 3);
         if (impl == "tape") {
@@ -114,7 +105,7 @@ int main(int argc, char** argv)
         }
     } else if (wl == "lenet") {
         const std::size_t B = 64;
-        const Tensor<F> x = uniform({B, 1, 28, 28}, 0, 1, 1);
+        const Tensor<F> x = rand_uniform<F>({B, 1, 28, 28}, 1);
         const IndexTensor y = labels_mod10(B);
         auto net = reference::lenet<F>(5, false);
         if (impl == "tape") {

@@ -6,7 +6,6 @@
 #include <fmt/core.h>
 
 #include <cmath>
-#include <random>
 #include <set>
 
 #include "xgrad/reference/backprop.hpp"
@@ -21,19 +20,15 @@ namespace {
 
 Tensor<double> rnd(const Shape& s, unsigned seed, double lo = -1, double hi = 1)
 {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<double> d(lo, hi);
-    Tensor<double> t = Tensor<double>::from_shape(s);
-    for (auto& v : t) v = d(rng);
-    return t;
+    return rand_uniform(s, seed, lo, hi);
 }
 
-V act(reference::Act a, const V& x)
+V act(nn::Activation a, const V& x)
 {
     switch (a) {
-        case reference::Act::sigmoid: return sigmoid(x);
-        case reference::Act::tanh: return tanh(x);
-        case reference::Act::relu: return relu(x);
+        case nn::Activation::sigmoid: return sigmoid(x);
+        case nn::Activation::tanh: return tanh(x);
+        case nn::Activation::relu: return relu(x);
         default: return x;
     }
 }
@@ -69,13 +64,13 @@ void header(const std::string& title) { fmt::print("\n=== {} ===\n", title); }
 void check_mlp_trace_regularizer()
 {
     header("mlp_trace_regularizer (source document 000): 3-layer MLP (sigmoid hidden, linear output), ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b)");
-    using reference::Act;
+    using nn::Activation;
     const IndexTensor labels = {0, 1, 1, 2, 0, 2, 2, 1};
     const Tensor<double> X = rnd({8, 4}, 1);
     Tensor<double> D = xt::zeros<double>({8, 3});
     for (std::size_t i = 0; i < 8; ++i) D(i, std::size_t(labels(i))) = 1;
-    const std::vector<reference::Layer<double>> layers = {{rnd({5, 4}, 2), rnd({5}, 3), Act::sigmoid},
-                                                        {rnd({3, 5}, 4), rnd({3}, 5), Act::identity}};
+    const std::vector<reference::Layer<double>> layers = {{rnd({5, 4}, 2), rnd({5}, 3), Activation::sigmoid},
+                                                        {rnd({3, 5}, 4), rnd({3}, 5), Activation::identity}};
     const double gamma = 0.3;
     Tape<double> t;
     TapeMlp net(t, layers, X);
@@ -109,9 +104,9 @@ void check_mlp_trace_regularizer()
 void check_mlp_l_layer_notes()
 {
     header("mlp_l_layer_notes (source document 001): L-layer MLP, E = ½Σ‖y − t‖², δ⁽ˡ⁻¹⁾ = h′(a⁽ˡ⁻¹⁾) ⊙ W⁽ˡ⁻¹⁾ᵀδ⁽ˡ⁾, ∂E/∂W = δzᵀ (batch of 6)");
-    using reference::Act;
+    using nn::Activation;
     const std::vector<reference::Layer<double>> layers = {
-        {rnd({7, 5}, 11), rnd({7}, 12), Act::sigmoid}, {rnd({6, 7}, 13), rnd({6}, 14), Act::relu}, {rnd({3, 6}, 15), rnd({3}, 16), Act::identity}};
+        {rnd({7, 5}, 11), rnd({7}, 12), Activation::sigmoid}, {rnd({6, 7}, 13), rnd({6}, 14), Activation::relu}, {rnd({3, 6}, 15), rnd({3}, 16), Activation::identity}};
     const Tensor<double> X = rnd({6, 5}, 17), T = rnd({6, 3}, 18);
     Tape<double> t;
     TapeMlp net(t, layers, X);

@@ -1,7 +1,6 @@
 // The networks of the five source documents (docs/sources.md) written with xgrad::nn, one training
 // step each on random data. Each network is its block below: a few lines of layers, loss and optimizer.
 #include <cstdio>
-#include <random>
 
 #include "xgrad/nn.hpp"
 #include "xgrad/reference/models.hpp"
@@ -10,22 +9,11 @@ using namespace xgrad;
 using namespace xgrad::nn;
 using F = float;
 
-namespace {
-Tensor<F> random_batch(const Shape& s, unsigned seed)
-{
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<F> d(0, 1);
-    Tensor<F> t = Tensor<F>::from_shape(s);
-    for (auto& v : t) v = d(rng);
-    return t;
-}
-}  // namespace
-
 int main()
 {
     Tape<F> tape;
     const IndexTensor labels = xt::arange<Index>(0, 32) % 10;
-    const Tensor<F> x = random_batch({32, 784}, 1);
+    const Tensor<F> x = rand_uniform<F>({32, 784}, 1);
 
     {  // mlp_trace_regularizer (source document 000): sigmoid hidden, linear output, ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b)
         MLP<F> net({784, 64, 10}, Activation::sigmoid, Activation::identity);
@@ -48,13 +36,13 @@ int main()
     }
     {  // cnn_sigmoid_avgpool (source document 002): conv (valid, stride 1) → sigmoid → 2×2 average pooling → fully connected → softmax cross-entropy
         Sequential<F> net;
-        net.emplace<Conv2d<F>>(Conv2dSpec{1, 6, 5});
+        net.emplace<Conv2d<F>>(Conv2dOptions(1, 6, 5));
         net.emplace<Sigmoid<F>>();
         net.emplace<AvgPool2d<F>>(2);
         net.emplace<Flatten<F>>();
         net.emplace<Linear<F>>(6 * 12 * 12, 10);
         SGD<F> opt(net.parameters(), {0.1});
-        auto loss = cross_entropy(net(tape.constant(random_batch({32, 1, 28, 28}, 2))), labels);
+        auto loss = cross_entropy(net(tape.constant(rand_uniform<F>({32, 1, 28, 28}, 2))), labels);
         tape.backward(loss);
         opt.step();
         std::printf("cnn_sigmoid_avgpool: loss %.4f\n", loss.item());

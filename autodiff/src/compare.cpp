@@ -26,13 +26,6 @@ bool close(const Tensor<double>& a, const Tensor<double>& b, double tol = 1e-7)
     return std::sqrt(d) <= tol * std::max({norm(a), norm(b), 1e-300});
 }
 
-std::string index_str(const std::vector<std::size_t>& idx)
-{
-    std::string s = "(";
-    for (std::size_t i = 0; i < idx.size(); ++i) s += (i ? "," : "") + std::to_string(idx[i]);
-    return s + ")";
-}
-
 std::string factor_story(double a, std::size_t batch)
 {
     auto near = [](double x, double y) { return std::abs(x - y) <= 1e-6 * std::abs(y); };
@@ -145,7 +138,7 @@ std::string ComparisonReport::table() const
                       "max rel err", "worst at", "automatic", "hand", "verdict");
     for (const auto& e : entries)
         os << fmt::format("{:<14} {:<12} {:>12.3e} {:>12.3e}  {:<14} {:>22.15g} {:>22.15g}  {}\n", e.name,
-                          shape_str(e.shape), e.max_abs_error, e.max_rel_error, index_str(e.worst_index),
+                          shape_str(e.shape), e.max_abs_error, e.max_rel_error, shape_str(e.worst_index),
                           e.worst_automatic, e.worst_hand, e.pass ? "ok" : "MISMATCH");
     for (const auto& e : entries)
         if (!e.pass) os << "  " << e.name << ": " << e.diagnosis << "\n";

@@ -4,20 +4,10 @@
 #include <random>
 #include <sstream>
 
+#include <fmt/format.h>
 #include <xtensor/xstrides.hpp>
 
 namespace xgrad {
-
-namespace {
-
-std::string index_str(const std::vector<std::size_t>& idx)
-{
-    std::string s = "(";
-    for (std::size_t i = 0; i < idx.size(); ++i) s += (i ? "," : "") + std::to_string(idx[i]);
-    return s + ")";
-}
-
-}  // namespace
 
 namespace detail {
 std::vector<std::size_t> unravel(std::size_t flat, const Shape& shape)
@@ -49,12 +39,12 @@ std::string GradcheckReport::summary() const
         os << "  " << in.name << " " << shape_str(in.shape) << ": max abs error " << in.max_abs_error
            << ", max rel error " << in.max_rel_error;
         if (!in.worst_index.empty() || in.failures)
-            os << ", worst at " << index_str(in.worst_index) << " analytic " << in.worst_analytic << " numeric "
+            os << ", worst at " << shape_str(in.worst_index) << " analytic " << in.worst_analytic << " numeric "
                << in.worst_numeric;
         os << (in.failures ? ", " + std::to_string(in.failures) + " elements fail" : std::string()) << "\n";
     }
     for (const auto& m : mismatches)
-        os << "  mismatch: " << m.input_name << index_str(m.index) << ": analytic " << m.analytic << " numeric "
+        os << "  mismatch: " << m.input_name << shape_str(m.index) << ": analytic " << m.analytic << " numeric "
            << m.numeric << " (error " << m.abs_error << ")\n";
     return os.str();
 }
@@ -157,8 +147,8 @@ GradcheckReport gradcheck(const GradcheckFn& f, const std::vector<Tensor<double>
         auto r = build(xs, false);
         const Tensor<double>& y = r.second.value();
         if (y.shape() != u.shape())
-            throw ShapeError("gradcheck: f's output changed shape from " + shape_str(u.shape()) + " to " +
-                             shape_str(y.shape()));
+            throw ShapeError(fmt::format("gradcheck: f's output changed shape from {} to {}", shape_str(u.shape()),
+                                         shape_str(y.shape())));
         double s = 0;
         for (std::size_t i = 0; i < y.size(); ++i) s += u.data()[i] * y.data()[i];
         return s;

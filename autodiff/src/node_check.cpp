@@ -111,8 +111,9 @@ NodeCheckReport check_nodes(const std::function<Var<double>(Tape<double>&)>& bui
                 [&](std::uint32_t j) {
                     if (j != i) return;
                     if (std::string(A::node(replay, j).op_) != n.op_)
-                        throw std::logic_error("check_nodes: the build function is not deterministic (node #" +
-                                               std::to_string(i) + " was '" + n.op_ + "', now '" + A::node(replay, j).op_ + "')");
+                        throw std::logic_error(fmt::format(
+                            "check_nodes: the build function is not deterministic (node #{} was '{}', now '{}')", i,
+                            n.op_, A::node(replay, j).op_));
                     target = &A::mutable_value(replay, A::input(replay, j, k));
                     saved = target->data()[e];
                     target->data()[e] = saved + delta;

@@ -1,7 +1,10 @@
 #pragma once
 // Internal helpers shared by the op families.
+#include <algorithm>
 #include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include "xgrad/errors.hpp"
 #include "xgrad/op.hpp"
@@ -13,8 +16,7 @@ inline std::size_t normalize_axis(const char* op, int axis, const Shape& shape)
 {
     const int nd = static_cast<int>(shape.size());
     if (axis < -nd || axis >= nd)
-        throw ShapeError(std::string(op) + ": axis " + std::to_string(axis) + " is out of range for shape "
-                         + shape_str(shape));
+        throw ShapeError(fmt::format("{}: axis {} is out of range for shape {}", op, axis, shape_str(shape)));
     return static_cast<std::size_t>(axis < 0 ? axis + nd : axis);
 }
 
@@ -27,9 +29,8 @@ inline Shape broadcast_shape(const char* op, const Shape& a, const Shape& b)
         const std::size_t da = i < nd - a.size() ? 1 : a[i - (nd - a.size())];
         const std::size_t db = i < nd - b.size() ? 1 : b[i - (nd - b.size())];
         if (da != db && da != 1 && db != 1)
-            throw ShapeError(std::string(op) + ": " + shape_str(a) + " and " + shape_str(b)
-                             + " cannot be broadcast: dimensions " + std::to_string(da) + " and " + std::to_string(db)
-                             + " differ at axis " + std::to_string(i) + " of the result");
+            throw ShapeError(fmt::format("{}: {} and {} cannot be broadcast: dimensions {} and {} differ at axis {} of the result",
+                                         op, shape_str(a), shape_str(b), da, db, i));
         out[i] = std::max(da, db);
         if (da == 0 || db == 0) out[i] = 0;
     }

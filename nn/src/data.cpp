@@ -237,13 +237,15 @@ Dataset load_idx_dataset(const std::string& dir, const std::string& prefix, cons
     const std::string ib = dir + "/" + prefix + "-images-idx3-ubyte", lb = dir + "/" + prefix + "-labels-idx1-ubyte";
     const std::string ip = existing(ib), lp = existing(lb);
     if (ip.empty() || lp.empty())
-        throw DataError((ip.empty() ? ib : lb) + "[.gz]: not found" + (fetch_hint.empty() ? "" : "; " + fetch_hint));
+        throw DataError(fmt::format("{}[.gz]: not found{}{}", ip.empty() ? ib : lb, fetch_hint.empty() ? "" : "; ",
+                                    fetch_hint));
     const IdxArray im = read_idx(ip), lab = read_idx(lp);
-    if (im.dims.size() != 3) throw DataError(ip + ": expected 3 dimensions (N,rows,cols), got " + shape_str(im.dims));
-    if (lab.dims.size() != 1) throw DataError(lp + ": expected 1 dimension (N), got " + shape_str(lab.dims));
+    if (im.dims.size() != 3)
+        throw DataError(fmt::format("{}: expected 3 dimensions (N,rows,cols), got {}", ip, shape_str(im.dims)));
+    if (lab.dims.size() != 1)
+        throw DataError(fmt::format("{}: expected 1 dimension (N), got {}", lp, shape_str(lab.dims)));
     if (im.dims[0] != lab.dims[0])
-        throw DataError(ip + " has " + std::to_string(im.dims[0]) + " images but " + lp + " has " +
-                        std::to_string(lab.dims[0]) + " labels");
+        throw DataError(fmt::format("{} has {} images but {} has {} labels", ip, im.dims[0], lp, lab.dims[0]));
     Dataset d;
     const std::size_t n = im.dims[0];
     d.rows = im.dims[1];

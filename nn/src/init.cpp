@@ -5,22 +5,16 @@
 #include <stdexcept>
 #include <string>
 
+#include <fmt/format.h>
+
 namespace xgrad::nn::init {
 
 namespace {
 
-/// A double as a user wrote it ("0.5", "1e-09", "nan"), for messages.
-std::string num(double v)
-{
-    char b[32];
-    std::snprintf(b, sizeof b, "%g", v);
-    return b;
-}
-
 /// A zero fan would make the bound 1/√0 = inf and fill the tensor with inf/NaN.
 void check_fan(const char* fn, const char* what, std::size_t fan)
 {
-    if (fan == 0) throw std::invalid_argument(std::string(fn) + ": " + what + " must be at least 1, got 0");
+    if (fan == 0) throw std::invalid_argument(fmt::format("{}: {} must be at least 1, got 0", fn, what));
 }
 
 }  // namespace
@@ -30,8 +24,8 @@ void uniform(Tensor<T>& w, double lo, double hi, Rng& rng)
 {
     // std::uniform_real_distribution needs lo <= hi and a finite hi − lo (else undefined behaviour).
     if (!(std::isfinite(lo) && std::isfinite(hi) && lo <= hi && std::isfinite(hi - lo)))
-        throw std::invalid_argument("uniform: bounds [" + num(lo) + ", " + num(hi) +
-                                    ") must be finite, with lo <= hi and hi - lo finite");
+        throw std::invalid_argument(fmt::format("uniform: bounds [{:g}, {:g}) must be finite, with lo <= hi and hi - lo finite",
+                                                lo, hi));
     std::uniform_real_distribution<double> d(lo, hi);
     for (auto& v : w) v = T(d(rng));
 }
@@ -42,7 +36,7 @@ void xavier_uniform(Tensor<T>& w, std::size_t fan_in, std::size_t fan_out, Rng& 
     if (fan_in + fan_out == 0)
         throw std::invalid_argument("xavier_uniform: fan_in + fan_out must be at least 1, got 0 + 0");
     if (!(std::isfinite(gain) && gain >= 0))
-        throw std::invalid_argument("xavier_uniform: gain must be a finite number >= 0, got " + num(gain));
+        throw std::invalid_argument(fmt::format("xavier_uniform: gain must be a finite number >= 0, got {:g}", gain));
     const double a = gain * std::sqrt(6.0 / double(fan_in + fan_out));
     uniform(w, -a, a, rng);
 }

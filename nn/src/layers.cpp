@@ -11,20 +11,20 @@
 namespace xgrad::nn {
 
 namespace {
-/// A double as a user wrote it ("0.5", "1e-09", "nan"), for messages.
-std::string num(double v)
-{
-    char b[32];
-    std::snprintf(b, sizeof b, "%g", v);
-    return b;
-}
-
 template <class T>
 Tensor<T> initialized(const Shape& shape, std::size_t fan_in, init::Rng& rng)
 {
     Tensor<T> t = Tensor<T>::from_shape(shape);
     init::torch_default(t, fan_in, rng);
     return t;
+}
+
+/// A pooling layer's stride (kernel_size when 0); std::invalid_argument naming the layer for a zero kernel.
+std::size_t pool_stride(const char* layer, std::size_t kernel_size, std::size_t stride)
+{
+    if (kernel_size == 0)
+        throw std::invalid_argument(fmt::format("{}: kernel size must be at least 1, got 0", layer));
+    return stride ? stride : kernel_size;
 }
 }  // namespace
 
@@ -54,31 +54,31 @@ Var<T> Linear<T>::forward(const Var<T>& x)
 }
 
 template <class T>
-Conv2d<T>::Conv2d(const Conv2dSpec& spec, std::uint64_t seed) : spec_(spec)
+Conv2d<T>::Conv2d(const Conv2dOptions& options, std::uint64_t seed) : options_(options)
 {
     auto zero = [&](const char* field) {
         return std::invalid_argument(fmt::format("{}: {} must be at least 1, got 0", describe(), field));
     };
-    if (spec.in_channels == 0) throw zero("in_channels");
-    if (spec.out_channels == 0) throw zero("out_channels");
-    if (spec.kernel_size == 0) throw zero("kernel_size");
-    if (spec.stride == 0) throw zero("stride");
+    const std::size_t in = options.in_channels(), out = options.out_channels(), k = options.kernel_size();
+    if (in == 0) throw zero("in_channels");
+    if (out == 0) throw zero("out_channels");
+    if (k == 0) throw zero("kernel_size");
+    if (options.stride() == 0) throw zero("stride");
     init::Rng rng(seed);
-    const std::size_t k = spec.kernel_size, fan_in = spec.in_channels * k * k;
-    weight_ = &this->register_parameter("weight",
-                                        initialized<T>(Shape{spec.out_channels, spec.in_channels, k, k}, fan_in, rng));
-    if (spec.bias) bias_ = &this->register_parameter("bias", initialized<T>(Shape{spec.out_channels}, fan_in, rng));
+    const std::size_t fan_in = in * k * k;
+    weight_ = &this->register_parameter("weight", initialized<T>(Shape{out, in, k, k}, fan_in, rng));
+    if (options.bias()) bias_ = &this->register_parameter("bias", initialized<T>(Shape{out}, fan_in, rng));
 }
 
 template <class T>
 Var<T> Conv2d<T>::forward(const Var<T>& x)
 {
-    if (x.dim() != 4 || x.shape()[1] != spec_.in_channels)
-        throw ShapeError(fmt::format("Conv2d({}→{}): expected input (N,{},H,W), got {}", spec_.in_channels,
-                                     spec_.out_channels, spec_.in_channels, shape_str(x.shape())));
+    const std::size_t in = options_.in_channels();
+    if (x.dim() != 4 || x.shape()[1] != in)
+        throw ShapeError(fmt::format("Conv2d({}→{}): expected input (N,{},H,W), got {}", in, options_.out_channels(),
+                                     in, shape_str(x.shape())));
     Tape<T>& t = x.tape();
-    const Conv2dOptions o{spec_.stride, spec_.padding};
-    return bias_ ? conv2d(x, t.param(*weight_), t.param(*bias_), o) : conv2d(x, t.param(*weight_), o);
+    return bias_ ? conv2d(x, t.param(*weight_), t.param(*bias_), options_) : conv2d(x, t.param(*weight_), options_);
 }
 
 template <class T>
@@ -125,9 +125,8 @@ Var<T> Flatten<T>::forward(const Var<T>& x)
 
 template <class T>
 MaxPool2d<T>::MaxPool2d(std::size_t kernel_size, std::size_t stride)
-    : kernel_size_(kernel_size), stride_(stride ? stride : kernel_size)
+    : kernel_size_(kernel_size), stride_(pool_stride("MaxPool2d", kernel_size, stride))
 {
-    if (kernel_size == 0) throw std::invalid_argument("MaxPool2d: kernel size must be at least 1, got 0");
 }
 
 template <class T>
@@ -138,9 +137,8 @@ Var<T> MaxPool2d<T>::forward(const Var<T>& x)
 
 template <class T>
 AvgPool2d<T>::AvgPool2d(std::size_t kernel_size, std::size_t stride)
-    : kernel_size_(kernel_size), stride_(stride ? stride : kernel_size)
+    : kernel_size_(kernel_size), stride_(pool_stride("AvgPool2d", kernel_size, stride))
 {
-    if (kernel_size == 0) throw std::invalid_argument("AvgPool2d: kernel size must be at least 1, got 0");
 }
 
 template <class T>
@@ -169,7 +167,7 @@ void throw_layer_type(const char* who, std::size_t i, const std::string& actual,
 template <class T>
 Dropout<T>::Dropout(double p, std::uint64_t seed) : p_(p), rng_(seed)
 {
-    if (!(p >= 0 && p < 1)) throw std::invalid_argument(fmt::format("Dropout: p must be in [0, 1), got {}", num(p)));
+    if (!(p >= 0 && p < 1)) throw std::invalid_argument(fmt::format("Dropout: p must be in [0, 1), got {:g}", p));
 }
 
 template <class T>

@@ -178,9 +178,9 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
 {
     auto fail = [&](const std::string& why) { return WeightFileError(fmt::format("{}: '{}': {}", caller, path, why)); };
     Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd.get() < 0) throw fail("cannot open: " + errno_str());
+    if (fd.get() < 0) throw fail(fmt::format("cannot open: {}", errno_str()));
     struct stat st {};
-    if (::fstat(fd.get(), &st) != 0) throw fail("cannot stat: " + errno_str());
+    if (::fstat(fd.get(), &st) != 0) throw fail(fmt::format("cannot stat: {}", errno_str()));
     if (S_ISDIR(st.st_mode)) throw fail("is a directory, not a safetensors file");
     if (!S_ISREG(st.st_mode)) throw fail("not a regular file");
     const std::uint64_t file_size = std::uint64_t(st.st_size);
@@ -189,7 +189,7 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
         for (std::size_t done = 0; done < n;) {
             const ssize_t r = ::pread(fd.get(), p + done, n - done, off_t(off + done));
             if (r < 0 && errno == EINTR) continue;
-            if (r < 0) throw fail("read failed: " + errno_str());
+            if (r < 0) throw fail(fmt::format("read failed: {}", errno_str()));
             if (r == 0) throw fail(fmt::format("truncated while reading (the file shrank below {} bytes)", off + n));
             done += std::size_t(r);
         }
@@ -209,7 +209,7 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
     try {
         header = nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
-        throw fail(std::string("not a safetensors file: header is not valid JSON (") + e.what() + ")");
+        throw fail(fmt::format("not a safetensors file: header is not valid JSON ({})", e.what()));
     }
     if (!header.is_object()) throw fail("not a safetensors file: header is not a JSON object");
     const std::uint64_t data_start = 8 + n, data_size = file_size - data_start;
@@ -229,7 +229,7 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
         const nlohmann::json& e = *it;
         auto bad = [&](const std::string& why) { problems.push_back(fmt::format("'{}' {}", name, why)); };
         if (!e.is_object()) {
-            bad("entry is " + json_str(e) + ", not an object {dtype, shape, data_offsets}");
+            bad(fmt::format("entry is {}, not an object {{dtype, shape, data_offsets}}", json_str(e)));
             continue;
         }
         const auto dt = e.find("dtype"), sh = e.find("shape"), of = e.find("data_offsets");
@@ -238,12 +238,12 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
             continue;
         }
         if (!dt->is_string() || dtype_size(dt->get<std::string>()) == 0) {
-            bad("has an unknown dtype " + json_str(*dt));
+            bad(fmt::format("has an unknown dtype {}", json_str(*dt)));
             continue;
         }
         const std::string dtype = dt->get<std::string>();
         if (!sh->is_array()) {
-            bad("has a bad shape " + json_str(*sh) + " (not an array)");
+            bad(fmt::format("has a bad shape {} (not an array)", json_str(*sh)));
             continue;
         }
         std::vector<std::uint64_t> shape;
@@ -258,10 +258,10 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
         }
         if (shape.size() != sh->size()) continue;
         if (!of->is_array() || of->size() != 2 || !(*of)[0].is_number_unsigned() || !(*of)[1].is_number_unsigned()) {
-            bad("has bad data_offsets " + (of->is_array() && of->size() == 2
-                                                ? fmt::format("[{}, {}]", json_str((*of)[0]), json_str((*of)[1]))
-                                                : json_str(*of)) +
-                " (expected [begin, end], non-negative integers)");
+            bad(fmt::format("has bad data_offsets {} (expected [begin, end], non-negative integers)",
+                            of->is_array() && of->size() == 2
+                                ? fmt::format("[{}, {}]", json_str((*of)[0]), json_str((*of)[1]))
+                                : json_str(*of)));
             continue;
         }
         const std::uint64_t begin = (*of)[0].get<std::uint64_t>(), end = (*of)[1].get<std::uint64_t>();
@@ -292,11 +292,9 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
     }
     for (const auto& [key, value] : header.items())
         if (key != "__metadata__" && !expected.count(key))
-            problems.push_back(fmt::format("unexpected '{}' in the file", key.size() > 60 ? key.substr(0, 60) + "..." : key));
+            problems.push_back(fmt::format("unexpected '{}{}' in the file", key.substr(0, 60), key.size() > 60 ? "..." : ""));
     if (!problems.empty()) {
-        std::string msg = "does not match the module:";
-        for (const auto& p : problems) msg += "\n  " + p;
-        throw fail(msg);
+        throw fail(fmt::format("does not match the module:\n  {}", fmt::join(problems, "\n  ")));
     }
     Staged<T> s;
     s.values.resize(tensors.size());
@@ -411,9 +409,8 @@ std::map<std::string, std::string> load_checkpoint(const std::string& path, Modu
                                            v.substr(0, 40)));
     }
     if (!problems.empty()) {
-        std::string msg = fmt::format("load_checkpoint: '{}': damaged checkpoint:", path);
-        for (const auto& p : problems) msg += "\n  " + p;
-        throw WeightFileError(msg);
+        throw WeightFileError(
+            fmt::format("load_checkpoint: '{}': damaged checkpoint:\n  {}", path, fmt::join(problems, "\n  ")));
     }
     commit(ts, s);
     optimizer.set_steps(std::size_t(steps()));

@@ -7,35 +7,37 @@
 #include <fmt/format.h>
 
 #include "kernels/gemm.hpp"
+#include "kernels/softmax.hpp"
 
 namespace xgrad::reference {
 
 using kernels::gemm;
+using nn::Activation;
 
 namespace {
 
 template <class T>
-void activate(Act a, const Tensor<T>& A, Tensor<T>& Z)
+void activate(Activation a, const Tensor<T>& A, Tensor<T>& Z)
 {
     Z.resize(A.shape());
     switch (a) {
-        case Act::identity: xt::noalias(Z) = A; break;
-        case Act::sigmoid: xt::noalias(Z) = T(1) / (T(1) + xt::exp(-A)); break;
-        case Act::tanh: xt::noalias(Z) = xt::tanh(A); break;
-        case Act::relu: xt::noalias(Z) = xt::maximum(A, T(0)); break;
+        case Activation::identity: xt::noalias(Z) = A; break;
+        case Activation::sigmoid: xt::noalias(Z) = T(1) / (T(1) + xt::exp(-A)); break;
+        case Activation::tanh: xt::noalias(Z) = xt::tanh(A); break;
+        case Activation::relu: xt::noalias(Z) = xt::maximum(A, T(0)); break;
     }
 }
 
 /// dA = dZ ⊙ h′(A), with h′ from the activation's output Z where that is cheaper.
 template <class T>
-void through_activation(Act a, const Tensor<T>& A, const Tensor<T>& Z, const Tensor<T>& dZ, Tensor<T>& dA)
+void through_activation(Activation a, const Tensor<T>& A, const Tensor<T>& Z, const Tensor<T>& dZ, Tensor<T>& dA)
 {
     dA.resize(dZ.shape());
     switch (a) {
-        case Act::identity: xt::noalias(dA) = dZ; break;
-        case Act::sigmoid: xt::noalias(dA) = dZ * Z * (T(1) - Z); break;    // σ′ = σ(1 − σ)
-        case Act::tanh: xt::noalias(dA) = dZ * (T(1) - Z * Z); break;      // tanh′ = 1 − tanh²
-        case Act::relu: xt::noalias(dA) = xt::where(A > T(0), dZ, T(0)); break;
+        case Activation::identity: xt::noalias(dA) = dZ; break;
+        case Activation::sigmoid: xt::noalias(dA) = dZ * Z * (T(1) - Z); break;    // σ′ = σ(1 − σ)
+        case Activation::tanh: xt::noalias(dA) = dZ * (T(1) - Z * Z); break;      // tanh′ = 1 − tanh²
+        case Activation::relu: xt::noalias(dA) = xt::where(A > T(0), dZ, T(0)); break;
     }
 }
 
@@ -49,18 +51,6 @@ void affine(const Tensor<T>& X, const Layer<T>& l, Tensor<T>& Y)
     Y.resize(Shape{B, O});
     for (std::size_t n = 0; n < B; ++n) std::copy(l.b.begin(), l.b.end(), Y.data() + n * O);
     gemm(false, true, B, O, I, T(1), X.data(), I, l.W.data(), I, T(1), Y.data(), O);
-}
-
-/// s = softmax(u) over one row of K logits (shifted by the max); returns log Σ exp(u).
-template <class T>
-T row_softmax(const T* u, T* s, std::size_t K)
-{
-    T mx = u[0];
-    for (std::size_t c = 1; c < K; ++c) mx = std::max(mx, u[c]);
-    T z = 0;
-    for (std::size_t c = 0; c < K; ++c) z += (s[c] = std::exp(u[c] - mx));
-    for (std::size_t c = 0; c < K; ++c) s[c] /= z;
-    return mx + std::log(z);
 }
 
 }  // namespace
@@ -177,13 +167,13 @@ CnnGrads<T> cnn_sigmoid_avgpool_backprop(const CnnParams<T>& p, const Tensor<T>&
                     a(n, (o * PH + i) * PW + j) = (Cs(n, o, 2 * i, 2 * j) + Cs(n, o, 2 * i, 2 * j + 1) +
                                                   Cs(n, o, 2 * i + 1, 2 * j) + Cs(n, o, 2 * i + 1, 2 * j + 1)) / T(4);
     Tensor<T> logits;
-    affine(a, Layer<T>{p.W, p.b, Act::identity}, logits);  // a·Wᵀ + b
+    affine(a, Layer<T>{p.W, p.b, Activation::identity}, logits);  // a·Wᵀ + b
     // E = Σ_n −log softmax(logits_n)[label_n];  δ = softmax − onehot
     CnnGrads<T> g;
     Tensor<T> delta = Tensor<T>::from_shape({N, K});
     for (std::size_t n = 0; n < N; ++n) {
         const auto y = std::size_t(labels(n));
-        g.loss += row_softmax(&logits(n, 0), &delta(n, 0), K) - logits(n, y);
+        g.loss += kernels::softmax_row(&logits(n, 0), &delta(n, 0), K) - logits(n, y);  // log Σ exp − logit_y
         delta(n, y) -= T(1);
     }
     g.dW = Tensor<T>::from_shape({K, F});
@@ -233,15 +223,13 @@ MnistSoftmaxSgdGrads<T> mnist_softmax_sgd_backprop(const Tensor<T>& b0, const Te
     Tensor<T> dU = Tensor<T>::from_shape({B, K});
     std::vector<T> s(K), ds(K);
     for (std::size_t n = 0; n < B; ++n) {
-        row_softmax(&U(n, 0), s.data(), K);
-        T dot = 0;
+        kernels::softmax_row(&U(n, 0), s.data(), K);
         for (std::size_t c = 0; c < K; ++c) {
             const T e = s[c] - targets(n, c);
             g.loss += e * e;
             ds[c] = T(2) * e;  // ∂E/∂S = 2(S − T)
-            dot += ds[c] * s[c];
         }
-        for (std::size_t c = 0; c < K; ++c) dU(n, c) = s[c] * (ds[c] - dot);  // softmax Jacobian
+        kernels::softmax_backward(s.data(), ds.data(), &dU(n, 0), 1, K, 1, false);  // S ⊙ (∂E/∂S − Σ ∂E/∂S ⊙ S)
     }
     g.dW1 = Tensor<T>::from_shape({I, K});
     gemm(true, false, I, K, B, T(1), L0.data(), I, dU.data(), K, T(0), g.dW1.data(), K);  // L0ᵀ dU
@@ -254,9 +242,9 @@ MnistSoftmaxSgdGrads<T> mnist_softmax_sgd_backprop(const Tensor<T>& b0, const Te
 
 std::vector<Layer<double>> worked_example_2_3_2_1_parameters()
 {
-    return {{Tensor<double>{{2, 1}, {1, 3}, {3, 2}}, Tensor<double>{1, 2, 3}, Act::sigmoid},
-            {Tensor<double>{{1, 1, 2}, {3, 2, 2}}, Tensor<double>{2, 1}, Act::sigmoid},
-            {Tensor<double>(xt::xtensor<double, 2>{{1, 3}}), Tensor<double>{2}, Act::sigmoid}};
+    return {{Tensor<double>{{2, 1}, {1, 3}, {3, 2}}, Tensor<double>{1, 2, 3}, Activation::sigmoid},
+            {Tensor<double>{{1, 1, 2}, {3, 2, 2}}, Tensor<double>{2, 1}, Activation::sigmoid},
+            {Tensor<double>(xt::xtensor<double, 2>{{1, 3}}), Tensor<double>{2}, Activation::sigmoid}};
 }
 
 WorkedExample2321Trace worked_example_2_3_2_1_step(const std::vector<Layer<double>>& layers, const Tensor<double>& x, double y, double eta)

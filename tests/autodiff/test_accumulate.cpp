@@ -285,9 +285,9 @@ const std::vector<OpCase>& cases()
         t.push_back(make_case("conv2d", [](const auto& x) { return conv2d(x[0], x[1], x[2]); },
                               {S{{2, 2, 5, 5}, {3, 2, 3, 3}, {3}}}, {S{{8, 8, 14, 14}, {64, 8, 3, 3}, {64}}}));
         t.push_back(make_case("conv2d_stride2_pad1",
-                              [](const auto& x) { return conv2d(x[0], x[1], x[2], Conv2dOptions{2, 1}); },
+                              [](const auto& x) { return conv2d(x[0], x[1], x[2], Conv2dOptions().stride(2).padding(1)); },
                               {S{{2, 2, 6, 6}, {4, 2, 3, 3}, {4}}}, {S{{4, 8, 15, 15}, {64, 8, 3, 3}, {64}}}));
-        t.push_back(make_case("conv2d_no_bias", [](const auto& x) { return conv2d(x[0], x[1], Conv2dOptions{2, 0}); },
+        t.push_back(make_case("conv2d_no_bias", [](const auto& x) { return conv2d(x[0], x[1], Conv2dOptions().stride(2)); },
                               {S{{1, 3, 7, 6}, {2, 3, 3, 2}}}, {S{{4, 16, 13, 12}, {64, 16, 3, 3}}}));
         t.push_back(make_case("conv2d_1x1", [](const auto& x) { return conv2d(x[0], x[1], x[2]); },
                               {S{{3, 2, 3, 3}, {2, 2, 1, 1}, {2}}}, {S{{8, 64, 9, 9}, {72, 64, 1, 1}, {72}}}));

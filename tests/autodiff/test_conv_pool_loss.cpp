@@ -89,7 +89,7 @@ BOOST_AUTO_TEST_CASE(conv2d_matches_direct_loops_and_finite_differences)
         {
             const Tensor<double> x = rnd(k.x, seed++), w = rnd(k.w, seed++), b = rnd(Shape{k.w[0]}, seed++);
             Tape<double> t;
-            const Conv2dOptions opt{k.stride, k.pad};
+            const Conv2dOptions opt = Conv2dOptions().stride(k.stride).padding(k.pad);
             auto y = k.bias ? conv2d(t.constant(x), t.constant(w), t.constant(b), opt)
                             : conv2d(t.constant(x), t.constant(w), opt);
             const Tensor<double> ref = naive_conv(x, w, k.bias ? &b : nullptr, k.stride, k.pad);
@@ -111,10 +111,10 @@ BOOST_AUTO_TEST_CASE(conv2d_kernel_larger_than_input_with_padding)
     {
         const Tensor<double> x = rnd(Shape{1, 1, 3, 3}, 40), w = rnd(Shape{1, 1, 7, 7}, 41), b = rnd(Shape{1}, 42);
         Tape<double> t;
-        auto y = conv2d(t.constant(x), t.constant(w), t.constant(b), Conv2dOptions{1, 2});
+        auto y = conv2d(t.constant(x), t.constant(w), t.constant(b), Conv2dOptions().padding(2));
         BOOST_TEST(y.shape() == (Shape{1, 1, 1, 1}), tt::per_element());
         BOOST_TEST(std::abs(y.value()(0, 0, 0, 0) - naive_conv(x, w, &b, 1, 2)(0, 0, 0, 0)) < 1e-13);
-        expect_gradcheck([](const Vs& v) { return conv2d(v[0], v[1], v[2], Conv2dOptions{1, 2}); }, {x, w, b});
+        expect_gradcheck([](const Vs& v) { return conv2d(v[0], v[1], v[2], Conv2dOptions().padding(2)); }, {x, w, b});
     }
     // The sweep: random small configurations, every one either correct (values and
     // gradients) or a ShapeError when the output would be empty.
@@ -125,7 +125,7 @@ BOOST_AUTO_TEST_CASE(conv2d_kernel_larger_than_input_with_padding)
         const std::size_t n = pick(1, 2), c = pick(1, 2), h = pick(1, 5), wd = pick(1, 5), o = pick(1, 2);
         const std::size_t kh = pick(1, 8), kw = pick(1, 8), s = pick(1, 3), p = pick(0, 3);
         const Tensor<double> x = rnd(Shape{n, c, h, wd}, 1000 + unsigned(trial)), w = rnd(Shape{o, c, kh, kw}, 2000 + unsigned(trial));
-        const Conv2dOptions opt{s, p};
+        const Conv2dOptions opt = Conv2dOptions().stride(s).padding(p);
         Tape<double> t;
         if (h + 2 * p < kh || wd + 2 * p < kw) {
             BOOST_CHECK_THROW(conv2d(t.constant(x), t.constant(w), opt), ShapeError);
@@ -149,11 +149,11 @@ BOOST_AUTO_TEST_CASE(conv2d_kernel_larger_than_input_with_padding)
     {
         const Tensor<double> x = rnd(Shape{2, 3, 4, 4}, 50), w = rnd(Shape{2, 3, 4, 4}, 51);
         Tape<double> t;
-        auto y = conv2d(t.constant(x), t.constant(w), Conv2dOptions{1000, 1});
+        auto y = conv2d(t.constant(x), t.constant(w), Conv2dOptions().stride(1000).padding(1));
         const Tensor<double> ref = naive_conv(x, w, nullptr, 1000, 1);
         BOOST_REQUIRE(y.shape() == ref.shape());
         BOOST_TEST(xt::amax(xt::abs(y.value() - ref))() < 1e-12);
-        BOOST_CHECK_THROW(conv2d(t.constant(x), t.constant(w), Conv2dOptions{std::size_t(-1), 0}), ShapeError);
+        BOOST_CHECK_THROW(conv2d(t.constant(x), t.constant(w), Conv2dOptions().stride(std::size_t(-1))), ShapeError);
     }
 }
 
@@ -161,7 +161,7 @@ BOOST_AUTO_TEST_CASE(conv2d_float32_agrees_with_float64)
 {
     const Tensor<double> x = rnd(Shape{4, 3, 9, 9}, 5), w = rnd(Shape{5, 3, 3, 3}, 6);
     Tape<float> t;
-    auto y = conv2d(t.constant(xt::cast<float>(x)), t.constant(xt::cast<float>(w)), Conv2dOptions{2, 1});
+    auto y = conv2d(t.constant(xt::cast<float>(x)), t.constant(xt::cast<float>(w)), Conv2dOptions().stride(2).padding(1));
     const Tensor<double> ref = naive_conv(x, w, nullptr, 2, 1);
     BOOST_TEST(xt::amax(xt::abs(xt::cast<double>(y.value()) - ref))() < 1e-5);
 }

@@ -2,7 +2,7 @@
 // Shared by the tests: random tensors and a gradcheck assertion that prints the report on failure.
 #include <boost/test/unit_test.hpp>
 
-#include <random>
+#include <cmath>
 
 #include "xgrad/autodiff.hpp"
 
@@ -12,13 +12,9 @@ namespace xgrad::test {
 /// away from kinks such as relu and abs at 0, where finite differences are meaningless).
 inline Tensor<double> rnd(const Shape& shape, unsigned seed, double lo = -1, double hi = 1, double min_abs = 0)
 {
-    std::mt19937 rng(seed);
-    std::uniform_real_distribution<double> d(lo, hi);
-    Tensor<double> t = Tensor<double>::from_shape(shape);
-    for (auto& v : t) {
-        v = d(rng);
+    Tensor<double> t = rand_uniform(shape, seed, lo, hi);
+    for (auto& v : t)
         if (std::abs(v) < min_abs) v = v < 0 ? v - min_abs : v + min_abs;
-    }
     return t;
 }
 

@@ -20,7 +20,7 @@ int main()
     // y = [1 2]·[1 1]ᵀ = 3, E = ½(3 − 0)² = 4.5, ∂E/∂W = δ xᵀ = [3 3]
     namespace ref = xgrad::reference;
     const std::vector<ref::Layer<double>> layers{
-        {xgrad::Tensor<double>(xt::xtensor<double, 2>{{1.0, 2.0}}), xgrad::Tensor<double>{0.0}, ref::Act::identity}};
+        {xgrad::Tensor<double>(xt::xtensor<double, 2>{{1.0, 2.0}}), xgrad::Tensor<double>{0.0}, xgrad::nn::Activation::identity}};
     const auto p = ref::mlp_backprop(layers, xgrad::Tensor<double>(xt::xtensor<double, 2>{{1.0, 1.0}}),
                                      ref::half_squared_error(xgrad::Tensor<double>(xt::xtensor<double, 2>{{0.0}})));
     return p.loss == 4.5 && p.dW[0](0, 0) == 3.0 && p.dW[0](0, 1) == 3.0 ? 0 : 1;

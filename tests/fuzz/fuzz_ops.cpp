@@ -177,8 +177,8 @@ void fuzz_conv(Gen& g)
     const int bias_kind = g.p().ConsumeIntegralInRange<int>(0, 2);  // none, (O), random
     Shape bs = bias_kind == 1 && !ws.empty() ? Shape{ws[0]} : g.shape(g.dim(2), 4);
     Conv2dOptions opt;
-    opt.stride = g.uparam(0, 3);
-    opt.padding = g.uparam(0, 3);
+    opt.stride(g.uparam(0, 3));
+    opt.padding(g.uparam(0, 3));
     std::vector<Tensor<T>> in = {g.values(xs), g.values(ws)};
     if (bias_kind) in.push_back(g.values(bs));
     std::ostringstream call;

@@ -45,10 +45,10 @@ Model mlp()
 Model lenet()
 {
     auto net = std::make_unique<Sequential<float>>();
-    net->emplace<Conv2d<float>>(Conv2dSpec{1, 6, 5, 1, 2}, 21);
+    net->emplace<Conv2d<float>>(Conv2dOptions(1, 6, 5).padding(2), 21);
     net->emplace<ReLU<float>>();
     net->emplace<MaxPool2d<float>>(2);
-    net->emplace<Conv2d<float>>(Conv2dSpec{6, 16, 5}, 22);
+    net->emplace<Conv2d<float>>(Conv2dOptions(6, 16, 5), 22);
     net->emplace<ReLU<float>>();
     net->emplace<MaxPool2d<float>>(2);
     net->emplace<Flatten<float>>();

@@ -84,7 +84,7 @@ BOOST_AUTO_TEST_CASE(linear_and_conv_layers)
 {
     Tape<float> t;
     Linear<float> lin(3, 2), lin_nb(3, 2, false);
-    Conv2d<float> conv(Conv2dSpec{3, 8, 3});
+    Conv2d<float> conv(Conv2dOptions(3, 8, 3));
     auto x24 = t.constant(zeros({2, 4})), x3 = t.constant(zeros({3})), x1155 = t.constant(zeros({1, 1, 5, 5})),
          x355 = t.constant(zeros({3, 5, 5})), x1322 = t.constant(zeros({1, 3, 2, 2}));
     check({
@@ -104,13 +104,13 @@ BOOST_AUTO_TEST_CASE(linear_and_conv_layers)
         {"conv_input_smaller_than_kernel", &shape_error,
          "conv2d: input (1,3,2,2), weight (8,3,3,3): kernel 3x3 is larger than the padded input", [&] { conv(x1322); }},
         {"conv_zero_in_channels", &invalid, "Conv2d(0→8, 3x3): in_channels must be at least 1, got 0",
-         [] { Conv2d<float>(Conv2dSpec{0, 8, 3}); }},
+         [] { Conv2d<float>(Conv2dOptions(0, 8, 3)); }},
         {"conv_zero_out_channels", &invalid, "Conv2d(3→0, 3x3): out_channels must be at least 1, got 0",
-         [] { Conv2d<float>(Conv2dSpec{3, 0, 3}); }},
+         [] { Conv2d<float>(Conv2dOptions(3, 0, 3)); }},
         {"conv_zero_kernel", &invalid, "Conv2d(3→8, 0x0): kernel_size must be at least 1, got 0",
-         [] { Conv2d<float>(Conv2dSpec{3, 8, 0}); }},
+         [] { Conv2d<float>(Conv2dOptions(3, 8, 0)); }},
         {"conv_zero_stride", &invalid, "Conv2d(3→8, 3x3): stride must be at least 1, got 0",
-         [] { Conv2d<float>(Conv2dSpec{3, 8, 3, 0}); }},
+         [] { Conv2d<float>(Conv2dOptions(3, 8, 3).stride(0)); }},
     });
 }
 

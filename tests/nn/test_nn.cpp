@@ -46,13 +46,13 @@ BOOST_AUTO_TEST_CASE(linear_and_mlp_gradcheck)
 
 BOOST_AUTO_TEST_CASE(conv_and_pool_modules_gradcheck)
 {
-    for (auto spec : {Conv2dSpec{2, 3, 3, 1, 1, true}, Conv2dSpec{1, 2, 3, 2, 0, false}, Conv2dSpec{2, 2, 2, 2, 1, true}}) {
+    for (auto spec : {Conv2dOptions(2, 3, 3).padding(1), Conv2dOptions(1, 2, 3).stride(2).bias(false), Conv2dOptions(2, 2, 2).stride(2).padding(1)}) {
         Conv2d<double> conv(spec, 5);
-        expect_module_ok(conv, rnd(Shape{2, spec.in_channels, 7, 6}, 6));
+        expect_module_ok(conv, rnd(Shape{2, spec.in_channels(), 7, 6}, 6));
     }
     // a small CNN in the style of cnn_sigmoid_avgpool (source document 002): conv → sigmoid → avgpool → flatten → linear, cross-entropy
     Sequential<double> net;
-    net.emplace<Conv2d<double>>(Conv2dSpec{1, 2, 3}, 7);
+    net.emplace<Conv2d<double>>(Conv2dOptions(1, 2, 3), 7);
     net.emplace<Sigmoid<double>>();
     net.emplace<AvgPool2d<double>>(2);
     net.emplace<Flatten<double>>();
@@ -60,7 +60,7 @@ BOOST_AUTO_TEST_CASE(conv_and_pool_modules_gradcheck)
     const IndexTensor labels = {0, 2};
     expect_module_ok(net, rnd(Shape{2, 1, 8, 8}, 9), [&](const Var<double>& y) { return cross_entropy(y, labels); });
     Sequential<double> mp;
-    mp.emplace<Conv2d<double>>(Conv2dSpec{1, 2, 3, 1, 1}, 10);
+    mp.emplace<Conv2d<double>>(Conv2dOptions(1, 2, 3).padding(1), 10);
     mp.emplace<MaxPool2d<double>>(2);
     expect_module_ok(mp, rnd(Shape{1, 1, 5, 5}, 11));
 }
@@ -104,7 +104,7 @@ BOOST_AUTO_TEST_CASE(float_module_gradcheck_in_a_double_twin)
 BOOST_AUTO_TEST_CASE(layers_are_classes_with_typed_access)
 {
     Sequential<double> net;
-    net.emplace<Conv2d<double>>(Conv2dSpec{1, 2, 3}, 1);
+    net.emplace<Conv2d<double>>(Conv2dOptions(1, 2, 3), 1);
     net.emplace<ReLU<double>>();
     net.emplace<MaxPool2d<double>>(2);
     net.emplace<Flatten<double>>();
@@ -145,7 +145,7 @@ BOOST_AUTO_TEST_CASE(shape_errors_name_the_layer)
     } catch (const ShapeError& e) {
         BOOST_TEST(std::string(e.what()) == "Linear(784→10): expected input (B,784), got (64,100)");
     }
-    Conv2d<float> conv(Conv2dSpec{3, 8, 3});
+    Conv2d<float> conv(Conv2dOptions(3, 8, 3));
     BOOST_CHECK_THROW(conv(t.constant(Tensor<float>::from_shape({2, 1, 8, 8}))), ShapeError);
 }
 
@@ -452,7 +452,7 @@ BOOST_AUTO_TEST_CASE(small_cnn_learns_bar_orientation)
     make(256, xtr, ytr);
     make(200, xte, yte);
     Sequential<float> net;
-    net.emplace<Conv2d<float>>(Conv2dSpec{1, 4, 3, 1, 1}, 1);
+    net.emplace<Conv2d<float>>(Conv2dOptions(1, 4, 3).padding(1), 1);
     net.emplace<ReLU<float>>();
     net.emplace<MaxPool2d<float>>(2);
     net.emplace<Flatten<float>>();

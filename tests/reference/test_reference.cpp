@@ -18,24 +18,24 @@ using V = Var<double>;
 
 namespace {
 
-Var<double> apply(reference::Act a, const V& x)
+Var<double> apply(nn::Activation a, const V& x)
 {
     switch (a) {
-        case reference::Act::sigmoid: return sigmoid(x);
-        case reference::Act::tanh: return tanh(x);
-        case reference::Act::relu: return relu(x);
+        case nn::Activation::sigmoid: return sigmoid(x);
+        case nn::Activation::tanh: return tanh(x);
+        case nn::Activation::relu: return relu(x);
         default: return x;
     }
 }
 
 /// The same MLP on the tape, weights (out, in) as in the documents: z = x·Wᵀ + b.
-V mlp_on_tape(const std::vector<V>& ws, const std::vector<V>& bs, const std::vector<reference::Act>& acts, V x)
+V mlp_on_tape(const std::vector<V>& ws, const std::vector<V>& bs, const std::vector<nn::Activation>& acts, V x)
 {
     for (std::size_t l = 0; l < ws.size(); ++l) x = apply(acts[l], linear(x, ws[l], bs[l]));
     return x;
 }
 
-std::vector<reference::Layer<double>> random_layers(const std::vector<std::size_t>& sizes, const std::vector<reference::Act>& acts,
+std::vector<reference::Layer<double>> random_layers(const std::vector<std::size_t>& sizes, const std::vector<nn::Activation>& acts,
                                                  unsigned seed)
 {
     std::vector<reference::Layer<double>> ls;
@@ -76,11 +76,11 @@ BOOST_AUTO_TEST_SUITE(three_way)
 
 BOOST_AUTO_TEST_CASE(mlp_l_layer_notes)
 {
-    using reference::Act;
-    const std::vector<std::pair<std::vector<std::size_t>, std::vector<Act>>> nets = {
-        {{3, 4, 2}, {Act::sigmoid, Act::identity}},
-        {{5, 7, 6, 3}, {Act::tanh, Act::relu, Act::sigmoid}},
-        {{8, 16, 16, 16, 4}, {Act::sigmoid, Act::tanh, Act::sigmoid, Act::identity}}};
+    using nn::Activation;
+    const std::vector<std::pair<std::vector<std::size_t>, std::vector<Activation>>> nets = {
+        {{3, 4, 2}, {Activation::sigmoid, Activation::identity}},
+        {{5, 7, 6, 3}, {Activation::tanh, Activation::relu, Activation::sigmoid}},
+        {{8, 16, 16, 16, 4}, {Activation::sigmoid, Activation::tanh, Activation::sigmoid, Activation::identity}}};
     unsigned seed = 1;
     for (const auto& [sizes, acts] : nets)
         for (std::size_t B : {1u, 6u}) {
@@ -137,18 +137,18 @@ BOOST_AUTO_TEST_CASE(trace_regularizer)
 
 BOOST_AUTO_TEST_CASE(mlp_trace_regularizer)
 {
-    using reference::Act;
+    using nn::Activation;
     const IndexTensor labels = {0, 1, 1, 2, 0, 2};
     const Tensor<double> X = rnd(Shape{6, 4}, 7);
     Tensor<double> D = xt::zeros<double>({6, 3});
     for (std::size_t i = 0; i < 6; ++i) D(i, std::size_t(labels(i))) = 1;
-    const auto layers = random_layers({4, 5, 3}, {Act::sigmoid, Act::identity}, 9);
+    const auto layers = random_layers({4, 5, 3}, {Activation::sigmoid, Activation::identity}, 9);
     const double gamma = 0.3;
     const auto hand = reference::mlp_backprop(layers, X, reference::squared_error_with_trace_regularizer(D, labels, gamma));
     NamedTensors params = {{"W1", layers[0].W}, {"b1", layers[0].b}, {"W2", layers[1].W}, {"b2", layers[1].b}};
     auto loss = [&](const std::vector<V>& p) {
         Tape<double>& t = p[0].tape();
-        auto y = mlp_on_tape({p[0], p[2]}, {p[1], p[3]}, {Act::sigmoid, Act::identity}, t.constant(X));
+        auto y = mlp_on_tape({p[0], p[2]}, {p[1], p[3]}, {Activation::sigmoid, Activation::identity}, t.constant(X));
         return mse_loss(y, t.constant(D), Reduction::half_sum) + trace_reg_from_primitives(y, labels, 3, gamma);
     };
     expect_agree(tape_gradients(params, loss), {{"W1", hand.dW[0]}, {"b1", hand.db[0]}, {"W2", hand.dW[1]}, {"b2", hand.db[1]}});
@@ -245,7 +245,7 @@ BOOST_AUTO_TEST_CASE(worked_example_2_3_2_1)
     expect_agree(tape_gradients(params,
                                 [&](const std::vector<V>& p) {
                                     auto y = mlp_on_tape({p[0], p[2], p[4]}, {p[1], p[3], p[5]},
-                                                         {reference::Act::sigmoid, reference::Act::sigmoid, reference::Act::sigmoid},
+                                                         {nn::Activation::sigmoid, nn::Activation::sigmoid, nn::Activation::sigmoid},
                                                          p[0].tape().constant(X));
                                     return mse_loss(y, p[0].tape().constant(Tensor<double>(xt::ones<double>({1, 1}))), Reduction::half_sum);
                                 }),
@@ -403,7 +403,7 @@ BOOST_AUTO_TEST_CASE(every_built_in_op_passes_node_checking)
                          W = rnd(Shape{8, 3}, 8);
     const IndexTensor labels = {1, 2};
     auto r = check_nodes([&](Tape<double>& t) {
-        auto c = tanh(conv2d(t.constant(X), t.variable(V1), t.variable(q), {1, 1}));  // no ties for max pooling
+        auto c = tanh(conv2d(t.constant(X), t.variable(V1), t.variable(q), Conv2dOptions().padding(1)));  // no ties for max pooling
         auto p = concatenate<double>({max_pool2d(c, 2), avg_pool2d(c, 2)}, 1);   // (2,4,3,3)
         auto f = slice(flatten(p), 1, 0, 8);                                    // (2,8)
         auto logits = matmul(relu(sigmoid(f) + 0.3), t.variable(W));
@@ -415,7 +415,7 @@ BOOST_AUTO_TEST_CASE(every_built_in_op_passes_node_checking)
     // ok() also holds when nothing was checked: count, independently, the nodes that have a
     // backward (an op, not a leaf, with an input that requires grad) on the same graph.
     Tape<double> t;
-    auto c = tanh(conv2d(t.constant(X), t.variable(V1), t.variable(q), {1, 1}));
+    auto c = tanh(conv2d(t.constant(X), t.variable(V1), t.variable(q), Conv2dOptions().padding(1)));
     auto p = concatenate<double>({max_pool2d(c, 2), avg_pool2d(c, 2)}, 1);
     auto f = slice(flatten(p), 1, 0, 8);
     auto logits = matmul(relu(sigmoid(f) + 0.3), t.variable(W));

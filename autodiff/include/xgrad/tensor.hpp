@@ -18,7 +18,7 @@ using Shape = typename Tensor<float>::shape_type;
 using Index = std::int64_t;
 using IndexTensor = xt::xarray<Index, xt::layout_type::row_major>;
 
-/// "(64,784)"; "()" for a 0-d scalar.
+/// "(64,784)"; "()" for a 0-d scalar. Also writes a multi-index: "(2,0,1)".
 template <class S>
 std::string shape_str(const S& shape)
 {

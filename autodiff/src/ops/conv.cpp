@@ -17,7 +17,7 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
     const Tensor<T>& xv = x.value();
     const Tensor<T>& wv = w.value();
     const kernels::ConvGeom g =
-        kernels::conv_geometry(xv.shape(), wv.shape(), b ? &b->shape() : nullptr, options.stride, options.padding);
+        kernels::conv_geometry(xv.shape(), wv.shape(), b ? &b->shape() : nullptr, options.stride(), options.padding());
     Tensor<T>& out = op.value();
     out.resize(Shape{g.n, g.o, g.oh, g.ow});
     // Keep the im2col matrix for dW only if the backward will run.

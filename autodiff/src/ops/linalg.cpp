@@ -22,22 +22,25 @@ struct MatmulDims {
 MatmulDims matmul_dims(const char* op, const Shape& a, const Shape& b)
 {
     auto fail = [&](const std::string& why) {
-        return ShapeError(std::string(op) + ": " + shape_str(a) + " x " + shape_str(b) + ": " + why);
+        return ShapeError(fmt::format("{}: {} x {}: {}", op, shape_str(a), shape_str(b), why));
+    };
+    auto differ = [&](const char* what, std::size_t da, std::size_t db) {
+        return fail(fmt::format("{} dimensions {} and {} differ", what, da, db));
     };
     MatmulDims d;
     if (a.size() == 2 && b.size() == 2) {
         if (a[1] != b[0])
-            throw fail("inner dimensions " + std::to_string(a[1]) + " and " + std::to_string(b[0]) + " differ");
+            throw differ("inner", a[1], b[0]);
         d = {MatmulKind::plain, 1, a[0], a[1], b[1]};
     } else if (a.size() == 3 && b.size() == 3) {
         if (a[0] != b[0])
-            throw fail("batch dimensions " + std::to_string(a[0]) + " and " + std::to_string(b[0]) + " differ");
+            throw differ("batch", a[0], b[0]);
         if (a[2] != b[1])
-            throw fail("inner dimensions " + std::to_string(a[2]) + " and " + std::to_string(b[1]) + " differ");
+            throw differ("inner", a[2], b[1]);
         d = {MatmulKind::batched, a[0], a[1], a[2], b[2]};
     } else if (a.size() == 3 && b.size() == 2) {
         if (a[2] != b[0])
-            throw fail("inner dimensions " + std::to_string(a[2]) + " and " + std::to_string(b[0]) + " differ");
+            throw differ("inner", a[2], b[0]);
         d = {MatmulKind::shared_b, a[0], a[1], a[2], b[1]};
     } else {
         throw fail("supported ranks are 2x2, 3x3 (batched) and 3x2 (shared right operand)");

@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "../op_util.hpp"
+#include "kernels/softmax.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/ops/shape.hpp"
 
@@ -41,15 +42,15 @@ void check_reduction(const char* op, Reduction r)
 void check_labels(const char* op, const Shape& scores, const IndexTensor& labels)
 {
     if (scores.size() != 2 || labels.dimension() != 1 || labels.shape()[0] != scores[0])
-        throw ShapeError(std::string(op) + ": scores " + shape_str(scores) + " and labels " + shape_str(labels.shape()) +
-                         ": needs scores (B,C) and labels (B)");
+        throw ShapeError(fmt::format("{}: scores {} and labels {}: needs scores (B,C) and labels (B)", op,
+                                     shape_str(scores), shape_str(labels.shape())));
     // Labels travel through backward as T (the node's saved buffer): exact below 2^24 in float.
     if (scores[1] > (std::size_t(1) << 24))
-        throw ShapeError(std::string(op) + ": scores " + shape_str(scores) + ": at most 2^24 classes");
+        throw ShapeError(fmt::format("{}: scores {}: at most 2^24 classes", op, shape_str(scores)));
     for (std::size_t i = 0; i < labels.size(); ++i)
         if (labels(i) < 0 || std::size_t(labels(i)) >= scores[1])
-            throw std::out_of_range(std::string(op) + ": label " + std::to_string(labels(i)) + " at position " +
-                                    std::to_string(i) + " is outside [0," + std::to_string(scores[1]) + ")");
+            throw std::out_of_range(
+                fmt::format("{}: label {} at position {} is outside [0,{})", op, labels(i), i, scores[1]));
 }
 
 }  // namespace
@@ -72,11 +73,7 @@ Var<T> cross_entropy(const Var<T>& logits, const IndexTensor& labels, Reduction 
     double total = 0;
     for (std::size_t b = 0; b < B; ++b) {
         const T* row = z.data() + b * C;
-        T m = row[0];
-        for (std::size_t c = 1; c < C; ++c) m = std::max(m, row[c]);
-        T s = 0;
-        for (std::size_t c = 0; c < C; ++c) s += std::exp(row[c] - m);
-        total += double(m + std::log(s) - row[labels(b)]);  // logΣexp − z_y
+        total += double(kernels::log_sum_exp(row, C) - row[labels(b)]);  // logΣexp − z_y
     }
     *op.value().data() = T(total) * f;
     return op.finish([f](BackwardContext<T>& c) {
@@ -87,19 +84,8 @@ Var<T> cross_entropy(const Var<T>& logits, const IndexTensor& labels, Reduction 
         const T g = *c.grad().data() * f;
         const InputGrad<T> dz = c.input_grad(0);
         T* d = dz.data();
-        for (std::size_t b = 0; b < B; ++b) {
-            const T* row = z.data() + b * C;
-            T* drow = d + b * C;
-            T m = row[0];
-            for (std::size_t k = 1; k < C; ++k) m = std::max(m, row[k]);
-            T s = 0;
-            for (std::size_t k = 0; k < C; ++k) s += std::exp(row[k] - m);
-            const T r = g / s;
-            for (std::size_t k = 0; k < C; ++k) {
-                const T v = std::exp(row[k] - m) * r - (T(k) == labels[b] ? g : T(0));
-                drow[k] = dz.accumulate ? drow[k] + v : v;
-            }
-        }
+        kernels::softmax(z.data(), d, B, C, 1, g, dz.accumulate);
+        for (std::size_t b = 0; b < B; ++b) d[b * C + std::size_t(labels[b])] -= g;
     });
 }
 
@@ -119,8 +105,8 @@ Var<T> mse_loss(const Var<T>& y, const Var<T>& target, Reduction reduction)
     const Tensor<T>& yv = y.value();
     const Tensor<T>& dv = target.value();
     if (yv.shape() != dv.shape())
-        throw ShapeError("mse_loss: prediction " + shape_str(yv.shape()) + " and target " + shape_str(dv.shape()) +
-                         " must have the same shape");
+        throw ShapeError(fmt::format("mse_loss: prediction {} and target {} must have the same shape",
+                                     shape_str(yv.shape()), shape_str(dv.shape())));
     const T f = reduction_factor<T>(reduction, yv.size());
     op.value().resize(Shape{});
     T s = 0;

@@ -2,6 +2,8 @@
 #include "xgrad/ops/reduce.hpp"
 
 #include <algorithm>
+
+#include <fmt/format.h>
 #include <limits>
 
 #include "../op_util.hpp"
@@ -50,8 +52,8 @@ Var<T> reduce_axes(const char* name, const Var<T>& x, const std::vector<int>& ax
     std::sort(ax.begin(), ax.end());
     const auto dup = std::adjacent_find(ax.begin(), ax.end());
     if (dup != ax.end())
-        throw ShapeError(std::string(name) + ": axes " + shape_str(axes) + " name axis " + std::to_string(*dup) +
-                         " twice for shape " + shape_str(in));
+        throw ShapeError(
+            fmt::format("{}: axes {} name axis {} twice for shape {}", name, shape_str(axes), *dup, shape_str(in)));
     Shape kshape = in;  // keepdims shape
     std::size_t count = 1;
     for (std::size_t a : ax) {
@@ -109,7 +111,8 @@ Var<T> max(const Var<T>& x, int axis, bool keepdims)
     const Tensor<T>& xv = x.value();
     const Shape& in = xv.shape();
     const std::size_t ax = detail::normalize_axis("max", axis, in);
-    if (in[ax] == 0) throw ShapeError("max: cannot take the max over an empty axis of shape " + shape_str(in));
+    if (in[ax] == 0)
+        throw ShapeError(fmt::format("max: cannot take the max over an empty axis of shape {}", shape_str(in)));
     const detail::AxisSplit s = detail::split_at(in, ax);
     Shape oshape;
     for (std::size_t i = 0; i < in.size(); ++i) {

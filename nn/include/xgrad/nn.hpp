@@ -1,6 +1,7 @@
 #pragma once
 // xgrad::nn: modules, layers, losses, optimizers, initializers, weight files, training loops.
 #include "xgrad/autodiff.hpp"
+#include "xgrad/nn/activation.hpp"
 #include "xgrad/nn/data.hpp"
 #include "xgrad/nn/gradcheck.hpp"
 #include "xgrad/nn/init.hpp"

@@ -6,6 +6,7 @@
 #include <optional>
 #include <stdexcept>
 
+#include "xgrad/nn/activation.hpp"
 #include "xgrad/nn/init.hpp"
 #include "xgrad/nn/module.hpp"
 
@@ -33,27 +34,29 @@ private:
     Parameter<T>* bias_ = nullptr;
 };
 
-struct Conv2dSpec {
-    std::size_t in_channels, out_channels, kernel_size, stride = 1, padding = 0;
-    bool bias = true;
-};
+/// The convolution's options (xgrad::Conv2dOptions), under the name torch::nn uses.
+using xgrad::Conv2dOptions;
 
-/// NCHW convolution, W (O, C, K, K), b (O). Default init: PyTorch's U(±1/√(C·K·K)).
+/// NCHW convolution, W (O, C, K, K), b (O), as torch::nn::Conv2d:
+/// Conv2d<float>(Conv2dOptions(1, 6, 5).padding(2)). Default init: PyTorch's U(±1/√(C·K·K)).
+/// Zero channels, kernel or stride throw std::invalid_argument.
 template <class T>
 class Conv2d : public Module<T> {
 public:
-    explicit Conv2d(const Conv2dSpec& spec, std::uint64_t seed = 0);
+    explicit Conv2d(const Conv2dOptions& options, std::uint64_t seed = 0);
     Var<T> forward(const Var<T>& x) override;
     std::string describe() const override
     {
-        return "Conv2d(" + std::to_string(spec_.in_channels) + "→" + std::to_string(spec_.out_channels) + ", " +
-               std::to_string(spec_.kernel_size) + "x" + std::to_string(spec_.kernel_size) + ")";
+        return "Conv2d(" + std::to_string(options_.in_channels()) + "→" + std::to_string(options_.out_channels()) +
+               ", " + std::to_string(options_.kernel_size()) + "x" + std::to_string(options_.kernel_size()) + ")";
     }
     Parameter<T>& weight() { return *weight_; }
     Parameter<T>* bias() { return bias_; }
+    /// The options the layer was built with.
+    const Conv2dOptions& options() const { return options_; }
 
 private:
-    Conv2dSpec spec_;
+    Conv2dOptions options_;
     Parameter<T>* weight_;
     Parameter<T>* bias_ = nullptr;
 };
@@ -242,8 +245,6 @@ private:
     std::vector<Module<T>*> layers_;
     std::vector<std::string> scopes_;
 };
-
-enum class Activation { identity, sigmoid, tanh, relu };
 
 /// Fully connected network: sizes {784, 256, 10} → Linear(784,256), act, Linear(256,10), out_act.
 template <class T>

@@ -8,17 +8,16 @@
 #include <functional>
 #include <vector>
 
+#include "xgrad/nn/activation.hpp"
 #include "xgrad/tensor.hpp"
 
 namespace xgrad::reference {
-
-enum class Act { identity, sigmoid, tanh, relu };
 
 template <class T>
 struct Layer {
     Tensor<T> W;  ///< (out, in)
     Tensor<T> b;  ///< (out)
-    Act act = Act::sigmoid;
+    nn::Activation act = nn::Activation::sigmoid;
 };
 
 template <class T>

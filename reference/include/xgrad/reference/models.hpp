@@ -37,10 +37,10 @@ std::unique_ptr<nn::Sequential<T>> lenet(std::uint64_t seed, bool max_pool)
         else
             net->template emplace<nn::AvgPool2d<T>>(2);
     };
-    net->template emplace<nn::Conv2d<T>>(nn::Conv2dSpec{1, 6, 5, 1, 2}, seed);
+    net->template emplace<nn::Conv2d<T>>(nn::Conv2dOptions(1, 6, 5).padding(2), seed);
     net->template emplace<nn::ReLU<T>>();
     pool();
-    net->template emplace<nn::Conv2d<T>>(nn::Conv2dSpec{6, 16, 5}, seed + 1);
+    net->template emplace<nn::Conv2d<T>>(nn::Conv2dOptions(6, 16, 5), seed + 1);
     net->template emplace<nn::ReLU<T>>();
     pool();
     net->template emplace<nn::Flatten<T>>();

@@ -8,6 +8,7 @@
 #include "kernels/conv.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/pool.hpp"
+#include "kernels/softmax.hpp"
 #include "xgrad/nn.hpp"
 
 namespace xgrad::reference {
@@ -65,17 +66,12 @@ inline F cross_entropy_grad(const Tensor<F>& z, const IndexTensor& labels, Tenso
     const std::size_t B = z.shape()[0], C = z.shape()[1];
     dz.resize(z.shape());
     double loss = 0;
+    const F inv_b = F(1) / F(B);
     for (std::size_t n = 0; n < B; ++n) {
         const F* r = z.data() + n * C;
         F* d = dz.data() + n * C;
-        F m = r[0];
-        for (std::size_t c = 1; c < C; ++c) m = std::max(m, r[c]);
-        F s = 0;
-        for (std::size_t c = 0; c < C; ++c) s += (d[c] = std::exp(r[c] - m));
-        loss += double(m + std::log(s) - r[labels(n)]);
-        const F inv = F(1) / (s * F(B));
-        for (std::size_t c = 0; c < C; ++c) d[c] *= inv;
-        d[labels(n)] -= F(1) / F(B);
+        loss += double(kernels::softmax_row(r, d, C, 1, inv_b) - r[labels(n)]);  // log Σ exp − z_y
+        d[labels(n)] -= inv_b;
     }
     return F(loss / double(B));
 }
@@ -129,19 +125,13 @@ struct HandMnistSoftmaxSgd {
         for (std::size_t n = 0; n < B; ++n) {
             F* u = U.data() + n * K;
             F* d = dU.data() + n * K;
-            F m = u[0];
-            for (std::size_t c = 1; c < K; ++c) m = std::max(m, u[c]);
-            F z = 0;
-            for (std::size_t c = 0; c < K; ++c) z += (u[c] = std::exp(u[c] - m));
-            F dot = 0;
+            kernels::softmax_row(u, u, K);  // in place
             for (std::size_t c = 0; c < K; ++c) {
-                u[c] /= z;  // softmax
                 const F e = u[c] - t(n, c);
                 loss += double(e * e);
                 d[c] = F(2) * e;
-                dot += d[c] * u[c];
             }
-            for (std::size_t c = 0; c < K; ++c) d[c] = u[c] * (d[c] - dot);
+            kernels::softmax_backward(u, d, d, 1, K, 1, false);  // in place
         }
         dW1.resize(W1.shape());
         gemm(true, false, I, K, B, F(1), L0.data(), I, dU.data(), K, F(0), dW1.data(), K);

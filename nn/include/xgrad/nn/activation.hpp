@@ -1,0 +1,10 @@
+#pragma once
+// The activation a layer applies after its affine map: nn::MLP's hidden and output activations and
+// the layers of xgrad::reference's hand-derived backprop.
+
+namespace xgrad::nn {
+
+/// h(a) = a, 1/(1 + e⁻ᵃ), tanh(a) or max(a, 0), elementwise.
+enum class Activation { identity, sigmoid, tanh, relu };
+
+}  // namespace xgrad::nn
