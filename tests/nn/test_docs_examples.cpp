@@ -320,10 +320,10 @@ BOOST_AUTO_TEST_CASE(sequential_mlp_and_lambda)
 BOOST_AUTO_TEST_CASE(convolutional_layers)
 {
     Sequential<float> cnn;
-    cnn.emplace<Conv2d<float>>(Conv2dSpec{1, 6, 5, /*stride*/ 1, /*padding*/ 2});  // (N,1,28,28) → (N,6,28,28)
+    cnn.emplace<Conv2d<float>>(Conv2dOptions(1, 6, 5).stride(1).padding(2));  // (N,1,28,28) → (N,6,28,28)
     cnn.emplace<ReLU<float>>();
     cnn.emplace<MaxPool2d<float>>(2);                   // → (N,6,14,14)
-    cnn.emplace<Conv2d<float>>(Conv2dSpec{6, 16, 5});   // → (N,16,10,10)
+    cnn.emplace<Conv2d<float>>(Conv2dOptions(6, 16, 5));   // → (N,16,10,10)
     cnn.emplace<Tanh<float>>();
     cnn.emplace<AvgPool2d<float>>(2);                   // → (N,16,5,5)
     cnn.emplace<Flatten<float>>();                      // → (N,400)
