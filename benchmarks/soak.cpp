@@ -174,6 +174,7 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
     for (long i = 1; i <= o.steps; ++i) {
         const bool counted = i > ref;
         const std::size_t a0 = alloc::allocations(), d0 = alloc::dnnl_allocations();
+        alloc::attribute_allocations(counted);  // soak steps are not a timing benchmark
         alloc::count_allocations(counted || !trace_allocs);
         const double c0 = cpu_seconds();
         const auto t0 = clock::now();

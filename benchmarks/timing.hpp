@@ -56,7 +56,6 @@ Stats run(Setup setup, Rep rep, std::size_t warm_n = 10, double warm_s = 0.5, st
     }
     std::vector<double> times;
     double total = 0;
-    const std::size_t a0 = alloc::allocations(), d0 = alloc::dnnl_allocations();
     while (times.size() < min_n || total < min_s) {
         setup();
         alloc::count_allocations(true);
@@ -68,9 +67,18 @@ Stats run(Setup setup, Rep rep, std::size_t warm_n = 10, double warm_s = 0.5, st
         total += dt;
     }
     Stats s = summarize(std::move(times));
+    // One more rep, untimed, with each allocation's call stack looked at: how many of a rep's
+    // allocations oneDNN's sgemm makes (its packing buffers) and how many everything else does.
+    setup();
+    const std::size_t a1 = alloc::allocations(), d0 = alloc::dnnl_allocations();
+    alloc::attribute_allocations(true);
+    alloc::count_allocations(true);
+    rep();
+    alloc::count_allocations(false);
+    alloc::attribute_allocations(false);
     const std::size_t dnnl = alloc::dnnl_allocations() - d0;
-    s.allocs_per_rep = double(alloc::allocations() - a0 - dnnl) / double(s.reps);
-    s.dnnl_allocs_per_rep = double(dnnl) / double(s.reps);
+    s.dnnl_allocs_per_rep = double(dnnl);
+    s.allocs_per_rep = double(alloc::allocations() - a1 - dnnl);
     return s;
 }
 

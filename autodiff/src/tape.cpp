@@ -45,7 +45,7 @@ std::uint32_t TapeSlots::acquire(std::uint32_t& generation)
     } else if (b.used < max_slots) {
         slot = b.used++;
     } else {
-        throw std::length_error("xgrad: more than " + std::to_string(max_slots) + " tapes alive at once");
+        throw std::length_error(fmt::format("xgrad: more than {} tapes alive at once", max_slots));
     }
     b.in_use[slot] = true;
     generation = advance(slot);
@@ -118,7 +118,7 @@ T Var<T>::item() const
 {
     const Tensor<T>& v = value();
     if (v.size() != 1)
-        throw std::logic_error("xgrad: item() needs a one-element Var, got shape " + shape_str(v.shape()));
+        throw std::logic_error(fmt::format("xgrad: item() needs a one-element Var, got shape {}", shape_str(v.shape())));
     return *v.data();
 }
 

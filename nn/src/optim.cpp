@@ -5,27 +5,21 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include <fmt/format.h>
+
 namespace xgrad::nn {
 
 namespace {
 
-/// A double as a user wrote it ("0.5", "1e-09", "nan"), for messages.
-std::string num(double v)
-{
-    char b[32];
-    std::snprintf(b, sizeof b, "%g", v);
-    return b;
-}
-
 void check_nonnegative(const std::string& who, const char* what, double v)
 {
     if (!(std::isfinite(v) && v >= 0))
-        throw std::invalid_argument(who + ": " + what + " must be a finite number >= 0, got " + num(v));
+        throw std::invalid_argument(fmt::format("{}: {} must be a finite number >= 0, got {:g}", who, what, v));
 }
 
 void check_unit(const std::string& who, const char* what, double v)
 {
-    if (!(v >= 0 && v < 1)) throw std::invalid_argument(who + ": " + what + " must be in [0, 1), got " + num(v));
+    if (!(v >= 0 && v < 1)) throw std::invalid_argument(fmt::format("{}: {} must be in [0, 1), got {:g}", who, what, v));
 }
 
 /// Every parameter non-null and listed once (a repeated one would be stepped twice per step()).
@@ -35,15 +29,15 @@ void check_params(const std::string& who, const std::vector<Parameter<T>*>& ps)
     std::vector<std::pair<const Parameter<T>*, std::size_t>> sorted;
     sorted.reserve(ps.size());
     for (std::size_t i = 0; i < ps.size(); ++i) {
-        if (!ps[i]) throw std::invalid_argument(who + ": parameter " + std::to_string(i) + " is null");
+        if (!ps[i]) throw std::invalid_argument(fmt::format("{}: parameter {} is null", who, i));
         sorted.emplace_back(ps[i], i);
     }
     std::sort(sorted.begin(), sorted.end());
     for (std::size_t i = 1; i < sorted.size(); ++i)
         if (sorted[i].first == sorted[i - 1].first)
-            throw std::invalid_argument(who + ": parameter " + std::to_string(sorted[i].second) + " ('" +
-                                        sorted[i].first->name() + "') is the same as parameter " +
-                                        std::to_string(sorted[i - 1].second) + "; list each parameter once");
+            throw std::invalid_argument(fmt::format("{}: parameter {} ('{}') is the same as parameter {}; list each "
+                                                    "parameter once", who, sorted[i].second, sorted[i].first->name(),
+                                                    sorted[i - 1].second));
 }
 
 /// The state made for each parameter must still fit it (its value may have been replaced).
@@ -52,10 +46,9 @@ void check_state_shapes(const char* who, const std::vector<Parameter<T>*>& ps, c
 {
     for (std::size_t i = 0; i < state.size(); ++i)
         if (state[i].shape() != ps[i]->shape())
-            throw std::logic_error(std::string(who) + ": parameter " + std::to_string(i) + " ('" + ps[i]->name() +
-                                   "') has shape " + shape_str(ps[i]->shape()) +
-                                   " but the optimizer's state for it has shape " + shape_str(state[i].shape()) +
-                                   "; make a new optimizer after changing a parameter's shape");
+            throw std::logic_error(fmt::format("{}: parameter {} ('{}') has shape {} but the optimizer's state for it has "
+                                               "shape {}; make a new optimizer after changing a parameter's shape", who, i,
+                                               ps[i]->name(), shape_str(ps[i]->shape()), shape_str(state[i].shape())));
 }
 
 }  // namespace
@@ -134,7 +127,7 @@ Adam<T>::Adam(std::vector<Parameter<T>*> params, AdamOptions o) : Optimizer<T>(s
     check_unit(who, "beta1", o.beta1);
     check_unit(who, "beta2", o.beta2);
     if (!(std::isfinite(o.eps) && o.eps > 0))
-        throw std::invalid_argument(std::string(who) + ": eps must be a finite number > 0, got " + num(o.eps));
+        throw std::invalid_argument(fmt::format("{}: eps must be a finite number > 0, got {:g}", who, o.eps));
     check_nonnegative(who, "weight_decay", o.weight_decay);
     for (auto* p : this->params_) {
         m_.push_back(xt::zeros<T>(p->shape()));
@@ -166,13 +159,13 @@ StepLR::StepLR(double base_lr, int step_size, double gamma) : base_(base_lr), si
 {
     check_nonnegative("StepLR", "base_lr", base_lr);
     if (step_size < 1)
-        throw std::invalid_argument("StepLR: step_size must be at least 1, got " + std::to_string(step_size));
+        throw std::invalid_argument(fmt::format("StepLR: step_size must be at least 1, got {}", step_size));
     check_nonnegative("StepLR", "gamma", gamma);
 }
 
 double StepLR::lr(int epoch) const
 {
-    if (epoch < 0) throw std::out_of_range("StepLR: epoch " + std::to_string(epoch) + " is negative");
+    if (epoch < 0) throw std::out_of_range(fmt::format("StepLR: epoch {} is negative", epoch));
     return base_ * std::pow(gamma_, double(epoch / size_));
 }
 
@@ -180,13 +173,13 @@ CosineLR::CosineLR(double base_lr, int total_epochs, double min_lr) : base_(base
 {
     check_nonnegative("CosineLR", "base_lr", base_lr);
     if (total_epochs < 1)
-        throw std::invalid_argument("CosineLR: total_epochs must be at least 1, got " + std::to_string(total_epochs));
+        throw std::invalid_argument(fmt::format("CosineLR: total_epochs must be at least 1, got {}", total_epochs));
     check_nonnegative("CosineLR", "min_lr", min_lr);
 }
 
 double CosineLR::lr(int epoch) const
 {
-    if (epoch < 0) throw std::out_of_range("CosineLR: epoch " + std::to_string(epoch) + " is negative");
+    if (epoch < 0) throw std::out_of_range(fmt::format("CosineLR: epoch {} is negative", epoch));
     const double pi = 3.14159265358979323846;
     return min_ + 0.5 * (base_ - min_) * (1 + std::cos(pi * double(std::min(epoch, total_)) / double(total_)));
 }

@@ -51,9 +51,11 @@ Counts allocations_after_warmup(const std::function<F(int)>& step, int warmup, i
         if (i == 0) first = l;
     }
     const std::size_t a0 = alloc::allocations(), d0 = alloc::dnnl_allocations();
+    alloc::attribute_allocations(true);
     alloc::count_allocations(true);
     for (int i = 0; i < counted; ++i) last = step(warmup + i);
     alloc::count_allocations(false);
+    alloc::attribute_allocations(false);
     const std::size_t dnnl = alloc::dnnl_allocations() - d0;
     return {alloc::allocations() - a0 - dnnl, dnnl};
 }

@@ -20,6 +20,7 @@ namespace {
 std::atomic<bool> counting{false};
 std::atomic<std::size_t> count{0};
 std::atomic<std::size_t> dnnl_count{0};
+std::atomic<bool> attributing{false};
 thread_local bool in_attribution = false;
 
 /// Whether a frame of the current call stack lies in libdnnl. backtrace() and dladdr() do not
@@ -49,7 +50,7 @@ inline void tick()
 {
     if (!counting.load(std::memory_order_relaxed) || in_attribution) return;
     count.fetch_add(1, std::memory_order_relaxed);
-    if (called_from_dnnl()) dnnl_count.fetch_add(1, std::memory_order_relaxed);
+    if (attributing.load(std::memory_order_relaxed) && called_from_dnnl()) dnnl_count.fetch_add(1, std::memory_order_relaxed);
     if (trace && !in_trace && traced.fetch_add(1) < 40) {
         in_trace = true;
         void* frames[12];
@@ -74,6 +75,7 @@ void count_allocations(bool on)
 }
 std::size_t allocations() { return count.load(); }
 std::size_t dnnl_allocations() { return dnnl_count.load(); }
+void attribute_allocations(bool on) { attributing = on; }
 }  // namespace xgrad::alloc
 
 extern "C" {

@@ -9,7 +9,10 @@ namespace xgrad::alloc {
 void count_allocations(bool on);
 /// Allocations counted so far, from any code.
 std::size_t allocations();
-/// Of those, the ones made inside oneDNN (libdnnl: dnnl_sgemm's packing buffer, one per call, which
+/// Attribution on or off (default off): with it on, every counted allocation walks its call stack
+/// (backtrace + dladdr, microseconds each), so only untimed code should turn it on.
+void attribute_allocations(bool on);
+/// Of those counted with attribution on, the ones made inside oneDNN (libdnnl: dnnl_sgemm's packing buffer, one per call, which
 /// its C API gives no way to supply), told apart by the call stack. allocations() − these = the
 /// allocations of xgrad and everything else.
 std::size_t dnnl_allocations();

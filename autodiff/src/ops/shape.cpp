@@ -100,7 +100,7 @@ Var<T> permute(const Var<T>& x, const std::vector<std::size_t>& perm)
     std::vector<std::size_t> iota(in.size());
     std::iota(iota.begin(), iota.end(), 0);
     if (check != iota)
-        throw ShapeError("permute: " + shape_str(perm) + " is not a permutation of the axes of " + shape_str(in));
+        throw ShapeError(fmt::format("permute: {} is not a permutation of the axes of {}", shape_str(perm), shape_str(in)));
     std::vector<std::size_t> inverse(perm.size());
     for (std::size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
     Shape out(in.size());
@@ -116,7 +116,7 @@ template <class T>
 Var<T> transpose(const Var<T>& x)
 {
     const std::size_t nd = x.dim();
-    if (nd < 2) throw ShapeError("transpose: needs at least 2 dimensions, got " + shape_str(x.shape()));
+    if (nd < 2) throw ShapeError(fmt::format("transpose: needs at least 2 dimensions, got {}", shape_str(x.shape())));
     std::vector<std::size_t> perm(nd);
     std::iota(perm.begin(), perm.end(), 0);
     std::swap(perm[nd - 1], perm[nd - 2]);
@@ -180,8 +180,8 @@ Var<T> concatenate(const std::vector<Var<T>>& xs, int axis)
         bool ok = sk.size() == first.size();
         for (std::size_t i = 0; ok && i < sk.size(); ++i) ok = (i == ax) || sk[i] == first[i];
         if (!ok)
-            throw ShapeError("concatenate: " + shape_str(first) + " and " + shape_str(sk) + " (input " +
-                             std::to_string(k) + ") differ outside axis " + std::to_string(ax));
+            throw ShapeError(fmt::format("concatenate: {} and {} (input {}) differ outside axis {}", shape_str(first),
+                                         shape_str(sk), k, ax));
         lens.push_back(sk[ax]);
         out[ax] += sk[ax];
     }
@@ -226,8 +226,8 @@ Var<T> gather(const Var<T>& x, int axis, const IndexTensor& index)
     bool ok = index.dimension() == in.size();
     for (std::size_t i = 0; ok && i < in.size(); ++i) ok = (i == ax) || index.shape()[i] == in[i];
     if (!ok)
-        throw ShapeError("gather: input " + shape_str(in) + " and index " + shape_str(index.shape()) +
-                         ": the index needs the input's rank and its shape outside axis " + std::to_string(ax));
+        throw ShapeError(fmt::format("gather: input {} and index {}: the index needs the input's rank and its shape "
+                                     "outside axis {}", shape_str(in), shape_str(index.shape()), ax));
     const detail::AxisSplit s = detail::split_at(in, ax);
     const std::size_t k = index.shape()[ax];
     // Flat source offset of every output element, checked once here and kept for backward.
@@ -240,9 +240,8 @@ Var<T> gather(const Var<T>& x, int axis, const IndexTensor& index)
                 const std::size_t at = (o * k + j) * s.inner + i;
                 const Index v = ip[at];
                 if (v < 0 || std::size_t(v) >= s.n)
-                    throw std::out_of_range("gather: index " + std::to_string(v) + " at flat position " +
-                                            std::to_string(at) + " is outside [0," + std::to_string(s.n) +
-                                            ") for axis " + std::to_string(ax) + " of shape " + shape_str(in));
+                    throw std::out_of_range(fmt::format("gather: index {} at flat position {} is outside [0,{}) for "
+                                                        "axis {} of shape {}", v, at, s.n, ax, shape_str(in)));
                 src[at] = (o * s.n + std::size_t(v)) * s.inner + i;
             }
     op.value().resize(index.shape());
@@ -257,8 +256,8 @@ Var<T> pick(const Var<T>& x, const IndexTensor& labels)
 {
     auto op = begin_op("pick", {x});
     if (x.dim() != 2 || labels.dimension() != 1 || labels.shape()[0] != x.shape()[0])
-        throw ShapeError("pick: scores " + shape_str(x.shape()) + " and labels " + shape_str(labels.shape()) +
-                         ": needs scores (B,C) and labels (B)");
+        throw ShapeError(fmt::format("pick: scores {} and labels {}: needs scores (B,C) and labels (B)", shape_str(x.shape()),
+                                     shape_str(labels.shape())));
     const std::size_t C = x.shape()[1];
     for (std::size_t i = 0; i < labels.size(); ++i)
         if (labels(i) < 0 || std::size_t(labels(i)) >= C)
