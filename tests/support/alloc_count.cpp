@@ -1,6 +1,6 @@
 #include "alloc_count.hpp"
 
-#include <dlfcn.h>
+#include <link.h>
 #include <execinfo.h>
 #include <unistd.h>
 
@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstddef>
 #include <cstdlib>
+#include <cstdint>
+#include <cstring>
 
 extern "C" {
 void* __libc_malloc(std::size_t);
@@ -23,21 +25,39 @@ std::atomic<std::size_t> dnnl_count{0};
 std::atomic<bool> attributing{false};
 thread_local bool in_attribution = false;
 
-/// Whether a frame of the current call stack lies in libdnnl. backtrace() and dladdr() do not
-/// allocate once warmed up (count_allocations(true) warms them up before counting starts).
+/// Address ranges of libdnnl's loaded segments, found once when attribution is turned on.
+struct Range {
+    std::uintptr_t lo, hi;
+};
+Range dnnl_ranges[16];
+std::atomic<int> n_dnnl_ranges{0};
+
+int collect_dnnl(dl_phdr_info* info, std::size_t, void*)
+{
+    if (!info->dlpi_name || !std::strstr(info->dlpi_name, "libdnnl")) return 0;
+    int n = n_dnnl_ranges.load();
+    for (int i = 0; i < info->dlpi_phnum && n < 16; ++i)
+        if (info->dlpi_phdr[i].p_type == PT_LOAD) {
+            const std::uintptr_t lo = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
+            dnnl_ranges[n++] = {lo, lo + info->dlpi_phdr[i].p_memsz};
+        }
+    n_dnnl_ranges = n;
+    return 0;
+}
+
+/// Whether a frame of the current call stack lies in libdnnl: a comparison of each return address
+/// with libdnnl's segments (dladdr would search symbol tables, far too slow for libtorch's).
 bool called_from_dnnl()
 {
     if (in_attribution) return false;
     in_attribution = true;
     void* frames[24];
     const int n = backtrace(frames, 24);
+    const int nr = n_dnnl_ranges.load(std::memory_order_relaxed);
     bool found = false;
     for (int i = 2; i < n && !found; ++i) {
-        Dl_info info;
-        if (dladdr(frames[i], &info) && info.dli_fname)
-            for (const char* p = info.dli_fname; *p && !found; ++p) found = p[0] == 'l' && p[1] == 'i' && p[2] == 'b' &&
-                                                                            p[3] == 'd' && p[4] == 'n' && p[5] == 'n' &&
-                                                                            p[6] == 'l';
+        const auto a = reinterpret_cast<std::uintptr_t>(frames[i]);
+        for (int r = 0; r < nr && !found; ++r) found = a >= dnnl_ranges[r].lo && a < dnnl_ranges[r].hi;
     }
     in_attribution = false;
     return found;
@@ -68,14 +88,16 @@ void count_allocations(bool on)
     if (on) {  // the first backtrace() loads libgcc_s (allocating): do it before counting
         void* frames[2];
         backtrace(frames, 2);
-        Dl_info info;
-        dladdr(reinterpret_cast<void*>(&count_allocations), &info);
     }
     counting = on;
 }
 std::size_t allocations() { return count.load(); }
 std::size_t dnnl_allocations() { return dnnl_count.load(); }
-void attribute_allocations(bool on) { attributing = on; }
+void attribute_allocations(bool on)
+{
+    if (on && n_dnnl_ranges.load() == 0) dl_iterate_phdr(collect_dnnl, nullptr);
+    attributing = on;
+}
 }  // namespace xgrad::alloc
 
 extern "C" {
