@@ -183,15 +183,15 @@ void fuzz_conv(Gen& g)
     if (bias_kind) in.push_back(g.values(bs));
     std::ostringstream call;
     call << "conv2d(x " << str(xs) << ", w " << str(ws) << (bias_kind ? ", b " + str(bs) : std::string())
-         << ", stride " << opt.stride << ", padding " << opt.padding << ")";
+         << ", stride " << opt.stride() << ", padding " << opt.padding() << ")";
 
     note(call.str());
     std::optional<Expected> ref;
     const bool bias_ok = !bias_kind || (bs.size() == 1 && ws.size() == 4 && bs[0] == ws[0]);
-    if (xs.size() == 4 && ws.size() == 4 && xs[1] == ws[1] && opt.stride >= 1 && ws[2] >= 1 && ws[3] >= 1 && bias_ok &&
-        i128(xs[2]) + 2 * i128(opt.padding) >= i128(ws[2]) && i128(xs[3]) + 2 * i128(opt.padding) >= i128(ws[3])) {
-        const i128 oh = (i128(xs[2]) + 2 * i128(opt.padding) - ws[2]) / opt.stride + 1;
-        const i128 ow = (i128(xs[3]) + 2 * i128(opt.padding) - ws[3]) / opt.stride + 1;
+    if (xs.size() == 4 && ws.size() == 4 && xs[1] == ws[1] && opt.stride() >= 1 && ws[2] >= 1 && ws[3] >= 1 && bias_ok &&
+        i128(xs[2]) + 2 * i128(opt.padding()) >= i128(ws[2]) && i128(xs[3]) + 2 * i128(opt.padding()) >= i128(ws[3])) {
+        const i128 oh = (i128(xs[2]) + 2 * i128(opt.padding()) - ws[2]) / opt.stride() + 1;
+        const i128 ow = (i128(xs[3]) + 2 * i128(opt.padding()) - ws[3]) / opt.stride() + 1;
         const i128 limit = i128(1) << 62;
         if (oh < limit && ow < limit) {  // else no size_t shape can hold the output: the op must refuse
             const Shape ys{xs[0], ws[0], std::size_t(oh), std::size_t(ow)};
@@ -204,7 +204,7 @@ void fuzz_conv(Gen& g)
             if (computable(ys)) {
                 Tensor<T> y = Tensor<T>::from_shape(ys);
                 const Tensor<T>&x = in[0], &w = in[1];
-                const i128 pad = opt.padding, s = opt.stride;
+                const i128 pad = opt.padding(), s = opt.stride();
                 for_each_index(ys, [&](const std::vector<std::size_t>& i) {
                     double acc = bias_kind ? in[2].data()[i[1]] : 0.0;
                     for (std::size_t c = 0; c < xs[1]; ++c)
