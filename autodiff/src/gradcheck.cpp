@@ -7,6 +7,10 @@
 #include <fmt/format.h>
 #include <xtensor/xstrides.hpp>
 
+#include "xgrad/higher_order.hpp"
+#include "xgrad/ops/elementwise.hpp"
+#include "xgrad/ops/reduce.hpp"
+
 namespace xgrad {
 
 namespace detail {
@@ -154,6 +158,79 @@ GradcheckReport gradcheck(const GradcheckFn& f, const std::vector<Tensor<double>
         return s;
     };
     GradcheckReport report = detail::finite_difference_report(ptrs, analytic, options.input_names(), phi, options);
+    report.output_op = output_op;
+    tape.clear();
+    return report;
+}
+
+GradcheckReport gradgradcheck(const GradcheckFn& f, const std::vector<Tensor<double>>& inputs,
+                              const GradcheckOptions& options)
+{
+    Tape<double> tape;
+    auto variables = [&](const std::vector<Tensor<double>>& xs) {
+        tape.clear();
+        std::vector<Var<double>> vars;
+        vars.reserve(xs.size());
+        for (const auto& x : xs) vars.push_back(tape.variable(x));
+        return vars;
+    };
+    std::vector<Var<double>> vars = variables(inputs);
+    Var<double> y = f(vars);
+    const std::string output_op = std::string("grad of ") + y.op();
+    Tensor<double> u = detail::random_cotangent(y.shape(), options.seed());
+    std::vector<Tensor<double>> w;
+    for (std::size_t k = 0; k < inputs.size(); ++k)
+        w.push_back(detail::random_cotangent(inputs[k].shape(), options.seed() + 1 + k));
+
+    // Analytic: one recorded backward (h as a Var of x and u), one backward through it.
+    std::vector<Tensor<double>> analytic;
+    vars = variables(inputs);
+    const Var<double> uv = tape.variable(u);
+    y = f(vars);
+    Var<double> h;
+    if (y.requires_grad()) {
+        const std::vector<Var<double>> gs = grad(y, vars, uv, GradOptions{true, true});
+        for (std::size_t k = 0; k < gs.size(); ++k) {
+            const Var<double> term = sum(gs[k] * tape.constant(w[k]));
+            h = k == 0 ? term : h + term;
+        }
+    }
+    if (h.valid() && h.requires_grad()) {
+        tape.backward(h);
+        for (const auto& v : vars) analytic.push_back(v.grad());
+        analytic.push_back(uv.grad());
+    } else {
+        for (const auto& x : inputs) analytic.push_back(xt::zeros<double>(x.shape()));
+        analytic.push_back(xt::zeros<double>(u.shape()));
+    }
+
+    // Numeric: central differences of h(x, u), each evaluation one plain backward with seed u.
+    std::vector<Tensor<double>> xs = inputs;
+    xs.push_back(u);
+    std::vector<Tensor<double>*> ptrs;
+    for (auto& x : xs) ptrs.push_back(&x);
+    auto phi = [&]() {
+        std::vector<Tensor<double>> in(xs.begin(), xs.end() - 1);
+        std::vector<Var<double>> v = variables(in);
+        const Var<double> out = f(v);
+        if (out.shape() != xs.back().shape())
+            throw ShapeError(fmt::format("gradgradcheck: f's output changed shape from {} to {}",
+                                         shape_str(xs.back().shape()), shape_str(out.shape())));
+        if (!out.requires_grad()) return 0.0;
+        tape.backward(out, xs.back());
+        double s = 0;
+        for (std::size_t k = 0; k < v.size(); ++k) {
+            const Tensor<double>& g = v[k].grad();
+            for (std::size_t i = 0; i < g.size(); ++i) s += w[k].data()[i] * g.data()[i];
+        }
+        return s;
+    };
+    std::vector<std::string> names = options.input_names();
+    names.resize(inputs.size());
+    for (std::size_t k = 0; k < inputs.size(); ++k)
+        if (names[k].empty()) names[k] = "input " + std::to_string(k);
+    names.push_back("grad_output");
+    GradcheckReport report = detail::finite_difference_report(ptrs, analytic, names, phi, options);
     report.output_op = output_op;
     tape.clear();
     return report;

@@ -50,6 +50,15 @@ inline AxisSplit split_at(const Shape& s, std::size_t axis)
     return r;
 }
 
+/// Y (shape `shape`) with Y.flat[i] = X.flat[index[i]]; VJP: scatter_add_flat. Both record their own
+/// copy of `index`, so they are each other's VJP to any order (max, pooling, gather, pick use them
+/// in the recorded sweep).
+template <class T>
+Var<T> take_flat(const Var<T>& x, const std::vector<std::size_t>& index, const Shape& shape);
+/// Y = zeros(shape) with Y.flat[index[i]] += G.flat[i]; VJP: take_flat.
+template <class T>
+Var<T> scatter_add_flat(const Var<T>& g, const std::vector<std::size_t>& index, const Shape& shape);
+
 /// A contiguous view of a tensor's data with another shape (no copy).
 template <class T, class S>
 auto view_as(const Tensor<T>& t, const S& shape)

@@ -27,4 +27,13 @@ inline GradcheckReport expect_gradcheck(const GradcheckFn& f, const std::vector<
     return r;
 }
 
+/// Runs gradgradcheck and fails the current test with the full report if it does not pass.
+inline GradcheckReport expect_gradgradcheck(const GradcheckFn& f, const std::vector<Tensor<double>>& inputs,
+                                            GradcheckOptions opt = {})
+{
+    GradcheckReport r = gradgradcheck(f, inputs, opt);
+    BOOST_TEST(r.ok, r.summary());
+    return r;
+}
+
 }  // namespace xgrad::test

@@ -3,6 +3,7 @@
 #include "xgrad/compare.hpp"
 #include "xgrad/errors.hpp"
 #include "xgrad/gradcheck.hpp"
+#include "xgrad/higher_order.hpp"
 #include "xgrad/node_check.hpp"
 #include "xgrad/ops.hpp"
 #include "xgrad/random.hpp"

@@ -99,4 +99,12 @@ using GradcheckFn = std::function<Var<double>(const std::vector<Var<double>>&)>;
 GradcheckReport gradcheck(const GradcheckFn& f, const std::vector<Tensor<double>>& inputs,
                           const GradcheckOptions& options = {});
 
+/// Second derivatives, like torch.autograd.gradgradcheck: with a random cotangent u of f's output
+/// and random weights w_k of each input's shape, h(x, u) = Σ_k w_k · (uᵀ ∂f/∂x_k) is computed by
+/// grad(..., create_graph) and differentiated by the tape with respect to every input and to u
+/// (reported as "grad_output"); finite differences of h, each evaluation a first-order backward,
+/// are the reference. Same report as gradcheck; output_op reads "grad of '<op>'".
+GradcheckReport gradgradcheck(const GradcheckFn& f, const std::vector<Tensor<double>>& inputs,
+                              const GradcheckOptions& options = {});
+
 }  // namespace xgrad

@@ -17,6 +17,13 @@
 // The closure is stored in the node (up to detail::closure_capacity bytes of captures without
 // allocating); larger state belongs in op.saved() / op.saved_index(), buffers kept with the node
 // and reused from step to step.
+//
+// Higher order (xgrad/higher_order.hpp): grad(..., create_graph) runs each op's VJP as recorded
+// ops, through a GraphBackwardContext, where grad(), input(k) and value() are Vars. An op supports
+// it when its VJP is also given in that form: finish(vjp, vjp_as_ops), two closures, or
+// finish_both(vjp), one closure taking `auto& c` whose body reads the same for tensors and Vars:
+//
+//         return op.finish_both([](auto& c) { c.accumulate(0, c.grad() * c.value()); });  // exp
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
@@ -114,6 +121,55 @@ private:
     std::uint32_t index_;
 };
 
+/// What an op's VJP sees in the recorded sweep of grad(..., {.create_graph = true}): the same
+/// questions as BackwardContext, answered with Vars on the tape, so that the gradients it
+/// accumulates are themselves differentiable.
+template <class T>
+class GraphBackwardContext {
+public:
+    /// dL/d(output), a Var of the output's shape.
+    const Var<T>& grad() const { return grad_; }
+    /// The output, as a Var.
+    Var<T> value() const { return tape_.var(index_); }
+    /// Input k, as a Var.
+    Var<T> input(std::size_t k) const { return tape_.var(tape_.inputs_[node().input_begin_ + k]); }
+    bool needs(std::size_t k) const { return tape_.nodes_[tape_.inputs_[node().input_begin_ + k]].requires_grad_; }
+    std::size_t num_inputs() const { return node().input_count_; }
+    const Tensor<T>& saved() const { return node().saved_; }
+    const std::vector<std::size_t>& saved_index() const { return node().saved_index_; }
+    /// grad(input k) += g, a Var of input k's shape or of the op's broadcast output shape (summed
+    /// back by the recorded op sum_to). Does nothing if input k needs no gradient.
+    void accumulate(std::size_t k, const Var<T>& g) { tape_.accumulate_graph(tape_.inputs_[node().input_begin_ + k], g); }
+    /// A constant on the tape holding `e` (a tensor or an xtensor expression): masks, signs.
+    template <class E>
+    Var<T> constant(E&& e) const
+    {
+        return tape_.constant(Tensor<T>(std::forward<E>(e)));
+    }
+    Tape<T>& tape() const { return tape_; }
+    const char* op() const { return node().op_; }
+    std::uint32_t position() const { return index_; }
+
+private:
+    friend class Tape<T>;
+    GraphBackwardContext(Tape<T>& tape, std::uint32_t index, Var<T> grad) : tape_(tape), index_(index), grad_(grad) {}
+    // By index, not reference: the VJP records new nodes while it runs.
+    const detail::Node<T>& node() const { return tape_.nodes_[index_]; }
+
+    Tape<T>& tape_;
+    std::uint32_t index_;
+    Var<T> grad_;
+};
+
+/// Whether a VJP closure taking `auto& c` runs in the recorded sweep: `if constexpr
+/// (is_graph_backward_v<decltype(c)>)` lets one closure (one set of captures) hold both forms.
+template <class C>
+struct is_graph_backward : std::false_type {};
+template <class T>
+struct is_graph_backward<GraphBackwardContext<T>> : std::true_type {};
+template <class C>
+inline constexpr bool is_graph_backward_v = is_graph_backward<std::decay_t<C>>::value;
+
 /// One op being recorded. The constructor checks that every input is a live Var of one tape
 /// (std::logic_error naming the op and the input otherwise) and reserves the output node; the op
 /// then checks shapes, writes its output into value(), and calls finish(backward). If it throws
@@ -143,17 +199,51 @@ public:
     bool requires_grad() const { return node_->requires_grad_; }
     Tape<T>& tape() const { return *tape_; }
 
-    /// Stores the backward closure (only if requires_grad()) and returns the output Var.
+    /// Stores the backward closure (only if requires_grad()) and returns the output Var. Such an
+    /// op has first derivatives only: grad(..., create_graph) through it throws std::logic_error
+    /// "double backward not implemented for <op>".
     template <class F>
     Var<T> finish(F&& backward)
     {
         static_assert(std::is_invocable_v<F&, BackwardContext<T>&>, "the backward closure takes a BackwardContext<T>&");
         if (node_->requires_grad_) node_->backward_.emplace(std::forward<F>(backward));
+        return close();
+    }
+    /// Two closures for the two sweeps: `backward` on tensors (BackwardContext, fast), and
+    /// `backward_as_ops` recording the same VJP with Var ops (GraphBackwardContext), so that the
+    /// gradient can be differentiated again.
+    template <class F, class G>
+    Var<T> finish(F&& backward, G&& backward_as_ops)
+    {
+        static_assert(std::is_invocable_v<F&, BackwardContext<T>&>, "the backward closure takes a BackwardContext<T>&");
+        static_assert(std::is_invocable_v<G&, GraphBackwardContext<T>&>,
+                      "the recorded backward closure takes a GraphBackwardContext<T>&");
+        struct Both {
+            std::decay_t<F> f;
+            std::decay_t<G> g;
+            void operator()(BackwardContext<T>& c) { f(c); }
+            void operator()(GraphBackwardContext<T>& c) { g(c); }
+        };
+        if (node_->requires_grad_)
+            node_->backward_.emplace_both(Both{std::forward<F>(backward), std::forward<G>(backward_as_ops)});
+        return close();
+    }
+    /// One closure `[](auto& c) {...}` serving both sweeps: its body is compiled once with
+    /// tensors (BackwardContext) and once with Vars (GraphBackwardContext).
+    template <class F>
+    Var<T> finish_both(F&& vjp)
+    {
+        if (node_->requires_grad_) node_->backward_.emplace_both(std::forward<F>(vjp));
+        return close();
+    }
+
+private:
+    Var<T> close()
+    {
         open_ = false;
         return tape_->finish_op(index_);
     }
 
-private:
     Tape<T>* tape_;
     detail::Node<T>* node_;
     std::uint32_t index_;
@@ -180,5 +270,7 @@ OpBuilder<T>::OpBuilder(const char* op, const Var<T>* inputs, std::size_t n_inpu
 
 extern template class BackwardContext<float>;
 extern template class BackwardContext<double>;
+extern template class GraphBackwardContext<float>;
+extern template class GraphBackwardContext<double>;
 
 }  // namespace xgrad

@@ -31,6 +31,13 @@ template <class T>
 class Var;
 template <class T>
 class OpBuilder;
+struct GradOptions;
+namespace detail {
+// xgrad::grad (xgrad/higher_order.hpp); grad_output may be null (a seed of ones).
+template <class T>
+std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs, const Var<T>* grad_output,
+                         const GradOptions& options);
+}  // namespace detail
 
 // The ops behind Var's operators (defined in ops/elementwise.cpp).
 template <class T> Var<T> add(const Var<T>&, const Var<T>&);
@@ -91,6 +98,7 @@ private:
     friend class Tape<T>;
     friend class OpBuilder<T>;
     friend class BackwardContext<T>;
+    friend class GraphBackwardContext<T>;
     friend struct detail::TapeAccess<T>;
     Var(Tape<T>* t, std::uint32_t i, std::uint32_t slot, std::uint32_t g)
         : tape_(t), index_(i), slot_(slot), generation_(g)
@@ -166,7 +174,9 @@ private:
     friend class Var<T>;
     friend class OpBuilder<T>;
     friend class BackwardContext<T>;
+    friend class GraphBackwardContext<T>;
     friend struct detail::TapeAccess<T>;
+    friend std::vector<Var<T>> detail::grad<T>(const Var<T>&, const std::vector<Var<T>>&, const Var<T>*, const GradOptions&);
 
     detail::Node<T>& push(const char* op, Parameter<T>* param = nullptr);
     Var<T> finish_leaf(const char* op, bool requires_grad);
@@ -180,9 +190,15 @@ private:
     [[noreturn]] static void throw_unusable(const Var<T>& v, const char* what);
     detail::Node<T>& start_sweep(const Var<T>& output);  // output checked by the caller
     void sweep(std::uint32_t from);
+    Var<T> var(std::uint32_t index) { return Var<T>(this, index, slot_, generation_); }
+    // The recorded sweep (create_graph): the gradient of node j is the Var at graph_grads_[j].
+    std::vector<Var<T>> differentiate(const Var<T>& output, const std::vector<Var<T>>& inputs,
+                                      const Var<T>* grad_output, const GradOptions& options);
+    void accumulate_graph(std::uint32_t j, const Var<T>& g);
 
     std::deque<detail::Node<T>> nodes_;
     std::vector<std::uint32_t> inputs_;
+    std::vector<std::uint32_t> graph_grads_;  // one entry per node during a recorded sweep
     detail::GradPool<T> grad_pool_;
     // Scope names are interned once (parent, name) and kept across clear(): no allocation per step.
     std::vector<std::string> scope_names_{std::string()};

@@ -4,6 +4,8 @@
 #include <cmath>
 
 #include "../op_util.hpp"
+#include "xgrad/ops/elementwise.hpp"
+#include "xgrad/ops/reduce.hpp"
 #include "kernels/softmax.hpp"
 
 namespace xgrad {
@@ -16,7 +18,7 @@ Var<T> sigmoid(const Var<T>& x)
     op.value().resize(xv.shape());
     // 1/(1+e^−x) is safe at both ends: e^−x = inf gives 0, e^−x = 0 gives 1.
     xt::noalias(op.value()) = T(1) / (T(1) + xt::exp(-xv));
-    return op.finish([](BackwardContext<T>& c) {
+    return op.finish_both([](auto& c) {
         const auto& y = c.value();
         c.accumulate(0, c.grad() * y * (T(1) - y));  // dL/dX = G ⊙ Y ⊙ (1 − Y)
     });
@@ -29,7 +31,7 @@ Var<T> tanh(const Var<T>& x)
     const Tensor<T>& xv = x.value();
     op.value().resize(xv.shape());
     xt::noalias(op.value()) = xt::tanh(xv);
-    return op.finish([](BackwardContext<T>& c) {
+    return op.finish_both([](auto& c) {
         const auto& y = c.value();
         c.accumulate(0, c.grad() * (T(1) - y * y));  // dL/dX = G ⊙ (1 − Y²)
     });
@@ -42,9 +44,13 @@ Var<T> relu(const Var<T>& x)
     const Tensor<T>& xv = x.value();
     op.value().resize(xv.shape());
     xt::noalias(op.value()) = xt::maximum(xv, T(0));
-    return op.finish([](BackwardContext<T>& c) {
-        c.accumulate(0, xt::where(c.input(0) > T(0), c.grad(), T(0)));  // dL/dX = G ⊙ [X > 0]
-    });
+    return op.finish(
+        [](BackwardContext<T>& c) {
+            c.accumulate(0, xt::where(c.input(0) > T(0), c.grad(), T(0)));  // dL/dX = G ⊙ [X > 0]
+        },
+        [](GraphBackwardContext<T>& c) {
+            c.accumulate(0, c.grad() * c.constant(xt::where(c.input(0).value() > T(0), T(1), T(0))));
+        });
 }
 
 template <class T>
@@ -56,11 +62,18 @@ Var<T> softmax(const Var<T>& x, int axis)
     const detail::AxisSplit s = detail::split_at(xv.shape(), ax);
     op.value().resize(xv.shape());
     kernels::softmax(xv.data(), op.value().data(), s.outer, s.n, s.inner);
-    return op.finish([s](BackwardContext<T>& c) {
-        // dL/dX = Y ⊙ (G − Σ_axis G ⊙ Y)
-        const InputGrad<T> gx = c.input_grad(0);
-        kernels::softmax_backward(c.value().data(), c.grad().data(), gx.data(), s.outer, s.n, s.inner, gx.accumulate);
-    });
+    const int a = static_cast<int>(ax);
+    return op.finish(
+        [s](BackwardContext<T>& c) {
+            // dL/dX = Y ⊙ (G − Σ_axis G ⊙ Y)
+            const InputGrad<T> gx = c.input_grad(0);
+            kernels::softmax_backward(c.value().data(), c.grad().data(), gx.data(), s.outer, s.n, s.inner,
+                                      gx.accumulate);
+        },
+        [a](GraphBackwardContext<T>& c) {
+            const Var<T> y = c.value();
+            c.accumulate(0, y * (c.grad() - sum(c.grad() * y, {a}, true)));
+        });
 }
 
 template <class T>
@@ -72,12 +85,15 @@ Var<T> log_softmax(const Var<T>& x, int axis)
     const detail::AxisSplit s = detail::split_at(xv.shape(), ax);
     op.value().resize(xv.shape());
     kernels::log_softmax(xv.data(), op.value().data(), s.outer, s.n, s.inner);
-    return op.finish([s](BackwardContext<T>& c) {
-        // dL/dX = G − softmax(X) ⊙ Σ_axis G, softmax(X) = exp(Y)
-        const InputGrad<T> gx = c.input_grad(0);
-        kernels::log_softmax_backward(c.value().data(), c.grad().data(), gx.data(), s.outer, s.n, s.inner,
-                                      gx.accumulate);
-    });
+    const int a = static_cast<int>(ax);
+    return op.finish(
+        [s](BackwardContext<T>& c) {
+            // dL/dX = G − softmax(X) ⊙ Σ_axis G, softmax(X) = exp(Y)
+            const InputGrad<T> gx = c.input_grad(0);
+            kernels::log_softmax_backward(c.value().data(), c.grad().data(), gx.data(), s.outer, s.n, s.inner,
+                                          gx.accumulate);
+        },
+        [a](GraphBackwardContext<T>& c) { c.accumulate(0, c.grad() - exp(c.value()) * sum(c.grad(), {a}, true)); });
 }
 
 #define XGRAD_INSTANTIATE(T)                          \

@@ -7,6 +7,16 @@ namespace xgrad {
 
 namespace {
 
+/// One VJP closure serves both sweeps (finish_both); two are the tensor and the recorded one.
+template <class T, class... Backward>
+Var<T> finish(OpBuilder<T>& op, Backward... bw)
+{
+    if constexpr (sizeof...(Backward) == 1)
+        return op.finish_both(bw...);
+    else
+        return op.finish(bw...);
+}
+
 /// Records a binary broadcasting op whose forward is `f(a, b)` (an xtensor expression).
 template <class T, class Forward, class Backward>
 Var<T> binary(const char* name, const Var<T>& a, const Var<T>& b, Forward f, Backward bw)
@@ -18,19 +28,19 @@ Var<T> binary(const char* name, const Var<T>& a, const Var<T>& b, Forward f, Bac
     Tensor<T>& out = op.value();
     out.resize(shape);
     xt::noalias(out) = f(av, bv);
-    return op.finish(bw);
+    return op.finish_both(bw);
 }
 
 /// Records a unary op whose forward is `f(x)`.
-template <class T, class Forward, class Backward>
-Var<T> unary(const char* name, const Var<T>& x, Forward f, Backward bw)
+template <class T, class Forward, class... Backward>
+Var<T> unary(const char* name, const Var<T>& x, Forward f, Backward... bw)
 {
     auto op = begin_op(name, {x});
     const Tensor<T>& xv = x.value();
     Tensor<T>& out = op.value();
     out.resize(xv.shape());
     xt::noalias(out) = f(xv);
-    return op.finish(bw);
+    return finish(op, bw...);
 }
 
 }  // namespace
@@ -40,7 +50,7 @@ Var<T> add(const Var<T>& a, const Var<T>& b)
 {
     return binary(
         "add", a, b, [](const auto& x, const auto& y) { return x + y; },
-        [](BackwardContext<T>& c) {
+        [](auto& c) {
             c.accumulate(0, c.grad());  // dL/dA = G
             c.accumulate(1, c.grad());  // dL/dB = G
         });
@@ -51,7 +61,7 @@ Var<T> sub(const Var<T>& a, const Var<T>& b)
 {
     return binary(
         "sub", a, b, [](const auto& x, const auto& y) { return x - y; },
-        [](BackwardContext<T>& c) {
+        [](auto& c) {
             c.accumulate(0, c.grad());   // dL/dA = G
             c.accumulate(1, -c.grad());  // dL/dB = −G
         });
@@ -62,7 +72,7 @@ Var<T> mul(const Var<T>& a, const Var<T>& b)
 {
     return binary(
         "mul", a, b, [](const auto& x, const auto& y) { return x * y; },
-        [](BackwardContext<T>& c) {
+        [](auto& c) {
             if (c.needs(0)) c.accumulate(0, c.grad() * c.input(1));  // dL/dA = G ⊙ B
             if (c.needs(1)) c.accumulate(1, c.grad() * c.input(0));  // dL/dB = G ⊙ A
         });
@@ -73,7 +83,7 @@ Var<T> div(const Var<T>& a, const Var<T>& b)
 {
     return binary(
         "div", a, b, [](const auto& x, const auto& y) { return x / y; },
-        [](BackwardContext<T>& c) {
+        [](auto& c) {
             const auto& bv = c.input(1);
             if (c.needs(0)) c.accumulate(0, c.grad() / bv);  // dL/dA = G / B
             if (c.needs(1)) c.accumulate(1, -c.grad() * c.value() / bv);  // dL/dB = −G ⊙ A/B² = −G ⊙ C / B
@@ -85,7 +95,7 @@ Var<T> neg(const Var<T>& x)
 {
     return unary(
         "neg", x, [](const auto& v) { return -v; },
-        [](BackwardContext<T>& c) { c.accumulate(0, -c.grad()); });  // dL/dX = −G
+        [](auto& c) { c.accumulate(0, -c.grad()); });  // dL/dX = −G
 }
 
 template <class T>
@@ -93,7 +103,7 @@ Var<T> add_scalar(const Var<T>& x, T s)
 {
     return unary(
         "add_scalar", x, [s](const auto& v) { return v + s; },
-        [](BackwardContext<T>& c) { c.accumulate(0, c.grad()); });  // dL/dX = G
+        [](auto& c) { c.accumulate(0, c.grad()); });  // dL/dX = G
 }
 
 template <class T>
@@ -101,7 +111,7 @@ Var<T> mul_scalar(const Var<T>& x, T s)
 {
     return unary(
         "mul_scalar", x, [s](const auto& v) { return v * s; },
-        [s](BackwardContext<T>& c) { c.accumulate(0, c.grad() * s); });  // dL/dX = s·G
+        [s](auto& c) { c.accumulate(0, c.grad() * s); });  // dL/dX = s·G
 }
 
 template <class T>
@@ -109,7 +119,7 @@ Var<T> div_scalar(const Var<T>& x, T s)
 {
     return unary(
         "div_scalar", x, [s](const auto& v) { return v / s; },
-        [s](BackwardContext<T>& c) { c.accumulate(0, c.grad() / s); });  // dL/dX = G / s
+        [s](auto& c) { c.accumulate(0, c.grad() / s); });  // dL/dX = G / s
 }
 
 template <class T>
@@ -117,7 +127,7 @@ Var<T> rsub_scalar(T s, const Var<T>& x)
 {
     return unary(
         "rsub_scalar", x, [s](const auto& v) { return s - v; },
-        [](BackwardContext<T>& c) { c.accumulate(0, -c.grad()); });  // dL/dX = −G
+        [](auto& c) { c.accumulate(0, -c.grad()); });  // dL/dX = −G
 }
 
 template <class T>
@@ -125,7 +135,7 @@ Var<T> rdiv_scalar(T s, const Var<T>& x)
 {
     return unary(
         "rdiv_scalar", x, [s](const auto& v) { return s / v; },
-        [](BackwardContext<T>& c) {
+        [](auto& c) {
             c.accumulate(0, -c.grad() * c.value() / c.input(0));  // dL/dX = −s·G/X² = −G ⊙ Y / X
         });
 }
@@ -135,8 +145,8 @@ Var<T> pow(const Var<T>& x, typename std::common_type<T>::type p)
 {
     return unary(
         "pow", x, [p](const auto& v) { return xt::pow(v, p); },
-        [p](BackwardContext<T>& c) {
-            c.accumulate(0, c.grad() * p * xt::pow(c.input(0), p - T(1)));  // dL/dX = p·X^(p−1) ⊙ G
+        [p](auto& c) {
+            c.accumulate(0, c.grad() * p * pow(c.input(0), p - T(1)));  // dL/dX = p·X^(p−1) ⊙ G (xt::pow or xgrad::pow)
         });
 }
 
@@ -145,7 +155,7 @@ Var<T> square(const Var<T>& x)
 {
     return unary(
         "square", x, [](const auto& v) { return v * v; },
-        [](BackwardContext<T>& c) { c.accumulate(0, T(2) * c.input(0) * c.grad()); });  // dL/dX = 2X ⊙ G
+        [](auto& c) { c.accumulate(0, T(2) * c.input(0) * c.grad()); });  // dL/dX = 2X ⊙ G
 }
 
 template <class T>
@@ -153,7 +163,7 @@ Var<T> exp(const Var<T>& x)
 {
     return unary(
         "exp", x, [](const auto& v) { return xt::exp(v); },
-        [](BackwardContext<T>& c) { c.accumulate(0, c.grad() * c.value()); });  // dL/dX = G ⊙ Y
+        [](auto& c) { c.accumulate(0, c.grad() * c.value()); });  // dL/dX = G ⊙ Y
 }
 
 template <class T>
@@ -161,7 +171,7 @@ Var<T> log(const Var<T>& x)
 {
     return unary(
         "log", x, [](const auto& v) { return xt::log(v); },
-        [](BackwardContext<T>& c) { c.accumulate(0, c.grad() / c.input(0)); });  // dL/dX = G / X
+        [](auto& c) { c.accumulate(0, c.grad() / c.input(0)); });  // dL/dX = G / X
 }
 
 template <class T>
@@ -169,7 +179,7 @@ Var<T> sqrt(const Var<T>& x)
 {
     return unary(
         "sqrt", x, [](const auto& v) { return xt::sqrt(v); },
-        [](BackwardContext<T>& c) { c.accumulate(0, c.grad() / (T(2) * c.value())); });  // dL/dX = G / (2Y)
+        [](auto& c) { c.accumulate(0, c.grad() / (T(2) * c.value())); });  // dL/dX = G / (2Y)
 }
 
 template <class T>
@@ -177,7 +187,8 @@ Var<T> abs(const Var<T>& x)
 {
     return unary(
         "abs", x, [](const auto& v) { return xt::abs(v); },
-        [](BackwardContext<T>& c) { c.accumulate(0, xt::sign(c.input(0)) * c.grad()); });  // dL/dX = sign(X) ⊙ G
+        [](BackwardContext<T>& c) { c.accumulate(0, xt::sign(c.input(0)) * c.grad()); },  // dL/dX = sign(X) ⊙ G
+        [](GraphBackwardContext<T>& c) { c.accumulate(0, c.constant(xt::sign(c.input(0).value())) * c.grad()); });
 }
 
 #define XGRAD_INSTANTIATE(T)                                   \

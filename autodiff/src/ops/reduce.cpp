@@ -8,6 +8,8 @@
 
 #include "../op_util.hpp"
 #include "kernels/reduce.hpp"
+#include "xgrad/ops/elementwise.hpp"
+#include "xgrad/ops/shape.hpp"
 
 namespace xgrad {
 
@@ -30,13 +32,17 @@ Var<T> reduce_all(const char* name, const Var<T>& x, T scale)
     for (std::size_t i = blocks * 16; i < n; ++i) acc += p[i];
     for (T v : part) acc += v;
     *op.value().data() = acc * scale;
-    return op.finish([scale](BackwardContext<T>& c) {
-        const InputGrad<T> dx = c.input_grad(0);
-        const T g = *c.grad().data() * scale;  // dL/dX = scale · g, every element
-        if (dx.accumulate)
-            *dx.buffer += g;
-        else
-            std::fill(dx.buffer->begin(), dx.buffer->end(), g);
+    return op.finish_both([scale](auto& c) {  // dL/dX = scale · g, every element
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            c.accumulate(0, broadcast_to(c.grad() * scale, c.input(0).shape()));
+        } else {
+            const InputGrad<T> dx = c.input_grad(0);
+            const T g = *c.grad().data() * scale;
+            if (dx.accumulate)
+                *dx.buffer += g;
+            else
+                std::fill(dx.buffer->begin(), dx.buffer->end(), g);
+        }
     });
 }
 
@@ -71,10 +77,14 @@ Var<T> reduce_axes(const char* name, const Var<T>& x, const std::vector<int>& ax
     kernels::sum_to(xv.data(), xv.shape(), kshape, out.data(), false, name);
     out.reshape(oshape);
     if (mean) out *= scale;
-    return op.finish([kshape, scale](BackwardContext<T>& c) {
-        const Tensor<T>& g = c.grad();
-        const auto gk = detail::view_as(g, kshape);
-        c.accumulate(0, xt::broadcast(gk, c.input(0).shape()) * scale);  // dL/dX = scale · G (broadcast)
+    return op.finish_both([kshape, scale](auto& c) {  // dL/dX = scale · G (broadcast)
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            const std::vector<std::ptrdiff_t> ks(kshape.begin(), kshape.end());
+            c.accumulate(0, broadcast_to(reshape(c.grad(), ks) * scale, c.input(0).shape()));
+        } else {
+            const auto gk = detail::view_as(c.grad(), kshape);
+            c.accumulate(0, xt::broadcast(gk, c.input(0).shape()) * scale);
+        }
     });
 }
 
@@ -136,20 +146,60 @@ Var<T> max(const Var<T>& x, int axis, bool keepdims)
             arg[o * s.inner + i] = best;
             q[o * s.inner + i] = xp[best * s.inner];
         }
-    return op.finish([s](BackwardContext<T>& c) {
+    return op.finish_both([s](auto& c) {
         // dL/dX = G at the first maximum of each line, 0 elsewhere
-        const InputGrad<T> dx = c.input_grad(0);
-        if (!dx.accumulate) std::fill(dx.buffer->begin(), dx.buffer->end(), T(0));
-        const std::size_t* arg = c.saved_index().data();
-        const T* g = c.grad().data();
-        T* d = dx.data();
-        for (std::size_t o = 0; o < s.outer; ++o)
-            for (std::size_t i = 0; i < s.inner; ++i)
-                d[o * s.n * s.inner + arg[o * s.inner + i] * s.inner + i] += g[o * s.inner + i];
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            std::vector<std::size_t> pos(s.outer * s.inner);
+            for (std::size_t o = 0; o < s.outer; ++o)
+                for (std::size_t i = 0; i < s.inner; ++i)
+                    pos[o * s.inner + i] = o * s.n * s.inner + c.saved_index()[o * s.inner + i] * s.inner + i;
+            c.accumulate(0, detail::scatter_add_flat(c.grad(), pos, c.input(0).shape()));
+        } else {
+            const InputGrad<T> dx = c.input_grad(0);
+            if (!dx.accumulate) std::fill(dx.buffer->begin(), dx.buffer->end(), T(0));
+            const std::size_t* arg = c.saved_index().data();
+            const T* g = c.grad().data();
+            T* d = dx.data();
+            for (std::size_t o = 0; o < s.outer; ++o)
+                for (std::size_t i = 0; i < s.inner; ++i)
+                    d[o * s.n * s.inner + arg[o * s.inner + i] * s.inner + i] += g[o * s.inner + i];
+        }
     });
 }
 
+template <class T>
+Var<T> sum_to(const Var<T>& x, const Shape& shape)
+{
+    auto op = begin_op("sum_to", {x});
+    const Tensor<T>& xv = x.value();
+    if (detail::broadcast_shape("sum_to", shape, xv.shape()) != xv.shape())
+        throw ShapeError(fmt::format("sum_to: {} cannot be summed to {} (it does not broadcast back)",
+                                     shape_str(xv.shape()), shape_str(shape)));
+    Tensor<T>& out = op.value();
+    out.resize(shape);
+    kernels::sum_to(xv.data(), xv.shape(), shape, out.data(), false, "sum_to");
+    return op.finish(
+        [](BackwardContext<T>& c) { c.accumulate(0, xt::broadcast(c.grad(), c.input(0).shape())); },
+        [](GraphBackwardContext<T>& c) { c.accumulate(0, broadcast_to(c.grad(), c.input(0).shape())); });
+}
+
+template <class T>
+Var<T> broadcast_to(const Var<T>& x, const Shape& shape)
+{
+    auto op = begin_op("broadcast_to", {x});
+    const Tensor<T>& xv = x.value();
+    if (detail::broadcast_shape("broadcast_to", xv.shape(), shape) != shape)
+        throw ShapeError(fmt::format("broadcast_to: {} cannot be broadcast to {}", shape_str(xv.shape()), shape_str(shape)));
+    Tensor<T>& out = op.value();
+    out.resize(shape);
+    xt::noalias(out) = xt::broadcast(xv, shape);
+    // accumulate() sums the broadcast axes back (kernels::sum_to, or the op sum_to when recorded)
+    return op.finish_both([](auto& c) { c.accumulate(0, c.grad()); });
+}
+
 #define XGRAD_INSTANTIATE(T)                                                   \
+    template Var<T> sum_to(const Var<T>&, const Shape&);                       \
+    template Var<T> broadcast_to(const Var<T>&, const Shape&);                 \
     template Var<T> sum(const Var<T>&);                                        \
     template Var<T> sum(const Var<T>&, const std::vector<int>&, bool);         \
     template Var<T> mean(const Var<T>&);                                       \

@@ -15,6 +15,8 @@ namespace xgrad {
 
 template <class T>
 class BackwardContext;
+template <class T>
+class GraphBackwardContext;
 
 namespace detail {
 
@@ -134,8 +136,8 @@ private:
     State state_ = State::empty;
 };
 
-/// Inline capacity of a backward closure: captures up to this size live in the node; larger ones
-/// allocate at every recording (keep large state in OpBuilder::saved() instead).
+/// Inline capacity of a backward closure (both its sweeps' captures): captures up to this size live
+/// in the node; larger ones allocate at every recording (keep large state in OpBuilder::saved()).
 inline constexpr std::size_t closure_capacity = 112;
 
 template <class T>
@@ -150,7 +152,7 @@ struct Node {
     std::uint32_t input_count_ = 0;
     std::uint32_t scope_ = 0;               // index into the tape's scope names (0: none)
     bool requires_grad_ = false;
-    InlineFunction<void(BackwardContext<T>&), closure_capacity> backward_;
+    VjpClosure<BackwardContext<T>, GraphBackwardContext<T>, closure_capacity> backward_;
 
     const Tensor<T>& value() const { return borrowed_ ? *borrowed_ : value_; }
 };

@@ -17,5 +17,10 @@ template <class T> Var<T> mean(const Var<T>& x);
 template <class T> Var<T> mean(const Var<T>& x, const std::vector<int>& axes, bool keepdims = false);
 /// Y = max along `axis`.   dX = G at the position of the (first) maximum, 0 elsewhere
 template <class T> Var<T> max(const Var<T>& x, int axis, bool keepdims = false);
+/// Y = X summed down to `shape` (the adjoint of broadcasting: leading axes and axes where `shape`
+/// has size 1 are summed). ShapeError if `shape` does not broadcast to X's.   dX = G broadcast
+template <class T> Var<T> sum_to(const Var<T>& x, const Shape& shape);
+/// Y = X broadcast to `shape` (NumPy rules).       dX = sum_to(G, X's shape)
+template <class T> Var<T> broadcast_to(const Var<T>& x, const Shape& shape);
 
 }  // namespace xgrad
