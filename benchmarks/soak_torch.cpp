@@ -10,6 +10,7 @@
 // the mean wall-clock and process-CPU ms/step and the heap allocations per step since the last
 // sample. Verdict as xgrad_soak's: VmRSS growth from step 1000 to the last step within 1 MiB, else
 // GROWTH and exit status 1; with the peak RSS (VmHWM) at steps 100, 1000 and the last.
+#include <cblas.h>
 #include <time.h>
 #include <torch/torch.h>
 
@@ -86,6 +87,7 @@ int main(int argc, char** argv)
     if (steps < 1 || every < 1 || threads < 1) usage("--steps, --every and --threads must be positive");
     if (model != "mlp" && model != "lenet") usage("--model must be mlp or lenet");
     torch::set_num_threads(threads);
+    openblas_set_num_threads(threads);  // libtorch_cpu links the same libopenblas.so.0
     torch::manual_seed(1);
 
     nn::Sequential net = model == "mlp"
