@@ -61,7 +61,9 @@ public:
     }
 
     /// Check of step() against central differences of the gradient, (∇L(θ + εv) − ∇L(θ − εv)) / 2ε:
-    /// ‖Hv − fd‖ / ‖fd‖ over all parameters. Leaves the parameters as they were.
+    /// ‖Hv − fd‖ / ‖fd‖ over all parameters. Leaves the parameters as they were (up to rounding).
+    /// Meaningful in double with a small ε only: a ReLU network's gradient jumps at the kinks a
+    /// larger step crosses by far more than ε·Hv.
     double check(Tape<T>& tape, const Tensor<T>& x, const IndexTensor& y, T eps)
     {
         step(tape, x, y);
