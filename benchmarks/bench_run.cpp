@@ -1,6 +1,9 @@
 // Runs every (workload, threads, implementation) in its own process, in rounds with the peers
-// interleaved, and prints one markdown table with ratios from the same run.
+// interleaved, and prints markdown tables with ratios from the same run: one for the first-order
+// workloads, one for the second-order ones (hvp_*, double_backprop_mlp: tape and libtorch, each also
+// with the first-order gradient of the same network).
 //   bench_run [--threads 1,2] [--rounds 2] [--workloads mnist_softmax_sgd,mlp_b64,...] [--quick] [--out FILE]
+//             [--base-bin-dir DIR]   (DIR/bench_xgrad: a second build's tape, e.g. an older commit, timed beside this one)
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
@@ -55,21 +58,26 @@ std::string fmt_val(const Result& r, const std::string& unit)
     return s;
 }
 
+bool second_order(const std::string& w) { return w.rfind("hvp_", 0) == 0 || w.rfind("double_backprop_", 0) == 0; }
+
 }  // namespace
 
 int main(int argc, char** argv)
 {
     CLI::App app{"xgrad benchmarks side by side with libtorch and hand-written backprop"};
-    std::string threads_s = "1,2", workloads_s = "mnist_softmax_sgd,mlp_b64,mlp_b256,lenet,tape_1,tape_64x64,mm_512,mm_1024";
+    std::string threads_s = "1,2", workloads_s =
+        "mnist_softmax_sgd,mlp_b64,mlp_b256,lenet,tape_1,tape_64x64,mm_512,mm_1024,hvp_mlp,hvp_lenet,double_backprop_mlp";
     int rounds = 2;
     bool quick = false;
-    std::string out_file, bin_dir = ".";
+    std::string out_file, bin_dir = ".", base_dir;
     app.add_option("--threads", threads_s, "thread settings, comma separated")->capture_default_str();
     app.add_option("--workloads", workloads_s, "workloads, comma separated")->capture_default_str();
     app.add_option("--rounds", rounds, "rounds of every configuration")->capture_default_str();
     app.add_flag("--quick", quick, "short timing (smoke test; figures not for reporting)");
     app.add_option("--out", out_file, "also write the table to this file");
     app.add_option("--bin-dir", bin_dir, "directory of bench_xgrad and bench_torch")->capture_default_str();
+    app.add_option("--base-bin-dir", base_dir,
+                   "directory of a second build's bench_xgrad (e.g. an older commit): its tape is timed beside this one's");
     CLI11_PARSE(app, argc, argv);
     if (quick) setenv("XGRAD_BENCH_QUICK", "1", 1);
 
@@ -84,7 +92,13 @@ int main(int argc, char** argv)
                 std::vector<std::pair<std::string, std::string>> cmds;
                 if (have_torch) cmds.emplace_back("libtorch", bin_dir + "/bench_torch " + w + " " + t);
                 cmds.emplace_back("tape", bin_dir + "/bench_xgrad tape " + w + " " + t);
-                if (w.rfind("tape_", 0) != 0) cmds.emplace_back("hand", bin_dir + "/bench_xgrad hand " + w + " " + t);
+                if (!base_dir.empty()) cmds.emplace_back("base", base_dir + "/bench_xgrad tape " + w + " " + t);
+                if (second_order(w)) {  // the first-order gradient of the same network, both sides
+                    cmds.emplace_back("grad", bin_dir + "/bench_xgrad grad " + w + " " + t);
+                    if (have_torch) cmds.emplace_back("libtorch_grad", bin_dir + "/bench_torch " + w + " " + t + " grad");
+                } else if (w.rfind("tape_", 0) != 0) {
+                    cmds.emplace_back("hand", bin_dir + "/bench_xgrad hand " + w + " " + t);
+                }
                 if (w.rfind("mm_", 0) == 0) {
                     cmds.emplace_back("blas", bin_dir + "/bench_xgrad blas gemm_" + w.substr(3) + " " + t);
                     cmds.emplace_back("sgemm", bin_dir + "/bench_xgrad sgemm gemm_" + w.substr(3) + " " + t);
@@ -119,30 +133,60 @@ int main(int argc, char** argv)
         return r;
     };
 
+    auto ratio = [](const Result& a, const Result& b) {
+        return a.ok && b.ok ? fmt::format("{:.2f}", a.median / b.median) : std::string("–");
+    };
+    auto memory = [](const Result& lt, const Result& tp) {
+        const std::string tape = tp.ok ? fmt::format("{:.0f} ({:+.0f})", tp.peak, tp.peak - tp.base) : std::string("–");
+        return lt.ok ? fmt::format("{:.0f} ({:+.0f}) → {}", lt.peak, lt.peak - lt.base, tape) : tape;
+    };
+    std::vector<std::string> first, second;
+    for (const auto& w : workloads) (second_order(w) ? second : first).push_back(w);
+    const bool with_base = !base_dir.empty();
     std::ostringstream md;
-    md << "| workload | threads | libtorch | xgrad tape | hand-written | tape / libtorch | tape / hand | peak RSS MiB libtorch → tape (workload part) | allocs per step: libtorch / tape (+ inside dnnl_sgemm) |\n";
-    md << "|---|---|---|---|---|---|---|---|---|\n";
-    for (const auto& w : workloads)
+    if (!first.empty()) {
+    md << "| workload | threads | libtorch | xgrad tape | hand-written | tape / libtorch | tape / hand | peak RSS MiB libtorch → tape (workload part) | allocs per step: libtorch / tape (+ inside dnnl_sgemm) |"
+       << (with_base ? " tape, base build | tape / base build |\n" : "\n");
+    md << "|---|---|---|---|---|---|---|---|---|" << (with_base ? "---|---|\n" : "\n");
+    for (const auto& w : first)
         for (const auto& t : threads) {
             auto& m = raw[w][t];
             const Result lt = summarize(m["libtorch"]), tp = summarize(m["tape"]), hd = summarize(m["hand"]),
-                         bl = summarize(m["blas"]), sg = summarize(m["sgemm"]);
+                         bl = summarize(m["blas"]), sg = summarize(m["sgemm"]), bs = summarize(m["base"]);
             const std::string unit = w.rfind("tape_", 0) == 0 ? "ns/op" : "ms";
-            auto ratio = [](const Result& a, const Result& b) {
-                return a.ok && b.ok ? fmt::format("{:.2f}", a.median / b.median) : std::string("–");
-            };
             std::string hand_col = fmt_val(hd, unit), vs_hand = ratio(tp, hd);
             if (bl.ok && sg.ok) {  // matmul: the plain GEMM rates beside the hand column
                 hand_col += fmt::format("; plain cblas_sgemm {:.0f} GF/s, xgrad's sgemm {:.0f} GF/s", bl.gflops, sg.gflops);
                 vs_hand += fmt::format(" ({:.0f}% of cblas_sgemm, {:.0f}% of xgrad's sgemm)", 100 * tp.gflops / bl.gflops,
                                        100 * tp.gflops / sg.gflops);
             }
-            md << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", w, t, fmt_val(lt, unit), fmt_val(tp, unit),
-                              hand_col, ratio(tp, lt), vs_hand,
-                              lt.ok ? fmt::format("{:.0f} ({:+.0f}) → {:.0f} ({:+.0f})", lt.peak, lt.peak - lt.base, tp.peak, tp.peak - tp.base)
-                                    : fmt::format("{:.0f} ({:+.0f})", tp.peak, tp.peak - tp.base),
+            md << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |", w, t, fmt_val(lt, unit), fmt_val(tp, unit),
+                              hand_col, ratio(tp, lt), vs_hand, memory(lt, tp),
                               fmt::format("{:.0f} / {:.0f} (+{:.0f})", lt.allocs, tp.allocs, tp.dnnl_allocs));
+            if (with_base) md << fmt::format(" {} | {} |", fmt_val(bs, unit), ratio(tp, bs));
+            md << "\n";
         }
+    }
+    if (!second.empty()) {
+        if (!first.empty()) md << "\n";
+        md << "| workload | threads | libtorch | xgrad tape | tape / libtorch | tape gradient (same network) | tape / tape gradient | "
+              "libtorch gradient | libtorch / libtorch gradient | peak RSS MiB libtorch → tape (workload part) | allocs per "
+              "step: libtorch / tape (+ inside dnnl_sgemm) |"
+           << (with_base ? " tape, base build | tape / base build |\n" : "\n");
+        md << "|---|---|---|---|---|---|---|---|---|---|---|" << (with_base ? "---|---|\n" : "\n");
+        for (const auto& w : second)
+            for (const auto& t : threads) {
+                auto& m = raw[w][t];
+                const Result lt = summarize(m["libtorch"]), tp = summarize(m["tape"]), gr = summarize(m["grad"]),
+                             lg = summarize(m["libtorch_grad"]), bs = summarize(m["base"]);
+                md << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |", w, t, fmt_val(lt, "ms"),
+                                  fmt_val(tp, "ms"), ratio(tp, lt), fmt_val(gr, "ms"), ratio(tp, gr), fmt_val(lg, "ms"),
+                                  ratio(lt, lg), memory(lt, tp),
+                                  fmt::format("{:.0f} / {:.0f} (+{:.0f})", lt.allocs, tp.allocs, tp.dnnl_allocs));
+                if (with_base) md << fmt::format(" {} | {} |", fmt_val(bs, "ms"), ratio(tp, bs));
+                md << "\n";
+            }
+    }
     md << fmt::format("\nmedians of {} round(s), each process timed per docs/benchmarks.md; ⚠ = rounds differ by more than 10%.\n",
                       rounds);
     fmt::print("{}", md.str());

@@ -1,5 +1,7 @@
 // libtorch (C++ API) side of the benchmark workloads, exactly as docs/benchmarks.md defines
-// them: bench_torch <workload> <threads>. Prints one JSON line like bench_xgrad.
+// them: bench_torch <workload> <threads> [grad]. Prints one JSON line like bench_xgrad.
+// The optional `grad` (second-order workloads hvp_*, double_backprop_mlp only) times the same step
+// without its second-order part, as bench_xgrad's impl grad does.
 #include <cblas.h>
 #include <torch/torch.h>
 
@@ -25,8 +27,10 @@ torch::Tensor labels_mod10(int64_t B) { return torch::arange(B, torch::kLong) % 
 
 int main(int argc, char** argv)
 {
-    if (argc != 3) return fail("usage: bench_torch <workload> <threads>");
+    if (argc != 3 && !(argc == 4 && std::string(argv[3]) == "grad"))
+        return fail("usage: bench_torch <workload> <threads> [grad]");
     const std::string wl = argv[1];
+    const bool first_order = argc == 4;  // second-order workloads: their first-order baseline
     const int threads = std::atoi(argv[2]);
     torch::set_num_threads(threads);
     openblas_set_num_threads(threads);  // libtorch_cpu links the same libopenblas.so.0
@@ -36,7 +40,17 @@ int main(int argc, char** argv)
         (v * v).sum().backward();
     }
     const double base = vm_hwm_mib();
-    const char* I = "libtorch";
+    const char* I = first_order ? "libtorch_grad" : "libtorch";
+    if (first_order && wl.rfind("hvp_", 0) != 0 && wl != "double_backprop_mlp")
+        return fail("grad: only for the second-order workloads (hvp_*, double_backprop_mlp)");
+    auto mlp = [] {
+        return nn::Sequential(nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 128), nn::ReLU(), nn::Linear(128, 10));
+    };
+    auto lenet = [] {
+        return nn::Sequential(nn::Conv2d(nn::Conv2dOptions(1, 6, 5).padding(2)), nn::ReLU(), nn::AvgPool2d(2),
+                              nn::Conv2d(nn::Conv2dOptions(6, 16, 5)), nn::ReLU(), nn::AvgPool2d(2), nn::Flatten(),
+                              nn::Linear(400, 120), nn::ReLU(), nn::Linear(120, 84), nn::ReLU(), nn::Linear(84, 10));
+    };
     auto train_step = [&](nn::Sequential& model, torch::optim::SGD& opt, const torch::Tensor& x, const torch::Tensor& y) {
         opt.zero_grad();
         auto loss = torch::nn::functional::cross_entropy(model->forward(x), y);
@@ -62,20 +76,62 @@ int main(int argc, char** argv)
         report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
     } else if (wl == "mlp_b64" || wl == "mlp_b256") {
         const int64_t B = wl == "mlp_b64" ? 64 : 256;
-        nn::Sequential net(nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 128), nn::ReLU(), nn::Linear(128, 10));
+        nn::Sequential net = mlp();
         torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
         auto x = torch::rand({B, 784});
         auto y = labels_mod10(B);
         report(I, wl, threads, "ms", 1e3, run([] {}, [&] { train_step(net, opt, x, y); }), base);
     } else if (wl == "lenet" || wl == "lenet_nomkldnn") {
         if (wl == "lenet_nomkldnn") at::globalContext().setUserEnabledMkldnn(false);
-        nn::Sequential net(nn::Conv2d(nn::Conv2dOptions(1, 6, 5).padding(2)), nn::ReLU(), nn::AvgPool2d(2),
-                           nn::Conv2d(nn::Conv2dOptions(6, 16, 5)), nn::ReLU(), nn::AvgPool2d(2), nn::Flatten(),
-                           nn::Linear(400, 120), nn::ReLU(), nn::Linear(120, 84), nn::ReLU(), nn::Linear(84, 10));
+        nn::Sequential net = lenet();
         torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
         auto x = torch::rand({64, 1, 28, 28});
         auto y = labels_mod10(64);
         report(I, wl, threads, "ms", 1e3, run([] {}, [&] { train_step(net, opt, x, y); }), base);
+    } else if (wl == "hvp_mlp" || wl == "hvp_lenet") {
+        // Hessian-vector product of the loss w.r.t. all parameters, v ~ U(−1, 1) per parameter:
+        // grad(create_graph) of the loss, then grad of Σ_k sum(g_k ⊙ v_k). grad: zero_grad, forward, backward.
+        nn::Sequential net = wl == "hvp_mlp" ? mlp() : lenet();
+        auto x = wl == "hvp_mlp" ? torch::rand({64, 784}) : torch::rand({64, 1, 28, 28});
+        auto y = labels_mod10(64);
+        const std::vector<torch::Tensor> params = net->parameters();
+        std::vector<torch::Tensor> v;
+        for (const auto& p : params) v.push_back(torch::empty_like(p).uniform_(-1, 1));
+        auto hvp = [&] {
+            auto loss = torch::nn::functional::cross_entropy(net->forward(x), y);
+            auto g = torch::autograd::grad({loss}, params, {}, /*retain_graph=*/true, /*create_graph=*/true);
+            auto dot = (g[0] * v[0]).sum();
+            for (std::size_t k = 1; k < g.size(); ++k) dot = dot + (g[k] * v[k]).sum();
+            torch::autograd::grad({dot}, params);  // Hv, one tensor per parameter
+        };
+        auto grad = [&] {
+            net->zero_grad();
+            torch::nn::functional::cross_entropy(net->forward(x), y).backward();
+        };
+        if (first_order)
+            report(I, wl, threads, "ms", 1e3, run([] {}, grad), base);
+        else
+            report(I, wl, threads, "ms", 1e3, run([] {}, hvp), base);
+    } else if (wl == "double_backprop_mlp") {
+        // One SGD step on loss = CE + λ‖∂CE/∂x‖², λ = 0.1; grad: the same step on CE alone (mlp_b64's step).
+        const double lambda = 0.1;
+        nn::Sequential net = mlp();
+        const std::vector<torch::Tensor> params = net->parameters();
+        torch::optim::SGD opt(params, torch::optim::SGDOptions(0.01));
+        auto x = torch::rand({64, 784});
+        auto y = labels_mod10(64);
+        auto xg = x.clone().requires_grad_();
+        auto step = [&] {
+            opt.zero_grad();
+            auto ce = torch::nn::functional::cross_entropy(net->forward(xg), y);
+            auto gx = torch::autograd::grad({ce}, {xg}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
+            (ce + lambda * (gx * gx).sum()).backward({}, c10::nullopt, false, params);  // parameters only, not x
+            opt.step();
+        };
+        if (first_order)
+            report(I, wl, threads, "ms", 1e3, run([] {}, [&] { train_step(net, opt, x, y); }), base);
+        else
+            report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
     } else if (wl == "tape_1" || wl == "tape_64x64") {
         const std::vector<int64_t> shape = wl == "tape_1" ? std::vector<int64_t>{1} : std::vector<int64_t>{64, 64};
         const int N = 10000;

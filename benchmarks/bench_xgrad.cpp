@@ -1,8 +1,10 @@
 // xgrad side of the benchmark workloads (docs/benchmarks.md), one (impl, workload, threads)
-// per process: bench_xgrad <tape|hand|blas> <workload> <threads>. Prints one JSON line.
+// per process: bench_xgrad <tape|hand|grad|blas|sgemm> <workload> <threads>. Prints one JSON line.
 //   tape: xgrad's tape and nn library;  hand: hand-written backprop on the same kernels
 //   (reference/steps/xgrad/reference/hand_steps.hpp);  blas: OpenBLAS's plain cblas_sgemm and sgemm: the GEMM xgrad uses (oneDNN's
-//   dnnl_sgemm when built with it), the ceilings for workloads gemm_512, gemm_1024.
+//   dnnl_sgemm when built with it), the ceilings for workloads gemm_512, gemm_1024;  grad (second-order
+//   workloads hvp_*, double_backprop_mlp only): the same step without its second-order part, the
+//   tape's first-order gradient of the same network, the time the second-order step is divided by.
 
 #include <cblas.h>
 
@@ -12,6 +14,7 @@
 #include <random>
 #include <string>
 
+#include "second_order.hpp"
 #include "timing.hpp"
 #include "xgrad/nn.hpp"
 #include "xgrad/reference/hand_steps.hpp"
@@ -47,7 +50,7 @@ int fail(const std::string& why)
 
 int main(int argc, char** argv)
 {
-    if (argc != 4) return fail("usage: bench_xgrad <tape|hand|blas> <workload> <threads>");
+    if (argc != 4) return fail("usage: bench_xgrad <tape|hand|grad|blas|sgemm> <workload> <threads>");
     const std::string impl = argv[1], wl = argv[2];
     const int threads = std::atoi(argv[3]);
     xgrad::set_num_threads(threads);  // OpenBLAS and OpenMP (oneDNN)
@@ -124,6 +127,56 @@ int main(int argc, char** argv)
         } else {
             return fail("no " + impl + " for " + wl);
         }
+    } else if (wl == "hvp_mlp" || wl == "hvp_lenet") {
+        // Hessian-vector product of the loss w.r.t. all parameters (second_order.hpp); impl grad: the
+        // plain gradient of the same loss (zero the gradients, forward, backward).
+        if (impl != "tape" && impl != "grad") return fail("no " + impl + " for " + wl);
+        const std::size_t B = 64;
+        const bool le = wl == "hvp_lenet";
+        const Tensor<F> x = rand_uniform<F>(le ? Shape{B, 1, 28, 28} : Shape{B, 784}, 1);
+        const IndexTensor y = labels_mod10(B);
+        std::unique_ptr<nn::Sequential<F>> net;
+        if (le)
+            net = reference::lenet<F>(5, false);
+        else
+            net = std::make_unique<nn::MLP<F>>(std::vector<std::size_t>{784, 256, 128, 10}, nn::Activation::relu,
+                                               nn::Activation::identity, 3);
+        ParamHvp<F> hvp(*net, 11);
+        Tape<F> tape;
+        if (impl == "tape")
+            report(I, wl, threads, "ms", 1e3, run([] {}, [&] { hvp.step(tape, x, y); }), base);
+        else
+            report(I, wl, threads, "ms", 1e3, run([] {}, [&] { hvp.gradient(tape, x, y); }), base);
+    } else if (wl == "double_backprop_mlp") {
+        // One SGD step on loss = CE + λ‖∂CE/∂x‖², λ = 0.1 (input-gradient penalty); impl grad: the
+        // same step on CE alone (= mlp_b64's step).
+        if (impl != "tape" && impl != "grad") return fail("no " + impl + " for " + wl);
+        const std::size_t B = 64;
+        const F lambda = 0.1f;
+        const Tensor<F> x = rand_uniform<F>({B, 784}, 1);
+        const IndexTensor y = labels_mod10(B);
+        nn::MLP<F> net({784, 256, 128, 10}, nn::Activation::relu, nn::Activation::identity, 3);
+        Tape<F> tape;
+        nn::SGD<F> opt(net.parameters(), {lr});
+        auto step = [&] {
+            opt.zero_grad();
+            const Var<F> xv = tape.variable(x);
+            const Var<F> ce = cross_entropy(net(xv), y);
+            const Var<F> gx = grad(ce, {xv}, GradOptions{true})[0];
+            tape.backward(ce + lambda * sum(gx * gx));
+            opt.step();
+            tape.clear();
+        };
+        auto first_order = [&] {
+            opt.zero_grad();
+            tape.backward(cross_entropy(net(tape.borrow(x)), y));
+            opt.step();
+            tape.clear();
+        };
+        if (impl == "tape")
+            report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
+        else
+            report(I, wl, threads, "ms", 1e3, run([] {}, first_order), base);
     } else if (wl == "tape_1" || wl == "tape_64x64") {
         if (impl != "tape") return fail("no " + impl + " for " + wl);
         const Shape shape = wl == "tape_1" ? Shape{1} : Shape{64, 64};

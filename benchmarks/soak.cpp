@@ -1,19 +1,25 @@
 // Soak run: many training steps of the benchmark models on synthetic data, watching memory.
 //
-//   xgrad_soak [--steps N] [--model mlp|lenet|all] [--pool max|avg] [--every K] [--threads T] [--ftz]
+//   xgrad_soak [--steps N] [--model mlp|lenet|all] [--mode train|hvp] [--pool max|avg] [--every K] [--threads T] [--ftz]
 //
 // Models (float, batch 64, cross-entropy, Adam lr 1e-3; inputs drawn once from U(0,1), 16 batches
 // used in turn, labels i mod 10 shuffled per batch: no data files needed):
 //   mlp:   the MNIST MLP 784-256-128-10, ReLU (nn::MLP, as bench_xgrad's mlp_b64)
 //   lenet: reference::lenet (reference/include/xgrad/reference/models.hpp), max pooling as in the examples
 //          (--pool avg: the average-pooling variant bench_xgrad times)
-// Every K steps (default 500) it prints VmRSS and VmHWM (/proc/self/status), the mean wall-clock
+// --mode hvp: instead of training, a Hessian-vector product per step (the step bench_xgrad times
+// as hvp_mlp / hvp_lenet, benchmarks/second_order.hpp): forward, grad(create_graph), Σ_k sum(g_k ⊙ v_k),
+// backward, w.r.t. all parameters, v fixed; the parameters do not change. After the run it checks
+// the step against central differences of the gradient, in double on the same network (relative
+// error printed; after, so that its memory is not in the run's figures).
+// Every K steps (default 500), and at step 100, it prints VmRSS and VmHWM (/proc/self/status), the mean wall-clock
 // and process-CPU ms/step (CPU time is the steadier figure on a busy machine) and the heap
 // allocations per step (alloc_count.cpp's malloc counter) over the last K steps.
 // --ftz sets the FTZ/DAZ bits of the main thread (denormal floats become zero): a diagnostic for a
 // step time that grows as the loss nears zero and gradients underflow.
 // Verdict: VmRSS growth from step 1000 (the first sample once the run is 10× that) to the last
-// step; "no growth" when it is within 1 MiB (allocator noise), otherwise GROWTH, exit status 1.
+// step; "no growth" when it is within 1 MiB (allocator noise), otherwise GROWTH, exit status 1. The
+// verdict line also gives the peak RSS (VmHWM) at steps 100, 1000 and the last.
 #include <time.h>
 #include <xmmintrin.h>
 
@@ -31,6 +37,7 @@
 #include <vector>
 
 #include "alloc_count.hpp"
+#include "second_order.hpp"
 #include "xgrad/reference/models.hpp"
 #include "xgrad/nn.hpp"
 #include "xgrad/threads.hpp"
@@ -68,6 +75,7 @@ struct Options {
     long every = 500;
     std::string model = "all";
     std::string pool = "max";
+    std::string mode = "train";
     int threads = 1;
     bool ftz = false;
 };
@@ -75,7 +83,7 @@ struct Options {
 [[noreturn]] void usage(const char* why)
 {
     std::fprintf(stderr,
-                 "xgrad_soak: %s\nusage: xgrad_soak [--steps N] [--model mlp|lenet|all] [--pool max|avg] [--every K] "
+                 "xgrad_soak: %s\nusage: xgrad_soak [--steps N] [--model mlp|lenet|all] [--mode train|hvp] [--pool max|avg] [--every K] "
                  "[--threads T] [--ftz]\n",
                  why);
     std::exit(2);
@@ -96,6 +104,8 @@ Options parse(int argc, char** argv)
             o.every = std::atol(next().c_str());
         else if (a == "--model")
             o.model = next();
+        else if (a == "--mode")
+            o.mode = next();
         else if (a == "--pool")
             o.pool = next();
         else if (a == "--threads")
@@ -110,6 +120,7 @@ Options parse(int argc, char** argv)
     if (o.steps < 1 || o.every < 1) usage("--steps and --every must be positive");
     if (o.model != "mlp" && o.model != "lenet" && o.model != "all") usage("--model must be mlp, lenet or all");
     if (o.pool != "max" && o.pool != "avg") usage("--pool must be max or avg");
+    if (o.mode != "train" && o.mode != "hvp") usage("--mode must be train or hvp");
     if (o.threads < 1) usage("--threads must be positive");
     return o;
 }
@@ -136,7 +147,7 @@ struct Batches {
 };
 
 struct Result {
-    Mem at_ref, at_mid, at_end;
+    Mem at_100, at_ref, at_mid, at_end;
     long mid_step = 0;
     long ref_step = 0;
     double allocs_per_step = 0;       // after warm-up (from step ref_step on), outside oneDNN
@@ -153,7 +164,8 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
     using clock = std::chrono::steady_clock;
     // Reference sample: step 1000 (a tenth of shorter runs), rounded to a sampled step.
     const long ref = std::max(o.every, (o.steps >= 10000 ? 1000 : o.steps / 10) / o.every * o.every);
-    std::printf("\n== %s: %ld steps, batch 64, Adam, %d thread(s) ==\n", name.c_str(), o.steps, o.threads);
+    std::printf("\n== %s: %ld steps, batch 64, %s, %d thread(s) ==\n", name.c_str(), o.steps,
+                o.mode == "hvp" ? "Hessian-vector products w.r.t. all parameters" : "Adam", o.threads);
     std::printf("%8s %10s %10s %10s %12s %13s %10s\n", "step", "RSS MiB", "HWM MiB", "ms/step", "CPU ms/step",
                 "allocs/step", "loss");
     std::fflush(stdout);
@@ -167,6 +179,7 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
     long after_ref_steps = 0;
     const std::size_t a_begin = alloc::allocations();
     std::size_t a_window = a_begin;
+    long last_sample = 0;
     double loss = 0;
     // XGRAD_ALLOC_TRACE=1 (alloc_count.cpp prints the stacks of the first 40 counted allocations):
     // count only after warm-up, so the stacks are those of the steady state.
@@ -197,8 +210,9 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
             r.ok = false;
             break;
         }
-        if (i % o.every == 0 || i == o.steps) {
-            const long n = i % o.every ? i % o.every : o.every;
+        if (i % o.every == 0 || i == o.steps || i == 100) {
+            const long n = i - last_sample;
+            last_sample = i;
             const Mem m = read_mem();
             const std::size_t a = alloc::allocations();
             std::printf("%8ld %10.1f %10.1f %10.3f %12.3f %13.1f %10.4f\n", i, m.rss, m.hwm, 1e3 * window_s / double(n),
@@ -207,6 +221,7 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
             a_window = a;
             window_s = 0;
             window_cpu = 0;
+            if (i == 100) r.at_100 = m;
             if (i == ref) r.at_ref = m;
             if (i == r.mid_step) r.at_mid = m;
             if (i == o.steps) r.at_end = m;
@@ -225,9 +240,10 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
         r.ok = flat;
         std::printf("verdict %s: VmRSS %.1f MiB at step %ld, %.1f at step %ld, %.1f at step %ld: growth %+.2f MiB (%s); "
                     "VmHWM %.1f -> %.1f MiB; after step %ld: %.1f allocations/step (+%.1f inside dnnl_sgemm), %.3f ms/step wall, "
-                    "%.3f ms/step CPU\n",
+                    "%.3f ms/step CPU; peak RSS (VmHWM) %.1f MiB at step 100, %.1f at step %ld, %.1f at step %ld\n",
                     name.c_str(), r.at_ref.rss, ref, r.at_mid.rss, r.mid_step, r.at_end.rss, o.steps, growth, flat ? "no growth" : "GROWTH",
-                    r.at_ref.hwm, r.at_end.hwm, ref, r.allocs_per_step, r.dnnl_allocs_per_step, r.ms_per_step, r.cpu_ms_per_step);
+                    r.at_ref.hwm, r.at_end.hwm, ref, r.allocs_per_step, r.dnnl_allocs_per_step, r.ms_per_step, r.cpu_ms_per_step,
+                    r.at_100.hwm, r.at_ref.hwm, ref, r.at_end.hwm, o.steps);
     }
     std::fflush(stdout);
     return r;
@@ -248,6 +264,28 @@ std::function<double(long)> training_step(Net& net, nn::Adam<F>& opt, Tape<F>& t
     };
 }
 
+/// The HVP step checked in double precision on the same network (same seeds) and batch 0, against
+/// central differences of the gradient with ε = 1e-7 (larger steps cross ReLU kinks: the gradient
+/// jumps there by far more than ε·Hv, and float32 cannot resolve smaller ones).
+void check_hvp(nn::Module<double>& net, const Batches& data)
+{
+    bench::ParamHvp<double> hvp(net, 11);
+    Tape<double> tape;
+    const Tensor<double> x = xt::cast<double>(data.x[0]);
+    std::printf("check: Hv (double, same network, batch 0) vs central differences of the gradient (eps 1e-7): "
+                "relative error %.2e\n",
+                hvp.check(tape, x, data.y[0], 1e-7));
+}
+
+/// Hessian-vector products at the batches in turn (parameters fixed).
+std::function<double(long)> hvp_step(bench::ParamHvp<F>& hvp, Tape<F>& tape, const Batches& data)
+{
+    return [&hvp, &tape, &data](long i) {
+        const std::size_t k = std::size_t(i) % data.x.size();
+        return double(hvp.step(tape, data.x[k], data.y[k]));
+    };
+}
+
 }  // namespace
 
 int main(int argc, char** argv)
@@ -255,22 +293,30 @@ int main(int argc, char** argv)
     const Options o = parse(argc, argv);
     xgrad::set_num_threads(o.threads);
     if (o.ftz) _mm_setcsr(_mm_getcsr() | 0x8040);  // flush-to-zero and denormals-are-zero (this thread)
-    std::printf("xgrad_soak: %ld steps per model, sample every %ld steps, model %s, LeNet pooling %s%s\n", o.steps,
-                o.every, o.model.c_str(), o.pool.c_str(), o.ftz ? ", denormals flushed to zero" : "");
+    std::printf("xgrad_soak: %ld steps per model, sample every %ld steps, model %s, mode %s, LeNet pooling %s%s\n",
+                o.steps, o.every, o.model.c_str(), o.mode.c_str(), o.pool.c_str(), o.ftz ? ", denormals flushed to zero" : "");
     bool ok = true;
     if (o.model == "mlp" || o.model == "all") {
         const Batches data(Shape{64, 784}, 16, 1);
         nn::MLP<F> net({784, 256, 128, 10}, nn::Activation::relu, nn::Activation::identity, 3);
         nn::Adam<F> opt(net.parameters(), {1e-3});
         Tape<F> tape;
-        ok &= soak("mlp 784-256-128-10", o, training_step(net, opt, tape, data)).ok;
+        bench::ParamHvp<F> hvp(net, 11);
+        ok &= soak("mlp 784-256-128-10", o, o.mode == "hvp" ? hvp_step(hvp, tape, data) : training_step(net, opt, tape, data)).ok;
+        if (o.mode == "hvp") {  // after the run: its memory is not in the run's figures
+            nn::MLP<double> net64({784, 256, 128, 10}, nn::Activation::relu, nn::Activation::identity, 3);
+            check_hvp(net64, data);
+        }
     }
     if (o.model == "lenet" || o.model == "all") {
         const Batches data(Shape{64, 1, 28, 28}, 16, 2);
         auto net = reference::lenet<F>(5, o.pool == "max");
         nn::Adam<F> opt(net->parameters(), {1e-3});
         Tape<F> tape;
-        ok &= soak(std::string("lenet (") + o.pool + " pool)", o, training_step(*net, opt, tape, data)).ok;
+        bench::ParamHvp<F> hvp(*net, 11);
+        ok &= soak(std::string("lenet (") + o.pool + " pool)", o,
+                   o.mode == "hvp" ? hvp_step(hvp, tape, data) : training_step(*net, opt, tape, data)).ok;
+        if (o.mode == "hvp") check_hvp(*reference::lenet<double>(5, o.pool == "max"), data);
     }
     return ok ? 0 : 1;
 }
