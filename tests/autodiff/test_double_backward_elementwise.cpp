@@ -165,3 +165,9 @@ BOOST_AUTO_TEST_CASE(sum_to_and_broadcast_to_check_their_shapes)
     BOOST_TEST(sum_to(x, Shape{3}).value()(1) == x.value()(0, 1) + x.value()(1, 1));
     BOOST_TEST(broadcast_to(x, Shape{4, 2, 3}).value()(3, 1, 2) == x.value()(1, 2));
 }
+
+// Found by fuzz_ops: a reshape with an inferred dimension, differentiated twice.
+BOOST_AUTO_TEST_CASE(reshape_with_an_inferred_dimension)
+{
+    expect_gradgradcheck([](const Vs& x) { return reshape(x[0], {-1, 6}); }, {rnd(Shape{2, 3}, 60)});
+}
