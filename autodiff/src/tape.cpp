@@ -173,6 +173,13 @@ Var<T> Tape<T>::copy_leaf(const char* op, const Tensor<T>& value, bool requires_
 }
 
 template <class T>
+Var<T> Tape<T>::adopt_constant(Tensor<T>&& value)
+{
+    push("constant").value_ = std::move(value);
+    return finish_leaf("constant", false);
+}
+
+template <class T>
 Var<T> Tape<T>::variable(const Tensor<T>& value)
 {
     return copy_leaf("variable", value, true);

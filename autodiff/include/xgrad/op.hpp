@@ -144,7 +144,7 @@ public:
     template <class E>
     Var<T> constant(E&& e) const
     {
-        return tape_.constant(Tensor<T>(std::forward<E>(e)));
+        return tape_.adopt_constant(Tensor<T>(std::forward<E>(e)));
     }
     Tape<T>& tape() const { return tape_; }
     const char* op() const { return node().op_; }

@@ -181,6 +181,7 @@ private:
     detail::Node<T>& push(const char* op, Parameter<T>* param = nullptr);
     Var<T> finish_leaf(const char* op, bool requires_grad);
     Var<T> copy_leaf(const char* op, const Tensor<T>& value, bool requires_grad);
+    Var<T> adopt_constant(Tensor<T>&& value);  // a constant that takes value's buffer (recorded VJPs)
     // The op-author path (OpBuilder): reserve a node after checking its inputs, finish or undo it.
     std::uint32_t begin_op(const char* op, const Var<T>* inputs, std::size_t n_inputs);
     Var<T> finish_op(std::uint32_t index);

@@ -58,7 +58,58 @@ void sum_to(const T* full, const Shape& fs, const Shape& target, T* dst, bool ac
     }
 }
 
+template <class T>
+void broadcast_to(const T* src, const Shape& small, T* dst, const Shape& fs, T scale, bool acc)
+{
+    const std::size_t n = shape_size(fs);
+    if (n == 0) return;
+    const std::size_t nd = fs.size();
+    if (nd == 0) {
+        *dst = (acc ? *dst : T(0)) + scale * *src;
+        return;
+    }
+    // The walk of sum_to, the other way: source strides are 0 on the broadcast axes.
+    const std::size_t lead = nd - small.size();
+    Shape sstride(nd, 0);
+    {
+        std::size_t st = 1;
+        for (std::size_t i = small.size(); i-- > 0;) {
+            sstride[lead + i] = (small[i] == 1) ? 0 : st;
+            st *= small[i];
+        }
+    }
+    const std::size_t inner = fs[nd - 1];
+    const std::size_t inner_stride = sstride[nd - 1];
+    Shape idx(nd, 0);
+    std::size_t off = 0;
+    for (std::size_t base = 0; base < n; base += inner) {
+        T* d = dst + base;
+        if (inner_stride == 1) {
+            const T* s = src + off;
+            if (acc)
+                for (std::size_t j = 0; j < inner; ++j) d[j] += scale * s[j];
+            else
+                for (std::size_t j = 0; j < inner; ++j) d[j] = scale * s[j];
+        } else {
+            const T v = scale * src[off];
+            if (acc)
+                for (std::size_t j = 0; j < inner; ++j) d[j] += v;
+            else
+                std::fill(d, d + inner, v);
+        }
+        for (std::size_t k = nd - 1; k-- > 0;) {
+            ++idx[k];
+            off += sstride[k];
+            if (idx[k] < fs[k]) break;
+            off -= sstride[k] * idx[k];
+            idx[k] = 0;
+        }
+    }
+}
+
 template void sum_to(const float*, const Shape&, const Shape&, float*, bool, const char*);
 template void sum_to(const double*, const Shape&, const Shape&, double*, bool, const char*);
+template void broadcast_to(const float*, const Shape&, float*, const Shape&, float, bool);
+template void broadcast_to(const double*, const Shape&, double*, const Shape&, double, bool);
 
 }  // namespace xgrad::kernels

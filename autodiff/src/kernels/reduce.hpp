@@ -12,4 +12,9 @@ namespace xgrad::kernels {
 template <class T>
 void sum_to(const T* full, const Shape& full_shape, const Shape& target, T* dst, bool acc, const char* op);
 
+/// dst (shape `full_shape`) (+)= scale · src (shape `small`, which broadcasts to full_shape by NumPy
+/// rules; the caller checks that): the adjoint of sum_to. `acc` false overwrites dst.
+template <class T>
+void broadcast_to(const T* src, const Shape& small, T* dst, const Shape& full_shape, T scale, bool acc);
+
 }  // namespace xgrad::kernels

@@ -82,8 +82,8 @@ Var<T> reduce_axes(const char* name, const Var<T>& x, const std::vector<int>& ax
             const std::vector<std::ptrdiff_t> ks(kshape.begin(), kshape.end());
             c.accumulate(0, broadcast_to(reshape(c.grad(), ks) * scale, c.input(0).shape()));
         } else {
-            const auto gk = detail::view_as(c.grad(), kshape);
-            c.accumulate(0, xt::broadcast(gk, c.input(0).shape()) * scale);
+            const InputGrad<T> dx = c.input_grad(0);
+            kernels::broadcast_to(c.grad().data(), kshape, dx.data(), c.input(0).shape(), scale, dx.accumulate);
         }
     });
 }
@@ -179,7 +179,10 @@ Var<T> sum_to(const Var<T>& x, const Shape& shape)
     out.resize(shape);
     kernels::sum_to(xv.data(), xv.shape(), shape, out.data(), false, "sum_to");
     return op.finish(
-        [](BackwardContext<T>& c) { c.accumulate(0, xt::broadcast(c.grad(), c.input(0).shape())); },
+        [](BackwardContext<T>& c) {
+            const InputGrad<T> dx = c.input_grad(0);
+            kernels::broadcast_to(c.grad().data(), c.grad().shape(), dx.data(), c.input(0).shape(), T(1), dx.accumulate);
+        },
         [](GraphBackwardContext<T>& c) { c.accumulate(0, broadcast_to(c.grad(), c.input(0).shape())); });
 }
 
@@ -192,7 +195,7 @@ Var<T> broadcast_to(const Var<T>& x, const Shape& shape)
         throw ShapeError(fmt::format("broadcast_to: {} cannot be broadcast to {}", shape_str(xv.shape()), shape_str(shape)));
     Tensor<T>& out = op.value();
     out.resize(shape);
-    xt::noalias(out) = xt::broadcast(xv, shape);
+    kernels::broadcast_to(xv.data(), xv.shape(), out.data(), shape, T(1), false);
     // accumulate() sums the broadcast axes back (kernels::sum_to, or the op sum_to when recorded)
     return op.finish_both([](auto& c) { c.accumulate(0, c.grad()); });
 }
