@@ -139,7 +139,9 @@ void save_tensors_as(const char* caller, const std::string& path,
 {
     static_assert(sizeof(T) == 4 || sizeof(T) == 8);
     nlohmann::ordered_json header;
-    nlohmann::ordered_json meta = {{"format", "pt"}, {"writer", "xgrad"}};
+    // linear_weight: Linear's weight is stored (out, in), as in PyTorch. Files without it are from
+    // before that layout (read_tensors refuses their module weights).
+    nlohmann::ordered_json meta = {{"format", "pt"}, {"writer", "xgrad"}, {"linear_weight", "out,in"}};
     for (const auto& [k, v] : metadata) meta[k] = v;
     header["__metadata__"] = meta;
     std::size_t offset = 0;
@@ -174,7 +176,7 @@ struct Staged {
 /// every problem; touches nothing.
 template <class T>
 Staged<T> read_tensors(const char* caller, const std::string& path,
-                       const std::vector<std::pair<std::string, Tensor<T>*>>& tensors)
+                       const std::vector<std::pair<std::string, Tensor<T>*>>& tensors, bool module_weights = false)
 {
     auto fail = [&](const std::string& why) { return WeightFileError(fmt::format("{}: '{}': {}", caller, path, why)); };
     Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -212,6 +214,22 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
         throw fail(fmt::format("not a safetensors file: header is not valid JSON ({})", e.what()));
     }
     if (!header.is_object()) throw fail("not a safetensors file: header is not a JSON object");
+    if (module_weights) {
+        // An xgrad file from before Linear stored (out, in) holds its Linear weights (in, out): a
+        // square layer would load transposed with no shape error, so such files are refused.
+        const auto md = header.find("__metadata__");
+        const bool old_xgrad = md != header.end() && md->is_object() && md->value("writer", "") == "xgrad" &&
+                               !md->contains("linear_weight");
+        bool has_matrix = false;
+        for (const auto& [key, e] : header.items())
+            if (key != "__metadata__" && e.is_object() && e.contains("shape") && e["shape"].is_array() &&
+                e["shape"].size() == 2)
+                has_matrix = true;
+        if (old_xgrad && has_matrix)
+            throw fail("written by an xgrad from before Linear weights were stored (out, in) (its metadata has no "
+                       "'linear_weight'): its Linear weights are (in, out), and a square one would load transposed; "
+                       "transpose them (load_tensors, save_tensors) or train again");
+    }
     const std::uint64_t data_start = 8 + n, data_size = file_size - data_start;
 
     std::vector<std::string> problems;
@@ -347,7 +365,7 @@ void load_weights(Module<T>& module, const std::string& path)
 {
     std::vector<std::pair<std::string, Tensor<T>*>> ts;
     for (const auto& [name, p] : module.named_parameters()) ts.emplace_back(name, &p->value());
-    commit(ts, read_tensors("load_weights", path, ts));
+    commit(ts, read_tensors("load_weights", path, ts, true));
 }
 
 template <class T>
@@ -378,7 +396,7 @@ std::map<std::string, std::string> load_checkpoint(const std::string& path, Modu
     for (const auto& [name, p] : module.named_parameters()) ts.emplace_back("model." + name, &p->value());
     ts.emplace_back("optim.steps", &steps);
     for (const auto& [name, t] : optimizer.state()) ts.emplace_back("optim." + name, t);
-    Staged<T> s = read_tensors("load_checkpoint", path, ts);
+    Staged<T> s = read_tensors("load_checkpoint", path, ts, true);
     // A checkpoint is only ever written from finite training state; anything else is damage, and
     // a step count that is not a whole number cannot become Optimizer::steps().
     std::vector<std::string> problems;

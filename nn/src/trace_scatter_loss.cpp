@@ -11,6 +11,9 @@
 #include <fmt/core.h>
 
 #include "xgrad/op.hpp"
+#include "xgrad/ops/elementwise.hpp"
+#include "xgrad/ops/reduce.hpp"
+#include "xgrad/ops/shape.hpp"
 
 namespace xgrad::nn {
 
@@ -82,6 +85,32 @@ ScatterScratch& scatter_scratch()
     return s;
 }
 
+/// The VJP γ·g·(y_i − 2 m_c(i) + m) recorded as ops on y (for grad(..., create_graph)), so that
+/// its dependence on y through the class means is differentiated too. With W (K,B,1) the constant
+/// averaging weights W[c,i] = [c(i) = c] / n_c:
+///   m_c = Σ_i W[c,i]·y_i     (mul, broadcast (K,B,1)·(1,B,D), sum over axis 1) → (K,D)
+///   m_c(i) = gather(m_c, 0, c(i) repeated over D)                                  → (B,D)
+///   m = mean(y, axis 0)                                                             → (1,D)
+/// each op with a recorded VJP of its own, so the result is differentiable to any order.
+template <class T>
+Var<T> recorded_vjp(const GraphBackwardContext<T>& c, std::size_t K, double gamma)
+{
+    const Var<T> y = c.input(0);
+    const std::size_t B = y.shape()[0], D = y.shape()[1];
+    const std::vector<std::size_t>& id = c.saved_index();
+    std::vector<std::size_t> count(K, 0);
+    for (std::size_t i = 0; i < B; ++i) ++count[id[i]];
+    Tensor<T> w = Tensor<T>::from_shape(Shape{K, B, 1});
+    w.fill(T(0));
+    for (std::size_t i = 0; i < B; ++i) w(id[i], i, 0) = T(1) / T(count[id[i]]);
+    IndexTensor rows = IndexTensor::from_shape({B, D});
+    for (std::size_t i = 0; i < B; ++i)
+        for (std::size_t j = 0; j < D; ++j) rows(i, j) = Index(id[i]);
+    const Var<T> class_mean = sum(c.constant(std::move(w)) * reshape(y, {1, std::ptrdiff_t(B), std::ptrdiff_t(D)}), {1});
+    const Var<T> row_mean = gather(class_mean, 0, rows);
+    return (y - T(2) * row_mean + mean(y, {0}, true)) * (c.grad() * T(gamma));
+}
+
 }  // namespace
 
 template <class T>
@@ -118,21 +147,25 @@ Var<T> trace_scatter_loss(const Var<T>& y, const IndexTensor& labels, double gam
     *op.value().data() = T(0.5 * gamma * (tr.within - tr.between));
     // The class ids stay with the node for backward (a buffer reused from step to step).
     op.saved_index().assign(s.ids.begin(), s.ids.end());
-    return op.finish([K, gamma](BackwardContext<T>& c) {
+    return op.finish_both([K, gamma](auto& c) {
         // dR/dy_i = γ (y_i − 2 m_c(i) + m) · g
-        const Tensor<T>& yv = c.input(0);
-        const std::size_t* id = c.saved_index().data();
-        ScatterScratch& sc = scatter_scratch();
-        class_means(yv, [id](std::size_t i) { return id[i]; }, K, sc.count, sc.mc, sc.m);
-        const std::size_t B = yv.shape()[0], D = yv.shape()[1];
-        const double k = gamma * double(*c.grad().data());
-        const InputGrad<T> dy = c.input_grad(0);
-        T* d = dy.data();
-        for (std::size_t i = 0; i < B; ++i) {
-            const std::size_t cl = id[i];
-            for (std::size_t j = 0; j < D; ++j) {
-                const T v = T(k * (double(yv(i, j)) - 2 * sc.mc[cl * D + j] + sc.m[j]));
-                d[i * D + j] = dy.accumulate ? d[i * D + j] + v : v;
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            c.accumulate(0, recorded_vjp(c, K, gamma));
+        } else {
+            const Tensor<T>& yv = c.input(0);
+            const std::size_t* id = c.saved_index().data();
+            ScatterScratch& sc = scatter_scratch();
+            class_means(yv, [id](std::size_t i) { return id[i]; }, K, sc.count, sc.mc, sc.m);
+            const std::size_t B = yv.shape()[0], D = yv.shape()[1];
+            const double k = gamma * double(*c.grad().data());
+            const InputGrad<T> dy = c.input_grad(0);
+            T* d = dy.data();
+            for (std::size_t i = 0; i < B; ++i) {
+                const std::size_t cl = id[i];
+                for (std::size_t j = 0; j < D; ++j) {
+                    const T v = T(k * (double(yv(i, j)) - 2 * sc.mc[cl * D + j] + sc.m[j]));
+                    d[i * D + j] = dy.accumulate ? d[i * D + j] + v : v;
+                }
             }
         }
     });

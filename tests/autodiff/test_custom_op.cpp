@@ -29,6 +29,20 @@ Var<T> swish(const Var<T>& x)
     });
 }
 
+/// swish again, differentiable to any order (docs/custom_ops.md, "Second derivatives"): one
+/// closure serves both sweeps.
+template <class T>
+Var<T> swish2(const Var<T>& x)
+{
+    auto op = begin_op("swish2", {x});
+    op.value().resize(x.shape());
+    xt::noalias(op.value()) = x.value() / (T(1) + xt::exp(-x.value()));
+    return op.finish_both([](auto& c) {                   // swish: both sweeps, one body
+        auto s = T(1) / (T(1) + exp(-c.input(0)));        // xt::exp on tensors, xgrad::exp on Vars
+        c.accumulate(0, c.grad() * (s + c.value() * (T(1) - s)));
+    });
+}
+
 /// y = a·b (a (n,m), b broadcast from (m)), z = y + a    da = g·(b + 1), db = Σ_rows g·a
 /// Two inputs, one of them broadcast: accumulate() sums db back to b's shape.
 template <class T>
@@ -157,4 +171,25 @@ BOOST_AUTO_TEST_CASE(float_ops_and_check_nodes)
     auto report = check_nodes([&](Tape<double>& tape) { return sum(swish(scale_shift(tape.variable(in), tape.variable(rnd({3}, 10))))); });
     BOOST_TEST(report.ok(), report.summary());
     BOOST_TEST(report.nodes_checked == 3u);  // swish, scale_shift, sum
+}
+
+// σ' = σ(1 − σ); swish'' = σ'·(2 + x(1 − 2σ)).
+BOOST_AUTO_TEST_CASE(a_custom_op_with_one_closure_has_second_derivatives)
+{
+    const Tensor<double> x = rnd({2, 3}, 31);
+    auto r = xgrad::test::expect_gradgradcheck([](const Vs& v) { return swish2(v[0]); }, {x});
+    BOOST_TEST(r.output_op == "grad of swish2");
+    const Tensor<double> h = hessian([](const V& v) { return sum(swish2(v)); }, x);
+    for (std::size_t i = 0; i < x.size(); ++i)
+        for (std::size_t j = 0; j < x.size(); ++j) {
+            const double xi = x.data()[i], s = 1 / (1 + std::exp(-xi));
+            const double want = i == j ? s * (1 - s) * (2 + xi * (1 - 2 * s)) : 0.0;
+            BOOST_TEST(std::abs(h.data()[i * x.size() + j] - want) < 1e-14);
+        }
+    // The first-order-only swish says which op stops grad(..., create_graph).
+    Tape<double> t;
+    const V v = t.variable(x);
+    BOOST_CHECK_EXCEPTION(grad(sum(swish(v)), {v}, GradOptions{true}), std::logic_error, [](const std::logic_error& e) {
+        return std::string(e.what()) == "double backward not implemented for swish";
+    });
 }

@@ -131,3 +131,124 @@ BOOST_AUTO_TEST_CASE(gradgradcheck_passes_on_elementwise_ops_and_catches_a_wrong
     BOOST_TEST(r.output_op == "grad of cube");
     BOOST_TEST(r.summary().find("x") != std::string::npos);
 }
+
+// Softmax regression, L(W) = Σ_n CE(W x_n, y_n), W (C,D). With p_n = softmax(W x_n):
+//   ∂²L / ∂W_cd ∂W_c'd' = Σ_n (δ_cc' p_nc − p_nc p_nc') x_nd x_nd'
+// i.e. per sample (diag(p) − ppᵀ) ⊗ x xᵀ, summed: Xᵀ(diag(p) − ppᵀ)X in the notation.
+BOOST_AUTO_TEST_CASE(softmax_regression_hessian_matches_the_hand_derived_formula)
+{
+    const std::size_t N = 5, D = 4, C = 3;
+    const Tensor<double> X = test::rnd(Shape{N, D}, 11);
+    const IndexTensor labels = {0, 2, 1, 2, 0};
+    const Tensor<double> W0 = test::rnd(Shape{C, D}, 12);
+    auto f = [&](const V& w) {
+        const V x = w.tape().constant(X);
+        return cross_entropy(linear(x, w), labels, Reduction::sum);
+    };
+    const Tensor<double> h = hessian(f, W0);
+    BOOST_TEST(h.shape() == (Shape{C, D, C, D}));
+    double worst = 0;
+    Tensor<double> want = xt::zeros<double>(Shape{C, D, C, D});
+    for (std::size_t n = 0; n < N; ++n) {
+        std::vector<double> z(C), p(C);
+        double m = -1e300, s = 0;
+        for (std::size_t c = 0; c < C; ++c) {
+            for (std::size_t d = 0; d < D; ++d) z[c] += W0(c, d) * X(n, d);
+            m = std::max(m, z[c]);
+        }
+        for (std::size_t c = 0; c < C; ++c) s += p[c] = std::exp(z[c] - m);
+        for (auto& v : p) v /= s;
+        for (std::size_t c = 0; c < C; ++c)
+            for (std::size_t d = 0; d < D; ++d)
+                for (std::size_t c2 = 0; c2 < C; ++c2)
+                    for (std::size_t d2 = 0; d2 < D; ++d2)
+                        want(c, d, c2, d2) += ((c == c2 ? p[c] : 0.0) - p[c] * p[c2]) * X(n, d) * X(n, d2);
+    }
+    for (std::size_t i = 0; i < h.size(); ++i) worst = std::max(worst, rel(h.data()[i], want.data()[i]));
+    BOOST_TEST(worst < 1e-12);
+}
+
+// Two-layer tanh MLP under squared error, θ = (W1 (H,D), W2 (O,H)), per sample x, target t:
+//   a = W1 x, h = tanh(a), y = W2 h, r = y − t, L = ½ Σ_n ‖r‖², s = 1 − h² (elementwise), e = W2ᵀ r.
+//   ∂²L/∂W2_pq ∂W2_p'q' = δ_pp' h_q h_q'
+//   ∂²L/∂W2_pq ∂W1_kl   = (W2_pk s_k h_q + δ_qk r_p s_k) x_l
+//   ∂²L/∂W1_ij ∂W1_kl   = x_j x_l ((W2ᵀW2)_ik s_i s_k − 2 δ_ik e_i h_i s_i)
+// summed over the samples; θ is packed as one vector [vec W1, vec W2] and the test compares all of H.
+BOOST_AUTO_TEST_CASE(tanh_mlp_squared_error_hessian_matches_the_hand_derived_formula)
+{
+    const std::size_t N = 3, D = 3, H = 4, O = 2, P1 = H * D, P = H * D + O * H;
+    const Tensor<double> X = test::rnd(Shape{N, D}, 21);
+    const Tensor<double> Tg = test::rnd(Shape{N, O}, 22);
+    const Tensor<double> theta = test::rnd(Shape{P}, 23);
+    auto f = [&](const V& th) {
+        Tape<double>& tape = th.tape();
+        const V w1 = reshape(slice(th, 0, 0, std::ptrdiff_t(P1)), {std::ptrdiff_t(H), std::ptrdiff_t(D)});
+        const V w2 = reshape(slice(th, 0, std::ptrdiff_t(P1), std::ptrdiff_t(P)), {std::ptrdiff_t(O), std::ptrdiff_t(H)});
+        const V r = linear(tanh(linear(tape.constant(X), w1)), w2) - tape.constant(Tg);
+        return 0.5 * sum(r * r);
+    };
+    const Tensor<double> h = hessian(f, theta);
+    auto W1 = [&](std::size_t i, std::size_t j) { return theta(i * D + j); };
+    auto W2 = [&](std::size_t p, std::size_t q) { return theta(P1 + p * H + q); };
+    Tensor<double> want = xt::zeros<double>(Shape{P, P});
+    for (std::size_t n = 0; n < N; ++n) {
+        std::vector<double> hh(H), s(H), r(O), e(H, 0.0);
+        for (std::size_t i = 0; i < H; ++i) {
+            double a = 0;
+            for (std::size_t j = 0; j < D; ++j) a += W1(i, j) * X(n, j);
+            hh[i] = std::tanh(a);
+            s[i] = 1 - hh[i] * hh[i];
+        }
+        for (std::size_t p = 0; p < O; ++p) {
+            r[p] = -Tg(n, p);
+            for (std::size_t q = 0; q < H; ++q) r[p] += W2(p, q) * hh[q];
+        }
+        for (std::size_t i = 0; i < H; ++i)
+            for (std::size_t p = 0; p < O; ++p) e[i] += W2(p, i) * r[p];
+        for (std::size_t p = 0; p < O; ++p)  // W2-W2
+            for (std::size_t q = 0; q < H; ++q)
+                for (std::size_t q2 = 0; q2 < H; ++q2) want(P1 + p * H + q, P1 + p * H + q2) += hh[q] * hh[q2];
+        for (std::size_t p = 0; p < O; ++p)  // W2-W1 and its mirror
+            for (std::size_t q = 0; q < H; ++q)
+                for (std::size_t k = 0; k < H; ++k)
+                    for (std::size_t l = 0; l < D; ++l) {
+                        const double v = (W2(p, k) * s[k] * hh[q] + (q == k ? r[p] * s[k] : 0.0)) * X(n, l);
+                        want(P1 + p * H + q, k * D + l) += v;
+                        want(k * D + l, P1 + p * H + q) += v;
+                    }
+        for (std::size_t i = 0; i < H; ++i)  // W1-W1
+            for (std::size_t j = 0; j < D; ++j)
+                for (std::size_t k = 0; k < H; ++k)
+                    for (std::size_t l = 0; l < D; ++l) {
+                        double w2tw2 = 0;
+                        for (std::size_t p = 0; p < O; ++p) w2tw2 += W2(p, i) * W2(p, k);
+                        const double diag = i == k ? -2 * e[i] * hh[i] * s[i] : 0.0;
+                        want(i * D + j, k * D + l) += X(n, j) * X(n, l) * (w2tw2 * s[i] * s[k] + diag);
+                    }
+    }
+    double worst = 0;
+    for (std::size_t i = 0; i < h.size(); ++i) worst = std::max(worst, rel(h.data()[i], want.data()[i]));
+    BOOST_TEST(worst < 1e-12);
+}
+
+// The README's snippet, "Gradients of gradients".
+BOOST_AUTO_TEST_CASE(readme_snippet)
+{
+    Tape<double> tape;
+    auto x = tape.variable(Tensor<double>{0.5});
+    auto d1 = grad(sum(tanh(x)), {x}, GradOptions{true})[0];   // 1 − tanh²x, a Var
+    auto d2 = grad(sum(d1), {x}, GradOptions{true})[0];        // −2 tanh x (1 − tanh²x)
+    auto f = [](const Vard& w) { return sum(exp(w) * w); };
+    Tensor<double> h = hessian(f, Tensor<double>{1.0, 2.0});   // diag((x + 2)eˣ)
+    Tensor<double> hv = hvp(f, Tensor<double>{1.0, 2.0}, Tensor<double>{1.0, 0.0});
+
+    const double t = std::tanh(0.5);
+    BOOST_TEST(rel(d1.value()(0), 1 - t * t) < 1e-15);
+    BOOST_TEST(rel(d2.value()(0), -2 * t * (1 - t * t)) < 1e-15);
+    BOOST_TEST(rel(h(0, 0), 3 * std::exp(1.0)) < 1e-15);
+    BOOST_TEST(rel(h(1, 1), 4 * std::exp(2.0)) < 1e-15);
+    BOOST_TEST(h(0, 1) == 0.0);
+    BOOST_TEST(h(1, 0) == 0.0);
+    BOOST_TEST(rel(hv(0), 3 * std::exp(1.0)) < 1e-15);
+    BOOST_TEST(hv(1) == 0.0);
+}

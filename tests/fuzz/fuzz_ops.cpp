@@ -2,7 +2,8 @@
 // matmul, reshape, slice, concatenate, gather with shapes and parameters taken from the input
 // (dimensions up to 6, parameters usually small but sometimes extreme). Each call must either throw
 // a typed error (std::logic_error: ShapeError, invalid_argument, out_of_range) or return what a
-// naive reference computes, with gradients that pass gradcheck. Anything else (a sanitizer report,
+// naive reference computes, with gradients that pass gradcheck (and, for small inputs, second
+// derivatives that pass gradgradcheck). Anything else (a sanitizer report,
 // another exception, a wrong value) stops the fuzzer.
 // XGRAD_FUZZ_VERBOSE=1 prints each op call before it runs (to describe a crashing input).
 #include <fuzzer/FuzzedDataProvider.h>
@@ -155,6 +156,9 @@ void run(const std::string& call, const Fn& f, const std::vector<Tensor<T>>& inp
     o.atol(1e-7).rtol(1e-5);
     const GradcheckReport r = gradcheck(f, inputs, o);
     if (!r.ok && !r.vacuous) fail(call + ": gradcheck failed\n" + r.summary());
+    if (n > 24 || out.size() > 24) return;  // gradgradcheck: 2(n + outputs) first-order backward passes
+    const GradcheckReport r2 = gradgradcheck(f, inputs, o);
+    if (!r2.ok && !r2.vacuous) fail(call + ": gradgradcheck failed\n" + r2.summary());
 }
 
 /// True if a tensor of this shape is small enough for the reference to build (and its strides fit).

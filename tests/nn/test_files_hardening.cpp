@@ -431,6 +431,10 @@ BOOST_AUTO_TEST_CASE(damaged_checkpoints_name_the_field_and_change_nothing)
     expect("dtype", edit_header(bytes, "\"optim.steps\":{\"dtype\":\"F32\",\"shape\":[]", "\"optim.steps\":{\"dtype\":\"I32\",\"shape\":[]"),
            {"'optim.steps' has dtype I32, the module wants F32"});
 
+    // an xgrad file from before the (out, in) Linear layout: refused, not loaded transposed
+    expect("old_layout", edit_header(bytes, ",\"linear_weight\":\"out,in\"", ""),
+           {"written by an xgrad from before Linear weights were stored (out, in)"});
+
     // the intact file restores everything bit for bit and returns the metadata
     const auto meta = load_checkpoint(good.string(), target.model, target.opt, {"epoch"});
     BOOST_TEST(meta.at("epoch") == "3");

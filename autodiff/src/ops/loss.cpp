@@ -13,6 +13,8 @@
 
 #include "../op_util.hpp"
 #include "kernels/softmax.hpp"
+#include "xgrad/ops/activation.hpp"
+#include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/ops/shape.hpp"
 
@@ -76,16 +78,26 @@ Var<T> cross_entropy(const Var<T>& logits, const IndexTensor& labels, Reduction 
         total += double(kernels::log_sum_exp(row, C) - row[labels(b)]);  // logΣexp − z_y
     }
     *op.value().data() = T(total) * f;
-    return op.finish([f](BackwardContext<T>& c) {
-        // dL/dZ = (softmax(Z) − onehot(y)) · g · f, softmax recomputed from Z (nothing stored)
-        const Tensor<T>& z = c.input(0);
-        const T* labels = c.saved().data();
-        const std::size_t B = z.shape()[0], C = z.shape()[1];
-        const T g = *c.grad().data() * f;
-        const InputGrad<T> dz = c.input_grad(0);
-        T* d = dz.data();
-        kernels::softmax(z.data(), d, B, C, 1, g, dz.accumulate);
-        for (std::size_t b = 0; b < B; ++b) d[b * C + std::size_t(labels[b])] -= g;
+    return op.finish_both([f](auto& c) {
+        // dL/dZ = (softmax(Z) − onehot(y)) · g · f, softmax recomputed from Z (nothing stored);
+        // recorded: the same with the ops softmax, sub and mul, onehot(y) a constant
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            const Var<T> z = c.input(0);
+            const std::size_t B = z.shape()[0], C = z.shape()[1];
+            Tensor<T> onehot = Tensor<T>::from_shape(Shape{B, C});
+            onehot.fill(T(0));
+            for (std::size_t b = 0; b < B; ++b) onehot(b, std::size_t(c.saved()(b))) = T(1);
+            c.accumulate(0, (softmax(z, 1) - c.constant(std::move(onehot))) * (c.grad() * f));
+        } else {
+            const Tensor<T>& z = c.input(0);
+            const T* labels = c.saved().data();
+            const std::size_t B = z.shape()[0], C = z.shape()[1];
+            const T g = *c.grad().data() * f;
+            const InputGrad<T> dz = c.input_grad(0);
+            T* d = dz.data();
+            kernels::softmax(z.data(), d, B, C, 1, g, dz.accumulate);
+            for (std::size_t b = 0; b < B; ++b) d[b * C + std::size_t(labels[b])] -= g;
+        }
     });
 }
 
@@ -115,10 +127,17 @@ Var<T> mse_loss(const Var<T>& y, const Var<T>& target, Reduction reduction)
         s += e * e;
     }
     *op.value().data() = s * f;
-    return op.finish([f](BackwardContext<T>& c) {
-        const T k = T(2) * f * *c.grad().data();
-        if (c.needs(0)) c.accumulate(0, k * (c.input(0) - c.input(1)));  // dL/dY = 2f·g·(Y − D)
-        if (c.needs(1)) c.accumulate(1, k * (c.input(1) - c.input(0)));  // dL/dD = −dL/dY
+    return op.finish_both([f](auto& c) {
+        // dL/dY = 2f·g·(Y − D), dL/dD = −dL/dY (recorded: the same with the ops sub and mul)
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            const Var<T> dy = (c.input(0) - c.input(1)) * (c.grad() * (T(2) * f));
+            if (c.needs(0)) c.accumulate(0, dy);
+            if (c.needs(1)) c.accumulate(1, -dy);
+        } else {
+            const T k = T(2) * f * *c.grad().data();
+            if (c.needs(0)) c.accumulate(0, k * (c.input(0) - c.input(1)));
+            if (c.needs(1)) c.accumulate(1, k * (c.input(1) - c.input(0)));
+        }
     });
 }
 

@@ -14,26 +14,41 @@ namespace xgrad {
 
 namespace {
 
-/// Backward of the index ops (gather, pick): dL/dX = G scatter-added at the flat offsets the
-/// forward kept in saved_index().
+/// VJP of the index ops (gather, pick): dL/dX = G scatter-added at the flat offsets the forward
+/// kept in saved_index(); recorded as detail::scatter_add_flat (whose own VJP is take_flat).
 template <class T>
-void scatter_add_backward(BackwardContext<T>& c)
-{
-    const InputGrad<T> dx = c.input_grad(0);
-    if (!dx.accumulate) std::fill(dx.buffer->begin(), dx.buffer->end(), T(0));
-    const std::vector<std::size_t>& src = c.saved_index();
-    const T* g = c.grad().data();
-    T* d = dx.data();
-    for (std::size_t e = 0; e < src.size(); ++e) d[src[e]] += g[e];
-}
+struct ScatterAddBackward {
+    template <class C>
+    void operator()(C& c) const
+    {
+        if constexpr (is_graph_backward_v<C>) {
+            c.accumulate(0, detail::scatter_add_flat(c.grad(), c.saved_index(), c.input(0).shape()));
+        } else {
+            const InputGrad<T> dx = c.input_grad(0);
+            if (!dx.accumulate) std::fill(dx.buffer->begin(), dx.buffer->end(), T(0));
+            const std::vector<std::size_t>& src = c.saved_index();
+            const T* g = c.grad().data();
+            T* d = dx.data();
+            for (std::size_t e = 0; e < src.size(); ++e) d[src[e]] += g[e];
+        }
+    }
+};
 
 /// The data of x under a checked new shape (reshape, flatten).   dL/dX = reshape(G, X.shape)
+/// (recorded: the op reshape, whose own VJP is again a reshape)
 template <class T>
 Var<T> finish_reshape(OpBuilder<T>& op, const Tensor<T>& xv, const Shape& out)
 {
     op.value().resize(out);
     std::copy(xv.data(), xv.data() + xv.size(), op.value().data());
-    return op.finish([](BackwardContext<T>& c) { c.accumulate(0, detail::view_as(c.grad(), c.input(0).shape())); });
+    return op.finish_both([](auto& c) {
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            const Shape& xs = c.input(0).shape();
+            c.accumulate(0, reshape(c.grad(), std::vector<std::ptrdiff_t>(xs.begin(), xs.end())));
+        } else {
+            c.accumulate(0, detail::view_as(c.grad(), c.input(0).shape()));
+        }
+    });
 }
 
 }  // namespace
@@ -107,8 +122,11 @@ Var<T> permute(const Var<T>& x, const std::vector<std::size_t>& perm)
     for (std::size_t i = 0; i < in.size(); ++i) out[i] = in[perm[i]];
     op.value().resize(out);
     xt::noalias(op.value()) = xt::transpose(xv, perm);
-    return op.finish([inverse = std::move(inverse)](BackwardContext<T>& c) {
-        c.accumulate(0, xt::transpose(c.grad(), inverse));  // dL/dX = permute(G, perm⁻¹)
+    return op.finish_both([inverse = std::move(inverse)](auto& c) {  // dL/dX = permute(G, perm⁻¹)
+        if constexpr (is_graph_backward_v<decltype(c)>)
+            c.accumulate(0, permute(c.grad(), inverse));
+        else
+            c.accumulate(0, xt::transpose(c.grad(), inverse));
     });
 }
 
@@ -149,18 +167,30 @@ Var<T> slice(const Var<T>& x, int axis, std::ptrdiff_t start, std::ptrdiff_t sto
         for (std::size_t j = 0; j < len; ++j)
             std::copy_n(p + (o * s.n + std::size_t(start) + j * std::size_t(step)) * s.inner, s.inner,
                         q + (o * len + j) * s.inner);
-    return op.finish([s, len, start, step](BackwardContext<T>& c) {
-        // dL/dX = G at the sliced positions, 0 elsewhere
-        const InputGrad<T> dx = c.input_grad(0);
-        if (!dx.accumulate) std::fill(dx.buffer->begin(), dx.buffer->end(), T(0));
-        const T* g = c.grad().data();
-        T* d = dx.data();
-        for (std::size_t o = 0; o < s.outer; ++o)
-            for (std::size_t j = 0; j < len; ++j) {
-                T* dp = d + (o * s.n + std::size_t(start) + j * std::size_t(step)) * s.inner;
-                const T* gp = g + (o * len + j) * s.inner;
-                for (std::size_t i = 0; i < s.inner; ++i) dp[i] += gp[i];
-            }
+    return op.finish_both([s, len, start, step](auto& c) {
+        // dL/dX = G at the sliced positions, 0 elsewhere (recorded: scatter_add_flat of G at those
+        // flat positions, whose VJP take_flat is this slice again)
+        const auto at = [&](std::size_t o, std::size_t j) {  // flat offset in X of row j of block o
+            return (o * s.n + std::size_t(start) + j * std::size_t(step)) * s.inner;
+        };
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            std::vector<std::size_t> pos(s.outer * len * s.inner);
+            for (std::size_t o = 0; o < s.outer; ++o)
+                for (std::size_t j = 0; j < len; ++j)
+                    for (std::size_t i = 0; i < s.inner; ++i) pos[(o * len + j) * s.inner + i] = at(o, j) + i;
+            c.accumulate(0, detail::scatter_add_flat(c.grad(), pos, c.input(0).shape()));
+        } else {
+            const InputGrad<T> dx = c.input_grad(0);
+            if (!dx.accumulate) std::fill(dx.buffer->begin(), dx.buffer->end(), T(0));
+            const T* g = c.grad().data();
+            T* d = dx.data();
+            for (std::size_t o = 0; o < s.outer; ++o)
+                for (std::size_t j = 0; j < len; ++j) {
+                    T* dp = d + at(o, j);
+                    const T* gp = g + (o * len + j) * s.inner;
+                    for (std::size_t i = 0; i < s.inner; ++i) dp[i] += gp[i];
+                }
+        }
     });
 }
 
@@ -196,19 +226,25 @@ Var<T> concatenate(const std::vector<Var<T>>& xs, int axis)
             std::copy_n(p + o * chunk, chunk, q + (o * s.n + offset) * s.inner);
         offset += lens[k];
     }
-    return op.finish([s](BackwardContext<T>& c) {
-        // dL/dXₖ = the slice of G that Xₖ filled
+    const int a = static_cast<int>(ax);
+    return op.finish_both([s, a](auto& c) {
+        // dL/dXₖ = the slice of G that Xₖ filled (recorded: the op slice along the axis)
         const std::vector<std::size_t>& lens = c.saved_index();
-        const T* g = c.grad().data();
         std::size_t offset = 0;
         for (std::size_t k = 0; k < lens.size(); ++k) {
-            const std::size_t chunk = lens[k] * s.inner;
-            if (const InputGrad<T> dx = c.input_grad(k)) {
-                T* d = dx.data();
-                for (std::size_t o = 0; o < s.outer; ++o) {
-                    const T* gp = g + (o * s.n + offset) * s.inner;
-                    T* dp = d + o * chunk;
-                    for (std::size_t i = 0; i < chunk; ++i) dp[i] = dx.accumulate ? dp[i] + gp[i] : gp[i];
+            if constexpr (is_graph_backward_v<decltype(c)>) {
+                if (c.needs(k))
+                    c.accumulate(k, slice(c.grad(), a, std::ptrdiff_t(offset), std::ptrdiff_t(offset + lens[k])));
+            } else {
+                const T* g = c.grad().data();
+                const std::size_t chunk = lens[k] * s.inner;
+                if (const InputGrad<T> dx = c.input_grad(k)) {
+                    T* d = dx.data();
+                    for (std::size_t o = 0; o < s.outer; ++o) {
+                        const T* gp = g + (o * s.n + offset) * s.inner;
+                        T* dp = d + o * chunk;
+                        for (std::size_t i = 0; i < chunk; ++i) dp[i] = dx.accumulate ? dp[i] + gp[i] : gp[i];
+                    }
                 }
             }
             offset += lens[k];
@@ -248,7 +284,7 @@ Var<T> gather(const Var<T>& x, int axis, const IndexTensor& index)
     T* q = op.value().data();
     const T* p = xv.data();
     for (std::size_t e = 0; e < src.size(); ++e) q[e] = p[src[e]];
-    return op.finish(scatter_add_backward<T>);
+    return op.finish_both(ScatterAddBackward<T>{});
 }
 
 template <class T>
@@ -269,7 +305,7 @@ Var<T> pick(const Var<T>& x, const IndexTensor& labels)
         src[i] = i * C + std::size_t(labels(i));
         op.value()(i) = x.value().data()[src[i]];
     }
-    return op.finish(scatter_add_backward<T>);
+    return op.finish_both(ScatterAddBackward<T>{});
 }
 
 template <class T>
