@@ -1,12 +1,51 @@
-// 2-D convolution: im2col over the whole batch, then one GEMM (forward) or two (backward).
+// 2-D convolution: im2col over the whole batch, then one GEMM (forward) or two (backward); and the
+// two internal ops its VJPs are recorded with (double backward), each the others' VJP.
 #include "xgrad/ops/conv.hpp"
+
+#include <fmt/format.h>
 
 #include "../op_util.hpp"
 #include "kernels/conv.hpp"
+#include "xgrad/ops/reduce.hpp"
 
 namespace xgrad {
 
 namespace {
+
+// The convolution's bilinear family, closed under differentiation (x (N,C,H,W), w (O,C,KH,KW),
+// g (N,O,OH,OW), all with one stride and padding):
+//   conv2d(x, w)                     VJP  dx = conv2d_input_grad(g, w),    dw = conv2d_weight_grad(x, g)
+//   conv2d_input_grad(g, w) (x's shape)   dg = conv2d(gg, w),              dw = conv2d_weight_grad(gg, g)
+//   conv2d_weight_grad(x, g) (w's shape)  dx = conv2d_input_grad(g, gw),   dg = conv2d(x, gw)
+template <class T>
+Var<T> conv2d_input_grad(const Var<T>& g, const Var<T>& w, const Shape& x_shape, std::size_t stride,
+                         std::size_t padding);
+template <class T>
+Var<T> conv2d_weight_grad(const Var<T>& x, const Var<T>& g, const Shape& w_shape, std::size_t stride,
+                          std::size_t padding);
+
+/// Checks that g is the gradient of the convolution's output (N,O,OH,OW).
+void check_output_grad(const char* op, const kernels::ConvGeom& geo, const Shape& gs)
+{
+    const Shape want{geo.n, geo.o, geo.oh, geo.ow};
+    if (gs != want)
+        throw ShapeError(fmt::format("{}: gradient {} vs convolution output {} (stride {}, padding {})", op,
+                                     shape_str(gs), shape_str(want), geo.s, geo.p));
+}
+
+/// y = conv2d(x, w) without bias into `out` (overwritten), or added to it.
+template <class T>
+void conv_into(const T* x, const T* w, const kernels::ConvGeom& geo, T* out, bool acc)
+{
+    if (!acc) {
+        kernels::conv2d_forward<T>(x, w, nullptr, geo, out);
+        return;
+    }
+    thread_local Tensor<T> tmp;  // reused: no allocation once shapes are stable
+    tmp.resize(Shape{geo.n, geo.o, geo.oh, geo.ow});
+    kernels::conv2d_forward<T>(x, w, nullptr, geo, tmp.data());
+    for (std::size_t i = 0; i < tmp.size(); ++i) out[i] += tmp.data()[i];
+}
 
 template <class T>
 Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOptions options)
@@ -27,18 +66,82 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
         cols = op.saved().data();
     }
     kernels::conv2d_forward(xv.data(), wv.data(), b ? b->value().data() : nullptr, g, out.data(), cols);
-    return op.finish([g, n_in](BackwardContext<T>& c) {
-        // dL/dX = col2im(Wᵀ·G), dL/dW = G·colsᵀ, dL/db = Σ G
-        InputGrad<T> dx = c.input_grad(0), dw = c.input_grad(1);
-        const InputGrad<T> db = n_in == 3 ? c.input_grad(2) : InputGrad<T>{};
-        // The same Var as two inputs (conv2d(x, x)) has one buffer, unwritten only for the first
-        // handle: zero it now, so the kernel adds both products into it in any order.
-        if (dx && dx.buffer == dw.buffer) {  // (x and b, or w and b, can never be one Var: their ranks differ)
-            if (!dx.accumulate) std::fill(dx.buffer->begin(), dx.buffer->end(), T(0));
-            dx.accumulate = dw.accumulate = true;
+    return op.finish_both([g, n_in](auto& c) {
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            // dX = conv2d_input_grad(G, W), dW = conv2d_weight_grad(X, G), db = Σ_{n,i,j} G
+            const Var<T> G = c.grad(), X = c.input(0), W = c.input(1);
+            if (c.needs(0)) c.accumulate(0, conv2d_input_grad(G, W, X.shape(), g.s, g.p));
+            if (c.needs(1)) c.accumulate(1, conv2d_weight_grad(X, G, W.shape(), g.s, g.p));
+            if (n_in == 3 && c.needs(2)) c.accumulate(2, sum(G, {0, 2, 3}));
+        } else {
+            // dL/dX = col2im(Wᵀ·G), dL/dW = G·colsᵀ, dL/db = Σ G
+            InputGrad<T> dx = c.input_grad(0), dw = c.input_grad(1);
+            const InputGrad<T> db = n_in == 3 ? c.input_grad(2) : InputGrad<T>{};
+            // The same Var as two inputs (conv2d(x, x)) has one buffer, unwritten only for the first
+            // handle: zero it now, so the kernel adds both products into it in any order.
+            if (dx && dx.buffer == dw.buffer) {  // (x and b, or w and b, can never be one Var: their ranks differ)
+                if (!dx.accumulate) std::fill(dx.buffer->begin(), dx.buffer->end(), T(0));
+                dx.accumulate = dw.accumulate = true;
+            }
+            kernels::conv2d_backward(c.input(0).data(), c.input(1).data(), c.grad().data(), g, dx.data(),
+                                     dx.accumulate, dw.data(), dw.accumulate, db.data(), db.accumulate,
+                                     c.saved().data());
         }
-        kernels::conv2d_backward(c.input(0).data(), c.input(1).data(), c.grad().data(), g, dx.data(), dx.accumulate,
-                                 dw.data(), dw.accumulate, db.data(), db.accumulate, c.saved().data());
+    });
+}
+
+/// dX of a convolution as an op (the transposed convolution): Y = col2im(Wᵀ·G), of shape x_shape.
+/// G (N,O,OH,OW), W (O,C,KH,KW).   dG = conv2d(GY, W),  dW = conv2d_weight_grad(GY, G)
+template <class T>
+Var<T> conv2d_input_grad(const Var<T>& g, const Var<T>& w, const Shape& x_shape, std::size_t stride,
+                         std::size_t padding)
+{
+    auto op = begin_op("conv2d_input_grad", {g, w});
+    const kernels::ConvGeom geo = kernels::conv_geometry(x_shape, w.shape(), nullptr, stride, padding);
+    check_output_grad("conv2d_input_grad", geo, g.shape());
+    op.value().resize(x_shape);
+    kernels::conv2d_backward<T>(nullptr, w.value().data(), g.value().data(), geo, op.value().data(), false, nullptr,
+                                false, nullptr, false);
+    return op.finish_both([geo](auto& c) {
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            const Var<T> GY = c.grad(), G = c.input(0), W = c.input(1);
+            if (c.needs(0)) c.accumulate(0, conv2d(GY, W, Conv2dOptions().stride(geo.s).padding(geo.p)));
+            if (c.needs(1)) c.accumulate(1, conv2d_weight_grad(GY, G, W.shape(), geo.s, geo.p));
+        } else {
+            const T* gy = c.grad().data();
+            // one at a time: G and W given as one Var share a buffer (the second call accumulates)
+            if (const InputGrad<T> dg = c.input_grad(0)) conv_into(gy, c.input(1).data(), geo, dg.data(), dg.accumulate);
+            if (const InputGrad<T> dw = c.input_grad(1))
+                kernels::conv2d_backward<T>(gy, nullptr, c.input(0).data(), geo, nullptr, false, dw.data(),
+                                            dw.accumulate, nullptr, false);
+        }
+    });
+}
+
+/// dW of a convolution as an op: Y = G·im2col(X)ᵀ, of shape w_shape. X (N,C,H,W), G (N,O,OH,OW).
+/// dX = conv2d_input_grad(G, GY),  dG = conv2d(X, GY)
+template <class T>
+Var<T> conv2d_weight_grad(const Var<T>& x, const Var<T>& g, const Shape& w_shape, std::size_t stride,
+                          std::size_t padding)
+{
+    auto op = begin_op("conv2d_weight_grad", {x, g});
+    const kernels::ConvGeom geo = kernels::conv_geometry(x.shape(), w_shape, nullptr, stride, padding);
+    check_output_grad("conv2d_weight_grad", geo, g.shape());
+    op.value().resize(w_shape);
+    kernels::conv2d_backward<T>(x.value().data(), nullptr, g.value().data(), geo, nullptr, false, op.value().data(),
+                                false, nullptr, false);
+    return op.finish_both([geo](auto& c) {
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            const Var<T> GY = c.grad(), X = c.input(0), G = c.input(1);
+            if (c.needs(0)) c.accumulate(0, conv2d_input_grad(G, GY, X.shape(), geo.s, geo.p));
+            if (c.needs(1)) c.accumulate(1, conv2d(X, GY, Conv2dOptions().stride(geo.s).padding(geo.p)));
+        } else {
+            const T* gy = c.grad().data();
+            if (const InputGrad<T> dx = c.input_grad(0))
+                kernels::conv2d_backward<T>(nullptr, gy, c.input(1).data(), geo, dx.data(), dx.accumulate, nullptr,
+                                            false, nullptr, false);
+            if (const InputGrad<T> dg = c.input_grad(1)) conv_into(c.input(0).data(), gy, geo, dg.data(), dg.accumulate);
+        }
     });
 }
 

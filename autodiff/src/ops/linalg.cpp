@@ -58,6 +58,113 @@ MatmulDims matmul_dims(const char* op, const Shape& a, const Shape& b)
     return d;
 }
 
+/// The one GEMM op behind matmul and every recorded matmul/linear VJP: C = op(A)·op(B), op(M) = Mᵀ
+/// when its flag is set, either
+///   flat:    one GEMM on each operand's 2-D view (rows = all leading axes, cols = last axis), C of
+///            `out_shape` (whose 2-D view is the product): A (m,k)·B (k,n); A (b,m,k)·B (k,n), B shared;
+///            and, transposed, A (b,m,k)ᵀ·G (b,m,n) → (k,n), which sums Σᵢ Aᵢᵀ·Gᵢ over the batch;
+///   batched: A, B, C rank 3 with one batch axis, one GEMM per batch element.
+/// VJPs, both of the same form (so the set is closed to any order):
+///   dA = G·op(B)ᵀ   (A not transposed)     dA = op(B)·Gᵀ   (A transposed)
+///   dB = op(A)ᵀ·G   (B not transposed)     dB = Gᵀ·op(A)   (B transposed)
+/// The tensor VJP is two BLAS calls writing into the gradient buffers (beta = 1 to accumulate).
+struct Gemm {
+    bool batched, ta, tb;
+    std::size_t batch, m, k, n;  // per GEMM: op(A) (m,k), op(B) (k,n), C (m,n); flat: batch = 1
+    std::size_t lda() const { return ta ? m : k; }
+    std::size_t ldb() const { return tb ? k : n; }
+};
+
+template <class T>
+Var<T> gemm_op(const char* name, const Var<T>& a, const Var<T>& b, bool ta, bool tb, bool batched,
+               const Shape& out_shape);
+
+/// Computes C into op's output and records the VJP; d and out_shape are checked by the caller.
+template <class T>
+Var<T> gemm_finish(OpBuilder<T>& op, const Tensor<T>& av, const Tensor<T>& bv, const Gemm d, const Shape& out_shape)
+{
+    Tensor<T>& out = op.value();
+    out.resize(out_shape);
+    for (std::size_t i = 0; i < d.batch; ++i)
+        kernels::gemm(d.ta, d.tb, d.m, d.n, d.k, T(1), av.data() + i * d.m * d.k, d.lda(), bv.data() + i * d.k * d.n,
+                      d.ldb(), T(0), out.data() + i * d.m * d.n, d.n);
+    return op.finish_both([d](auto& c) {
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            const Var<T> G = c.grad(), A = c.input(0), B = c.input(1);
+            if (c.needs(0))
+                c.accumulate(0, d.ta ? gemm_op("matmul_t", B, G, d.tb, true, d.batched, A.shape())     // op(B)·Gᵀ
+                                     : gemm_op("matmul_t", G, B, false, !d.tb, d.batched, A.shape()));  // G·op(B)ᵀ
+            if (c.needs(1))
+                c.accumulate(1, d.tb ? gemm_op("matmul_t", G, A, true, d.ta, d.batched, B.shape())      // Gᵀ·op(A)
+                                     : gemm_op("matmul_t", A, G, !d.ta, false, d.batched, B.shape()));  // op(A)ᵀ·G
+        } else {
+            const T* g = c.grad().data();
+            const T* A = c.input(0).data();
+            const T* B = c.input(1).data();
+            const std::size_t sa = d.m * d.k, sb = d.k * d.n, sc = d.m * d.n;
+            // A given twice (matmul(x, x)): one buffer, written by the first call, added to by the second.
+            if (const InputGrad<T> ga = c.input_grad(0)) {
+                for (std::size_t i = 0; i < d.batch; ++i) {
+                    if (!d.ta)  // dA (m,k) = G·op(B)ᵀ
+                        kernels::gemm(false, !d.tb, d.m, d.k, d.n, T(1), g + i * sc, d.n, B + i * sb, d.ldb(),
+                                      ga.beta(), ga.data() + i * sa, d.k);
+                    else  // dA (k,m) = op(B)·Gᵀ
+                        kernels::gemm(d.tb, true, d.k, d.m, d.n, T(1), B + i * sb, d.ldb(), g + i * sc, d.n,
+                                      ga.beta(), ga.data() + i * sa, d.m);
+                }
+            }
+            if (const InputGrad<T> gb = c.input_grad(1)) {
+                for (std::size_t i = 0; i < d.batch; ++i) {
+                    if (!d.tb)  // dB (k,n) = op(A)ᵀ·G (flat with a shared B: Σᵢ Aᵢᵀ·Gᵢ in one GEMM)
+                        kernels::gemm(!d.ta, false, d.k, d.n, d.m, T(1), A + i * sa, d.lda(), g + i * sc, d.n,
+                                      gb.beta(), gb.data() + i * sb, d.n);
+                    else  // dB (n,k) = Gᵀ·op(A)
+                        kernels::gemm(true, d.ta, d.n, d.k, d.m, T(1), g + i * sc, d.n, A + i * sa, d.lda(),
+                                      gb.beta(), gb.data() + i * sb, d.k);
+                }
+            }
+        }
+    });
+}
+
+template <class T>
+Var<T> gemm_op(const char* name, const Var<T>& a, const Var<T>& b, bool ta, bool tb, bool batched,
+               const Shape& out_shape)
+{
+    auto op = begin_op(name, {a, b});
+    const Tensor<T>& av = a.value();
+    const Tensor<T>& bv = b.value();
+    auto fail = [&](const char* why) {
+        return ShapeError(fmt::format("{}: {}{} x {}{} -> {}: {}", name, shape_str(av.shape()), ta ? "ᵀ" : "",
+                                      shape_str(bv.shape()), tb ? "ᵀ" : "", shape_str(out_shape), why));
+    };
+    Gemm d{batched, ta, tb, 1, 0, 0, 0};
+    std::size_t ar, ac, br, bc, cr, cc;  // the operands' and the result's (per batch) matrices as stored
+    if (batched) {
+        if (av.dimension() != 3 || bv.dimension() != 3 || out_shape.size() != 3)
+            throw fail("a batched product takes rank-3 operands");
+        if (av.shape()[0] != bv.shape()[0] || out_shape[0] != av.shape()[0]) throw fail("batch dimensions differ");
+        d.batch = av.shape()[0];
+        ar = av.shape()[1], ac = av.shape()[2], br = bv.shape()[1], bc = bv.shape()[2];
+        cr = out_shape[1], cc = out_shape[2];
+    } else {
+        auto as_matrix = [&](const Shape& s, std::size_t& r, std::size_t& c) {  // rows = all leading axes
+            if (s.size() < 2 || s.size() > 3) throw fail("operands are viewed as matrices: ranks 2 or 3");
+            c = s.back();
+            r = s.size() == 2 ? s[0] : s[0] * s[1];
+        };
+        as_matrix(av.shape(), ar, ac);
+        as_matrix(bv.shape(), br, bc);
+        as_matrix(out_shape, cr, cc);
+    }
+    d.m = ta ? ac : ar;
+    d.k = ta ? ar : ac;
+    d.n = tb ? br : bc;
+    if ((tb ? bc : br) != d.k) throw fail("inner dimensions differ");
+    if (cr != d.m || cc != d.n) throw fail("the result shape does not match the product");
+    return gemm_finish(op, av, bv, d, out_shape);
+}
+
 }  // namespace
 
 template <class T>
@@ -67,46 +174,11 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b)
     const Tensor<T>& av = a.value();
     const Tensor<T>& bv = b.value();
     const MatmulDims d = matmul_dims("matmul", av.shape(), bv.shape());
-    Tensor<T>& out = op.value();
-    if (d.kind == MatmulKind::plain)
-        out.resize(Shape{d.m, d.n});
-    else
-        out.resize(Shape{d.batch, d.m, d.n});
-    if (d.kind == MatmulKind::batched) {
-        for (std::size_t i = 0; i < d.batch; ++i)
-            kernels::gemm(false, false, d.m, d.n, d.k, T(1), av.data() + i * d.m * d.k, d.k, bv.data() + i * d.k * d.n,
-                         d.n, T(0), out.data() + i * d.m * d.n, d.n);
-    } else {
-        // plain, or shared B: A viewed as (batch·m, k)
-        kernels::gemm(false, false, d.batch * d.m, d.n, d.k, T(1), av.data(), d.k, bv.data(), d.n, T(0), out.data(), d.n);
-    }
-    return op.finish([d](BackwardContext<T>& c) {
-        const T* g = c.grad().data();
-        const T* A = c.input(0).data();
-        const T* B = c.input(1).data();
-        if (const InputGrad<T> ga = c.input_grad(0)) {
-            T* dA = ga.data();
-            const T beta = ga.beta();
-            if (d.kind == MatmulKind::batched) {
-                for (std::size_t i = 0; i < d.batch; ++i)  // dL/dAᵢ = Gᵢ·Bᵢᵀ
-                    kernels::gemm(false, true, d.m, d.k, d.n, T(1), g + i * d.m * d.n, d.n, B + i * d.k * d.n, d.n, beta,
-                                 dA + i * d.m * d.k, d.k);
-            } else {  // dL/dA = G·Bᵀ
-                kernels::gemm(false, true, d.batch * d.m, d.k, d.n, T(1), g, d.n, B, d.n, beta, dA, d.k);
-            }
-        }
-        if (const InputGrad<T> gb = c.input_grad(1)) {
-            T* dB = gb.data();
-            const T beta = gb.beta();
-            if (d.kind == MatmulKind::batched) {
-                for (std::size_t i = 0; i < d.batch; ++i)  // dL/dBᵢ = Aᵢᵀ·Gᵢ
-                    kernels::gemm(true, false, d.k, d.n, d.m, T(1), A + i * d.m * d.k, d.k, g + i * d.m * d.n, d.n, beta,
-                                 dB + i * d.k * d.n, d.n);
-            } else {  // dL/dB = Aᵀ·G (for a shared B this sums Σᵢ Aᵢᵀ·Gᵢ in one GEMM)
-                kernels::gemm(true, false, d.k, d.n, d.batch * d.m, T(1), A, d.k, g, d.n, beta, dB, d.n);
-            }
-        }
-    });
+    const bool batched = d.kind == MatmulKind::batched;
+    // plain, or a shared B: one GEMM with A viewed as (batch·m, k)
+    const Gemm g = batched ? Gemm{true, false, false, d.batch, d.m, d.k, d.n}
+                           : Gemm{false, false, false, 1, d.batch * d.m, d.k, d.n};
+    return gemm_finish(op, av, bv, g, d.kind == MatmulKind::plain ? Shape{d.m, d.n} : Shape{d.batch, d.m, d.n});
 }
 
 namespace {
@@ -143,17 +215,27 @@ Var<T> linear_op(const Var<T>* inputs, std::size_t n_inputs)
     // b + X·Wᵀ: W (n,k) row-major read transposed
     kernels::gemm(false, true, d.m, d.n, d.k, T(1), xv.data(), d.k, wv.data(), d.k, has_bias ? T(1) : T(0), out.data(),
                   d.n);
-    return op.finish([d, has_bias](BackwardContext<T>& c) {
-        const T* g = c.grad().data();
-        if (const InputGrad<T> dx = c.input_grad(0))  // dL/dX = G·W
-            kernels::gemm(false, false, d.m, d.k, d.n, T(1), g, d.n, c.input(1).data(), d.k, dx.beta(), dx.data(), d.k);
-        if (const InputGrad<T> dw = c.input_grad(1))  // dL/dW = Gᵀ·X, (out, in)
-            kernels::gemm(true, false, d.n, d.k, d.m, T(1), g, d.n, c.input(0).data(), d.k, dw.beta(), dw.data(), d.k);
-        if (const InputGrad<T> gb = has_bias ? c.input_grad(2) : InputGrad<T>{}) {  // dL/db = Σ_rows G
-            T* db = gb.data();
-            if (!gb.accumulate) std::fill(db, db + d.n, T(0));
-            for (std::size_t r = 0; r < d.m; ++r)
-                for (std::size_t j = 0; j < d.n; ++j) db[j] += g[r * d.n + j];
+    return op.finish_both([d, has_bias](auto& c) {
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            // the same products as matmul_t ops: dX = G·W, dW = Gᵀ·X; db = Σ_rows G (accumulate's sum_to)
+            const Var<T> G = c.grad(), X = c.input(0), W = c.input(1);
+            if (c.needs(0)) c.accumulate(0, gemm_op("matmul_t", G, W, false, false, false, X.shape()));
+            if (c.needs(1)) c.accumulate(1, gemm_op("matmul_t", G, X, true, false, false, W.shape()));
+            if (has_bias) c.accumulate(2, G);
+        } else {
+            const T* g = c.grad().data();
+            if (const InputGrad<T> dx = c.input_grad(0))  // dL/dX = G·W
+                kernels::gemm(false, false, d.m, d.k, d.n, T(1), g, d.n, c.input(1).data(), d.k, dx.beta(), dx.data(),
+                              d.k);
+            if (const InputGrad<T> dw = c.input_grad(1))  // dL/dW = Gᵀ·X, (out, in)
+                kernels::gemm(true, false, d.n, d.k, d.m, T(1), g, d.n, c.input(0).data(), d.k, dw.beta(), dw.data(),
+                              d.k);
+            if (const InputGrad<T> gb = has_bias ? c.input_grad(2) : InputGrad<T>{}) {  // dL/db = Σ_rows G
+                T* db = gb.data();
+                if (!gb.accumulate) std::fill(db, db + d.n, T(0));
+                for (std::size_t r = 0; r < d.m; ++r)
+                    for (std::size_t j = 0; j < d.n; ++j) db[j] += g[r * d.n + j];
+            }
         }
     });
 }

@@ -53,6 +53,9 @@ private:
 /// X (N,C,H,W), W (O,C,KH,KW), b (O) or none → Y (N,O,OH,OW), OH = ⌊(H + 2·pad − KH)/s⌋ + 1.
 /// With cols = im2col(X) (C·KH·KW, N·OH·OW) and G as (O, N·OH·OW):
 ///   dW = G·colsᵀ,  dX = col2im(Wᵀ·G),  db = Σ_{n,i,j} G.
+/// Differentiable to any order: the recorded VJPs are the internal ops conv2d_input_grad(G, W)
+/// (the transposed convolution) and conv2d_weight_grad(X, G), whose own VJPs are conv2d and each
+/// other, and sum over (N,OH,OW) for the bias.
 template <class T>
 Var<T> conv2d(const Var<T>& x, const Var<T>& w, const Var<T>& b, Conv2dOptions options = {});
 /// Without bias.
