@@ -100,9 +100,10 @@ int main(int argc, char** argv)
                 f << fmt::format(",{},{:.3f}\n", r.spectrum.steps, r.seconds);
             }
             PlotSpec p;
-            p.title = fmt::format("Top-{} Hessian eigenvalues, MLP {} on MNIST ({} {} lr {})", top, fmt::join(sizes, "-"),
-                                  o.optimizer, o.schedule == "none" ? "" : o.schedule, o.lr);
+            p.title = fmt::format("Top-{} Hessian eigenvalues, MLP {} on MNIST ({}{} lr {})", top, fmt::join(sizes, "-"),
+                                  o.optimizer, o.schedule == "none" ? "" : " " + o.schedule, o.lr);
             p.xlabel = "epoch";
+            p.log_y = true;
             p.ylabel = fmt::format("eigenvalue (loss over {} images)", hessian_batch);
             for (std::size_t i = 0; i < top; ++i) {
                 PlotSeries s{fmt::format("λ{}", i + 1), {}, {}};

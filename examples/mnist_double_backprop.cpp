@@ -145,11 +145,9 @@ int main(int argc, char** argv)
                         tape.backward(ce + penalty * F(lam));
                         pen = penalty.item();
                     } else {
-                        const Var<F> gv = grad(ce, {x})[0];  // only reported
-                        const Tensor<F>& gx = gv.value();
-                        for (F v : gx) pen += double(v) * double(v);
+                        tape.backward(ce);  // x is a variable: x.grad() = ∂L/∂x, reported only
+                        for (F v : x.grad()) pen += double(v) * double(v);
                         pen *= B;
-                        tape.backward(ce);
                     }
                     opt->step();
                     const double l = ce.item();

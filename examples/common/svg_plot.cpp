@@ -97,7 +97,7 @@ void write_svg(const std::string& path, const PlotSpec& spec)
     std::vector<double> yt;
     if (spec.log_y) {
         const double lo = std::floor(y0), hi = std::ceil(y1);
-        const bool dense = hi - lo <= 2;
+        const bool dense = hi - lo <= 3;
         for (double e = lo; e <= hi; ++e)
             for (double m : dense ? std::vector<double>{1, 2, 5} : std::vector<double>{1}) {
                 const double v = m * std::pow(10.0, e);
