@@ -25,12 +25,13 @@ namespace {
 /// "(0, 1000]"-style bounds with short numbers (CLI11's Range prints DBL_MAX in full).
 std::string bound_str(double v) { return fmt::format("{:g}", v); }
 
-/// A finite real in (lo, hi] (open at lo): rejects nan, inf and anything outside.
-CLI::Validator real_in(double lo, double hi)
+}  // namespace
+
+CLI::Validator real_in(double lo, double hi, bool include_lo)
 {
-    const std::string range = "(" + bound_str(lo) + ", " + bound_str(hi) + "]";
+    const std::string range = (include_lo ? "[" : "(") + bound_str(lo) + ", " + bound_str(hi) + "]";
     return CLI::Validator(
-        [lo, hi, range](std::string& s) -> std::string {
+        [lo, hi, range, include_lo](std::string& s) -> std::string {
             double v = 0;
             std::size_t used = 0;
             try {
@@ -39,13 +40,12 @@ CLI::Validator real_in(double lo, double hi)
                 used = 0;
             }
             if (used != s.size() || s.empty()) return "'" + s + "' is not a number; allowed: a finite number in " + range;
-            if (!std::isfinite(v) || v <= lo || v > hi) return s + " is outside the allowed range " + range;
+            if (!std::isfinite(v) || v < lo || (v == lo && !include_lo) || v > hi) return s + " is outside the allowed range " + range;
             return {};
         },
         "REAL in " + range);
 }
 
-/// An integer in [lo, hi], checked on the text before conversion (so "-1" never wraps to 2^64 − 1).
 CLI::Validator int_in(long long lo, long long hi)
 {
     const std::string range = "[" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
@@ -66,6 +66,8 @@ CLI::Validator int_in(long long lo, long long hi)
         },
         "INT in " + range);
 }
+
+namespace {
 
 /// The run directory exists (created if needed) and a file can be written in it: checked before
 /// any data is loaded or any epoch is trained, so a bad --out fails in a second, not after an epoch.

@@ -73,6 +73,37 @@ BOOST_AUTO_TEST_CASE(bad_training_values_are_rejected_before_loading_data)
     expect_rejected("mnist_trace_reg", "--lr nan", {"--lr", "nan"});
 }
 
+// The second-order examples: their own options, and the shared ones, checked the same way.
+BOOST_AUTO_TEST_CASE(second_order_example_values_are_rejected_before_loading_data)
+{
+    expect_rejected("mnist_double_backprop", "--lambda -1", {"--lambda", "-1", "[0, 1e+06]"});
+    expect_rejected("mnist_double_backprop", "--lambda nan", {"--lambda", "nan"});
+    expect_rejected("mnist_double_backprop", "--epsilon 0", {"--epsilon", "0 is outside", "(0, 1]"});
+    expect_rejected("mnist_double_backprop", "--epsilon 1.5", {"--epsilon", "1.5", "(0, 1]"});
+    expect_rejected("mnist_double_backprop", "--hidden 0", {"--hidden", "0", "[1, 65536]"});
+    expect_rejected("mnist_double_backprop", "--lr inf", {"--lr", "inf"});
+    expect_rejected("mnist_double_backprop", "--resume", {"--resume", "no checkpoints"});
+    expect_rejected("hessian_spectrum", "--top 0", {"--top", "0", "[1, 50]"});
+    expect_rejected("hessian_spectrum", "--lanczos-steps 1", {"--lanczos-steps", "1", "[2, 1000]"});
+    expect_rejected("hessian_spectrum", "--top 10 --lanczos-steps 5", {"--lanczos-steps 5", "at least --top 10"});
+    expect_rejected("hessian_spectrum", "--hessian-batch 0", {"--hessian-batch", "0", "[1, 60000]"});
+    expect_rejected("hessian_spectrum", "--hessian-batch 1e3", {"--hessian-batch", "'1e3' is not an integer"});
+    expect_rejected("hessian_spectrum", "--epochs 0", {"--epochs", "0", "[1, 100000]"});
+    expect_rejected("newton_cg", "--seconds 0", {"--seconds", "0 is outside", "(0, 86400]"});
+    expect_rejected("newton_cg", "--seconds nan", {"--seconds", "nan"});
+    expect_rejected("newton_cg", "--cg-iters 0", {"--cg-iters", "0", "[1, 1000]"});
+    expect_rejected("newton_cg", "--adam-lr -0.1", {"--adam-lr", "-0.1", "(0, 1000]"});
+    expect_rejected("newton_cg", "--l2 -1", {"--l2", "-1", "[0, 1000]"});
+    expect_rejected("newton_cg", "--damping inf", {"--damping", "inf"});
+    expect_rejected("newton_cg", "--hessian-batch -5", {"--hessian-batch", "-5"});
+    // Good values pass and fail only at the data, naming where they looked.
+    for (const char* program : {"mnist_double_backprop", "hessian_spectrum", "newton_cg"}) {
+        const Run r = run(program, no_data.substr(1));
+        BOOST_TEST(r.code == 1, program << ": " << r.output);
+        BOOST_TEST(r.output.find("/nonexistent/xgrad-cli-test") != std::string::npos, program << ": " << r.output);
+    }
+}
+
 // Row 6: thread counts outside [1, CPUs].
 BOOST_AUTO_TEST_CASE(bad_thread_counts_are_rejected)
 {
