@@ -154,10 +154,16 @@ ConvGeom conv_geometry(const Shape& xs, const Shape& ws, const Shape* bs, std::s
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* bias, const ConvGeom& g, T* po, T* cols)
 {
-    const std::size_t K = g.k(), L = g.l(), hw = g.oh * g.ow;
-    if (!cols) cols = sized(scratch<T>(0), K * L);
-    T* y = sized(scratch<T>(1), g.o * L);
+    if (!cols) cols = sized(scratch<T>(0), g.k() * g.l());
     im2col(x, g, cols);
+    conv2d_forward_cols(cols, w, bias, g, po);
+}
+
+template <class T>
+void conv2d_forward_cols(const T* cols, const T* w, const T* bias, const ConvGeom& g, T* po)
+{
+    const std::size_t K = g.k(), L = g.l(), hw = g.oh * g.ow;
+    T* y = sized(scratch<T>(1), g.o * L);
     gemm(false, false, g.o, L, K, T(1), w, K, cols, L, T(0), y, L);  // (O,K)·(K,L)
     parallel_for(g.n * g.o, g.o * L, [&](std::size_t no) {  // (n, o) planes
         const std::size_t n = no / g.o, o = no % g.o;
@@ -205,6 +211,8 @@ void conv2d_backward(const T* x, const T* w, const T* G, const ConvGeom& g, T* d
 
 template void conv2d_forward(const float*, const float*, const float*, const ConvGeom&, float*, float*);
 template void conv2d_forward(const double*, const double*, const double*, const ConvGeom&, double*, double*);
+template void conv2d_forward_cols(const float*, const float*, const float*, const ConvGeom&, float*);
+template void conv2d_forward_cols(const double*, const double*, const double*, const ConvGeom&, double*);
 template void conv2d_backward(const float*, const float*, const float*, const ConvGeom&, float*, bool, float*, bool,
                               float*, bool, const float*);
 template void conv2d_backward(const double*, const double*, const double*, const ConvGeom&, double*, bool, double*, bool,

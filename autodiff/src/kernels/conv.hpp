@@ -21,6 +21,9 @@ ConvGeom conv_geometry(const Shape& x, const Shape& w, const Shape* bias, std::s
 /// (g.k() × g.l() values) so the backward pass can reuse it.
 template <class T>
 void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeom& g, T* y, T* cols = nullptr);
+/// The same from an im2col matrix already built (cols, g.k() × g.l(): a forward's, kept).
+template <class T>
+void conv2d_forward_cols(const T* cols, const T* w, const T* b, const ConvGeom& g, T* y);
 
 /// Gradients of y = conv(x, w) + b given gy = dL/dy, each output optional (null: not wanted).
 /// Every `*_acc` flag: true adds into the buffer, false overwrites it (the buffer may hold garbage).

@@ -22,7 +22,7 @@ Var<T> conv2d_input_grad(const Var<T>& g, const Var<T>& w, const Shape& x_shape,
                          std::size_t padding);
 template <class T>
 Var<T> conv2d_weight_grad(const Var<T>& x, const Var<T>& g, const Shape& w_shape, std::size_t stride,
-                          std::size_t padding);
+                          std::size_t padding, const Tensor<T>* cols = nullptr);
 
 /// Checks that g is the gradient of the convolution's output (N,O,OH,OW).
 void check_output_grad(const char* op, const kernels::ConvGeom& geo, const Shape& gs)
@@ -34,16 +34,23 @@ void check_output_grad(const char* op, const kernels::ConvGeom& geo, const Shape
 }
 
 /// y = conv2d(x, w) without bias into `out` (overwritten), or added to it.
+/// `cols`, if not null, is x's im2col matrix, already built.
 template <class T>
-void conv_into(const T* x, const T* w, const kernels::ConvGeom& geo, T* out, bool acc)
+void conv_into(const T* x, const T* w, const kernels::ConvGeom& geo, T* out, bool acc, const T* cols = nullptr)
 {
+    auto conv = [&](T* y) {
+        if (cols)
+            kernels::conv2d_forward_cols<T>(cols, w, nullptr, geo, y);
+        else
+            kernels::conv2d_forward<T>(x, w, nullptr, geo, y);
+    };
     if (!acc) {
-        kernels::conv2d_forward<T>(x, w, nullptr, geo, out);
+        conv(out);
         return;
     }
     thread_local Tensor<T> tmp;  // reused: no allocation once shapes are stable
     tmp.resize(Shape{geo.n, geo.o, geo.oh, geo.ow});
-    kernels::conv2d_forward<T>(x, w, nullptr, geo, tmp.data());
+    conv(tmp.data());
     for (std::size_t i = 0; i < tmp.size(); ++i) out[i] += tmp.data()[i];
 }
 
@@ -71,7 +78,8 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
             // dX = conv2d_input_grad(G, W), dW = conv2d_weight_grad(X, G), db = Σ_{n,i,j} G
             const Var<T> G = c.grad(), X = c.input(0), W = c.input(1);
             if (c.needs(0)) c.accumulate(0, conv2d_input_grad(G, W, X.shape(), g.s, g.p));
-            if (c.needs(1)) c.accumulate(1, conv2d_weight_grad(X, G, W.shape(), g.s, g.p));
+            // X's im2col matrix is this node's saved(): the recorded dW reads it instead of rebuilding it
+            if (c.needs(1)) c.accumulate(1, conv2d_weight_grad(X, G, W.shape(), g.s, g.p, &c.saved()));
             if (n_in == 3 && c.needs(2)) c.accumulate(2, sum(G, {0, 2, 3}));
         } else {
             // dL/dX = col2im(Wᵀ·G), dL/dW = G·colsᵀ, dL/db = Σ G
@@ -120,17 +128,20 @@ Var<T> conv2d_input_grad(const Var<T>& g, const Var<T>& w, const Shape& x_shape,
 
 /// dW of a convolution as an op: Y = G·im2col(X)ᵀ, of shape w_shape. X (N,C,H,W), G (N,O,OH,OW).
 /// dX = conv2d_input_grad(G, GY),  dG = conv2d(X, GY)
+/// `cols`: X's im2col matrix kept by the conv2d node this gradient belongs to (it lives as long as
+/// this node: both are on one tape until clear()), or null to rebuild it.
 template <class T>
 Var<T> conv2d_weight_grad(const Var<T>& x, const Var<T>& g, const Shape& w_shape, std::size_t stride,
-                          std::size_t padding)
+                          std::size_t padding, const Tensor<T>* cols)
 {
     auto op = begin_op("conv2d_weight_grad", {x, g});
     const kernels::ConvGeom geo = kernels::conv_geometry(x.shape(), w_shape, nullptr, stride, padding);
     check_output_grad("conv2d_weight_grad", geo, g.shape());
+    const T* xcols = cols && cols->size() == geo.k() * geo.l() ? cols->data() : nullptr;
     op.value().resize(w_shape);
     kernels::conv2d_backward<T>(x.value().data(), nullptr, g.value().data(), geo, nullptr, false, op.value().data(),
-                                false, nullptr, false);
-    return op.finish_both([geo](auto& c) {
+                                false, nullptr, false, xcols);
+    return op.finish_both([geo, xcols](auto& c) {
         if constexpr (is_graph_backward_v<decltype(c)>) {
             const Var<T> GY = c.grad(), X = c.input(0), G = c.input(1);
             if (c.needs(0)) c.accumulate(0, conv2d_input_grad(G, GY, X.shape(), geo.s, geo.p));
@@ -140,7 +151,7 @@ Var<T> conv2d_weight_grad(const Var<T>& x, const Var<T>& g, const Shape& w_shape
             if (const InputGrad<T> dx = c.input_grad(0))
                 kernels::conv2d_backward<T>(nullptr, gy, c.input(1).data(), geo, dx.data(), dx.accumulate, nullptr,
                                             false, nullptr, false);
-            if (const InputGrad<T> dg = c.input_grad(1)) conv_into(c.input(0).data(), gy, geo, dg.data(), dg.accumulate);
+            if (const InputGrad<T> dg = c.input_grad(1)) conv_into(c.input(0).data(), gy, geo, dg.data(), dg.accumulate, xcols);
         }
     });
 }
