@@ -130,6 +130,24 @@ BOOST_AUTO_TEST_CASE(gradgradcheck_passes_on_elementwise_ops_and_catches_a_wrong
     BOOST_TEST(!r.ok);
     BOOST_TEST(r.output_op == "grad of cube");
     BOOST_TEST(r.summary().find("x") != std::string::npos);
+
+    // y = x³ whose recorded VJP takes G as a constant: right in x, wrong in the cotangent, which
+    // only the grad_output entry of the report can show.
+    auto cube_g = [](const V& x) {
+        auto op = begin_op("cube_g", {x});
+        op.value() = x.value() * x.value() * x.value();
+        return op.finish([](BackwardContext<double>& c) { c.accumulate(0, 3.0 * c.grad() * c.input(0) * c.input(0)); },
+                         [](GraphBackwardContext<double>& c) {
+                             c.accumulate(0, 3.0 * c.constant(c.grad().value()) * c.input(0) * c.input(0));
+                         });
+    };
+    const GradcheckReport rg = gradgradcheck([&](const std::vector<V>& v) { return cube_g(v[0]); }, {a}, opt);
+    BOOST_TEST(!rg.ok);
+    BOOST_TEST(!rg.vacuous);
+    BOOST_REQUIRE(rg.inputs.size() == 2u);
+    BOOST_TEST(rg.inputs[0].failures == 0u);  // x: the second derivative in x is right
+    BOOST_TEST(rg.inputs[1].name == "grad_output");
+    BOOST_TEST(rg.inputs[1].failures == a.size());  // every element of the cotangent is wrong
 }
 
 // Softmax regression, L(W) = Σ_n CE(W x_n, y_n), W (C,D). With p_n = softmax(W x_n):
