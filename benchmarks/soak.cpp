@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "alloc_count.hpp"
+#include "process_stats.hpp"
 #include "second_order.hpp"
 #include "xgrad/reference/models.hpp"
 #include "xgrad/nn.hpp"
@@ -47,28 +48,9 @@ using F = float;
 
 namespace {
 
-struct Mem {
-    double rss = 0, hwm = 0;  // MiB
-};
-
-double cpu_seconds()
-{
-    timespec ts{};
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
-}
-
-Mem read_mem()
-{
-    std::ifstream f("/proc/self/status");
-    std::string line;
-    Mem m;
-    while (std::getline(f, line)) {
-        if (line.rfind("VmRSS:", 0) == 0) m.rss = std::atof(line.c_str() + 6) / 1024.0;
-        if (line.rfind("VmHWM:", 0) == 0) m.hwm = std::atof(line.c_str() + 6) / 1024.0;
-    }
-    return m;
-}
+using xgrad::bench::cpu_seconds;
+using xgrad::bench::Mem;
+using xgrad::bench::read_mem;
 
 struct Options {
     long steps = 10000;

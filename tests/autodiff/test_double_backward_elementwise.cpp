@@ -1,5 +1,5 @@
 // Second derivatives of the elementwise, activation and reduction ops: gradgradcheck over the
-// shape lists of test_ops.cpp, and each family's Hessian against finite differences of its
+// shape lists of test_ops.cpp (test_util.hpp), and each family's Hessian against finite differences of its
 // gradient (float64).
 #define BOOST_TEST_MODULE autodiff_double_backward_elementwise
 #include <cmath>
@@ -8,44 +8,13 @@
 
 using namespace xgrad;
 using xgrad::test::expect_gradgradcheck;
+using xgrad::test::check_binary;
+using xgrad::test::check_unary;
 using xgrad::test::rnd;
 using V = Var<double>;
 using Vs = std::vector<V>;
 
 namespace {
-const std::vector<Shape> unary_shapes = {Shape{}, Shape{1}, Shape{5}, Shape{2, 3}, Shape{2, 1, 3}};
-
-template <class F>
-void check_unary(F op, double lo = -1, double hi = 1, double min_abs = 0)
-{
-    unsigned seed = 1;
-    for (const auto& s : unary_shapes) {
-        BOOST_TEST_CONTEXT("shape " << shape_str(s))
-        {
-            expect_gradgradcheck([&](const Vs& x) { return op(x[0]); }, {rnd(s, seed++, lo, hi, min_abs)});
-        }
-    }
-}
-
-const std::vector<std::pair<Shape, Shape>> binary_shapes = {
-    {Shape{3, 4}, Shape{3, 4}}, {Shape{3, 4}, Shape{4}},    {Shape{3, 1}, Shape{1, 4}}, {Shape{2, 3, 4}, Shape{3, 1}},
-    {Shape{}, Shape{2, 3}},     {Shape{1}, Shape{5}},       {Shape{2, 1, 3}, Shape{2, 4, 1}}};
-
-template <class F>
-void check_binary(F op, double lo = -1, double hi = 1, double min_abs = 0)
-{
-    unsigned seed = 100;
-    for (const auto& [sa, sb] : binary_shapes) {
-        BOOST_TEST_CONTEXT("shapes " << shape_str(sa) << " and " << shape_str(sb))
-        {
-            expect_gradgradcheck([&](const Vs& x) { return op(x[0], x[1]); },
-                                 {rnd(sa, seed, lo, hi, min_abs), rnd(sb, seed + 1, lo, hi, min_abs)});
-            expect_gradgradcheck([&](const Vs& x) { return op(x[0], x[1]); },
-                                 {rnd(sb, seed + 2, lo, hi, min_abs), rnd(sa, seed + 3, lo, hi, min_abs)});
-        }
-        seed += 4;
-    }
-}
 
 /// hessian(f, x) against central differences of f's gradient (each a first-order backward):
 /// |H − H_fd| ≤ 1e-6 · max(1, |H_fd|) for every element.
@@ -79,41 +48,41 @@ void expect_hessian_matches_fd(F f, const Tensor<double>& x0)
 
 BOOST_AUTO_TEST_CASE(add_sub_mul_div_broadcast)
 {
-    check_binary([](const V& a, const V& b) { return a + b; });
-    check_binary([](const V& a, const V& b) { return a - b; });
-    check_binary([](const V& a, const V& b) { return a * b; });
-    check_binary([](const V& a, const V& b) { return a / b; }, -2, 2, 0.5);
+    check_binary<2>([](const V& a, const V& b) { return a + b; });
+    check_binary<2>([](const V& a, const V& b) { return a - b; });
+    check_binary<2>([](const V& a, const V& b) { return a * b; });
+    check_binary<2>([](const V& a, const V& b) { return a / b; }, -2, 2, 0.5);
     // the same Var on both sides: its two gradient contributions meet in one recorded add
     expect_gradgradcheck([](const Vs& x) { return x[0] * x[0] / (x[0] + 3.0); }, {rnd(Shape{2, 3}, 7)});
 }
 
 BOOST_AUTO_TEST_CASE(scalar_ops)
 {
-    check_unary([](const V& x) { return x + 2.5; });
-    check_unary([](const V& x) { return 2.5 - x; });
-    check_unary([](const V& x) { return x * -3.0; });
-    check_unary([](const V& x) { return x / 4.0; });
-    check_unary([](const V& x) { return 3.0 / x; }, -2, 2, 0.5);
-    check_unary([](const V& x) { return -x; });
+    check_unary<2>([](const V& x) { return x + 2.5; });
+    check_unary<2>([](const V& x) { return 2.5 - x; });
+    check_unary<2>([](const V& x) { return x * -3.0; });
+    check_unary<2>([](const V& x) { return x / 4.0; });
+    check_unary<2>([](const V& x) { return 3.0 / x; }, -2, 2, 0.5);
+    check_unary<2>([](const V& x) { return -x; });
 }
 
 BOOST_AUTO_TEST_CASE(pow_exp_log_sqrt_abs_square)
 {
-    check_unary([](const V& x) { return pow(x, 3.0); });
-    check_unary([](const V& x) { return pow(x, 0.5); }, 0.2, 2);
-    check_unary([](const V& x) { return pow(x, -1.5); }, 0.2, 2);
-    check_unary([](const V& x) { return exp(x); }, -3, 3);
-    check_unary([](const V& x) { return log(x); }, 0.1, 5);
-    check_unary([](const V& x) { return sqrt(x); }, 0.1, 5);
-    check_unary([](const V& x) { return abs(x) * x; }, -1, 1, 0.05);
-    check_unary([](const V& x) { return square(x); });
+    check_unary<2>([](const V& x) { return pow(x, 3.0); });
+    check_unary<2>([](const V& x) { return pow(x, 0.5); }, 0.2, 2);
+    check_unary<2>([](const V& x) { return pow(x, -1.5); }, 0.2, 2);
+    check_unary<2>([](const V& x) { return exp(x); }, -3, 3);
+    check_unary<2>([](const V& x) { return log(x); }, 0.1, 5);
+    check_unary<2>([](const V& x) { return sqrt(x); }, 0.1, 5);
+    check_unary<2>([](const V& x) { return abs(x) * x; }, -1, 1, 0.05);
+    check_unary<2>([](const V& x) { return square(x); });
 }
 
 BOOST_AUTO_TEST_CASE(activations)
 {
-    check_unary([](const V& x) { return sigmoid(x); }, -3, 3);
-    check_unary([](const V& x) { return tanh(x); }, -3, 3);
-    check_unary([](const V& x) { return relu(x) * x + x * x; }, -1, 1, 0.05);  // relu'' = 0: made non-trivial
+    check_unary<2>([](const V& x) { return sigmoid(x); }, -3, 3);
+    check_unary<2>([](const V& x) { return tanh(x); }, -3, 3);
+    check_unary<2>([](const V& x) { return relu(x) * x + x * x; }, -1, 1, 0.05);  // relu'' = 0: made non-trivial
     const std::vector<std::pair<Shape, int>> cases = {
         {Shape{4, 5}, -1}, {Shape{4, 5}, 0}, {Shape{2, 3, 4}, 1}, {Shape{1, 6}, 1}, {Shape{7}, 0}};
     unsigned seed = 40;

@@ -9,48 +9,11 @@
 
 using namespace xgrad;
 using xgrad::test::expect_gradcheck;
+using xgrad::test::check_binary;
+using xgrad::test::check_unary;
 using xgrad::test::rnd;
 using V = Var<double>;
 using Vs = std::vector<V>;
-
-namespace {
-const std::vector<Shape> unary_shapes = {Shape{}, Shape{1}, Shape{5}, Shape{2, 3}, Shape{2, 1, 3}};
-
-// Checks a unary op on every shape in unary_shapes; inputs drawn from [lo, hi) away from 0 by min_abs.
-template <class F>
-void check_unary(F op, double lo = -1, double hi = 1, double min_abs = 0)
-{
-    unsigned seed = 1;
-    for (const auto& s : unary_shapes) {
-        BOOST_TEST_CONTEXT("shape " << shape_str(s))
-        {
-            expect_gradcheck([&](const Vs& x) { return op(x[0]); }, {rnd(s, seed++, lo, hi, min_abs)});
-        }
-    }
-}
-
-// Pairs of shapes for broadcasting binary ops.
-const std::vector<std::pair<Shape, Shape>> binary_shapes = {
-    {Shape{3, 4}, Shape{3, 4}}, {Shape{3, 4}, Shape{4}},    {Shape{3, 1}, Shape{1, 4}}, {Shape{2, 3, 4}, Shape{3, 1}},
-    {Shape{}, Shape{2, 3}},     {Shape{1}, Shape{5}},       {Shape{2, 1, 3}, Shape{2, 4, 1}}};
-
-template <class F>
-void check_binary(F op, double lo = -1, double hi = 1, double min_abs = 0)
-{
-    unsigned seed = 100;
-    for (const auto& [sa, sb] : binary_shapes) {
-        BOOST_TEST_CONTEXT("shapes " << shape_str(sa) << " and " << shape_str(sb))
-        {
-            expect_gradcheck([&](const Vs& x) { return op(x[0], x[1]); },
-                             {rnd(sa, seed, lo, hi, min_abs), rnd(sb, seed + 1, lo, hi, min_abs)});
-            // and with the operands swapped
-            expect_gradcheck([&](const Vs& x) { return op(x[0], x[1]); },
-                             {rnd(sb, seed + 2, lo, hi, min_abs), rnd(sa, seed + 3, lo, hi, min_abs)});
-        }
-        seed += 4;
-    }
-}
-}  // namespace
 
 BOOST_AUTO_TEST_SUITE(elementwise)
 

@@ -3,6 +3,8 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <utility>
+#include <vector>
 
 #include "xgrad/autodiff.hpp"
 
@@ -34,6 +36,54 @@ inline GradcheckReport expect_gradgradcheck(const GradcheckFn& f, const std::vec
     GradcheckReport r = gradgradcheck(f, inputs, opt);
     BOOST_TEST(r.ok, r.summary());
     return r;
+}
+
+/// The shapes every elementwise op is checked on (first and second order check the same cases).
+inline const std::vector<Shape> unary_shapes = {Shape{}, Shape{1}, Shape{5}, Shape{2, 3}, Shape{2, 1, 3}};
+/// Pairs of shapes for broadcasting binary ops.
+inline const std::vector<std::pair<Shape, Shape>> binary_shapes = {
+    {Shape{3, 4}, Shape{3, 4}}, {Shape{3, 4}, Shape{4}},    {Shape{3, 1}, Shape{1, 4}}, {Shape{2, 3, 4}, Shape{3, 1}},
+    {Shape{}, Shape{2, 3}},     {Shape{1}, Shape{5}},       {Shape{2, 1, 3}, Shape{2, 4, 1}}};
+
+/// gradcheck (Order 1) or gradgradcheck (Order 2) of `inputs` through f.
+template <int Order>
+GradcheckReport expect_check(const GradcheckFn& f, const std::vector<Tensor<double>>& inputs)
+{
+    static_assert(Order == 1 || Order == 2);
+    if constexpr (Order == 1)
+        return expect_gradcheck(f, inputs);
+    else
+        return expect_gradgradcheck(f, inputs);
+}
+
+/// Checks a unary op on every shape in unary_shapes; inputs drawn from [lo, hi) away from 0 by min_abs.
+template <int Order = 1, class F>
+void check_unary(F op, double lo = -1, double hi = 1, double min_abs = 0)
+{
+    unsigned seed = 1;
+    for (const auto& s : unary_shapes) {
+        BOOST_TEST_CONTEXT("shape " << shape_str(s))
+        {
+            expect_check<Order>([&](const std::vector<Var<double>>& x) { return op(x[0]); },
+                                {rnd(s, seed++, lo, hi, min_abs)});
+        }
+    }
+}
+
+/// Checks a broadcasting binary op on every pair in binary_shapes, both ways round.
+template <int Order = 1, class F>
+void check_binary(F op, double lo = -1, double hi = 1, double min_abs = 0)
+{
+    unsigned seed = 100;
+    for (const auto& [sa, sb] : binary_shapes) {
+        BOOST_TEST_CONTEXT("shapes " << shape_str(sa) << " and " << shape_str(sb))
+        {
+            auto f = [&](const std::vector<Var<double>>& x) { return op(x[0], x[1]); };
+            expect_check<Order>(f, {rnd(sa, seed, lo, hi, min_abs), rnd(sb, seed + 1, lo, hi, min_abs)});
+            expect_check<Order>(f, {rnd(sb, seed + 2, lo, hi, min_abs), rnd(sa, seed + 3, lo, hi, min_abs)});
+        }
+        seed += 4;
+    }
 }
 
 }  // namespace xgrad::test

@@ -2,6 +2,7 @@
 // Higher-order differentiation: gradients as Vars (differentiable again), Hessian-vector
 // products, Hessians, Jacobians and Jacobian-vector products. How the backward is recorded and
 // what it costs: docs/higher_order.md.
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -64,6 +65,20 @@ Shape concat_shapes(const Shape& a, const Shape& b)
     return s;
 }
 
+/// Row j of `out` (rows of x.size() values) = ∂y_j/∂x: one backward from y per element, seed e_j.
+template <class T>
+void rows_by_backward(Tape<T>& tape, const Var<T>& y, const Var<T>& x, Tensor<T>& out)
+{
+    const std::size_t n = x.size();
+    Tensor<T> seed = zeros_of<T>(y.shape());
+    for (std::size_t j = 0; j < seed.size(); ++j) {
+        seed.data()[j] = T(1);
+        tape.backward(y, seed);
+        seed.data()[j] = T(0);
+        std::copy(x.grad().data(), x.grad().data() + n, out.data() + j * n);
+    }
+}
+
 }  // namespace detail
 
 /// H(x)·v for a scalar function f: Var → one-element Var, with the shape of x. One forward, one
@@ -100,14 +115,7 @@ Tensor<T> hessian(F&& f, const Tensor<T>& x)
     if (!y.requires_grad()) return h;
     const Var<T> g = grad(y, {xv}, GradOptions{true, true})[0];
     if (!g.requires_grad()) return h;
-    const std::size_t n = x.size();
-    Tensor<T> seed = detail::zeros_of<T>(x.shape());
-    for (std::size_t i = 0; i < n; ++i) {
-        seed.data()[i] = T(1);
-        tape.backward(g, seed);
-        seed.data()[i] = T(0);
-        std::copy(xv.grad().data(), xv.grad().data() + n, h.data() + i * n);
-    }
+    detail::rows_by_backward(tape, g, xv, h);
     return h;
 }
 
@@ -120,14 +128,7 @@ Tensor<T> jacobian(F&& f, const Tensor<T>& x)
     const Var<T> y = detail::call_on(f, tape, xv, "jacobian");
     Tensor<T> jac = detail::zeros_of<T>(detail::concat_shapes<T>(y.shape(), x.shape()));
     if (!y.requires_grad()) return jac;
-    const std::size_t m = y.size(), n = x.size();
-    Tensor<T> seed = detail::zeros_of<T>(y.shape());
-    for (std::size_t j = 0; j < m; ++j) {
-        seed.data()[j] = T(1);
-        tape.backward(y, seed);
-        seed.data()[j] = T(0);
-        std::copy(xv.grad().data(), xv.grad().data() + n, jac.data() + j * n);
-    }
+    detail::rows_by_backward(tape, y, xv, jac);
     return jac;
 }
 

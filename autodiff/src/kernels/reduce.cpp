@@ -8,6 +8,37 @@
 
 namespace xgrad::kernels {
 
+namespace {
+
+/// Strides of `small` seen as an nd-axis shape it broadcasts to: aligned to the last axes, 0 on
+/// the leading axes and where `small` has size 1. (Shape is an inline small vector: no allocation.)
+Shape broadcast_strides(const Shape& small, std::size_t nd)
+{
+    Shape stride(nd, 0);
+    const std::size_t lead = nd - small.size();
+    std::size_t st = 1;
+    for (std::size_t i = small.size(); i-- > 0;) {
+        stride[lead + i] = (small[i] == 1) ? 0 : st;
+        st *= small[i];
+    }
+    return stride;
+}
+
+/// The next row of a row-major walk over `full`: the multi-index over all axes but the last is
+/// advanced, and `off` (an offset under `stride`) with it.
+inline void advance(Shape& idx, const Shape& full, const Shape& stride, std::size_t& off)
+{
+    for (std::size_t d = full.size() - 1; d-- > 0;) {
+        ++idx[d];
+        off += stride[d];
+        if (idx[d] < full[d]) break;
+        off -= stride[d] * idx[d];
+        idx[d] = 0;
+    }
+}
+
+}  // namespace
+
 template <class T>
 void sum_to(const T* full, const Shape& fs, const Shape& target, T* dst, bool acc, const char* op)
 {
@@ -27,14 +58,7 @@ void sum_to(const T* full, const Shape& fs, const Shape& target, T* dst, bool ac
     }
     // Walk the full gradient once in row-major order and map each element to its target offset:
     // target strides are 0 on the reduced axes. Shape is an inline small vector: no allocation.
-    Shape tstride(nd, 0);
-    {
-        std::size_t st = 1;
-        for (std::size_t i = target.size(); i-- > 0;) {
-            tstride[lead + i] = (target[i] == 1) ? 0 : st;
-            st *= target[i];
-        }
-    }
+    const Shape tstride = broadcast_strides(target, nd);
     const std::size_t inner = fs[nd - 1];
     const std::size_t inner_stride = tstride[nd - 1];
     Shape idx(nd, 0);
@@ -48,13 +72,7 @@ void sum_to(const T* full, const Shape& fs, const Shape& target, T* dst, bool ac
             for (std::size_t j = 0; j < inner; ++j) acc += src[base + j];
             dst[off] += acc;
         }
-        for (std::size_t d = nd - 1; d-- > 0;) {  // advance the multi-index over all but the last axis
-            ++idx[d];
-            off += tstride[d];
-            if (idx[d] < fs[d]) break;
-            off -= tstride[d] * idx[d];
-            idx[d] = 0;
-        }
+        advance(idx, fs, tstride, off);
     }
 }
 
@@ -69,15 +87,7 @@ void broadcast_to(const T* src, const Shape& small, T* dst, const Shape& fs, T s
         return;
     }
     // The walk of sum_to, the other way: source strides are 0 on the broadcast axes.
-    const std::size_t lead = nd - small.size();
-    Shape sstride(nd, 0);
-    {
-        std::size_t st = 1;
-        for (std::size_t i = small.size(); i-- > 0;) {
-            sstride[lead + i] = (small[i] == 1) ? 0 : st;
-            st *= small[i];
-        }
-    }
+    const Shape sstride = broadcast_strides(small, nd);
     const std::size_t inner = fs[nd - 1];
     const std::size_t inner_stride = sstride[nd - 1];
     Shape idx(nd, 0);
@@ -97,13 +107,7 @@ void broadcast_to(const T* src, const Shape& small, T* dst, const Shape& fs, T s
             else
                 std::fill(d, d + inner, v);
         }
-        for (std::size_t k = nd - 1; k-- > 0;) {
-            ++idx[k];
-            off += sstride[k];
-            if (idx[k] < fs[k]) break;
-            off -= sstride[k] * idx[k];
-            idx[k] = 0;
-        }
+        advance(idx, fs, sstride, off);
     }
 }
 
