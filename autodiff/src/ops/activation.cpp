@@ -53,47 +53,57 @@ Var<T> relu(const Var<T>& x)
         });
 }
 
+namespace {
+
+/// softmax and log_softmax: a kernel along one axis forward, its adjoint backward (BackwardContext),
+/// and the VJP as ops, recorded(c, axis) (GraphBackwardContext).
+template <class T, class Forward, class Backward, class Recorded>
+Var<T> along_axis(const char* name, const Var<T>& x, int axis, Forward forward, Backward backward, Recorded recorded)
+{
+    auto op = begin_op(name, {x});
+    const Tensor<T>& xv = x.value();
+    const std::size_t ax = detail::normalize_axis(name, axis, xv.shape());
+    const detail::AxisSplit s = detail::split_at(xv.shape(), ax);
+    op.value().resize(xv.shape());
+    forward(xv.data(), op.value().data(), s);
+    const int a = static_cast<int>(ax);
+    return op.finish(
+        [s, backward](BackwardContext<T>& c) {
+            const InputGrad<T> gx = c.input_grad(0);
+            backward(c.value().data(), c.grad().data(), gx, s);
+        },
+        [a, recorded](GraphBackwardContext<T>& c) { c.accumulate(0, recorded(c, a)); });
+}
+
+}  // namespace
+
 template <class T>
 Var<T> softmax(const Var<T>& x, int axis)
 {
-    auto op = begin_op("softmax", {x});
-    const Tensor<T>& xv = x.value();
-    const std::size_t ax = detail::normalize_axis("softmax", axis, xv.shape());
-    const detail::AxisSplit s = detail::split_at(xv.shape(), ax);
-    op.value().resize(xv.shape());
-    kernels::softmax(xv.data(), op.value().data(), s.outer, s.n, s.inner);
-    const int a = static_cast<int>(ax);
-    return op.finish(
-        [s](BackwardContext<T>& c) {
+    return along_axis(
+        "softmax", x, axis,
+        [](const T* xp, T* y, const detail::AxisSplit& s) { kernels::softmax(xp, y, s.outer, s.n, s.inner); },
+        [](const T* y, const T* g, const InputGrad<T>& gx, const detail::AxisSplit& s) {
             // dL/dX = Y ⊙ (G − Σ_axis G ⊙ Y)
-            const InputGrad<T> gx = c.input_grad(0);
-            kernels::softmax_backward(c.value().data(), c.grad().data(), gx.data(), s.outer, s.n, s.inner,
-                                      gx.accumulate);
+            kernels::softmax_backward(y, g, gx.data(), s.outer, s.n, s.inner, gx.accumulate);
         },
-        [a](GraphBackwardContext<T>& c) {
+        [](GraphBackwardContext<T>& c, int a) {
             const Var<T> y = c.value();
-            c.accumulate(0, y * (c.grad() - sum(c.grad() * y, {a}, true)));
+            return y * (c.grad() - sum(c.grad() * y, {a}, true));
         });
 }
 
 template <class T>
 Var<T> log_softmax(const Var<T>& x, int axis)
 {
-    auto op = begin_op("log_softmax", {x});
-    const Tensor<T>& xv = x.value();
-    const std::size_t ax = detail::normalize_axis("log_softmax", axis, xv.shape());
-    const detail::AxisSplit s = detail::split_at(xv.shape(), ax);
-    op.value().resize(xv.shape());
-    kernels::log_softmax(xv.data(), op.value().data(), s.outer, s.n, s.inner);
-    const int a = static_cast<int>(ax);
-    return op.finish(
-        [s](BackwardContext<T>& c) {
+    return along_axis(
+        "log_softmax", x, axis,
+        [](const T* xp, T* y, const detail::AxisSplit& s) { kernels::log_softmax(xp, y, s.outer, s.n, s.inner); },
+        [](const T* y, const T* g, const InputGrad<T>& gx, const detail::AxisSplit& s) {
             // dL/dX = G − softmax(X) ⊙ Σ_axis G, softmax(X) = exp(Y)
-            const InputGrad<T> gx = c.input_grad(0);
-            kernels::log_softmax_backward(c.value().data(), c.grad().data(), gx.data(), s.outer, s.n, s.inner,
-                                          gx.accumulate);
+            kernels::log_softmax_backward(y, g, gx.data(), s.outer, s.n, s.inner, gx.accumulate);
         },
-        [a](GraphBackwardContext<T>& c) { c.accumulate(0, c.grad() - exp(c.value()) * sum(c.grad(), {a}, true)); });
+        [](GraphBackwardContext<T>& c, int a) { return c.grad() - exp(c.value()) * sum(c.grad(), {a}, true); });
 }
 
 #define XGRAD_INSTANTIATE(T)                          \
