@@ -50,7 +50,7 @@ int main()
     }
     {  // worked_example_2_3_2_1 (source document 003): 2-3-2-1 sigmoid network, ½(y − ŷ)², W ← W − η(δnᵀ + W): SGD with coupled decay 1
         MLP<F> net({2, 3, 2, 1}, Activation::sigmoid, Activation::sigmoid);
-        SGD<F> opt(net.parameters(), {0.1, 0, false, 1.0});
+        SGD<F> opt(net.parameters(), SGDOptions(0.1).weight_decay(1.0));
         auto loss = mse_loss(net(tape.constant(Tensor<F>{{1, 2}})), tape.constant(Tensor<F>(xt::ones<F>({1, 1}))), Reduction::half_sum);
         tape.backward(loss);
         opt.step();

@@ -54,8 +54,8 @@ int main(int argc, char** argv)
         nn::MLP<F> net(sizes, nn::Activation::relu, nn::Activation::identity, o.seed);
         auto opt = make_optimizer(o, net);
         Tape<F> tape;
-        const nn::BatchForward forward = [&](Tape<F>& t, const Tensor<F>& x) { return net(t.borrow(x)); };
-        const nn::BatchLoss loss = [](const Var<F>& y, const IndexTensor& labels) { return cross_entropy(y, labels); };
+        const nn::BatchForward<F> forward = [&](Tape<F>& t, const Tensor<F>& x) { return net(t.borrow(x)); };
+        const nn::BatchLoss<F> loss = [](const Var<F>& y, const IndexTensor& labels) { return cross_entropy(y, labels); };
         fmt::print("{}: MLP {} ({} parameters), {} {} lr {}, batch {}; Hessian over {} training images, {} Lanczos steps\n",
                    o.example, fmt::join(sizes, "-"), net.num_parameters(), o.optimizer, o.schedule, o.lr, o.batch,
                    hessian_batch, steps);
@@ -137,7 +137,7 @@ int main(int argc, char** argv)
             if (o.schedule == "cosine") lr = nn::CosineLR(o.lr, o.epochs).lr(epoch);
             opt->set_lr(lr);
             const nn::EpochStats st =
-                nn::train_epoch(tape, *opt, data.train, forward, loss, {o.batch, true, o.seed, std::size_t(epoch)});
+                nn::train_epoch(tape, *opt, data.train, forward, loss, nn::EpochOptions().batch_size(o.batch).seed(o.seed).epoch(std::size_t(epoch)));
             spectrum(epoch + 1, lr, st.loss);
             write();
         }

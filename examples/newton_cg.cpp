@@ -205,9 +205,9 @@ int main(int argc, char** argv)
             Curve c{method, {}};
             std::unique_ptr<nn::Optimizer<F>> opt;
             if (method == "SGD")
-                opt = std::make_unique<nn::SGD<F>>(model.parameters(), nn::SGDOptions{o.lr});
+                opt = std::make_unique<nn::SGD<F>>(model.parameters(), nn::SGDOptions(o.lr));
             else
-                opt = std::make_unique<nn::Adam<F>>(model.parameters(), nn::AdamOptions{adam_lr});
+                opt = std::make_unique<nn::Adam<F>>(model.parameters(), nn::AdamOptions(adam_lr));
             c.points.push_back({0, model.value(tape, train), 0});
             Tensor<F> xb;
             IndexTensor yb;

@@ -92,13 +92,13 @@ NodeCheckReport check_nodes(const std::function<Var<double>(Tape<double>&)>& bui
     Tape<double> tape, replay;
     build(tape);
     const auto n_nodes = std::uint32_t(tape.size());
-    std::mt19937_64 rng(o.seed);
+    std::mt19937_64 rng(o.seed());
 
     for (std::uint32_t i = 0; i < n_nodes; ++i) {
         detail::Node<double>& n = A::node(tape, i);
         if (!n.backward_ || !n.requires_grad_) continue;
         ++report.nodes_checked;
-        const Tensor<double> u = detail::random_cotangent(n.value().shape(), o.seed + i);
+        const Tensor<double> u = detail::random_cotangent(n.value().shape(), o.seed() + i);
         const std::vector<Tensor<double>> analytic = A::isolated_vjp(tape, i, u);
 
         // φ(δ) = <u, node i's output> when element e of its input k is moved by δ, nothing else.
@@ -140,17 +140,17 @@ NodeCheckReport check_nodes(const std::function<Var<double>(Tape<double>&)>& bui
             if (!in.requires_grad_) continue;
             const std::size_t size = in.value().size();
             std::vector<std::size_t> elems;
-            if (size <= o.max_elements) {
+            if (size <= o.max_elements()) {
                 for (std::size_t e = 0; e < size; ++e) elems.push_back(e);
             } else {
                 std::uniform_int_distribution<std::size_t> pick(0, size - 1);
-                for (std::size_t q = 0; q < o.max_elements; ++q) elems.push_back(pick(rng));
+                for (std::size_t q = 0; q < o.max_elements(); ++q) elems.push_back(pick(rng));
             }
             for (std::size_t e : elems) {
                 ++report.elements_checked;
-                const double num = (phi(k, e, o.eps) - phi(k, e, -o.eps)) / (2 * o.eps);
+                const double num = (phi(k, e, o.eps()) - phi(k, e, -o.eps())) / (2 * o.eps());
                 const double ana = analytic[k].data()[e];
-                if (!(std::abs(ana - num) <= o.atol + o.rtol * std::abs(num))) {
+                if (!(std::abs(ana - num) <= o.atol() + o.rtol() * std::abs(num))) {
                     NodeFailure f;
                     f.position = i;
                     f.op = n.op_;

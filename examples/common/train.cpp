@@ -201,10 +201,10 @@ Data load_data(const Options& o)
 
 std::unique_ptr<nn::Optimizer<F>> make_optimizer(const Options& o, nn::Module<F>& model)
 {
-    if (o.optimizer == "adam") return std::make_unique<nn::Adam<F>>(model.parameters(), nn::AdamOptions{o.lr});
-    if (o.optimizer == "adamw") return std::make_unique<nn::AdamW<F>>(model.parameters(), nn::AdamOptions{o.lr, 0.9, 0.999, 1e-8, 0.01, true});
-    if (o.optimizer == "momentum") return std::make_unique<nn::SGD<F>>(model.parameters(), nn::SGDOptions{o.lr, 0.9});
-    return std::make_unique<nn::SGD<F>>(model.parameters(), nn::SGDOptions{o.lr});
+    if (o.optimizer == "adam") return std::make_unique<nn::Adam<F>>(model.parameters(), nn::AdamOptions(o.lr));
+    if (o.optimizer == "adamw") return std::make_unique<nn::AdamW<F>>(model.parameters(), nn::AdamOptions(o.lr).weight_decay(0.01));
+    if (o.optimizer == "momentum") return std::make_unique<nn::SGD<F>>(model.parameters(), nn::SGDOptions(o.lr).momentum(0.9));
+    return std::make_unique<nn::SGD<F>>(model.parameters(), nn::SGDOptions(o.lr));
 }
 
 namespace {
@@ -244,7 +244,7 @@ private:
 };
 
 /// The task's model over a dataset, batches of 1000, no backward closures recorded.
-nn::Evaluation evaluate(Task& task, Tape<F>& tape, const nn::Dataset& d, bool keep_outputs)
+nn::Evaluation<F> evaluate(Task& task, Tape<F>& tape, const nn::Dataset& d, bool keep_outputs)
 {
     return nn::evaluate(*task.model, tape, d, task.forward, task.loss, 1000, keep_outputs);
 }
@@ -360,7 +360,7 @@ void plot(const std::string& out_dir, const std::string& title)
 
 void confusion(Task& task, Tape<F>& tape, const nn::Dataset& test, const std::string& out_dir)
 {
-    const nn::Evaluation e = evaluate(task, tape, test, true);
+    const nn::Evaluation<F> e = evaluate(task, tape, test, true);
     const auto m = nn::confusion_matrix(e.outputs, test.labels);
     const std::size_t c = m.shape()[0];
     std::ofstream f(out_dir + "/confusion.csv");
@@ -411,7 +411,7 @@ RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Optio
         opt.set_lr(lr_for_epoch(o, epoch));
         Progress bar(!o.quiet, steps);
         const nn::EpochStats st = nn::train_epoch(
-            tape, opt, data.train, task.forward, task.loss, {o.batch, true, o.seed, std::size_t(epoch)},
+            tape, opt, data.train, task.forward, task.loss, nn::EpochOptions().batch_size(o.batch).seed(o.seed).epoch(std::size_t(epoch)),
             [&](std::size_t step, std::size_t, std::size_t samples, double mean_loss) {
                 bar.update(step, samples, mean_loss, epoch + 1, o.epochs);
             });
@@ -421,7 +421,7 @@ RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Optio
         m.lr = opt.lr();
         m.train_loss = st.loss;
         m.train_acc = st.accuracy;
-        const nn::Evaluation val = evaluate(task, tape, data.val, bool(task.extra_metrics));
+        const nn::Evaluation<F> val = evaluate(task, tape, data.val, bool(task.extra_metrics));
         m.val_loss = val.loss;
         m.val_acc = val.accuracy;
         m.test_acc = evaluate(task, tape, data.test, false).accuracy;

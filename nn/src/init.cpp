@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -17,7 +18,33 @@ void check_fan(const char* fn, const char* what, std::size_t fan)
     if (fan == 0) throw std::invalid_argument(fmt::format("{}: {} must be at least 1, got 0", fn, what));
 }
 
+/// The generator of init::next_seed, behind a mutex: layers may be made on several threads.
+struct SeedSource {
+    std::mutex mutex;
+    Rng rng{0};
+};
+
+SeedSource& seed_source()
+{
+    static SeedSource s;
+    return s;
+}
+
 }  // namespace
+
+void manual_seed(std::uint64_t seed)
+{
+    SeedSource& s = seed_source();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    s.rng.seed(seed);
+}
+
+std::uint64_t next_seed()
+{
+    SeedSource& s = seed_source();
+    std::lock_guard<std::mutex> lock(s.mutex);
+    return s.rng();
+}
 
 template <class T>
 void uniform(Tensor<T>& w, double lo, double hi, Rng& rng)

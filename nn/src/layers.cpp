@@ -29,11 +29,11 @@ std::size_t pool_stride(const char* layer, std::size_t kernel_size, std::size_t 
 }  // namespace
 
 template <class T>
-Linear<T>::Linear(std::size_t in, std::size_t out, bool bias, std::uint64_t seed) : in_(in), out_(out)
+Linear<T>::Linear(std::size_t in, std::size_t out, bool bias, std::optional<std::uint64_t> seed) : in_(in), out_(out)
 {
     if (in == 0 || out == 0)
         throw std::invalid_argument(fmt::format("Linear({}→{}): in_features and out_features must be at least 1", in, out));
-    init::Rng rng(seed);
+    init::Rng rng(init::seed_or_next(seed));
     // The values are drawn in (in, out) order, as before the weight was stored (out, in), so a seed
     // gives the same network (and every result stays as it was); stored transposed, as PyTorch does.
     const Tensor<T> drawn = initialized<T>(Shape{in, out}, in, rng);
@@ -54,7 +54,7 @@ Var<T> Linear<T>::forward(const Var<T>& x)
 }
 
 template <class T>
-Conv2d<T>::Conv2d(const Conv2dOptions& options, std::uint64_t seed) : options_(options)
+Conv2d<T>::Conv2d(const Conv2dOptions& options, std::optional<std::uint64_t> seed) : options_(options)
 {
     auto zero = [&](const char* field) {
         return std::invalid_argument(fmt::format("{}: {} must be at least 1, got 0", describe(), field));
@@ -64,7 +64,7 @@ Conv2d<T>::Conv2d(const Conv2dOptions& options, std::uint64_t seed) : options_(o
     if (out == 0) throw zero("out_channels");
     if (k == 0) throw zero("kernel_size");
     if (options.stride() == 0) throw zero("stride");
-    init::Rng rng(seed);
+    init::Rng rng(init::seed_or_next(seed));
     const std::size_t fan_in = in * k * k;
     weight_ = &this->register_parameter("weight", initialized<T>(Shape{out, in, k, k}, fan_in, rng));
     if (options.bias()) bias_ = &this->register_parameter("bias", initialized<T>(Shape{out}, fan_in, rng));
@@ -165,7 +165,7 @@ void throw_layer_type(const char* who, std::size_t i, const std::string& actual,
 }  // namespace detail
 
 template <class T>
-Dropout<T>::Dropout(double p, std::uint64_t seed) : p_(p), rng_(seed)
+Dropout<T>::Dropout(double p, std::optional<std::uint64_t> seed) : p_(p), rng_(init::seed_or_next(seed))
 {
     if (!(p >= 0 && p < 1)) throw std::invalid_argument(fmt::format("Dropout: p must be in [0, 1), got {:g}", p));
 }
@@ -216,7 +216,8 @@ std::unique_ptr<Module<T>> activation(Activation a)
 }  // namespace
 
 template <class T>
-MLP<T>::MLP(const std::vector<std::size_t>& sizes, Activation hidden, Activation output, std::uint64_t seed)
+MLP<T>::MLP(const std::vector<std::size_t>& sizes, Activation hidden, Activation output,
+            std::optional<std::uint64_t> seed)
 {
     if (sizes.size() < 2)
         throw std::invalid_argument(
@@ -225,7 +226,8 @@ MLP<T>::MLP(const std::vector<std::size_t>& sizes, Activation hidden, Activation
         if (s == 0)
             throw std::invalid_argument(fmt::format("MLP: sizes {}: every size must be at least 1", shape_str(sizes)));
     for (std::size_t i = 0; i + 1 < sizes.size(); ++i) {
-        this->template emplace<Linear<T>>(sizes[i], sizes[i + 1], true, seed + i);
+        this->template emplace<Linear<T>>(sizes[i], sizes[i + 1], true,
+                                          seed ? std::optional<std::uint64_t>(*seed + i) : std::nullopt);
         auto act = activation<T>(i + 2 < sizes.size() ? hidden : output);
         if (act) this->add(std::move(act));
     }

@@ -28,6 +28,43 @@ std::vector<std::pair<std::string, Parameter<T>*>> Module<T>::named_parameters()
     return out;
 }
 
+namespace {
+/// "'x' not found; <what> are: a, b, c" for a failed lookup by name.
+template <class Pairs>
+std::out_of_range not_found(const char* who, const std::string& name, const Pairs& pairs, const char* what)
+{
+    std::string names;
+    for (const auto& p : pairs) names += (names.empty() ? "" : ", ") + p.first;
+    return std::out_of_range(
+        fmt::format("{}: '{}' not found; {}: {}", who, name, what, names.empty() ? std::string("none") : names));
+}
+}  // namespace
+
+template <class T>
+Parameter<T>& Module<T>::parameter(const std::string& name)
+{
+    auto all = named_parameters();
+    for (auto& [n, p] : all)
+        if (n == name) return *p;
+    throw not_found("Module::parameter", name, all, "the parameters are");
+}
+
+template <class T>
+std::vector<std::pair<std::string, Module<T>*>> Module<T>::named_children()
+{
+    std::vector<std::pair<std::string, Module<T>*>> out;
+    for (auto& [n, c] : children_) out.emplace_back(n, c.get());
+    return out;
+}
+
+template <class T>
+Module<T>& Module<T>::child(const std::string& name)
+{
+    for (auto& [n, c] : children_)
+        if (n == name) return *c;
+    throw not_found("Module::child", name, children_, "the children are");
+}
+
 template <class T>
 std::vector<Parameter<T>*> Module<T>::parameters()
 {

@@ -59,21 +59,21 @@ void check_lr(const char* who, double lr)
 }
 
 template <class T>
-SGD<T>::SGD(std::vector<Parameter<T>*> params, SGDOptions o) : Optimizer<T>(std::move(params), o.lr), o_(o)
+SGD<T>::SGD(std::vector<Parameter<T>*> params, SGDOptions o) : Optimizer<T>(std::move(params), o.lr()), o_(o)
 {
     check_params("SGD", this->params_);
-    check_lr("SGD", o.lr);
-    check_nonnegative("SGD", "momentum", o.momentum);
-    check_nonnegative("SGD", "weight_decay", o.weight_decay);
-    if (o.nesterov && o.momentum == 0) throw std::invalid_argument("SGD: nesterov needs momentum > 0, got 0");
-    if (o.momentum != 0)
+    check_lr("SGD", o.lr());
+    check_nonnegative("SGD", "momentum", o.momentum());
+    check_nonnegative("SGD", "weight_decay", o.weight_decay());
+    if (o.nesterov() && o.momentum() == 0) throw std::invalid_argument("SGD: nesterov needs momentum > 0, got 0");
+    if (o.momentum() != 0)
         for (auto* p : this->params_) velocity_.push_back(xt::zeros<T>(p->shape()));
 }
 
 template <class T>
 void SGD<T>::step()
 {
-    const T lr = T(this->lr_), mu = T(o_.momentum), wd = T(o_.weight_decay);
+    const T lr = T(this->lr_), mu = T(o_.momentum()), wd = T(o_.weight_decay());
     check_state_shapes("SGD", this->params_, velocity_);
     for (std::size_t i = 0; i < this->params_.size(); ++i) {
         Parameter<T>& p = *this->params_[i];
@@ -91,7 +91,7 @@ void SGD<T>::step()
             xt::noalias(v) = g + wd * w;  // v₁ = g
         else
             xt::noalias(v) = mu * v + g + wd * w;
-        if (o_.nesterov)
+        if (o_.nesterov())
             xt::noalias(w) -= lr * (g + wd * w + mu * v);
         else
             xt::noalias(w) -= lr * v;
@@ -119,16 +119,22 @@ std::vector<std::pair<std::string, Tensor<T>*>> Adam<T>::state()
 }
 
 template <class T>
-Adam<T>::Adam(std::vector<Parameter<T>*> params, AdamOptions o) : Optimizer<T>(std::move(params), o.lr), o_(o)
+Adam<T>::Adam(std::vector<Parameter<T>*> params, AdamOptions o) : Adam(std::move(params), o, false)
 {
-    const char* who = o.decoupled ? "AdamW" : "Adam";
+}
+
+template <class T>
+Adam<T>::Adam(std::vector<Parameter<T>*> params, AdamOptions o, bool decoupled)
+    : Optimizer<T>(std::move(params), o.lr()), o_(o), decoupled_(decoupled)
+{
+    const char* who = decoupled ? "AdamW" : "Adam";
     check_params(who, this->params_);
-    check_lr(who, o.lr);
-    check_unit(who, "beta1", o.beta1);
-    check_unit(who, "beta2", o.beta2);
-    if (!(std::isfinite(o.eps) && o.eps > 0))
-        throw std::invalid_argument(fmt::format("{}: eps must be a finite number > 0, got {:g}", who, o.eps));
-    check_nonnegative(who, "weight_decay", o.weight_decay);
+    check_lr(who, o.lr());
+    check_unit(who, "beta1", o.beta1());
+    check_unit(who, "beta2", o.beta2());
+    if (!(std::isfinite(o.eps()) && o.eps() > 0))
+        throw std::invalid_argument(fmt::format("{}: eps must be a finite number > 0, got {:g}", who, o.eps()));
+    check_nonnegative(who, "weight_decay", o.weight_decay());
     for (auto* p : this->params_) {
         m_.push_back(xt::zeros<T>(p->shape()));
         v_.push_back(xt::zeros<T>(p->shape()));
@@ -138,17 +144,17 @@ Adam<T>::Adam(std::vector<Parameter<T>*> params, AdamOptions o) : Optimizer<T>(s
 template <class T>
 void Adam<T>::step()
 {
-    check_state_shapes(o_.decoupled ? "AdamW" : "Adam", this->params_, m_);
+    check_state_shapes(decoupled_ ? "AdamW" : "Adam", this->params_, m_);
     this->count_step();
     const double t = double(this->steps());
-    const T lr = T(this->lr_), b1 = T(o_.beta1), b2 = T(o_.beta2), eps = T(o_.eps), wd = T(o_.weight_decay);
-    const T c1 = T(1 - std::pow(o_.beta1, t)), c2 = T(1 - std::pow(o_.beta2, t));
+    const T lr = T(this->lr_), b1 = T(o_.beta1()), b2 = T(o_.beta2()), eps = T(o_.eps()), wd = T(o_.weight_decay());
+    const T c1 = T(1 - std::pow(o_.beta1(), t)), c2 = T(1 - std::pow(o_.beta2(), t));
     for (std::size_t i = 0; i < this->params_.size(); ++i) {
         Parameter<T>& p = *this->params_[i];
         Tensor<T>& w = p.value();
         const Tensor<T>& g = p.grad();
-        if (o_.decoupled && wd != 0) xt::noalias(w) -= lr * wd * w;  // AdamW: w ← w − lr·wd·w
-        const T cw = o_.decoupled ? T(0) : wd;                           // Adam: g ← ∇ + wd·w
+        if (decoupled_ && wd != 0) xt::noalias(w) -= lr * wd * w;  // AdamW: w ← w − lr·wd·w
+        const T cw = decoupled_ ? T(0) : wd;                           // Adam: g ← ∇ + wd·w
         xt::noalias(m_[i]) = b1 * m_[i] + (T(1) - b1) * (g + cw * w);
         xt::noalias(v_[i]) = b2 * v_[i] + (T(1) - b2) * xt::square(g + cw * w);
         xt::noalias(w) -= lr * (m_[i] / c1) / (xt::sqrt(v_[i] / c2) + eps);

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 namespace xgrad::nn {
@@ -66,32 +67,54 @@ xt::xtensor<std::size_t, 2> confusion_matrix(const Tensor<T>& outputs, const Ind
     return m;
 }
 
-EpochStats train_epoch(Tape<float>& tape, Optimizer<float>& optimizer, const Dataset& data, const BatchForward& forward,
-                       const BatchLoss& loss, const EpochOptions& options, const StepCallback& on_step)
+namespace {
+
+/// The batch as the model's type: float rows are used as they are, double rows converted into a
+/// buffer reused from step to step.
+template <class T>
+const Tensor<T>& as_model_type(const Tensor<float>& x, Tensor<T>& buffer)
 {
-    if (options.batch_size == 0) throw std::invalid_argument("train_epoch: batch_size is 0");
-    const std::size_t n = data.size(), steps = (n + options.batch_size - 1) / options.batch_size;
+    if constexpr (std::is_same_v<T, float>) {
+        (void)buffer;
+        return x;
+    } else {
+        if (buffer.shape() != x.shape()) buffer.resize(x.shape());
+        std::copy(x.begin(), x.end(), buffer.begin());
+        return buffer;
+    }
+}
+
+}  // namespace
+
+template <class T>
+EpochStats train_epoch(Tape<T>& tape, Optimizer<T>& optimizer, const Dataset& data, const BatchForward<T>& forward,
+                       const BatchLoss<T>& loss, const EpochOptions& options, const StepCallback& on_step)
+{
+    const std::size_t batch = options.batch_size();
+    if (batch == 0) throw std::invalid_argument("train_epoch: batch_size is 0");
+    const std::size_t n = data.size(), steps = (n + batch - 1) / batch;
     std::vector<std::size_t> order(n);
-    if (options.shuffle)
-        order = epoch_order(n, options.seed, options.epoch);
+    if (options.shuffle())
+        order = epoch_order(n, options.seed(), options.epoch());
     else
         std::iota(order.begin(), order.end(), std::size_t(0));
     Tensor<float> x;
+    Tensor<T> xt;
     IndexTensor y;
     double loss_sum = 0;
     std::size_t correct = 0;
     for (std::size_t s = 0; s < steps; ++s) {
-        const std::size_t b = s * options.batch_size, end = std::min(n, b + options.batch_size);
+        const std::size_t b = s * batch, end = std::min(n, b + batch);
         gather_batch(data, order, b, end, x, y);
         optimizer.zero_grad();
-        auto out = forward(tape, x);
+        auto out = forward(tape, as_model_type(x, xt));
         auto l = loss(out, y);
         tape.backward(l);
         optimizer.step();
-        const double v = l.item();
+        const double v = double(l.item());
         if (!std::isfinite(v))
             throw std::runtime_error(fmt::format("epoch {} step {}: loss is {} (learning rate {} too high?)",
-                                                 options.epoch + 1, s + 1, v, optimizer.lr()));
+                                                 options.epoch() + 1, s + 1, v, optimizer.lr()));
         loss_sum += v * double(end - b);
         correct += count_correct(out.value(), y);
         tape.clear();
@@ -100,14 +123,15 @@ EpochStats train_epoch(Tape<float>& tape, Optimizer<float>& optimizer, const Dat
     return {n ? loss_sum / double(n) : 0.0, n ? double(correct) / double(n) : 0.0};
 }
 
-Evaluation evaluate(Module<float>& model, Tape<float>& tape, const Dataset& data, const BatchForward& forward,
-                    const BatchLoss& loss, std::size_t batch_size, bool keep_outputs)
+template <class T>
+Evaluation<T> evaluate(Module<T>& model, Tape<T>& tape, const Dataset& data, const BatchForward<T>& forward,
+                       const BatchLoss<T>& loss, std::size_t batch_size, bool keep_outputs)
 {
     if (batch_size == 0) throw std::invalid_argument("evaluate: batch_size is 0");
-    Evaluation e;
-    NoGradGuard<float> no_grad(tape);
+    Evaluation<T> e;
+    NoGradGuard<T> no_grad(tape);
     struct EvalMode {  // eval mode for the loop; the caller's mode back afterwards, even on an exception
-        Module<float>& m;
+        Module<T>& m;
         bool was_training;
         ~EvalMode() { m.train(was_training); }
     } mode{model, model.is_training()};
@@ -116,18 +140,19 @@ Evaluation evaluate(Module<float>& model, Tape<float>& tape, const Dataset& data
     std::vector<std::size_t> order(n);
     std::iota(order.begin(), order.end(), std::size_t(0));
     Tensor<float> x;
+    Tensor<T> xt;
     IndexTensor y;
     std::size_t correct = 0;
     double loss_sum = 0;
     for (std::size_t b = 0; b < n; b += batch_size) {
         const std::size_t end = std::min(n, b + batch_size);
         gather_batch(data, order, b, end, x, y);
-        auto out = forward(tape, x);
+        auto out = forward(tape, as_model_type(x, xt));
         loss_sum += double(loss(out, y).item()) * double(end - b);
-        const Tensor<float>& o = out.value();
+        const Tensor<T>& o = out.value();
         if (keep_outputs) {
             const std::size_t c = o.shape()[1];
-            if (b == 0) e.outputs = Tensor<float>::from_shape({n, c});
+            if (b == 0) e.outputs = Tensor<T>::from_shape({n, c});
             std::copy(o.data(), o.data() + o.size(), e.outputs.data() + b * c);
         }
         correct += count_correct(o, y);
@@ -141,7 +166,11 @@ Evaluation evaluate(Module<float>& model, Tape<float>& tape, const Dataset& data
 #define XGRAD_INSTANTIATE(T)                                                                                    \
     template std::size_t count_correct(const Tensor<T>&, const IndexTensor&);                                    \
     template double accuracy(const Tensor<T>&, const IndexTensor&);                                              \
-    template xt::xtensor<std::size_t, 2> confusion_matrix(const Tensor<T>&, const IndexTensor&, std::size_t);
+    template xt::xtensor<std::size_t, 2> confusion_matrix(const Tensor<T>&, const IndexTensor&, std::size_t);  \
+    template EpochStats train_epoch(Tape<T>&, Optimizer<T>&, const Dataset&, const BatchForward<T>&,             \
+                                    const BatchLoss<T>&, const EpochOptions&, const StepCallback&);              \
+    template Evaluation<T> evaluate(Module<T>&, Tape<T>&, const Dataset&, const BatchForward<T>&,                \
+                                    const BatchLoss<T>&, std::size_t, bool);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE

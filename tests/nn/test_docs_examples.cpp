@@ -195,7 +195,7 @@ BOOST_AUTO_TEST_CASE(ops_tour)
     auto col_mean = mean(x, {0});                       // (3) = {2.5, 3.5, 4.5}
     auto flat = reshape(x, {-1});                       // (6)
     auto firsts = slice(x, 1, 0, 2);                    // x[:, 0:2]: (2,2)
-    auto both = concatenate<double>({x, x}, 0);         // (4,3)
+    auto both = concatenate({x, x}, 0);                 // (4,3)
     auto chosen = pick(x, IndexTensor{2, 0});           // x[0,2], x[1,0] = {3, 4}
     auto hot = one_hot(tape, IndexTensor{1, 0}, 3);     // (2,3) constant
     auto loss = sum(square(chosen)) + mean(pow(x, 2) * hot);
@@ -343,7 +343,7 @@ BOOST_AUTO_TEST_CASE(convolutional_layers)
 BOOST_AUTO_TEST_CASE(optimizers_and_schedules)
 {
     Parameter<float> w(Tensor<float>{1.0f}, "w");
-    SGD<float> sgd({&w}, {/*lr*/ 0.1, /*momentum*/ 0.9});
+    SGD<float> sgd({&w}, SGDOptions(/*lr*/ 0.1).momentum(0.9));
     Tape<float> tape;
     sgd.zero_grad();
     tape.backward(sum(square(tape.param(w))));          // dw = 2w = 2
@@ -351,9 +351,7 @@ BOOST_AUTO_TEST_CASE(optimizers_and_schedules)
     tape.clear();
 
     Parameter<float> u(Tensor<float>{1.0f}, "u");
-    AdamOptions ao;
-    ao.lr = 0.01;
-    Adam<float> adam({&u}, ao);                         // AdamW<float> for decoupled weight decay
+    Adam<float> adam({&u}, AdamOptions(0.01));                        // AdamW<float> for decoupled weight decay
     u.grad()(0) = 5.0f;
     adam.step();                                        // the first Adam step moves by lr: u = 0.99
 
@@ -387,14 +385,14 @@ BOOST_AUTO_TEST_CASE(training_helpers)
     }
 
     MLP<float> net({2, 16, 3}, Activation::tanh, Activation::identity, /*seed*/ 5);
-    Adam<float> opt(net.parameters(), AdamOptions{0.05});
+    Adam<float> opt(net.parameters(), AdamOptions(0.05));
     Tape<float> tape;
     auto forward = [&](Tape<float>& t, const Tensor<float>& x) { return net(t.borrow(x)); };
     auto loss = [](const Var<float>& out, const IndexTensor& y) { return cross_entropy(out, y); };
     EpochStats stats;
     for (std::size_t epoch = 0; epoch < 5; ++epoch)
-        stats = train_epoch(tape, opt, blobs, forward, loss, {/*batch*/ 32, /*shuffle*/ true, /*seed*/ 1, epoch});
-    Evaluation eval = evaluate(net, tape, blobs, forward, loss, /*batch*/ 100, /*keep_outputs*/ true);
+        stats = train_epoch(tape, opt, blobs, forward, loss, EpochOptions().batch_size(32).seed(1).epoch(epoch));
+    Evaluation<float> eval = evaluate(net, tape, blobs, forward, loss, /*batch*/ 100, /*keep_outputs*/ true);
     auto counts = confusion_matrix(eval.outputs, blobs.labels);  // (3,3): row = label, column = prediction
 
     BOOST_TEST(eval.accuracy > 0.9);
@@ -415,7 +413,7 @@ BOOST_AUTO_TEST_CASE(saving_and_loading)
     MLP<float> wider({4, 9, 3});
     BOOST_CHECK_THROW(load_weights(wider, dir / "mlp.safetensors"), WeightFileError);
 
-    Adam<float> opt(net.parameters(), AdamOptions{}), copy_opt(copy.parameters(), AdamOptions{});
+    Adam<float> opt(net.parameters(), AdamOptions()), copy_opt(copy.parameters(), AdamOptions());
     save_checkpoint(dir / "ckpt.safetensors", net, opt, {{"epoch", "3"}});     // weights, moments, steps
     auto meta = load_checkpoint(dir / "ckpt.safetensors", copy, copy_opt, {"epoch"});
     int epoch = std::stoi(meta.at("epoch"));             // checked to be a number by load_checkpoint
@@ -563,17 +561,17 @@ BOOST_AUTO_TEST_CASE(residual_block_gradcheck)
 double train_and_evaluate(const Dataset& train, const Dataset& test, const std::string& weights_path)
 {
     auto net = residual_mlp<float>(/*width*/ 64, /*blocks*/ 2, /*seed*/ 1);
-    Adam<float> opt(net->parameters(), AdamOptions{2e-3});
+    Adam<float> opt(net->parameters(), AdamOptions(2e-3));
     CosineLR schedule(2e-3, /*total_epochs*/ 8);
     Tape<float> tape;
     auto forward = [&](Tape<float>& t, const Tensor<float>& x) { return (*net)(t.borrow(x)); };
     auto loss = [](const Var<float>& out, const IndexTensor& y) { return cross_entropy(out, y); };
     for (std::size_t epoch = 0; epoch < 8; ++epoch) {
         opt.set_lr(schedule.lr(int(epoch)));
-        EpochStats s = train_epoch(tape, opt, train, forward, loss, {/*batch*/ 32, true, /*seed*/ 1, epoch});
+        EpochStats s = train_epoch(tape, opt, train, forward, loss, EpochOptions().batch_size(32).seed(1).epoch(epoch));
         std::printf("epoch %zu: loss %.4f, train accuracy %.3f\n", epoch + 1, s.loss, s.accuracy);
     }
-    Evaluation result = evaluate(*net, tape, test, forward, loss, 1000, /*keep_outputs*/ true);
+    Evaluation<float> result = evaluate(*net, tape, test, forward, loss, 1000, /*keep_outputs*/ true);
     auto confusion = confusion_matrix(result.outputs, test.labels);
     std::printf("test accuracy %.3f, test loss %.4f; 7s taken for 1s: %zu\n", result.accuracy, result.loss,
                 std::size_t(confusion(7, 1)));

@@ -180,7 +180,7 @@ BOOST_AUTO_TEST_CASE(optimizer_options)
     auto sgd = [&](SGDOptions o) { return [&p, o] { SGD<float>({&p}, o); }; };
     auto adam = [&](std::function<void(AdamOptions&)> set) {
         return [&p, set] {
-            AdamOptions o;
+            AdamOptions o(1e-3);
             set(o);
             Adam<float>({&p}, o);
         };
@@ -189,28 +189,28 @@ BOOST_AUTO_TEST_CASE(optimizer_options)
         {"sgd_negative_lr", &invalid, "SGD: lr must be a finite number >= 0, got -0.1", sgd({-0.1})},
         {"sgd_nan_lr", &invalid, "SGD: lr must be a finite number >= 0, got nan", sgd({kNaN})},
         {"sgd_inf_lr", &invalid, "SGD: lr must be a finite number >= 0, got inf", sgd({kInf})},
-        {"sgd_negative_momentum", &invalid, "SGD: momentum must be a finite number >= 0, got -0.9", sgd({0.1, -0.9})},
+        {"sgd_negative_momentum", &invalid, "SGD: momentum must be a finite number >= 0, got -0.9", sgd(SGDOptions(0.1).momentum(-0.9))},
         {"sgd_negative_weight_decay", &invalid, "SGD: weight_decay must be a finite number >= 0, got -1",
-         sgd({0.1, 0, false, -1})},
-        {"sgd_nesterov_without_momentum", &invalid, "SGD: nesterov needs momentum > 0, got 0", sgd({0.1, 0, true})},
-        {"sgd_null_parameter", &invalid, "SGD: parameter 1 is null", [&] { SGD<float>({&p, nullptr}, {}); }},
+         sgd(SGDOptions(0.1).weight_decay(-1))},
+        {"sgd_nesterov_without_momentum", &invalid, "SGD: nesterov needs momentum > 0, got 0", sgd(SGDOptions(0.1).nesterov(true))},
+        {"sgd_null_parameter", &invalid, "SGD: parameter 1 is null", [&] { SGD<float>({&p, nullptr}, 0.1); }},
         {"sgd_repeated_parameter", &invalid, "SGD: parameter 2 ('w') is the same as parameter 0; list each parameter once",
-         [&] { SGD<float>({&p, &q, &p}, {}); }},
-        {"adam_negative_lr", &invalid, "Adam: lr must be a finite number >= 0, got -1", adam([](auto& o) { o.lr = -1; })},
-        {"adam_beta1_1", &invalid, "Adam: beta1 must be in [0, 1), got 1", adam([](auto& o) { o.beta1 = 1; })},
-        {"adam_beta1_nan", &invalid, "Adam: beta1 must be in [0, 1), got nan", adam([](auto& o) { o.beta1 = kNaN; })},
+         [&] { SGD<float>({&p, &q, &p}, 0.1); }},
+        {"adam_negative_lr", &invalid, "Adam: lr must be a finite number >= 0, got -1", adam([](auto& o) { o.lr(-1); })},
+        {"adam_beta1_1", &invalid, "Adam: beta1 must be in [0, 1), got 1", adam([](auto& o) { o.beta1(1); })},
+        {"adam_beta1_nan", &invalid, "Adam: beta1 must be in [0, 1), got nan", adam([](auto& o) { o.beta1(kNaN); })},
         {"adam_beta2_negative", &invalid, "Adam: beta2 must be in [0, 1), got -0.5",
-         adam([](auto& o) { o.beta2 = -0.5; })},
-        {"adam_eps_0", &invalid, "Adam: eps must be a finite number > 0, got 0", adam([](auto& o) { o.eps = 0; })},
+         adam([](auto& o) { o.beta2(-0.5); })},
+        {"adam_eps_0", &invalid, "Adam: eps must be a finite number > 0, got 0", adam([](auto& o) { o.eps(0); })},
         {"adam_eps_negative", &invalid, "Adam: eps must be a finite number > 0, got -1e-08",
-         adam([](auto& o) { o.eps = -1e-8; })},
+         adam([](auto& o) { o.eps(-1e-8); })},
         {"adam_weight_decay_nan", &invalid, "Adam: weight_decay must be a finite number >= 0, got nan",
-         adam([](auto& o) { o.weight_decay = kNaN; })},
+         adam([](auto& o) { o.weight_decay(kNaN); })},
         {"adam_null_parameter", &invalid, "Adam: parameter 0 is null", [] { Adam<float>({nullptr}, {}); }},
         {"adamw_nan_lr", &invalid, "AdamW: lr must be a finite number >= 0, got nan",
-         [&] { AdamW<float>({&p}, {kNaN, 0.9, 0.999, 1e-8, 0.01, true}); }},
+         [&] { AdamW<float>({&p}, AdamOptions(kNaN).weight_decay(0.01)); }},
         {"set_lr_negative", &invalid, "set_lr: lr must be a finite number >= 0, got -1",
-         [&] { SGD<float>({&p}, {}).set_lr(-1); }},
+         [&] { SGD<float>({&p}, 0.1).set_lr(-1); }},
         {"set_lr_nan", &invalid, "set_lr: lr must be a finite number >= 0, got nan",
          [&] { Adam<float>({&p}, {}).set_lr(kNaN); }},
     });
@@ -220,7 +220,7 @@ BOOST_AUTO_TEST_CASE(optimizer_after_parameter_changed_shape)
 {
     Parameter<float> p(zeros({3}), "w");
     Adam<float> adam({&p}, {});
-    SGD<float> sgd({&p}, {0.1, 0.9});
+    SGD<float> sgd({&p}, SGDOptions(0.1).momentum(0.9));
     p.value() = zeros({2, 3});
     const Tensor<float> before = p.value();
     check({

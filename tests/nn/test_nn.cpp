@@ -135,6 +135,58 @@ BOOST_AUTO_TEST_CASE(layers_are_classes_with_typed_access)
     BOOST_TEST(Lambda<double>("double", [](const Var<double>& v) { return v * 2.0; })(t.constant(x)).value() == 2.0 * x);
 }
 
+BOOST_AUTO_TEST_CASE(lookup_by_name)
+{
+    Sequential<double> net;
+    net.emplace<Linear<double>>(3, 4, true, 1);
+    net.emplace<ReLU<double>>();
+    net.emplace<Linear<double>>(4, 2, false, 2);
+    BOOST_TEST(&net.parameter("0.weight") == &net.at<Linear<double>>(0).weight());
+    BOOST_TEST(&net.parameter("0.bias") == net.at<Linear<double>>(0).bias());
+    BOOST_TEST(&net.parameter("2.weight") == &net.at<Linear<double>>(2).weight());
+    BOOST_TEST(&net.child("2") == &net[2]);
+    const auto children = net.named_children();
+    BOOST_TEST(children.size() == 3u);
+    BOOST_TEST(children[1].first == "1");
+    BOOST_TEST(children[1].second == &net[1]);
+    try {
+        net.parameter("2.bias");
+        BOOST_ERROR("no throw");
+    } catch (const std::out_of_range& e) {
+        BOOST_TEST(std::string(e.what()) ==
+                   "Module::parameter: '2.bias' not found; the parameters are: 0.weight, 0.bias, 2.weight");
+    }
+    try {
+        net[1].child("x");
+        BOOST_ERROR("no throw");
+    } catch (const std::out_of_range& e) {
+        BOOST_TEST(std::string(e.what()) == "Module::child: 'x' not found; the children are: none");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(layers_without_a_seed_differ_and_manual_seed_repeats_them)
+{
+    init::manual_seed(42);
+    Linear<double> a(5, 5), b(5, 5);
+    MLP<double> m1({5, 5, 5});
+    BOOST_TEST(xt::amax(xt::abs(a.weight().value() - b.weight().value()))() > 0.01);  // not the same draw twice
+    const auto w1 = m1.named_parameters();
+    BOOST_TEST(xt::amax(xt::abs(w1[0].second->value() - w1[2].second->value()))() > 0.01);
+    init::manual_seed(42);
+    Linear<double> a2(5, 5), b2(5, 5);
+    MLP<double> m2({5, 5, 5});
+    BOOST_TEST(a2.weight().value() == a.weight().value());  // bit-identical
+    BOOST_TEST(b2.weight().value() == b.weight().value());
+    const auto w2 = m2.named_parameters();
+    for (std::size_t i = 0; i < w1.size(); ++i) BOOST_TEST(w2[i].second->value() == w1[i].second->value());
+    // an explicit seed does not draw from the generator, and gives the same layer every time
+    Linear<double> s1(5, 5, true, 7), s2(5, 5, true, 7);
+    BOOST_TEST(s1.weight().value() == s2.weight().value());
+    init::manual_seed(42);
+    Linear<double> a3(5, 5);
+    BOOST_TEST(a3.weight().value() == a.weight().value());
+}
+
 BOOST_AUTO_TEST_CASE(shape_errors_name_the_layer)
 {
     Linear<float> lin(784, 10);
@@ -187,7 +239,7 @@ BOOST_AUTO_TEST_CASE(sgd_plain_momentum_nesterov_decay)
     }
     {  // momentum 0.9: v1 = g1 = 0.5, w = 1 − 0.05 = 0.95; v2 = 0.9·0.5 + 0.2 = 0.65, w = 0.95 − 0.065 = 0.885
         OneParam o;
-        SGD<double> sgd({&o.p}, {0.1, 0.9});
+        SGD<double> sgd({&o.p}, SGDOptions(0.1).momentum(0.9));
         o.set_grad(0.5, 0);
         sgd.step();
         o.set_grad(0.2, 0);
@@ -196,7 +248,7 @@ BOOST_AUTO_TEST_CASE(sgd_plain_momentum_nesterov_decay)
     }
     {  // nesterov: step 1 d = g + μv = 0.5 + 0.45 = 0.95 → w = 0.905; step 2 v = 0.65, d = 0.2 + 0.585 = 0.785 → 0.8265
         OneParam o;
-        SGD<double> sgd({&o.p}, {0.1, 0.9, true});
+        SGD<double> sgd({&o.p}, SGDOptions(0.1).momentum(0.9).nesterov(true));
         o.set_grad(0.5, 0);
         sgd.step();
         BOOST_TEST(o.p.value()(0) == 0.905, tt::tolerance(1e-14));
@@ -206,7 +258,7 @@ BOOST_AUTO_TEST_CASE(sgd_plain_momentum_nesterov_decay)
     }
     {  // worked_example_2_3_2_1 (source document 003): W ← W − η(δnᵀ + W), η = 0.1: w = 1 − 0.1(0.5 + 1) = 0.85; −2 − 0.1(−1 − 2) = −1.7
         OneParam o;
-        SGD<double> sgd({&o.p}, {0.1, 0, false, 1.0});
+        SGD<double> sgd({&o.p}, SGDOptions(0.1).weight_decay(1.0));
         o.set_grad(0.5, -1.0);
         sgd.step();
         BOOST_TEST(o.p.value()(0) == 0.85, tt::tolerance(1e-15));
@@ -232,8 +284,8 @@ BOOST_AUTO_TEST_CASE(adam_bias_correction_and_decay)
     }
     {  // coupled (Adam, wd 0.1): g' = g + 0.1·w = 0.5 + 0.1 = 0.6, step ≈ lr. Decoupled (AdamW): w·(1 − lr·wd) − lr·g/|g|
         OneParam a, b;
-        Adam<double> adam({&a.p}, {0.01, 0.9, 0.999, 1e-8, 0.1, false});
-        AdamW<double> adamw({&b.p}, {0.01, 0.9, 0.999, 1e-8, 0.1});
+        Adam<double> adam({&a.p}, AdamOptions(0.01).weight_decay(0.1));
+        AdamW<double> adamw({&b.p}, AdamOptions(0.01).betas(0.9, 0.999).eps(1e-8).weight_decay(0.1));
         a.set_grad(0.5, 0);
         b.set_grad(0.5, 0);
         adam.step();
@@ -414,7 +466,7 @@ BOOST_AUTO_TEST_CASE(mlp_fits_xor)
     const Tensor<float> x = {{0, 0}, {0, 1}, {1, 0}, {1, 1}};
     const IndexTensor y = {0, 1, 1, 0};
     MLP<float> net({2, 8, 2}, Activation::tanh, Activation::identity, 3);
-    SGD<float> opt(net.parameters(), {0.5, 0.9});
+    SGD<float> opt(net.parameters(), SGDOptions(0.5).momentum(0.9));
     Tape<float> tape;
     float loss = 0;
     for (int step = 0; step < 300; ++step) {

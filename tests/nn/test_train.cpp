@@ -5,6 +5,8 @@
 #include <limits>
 #include <numeric>
 
+#include <boost/mpl/list.hpp>
+
 #include "test_util.hpp"
 #include "xgrad/nn.hpp"
 
@@ -47,23 +49,26 @@ BOOST_AUTO_TEST_CASE(metrics_of_hand_made_outputs)
     BOOST_CHECK_THROW(confusion_matrix(out, IndexTensor{1, 1, 2, 5}), std::out_of_range);
 }
 
-BOOST_AUTO_TEST_CASE(train_epoch_is_the_written_out_loop)
+using model_types = boost::mpl::list<float, double>;
+
+BOOST_AUTO_TEST_CASE_TEMPLATE(train_epoch_is_the_written_out_loop, T, model_types)
 {
     const Dataset data = small_dataset();
-    Linear<float> a(4, 3, true, 3), b(4, 3, true, 3);
-    SGD<float> opt_a(a.parameters(), {0.5}), opt_b(b.parameters(), {0.5});
-    Tape<float> tape;
+    Linear<T> a(4, 3, true, 3), b(4, 3, true, 3);
+    SGD<T> opt_a(a.parameters(), 0.5), opt_b(b.parameters(), 0.5);
+    Tape<T> tape;
     std::vector<std::size_t> seen;
-    const EpochOptions o{4, true, 11, 2};
     const EpochStats st = train_epoch(
-        tape, opt_a, data, [&](Tape<float>& t, const Tensor<float>& x) { return forward_of(a, t, x); }, ce, o,
+        tape, opt_a, data, [&](Tape<T>& t, const Tensor<T>& x) { return a(t.borrow(x)); },
+        [](const Var<T>& out, const IndexTensor& y) { return cross_entropy(out, y); },
+        EpochOptions().batch_size(4).seed(11).epoch(2),
         [&](std::size_t step, std::size_t steps, std::size_t samples, double) {
             BOOST_TEST(steps == 3u);
             seen.push_back(step * 100 + samples);
         });
     BOOST_TEST(seen == (std::vector<std::size_t>{104, 208, 310}), tt::per_element());
 
-    // The same epoch by hand: batches 4, 4, 2 of epoch_order(10, 11, 2).
+    // The same epoch by hand: batches 4, 4, 2 of epoch_order(10, 11, 2), the rows converted to T.
     const auto order = epoch_order(10, 11, 2);
     double loss_sum = 0;
     std::size_t correct = 0;
@@ -72,8 +77,9 @@ BOOST_AUTO_TEST_CASE(train_epoch_is_the_written_out_loop)
     for (std::size_t s = 0; s < 10; s += 4) {
         const std::size_t end = std::min<std::size_t>(10, s + 4);
         gather_batch(data, order, s, end, x, y);
+        const Tensor<T> xt_ = xt::cast<T>(x);
         opt_b.zero_grad();
-        auto out = b(tape.borrow(x));
+        auto out = b(tape.borrow(xt_));
         auto l = cross_entropy(out, y);
         tape.backward(l);
         opt_b.step();
@@ -86,6 +92,12 @@ BOOST_AUTO_TEST_CASE(train_epoch_is_the_written_out_loop)
     BOOST_TEST(st.loss > 0.1);  // a real loss of 3 classes, not a zero
     const auto pa = a.parameters(), pb = b.parameters();
     for (std::size_t i = 0; i < pa.size(); ++i) BOOST_TEST(pa[i]->value() == pb[i]->value(), tt::per_element());
+    // the double model's evaluation keeps double outputs
+    const Evaluation<T> e = evaluate<T>(a, tape, data, [&](Tape<T>& t, const Tensor<T>& x2) { return a(t.borrow(x2)); },
+                                        [](const Var<T>& out, const IndexTensor& y2) { return cross_entropy(out, y2); },
+                                        4, true);
+    BOOST_TEST(e.outputs.shape()[0] == 10u);
+    BOOST_TEST(e.accuracy == accuracy(e.outputs, data.labels));
 }
 
 BOOST_AUTO_TEST_CASE(evaluate_weights_batches_by_size_and_restores_training_mode)
@@ -94,7 +106,7 @@ BOOST_AUTO_TEST_CASE(evaluate_weights_batches_by_size_and_restores_training_mode
     Linear<float> m(4, 3, true, 5);
     Tape<float> tape;
     auto fwd = [&](Tape<float>& t, const Tensor<float>& x) { return forward_of(m, t, x); };
-    const Evaluation e = evaluate(m, tape, data, fwd, ce, 3, true);  // batches 3, 3, 3, 1
+    const Evaluation<float> e = evaluate(m, tape, data, fwd, ce, 3, true);  // batches 3, 3, 3, 1
     auto out = m(tape.constant(data.images));
     const double whole = cross_entropy(out, data.labels).item();
     BOOST_TEST(e.loss == whole, tt::tolerance(1e-6));
@@ -125,14 +137,14 @@ BOOST_AUTO_TEST_CASE(a_non_finite_loss_names_epoch_step_and_learning_rate)
 {
     const Dataset data = small_dataset();
     Linear<float> m(4, 3, true, 5);
-    SGD<float> opt(m.parameters(), {0.25});
+    SGD<float> opt(m.parameters(), 0.25);
     Tape<float> tape;
     auto nan_loss = [](const Var<float>& out, const IndexTensor& y) {
         return cross_entropy(out, y) * std::numeric_limits<float>::quiet_NaN();
     };
     try {
         train_epoch(tape, opt, data, [&](Tape<float>& t, const Tensor<float>& x) { return forward_of(m, t, x); }, nan_loss,
-                    {4, false, 1, 6});
+                    EpochOptions().batch_size(4).shuffle(false).epoch(6));
         BOOST_ERROR("no error for a NaN loss");
     } catch (const std::runtime_error& e) {
         BOOST_TEST(std::string(e.what()) == "epoch 7 step 1: loss is nan (learning rate 0.25 too high?)");

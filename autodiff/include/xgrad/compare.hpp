@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "xgrad/options.hpp"
 #include "xgrad/tape.hpp"
 
 namespace xgrad {
@@ -11,26 +12,14 @@ namespace xgrad {
 using NamedTensors = std::vector<std::pair<std::string, Tensor<double>>>;
 
 /// compare_gradients' options, set by name and chained: CompareOptions().rtol(1e-8).batch_size(32).
-/// Each setter returns *this, each getter of the same name reads the value.
 class CompareOptions {
-public:
-    /// Pass if max|hand − automatic| ≤ atol + rtol · max|automatic| (default 1e-10).
-    CompareOptions& rtol(double v) { rtol_ = v; return *this; }
-    /// Absolute tolerance (default 1e-14).
-    CompareOptions& atol(double v) { atol_ = v; return *this; }
-    /// The batch size, if any: lets the diagnosis recognise sum-vs-mean mistakes (factor B or 1/B).
-    CompareOptions& batch_size(std::size_t v) { batch_size_ = v; return *this; }
-    /// The relative tolerance.
-    double rtol() const { return rtol_; }
-    /// The absolute tolerance.
-    double atol() const { return atol_; }
-    /// The batch size (0: unknown).
-    std::size_t batch_size() const { return batch_size_; }
-
-private:
-    double rtol_ = 1e-10;
-    double atol_ = 1e-14;
-    std::size_t batch_size_ = 0;
+    /// Pass if max|hand − automatic| ≤ atol + rtol · max|automatic|.
+    XGRAD_ARG(double, rtol) = 1e-10;
+    /// Absolute tolerance.
+    XGRAD_ARG(double, atol) = 1e-14;
+    /// The batch size, if known (0: unknown): lets the diagnosis recognise sum-vs-mean mistakes
+    /// (factor B or 1/B).
+    XGRAD_ARG(std::size_t, batch_size) = 0;
 };
 
 struct GradientComparison {

@@ -6,47 +6,26 @@
 #include <utility>
 #include <vector>
 
+#include "xgrad/options.hpp"
 #include "xgrad/tape.hpp"
 
 namespace xgrad {
 
 /// gradcheck's options, set by name and chained as in PyTorch's C++ frontend:
-/// GradcheckOptions().eps(1e-6).atol(1e-8).input_names({"x", "w"}). Each setter returns *this, each
-/// getter of the same name reads the value.
+/// GradcheckOptions().eps(1e-6).atol(1e-8).input_names({"x", "w"}); `eps()` reads the value back.
 class GradcheckOptions {
-public:
-    /// Central-difference step (default 1e-6).
-    GradcheckOptions& eps(double v) { eps_ = v; return *this; }
-    /// Pass if |analytic − numeric| ≤ atol + rtol·|numeric| (default 1e-8).
-    GradcheckOptions& atol(double v) { atol_ = v; return *this; }
-    /// Relative tolerance (default 1e-6).
-    GradcheckOptions& rtol(double v) { rtol_ = v; return *this; }
-    /// Seed of the random cotangent (default 0x5eed).
-    GradcheckOptions& seed(std::uint64_t v) { seed_ = v; return *this; }
+    /// Central-difference step.
+    XGRAD_ARG(double, eps) = 1e-6;
+    /// Pass if |analytic − numeric| ≤ atol + rtol·|numeric|.
+    XGRAD_ARG(double, atol) = 1e-8;
+    /// Relative tolerance.
+    XGRAD_ARG(double, rtol) = 1e-6;
+    /// Seed of the random cotangent.
+    XGRAD_ARG(std::uint64_t, seed) = 0x5eed;
     /// Names of the inputs for the report, one per input ("input k" otherwise).
-    GradcheckOptions& input_names(std::vector<std::string> v) { input_names_ = std::move(v); return *this; }
-    /// How many failing elements the report lists (default 10).
-    GradcheckOptions& max_mismatches(std::size_t v) { max_mismatches_ = v; return *this; }
-    /// The central-difference step.
-    double eps() const { return eps_; }
-    /// The absolute tolerance.
-    double atol() const { return atol_; }
-    /// The relative tolerance.
-    double rtol() const { return rtol_; }
-    /// The cotangent's seed.
-    std::uint64_t seed() const { return seed_; }
-    /// The inputs' names (may be empty).
-    const std::vector<std::string>& input_names() const { return input_names_; }
-    /// How many mismatches the report lists.
-    std::size_t max_mismatches() const { return max_mismatches_; }
-
-private:
-    double eps_ = 1e-6;
-    double atol_ = 1e-8;
-    double rtol_ = 1e-6;
-    std::uint64_t seed_ = 0x5eed;
-    std::vector<std::string> input_names_;
-    std::size_t max_mismatches_ = 10;
+    XGRAD_ARG(std::vector<std::string>, input_names);
+    /// How many failing elements the report lists.
+    XGRAD_ARG(std::size_t, max_mismatches) = 10;
 };
 
 /// One element where the tape and finite differences disagree.

@@ -6,16 +6,23 @@
 #include <string>
 #include <vector>
 
+#include "xgrad/options.hpp"
 #include "xgrad/tape.hpp"
 
 namespace xgrad {
 
-struct NodeCheckOptions {
-    double eps = 1e-6;
-    double atol = 1e-8;
-    double rtol = 1e-6;
-    std::size_t max_elements = 24;  ///< per input; larger inputs are checked on a seeded random sample
-    std::uint64_t seed = 1;
+/// check_nodes' options, set by name and chained: NodeCheckOptions().eps(1e-7).max_elements(50).
+class NodeCheckOptions {
+    /// Central-difference step.
+    XGRAD_ARG(double, eps) = 1e-6;
+    /// Pass if |analytic − numeric| ≤ atol + rtol·|numeric|.
+    XGRAD_ARG(double, atol) = 1e-8;
+    /// Relative tolerance.
+    XGRAD_ARG(double, rtol) = 1e-6;
+    /// Elements checked per input; larger inputs are checked on a seeded random sample.
+    XGRAD_ARG(std::size_t, max_elements) = 24;
+    /// Seed of the sample and of the random cotangents.
+    XGRAD_ARG(std::uint64_t, seed) = 1;
 };
 
 /// One op on the tape whose vector-Jacobian product disagrees with finite differences.

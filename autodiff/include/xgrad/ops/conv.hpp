@@ -1,5 +1,6 @@
 #pragma once
 // 2-D convolution (NCHW) by im2col + one GEMM over the whole batch.
+#include "xgrad/options.hpp"
 #include "xgrad/tape.hpp"
 
 namespace xgrad {
@@ -17,36 +18,18 @@ public:
         : in_channels_(in_channels), out_channels_(out_channels), kernel_size_(kernel_size)
     {
     }
-
     /// Input channels C of a layer.
-    std::size_t in_channels() const { return in_channels_; }
-    /// Sets the input channels.
-    Conv2dOptions& in_channels(std::size_t v) { in_channels_ = v; return *this; }
+    XGRAD_ARG(std::size_t, in_channels) = 0;
     /// Output channels O of a layer.
-    std::size_t out_channels() const { return out_channels_; }
-    /// Sets the output channels.
-    Conv2dOptions& out_channels(std::size_t v) { out_channels_ = v; return *this; }
+    XGRAD_ARG(std::size_t, out_channels) = 0;
     /// The side of a layer's square kernel.
-    std::size_t kernel_size() const { return kernel_size_; }
-    /// Sets the kernel side.
-    Conv2dOptions& kernel_size(std::size_t v) { kernel_size_ = v; return *this; }
-    /// The step between windows (default 1).
-    std::size_t stride() const { return stride_; }
-    /// Sets the stride.
-    Conv2dOptions& stride(std::size_t v) { stride_ = v; return *this; }
-    /// Zeros added on every side (default 0).
-    std::size_t padding() const { return padding_; }
-    /// Sets the padding.
-    Conv2dOptions& padding(std::size_t v) { padding_ = v; return *this; }
-    /// Whether a layer has a bias (default true).
-    bool bias() const { return bias_; }
-    /// Sets whether a layer has a bias.
-    Conv2dOptions& bias(bool v) { bias_ = v; return *this; }
-
-private:
-    std::size_t in_channels_ = 0, out_channels_ = 0, kernel_size_ = 0;
-    std::size_t stride_ = 1, padding_ = 0;
-    bool bias_ = true;
+    XGRAD_ARG(std::size_t, kernel_size) = 0;
+    /// The step between windows.
+    XGRAD_ARG(std::size_t, stride) = 1;
+    /// Zeros added on every side.
+    XGRAD_ARG(std::size_t, padding) = 0;
+    /// Whether a layer has a bias.
+    XGRAD_ARG(bool, bias) = true;
 };
 
 /// Y[n,o,i,j] = b[o] + Σ_{c,p,q} W[o,c,p,q] · X[n, c, i·s − pad + p, j·s − pad + q]

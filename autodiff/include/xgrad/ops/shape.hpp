@@ -1,6 +1,7 @@
 #pragma once
 // Ops that move data without arithmetic.
 #include <cstddef>
+#include <initializer_list>
 #include <vector>
 
 #include "xgrad/tape.hpp"
@@ -20,6 +21,11 @@ template <class T> Var<T> slice(const Var<T>& x, int axis, std::ptrdiff_t start,
                                 std::ptrdiff_t step = 1);
 /// Y = [X₀, X₁, …] joined along `axis`.                           dXᵢ = the matching slice of G
 template <class T> Var<T> concatenate(const std::vector<Var<T>>& xs, int axis = 0);
+/// concatenate({x, y}, axis): the same, with T deduced from a braced list.
+template <class T> Var<T> concatenate(std::initializer_list<Var<T>> xs, int axis = 0)
+{
+    return concatenate(std::vector<Var<T>>(xs), axis);
+}
 /// Y[…i…] = X[…index[…i…]…] along `axis` (torch.gather): index has X's rank and X's shape
 /// except along `axis`.                                            dX = G scatter-added at index
 template <class T> Var<T> gather(const Var<T>& x, int axis, const IndexTensor& index);

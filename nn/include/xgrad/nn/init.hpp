@@ -2,6 +2,7 @@
 // Weight initializers, reproducible from a seed. A zero fan, a negative or non-finite gain and
 // bounds that are not finite with lo <= hi throw std::invalid_argument naming the function.
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <type_traits>
 
@@ -10,6 +11,15 @@
 namespace xgrad::nn::init {
 
 using Rng = std::mt19937_64;
+
+/// Seeds the process-wide generator that layers made without a seed draw their seeds from (as
+/// torch::manual_seed). Its initial seed is 0, so a program that makes its layers in the same order
+/// makes the same model every run; two layers made one after the other differ.
+void manual_seed(std::uint64_t seed);
+/// The next seed of that generator (thread-safe): what a layer made without a seed uses.
+std::uint64_t next_seed();
+/// `seed` if given, else next_seed().
+inline std::uint64_t seed_or_next(std::optional<std::uint64_t> seed) { return seed ? *seed : next_seed(); }
 
 /// U(−a, a) with a = gain·√(6/(fan_in + fan_out))  (Glorot & Bengio; document 004's initializer).
 template <class T> void xavier_uniform(Tensor<T>& w, std::size_t fan_in, std::size_t fan_out, Rng& rng, double gain = 1);

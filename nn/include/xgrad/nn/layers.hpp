@@ -17,7 +17,8 @@ namespace xgrad::nn {
 template <class T>
 class Linear : public Module<T> {
 public:
-    Linear(std::size_t in, std::size_t out, bool bias = true, std::uint64_t seed = 0);
+    /// Without a seed the weights come from init::next_seed() (see init::manual_seed).
+    Linear(std::size_t in, std::size_t out, bool bias = true, std::optional<std::uint64_t> seed = std::nullopt);
     Var<T> forward(const Var<T>& x) override;
     std::string describe() const override
     {
@@ -43,7 +44,8 @@ using xgrad::Conv2dOptions;
 template <class T>
 class Conv2d : public Module<T> {
 public:
-    explicit Conv2d(const Conv2dOptions& options, std::uint64_t seed = 0);
+    /// Without a seed the weights come from init::next_seed() (see init::manual_seed).
+    explicit Conv2d(const Conv2dOptions& options, std::optional<std::uint64_t> seed = std::nullopt);
     Var<T> forward(const Var<T>& x) override;
     std::string describe() const override
     {
@@ -190,7 +192,8 @@ namespace detail {
 template <class T>
 class Dropout : public Module<T> {
 public:
-    explicit Dropout(double p = 0.5, std::uint64_t seed = 0);
+    /// Without a seed the masks come from init::next_seed() (see init::manual_seed).
+    explicit Dropout(double p = 0.5, std::optional<std::uint64_t> seed = std::nullopt);
     Var<T> forward(const Var<T>& x) override;
     std::string describe() const override { return "Dropout"; }
 
@@ -251,7 +254,7 @@ template <class T>
 class MLP : public Sequential<T> {
 public:
     MLP(const std::vector<std::size_t>& sizes, Activation hidden = Activation::relu,
-        Activation output = Activation::identity, std::uint64_t seed = 0);
+        Activation output = Activation::identity, std::optional<std::uint64_t> seed = std::nullopt);
 };
 
 extern template class Linear<float>;

@@ -29,6 +29,14 @@ public:
     std::vector<Parameter<T>*> parameters();
     /// (dotted name, parameter), e.g. "0.weight", "fc1.bias".
     std::vector<std::pair<std::string, Parameter<T>*>> named_parameters();
+    /// The parameter of that dotted name ("0.weight", "fc1.bias"); std::out_of_range naming it and
+    /// listing the names there are otherwise.
+    Parameter<T>& parameter(const std::string& name);
+    /// The direct submodules with their names, in registration order.
+    std::vector<std::pair<std::string, Module<T>*>> named_children();
+    /// The direct submodule of that name; std::out_of_range naming it and listing the names there
+    /// are otherwise. For a layer's own type, Sequential::at<M>(i).
+    Module<T>& child(const std::string& name);
     /// Sets every parameter's gradient to zero in place.
     void zero_grad();
     /// Training mode (Dropout active) or evaluation mode, recursively.

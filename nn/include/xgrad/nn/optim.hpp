@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "xgrad/options.hpp"
 #include "xgrad/tape.hpp"
 
 namespace xgrad::nn {
@@ -49,13 +50,19 @@ protected:
     std::size_t steps_ = 0;
 };
 
-struct SGDOptions {
-    double lr = 0.01;
-    double momentum = 0;
-    bool nesterov = false;
+/// SGD's options, set by name and chained as torch::optim::SGDOptions: SGDOptions(0.1).momentum(0.9).
+class SGDOptions {
+public:
+    SGDOptions(double lr) : lr_(lr) {}  // NOLINT(google-explicit-constructor): SGD(params, 0.1) as in PyTorch
+    /// The learning rate.
+    XGRAD_ARG(double, lr);
+    /// μ; 0 is plain SGD.
+    XGRAD_ARG(double, momentum) = 0;
+    /// Nesterov momentum (needs momentum > 0).
+    XGRAD_ARG(bool, nesterov) = false;
     /// Coupled (L2) decay: g ← g + wd·w before momentum. Document 003's update
-    /// W ← W − η(δ·nᵀ + W) is weight_decay = 1.
-    double weight_decay = 0;
+    /// W ← W − η(δ·nᵀ + W) is weight_decay(1).
+    XGRAD_ARG(double, weight_decay) = 0;
 };
 
 /// g = ∇ + wd·w;  v = μ·v + g (v = g on the first step);  d = nesterov ? g + μ·v : v;  w ← w − lr·d
@@ -72,32 +79,52 @@ private:
     std::vector<Tensor<T>> velocity_;
 };
 
-struct AdamOptions {
-    double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
-    double weight_decay = 0;
-    /// false: Adam with coupled L2 (g += wd·w); true: AdamW (w ← w − lr·wd·w, decoupled).
-    bool decoupled = false;
+/// Adam's options, set by name and chained as torch::optim::AdamOptions:
+/// AdamOptions(1e-3).betas(0.9, 0.98).weight_decay(1e-4).
+class AdamOptions {
+public:
+    AdamOptions(double lr = 1e-3) : lr_(lr) {}  // NOLINT(google-explicit-constructor)
+    /// The learning rate.
+    XGRAD_ARG(double, lr);
+    /// β₁, the first moment's decay.
+    XGRAD_ARG(double, beta1) = 0.9;
+    /// β₂, the second moment's decay.
+    XGRAD_ARG(double, beta2) = 0.999;
+    /// ε in the denominator.
+    XGRAD_ARG(double, eps) = 1e-8;
+    /// The decay: coupled L2 (g += wd·w) for Adam, decoupled (w ← w − lr·wd·w) for AdamW.
+    XGRAD_ARG(double, weight_decay) = 0;
+
+public:
+    /// Sets β₁ and β₂ together, as PyTorch's betas.
+    AdamOptions& betas(double b1, double b2) { return beta1(b1).beta2(b2); }
 };
 
 /// m = β₁m + (1−β₁)g;  v = β₂v + (1−β₂)g²;  m̂ = m/(1−β₁ᵗ);  v̂ = v/(1−β₂ᵗ);  w ← w − lr·m̂/(√v̂ + ε)
 template <class T>
 class Adam : public Optimizer<T> {
 public:
-    Adam(std::vector<Parameter<T>*> params, AdamOptions o);
+    Adam(std::vector<Parameter<T>*> params, AdamOptions o = AdamOptions());
     void step() override;
     std::vector<std::pair<std::string, Tensor<T>*>> state() override;
 
+protected:
+    /// AdamW's constructor: the same options with the decay decoupled.
+    Adam(std::vector<Parameter<T>*> params, AdamOptions o, bool decoupled);
+
 private:
     AdamOptions o_;
+    bool decoupled_ = false;
     std::vector<Tensor<T>> m_, v_;
 };
 
-/// AdamW: Adam with decoupled weight decay (default 0.01).
+/// AdamW (Loshchilov & Hutter): Adam whose decay is decoupled from the gradient,
+/// w ← w − lr·(m̂/(√v̂ + ε) + wd·w); PyTorch's default decay 0.01.
 template <class T>
 class AdamW : public Adam<T> {
 public:
-    AdamW(std::vector<Parameter<T>*> params, AdamOptions o = {1e-3, 0.9, 0.999, 1e-8, 0.01, true})
-        : Adam<T>(std::move(params), (o.decoupled = true, o))
+    AdamW(std::vector<Parameter<T>*> params, AdamOptions o = AdamOptions().weight_decay(0.01))
+        : Adam<T>(std::move(params), o, true)
     {
     }
 };
