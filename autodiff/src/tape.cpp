@@ -238,6 +238,17 @@ const std::string& Tape<T>::scope_at(std::uint32_t i) const
 }
 
 template <class T>
+Var<T> Tape<T>::observe(const std::string& name, const Var<T>& v)
+{
+    check(v, "observe");
+    for (const auto& [n, i] : observed_)
+        if (n == name)
+            throw std::logic_error(fmt::format("xgrad: observe: the name '{}' is already used (node {})", name, i));
+    observed_.emplace_back(name, v.index());
+    return v;
+}
+
+template <class T>
 void Tape<T>::push_scope(const std::string& name)
 {
     const std::uint32_t parent = scope_stack_.back();
@@ -407,6 +418,7 @@ void Tape<T>::clear()
     }
     size_ = 0;
     inputs_.clear();
+    observed_.clear();
     generation_ = detail::TapeSlots::advance(slot_);
 }
 

@@ -166,6 +166,12 @@ public:
     Var<T> at(std::uint32_t i);
     /// Where node i was created: the scopes open at the time, e.g. "mlp/2:Linear(256→128)".
     const std::string& scope_at(std::uint32_t i) const;
+    /// Names a quantity of the model ("z2", "a1", "loss") for xgrad::diagnose, which matches a hand
+    /// derivation's quantities to these names; returns v. A name used twice in one record throws
+    /// std::logic_error. clear() forgets the names.
+    Var<T> observe(const std::string& name, const Var<T>& v);
+    /// The observed (name, tape position) pairs of the current record, in the order observed.
+    const std::vector<std::pair<std::string, std::uint32_t>>& observed() const { return observed_; }
     /// Opens a named scope (nested in the current one); nodes record it. Prefer ScopeGuard.
     void push_scope(const std::string& name);
     void pop_scope();
@@ -205,6 +211,7 @@ private:
     std::vector<std::string> scope_names_{std::string()};
     std::vector<std::pair<std::uint32_t, std::string>> scope_keys_{{0, std::string()}};
     std::vector<std::uint32_t> scope_stack_{0};
+    std::vector<std::pair<std::string, std::uint32_t>> observed_;  // tape.observe(): checking tools only
     // Instrumentation for check_nodes (detail::TapeAccess): called when node i is reserved and finished.
     std::function<void(std::uint32_t)> before_op_, after_op_;
     std::size_t size_ = 0;

@@ -1,0 +1,672 @@
+// diagnose(): a hand derivation against the tape; see xgrad/diagnose.hpp.
+#include "xgrad/diagnose.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <iterator>
+#include <map>
+#include <ostream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "tape_access.hpp"
+
+namespace xgrad {
+
+using Tens = Tensor<double>;
+using Access = detail::TapeAccess<double>;
+
+const Tensor<double>& HandDerivation::value(const std::string& name, Tensor<double> hand)
+{
+    return give(false, name, std::move(hand));
+}
+
+const Tensor<double>& HandDerivation::grad(const std::string& name, Tensor<double> hand)
+{
+    return give(true, name, std::move(hand));
+}
+
+const Tensor<double>& HandDerivation::give(bool is_grad, const std::string& name, Tensor<double> hand)
+{
+    for (const Given& g : given_)
+        if (g.is_grad == is_grad && g.name == name)
+            throw std::logic_error(fmt::format("diagnose: the hand derivation gives {} '{}' twice",
+                                               is_grad ? "the gradient of" : "the value", name));
+    given_.push_back({is_grad, name, std::move(hand)});
+    if (const Tens* t = substitute_ ? substitute_(is_grad, name) : nullptr) return *t;
+    return given_.back().hand;
+}
+
+namespace {
+
+std::string label_of(bool is_grad, const std::string& name) { return is_grad ? "dL/d" + name : name; }
+
+double norm(const Tens& t)
+{
+    double s = 0;
+    for (double v : t) s += v * v;
+    return std::sqrt(s);
+}
+
+/// ‖h − c‖ / max(‖h‖, ‖c‖): 0 for a perfect fit, inf for different shapes.
+double residual(const Tens& h, const Tens& c)
+{
+    if (h.shape() != c.shape()) return INFINITY;
+    double d = 0;
+    for (std::size_t i = 0; i < h.size(); ++i) d += (h.data()[i] - c.data()[i]) * (h.data()[i] - c.data()[i]);
+    const double scale = std::max({norm(h), norm(c), 1e-300});
+    return std::sqrt(d) / scale;
+}
+
+double max_abs(const Tens& t) { return t.size() ? double(xt::amax(xt::abs(t))()) : 0.0; }
+
+/// The recorded model: every node's value and gradient, who consumes whom, the names, the terms.
+struct Model {
+    explicit Model(Tape<double>& t) : tape(t) {}
+    Tape<double>& tape;
+    std::uint32_t loss = 0;
+    std::vector<Tens> grads;                           // dL/d(node); empty where nothing flows
+    std::vector<std::vector<std::uint32_t>> consumers;
+    std::map<std::string, std::uint32_t> names;        // observed and parameter names → node
+    std::vector<std::string> observed;                 // observed names in order
+    std::vector<std::pair<std::string, std::vector<Tens>>> terms;  // loss terms: per-node gradients
+    std::vector<std::pair<double, std::string>> factors;           // the model's own factors
+
+    const Tens& value(std::uint32_t i) const { return tape.at(i).value(); }
+    std::string op(std::uint32_t i) const { return tape.at(i).op(); }
+    std::string where(std::uint32_t i) const
+    {
+        const std::string& scope = tape.scope_at(i);
+        return scope.empty() ? op(i) : op(i) + " in " + scope;
+    }
+};
+
+/// One backward sweep from `output`: the gradient of every node (parameters' p.grad() untouched).
+std::vector<Tens> sweep(Tape<double>& tape, const Var<double>& output)
+{
+    std::vector<std::pair<Parameter<double>*, Tens>> saved;
+    for (std::uint32_t i = 0; i < tape.size(); ++i)
+        if (Parameter<double>* p = tape.at(i).parameter()) {
+            saved.emplace_back(p, p->grad());
+            p->zero_grad();
+        }
+    std::vector<Tens> g(tape.size());
+    if (output.requires_grad()) {
+        tape.backward(output);
+        for (std::uint32_t i = 0; i < tape.size(); ++i) {
+            const Var<double> v = tape.at(i);
+            if (!v.requires_grad()) continue;
+            g[i] = v.parameter() ? v.parameter()->grad() : v.grad();
+        }
+    }
+    for (auto& [p, t] : saved) p->grad() = t;
+    return g;
+}
+
+void add_factor(Model& m, double f, const std::string& what)
+{
+    if (!(f > 1)) return;
+    for (const auto& [v, w] : m.factors)
+        if (v == f && w == what) return;
+    m.factors.emplace_back(f, what);
+}
+
+/// The numbers a factor mistake can be made of in this model, each with what it is.
+void collect_factors(Model& m)
+{
+    bool squares = false;
+    for (std::uint32_t i = 0; i < m.tape.size(); ++i) {
+        const std::string op = m.op(i);
+        const std::uint32_t n_in = Access::input_count(m.tape, i);
+        const Shape& out = m.value(i).shape();
+        const Shape in0 = n_in ? m.value(Access::input(m.tape, i, 0)).shape() : Shape{};
+        if (op == "square" || op == "pow" || op == "mse_loss") squares = true;
+        if ((op == "cross_entropy" || op == "nll_loss" || op == "mse_loss") && !in0.empty()) {
+            add_factor(m, double(in0[0]), fmt::format("the batch size B = {} (a mean over the batch taken as a sum, "
+                                                      "or the reverse)", in0[0]));
+            if (in0.size() == 2 && op != "mse_loss")
+                add_factor(m, double(in0[1]), fmt::format("the number of classes C = {}", in0[1]));
+            if (op == "mse_loss") {
+                std::size_t n = 1;
+                for (auto d : in0) n *= d;
+                add_factor(m, double(n), fmt::format("the {} elements the squared error averages over", n));
+            }
+        }
+        if (op == "mean" && n_in) {
+            std::size_t a = 1, b = 1;
+            for (auto d : in0) a *= d;
+            for (auto d : out) b *= d;
+            if (b && a % b == 0)
+                add_factor(m, double(a / b), fmt::format("the count {} of the mean at {}", a / b, m.where(i)));
+        }
+        if ((op == "avg_pool2d" || op == "max_pool2d") && in0.size() == 4 && out.size() == 4 && out[2] && out[3] &&
+            in0[2] % out[2] == 0 && in0[3] % out[3] == 0) {
+            const std::size_t kh = in0[2] / out[2], kw = in0[3] / out[3];
+            add_factor(m, double(kh * kw), fmt::format("the {}×{} pooling area {} of {}", kh, kw, kh * kw, m.where(i)));
+        }
+    }
+    if (squares) m.factors.emplace_back(2.0, "the 2 of a square's derivative (or the ½ of ½(y − t)²)");
+}
+
+Model record(Tape<double>& tape, const std::function<Var<double>(Tape<double>&)>& model)
+{
+    Model m(tape);
+    const Var<double> loss = model(tape);
+    if (loss.size() != 1)
+        throw ShapeError(fmt::format("diagnose: the model must return a scalar loss, got {}", shape_str(loss.shape())));
+    m.loss = loss.index();
+    const bool retain = tape.retain_grad();
+    tape.set_retain_grad(true);
+    m.grads = sweep(tape, loss);
+    m.consumers.resize(tape.size());
+    for (std::uint32_t i = 0; i < tape.size(); ++i)
+        for (std::uint32_t k = 0; k < Access::input_count(tape, i); ++k) m.consumers[Access::input(tape, i, k)].push_back(i);
+    for (const auto& [name, i] : tape.observed()) {
+        m.names[name] = i;
+        m.observed.push_back(name);
+        if (i != m.loss && m.value(i).size() == 1 && tape.at(i).requires_grad())
+            m.terms.emplace_back(name, sweep(tape, tape.at(i)));
+    }
+    for (std::uint32_t i = 0; i < tape.size(); ++i)
+        if (Parameter<double>* p = tape.at(i).parameter())
+            if (!p->name().empty() && !m.names.count(p->name())) m.names[p->name()] = i;
+    tape.set_retain_grad(retain);
+    collect_factors(m);
+    return m;
+}
+
+/// The tape's tensor for a quantity, or null when the name is unknown.
+const Tens* tape_tensor(const Model& m, bool is_grad, const std::string& name, Tens& zeros)
+{
+    auto it = m.names.find(name);
+    if (it == m.names.end()) return nullptr;
+    if (!is_grad) return &m.value(it->second);
+    const Tens& g = m.grads[it->second];
+    if (g.size() || m.value(it->second).size() == 0) return &g;
+    zeros = xt::zeros<double>(m.value(it->second).shape());  // no gradient reaches it
+    return &zeros;
+}
+
+bool agrees(const Tens& hand, const Tens& tape, double rtol)
+{
+    if (hand.shape() != tape.shape()) return false;
+    double worst = 0;
+    for (std::size_t i = 0; i < hand.size(); ++i) {
+        const double d = std::abs(hand.data()[i] - tape.data()[i]);
+        if (!(d <= worst)) worst = std::isnan(d) ? INFINITY : d;
+    }
+    return worst <= rtol * max_abs(tape) + 1e-300;
+}
+
+double max_rel_error(const Tens& hand, const Tens& tape)
+{
+    if (hand.shape() != tape.shape()) return INFINITY;
+    double worst = 0;
+    for (std::size_t i = 0; i < hand.size(); ++i) {
+        const double d = std::abs(hand.data()[i] - tape.data()[i]);
+        worst = std::isnan(d) ? INFINITY : std::max(worst, d);
+    }
+    const double scale = max_abs(tape);
+    return scale > 0 ? worst / scale : worst;
+}
+
+/// G of a pooled output (N,C,OH,OW) copied to every cell of its k×k window: (N,C,OH·kh,OW·kw).
+Tens upsample(const Tens& g, std::size_t kh, std::size_t kw, std::size_t h, std::size_t w)
+{
+    Tens u = xt::zeros<double>({g.shape()[0], g.shape()[1], h, w});
+    for (std::size_t n = 0; n < g.shape()[0]; ++n)
+        for (std::size_t c = 0; c < g.shape()[1]; ++c)
+            for (std::size_t i = 0; i < h; ++i)
+                for (std::size_t j = 0; j < w; ++j)
+                    if (i / kh < g.shape()[2] && j / kw < g.shape()[3]) u(n, c, i, j) = g(n, c, i / kh, j / kw);
+    return u;
+}
+
+struct Fitter {
+    const Model& m;
+    const DiagnoseOptions& o;
+    const Tens& h;
+    const std::string& label;
+    std::vector<Hypothesis> out;
+
+    void offer(const Tens& candidate, const char* kind, const std::string& explanation)
+    {
+        const double r = residual(h, candidate);
+        if (r <= o.fit_tol()) out.push_back({kind, explanation, r});
+    }
+
+    std::string factor_name(double alpha) const
+    {
+        auto near = [](double x, double y) { return std::abs(x - y) <= 1e-6 * std::abs(y); };
+        const double a = std::abs(alpha);
+        const std::string sign = alpha < 0 ? "−" : "";
+        for (const auto& [f, what] : m.factors) {
+            if (near(a, f)) return fmt::format("{} = {}{:g} × the tape's: {}", label, sign, f, what);
+            if (near(a, 1 / f)) return fmt::format("{} = {}1/{:g} × the tape's: {}", label, sign, f, what);
+        }
+        return {};
+    }
+
+    void scalar(const Tens& a)
+    {
+        const double aa = norm(a);
+        if (aa == 0 || h.shape() != a.shape()) return;
+        double dot = 0;
+        for (std::size_t i = 0; i < a.size(); ++i) dot += a.data()[i] * h.data()[i];
+        const double alpha = dot / (aa * aa);
+        if (std::abs(alpha - 1) < 1e-6) return;  // rounding or a tiny slip, not a factor
+        const Tens c = alpha * a;
+        if (std::abs(alpha + 1) <= 1e-6) {
+            offer(c, "sign", fmt::format("{} has the wrong sign ((t − y) written for (y − t), or a step uphill)", label));
+            return;
+        }
+        const std::string named = factor_name(alpha);
+        if (!named.empty())
+            offer(c, "factor", named);
+        else
+            offer(c, "factor", fmt::format("{} = {:.6g} × the tape's (no factor of this model equals {:.6g})", label,
+                                           alpha, std::abs(alpha)));
+    }
+
+    void shapes(const Tens& a)
+    {
+        const Shape& hs = h.shape();
+        const Shape& as = a.shape();
+        if (hs.size() == 2 && as.size() == 2 && hs != as && hs[0] == as[1] && hs[1] == as[0])
+            offer(xt::eval(xt::transpose(a)), "transpose",
+                  fmt::format("{} is transposed: {} for {} (e.g. a·δᵀ written for δ·aᵀ)", label, shape_str(hs), shape_str(as)));
+        if (hs.size() == as.size() + 1 && std::equal(as.begin(), as.end(), hs.begin() + 1)) {
+            const Tens s = xt::sum(h, {0});
+            if (residual(s, a) <= o.fit_tol())
+                out.push_back({"sum over axis",
+                               fmt::format("{} has one entry per sample {}: the sum over the batch (axis 0) is missing",
+                                           label, shape_str(hs)),
+                               residual(s, a)});
+        }
+        if (hs.size() + 1 == as.size() && std::equal(hs.begin(), hs.end(), as.begin() + 1)) {
+            const Tens s = xt::sum(a, {0});
+            if (residual(h, s) <= o.fit_tol())
+                out.push_back({"sum over axis",
+                               fmt::format("{} sums over the batch, but {} is per sample {}", label, label, shape_str(as)),
+                               residual(h, s)});
+        }
+    }
+
+    void square_transpose(const Tens& a)
+    {
+        if (a.dimension() == 2 && a.shape()[0] == a.shape()[1] && h.shape() == a.shape())
+            offer(xt::eval(xt::transpose(a)), "transpose", fmt::format("{} is transposed (a square matrix)", label));
+    }
+
+    /// Mistakes in the derivative of the activation or pooling op that consumes node n.
+    void derivative(std::uint32_t n)
+    {
+        const Tens& z = m.value(n);
+        for (std::uint32_t c : m.consumers[n]) {
+            const std::string op = m.op(c);
+            const Tens& y = m.value(c);
+            const Tens& g = m.grads[c];
+            if (!g.size() || g.shape() != z.shape()) {
+                if ((op == "max_pool2d" || op == "avg_pool2d") && g.size() && z.dimension() == 4) pooling(n, c);
+                continue;
+            }
+            const std::string at = m.where(c);
+            if (op == "sigmoid") {
+                offer(Tens(g * y), "activation derivative",
+                      fmt::format("{}: σ′ written as σ at {} (g ⊙ σ(z) instead of g ⊙ σ(z)(1 − σ(z)))", label, at));
+                offer(Tens(g * z * (1 - z)), "activation derivative",
+                      fmt::format("{}: σ′ = s(1 − s) evaluated with the pre-activation z in place of s = σ(z) at {}", label, at));
+                const Tens sy = 1 / (1 + xt::exp(-y));
+                offer(Tens(g * sy * (1 - sy)), "activation derivative",
+                      fmt::format("{}: σ′ evaluated at the activation a = σ(z) instead of at z, at {}", label, at));
+            } else if (op == "tanh") {
+                offer(Tens(g * (1 - z)), "activation derivative",
+                      fmt::format("{}: tanh′ written as 1 − x instead of 1 − tanh²(x) at {}", label, at));
+                offer(Tens(g * (1 - y)), "activation derivative",
+                      fmt::format("{}: tanh′ written as 1 − a instead of 1 − a² at {}", label, at));
+                offer(Tens(g * (1 - z * z)), "activation derivative",
+                      fmt::format("{}: tanh′ = 1 − a² evaluated with the pre-activation z in place of a = tanh(z) at {}",
+                                  label, at));
+                const Tens ty = xt::tanh(y);
+                offer(Tens(g * (1 - ty * ty)), "activation derivative",
+                      fmt::format("{}: tanh′ evaluated at the activation a = tanh(z) instead of at z, at {}", label, at));
+            } else if (op == "relu") {
+                offer(Tens(g * y), "activation derivative",
+                      fmt::format("{}: ReLU′ written as ReLU (g ⊙ relu(z) instead of g ⊙ [z > 0]) at {}", label, at));
+            } else if (op == "softmax" && z.dimension() >= 1) {
+                offer(Tens(g * y * (1 - y)), "elementwise derivative",
+                      fmt::format("{}: the softmax's elementwise derivative s(1 − s) used where its Jacobian belongs at {}: "
+                                  "dL/dz = s ⊙ (g − Σⱼ gⱼsⱼ), not g ⊙ s(1 − s)", label, at));
+            }
+            if (op == "sigmoid" || op == "tanh" || op == "relu" || op == "softmax" || op == "exp" || op == "log")
+                offer(g, "missing derivative",
+                      fmt::format("{}: the derivative of {} left out (the gradient passed through as if it were the "
+                                  "identity)", label, at));
+        }
+    }
+
+    void pooling(std::uint32_t n, std::uint32_t c)
+    {
+        const Tens& x = m.value(n);
+        const Tens& g = m.grads[c];
+        const std::size_t kh = x.shape()[2] / g.shape()[2], kw = x.shape()[3] / g.shape()[3];
+        if (!kh || !kw) return;
+        const Tens up = upsample(g, kh, kw, x.shape()[2], x.shape()[3]);
+        const std::string at = m.where(c);
+        if (m.op(c) == "max_pool2d") {
+            offer(Tens(up / double(kh * kw)), "pooling routing",
+                  fmt::format("{}: the max-pooling gradient spread evenly over each {}×{} window (as average pooling "
+                              "does) instead of routed to the window's maximum, at {}", label, kh, kw, at));
+            offer(up, "pooling routing",
+                  fmt::format("{}: the max-pooling gradient copied to every cell of each {}×{} window instead of the "
+                              "maximum only, at {}", label, kh, kw, at));
+            Tens first = xt::zeros<double>(x.shape());
+            for (std::size_t i = 0; i < x.shape()[0]; ++i)
+                for (std::size_t ch = 0; ch < x.shape()[1]; ++ch)
+                    for (std::size_t p = 0; p < g.shape()[2]; ++p)
+                        for (std::size_t q = 0; q < g.shape()[3]; ++q) first(i, ch, p * kh, q * kw) = g(i, ch, p, q);
+            offer(first, "pooling routing",
+                  fmt::format("{}: the max-pooling gradient routed to each window's first cell instead of its maximum, "
+                              "at {}", label, at));
+        } else {
+            offer(up, "pooling routing",
+                  fmt::format("{}: the average-pooling gradient copied to the window without the 1/{} at {}", label,
+                              kh * kw, at));
+        }
+    }
+
+    void neighbours(bool is_grad, const std::string& name, const Tens& a)
+    {
+        for (const std::string& other : m.observed) {
+            if (other == name) continue;
+            Tens zeros;
+            const Tens* t = tape_tensor(m, is_grad, other, zeros);
+            if (t && t->shape() == h.shape() && residual(*t, a) > o.fit_tol())
+                offer(*t, "off-by-one layer",
+                      fmt::format("{} equals the tape's {} (another layer's quantity)", label, label_of(is_grad, other)));
+        }
+    }
+
+    void terms(std::uint32_t n, const Tens& a)
+    {
+        for (const auto& [term, grads] : m.terms) {
+            const Tens& t = grads[n];
+            if (!t.size() || t.shape() != a.shape() || norm(t) == 0) continue;
+            offer(Tens(a - t), "missing term", fmt::format("{} leaves out the gradient of the term '{}'", label, term));
+            offer(Tens(a + t), "extra term", fmt::format("{} counts the gradient of the term '{}' twice", label, term));
+        }
+    }
+};
+
+/// "k of n elements differ, only in row(s) …; correlation …" for a mistake nothing explains.
+std::string pattern(const Tens& h, const Tens& a, double rtol)
+{
+    if (h.shape() != a.shape())
+        return fmt::format("shape {} where the tape has {}", shape_str(h.shape()), shape_str(a.shape()));
+    const double tol = rtol * max_abs(a);
+    std::size_t bad = 0;
+    std::set<std::size_t> rows;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (!(std::abs(a.data()[i] - h.data()[i]) <= tol)) {
+            ++bad;
+            if (a.dimension() == 2) rows.insert(i / a.shape()[1]);
+        }
+    std::string s = fmt::format("{} of {} elements differ", bad, a.size());
+    if (a.dimension() == 2 && rows.size() < a.shape()[0] && rows.size() <= 5) {
+        s += rows.size() == 1 ? ", only in row" : ", only in rows";
+        for (auto r : rows) s += " " + std::to_string(r);
+    }
+    double dot = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) dot += a.data()[i] * h.data()[i];
+    const double na = norm(a), nh = norm(h);
+    if (na > 0 && nh > 0) s += fmt::format("; correlation with the tape {:.4f}", dot / (na * nh));
+    return s;
+}
+
+std::vector<Hypothesis> fit(const Model& m, const DiagnoseOptions& o, bool is_grad, const std::string& name,
+                            const Tens& h, const Tens& a)
+{
+    const std::string label = label_of(is_grad, name);
+    Fitter f{m, o, h, label, {}};
+    const std::uint32_t n = m.names.at(name);
+    f.scalar(a);
+    f.shapes(a);
+    f.square_transpose(a);
+    f.neighbours(is_grad, name, a);
+    if (is_grad) {
+        f.derivative(n);
+        f.terms(n, a);
+    }
+    // Best first; fits equal to rounding go to the more specific story (a derivative or a routing
+    // names the mistake, "equals another layer's quantity" only says where the number came from).
+    auto rank = [](const std::string& kind) {
+        static const char* order[] = {"activation derivative", "elementwise derivative", "missing derivative",
+                                      "pooling routing", "missing term", "extra term", "sum over axis", "transpose",
+                                      "sign", "factor", "off-by-one layer"};
+        for (std::size_t i = 0; i < std::size(order); ++i)
+            if (kind == order[i]) return i;
+        return std::size(order);
+    };
+    auto key = [&](const Hypothesis& h) { return std::make_pair(h.residual <= 1e-12 ? 0.0 : h.residual, rank(h.kind)); };
+    std::stable_sort(f.out.begin(), f.out.end(), [&](const Hypothesis& x, const Hypothesis& y) { return key(x) < key(y); });
+    if (f.out.size() > o.max_hypotheses()) f.out.resize(o.max_hypotheses());
+    return std::move(f.out);
+}
+
+std::string dot_of(const Model& m, const std::map<std::uint32_t, std::pair<std::string, Verdict>>& marks)
+{
+    std::ostringstream os;
+    os << "digraph tape {\n  rankdir=LR;\n  node [shape=box, style=filled, fillcolor=white, fontname=\"Helvetica\"];\n";
+    std::map<std::uint32_t, std::string> named;
+    for (const auto& [name, i] : m.names) named[i] += (named[i].empty() ? "" : ", ") + name;
+    const std::uint32_t limit = std::min<std::uint32_t>(std::uint32_t(m.tape.size()), 400);
+    for (std::uint32_t i = 0; i < limit; ++i) {
+        std::string color = "white";
+        auto it = marks.find(i);
+        if (it != marks.end())
+            color = it->second.second == Verdict::ok ? "palegreen"
+                    : it->second.second == Verdict::follows ? "orange"
+                                                            : "tomato";
+        os << fmt::format("  n{} [label=\"#{} {}{}\\n{}\", fillcolor={}];\n", i, i, m.op(i),
+                          named.count(i) ? " (" + named[i] + ")" : "", shape_str(m.value(i).shape()), color);
+        for (std::uint32_t k = 0; k < Access::input_count(m.tape, i); ++k)
+            os << fmt::format("  n{} -> n{};\n", Access::input(m.tape, i, k), i);
+    }
+    os << "}\n";
+    return os.str();
+}
+
+}  // namespace
+
+DiagnosisReport diagnose(const std::function<Var<double>(Tape<double>&)>& model,
+                         const std::function<void(HandDerivation&)>& hand, const DiagnoseOptions& o)
+{
+    Tape<double> tape;
+    const Model m = record(tape, model);
+    std::set<std::string> corrected;  // labels whose tape value replaces the hand's
+    std::map<std::string, Tens> zeros;
+    auto run = [&] {
+        HandDerivation h([&](bool is_grad, const std::string& name) -> const Tens* {
+            if (!corrected.count(label_of(is_grad, name))) return nullptr;
+            return tape_tensor(m, is_grad, name, zeros[label_of(is_grad, name)]);
+        });
+        hand(h);
+        return h.given();
+    };
+    auto disagrees = [&](const HandDerivation::Given& g) {
+        Tens z;
+        const Tens* t = tape_tensor(m, g.is_grad, g.name, z);
+        return t && !agrees(g.hand, *t, o.rtol());
+    };
+
+    DiagnosisReport r;
+    const std::deque<HandDerivation::Given> first = run();
+    std::map<std::string, std::size_t> entry;  // label → index in r.quantities
+    for (const auto& g : first) {
+        QuantityCheck q;
+        q.name = g.name;
+        q.is_grad = g.is_grad;
+        q.label = label_of(g.is_grad, g.name);
+        q.hand_shape = g.hand.shape();
+        Tens z;
+        const Tens* t = tape_tensor(m, g.is_grad, g.name, z);
+        if (!t) {
+            q.verdict = Verdict::unmatched;
+            q.max_rel_error = NAN;
+        } else {
+            q.tape_shape = t->shape();
+            const std::uint32_t node = m.names.at(g.name);
+            // a parameter is placed by the op that uses it: "param of linear in mlp/2"
+            q.where = m.op(node) == "param" && !m.consumers[node].empty() ? "param of " + m.where(m.consumers[node][0])
+                                                                          : m.where(node);
+            q.max_rel_error = max_rel_error(g.hand, *t);
+            q.verdict = agrees(g.hand, *t, o.rtol()) ? Verdict::ok : Verdict::follows;  // decided below
+        }
+        entry[q.label] = r.quantities.size();
+        r.quantities.push_back(std::move(q));
+    }
+    // Localization: the first disagreeing quantity is a mistake; with the tape's value in its place
+    // the derivation runs again, and whatever then agrees followed from it.
+    std::deque<HandDerivation::Given> current = first;
+    for (std::size_t round = 0; round <= first.size(); ++round) {
+        const HandDerivation::Given* root = nullptr;
+        for (const auto& g : current)
+            if (!corrected.count(label_of(g.is_grad, g.name)) && disagrees(g)) {
+                root = &g;
+                break;
+            }
+        if (!root) break;
+        const std::string label = label_of(root->is_grad, root->name);
+        if (!entry.count(label)) break;  // a name only this run gave: nothing to report against
+        QuantityCheck& q = r.quantities[entry[label]];
+        Tens z;
+        const Tens& a = *tape_tensor(m, root->is_grad, root->name, z);
+        q.verdict = root->hand.shape() == a.shape() ? Verdict::mistake : Verdict::shape_mismatch;
+        q.max_rel_error = max_rel_error(root->hand, a);
+        q.hypotheses = fit(m, o, root->is_grad, root->name, root->hand, a);
+        if (q.hypotheses.empty()) q.pattern = pattern(root->hand, a, o.rtol());
+        corrected.insert(label);
+        current = run();
+        for (const auto& g : current) {
+            const std::string l = label_of(g.is_grad, g.name);
+            if (!entry.count(l) || corrected.count(l)) continue;
+            QuantityCheck& later = r.quantities[entry[l]];
+            if (later.verdict == Verdict::follows && later.follows_from.empty() && !disagrees(g)) later.follows_from = label;
+        }
+    }
+    for (auto& q : r.quantities)  // still disagreeing but never a root: cannot happen unless the hand run changes
+        if (q.verdict == Verdict::follows && q.follows_from.empty()) q.verdict = Verdict::mistake;
+    std::set<std::string> given;
+    for (const auto& g : first) given.insert(g.name);
+    for (const auto& name : m.observed)
+        if (!given.count(name)) r.not_given.push_back(name);
+    std::map<std::uint32_t, std::pair<std::string, Verdict>> marks;
+    for (const auto& q : r.quantities)
+        if (q.verdict != Verdict::unmatched) {
+            auto& mk = marks[m.names.at(q.name)];
+            if (mk.first.empty() || q.verdict != Verdict::ok) mk = {q.label, q.verdict};
+        }
+    r.dot = dot_of(m, marks);
+    return r;
+}
+
+const char* to_string(Verdict v)
+{
+    switch (v) {
+        case Verdict::ok: return "ok";
+        case Verdict::mistake: return "MISTAKE";
+        case Verdict::follows: return "follows";
+        case Verdict::shape_mismatch: return "SHAPE MISMATCH";
+        case Verdict::unmatched: return "UNMATCHED";
+    }
+    return "?";
+}
+
+std::ostream& operator<<(std::ostream& os, Verdict v) { return os << to_string(v); }
+
+bool DiagnosisReport::ok() const
+{
+    for (const auto& q : quantities)
+        if (q.verdict != Verdict::ok) return false;
+    return !quantities.empty();
+}
+
+std::vector<std::string> DiagnosisReport::mistakes() const
+{
+    std::vector<std::string> out;
+    for (const auto& q : quantities)
+        if (q.verdict == Verdict::mistake || q.verdict == Verdict::shape_mismatch) out.push_back(q.label);
+    return out;
+}
+
+const QuantityCheck& DiagnosisReport::at(const std::string& label) const
+{
+    for (const auto& q : quantities)
+        if (q.label == label) return q;
+    throw std::out_of_range(fmt::format("DiagnosisReport::at: no quantity '{}'", label));
+}
+
+std::string DiagnosisReport::table() const
+{
+    std::ostringstream os;
+    os << fmt::format("{:<14} {:<26} {:<12} {:>12}  {:<16} {}\n", "quantity", "on the tape", "shape", "max rel err",
+                      "verdict", "best explanation");
+    for (const auto& q : quantities) {
+        std::string verdict = to_string(q.verdict);
+        if (q.verdict == Verdict::follows) verdict += " " + q.follows_from;
+        const std::string best = !q.hypotheses.empty() ? q.hypotheses.front().explanation
+                                 : q.verdict == Verdict::unmatched
+                                     ? "no observed quantity or parameter is named '" + q.name + "'"
+                                     : q.pattern;
+        const std::string shape = q.verdict == Verdict::shape_mismatch
+                                      ? shape_str(q.hand_shape) + "≠" + shape_str(q.tape_shape)
+                                      : shape_str(q.hand_shape);
+        os << fmt::format("{:<14} {:<26} {:<12} {:>12.3e}  {:<16} {}\n", q.label, q.where.substr(0, 26), shape,
+                          q.max_rel_error, verdict, q.verdict == Verdict::ok || q.verdict == Verdict::follows ? "" : best);
+    }
+    const auto roots = mistakes();
+    if (roots.empty() && ok()) os << "every quantity agrees with the tape\n";
+    if (!roots.empty()) os << fmt::format("first mistake: {}\n", roots.front());
+    for (const auto& q : quantities)
+        for (std::size_t k = 1; k < q.hypotheses.size(); ++k)
+            os << fmt::format("  {} (also fits, residual {:.1e}): {}\n", q.label, q.hypotheses[k].residual,
+                              q.hypotheses[k].explanation);
+    if (!not_given.empty()) {
+        os << "observed but not given by the hand derivation:";
+        for (const auto& n : not_given) os << " " << n;
+        os << "\n";
+    }
+    return os.str();
+}
+
+std::string DiagnosisReport::json() const
+{
+    nlohmann::ordered_json j;
+    j["ok"] = ok();
+    j["mistakes"] = mistakes();
+    j["not_given"] = not_given;
+    auto& qs = j["quantities"] = nlohmann::ordered_json::array();
+    for (const auto& q : quantities) {
+        nlohmann::ordered_json e;
+        e["label"] = q.label;
+        e["name"] = q.name;
+        e["is_grad"] = q.is_grad;
+        e["where"] = q.where;
+        e["hand_shape"] = q.hand_shape;
+        e["tape_shape"] = q.tape_shape;
+        e["max_rel_error"] = std::isfinite(q.max_rel_error) ? nlohmann::ordered_json(q.max_rel_error) : nullptr;
+        e["verdict"] = to_string(q.verdict);
+        if (!q.follows_from.empty()) e["follows_from"] = q.follows_from;
+        auto& hs = e["hypotheses"] = nlohmann::ordered_json::array();
+        for (const auto& h : q.hypotheses) hs.push_back({{"kind", h.kind}, {"explanation", h.explanation}, {"residual", h.residual}});
+        if (!q.pattern.empty()) e["pattern"] = q.pattern;
+        qs.push_back(std::move(e));
+    }
+    return j.dump(2);
+}
+
+}  // namespace xgrad

@@ -1,0 +1,653 @@
+// diagnose(): hand derivations written as a student would, each with one deliberate mistake (or
+// none), against the tape. Every case asserts which quantity is the first mistake, what follows
+// from it, and the kind (and wording) of the top explanation; the correct derivations assert that
+// nothing is reported. The hand formulas are written out with loops and xtensor, never with ops.
+#define BOOST_TEST_MODULE diagnose
+#include <boost/test/unit_test.hpp>
+
+#include <map>
+
+#include <xtensor/xview.hpp>
+
+#include "test_util.hpp"
+#include "xgrad/diagnose.hpp"
+#include "xgrad/nn/losses.hpp"
+#include "xgrad/ops.hpp"
+
+using namespace xgrad;
+using Tens = Tensor<double>;
+using xgrad::test::rnd;
+
+namespace {
+
+// ---- hand arithmetic -------------------------------------------------------------------------
+
+Tens mm(const Tens& a, const Tens& b)  // (n,k)·(k,m)
+{
+    Tens c = xt::zeros<double>({a.shape()[0], b.shape()[1]});
+    for (std::size_t i = 0; i < a.shape()[0]; ++i)
+        for (std::size_t k = 0; k < a.shape()[1]; ++k)
+            for (std::size_t j = 0; j < b.shape()[1]; ++j) c(i, j) += a(i, k) * b(k, j);
+    return c;
+}
+Tens tr(const Tens& a) { return xt::transpose(a); }
+Tens colsum(const Tens& a) { return xt::sum(a, {0}); }
+Tens sig(const Tens& z) { return 1 / (1 + xt::exp(-z)); }
+Tens affine(const Tens& x, const Tens& w, const Tens& b) { return mm(x, tr(w)) + b; }  // x·Wᵀ + b
+Tens softmax_rows(const Tens& z)
+{
+    Tens s = z;
+    for (std::size_t i = 0; i < z.shape()[0]; ++i) {
+        double m = -INFINITY, sum = 0;
+        for (std::size_t j = 0; j < z.shape()[1]; ++j) m = std::max(m, z(i, j));
+        for (std::size_t j = 0; j < z.shape()[1]; ++j) sum += (s(i, j) = std::exp(z(i, j) - m));
+        for (std::size_t j = 0; j < z.shape()[1]; ++j) s(i, j) /= sum;
+    }
+    return s;
+}
+Tens one_hot_of(const IndexTensor& y, std::size_t c)
+{
+    Tens t = xt::zeros<double>({y.size(), c});
+    for (std::size_t i = 0; i < y.size(); ++i) t(i, std::size_t(y(i))) = 1;
+    return t;
+}
+
+const QuantityCheck& top(const DiagnosisReport& r) { return r.at(r.mistakes().at(0)); }
+
+void expect_clean(const DiagnosisReport& r)
+{
+    BOOST_TEST(r.ok(), r.table());
+    BOOST_TEST(r.mistakes().empty());
+}
+
+/// The first mistake is `label`, its best explanation is of `kind` and mentions `words`; the
+/// quantities in `follows` follow from it; no other mistake.
+void expect_root(const DiagnosisReport& r, const std::string& label, const std::string& kind, const std::string& words,
+                 const std::vector<std::string>& follows = {})
+{
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST_INFO(r.table());
+    BOOST_TEST_REQUIRE(r.mistakes().size() == 1u);
+    BOOST_TEST(r.mistakes()[0] == label);
+    const QuantityCheck& q = top(r);
+    BOOST_TEST_REQUIRE(!q.hypotheses.empty());
+    BOOST_TEST(q.hypotheses[0].kind == kind);
+    BOOST_TEST(q.hypotheses[0].explanation.find(words) != std::string::npos, q.hypotheses[0].explanation);
+    BOOST_TEST(q.hypotheses[0].residual < 1e-9);
+    for (const auto& f : follows) {
+        BOOST_TEST(r.at(f).verdict == Verdict::follows, f);
+        BOOST_TEST(r.at(f).follows_from == label, f);
+    }
+}
+
+// ---- model A: 2-layer sigmoid MLP under squared error ------------------------------------------
+
+struct Mlp {
+    Parameter<double> W1{rnd({5, 3}, 1), "W1"}, b1{rnd({5}, 2), "b1"}, W2{rnd({2, 5}, 3), "W2"}, b2{rnd({2}, 4), "b2"};
+    Tens x = rnd({4, 3}, 5), t = rnd({4, 2}, 6, 0, 1);
+    Reduction reduction = Reduction::half_sum;
+    std::string act = "sigmoid";
+
+    Var<double> model(Tape<double>& tp)
+    {
+        auto f = [&](const Var<double>& z) { return act == "sigmoid" ? sigmoid(z) : act == "tanh" ? tanh(z) : relu(z); };
+        auto z1 = tp.observe("z1", linear(tp.constant(x), tp.param(W1), tp.param(b1)));
+        auto a1 = tp.observe("a1", f(z1));
+        auto z2 = tp.observe("z2", linear(a1, tp.param(W2), tp.param(b2)));
+        auto a2 = tp.observe("a2", sigmoid(z2));
+        return tp.observe("loss", mse_loss(a2, tp.constant(t), reduction));
+    }
+};
+
+enum class MlpSlip {
+    none, half_dropped, sign, transpose_w2, sigma_as_sigma, sigma_at_activation, sigma_of_z, output_derivative_missing,
+    bias_not_summed, activation_skipped, two_mistakes, one_element, unknown_name, bias_shape, mean_dropped,
+    tanh_one_minus_x, tanh_one_minus_a, tanh_at_activation, relu_as_relu, hidden_slip
+};
+
+void mlp_hand(Mlp& m, MlpSlip slip, HandDerivation& h)
+{
+    const double c = m.reduction == Reduction::half_sum ? 1.0 : m.reduction == Reduction::sum ? 2.0 : 2.0 / 8.0;
+    auto f = [&](const Tens& z) -> Tens {
+        if (m.act == "sigmoid") return sig(z);
+        if (m.act == "tanh") return xt::tanh(z);
+        return xt::maximum(z, 0.0);
+    };
+    auto fprime = [&](const Tens& z, const Tens& a) -> Tens {
+        if (m.act == "sigmoid") return a * (1 - a);
+        if (m.act == "tanh") return 1 - a * a;
+        return xt::cast<double>(z > 0.0);
+    };
+    const Tens& z1 = h.value("z1", affine(m.x, m.W1.value(), m.b1.value()));
+    Tens a1v = slip == MlpSlip::activation_skipped ? z1 : f(z1);
+    if (slip == MlpSlip::hidden_slip) a1v(2, 3) += 0.1;  // an arithmetic slip in one printed number
+    const Tens& a1 = h.value("a1", a1v);
+    const Tens& z2 = h.value("z2", affine(a1, m.W2.value(), m.b2.value()));
+    const Tens& a2 = h.value("a2", sig(z2));
+    double cc = slip == MlpSlip::half_dropped || slip == MlpSlip::two_mistakes ? 2 * c : c;
+    if (slip == MlpSlip::mean_dropped) cc = 2.0;
+    Tens d2v = cc * (a2 - m.t) * a2 * (1 - a2);
+    if (slip == MlpSlip::sign) d2v = cc * (m.t - a2) * a2 * (1 - a2);
+    if (slip == MlpSlip::output_derivative_missing) d2v = cc * (a2 - m.t);
+    const Tens& d2 = h.grad("z2", d2v);
+    Tens dw2 = mm(tr(d2), a1);
+    if (slip == MlpSlip::transpose_w2) dw2 = mm(tr(a1), d2);
+    if (slip == MlpSlip::one_element) dw2(0, 1) += 0.05;
+    h.grad("W2", dw2);
+    h.grad("b2", slip == MlpSlip::bias_not_summed ? d2 : colsum(d2));
+    const Tens back = mm(d2, m.W2.value());
+    Tens d1v = back * fprime(z1, a1);
+    if (slip == MlpSlip::sigma_as_sigma) d1v = back * a1;
+    if (slip == MlpSlip::sigma_at_activation) d1v = back * sig(a1) * (1 - sig(a1));
+    if (slip == MlpSlip::sigma_of_z) d1v = back * z1 * (1 - z1);
+    if (slip == MlpSlip::tanh_one_minus_x) d1v = back * (1 - z1);
+    if (slip == MlpSlip::tanh_one_minus_a) d1v = back * (1 - a1);
+    if (slip == MlpSlip::tanh_at_activation) d1v = back * (1 - xt::tanh(a1) * xt::tanh(a1));
+    if (slip == MlpSlip::relu_as_relu) d1v = back * a1;
+    const Tens& d1 = h.grad("z1", d1v);
+    Tens dw1 = mm(tr(d1), m.x);
+    if (slip == MlpSlip::two_mistakes) dw1 = mm(tr(m.x), d1);
+    h.grad("W1", dw1);
+    Tens db1 = colsum(d1);
+    if (slip == MlpSlip::bias_shape) db1 = xt::stack(xt::xtuple(colsum(d1), colsum(d1)));  // (2,5)
+    h.grad("b1", db1);
+    if (slip == MlpSlip::unknown_name) h.grad("W3", dw1);
+}
+
+DiagnosisReport run_mlp(MlpSlip slip, Reduction reduction = Reduction::half_sum, const std::string& act = "sigmoid")
+{
+    Mlp m;
+    m.reduction = reduction;
+    m.act = act;
+    return diagnose([&](Tape<double>& t) { return m.model(t); }, [&](HandDerivation& h) { mlp_hand(m, slip, h); });
+}
+
+const std::vector<std::string> after_z2 = {"dL/dW2", "dL/db2", "dL/dz1", "dL/dW1", "dL/db1"};
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(correct_derivations)
+
+BOOST_AUTO_TEST_CASE(sigmoid_mlp_each_reduction)
+{
+    expect_clean(run_mlp(MlpSlip::none, Reduction::half_sum));
+    expect_clean(run_mlp(MlpSlip::none, Reduction::sum));
+    expect_clean(run_mlp(MlpSlip::none, Reduction::mean));
+}
+
+BOOST_AUTO_TEST_CASE(tanh_and_relu_mlp)
+{
+    expect_clean(run_mlp(MlpSlip::none, Reduction::half_sum, "tanh"));
+    expect_clean(run_mlp(MlpSlip::none, Reduction::sum, "relu"));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(mlp_mistakes)
+
+BOOST_AUTO_TEST_CASE(a_dropped_half_is_the_square_factor_and_everything_below_follows)
+{
+    const auto r = run_mlp(MlpSlip::half_dropped);
+    expect_root(r, "dL/dz2", "factor", "square", after_z2);
+    BOOST_TEST(r.at("a2").verdict == Verdict::ok);
+    BOOST_TEST(r.table().find("first mistake: dL/dz2") != std::string::npos, r.table());
+}
+
+BOOST_AUTO_TEST_CASE(sign_flip)
+{
+    expect_root(run_mlp(MlpSlip::sign), "dL/dz2", "sign", "wrong sign", after_z2);
+}
+
+BOOST_AUTO_TEST_CASE(mean_over_elements_dropped)
+{
+    // reduction mean over B·C = 8 elements; the hand sums: factor 8, named as the squared error's count
+    expect_root(run_mlp(MlpSlip::mean_dropped, Reduction::mean), "dL/dz2", "factor", "8 elements", after_z2);
+}
+
+BOOST_AUTO_TEST_CASE(transposed_weight_gradient)
+{
+    const auto r = run_mlp(MlpSlip::transpose_w2);
+    expect_root(r, "dL/dW2", "transpose", "transposed");
+    BOOST_TEST(r.at("dL/dW2").verdict == Verdict::shape_mismatch);
+    BOOST_TEST(r.at("dL/dz1").verdict == Verdict::ok);  // W2's gradient feeds nothing downstream
+}
+
+BOOST_AUTO_TEST_CASE(sigmoid_derivative_mistakes)
+{
+    const std::vector<std::string> after_z1 = {"dL/dW1", "dL/db1"};
+    expect_root(run_mlp(MlpSlip::sigma_as_sigma), "dL/dz1", "activation derivative", "σ′ written as σ", after_z1);
+    expect_root(run_mlp(MlpSlip::sigma_at_activation), "dL/dz1", "activation derivative", "evaluated at the activation",
+                after_z1);
+    expect_root(run_mlp(MlpSlip::sigma_of_z), "dL/dz1", "activation derivative", "pre-activation z", after_z1);
+    expect_root(run_mlp(MlpSlip::output_derivative_missing), "dL/dz2", "missing derivative", "sigmoid", after_z2);
+}
+
+BOOST_AUTO_TEST_CASE(tanh_and_relu_derivative_mistakes)
+{
+    const std::vector<std::string> after_z1 = {"dL/dW1", "dL/db1"};
+    expect_root(run_mlp(MlpSlip::tanh_one_minus_x, Reduction::half_sum, "tanh"), "dL/dz1", "activation derivative",
+                "1 − x", after_z1);
+    expect_root(run_mlp(MlpSlip::tanh_one_minus_a, Reduction::half_sum, "tanh"), "dL/dz1", "activation derivative",
+                "1 − a instead of 1 − a²", after_z1);
+    expect_root(run_mlp(MlpSlip::tanh_at_activation, Reduction::half_sum, "tanh"), "dL/dz1", "activation derivative",
+                "evaluated at the activation", after_z1);
+    expect_root(run_mlp(MlpSlip::relu_as_relu, Reduction::half_sum, "relu"), "dL/dz1", "activation derivative",
+                "ReLU′ written as ReLU", after_z1);
+}
+
+BOOST_AUTO_TEST_CASE(bias_gradient_not_summed_over_the_batch)
+{
+    const auto r = run_mlp(MlpSlip::bias_not_summed);
+    expect_root(r, "dL/db2", "sum over axis", "sum over the batch");
+    BOOST_TEST(r.at("dL/db2").verdict == Verdict::shape_mismatch);
+}
+
+BOOST_AUTO_TEST_CASE(activation_skipped_is_the_layer_before)
+{
+    // a1 written as z1: the forward value equals the tape's z1; everything after follows
+    const auto r = run_mlp(MlpSlip::activation_skipped);
+    expect_root(r, "a1", "off-by-one layer", "the tape's z1", {"z2", "a2", "dL/dz2", "dL/dW2"});
+}
+
+BOOST_AUTO_TEST_CASE(numbers_consistent_with_an_earlier_slip_follow_from_it)
+{
+    // one wrong number in a1; z2, a2 and every gradient below are computed correctly from it, so
+    // they disagree with the tape only because of a1
+    const auto r = run_mlp(MlpSlip::hidden_slip);
+    BOOST_TEST_INFO(r.table());
+    BOOST_TEST_REQUIRE(r.mistakes() == std::vector<std::string>{"a1"});
+    BOOST_TEST(r.at("a1").pattern.find("1 of 20 elements differ, only in row 2") != std::string::npos, r.at("a1").pattern);
+    for (const char* l : {"z2", "a2", "dL/dz2", "dL/dW2", "dL/db2", "dL/dz1", "dL/dW1", "dL/db1"}) {
+        BOOST_TEST(r.at(l).verdict == Verdict::follows, l);
+        BOOST_TEST(r.at(l).follows_from == "a1", l);
+    }
+    BOOST_TEST(r.at("z1").verdict == Verdict::ok);
+}
+
+BOOST_AUTO_TEST_CASE(two_independent_mistakes)
+{
+    const auto r = run_mlp(MlpSlip::two_mistakes);
+    BOOST_TEST_INFO(r.table());
+    BOOST_TEST_REQUIRE(r.mistakes().size() == 2u);
+    BOOST_TEST(r.mistakes()[0] == "dL/dz2");
+    BOOST_TEST(r.mistakes()[1] == "dL/dW1");
+    BOOST_TEST(r.at("dL/dz2").hypotheses.at(0).kind == "factor");
+    BOOST_TEST(r.at("dL/dW1").hypotheses.at(0).kind == "transpose");
+    BOOST_TEST(r.at("dL/dz1").follows_from == "dL/dz2");
+    BOOST_TEST(r.at("dL/db1").follows_from == "dL/dz2");
+}
+
+BOOST_AUTO_TEST_CASE(one_wrong_element_is_located)
+{
+    const auto r = run_mlp(MlpSlip::one_element);
+    BOOST_TEST_REQUIRE(r.mistakes() == std::vector<std::string>{"dL/dW2"});
+    BOOST_TEST(r.at("dL/dW2").hypotheses.empty());
+    BOOST_TEST(r.at("dL/dW2").pattern.find("1 of 10 elements differ, only in row 0") != std::string::npos,
+               r.at("dL/dW2").pattern);
+}
+
+BOOST_AUTO_TEST_CASE(unknown_names_and_shapes_are_reported_as_such)
+{
+    const auto r = run_mlp(MlpSlip::unknown_name);
+    BOOST_TEST(r.at("dL/dW3").verdict == Verdict::unmatched);
+    BOOST_TEST(!r.ok());
+    BOOST_TEST(r.table().find("no observed quantity or parameter is named 'W3'") != std::string::npos, r.table());
+    const auto s = run_mlp(MlpSlip::bias_shape);
+    BOOST_TEST(s.at("dL/db1").verdict == Verdict::shape_mismatch);
+    BOOST_TEST(s.table().find("(2,5)≠(5)") != std::string::npos, s.table());
+    BOOST_TEST(s.table().find("inf inf") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- model B: tanh MLP under softmax cross-entropy (mean over B = 4, C = 3) ---------------------
+
+namespace {
+
+enum class CeSlip { none, batch_mean_dropped, divided_by_classes };
+
+DiagnosisReport run_ce(CeSlip slip)
+{
+    Parameter<double> W1(rnd({6, 3}, 11), "W1"), b1(rnd({6}, 12), "b1"), W2(rnd({3, 6}, 13), "W2"), b2(rnd({3}, 14), "b2");
+    const Tens x = rnd({4, 3}, 15);
+    const IndexTensor y = {0, 2, 1, 2};
+    return diagnose(
+        [&](Tape<double>& t) {
+            auto z1 = t.observe("z1", linear(t.constant(x), t.param(W1), t.param(b1)));
+            auto a1 = t.observe("a1", tanh(z1));
+            auto z2 = t.observe("z2", linear(a1, t.param(W2), t.param(b2)));
+            return cross_entropy(z2, y);
+        },
+        [&](HandDerivation& h) {
+            const Tens& a1 = h.value("a1", xt::tanh(affine(x, W1.value(), b1.value())));
+            const Tens p = softmax_rows(affine(a1, W2.value(), b2.value()));
+            Tens d2 = (p - one_hot_of(y, 3)) / 4.0;
+            if (slip == CeSlip::batch_mean_dropped) d2 = p - one_hot_of(y, 3);
+            if (slip == CeSlip::divided_by_classes) d2 = (p - one_hot_of(y, 3)) / 12.0;
+            const Tens& g2 = h.grad("z2", d2);
+            h.grad("W2", mm(tr(g2), a1));
+            const Tens& g1 = h.grad("z1", mm(g2, W2.value()) * (1 - a1 * a1));
+            h.grad("W1", mm(tr(g1), x));
+            h.grad("b1", colsum(g1));
+        });
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(cross_entropy_mistakes)
+
+BOOST_AUTO_TEST_CASE(correct) { expect_clean(run_ce(CeSlip::none)); }
+
+BOOST_AUTO_TEST_CASE(batch_mean_forgotten_names_the_batch_size)
+{
+    expect_root(run_ce(CeSlip::batch_mean_dropped), "dL/dz2", "factor", "batch size B = 4",
+                {"dL/dW2", "dL/dz1", "dL/dW1", "dL/db1"});
+}
+
+BOOST_AUTO_TEST_CASE(divided_by_the_classes_too)
+{
+    expect_root(run_ce(CeSlip::divided_by_classes), "dL/dz2", "factor", "number of classes C = 3");
+}
+
+BOOST_AUTO_TEST_CASE(no_pooling_factor_in_a_network_without_pooling)
+{
+    // a factor 4 here is the batch size, never a pooling area: the model has no pooling
+    const auto r = run_ce(CeSlip::batch_mean_dropped);
+    for (const auto& h : r.at("dL/dz2").hypotheses) BOOST_TEST(h.explanation.find("pooling") == std::string::npos);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- model C: softmax output under squared error (its Jacobian) --------------------------------
+
+namespace {
+
+DiagnosisReport run_softmax_mse(bool elementwise)
+{
+    Parameter<double> W(rnd({4, 3}, 21), "W"), b(rnd({4}, 22), "b");
+    const Tens x = rnd({5, 3}, 23), target = rnd({5, 4}, 24, 0, 1);
+    return diagnose(
+        [&](Tape<double>& t) {
+            auto z = t.observe("z", linear(t.constant(x), t.param(W), t.param(b)));
+            auto s = t.observe("s", softmax(z, 1));
+            return mse_loss(s, t.constant(target), Reduction::half_sum);
+        },
+        [&](HandDerivation& h) {
+            const Tens& s = h.value("s", softmax_rows(affine(x, W.value(), b.value())));
+            const Tens& g = h.grad("s", s - target);
+            Tens dz = xt::zeros<double>(s.shape());
+            if (elementwise) {
+                dz = g * s * (1 - s);  // the document's shortcut
+            } else {
+                for (std::size_t i = 0; i < s.shape()[0]; ++i) {
+                    double gs = 0;
+                    for (std::size_t j = 0; j < s.shape()[1]; ++j) gs += g(i, j) * s(i, j);
+                    for (std::size_t j = 0; j < s.shape()[1]; ++j) dz(i, j) = s(i, j) * (g(i, j) - gs);
+                }
+            }
+            const Tens& d = h.grad("z", dz);
+            h.grad("W", mm(tr(d), x));
+            h.grad("b", colsum(d));
+        });
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(softmax_jacobian)
+
+BOOST_AUTO_TEST_CASE(correct) { expect_clean(run_softmax_mse(false)); }
+
+BOOST_AUTO_TEST_CASE(elementwise_derivative_where_the_jacobian_belongs)
+{
+    expect_root(run_softmax_mse(true), "dL/dz", "elementwise derivative", "Jacobian", {"dL/dW", "dL/db"});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- model D: conv → ReLU → pooling → linear, cross-entropy -----------------------------------
+
+namespace {
+
+enum class PoolSlip { none, spread_evenly, copied_to_window, first_cell, avg_no_quarter, relu_as_relu };
+
+DiagnosisReport run_pool(bool max_pool, PoolSlip slip)
+{
+    Parameter<double> K(rnd({2, 1, 3, 3}, 31), "K"), W(rnd({3, 8}, 32), "W");
+    const Tens x = rnd({2, 1, 6, 6}, 33);
+    const IndexTensor y = {1, 2};
+    return diagnose(
+        [&](Tape<double>& t) {
+            auto z = t.observe("z", conv2d(t.constant(x), t.param(K)));
+            auto a = t.observe("a", relu(z));
+            auto p = t.observe("p", max_pool ? max_pool2d(a, 2) : avg_pool2d(a, 2));
+            return cross_entropy(linear(reshape(p, {2, 8}), t.param(W)), y);
+        },
+        [&](HandDerivation& h) {
+            // the forward by hand is the tape's (the derivation under test starts at the pooling)
+            Tape<double> t;
+            auto z = conv2d(t.constant(x), t.constant(K.value()));
+            const Tens a = xt::maximum(z.value(), 0.0);
+            Tens p = xt::zeros<double>({2, 2, 2, 2});
+            Tens arg = xt::zeros<double>(a.shape());  // 1 at each window's maximum
+            for (std::size_t n = 0; n < 2; ++n)
+                for (std::size_t c = 0; c < 2; ++c)
+                    for (std::size_t i = 0; i < 2; ++i)
+                        for (std::size_t j = 0; j < 2; ++j) {
+                            double best = -INFINITY, sum = 0;
+                            std::size_t bi = 0, bj = 0;
+                            for (std::size_t u = 0; u < 2; ++u)
+                                for (std::size_t v = 0; v < 2; ++v) {
+                                    const double val = a(n, c, 2 * i + u, 2 * j + v);
+                                    sum += val;
+                                    if (val > best) best = val, bi = u, bj = v;
+                                }
+                            p(n, c, i, j) = max_pool ? best : sum / 4;
+                            arg(n, c, 2 * i + bi, 2 * j + bj) = 1;
+                        }
+            h.value("p", p);
+            Tens pf = p;
+            pf.reshape({2, 8});
+            const Tens dlogits = (softmax_rows(mm(pf, tr(W.value()))) - one_hot_of(y, 3)) / 2.0;
+            h.grad("W", mm(tr(dlogits), pf));
+            Tens dp = mm(dlogits, W.value());
+            dp.reshape({2, 2, 2, 2});
+            const Tens& gp = h.grad("p", dp);
+            Tens da = xt::zeros<double>(a.shape());
+            for (std::size_t n = 0; n < 2; ++n)
+                for (std::size_t c = 0; c < 2; ++c)
+                    for (std::size_t r = 0; r < 4; ++r)
+                        for (std::size_t s = 0; s < 4; ++s) {
+                            const double g = gp(n, c, r / 2, s / 2);
+                            if (!max_pool)
+                                da(n, c, r, s) = slip == PoolSlip::avg_no_quarter ? g : g / 4;
+                            else if (slip == PoolSlip::spread_evenly)
+                                da(n, c, r, s) = g / 4;
+                            else if (slip == PoolSlip::copied_to_window)
+                                da(n, c, r, s) = g;
+                            else if (slip == PoolSlip::first_cell)
+                                da(n, c, r, s) = (r % 2 == 0 && s % 2 == 0) ? g : 0;
+                            else
+                                da(n, c, r, s) = arg(n, c, r, s) * g;
+                        }
+            const Tens& ga = h.grad("a", da);
+            h.grad("z", slip == PoolSlip::relu_as_relu ? Tens(ga * a) : Tens(ga * xt::cast<double>(z.value() > 0.0)));
+        });
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(pooling_mistakes)
+
+BOOST_AUTO_TEST_CASE(correct)
+{
+    expect_clean(run_pool(true, PoolSlip::none));
+    expect_clean(run_pool(false, PoolSlip::none));
+}
+
+BOOST_AUTO_TEST_CASE(max_pool_gradient_spread_copied_or_misrouted)
+{
+    expect_root(run_pool(true, PoolSlip::spread_evenly), "dL/da", "pooling routing", "spread evenly", {"dL/dz"});
+    expect_root(run_pool(true, PoolSlip::copied_to_window), "dL/da", "pooling routing", "copied to every cell", {"dL/dz"});
+    expect_root(run_pool(true, PoolSlip::first_cell), "dL/da", "pooling routing", "first cell", {"dL/dz"});
+}
+
+BOOST_AUTO_TEST_CASE(average_pool_without_its_quarter)
+{
+    const auto r = run_pool(false, PoolSlip::avg_no_quarter);
+    BOOST_TEST_INFO(r.table());
+    BOOST_TEST_REQUIRE(r.mistakes() == std::vector<std::string>{"dL/da"});
+    // both readings fit exactly: the factor 4 is this model's 2×2 pooling area, and the routing story
+    bool area = false, routing = false;
+    for (const auto& h : r.at("dL/da").hypotheses) {
+        area |= h.kind == "factor" && h.explanation.find("2×2 pooling area 4") != std::string::npos;
+        routing |= h.kind == "pooling routing" && h.explanation.find("without the 1/4") != std::string::npos;
+    }
+    BOOST_TEST(area);
+    BOOST_TEST(routing);
+    BOOST_TEST(r.at("dL/dz").follows_from == "dL/da");
+}
+
+BOOST_AUTO_TEST_CASE(relu_derivative_as_relu)
+{
+    expect_root(run_pool(true, PoolSlip::relu_as_relu), "dL/dz", "activation derivative", "ReLU′ written as ReLU");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- model E: loss terms (weight decay, the trace regularizer) ----------------------------------
+
+namespace {
+
+enum class TermSlip { none, decay_missing, decay_twice, trace_missing };
+
+DiagnosisReport run_terms(TermSlip slip)
+{
+    Parameter<double> W(rnd({3, 4}, 41), "W");
+    const Tens x = rnd({6, 4}, 42);
+    const IndexTensor y = {0, 1, 2, 0, 1, 2};
+    const double lambda = 0.3, gamma = 0.1;
+    return diagnose(
+        [&](Tape<double>& t) {
+            auto w = t.param(W);
+            auto z = t.observe("z", linear(t.constant(x), w));
+            auto data = t.observe("data", cross_entropy(z, y, Reduction::sum));
+            auto decay = t.observe("decay", 0.5 * lambda * sum(square(w)));
+            auto trace = t.observe("trace", nn::trace_scatter_loss(z, y, gamma));
+            return data + decay + trace;
+        },
+        [&](HandDerivation& h) {
+            const Tens z = mm(x, tr(W.value()));
+            Tens dz = softmax_rows(z) - one_hot_of(y, 3);
+            // ½γ(tr S_w − tr S_b): d/dz_i = γ((z_i − μ_c) − n_c(μ_c − μ)/… ) — written out per sample:
+            // tr S_w = Σ_i ‖z_i − μ_{c(i)}‖², tr S_b = Σ_c n_c‖μ_c − μ‖²
+            // ⇒ ∂/∂z_i [½γ(tr S_w − tr S_b)] = γ((z_i − μ_{c(i)}) − (μ_{c(i)} − μ)).
+            if (slip != TermSlip::trace_missing) {
+                std::map<Index, Tens> mu;
+                std::map<Index, double> n;
+                Tens mean = colsum(z) / 6.0;
+                for (std::size_t i = 0; i < 6; ++i) {
+                    Tens row = xt::view(z, i, xt::all());
+                    if (!mu.count(y(i))) mu[y(i)] = xt::zeros<double>({3});
+                    mu[y(i)] += row;
+                    n[y(i)] += 1;
+                }
+                for (auto& [c, v] : mu) v /= n[c];
+                for (std::size_t i = 0; i < 6; ++i) {
+                    Tens row = xt::view(z, i, xt::all());
+                    xt::view(dz, i, xt::all()) += gamma * ((row - mu[y(i)]) - (mu[y(i)] - mean));
+                }
+            }
+            const Tens& g = h.grad("z", dz);
+            Tens dw = mm(tr(g), x);
+            if (slip != TermSlip::decay_missing) dw += lambda * W.value();
+            if (slip == TermSlip::decay_twice) dw += lambda * W.value();
+            h.grad("W", dw);
+        });
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(loss_terms)
+
+BOOST_AUTO_TEST_CASE(correct) { expect_clean(run_terms(TermSlip::none)); }
+
+BOOST_AUTO_TEST_CASE(weight_decay_left_out_or_counted_twice)
+{
+    expect_root(run_terms(TermSlip::decay_missing), "dL/dW", "missing term", "'decay'");
+    expect_root(run_terms(TermSlip::decay_twice), "dL/dW", "extra term", "'decay' twice");
+}
+
+BOOST_AUTO_TEST_CASE(trace_regularizer_left_out)
+{
+    expect_root(run_terms(TermSlip::trace_missing), "dL/dz", "missing term", "'trace'", {"dL/dW"});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- model F: a square weight (a transpose has the right shape) --------------------------------
+
+namespace {
+
+DiagnosisReport run_square(bool transposed)
+{
+    Parameter<double> W(rnd({3, 3}, 51), "W");
+    const Tens x = rnd({4, 3}, 52);
+    return diagnose(
+        [&](Tape<double>& t) {
+            auto z = t.observe("z", linear(t.constant(x), t.param(W)));
+            return t.observe("loss", sum(square(z)));
+        },
+        [&](HandDerivation& h) {
+            const Tens& z = h.value("z", mm(x, tr(W.value())));
+            const Tens& g = h.grad("z", 2.0 * z);
+            h.grad("W", transposed ? mm(tr(x), g) : mm(tr(g), x));
+        });
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(square_weight)
+
+BOOST_AUTO_TEST_CASE(correct) { expect_clean(run_square(false)); }
+
+BOOST_AUTO_TEST_CASE(transposed_square_gradient)
+{
+    const auto r = run_square(true);
+    expect_root(r, "dL/dW", "transpose", "square matrix");
+    BOOST_TEST(r.at("dL/dW").verdict == Verdict::mistake);  // the shapes agree
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(reports)
+
+BOOST_AUTO_TEST_CASE(json_and_dot_carry_the_verdicts)
+{
+    const auto r = run_mlp(MlpSlip::half_dropped);
+    const std::string j = r.json();
+    BOOST_TEST(j.find("\"mistakes\": [\n    \"dL/dz2\"\n  ]") != std::string::npos, j);
+    BOOST_TEST(j.find("\"follows_from\": \"dL/dz2\"") != std::string::npos);
+    BOOST_TEST(r.dot.find("digraph tape") != std::string::npos);
+    BOOST_TEST(r.dot.find("(z2)") != std::string::npos);
+    BOOST_TEST(r.dot.find("tomato") != std::string::npos);     // z2's node: the mistake
+    BOOST_TEST(r.dot.find("orange") != std::string::npos);     // z1's: follows from it
+    BOOST_TEST(r.dot.find("palegreen") != std::string::npos);  // a1's: agrees
+}
+
+BOOST_AUTO_TEST_CASE(misuse_is_an_error)
+{
+    Parameter<double> W(rnd({2, 2}, 1), "W");
+    BOOST_CHECK_THROW(diagnose([&](Tape<double>& t) { return t.param(W); }, [](HandDerivation&) {}), ShapeError);
+    BOOST_CHECK_THROW(diagnose([&](Tape<double>& t) { return sum(t.param(W)); },
+                               [&](HandDerivation& h) {
+                                   h.grad("W", W.value());
+                                   h.grad("W", W.value());
+                               }),
+                      std::logic_error);
+    Tape<double> t;
+    auto v = t.variable(W.value());
+    t.observe("v", v);
+    BOOST_CHECK_THROW(t.observe("v", v), std::logic_error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
