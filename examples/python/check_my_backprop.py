@@ -9,7 +9,8 @@ The document's slips reproduced here (their numbers in docs/sources.md):
   E003-7  the update's "+ W" taken as part of dL/dW (it is a weight decay the loss never states);
   loss    first written L = (y - yhat)^2, then differentiated as 1/2 (y - yhat)^2.
 The script compares the derivation as written, then fixes one slip at a time, the way one would
-track them down, and prints the diagnosis at each stage.
+track them down, and prints the tape's diagnosis at each stage; it exits 0 when the corrected
+derivation agrees with the tape.
 
   PYTHONPATH=build/python python3 examples/python/check_my_backprop.py
 """
@@ -60,23 +61,29 @@ def student_backprop(b5_slip=True, f_for_fprime=True, decay_in_gradient=True):
     return yhat, (d1, d2, d3), hand
 
 
-def tape_loss(tape, half):
-    """The same network on a float64 tape (row layout: z = n Wᵀ + b), and its loss."""
+def tape_loss(tape, half=True, decay=False):
+    """The same network on a float64 tape (row layout: z = n Wᵀ + b): its parameters, output and
+    loss terms {name: Var} (the loss is their sum)."""
     vs = {k: tape.variable(v) for k, v in params.items()}
     n = tape.constant(x.reshape(1, 2))
     for k in (1, 2, 3):
         n = xgrad.sigmoid(xgrad.linear(n, vs[f"W{k}"], vs[f"b{k}"]))
-    loss = xgrad.mse_loss(n, np.array([[y]]), reduction="half_sum" if half else "sum")
-    return vs, n, loss
+    terms = {"E": xgrad.mse_loss(n, np.array([[y]]), reduction="half_sum" if half else "sum")}
+    if decay:
+        terms["weight decay"] = 0.5 * (xgrad.sum(xgrad.square(vs["W1"])) + xgrad.sum(xgrad.square(vs["W2"]))
+                                       + xgrad.sum(xgrad.square(vs["W3"])))
+    return vs, n, terms
 
 
-def check(title, half, **slips):
+def check(title, loss_text, half=True, decay=False, **slips):
     print(f"\n=== {title} ===")
+    print(f"tape loss: {loss_text}")
     yhat, _, hand = student_backprop(**slips)
     tape = xgrad.Tape()
-    vs, out, loss = tape_loss(tape, half)
-    print(f"hand yhat = {yhat[0]:.15f}   tape yhat = {out.item():.15f}")
-    report = xgrad.compare_gradients(loss, vs, hand)
+    vs, out, terms = tape_loss(tape, half, decay)
+    same = "" if abs(yhat[0] - out.item()) < 1e-15 else "   <- the forward passes differ"
+    print(f"hand yhat = {yhat[0]:.15f}   tape yhat = {out.item():.15f}{same}")
+    report = xgrad.compare_gradients(terms, vs, hand)
     print(report)
     return report
 
@@ -88,23 +95,18 @@ def main():
     print(f"  delta(3)  = {d3[0]:.15g}   (document: -0.000006133695153)")
     print(f"  delta(2)  = {d2[0]:.10g}, {d2[1]:.10g}   (document: -0.0000000015233151 [x10 printing slip], -0.000000002317415)")
 
-    check("1. the derivation as written, against L = (y - yhat)^2 as first written", half=False)
-    check("2. the loss as the derivation uses it, L = 1/2 (y - yhat)^2", half=True)
-    check("3. z5 with the stated b5 = 1", half=True, b5_slip=False)
-    check("4. delta(1) with the derivative f'(z(1)) = n(1)(1 - n(1))", half=True, b5_slip=False, f_for_fprime=False)
-
-    print("\n=== 5. what the '+ W' in the update is: the gradient of an unstated term 1/2 sum ||W||^2 ===")
-    _, _, hand = student_backprop(b5_slip=False, f_for_fprime=False)
-    tape = xgrad.Tape()
-    vs, _, loss = tape_loss(tape, True)
-    decay = 0.5 * (xgrad.sum(xgrad.square(vs["W1"])) + xgrad.sum(xgrad.square(vs["W2"])) + xgrad.sum(xgrad.square(vs["W3"])))
-    report = xgrad.compare_gradients({"E": loss, "weight decay": decay}, vs, hand)
-    print(report)
-    print("the hand gradients are those of L = 1/2 (y - yhat)^2 + 1/2 sum_k ||W(k)||^2:", "yes" if report.passed else "no")
-
-    final = check("6. all four fixed: the backprop of L = 1/2 (y - yhat)^2", half=True, b5_slip=False, f_for_fprime=False,
-                  decay_in_gradient=False)
-    print("verdict:", "the corrected derivation agrees with the tape" if final.passed else "still wrong")
+    check("1. the derivation as written, against the loss as first written", "L = (y - yhat)^2", half=False)
+    check("2. against the loss the update descends: the + W of W <- W - eta(delta n^T + W) is the gradient of "
+          "an unstated 1/2 sum ||W||^2", "L = 1/2 (y - yhat)^2 + 1/2 sum_k ||W(k)||^2", decay=True)
+    check("3. z5 with the stated b5 = 1 (the forward passes now agree; only layer 1 is left)",
+          "L = 1/2 (y - yhat)^2 + 1/2 sum_k ||W(k)||^2", decay=True, b5_slip=False)
+    check("4. delta(1) with the derivative f'(z(1)) = n(1)(1 - n(1))", "L = 1/2 (y - yhat)^2 + 1/2 sum_k ||W(k)||^2",
+          decay=True, b5_slip=False, f_for_fprime=False)
+    final = check("5. the backprop of the stated loss: dL/dW = delta n^T, without the + W", "L = 1/2 (y - yhat)^2",
+                  b5_slip=False, f_for_fprime=False, decay_in_gradient=False)
+    check("6. the same correct derivation against the loss as first written (no 1/2)", "L = (y - yhat)^2", half=False,
+          b5_slip=False, f_for_fprime=False, decay_in_gradient=False)
+    print("verdict:", "after the four fixes the derivation agrees with the tape" if final.passed else "still wrong")
     return 0 if final.passed else 1
 
 
