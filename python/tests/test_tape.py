@@ -139,3 +139,29 @@ def test_param_on_tape_accumulates_into_parameter_grad():
     x = np.array([[1.0, 2.0, 3.0]])
     tape.backward(xgrad.sum(xgrad.matmul(tape.constant(x), xgrad.transpose(w))))
     np.testing.assert_array_equal(lin.weight.grad, np.repeat(x, 2, axis=0))
+
+
+def test_threads_train_side_by_side():
+    import threading
+    rng = np.random.default_rng(5)
+    a = rng.normal(size=(64, 64))
+
+    def grad_of(seed):
+        tape = xgrad.Tape()
+        w = tape.variable(np.full((64, 64), 0.01 * seed))
+        tape.backward(xgrad.sum(xgrad.tanh(xgrad.matmul(a, w))))
+        return w.grad.copy()
+
+    expected = [grad_of(s) for s in range(4)]
+    results = [None] * 4
+
+    def run(s):
+        for _ in range(5):
+            results[s] = grad_of(s)
+    threads = [threading.Thread(target=run, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r, e in zip(results, expected):
+        np.testing.assert_array_equal(r, e)
