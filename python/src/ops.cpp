@@ -15,6 +15,18 @@ PyVar as_var(py::handle h, const PyVar& like)
     return constant_like(like, h);
 }
 
+// Two operands of which at least one is a Var; the other may be an array (a constant on its tape).
+std::pair<PyVar, PyVar> operands(py::handle a, py::handle b)
+{
+    if (py::isinstance<PyVar>(a)) {
+        PyVar va = a.cast<PyVar>();
+        return {va, as_var(b, va)};
+    }
+    if (!py::isinstance<PyVar>(b)) throw py::type_error("xgrad: one of the two operands must be an xgrad.Var");
+    PyVar vb = b.cast<PyVar>();
+    return {constant_like(vb, a), vb};
+}
+
 std::vector<int> axes_of(py::handle axis)
 {
     if (py::isinstance<py::int_>(axis)) return {axis.cast<int>()};
@@ -67,8 +79,9 @@ void init_ops(py::module_& m)
 #undef XGRAD_UNARY
 
 #define XGRAD_BINARY(NAME, RELEASE)                                                                       \
-    m.def(#NAME, [](const PyVar& a, py::object b) {                                                      \
-        return map2(a, as_var(b, a), [](const auto& x, const auto& y) {                                  \
+    m.def(#NAME, [](py::object a, py::object b) {                                                        \
+        const auto ab = operands(a, b);                                                                  \
+        return map2(ab.first, ab.second, [](const auto& x, const auto& y) {                             \
             if (RELEASE) {                                                                               \
                 py::gil_scoped_release nogil;                                                           \
                 return xgrad::NAME(x, y);                                                                \
@@ -236,9 +249,10 @@ void init_ops(py::module_& m)
         const Reduction r = reduction_of(reduction);
         return logp.map([&](const auto& v) { return xgrad::nll_loss(v, l, r); });
     }, arg("log_probs"), arg("labels"), arg("reduction") = "mean");
-    m.def("mse_loss", [](const PyVar& y, py::object target, const std::string& reduction) {
+    m.def("mse_loss", [](py::object y, py::object target, const std::string& reduction) {
         const Reduction r = reduction_of(reduction);
-        return map2(y, as_var(target, y), [&](const auto& a, const auto& b) { return xgrad::mse_loss(a, b, r); });
+        const auto yt = operands(y, target);
+        return map2(yt.first, yt.second, [&](const auto& a, const auto& b) { return xgrad::mse_loss(a, b, r); });
     }, arg("y"), arg("target"), arg("reduction") = "mean", "Σ(y − target)² with the reduction's factor (mean, sum, half_sum).");
     m.def("trace_scatter_loss", [](const PyVar& y, py::object labels, double gamma) {
         const IndexTensor l = to_index(labels);
