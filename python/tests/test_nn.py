@@ -112,3 +112,39 @@ def test_read_idx_round_trip(tmp_path):
     np.testing.assert_array_equal(nn.read_idx(str(p)), data)
     with pytest.raises(RuntimeError):
         nn.read_idx(str(tmp_path / "missing"))
+
+
+def test_safetensors_file_layout(tmp_path):
+    """The file is plain safetensors: 8-byte header length, JSON header, raw little-endian data."""
+    import json
+    import struct
+    net = nn.MLP([3, 4, 2], seed=7, dtype=np.float64)
+    path = tmp_path / "m.safetensors"
+    nn.save_weights(net, str(path))
+    raw = path.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    header = json.loads(raw[8:8 + n])
+    data = raw[8 + n:]
+    sd = net.state_dict()
+    assert sorted(k for k in header if k != "__metadata__") == sorted(sd)
+    for k, v in sd.items():
+        h = header[k]
+        assert h["dtype"] == "F64" and h["shape"] == list(v.shape)
+        b, e = h["data_offsets"]
+        np.testing.assert_array_equal(np.frombuffer(data[b:e], dtype="<f8").reshape(v.shape), v)
+
+
+def test_dropout_train_eval_and_adamw():
+    d = nn.Dropout(0.5, seed=1)
+    tape = xgrad.Tape()
+    x = tape.constant(np.ones((50, 40), dtype=np.float32))
+    y = d(x).value
+    assert set(np.unique(y)) <= {0.0, 2.0} and 0.3 < (y == 0).mean() < 0.7
+    d.eval()
+    assert not d.training
+    np.testing.assert_array_equal(d(x).value, 1.0)
+    lin = nn.Linear(2, 2, seed=1)
+    w0 = lin.weight.value.copy()
+    opt = nn.AdamW(lin.parameters(), lr=0.1, weight_decay=0.5)
+    opt.step()  # zero gradient: only the decoupled decay moves the weights
+    np.testing.assert_allclose(lin.weight.value, w0 * (1 - 0.1 * 0.5), rtol=1e-6)
