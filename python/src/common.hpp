@@ -23,8 +23,9 @@ inline const char* dtype_name(DType d) { return d == DType::f32 ? "float32" : d 
 /// The Python Tape. Owns its C++ tape, or borrows one that xgrad::gradcheck, hvp & co made on their
 /// stack (then `detach()` is called when they return, and the Python object refuses to be used).
 struct PyTape {
-    std::unique_ptr<Tape<float>> own_f;
-    std::unique_ptr<Tape<double>> own_d;
+    // shared: NumPy views of values and gradients hold the C++ tape too (see clear()).
+    std::shared_ptr<Tape<float>> own_f;
+    std::shared_ptr<Tape<double>> own_d;
     Tape<float>* f = nullptr;
     Tape<double>* d = nullptr;
     DType dtype = DType::none;
@@ -48,11 +49,11 @@ struct PyTape {
         if (dtype == DType::none) {
             dtype = want == DType::none ? DType::f64 : want;
             if (dtype == DType::f32) {
-                own_f = std::make_unique<Tape<float>>();
+                own_f = std::make_shared<Tape<float>>();
                 f = own_f.get();
                 f->set_grad_enabled(grad_enabled);
             } else {
-                own_d = std::make_unique<Tape<double>>();
+                own_d = std::make_shared<Tape<double>>();
                 d = own_d.get();
                 d->set_grad_enabled(grad_enabled);
             }
@@ -178,6 +179,14 @@ py::array view(const Tensor<T>& t, py::handle base, bool writeable)
     py::array a(py::dtype::of<T>(), shape, strides, t.data(), base);
     if (!writeable) py::detail::array_proxy(a.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
     return a;
+}
+
+/// A Python object that keeps a C++ tape alive (the base of NumPy views of its memory).
+template <class T>
+py::object keeper(const std::shared_ptr<Tape<T>>& t)
+{
+    auto* p = new std::shared_ptr<Tape<T>>(t);
+    return py::capsule(p, [](void* q) { delete static_cast<std::shared_ptr<Tape<T>>*>(q); });
 }
 
 /// A NumPy copy of t.

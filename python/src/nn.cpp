@@ -181,7 +181,8 @@ void load_state_dict_impl(nn::Module<T>& m, const py::dict& sd, bool strict)
         msg.pop_back();
         throw py::value_error(msg);
     }
-    for (auto& [p, t] : staged) p->value() = std::move(t);
+    // In place, as nn::load_weights: NumPy views of the parameters stay valid.
+    for (auto& [p, t] : staged) std::copy(t.begin(), t.end(), p->value().data());
 }
 
 // The Python tape of the forward in progress on this thread: a Lambda's function gets its Var on it.
@@ -357,12 +358,12 @@ void init_nn(py::module_& m, py::module_& parent)
                               Tensor<float> t = to_tensor<float>(a);
                               if (t.shape() != p.f->value().shape())
                                   throw ShapeError("Parameter.value: " + shape_str(t.shape()) + " vs " + shape_str(p.f->value().shape()));
-                              p.f->value() = std::move(t);
+                              std::copy(t.begin(), t.end(), p.f->value().data());  // in place: views stay valid
                           } else {
                               Tensor<double> t = to_tensor<double>(a);
                               if (t.shape() != p.d->value().shape())
                                   throw ShapeError("Parameter.value: " + shape_str(t.shape()) + " vs " + shape_str(p.d->value().shape()));
-                              p.d->value() = std::move(t);
+                              std::copy(t.begin(), t.end(), p.d->value().data());
                           }
                       })
         .def_property_readonly("grad", [](py::object self) {

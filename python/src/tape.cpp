@@ -25,20 +25,39 @@ PyVar make_leaf(const TapePtr& t, py::handle a, Leaf&& leaf)
     return PyVar(t, leaf(t->get<double>(), to_tensor<double>(a)));
 }
 
-// Values are views while the Var's tape is ours; a borrowed tape (inside gradcheck, hvp, ...) dies
-// with the call, so its values are copied.
-py::object value_of(py::object self)
+// Values are read-only views that keep the C++ tape alive; a borrowed tape (inside gradcheck, hvp,
+// ...) dies with the call, so its values are copied.
+py::object value_of(const PyVar& v)
 {
-    const PyVar& v = self.cast<const PyVar&>();
     if (v.tape->borrowed) return v.dbl ? copy(v.d.value()) : copy(v.f.value());
-    return v.dbl ? view(v.d.value(), self, false) : view(v.f.value(), self, false);
+    return v.dbl ? view(v.d.value(), keeper(v.tape->own_d), false) : view(v.f.value(), keeper(v.tape->own_f), false);
 }
 
-py::object grad_of(py::object self)
+py::object grad_of(const PyVar& v)
 {
-    const PyVar& v = self.cast<const PyVar&>();
     if (v.tape->borrowed) return v.dbl ? copy(v.d.grad()) : copy(v.f.grad());
-    return v.dbl ? view(v.d.grad(), self, false) : view(v.f.grad(), self, false);
+    return v.dbl ? view(v.d.grad(), keeper(v.tape->own_d), false) : view(v.f.grad(), keeper(v.tape->own_f), false);
+}
+
+// clear() keeps the nodes' memory for the next step, which would overwrite (or free, on a new shape)
+// what NumPy views still show. So when views are alive, the cleared C++ tape is left to them and the
+// Python tape continues on a fresh one; in a training loop that keeps no views, nothing changes.
+template <class T>
+void clear_tape(std::shared_ptr<Tape<T>>& own, Tape<T>*& raw)
+{
+    if (!own) {
+        if (raw) raw->clear();
+        return;
+    }
+    own->clear();
+    if (own.use_count() > 1) {
+        auto fresh = std::make_shared<Tape<T>>();
+        fresh->set_grad_enabled(own->grad_enabled());
+        fresh->set_retain_grad(own->retain_grad());
+        fresh->set_anomaly_detection(own->anomaly_detection());
+        own = std::move(fresh);
+        raw = own.get();
+    }
 }
 
 py::tuple shape_of(const PyVar& v)
@@ -120,7 +139,7 @@ void init_tape(py::module_& m)
         .def("constant", [](const TapePtr& t, py::object a) {
             return make_leaf(t, a, [](auto& tape, const auto& v) { return tape.constant(v); });
         }, py::arg("value"), "A leaf that does not require grad (a copy of the array).")
-        .def("detach", [](const TapePtr& t, const PyVar& v) {
+        .def("detach", [](const TapePtr&, const PyVar& v) {
             return v.map([](const auto& x) { return x.tape().detach(x); });
         }, py::arg("v"))
         .def("backward", [](const TapePtr& t, const PyVar& loss, py::object seed) {
@@ -144,11 +163,14 @@ void init_tape(py::module_& m)
              "Reverse sweep from a one-element loss (or any output with an explicit seed).")
         .def("clear", [](PyTape& t) {
             t.check_alive();
-            if (t.f) t.f->clear();
-            if (t.d) t.d->clear();
-        }, "Forgets every node (all Vars become invalid; their NumPy views must not be read after) and keeps the memory.")
+            clear_tape(t.own_f, t.f);
+            clear_tape(t.own_d, t.d);
+        }, "Forgets every node (all Vars become invalid) and keeps the memory for the next step; NumPy views "
+           "of values and gradients taken before stay valid.")
         .def("no_grad", [](const TapePtr& t) { return NoGrad{t}; }, "with tape.no_grad(): ops are recorded without backward.")
         .def("__len__", [](const PyTape& t) { return t.f ? t.f->size() : t.d ? t.d->size() : 0; })
+        .def_property_readonly("capacity", [](const PyTape& t) { return t.f ? t.f->capacity() : t.d ? t.d->capacity() : 0; },
+                               "Node slots allocated (kept across clear()).")
         .def_property_readonly("dtype", [](const PyTape& t) -> py::object {
             if (t.dtype == DType::none) return py::none();
             return py::dtype(dtype_name(t.dtype));
@@ -169,7 +191,7 @@ void init_tape(py::module_& m)
                       });
 
     py::class_<PyVar> var(m, "Var", "A value recorded on a tape.");
-    var.def_property_readonly("value", &value_of, "The value: a read-only NumPy view, valid until tape.clear().")
+    var.def_property_readonly("value", &value_of, "The value: a read-only NumPy view (no copy).")
         .def_property_readonly("grad", &grad_of, "The gradient from the latest backward (read-only view).")
         .def_property_readonly("shape", &shape_of)
         .def_property_readonly("ndim", [](const PyVar& v) { return v.dbl ? v.d.dim() : v.f.dim(); })

@@ -165,3 +165,37 @@ def test_threads_train_side_by_side():
         t.join()
     for r, e in zip(results, expected):
         np.testing.assert_array_equal(r, e)
+
+
+def test_views_survive_clear_and_the_next_step():
+    tape = xgrad.Tape()
+    x = tape.variable(np.array([1.0, 2.0, 3.0]))
+    y = xgrad.exp(x)
+    tape.backward(xgrad.sum(y))
+    val, grad = y.value, x.grad
+    tape.clear()
+    for n in (3, 1000):  # same shape (the memory would be reused), then a larger one (reallocated)
+        z = tape.variable(np.full(n, 7.0))
+        tape.backward(xgrad.sum(z * z))
+        np.testing.assert_array_equal(z.grad, np.full(n, 14.0))
+        tape.clear()
+    np.testing.assert_allclose(val, np.exp([1.0, 2.0, 3.0]), rtol=1e-15)
+    np.testing.assert_allclose(grad, np.exp([1.0, 2.0, 3.0]), rtol=1e-15)
+
+
+def test_clear_keeps_the_tape_unless_views_are_alive():
+    # Without outstanding views, clear() keeps the C++ tape and its node slots (the training-loop case).
+    tape = xgrad.Tape()
+    caps = []
+    for _ in range(3):
+        v = tape.variable(np.ones(4))
+        tape.backward(xgrad.sum(v * v))
+        assert v.grad.sum() == 8.0  # a temporary view, gone before clear()
+        tape.clear()
+        caps.append(tape.capacity)
+    assert len(tape) == 0 and caps[0] >= 3 and caps == [caps[0]] * 3
+    v = tape.variable(np.ones(4))
+    kept = v.value
+    tape.clear()
+    assert tape.capacity == 0  # a fresh C++ tape; the old one stays with the view
+    np.testing.assert_array_equal(kept, np.ones(4))
