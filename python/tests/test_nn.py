@@ -148,3 +148,15 @@ def test_dropout_train_eval_and_adamw():
     opt = nn.AdamW(lin.parameters(), lr=0.1, weight_decay=0.5)
     opt.step()  # zero gradient: only the decoupled decay moves the weights
     np.testing.assert_allclose(lin.weight.value, w0 * (1 - 0.1 * 0.5), rtol=1e-6)
+
+
+def test_lambda_errors_come_back_through_the_forward():
+    def bad(v):
+        raise KeyError("inside lambda")
+    net = nn.Sequential(nn.Linear(2, 2), nn.Lambda("bad", bad))
+    tape = xgrad.Tape()
+    for _ in range(2):  # the module stays usable after an error
+        with pytest.raises(KeyError, match="inside lambda"):
+            net(tape.constant(np.ones((1, 2), np.float32)))
+    with pytest.raises(TypeError, match="xgrad.Var"):
+        nn.Sequential(nn.Lambda("three", lambda v: 3))(tape.constant(np.ones(2, np.float32)))
