@@ -1,0 +1,648 @@
+// xgrad.nn: the C++ layers, optimizers, schedules, weight files and IDX data. A Python module owns
+// its C++ module until a container (Sequential) adopts it; it then points into the container and
+// keeps the container alive. Layers without parameters get their precision from their input.
+#include <functional>
+
+#include <xgrad/nn.hpp>
+
+#include "common.hpp"
+
+namespace xgrad::python {
+
+namespace {
+
+DType dtype_arg(py::handle obj)
+{
+    if (obj.is_none()) return DType::none;
+    const py::dtype dt = py::dtype::from_args(py::reinterpret_borrow<py::object>(obj));
+    if (dt.kind() == 'f' && dt.itemsize() == 4) return DType::f32;
+    if (dt.kind() == 'f' && dt.itemsize() == 8) return DType::f64;
+    throw py::type_error("xgrad.nn: dtype must be float32 or float64");
+}
+
+struct PyModule;
+using ModulePtr = std::shared_ptr<PyModule>;
+
+struct PyModule {
+    std::unique_ptr<nn::Module<float>> own_f;
+    std::unique_ptr<nn::Module<double>> own_d;
+    nn::Module<float>* f = nullptr;
+    nn::Module<double>* d = nullptr;
+    // Stateless layers are made for the precision they first meet.
+    std::function<std::unique_ptr<nn::Module<float>>()> make_f;
+    std::function<std::unique_ptr<nn::Module<double>>()> make_d;
+    ModulePtr owner;     // the container that owns *f / *d, if any
+    std::vector<py::object> keep;  // Python functions of Lambdas in it, kept alive with the C++ module
+    std::string name;
+
+    virtual ~PyModule() = default;  // polymorphic: pybind11 returns a borrowed layer as its own class
+    DType dtype() const { return f ? DType::f32 : d ? DType::f64 : DType::none; }
+    void ensure(DType t)
+    {
+        const DType have = dtype();
+        if (have != DType::none) {
+            if (t != DType::none && t != have)
+                throw py::type_error("xgrad.nn: " + name + " is a " + dtype_name(have) + " module, got " + dtype_name(t) +
+                                     " (make it with dtype=np." + dtype_name(t) + ")");
+            return;
+        }
+        if (t == DType::f64) {
+            own_d = make_d();
+            d = own_d.get();
+        } else {
+            own_f = make_f();
+            f = own_f.get();
+        }
+    }
+    template <class T>
+    nn::Module<T>& get()
+    {
+        ensure(std::is_same_v<T, float> ? DType::f32 : DType::f64);
+        if constexpr (std::is_same_v<T, float>) return *f;
+        else return *d;
+    }
+    template <class T>
+    std::unique_ptr<nn::Module<T>> release()
+    {
+        if (owner) throw std::logic_error("xgrad.nn: " + name + " already belongs to a container");
+        if constexpr (std::is_same_v<T, float>) {
+            if (!own_f) throw std::logic_error("xgrad.nn: " + name + " cannot be moved into a container");
+            return std::move(own_f);
+        } else {
+            if (!own_d) throw std::logic_error("xgrad.nn: " + name + " cannot be moved into a container");
+            return std::move(own_d);
+        }
+    }
+};
+
+// One per layer class, so that Python sees the C++ names.
+#define XGRAD_LAYER(NAME) \
+    struct Py##NAME : PyModule {}
+XGRAD_LAYER(Linear);
+XGRAD_LAYER(Conv2d);
+XGRAD_LAYER(MaxPool2d);
+XGRAD_LAYER(AvgPool2d);
+XGRAD_LAYER(Flatten);
+XGRAD_LAYER(Dropout);
+XGRAD_LAYER(Sigmoid);
+XGRAD_LAYER(Tanh);
+XGRAD_LAYER(ReLU);
+XGRAD_LAYER(Softmax);
+XGRAD_LAYER(LogSoftmax);
+XGRAD_LAYER(Lambda);
+XGRAD_LAYER(Sequential);
+#undef XGRAD_LAYER
+struct PyMLP : PySequential {};
+
+/// Fills a module's factories: both precisions (stateless) or the one asked for.
+template <class P, template <class> class M, class... Args>
+std::shared_ptr<P> make_module(const std::string& name, DType fixed, Args... args)
+{
+    auto p = std::make_shared<P>();
+    p->name = name;
+    p->make_f = [=] { return std::unique_ptr<nn::Module<float>>(new M<float>(args...)); };
+    p->make_d = [=] { return std::unique_ptr<nn::Module<double>>(new M<double>(args...)); };
+    if (fixed != DType::none) p->ensure(fixed);
+    return p;
+}
+
+struct PyParameter {
+    ModulePtr module;  // keeps the Parameter alive
+    Parameter<float>* f = nullptr;
+    Parameter<double>* d = nullptr;
+};
+
+template <class T>
+std::vector<std::pair<std::string, Parameter<T>*>> named_params(PyModule& m)
+{
+    return m.get<T>().named_parameters();
+}
+
+py::list parameters(const ModulePtr& m)
+{
+    py::list r;
+    if (m->dtype() == DType::f64)
+        for (auto* p : m->d->parameters()) r.append(PyParameter{m, nullptr, p});
+    else if (m->dtype() == DType::f32)
+        for (auto* p : m->f->parameters()) r.append(PyParameter{m, p, nullptr});
+    return r;
+}
+
+py::list named_parameters(const ModulePtr& m)
+{
+    py::list r;
+    if (m->dtype() == DType::f64)
+        for (auto& [n, p] : m->d->named_parameters()) r.append(py::make_tuple(n, PyParameter{m, nullptr, p}));
+    else if (m->dtype() == DType::f32)
+        for (auto& [n, p] : m->f->named_parameters()) r.append(py::make_tuple(n, PyParameter{m, p, nullptr}));
+    return r;
+}
+
+template <class T>
+py::dict state_dict_impl(nn::Module<T>& m)
+{
+    py::dict d;
+    for (auto& [n, p] : m.named_parameters()) d[py::str(n)] = copy(p->value());
+    return d;
+}
+
+template <class T>
+void load_state_dict_impl(nn::Module<T>& m, const py::dict& sd, bool strict)
+{
+    // All checked before anything is written: the module is unchanged on error.
+    auto params = m.named_parameters();
+    std::vector<std::pair<Parameter<T>*, Tensor<T>>> staged;
+    std::vector<std::string> problems;
+    for (auto& [n, p] : params) {
+        if (!sd.contains(n)) {
+            if (strict) problems.push_back("missing '" + n + "'");
+            continue;
+        }
+        py::object a = sd[py::str(n)];
+        const DType dt = dtype_of(a);
+        const DType want = std::is_same_v<T, float> ? DType::f32 : DType::f64;
+        if (dt != DType::none && dt != want)
+            problems.push_back("'" + n + "' is " + dtype_name(dt) + ", the module is " + dtype_name(want));
+        Tensor<T> t = to_tensor<T>(a);
+        if (t.shape() != p->value().shape())
+            problems.push_back("'" + n + "' has shape " + shape_str(t.shape()) + ", the parameter " + shape_str(p->value().shape()));
+        staged.emplace_back(p, std::move(t));
+    }
+    if (strict)
+        for (auto item : sd) {
+            const std::string k = item.first.cast<std::string>();
+            bool found = false;
+            for (auto& np : params) found = found || np.first == k;
+            if (!found) problems.push_back("unexpected '" + k + "'");
+        }
+    if (!problems.empty()) {
+        std::string msg = "xgrad.nn: load_state_dict:";
+        for (const auto& s : problems) msg += " " + s + ";";
+        msg.pop_back();
+        throw py::value_error(msg);
+    }
+    // In place, as nn::load_weights: NumPy views of the parameters stay valid.
+    for (auto& [p, t] : staged) std::copy(t.begin(), t.end(), p->value().data());
+}
+
+// The Python tape of the forward in progress on this thread: a Lambda's function gets its Var on it.
+thread_local TapePtr current_tape;
+
+template <class T>
+std::function<Var<T>(const Var<T>&)> lambda_fn(PyObject* f)
+{
+    return [f](const Var<T>& x) {
+        py::gil_scoped_acquire gil;
+        py::object r = py::reinterpret_borrow<py::function>(f)(PyVar(current_tape, x));
+        if (!py::isinstance<PyVar>(r)) throw py::type_error("xgrad.nn.Lambda: the function must return an xgrad.Var");
+        return r.cast<const PyVar&>().get<T>();
+    };
+}
+
+template <class T>
+py::object forward_impl(PyModule& m, const PyVar& x)
+{
+    nn::Module<T>& mod = m.get<T>();
+    const Var<T>& xv = x.get<T>();
+    Var<T> y;
+    {
+        TapePtr prev = current_tape;
+        current_tape = x.tape;
+        py::gil_scoped_release nogil;  // a Lambda takes it back to call Python
+        try {
+            y = mod.forward(xv);
+        } catch (...) {
+            current_tape = prev;
+            throw;
+        }
+        current_tape = prev;
+    }
+    return py::cast(PyVar(x.tape, y));
+}
+
+// ---- optimizers: the C++ options are built in one function per optimizer ----
+
+nn::SGDOptions sgd_options(double lr, double momentum, bool nesterov, double weight_decay)
+{
+    nn::SGDOptions o;
+    o.lr = lr;
+    o.momentum = momentum;
+    o.nesterov = nesterov;
+    o.weight_decay = weight_decay;
+    return o;
+}
+
+nn::AdamOptions adam_options(double lr, std::pair<double, double> betas, double eps, double weight_decay, bool decoupled)
+{
+    nn::AdamOptions o;
+    o.lr = lr;
+    o.beta1 = betas.first;
+    o.beta2 = betas.second;
+    o.eps = eps;
+    o.weight_decay = weight_decay;
+    o.decoupled = decoupled;
+    return o;
+}
+
+struct PyOptimizer {
+    std::unique_ptr<nn::Optimizer<float>> f;
+    std::unique_ptr<nn::Optimizer<double>> d;
+    py::list params;  // keeps the modules alive
+    template <class Fn>
+    auto apply(Fn&& fn)
+    {
+        return f ? fn(*f) : fn(*d);
+    }
+};
+struct PySGD : PyOptimizer {};
+struct PyAdam : PyOptimizer {};
+struct PyAdamW : PyAdam {};
+
+/// The parameters of a list (or of module.parameters()), all of one precision.
+template <class Opt, class MakeF, class MakeD>
+std::shared_ptr<Opt> make_optimizer(py::object params, MakeF make_f, MakeD make_d)
+{
+    auto o = std::make_shared<Opt>();
+    if (py::hasattr(params, "parameters") && !py::isinstance<py::list>(params)) params = params.attr("parameters")();
+    o->params = py::list(params);
+    std::vector<Parameter<float>*> pf;
+    std::vector<Parameter<double>*> pd;
+    for (auto h : o->params) {
+        const auto& p = h.template cast<const PyParameter&>();
+        if (p.f) pf.push_back(p.f);
+        else pd.push_back(p.d);
+    }
+    if (!pf.empty() && !pd.empty()) throw py::type_error("xgrad.nn: an optimizer's parameters must share one precision");
+    if (!pd.empty()) o->d = make_d(pd);
+    else o->f = make_f(pf);
+    return o;
+}
+
+nn::Activation activation_of(const std::string& s)
+{
+    if (s == "identity") return nn::Activation::identity;
+    if (s == "sigmoid") return nn::Activation::sigmoid;
+    if (s == "tanh") return nn::Activation::tanh;
+    if (s == "relu") return nn::Activation::relu;
+    throw py::value_error("xgrad.nn: activation must be 'identity', 'sigmoid', 'tanh' or 'relu', got '" + s + "'");
+}
+
+template <class T>
+void adopt(nn::Sequential<T>& seq, const ModulePtr& owner, PyModule& child)
+{
+    child.ensure(std::is_same_v<T, float> ? DType::f32 : DType::f64);
+    seq.add(child.release<T>());
+    child.owner = owner;
+    owner->keep.insert(owner->keep.end(), child.keep.begin(), child.keep.end());
+    child.make_f = nullptr;
+    child.make_d = nullptr;
+}
+
+// A borrowed layer of a container (net[i]): a plain Module handle that keeps the container alive.
+template <class T>
+ModulePtr borrowed_layer(nn::Module<T>& m)
+{
+    // The Python class of the layer where it has attributes of its own (weight, bias).
+    ModulePtr p;
+    if (dynamic_cast<nn::Linear<T>*>(&m)) p = std::make_shared<PyLinear>();
+    else if (dynamic_cast<nn::Conv2d<T>*>(&m)) p = std::make_shared<PyConv2d>();
+    else p = std::make_shared<PyModule>();
+    if constexpr (std::is_same_v<T, float>) p->f = &m;
+    else p->d = &m;
+    p->name = m.describe();
+    return p;
+}
+
+py::object layer_at(const ModulePtr& seq, std::size_t i)
+{
+    ModulePtr p = seq->dtype() == DType::f64 ? borrowed_layer(static_cast<nn::Sequential<double>&>(*seq->d)[i])
+                                             : borrowed_layer(static_cast<nn::Sequential<float>&>(*seq->f)[i]);
+    p->owner = seq;
+    return py::cast(p);
+}
+
+template <class T>
+py::object param_or_none(const ModulePtr& m, Parameter<T>* p)
+{
+    if (!p) return py::none();
+    if constexpr (std::is_same_v<T, float>) return py::cast(PyParameter{m, p, nullptr});
+    else return py::cast(PyParameter{m, nullptr, p});
+}
+
+template <template <class> class L>
+py::object layer_param(const ModulePtr& m, bool weight)
+{
+    if (m->dtype() == DType::f64) {
+        auto* l = dynamic_cast<L<double>*>(m->d);
+        if (!l) throw std::logic_error("xgrad.nn: not this layer type");
+        return param_or_none<double>(m, weight ? &l->weight() : l->bias());
+    }
+    auto* l = dynamic_cast<L<float>*>(m->f);
+    if (!l) throw std::logic_error("xgrad.nn: not this layer type");
+    return param_or_none<float>(m, weight ? &l->weight() : l->bias());
+}
+
+}  // namespace
+
+void init_nn(py::module_& m, py::module_& parent)
+{
+    using py::arg;
+    py::class_<PyParameter>(m, "Parameter", "A weight: value and accumulated gradient as writable NumPy views.")
+        .def_property("value",
+                      [](py::object self) {
+                          auto& p = self.cast<PyParameter&>();
+                          return p.f ? view(p.f->value(), self, true) : view(p.d->value(), self, true);
+                      },
+                      [](PyParameter& p, py::object a) {
+                          if (p.f) {
+                              Tensor<float> t = to_tensor<float>(a);
+                              if (t.shape() != p.f->value().shape())
+                                  throw ShapeError("Parameter.value: " + shape_str(t.shape()) + " vs " + shape_str(p.f->value().shape()));
+                              std::copy(t.begin(), t.end(), p.f->value().data());  // in place: views stay valid
+                          } else {
+                              Tensor<double> t = to_tensor<double>(a);
+                              if (t.shape() != p.d->value().shape())
+                                  throw ShapeError("Parameter.value: " + shape_str(t.shape()) + " vs " + shape_str(p.d->value().shape()));
+                              std::copy(t.begin(), t.end(), p.d->value().data());
+                          }
+                      })
+        .def_property_readonly("grad", [](py::object self) {
+            auto& p = self.cast<PyParameter&>();
+            return p.f ? view(p.f->grad(), self, true) : view(p.d->grad(), self, true);
+        })
+        .def_property_readonly("shape", [](const PyParameter& p) {
+            const Shape& s = p.f ? p.f->shape() : p.d->shape();
+            return py::tuple(py::cast(std::vector<std::size_t>(s.begin(), s.end())));
+        })
+        .def_property_readonly("dtype", [](const PyParameter& p) { return py::dtype(p.f ? "float32" : "float64"); })
+        .def_property_readonly("name", [](const PyParameter& p) { return p.f ? p.f->name() : p.d->name(); })
+        .def("zero_grad", [](PyParameter& p) { p.f ? p.f->zero_grad() : p.d->zero_grad(); });
+
+    // tape.param(p): the parameter on a tape, no copy; backward adds into p.grad.
+    py::object tape_cls = parent.attr("Tape");
+    tape_cls.attr("param") = py::cpp_function(
+        [](const TapePtr& t, const PyParameter& p) {
+            if (p.f) {
+                t->resolve(DType::f32);
+                return PyVar(t, t->get<float>().param(*p.f));
+            }
+            t->resolve(DType::f64);
+            return PyVar(t, t->get<double>().param(*p.d));
+        },
+        py::name("param"), py::is_method(tape_cls), arg("parameter"),
+        "The parameter on this tape without a copy; backward adds into its .grad.");
+
+    py::class_<PyModule, ModulePtr>(m, "Module")
+        .def("__call__", [](const ModulePtr& self, const PyVar& x) {
+            return x.dbl ? forward_impl<double>(*self, x) : forward_impl<float>(*self, x);
+        }, arg("x"))
+        .def("forward", [](const ModulePtr& self, const PyVar& x) {
+            return x.dbl ? forward_impl<double>(*self, x) : forward_impl<float>(*self, x);
+        }, arg("x"))
+        .def("parameters", &parameters)
+        .def("named_parameters", &named_parameters)
+        .def("zero_grad", [](PyModule& self) {
+            if (self.f) self.f->zero_grad();
+            if (self.d) self.d->zero_grad();
+        })
+        .def("train", [](PyModule& self, bool on) {
+            if (self.f) self.f->train(on);
+            if (self.d) self.d->train(on);
+        }, arg("mode") = true)
+        .def("eval", [](PyModule& self) {
+            if (self.f) self.f->eval();
+            if (self.d) self.d->eval();
+        })
+        .def_property_readonly("training", [](PyModule& self) {
+            return self.f ? self.f->is_training() : self.d ? self.d->is_training() : true;
+        })
+        .def_property_readonly("dtype", [](PyModule& self) -> py::object {
+            if (self.dtype() == DType::none) return py::none();
+            return py::dtype(dtype_name(self.dtype()));
+        })
+        .def("num_parameters", [](PyModule& self) -> std::size_t {
+            return self.f ? self.f->num_parameters() : self.d ? self.d->num_parameters() : 0;
+        })
+        .def("state_dict", [](PyModule& self) -> py::dict {
+            if (self.dtype() == DType::f64) return state_dict_impl(*self.d);
+            if (self.dtype() == DType::f32) return state_dict_impl(*self.f);
+            return py::dict();
+        }, "name -> NumPy copy of the parameter, under PyTorch's state-dict names.")
+        .def("load_state_dict", [](PyModule& self, py::dict sd, bool strict) {
+            if (self.dtype() == DType::f64) load_state_dict_impl(*self.d, sd, strict);
+            else if (self.dtype() == DType::f32) load_state_dict_impl(*self.f, sd, strict);
+        }, arg("state_dict"), arg("strict") = true)
+        .def("save_weights", [](PyModule& self, const std::string& path) {
+            if (self.dtype() == DType::f64) nn::save_weights(*self.d, path);
+            else nn::save_weights(self.get<float>(), path);
+        }, arg("path"), "Writes the parameters as safetensors (the C++ format, readable by PyTorch).")
+        .def("load_weights", [](PyModule& self, const std::string& path) {
+            if (self.dtype() == DType::f64) nn::load_weights(*self.d, path);
+            else nn::load_weights(self.get<float>(), path);
+        }, arg("path"))
+        .def("__repr__", [](PyModule& self) {
+            std::string s = self.f ? self.f->describe() : self.d ? self.d->describe() : self.name;
+            return "<xgrad.nn." + s + (self.dtype() == DType::none ? "" : std::string(" ") + dtype_name(self.dtype())) + ">";
+        });
+
+    m.def("save_weights", [](PyModule& self, const std::string& path) {
+        if (self.dtype() == DType::f64) nn::save_weights(*self.d, path);
+        else nn::save_weights(self.get<float>(), path);
+    }, arg("module"), arg("path"));
+    m.def("load_weights", [](PyModule& self, const std::string& path) {
+        if (self.dtype() == DType::f64) nn::load_weights(*self.d, path);
+        else nn::load_weights(self.get<float>(), path);
+    }, arg("module"), arg("path"));
+
+    py::class_<PyLinear, PyModule, std::shared_ptr<PyLinear>>(m, "Linear")
+        .def(py::init([](std::size_t in, std::size_t out, bool bias, std::uint64_t seed, py::object dtype) {
+            const DType t = dtype_arg(dtype) == DType::none ? DType::f32 : dtype_arg(dtype);
+            return make_module<PyLinear, nn::Linear>("Linear", t, in, out, bias, seed);
+        }), arg("in_features"), arg("out_features"), arg("bias") = true, arg("seed") = 0, arg("dtype") = py::none())
+        .def_property_readonly("weight", [](const std::shared_ptr<PyLinear>& s) { return layer_param<nn::Linear>(s, true); })
+        .def_property_readonly("bias", [](const std::shared_ptr<PyLinear>& s) { return layer_param<nn::Linear>(s, false); });
+    py::class_<PyConv2d, PyModule, std::shared_ptr<PyConv2d>>(m, "Conv2d")
+        .def(py::init([](std::size_t in, std::size_t out, std::size_t k, std::size_t stride, std::size_t padding, bool bias,
+                         std::uint64_t seed, py::object dtype) {
+            const DType t = dtype_arg(dtype) == DType::none ? DType::f32 : dtype_arg(dtype);
+            const Conv2dOptions o = Conv2dOptions(in, out, k).stride(stride).padding(padding).bias(bias);
+            return make_module<PyConv2d, nn::Conv2d>("Conv2d", t, o, seed);
+        }), arg("in_channels"), arg("out_channels"), arg("kernel_size"), arg("stride") = 1, arg("padding") = 0,
+             arg("bias") = true, arg("seed") = 0, arg("dtype") = py::none())
+        .def_property_readonly("weight", [](const std::shared_ptr<PyConv2d>& s) { return layer_param<nn::Conv2d>(s, true); })
+        .def_property_readonly("bias", [](const std::shared_ptr<PyConv2d>& s) { return layer_param<nn::Conv2d>(s, false); });
+    py::class_<PyMaxPool2d, PyModule, std::shared_ptr<PyMaxPool2d>>(m, "MaxPool2d")
+        .def(py::init([](std::size_t k, py::object stride, py::object dtype) {
+            const std::size_t s = stride.is_none() ? 0 : stride.cast<std::size_t>();
+            return make_module<PyMaxPool2d, nn::MaxPool2d>("MaxPool2d", dtype_arg(dtype), k, s);
+        }), arg("kernel_size"), arg("stride") = py::none(), arg("dtype") = py::none());
+    py::class_<PyAvgPool2d, PyModule, std::shared_ptr<PyAvgPool2d>>(m, "AvgPool2d")
+        .def(py::init([](std::size_t k, py::object stride, py::object dtype) {
+            const std::size_t s = stride.is_none() ? 0 : stride.cast<std::size_t>();
+            return make_module<PyAvgPool2d, nn::AvgPool2d>("AvgPool2d", dtype_arg(dtype), k, s);
+        }), arg("kernel_size"), arg("stride") = py::none(), arg("dtype") = py::none());
+    py::class_<PyFlatten, PyModule, std::shared_ptr<PyFlatten>>(m, "Flatten")
+        .def(py::init([](int start_dim, py::object dtype) {
+            return make_module<PyFlatten, nn::Flatten>("Flatten", dtype_arg(dtype), start_dim);
+        }), arg("start_dim") = 1, arg("dtype") = py::none());
+    py::class_<PyDropout, PyModule, std::shared_ptr<PyDropout>>(m, "Dropout")
+        .def(py::init([](double p, std::uint64_t seed, py::object dtype) {
+            return make_module<PyDropout, nn::Dropout>("Dropout", dtype_arg(dtype), p, seed);
+        }), arg("p") = 0.5, arg("seed") = 0, arg("dtype") = py::none());
+    py::class_<PySigmoid, PyModule, std::shared_ptr<PySigmoid>>(m, "Sigmoid")
+        .def(py::init([](py::object dtype) { return make_module<PySigmoid, nn::Sigmoid>("Sigmoid", dtype_arg(dtype)); }),
+             arg("dtype") = py::none());
+    py::class_<PyTanh, PyModule, std::shared_ptr<PyTanh>>(m, "Tanh")
+        .def(py::init([](py::object dtype) { return make_module<PyTanh, nn::Tanh>("Tanh", dtype_arg(dtype)); }),
+             arg("dtype") = py::none());
+    py::class_<PyReLU, PyModule, std::shared_ptr<PyReLU>>(m, "ReLU")
+        .def(py::init([](py::object dtype) { return make_module<PyReLU, nn::ReLU>("ReLU", dtype_arg(dtype)); }),
+             arg("dtype") = py::none());
+    py::class_<PySoftmax, PyModule, std::shared_ptr<PySoftmax>>(m, "Softmax")
+        .def(py::init([](int dim, py::object dtype) { return make_module<PySoftmax, nn::Softmax>("Softmax", dtype_arg(dtype), dim); }),
+             arg("dim") = -1, arg("dtype") = py::none());
+    py::class_<PyLogSoftmax, PyModule, std::shared_ptr<PyLogSoftmax>>(m, "LogSoftmax")
+        .def(py::init([](int dim, py::object dtype) {
+            return make_module<PyLogSoftmax, nn::LogSoftmax>("LogSoftmax", dtype_arg(dtype), dim);
+        }), arg("dim") = -1, arg("dtype") = py::none());
+    py::class_<PyLambda, PyModule, std::shared_ptr<PyLambda>>(m, "Lambda")
+        .def(py::init([](const std::string& name, py::function fn, py::object dtype) {
+            auto p = std::make_shared<PyLambda>();
+            p->name = name;
+            p->keep.push_back(fn);
+            PyObject* f = fn.ptr();  // kept alive by p->keep, which outlives the C++ module
+            p->make_f = [name, f] { return std::unique_ptr<nn::Module<float>>(new nn::Lambda<float>(name, lambda_fn<float>(f))); };
+            p->make_d = [name, f] { return std::unique_ptr<nn::Module<double>>(new nn::Lambda<double>(name, lambda_fn<double>(f))); };
+            if (dtype_arg(dtype) != DType::none) p->ensure(dtype_arg(dtype));
+            return p;
+        }), arg("name"), arg("fn"), arg("dtype") = py::none(), "A module from a Python function of one Var.");
+
+    py::class_<PySequential, PyModule, std::shared_ptr<PySequential>>(m, "Sequential")
+        .def(py::init([](py::args mods, py::object dtype) {
+            DType t = dtype_arg(dtype);
+            for (auto h : mods) {
+                auto& c = h.cast<PyModule&>();
+                if (t == DType::none) t = c.dtype();
+            }
+            if (t == DType::none) t = DType::f32;
+            auto p = std::make_shared<PySequential>();
+            p->name = "Sequential";
+            if (t == DType::f64) {
+                p->own_d = std::make_unique<nn::Sequential<double>>();
+                p->d = p->own_d.get();
+            } else {
+                p->own_f = std::make_unique<nn::Sequential<float>>();
+                p->f = p->own_f.get();
+            }
+            for (auto h : mods) {
+                auto c = h.cast<ModulePtr>();
+                if (t == DType::f64) adopt(static_cast<nn::Sequential<double>&>(*p->d), p, *c);
+                else adopt(static_cast<nn::Sequential<float>&>(*p->f), p, *c);
+            }
+            return p;
+        }), arg("dtype") = py::none())
+        .def("append", [](const std::shared_ptr<PySequential>& self, const ModulePtr& c) {
+            if (self->dtype() == DType::f64) adopt(static_cast<nn::Sequential<double>&>(*self->d), self, *c);
+            else adopt(static_cast<nn::Sequential<float>&>(*self->f), self, *c);
+            return self;
+        }, arg("module"))
+        .def("__len__", [](PySequential& self) {
+            return self.d ? static_cast<nn::Sequential<double>&>(*self.d).size() : static_cast<nn::Sequential<float>&>(*self.f).size();
+        })
+        .def("__getitem__", [](const std::shared_ptr<PySequential>& self, long i) {
+            const long n = static_cast<long>(self->d ? static_cast<nn::Sequential<double>&>(*self->d).size()
+                                                     : static_cast<nn::Sequential<float>&>(*self->f).size());
+            if (i < 0) i += n;
+            if (i < 0) throw py::index_error("xgrad.nn.Sequential: index out of range");
+            return layer_at(self, static_cast<std::size_t>(i));
+        });
+    py::class_<PyMLP, PySequential, std::shared_ptr<PyMLP>>(m, "MLP")
+        .def(py::init([](std::vector<std::size_t> sizes, const std::string& hidden, const std::string& output,
+                         std::uint64_t seed, py::object dtype) {
+            const DType t = dtype_arg(dtype) == DType::none ? DType::f32 : dtype_arg(dtype);
+            auto p = std::make_shared<PyMLP>();
+            p->name = "MLP";
+            if (t == DType::f64) {
+                p->own_d = std::make_unique<nn::MLP<double>>(sizes, activation_of(hidden), activation_of(output), seed);
+                p->d = p->own_d.get();
+            } else {
+                p->own_f = std::make_unique<nn::MLP<float>>(sizes, activation_of(hidden), activation_of(output), seed);
+                p->f = p->own_f.get();
+            }
+            return p;
+        }), arg("sizes"), arg("hidden") = "relu", arg("output") = "identity", arg("seed") = 0, arg("dtype") = py::none());
+
+    // ---- optimizers and schedules ----
+    py::class_<PyOptimizer, std::shared_ptr<PyOptimizer>>(m, "Optimizer")
+        .def("step", [](PyOptimizer& o) {
+            py::gil_scoped_release nogil;
+            o.apply([](auto& opt) { opt.step(); return 0; });
+        })
+        .def("zero_grad", [](PyOptimizer& o) { o.apply([](auto& opt) { opt.zero_grad(); return 0; }); })
+        .def_property("lr", [](PyOptimizer& o) { return o.apply([](auto& opt) { return opt.lr(); }); },
+                      [](PyOptimizer& o, double lr) { o.apply([&](auto& opt) { opt.set_lr(lr); return 0; }); })
+        .def_property("steps", [](PyOptimizer& o) { return o.apply([](auto& opt) { return opt.steps(); }); },
+                      [](PyOptimizer& o, std::size_t s) { o.apply([&](auto& opt) { opt.set_steps(s); return 0; }); })
+        .def_readonly("params", &PyOptimizer::params);
+    py::class_<PySGD, PyOptimizer, std::shared_ptr<PySGD>>(m, "SGD")
+        .def(py::init([](py::object params, double lr, double momentum, bool nesterov, double weight_decay) {
+            const nn::SGDOptions o = sgd_options(lr, momentum, nesterov, weight_decay);
+            return make_optimizer<PySGD>(
+                params, [&](auto p) { return std::make_unique<nn::SGD<float>>(p, o); },
+                [&](auto p) { return std::make_unique<nn::SGD<double>>(p, o); });
+        }), arg("params"), arg("lr") = 0.01, arg("momentum") = 0.0, arg("nesterov") = false, arg("weight_decay") = 0.0);
+    py::class_<PyAdam, PyOptimizer, std::shared_ptr<PyAdam>>(m, "Adam")
+        .def(py::init([](py::object params, double lr, std::pair<double, double> betas, double eps, double weight_decay) {
+            const nn::AdamOptions o = adam_options(lr, betas, eps, weight_decay, false);
+            return make_optimizer<PyAdam>(
+                params, [&](auto p) { return std::make_unique<nn::Adam<float>>(p, o); },
+                [&](auto p) { return std::make_unique<nn::Adam<double>>(p, o); });
+        }), arg("params"), arg("lr") = 1e-3, arg("betas") = std::make_pair(0.9, 0.999), arg("eps") = 1e-8,
+             arg("weight_decay") = 0.0);
+    py::class_<PyAdamW, PyAdam, std::shared_ptr<PyAdamW>>(m, "AdamW")
+        .def(py::init([](py::object params, double lr, std::pair<double, double> betas, double eps, double weight_decay) {
+            const nn::AdamOptions o = adam_options(lr, betas, eps, weight_decay, true);
+            return make_optimizer<PyAdamW>(
+                params, [&](auto p) { return std::make_unique<nn::AdamW<float>>(p, o); },
+                [&](auto p) { return std::make_unique<nn::AdamW<double>>(p, o); });
+        }), arg("params"), arg("lr") = 1e-3, arg("betas") = std::make_pair(0.9, 0.999), arg("eps") = 1e-8,
+             arg("weight_decay") = 0.01);
+    py::class_<nn::StepLR>(m, "StepLR")
+        .def(py::init<double, int, double>(), arg("base_lr"), arg("step_size"), arg("gamma") = 0.1)
+        .def("lr", &nn::StepLR::lr, arg("epoch"));
+    py::class_<nn::CosineLR>(m, "CosineLR")
+        .def(py::init<double, int, double>(), arg("base_lr"), arg("total_epochs"), arg("min_lr") = 0.0)
+        .def("lr", &nn::CosineLR::lr, arg("epoch"));
+
+    m.def("scatter_traces", [](py::object y, py::object labels) {
+        const IndexTensor l = to_index(labels);
+        const nn::ScatterTraces t = dtype_of(y) == DType::f32 ? nn::scatter_traces(to_tensor<float>(y), l)
+                                                              : nn::scatter_traces(to_tensor<double>(y), l);
+        return py::make_tuple(t.within, t.between);
+    }, arg("y"), arg("labels"), "(tr S_w, tr S_b) of the rows of y, for monitoring.");
+
+    // ---- data ----
+    m.def("read_idx", [](const std::string& path) {
+        nn::IdxArray a = nn::read_idx(path);
+        py::array_t<std::uint8_t> r(std::vector<py::ssize_t>(a.dims.begin(), a.dims.end()));
+        if (!a.data.empty()) std::memcpy(r.mutable_data(), a.data.data(), a.data.size());
+        return r;
+    }, arg("path"), "An IDX file of unsigned bytes (plain or gzip) as a uint8 array.");
+    m.def("load_idx_dataset", [](const std::string& dir, const std::string& prefix, const std::string& hint) {
+        nn::Dataset d;
+        {
+            py::gil_scoped_release nogil;
+            d = nn::load_idx_dataset(dir, prefix, hint);
+        }
+        return py::make_tuple(copy(d.images), copy(d.labels));
+    }, arg("dir"), arg("prefix"), arg("fetch_hint") = "",
+          "(images (N, H·W) float32 in [0, 1], labels (N) int64) from <dir>/<prefix>-images-idx3-ubyte[.gz] & co.");
+    m.def("epoch_order", [](std::size_t n, std::uint64_t seed, std::size_t epoch) {
+        const auto o = nn::epoch_order(n, seed, epoch);
+        py::array_t<std::int64_t> r(static_cast<py::ssize_t>(o.size()));
+        for (std::size_t i = 0; i < o.size(); ++i) r.mutable_data()[i] = static_cast<std::int64_t>(o[i]);
+        return r;
+    }, arg("n"), arg("seed"), arg("epoch"), "The seeded shuffle of epoch `epoch` (the C++ examples' order).");
+}
+
+}  // namespace xgrad::python
