@@ -224,24 +224,13 @@ py::object forward_impl(PyModule& m, const PyVar& x)
 
 nn::SGDOptions sgd_options(double lr, double momentum, bool nesterov, double weight_decay)
 {
-    nn::SGDOptions o;
-    o.lr = lr;
-    o.momentum = momentum;
-    o.nesterov = nesterov;
-    o.weight_decay = weight_decay;
-    return o;
+    return nn::SGDOptions(lr).momentum(momentum).nesterov(nesterov).weight_decay(weight_decay);
 }
 
-nn::AdamOptions adam_options(double lr, std::pair<double, double> betas, double eps, double weight_decay, bool decoupled)
+/// Adam's and AdamW's options (AdamW decouples the decay itself).
+nn::AdamOptions adam_options(double lr, std::pair<double, double> betas, double eps, double weight_decay)
 {
-    nn::AdamOptions o;
-    o.lr = lr;
-    o.beta1 = betas.first;
-    o.beta2 = betas.second;
-    o.eps = eps;
-    o.weight_decay = weight_decay;
-    o.decoupled = decoupled;
-    return o;
+    return nn::AdamOptions(lr).betas(betas.first, betas.second).eps(eps).weight_decay(weight_decay);
 }
 
 struct PyOptimizer {
@@ -593,7 +582,7 @@ void init_nn(py::module_& m, py::module_& parent)
         }), arg("params"), arg("lr") = 0.01, arg("momentum") = 0.0, arg("nesterov") = false, arg("weight_decay") = 0.0);
     py::class_<PyAdam, PyOptimizer, std::shared_ptr<PyAdam>>(m, "Adam")
         .def(py::init([](py::object params, double lr, std::pair<double, double> betas, double eps, double weight_decay) {
-            const nn::AdamOptions o = adam_options(lr, betas, eps, weight_decay, false);
+            const nn::AdamOptions o = adam_options(lr, betas, eps, weight_decay);
             return make_optimizer<PyAdam>(
                 params, [&](auto p) { return std::make_unique<nn::Adam<float>>(p, o); },
                 [&](auto p) { return std::make_unique<nn::Adam<double>>(p, o); });
@@ -601,7 +590,7 @@ void init_nn(py::module_& m, py::module_& parent)
              arg("weight_decay") = 0.0);
     py::class_<PyAdamW, PyAdam, std::shared_ptr<PyAdamW>>(m, "AdamW")
         .def(py::init([](py::object params, double lr, std::pair<double, double> betas, double eps, double weight_decay) {
-            const nn::AdamOptions o = adam_options(lr, betas, eps, weight_decay, true);
+            const nn::AdamOptions o = adam_options(lr, betas, eps, weight_decay);
             return make_optimizer<PyAdamW>(
                 params, [&](auto p) { return std::make_unique<nn::AdamW<float>>(p, o); },
                 [&](auto p) { return std::make_unique<nn::AdamW<double>>(p, o); });
