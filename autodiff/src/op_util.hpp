@@ -2,6 +2,7 @@
 // Internal helpers shared by the op families.
 #include <algorithm>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -64,6 +65,23 @@ template <class T, class S>
 auto view_as(const Tensor<T>& t, const S& shape)
 {
     return xt::adapt(t.data(), t.size(), xt::no_ownership(), shape);
+}
+
+/// A backward that multiplies G by the mask the forward kept in saved() (1 where the input
+/// passes the gradient, 0 where not; ½ at ties) for input 0, and by 1 − mask for input 1.
+template <class T>
+auto masked_backward(bool two_inputs)
+{
+    return std::make_pair(
+        [two_inputs](BackwardContext<T>& c) {
+            if (c.needs(0)) c.accumulate(0, c.grad() * c.saved());
+            if (two_inputs && c.needs(1)) c.accumulate(1, c.grad() * (T(1) - c.saved()));
+        },
+        [two_inputs](GraphBackwardContext<T>& c) {
+            const Var<T> m = c.constant(c.saved());
+            if (c.needs(0)) c.accumulate(0, c.grad() * m);
+            if (two_inputs && c.needs(1)) c.accumulate(1, c.grad() * (T(1) - m));
+        });
 }
 
 }  // namespace xgrad::detail

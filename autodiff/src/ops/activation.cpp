@@ -37,6 +37,118 @@ Var<T> tanh(const Var<T>& x)
     });
 }
 
+namespace {
+
+/// Φ(X) = ½(1 + erf(X/√2)), the standard normal CDF, as an op: the exact GELU's recorded VJP
+/// differentiates it.                                dX = G ⊙ φ(X),  φ(x) = e^(−x²/2)/√(2π)
+template <class T>
+Var<T> normal_cdf(const Var<T>& x)
+{
+    auto op = begin_op("normal_cdf", {x});
+    const Tensor<T>& xv = x.value();
+    op.value().resize(xv.shape());
+    xt::noalias(op.value()) = T(0.5) * (T(1) + xt::erf(xv * T(M_SQRT1_2)));
+    return op.finish_both([](auto& c) {
+        const auto& v = c.input(0);
+        c.accumulate(0, c.grad() * exp(v * v * T(-0.5)) * T(0.5 * M_2_SQRTPI * M_SQRT1_2));
+    });
+}
+
+}  // namespace
+
+template <class T>
+Var<T> softplus(const Var<T>& x)
+{
+    auto op = begin_op("softplus", {x});
+    const Tensor<T>& xv = x.value();
+    op.value().resize(xv.shape());
+    xt::noalias(op.value()) = xt::maximum(xv, T(0)) + xt::log1p(xt::exp(-xt::abs(xv)));
+    return op.finish_both([](auto& c) {
+        const auto& v = c.input(0);
+        c.accumulate(0, c.grad() * (T(1) / (T(1) + exp(-v))));  // dL/dX = G ⊙ σ(X)
+    });
+}
+
+template <class T>
+Var<T> silu(const Var<T>& x)
+{
+    auto op = begin_op("silu", {x});
+    const Tensor<T>& xv = x.value();
+    op.value().resize(xv.shape());
+    xt::noalias(op.value()) = xv / (T(1) + xt::exp(-xv));
+    return op.finish_both([](auto& c) {
+        const auto& v = c.input(0);
+        const auto s = T(1) / (T(1) + exp(-v));
+        c.accumulate(0, c.grad() * s * (T(1) + v * (T(1) - s)));  // dL/dX = G ⊙ σ(1 + X(1 − σ))
+    });
+}
+
+template <class T>
+Var<T> gelu(const Var<T>& x, const std::string& approximate)
+{
+    if (approximate != "none" && approximate != "tanh")
+        throw std::invalid_argument("gelu: approximate must be \"none\" or \"tanh\", got \"" + approximate + "\"");
+    const Tensor<T>& xv = x.value();
+    static constexpr T k = T(0.7978845608028654);  // √(2/π)
+    static constexpr T a = T(0.044715);
+    if (approximate == "tanh") {
+        auto op = begin_op("gelu_tanh", {x});
+        op.value().resize(xv.shape());
+        xt::noalias(op.value()) = T(0.5) * xv * (T(1) + xt::tanh(k * (xv + a * xv * xv * xv)));
+        return op.finish_both([](auto& c) {
+            const auto& v = c.input(0);
+            const auto t = tanh(k * (v + a * v * v * v));
+            // dL/dX = G ⊙ (½(1 + t) + ½X(1 − t²)·k(1 + 3aX²))
+            c.accumulate(0, c.grad() * (T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * k * (T(1) + T(3) * a * v * v)));
+        });
+    }
+    auto op = begin_op("gelu", {x});
+    op.value().resize(xv.shape());
+    xt::noalias(op.value()) = T(0.5) * xv * (T(1) + xt::erf(xv * T(M_SQRT1_2)));
+    static constexpr T inv_sqrt_2pi = T(0.3989422804014327);  // 1/√(2π)
+    return op.finish(
+        [](BackwardContext<T>& c) {  // dL/dX = G ⊙ (Φ(X) + X φ(X))
+            const auto& v = c.input(0);
+            c.accumulate(0, c.grad() * (T(0.5) * (T(1) + xt::erf(v * T(M_SQRT1_2))) + v * xt::exp(v * v * T(-0.5)) * inv_sqrt_2pi));
+        },
+        [](GraphBackwardContext<T>& c) {
+            const Var<T> v = c.input(0);
+            c.accumulate(0, c.grad() * (normal_cdf(v) + v * exp(v * v * T(-0.5)) * inv_sqrt_2pi));
+        });
+}
+
+template <class T>
+Var<T> leaky_relu(const Var<T>& x, typename std::common_type<T>::type negative_slope)
+{
+    auto op = begin_op("leaky_relu", {x});
+    const Tensor<T>& xv = x.value();
+    op.value().resize(xv.shape());
+    op.saved().resize(xv.shape());
+    xt::noalias(op.saved()) = xt::where(xv > T(0), T(1), negative_slope);  // dL/dX = G ⊙ (X > 0 ? 1 : slope)
+    xt::noalias(op.value()) = xv * op.saved();
+    auto [bw, bw_graph] = detail::masked_backward<T>(false);
+    return op.finish(bw, bw_graph);
+}
+
+template <class T>
+Var<T> elu(const Var<T>& x, typename std::common_type<T>::type alpha)
+{
+    auto op = begin_op("elu", {x});
+    const Tensor<T>& xv = x.value();
+    op.value().resize(xv.shape());
+    op.saved().resize(xv.shape());
+    xt::noalias(op.saved()) = xt::where(xv > T(0), T(1), T(0));
+    xt::noalias(op.value()) = xt::where(xv > T(0), xv, alpha * xt::expm1(xv));
+    return op.finish(
+        [alpha](BackwardContext<T>& c) {  // dL/dX = G ⊙ (X > 0 ? 1 : Y + α)
+            c.accumulate(0, c.grad() * (c.saved() + (T(1) - c.saved()) * (c.value() + alpha)));
+        },
+        [alpha](GraphBackwardContext<T>& c) {
+            const Var<T> m = c.constant(c.saved());
+            c.accumulate(0, c.grad() * (m + (T(1) - m) * (c.value() + alpha)));
+        });
+}
+
 template <class T>
 Var<T> relu(const Var<T>& x)
 {
@@ -110,6 +222,11 @@ Var<T> log_softmax(const Var<T>& x, int axis)
     template Var<T> sigmoid(const Var<T>&);           \
     template Var<T> tanh(const Var<T>&);              \
     template Var<T> relu(const Var<T>&);              \
+    template Var<T> softplus(const Var<T>&);          \
+    template Var<T> silu(const Var<T>&);              \
+    template Var<T> gelu(const Var<T>&, const std::string&); \
+    template Var<T> leaky_relu(const Var<T>&, T);     \
+    template Var<T> elu(const Var<T>&, T);            \
     template Var<T> softmax(const Var<T>&, int);      \
     template Var<T> log_softmax(const Var<T>&, int);
 XGRAD_INSTANTIATE(float)

@@ -200,6 +200,68 @@ Var<T> broadcast_to(const Var<T>& x, const Shape& shape)
     return op.finish_both([](auto& c) { c.accumulate(0, c.grad()); });
 }
 
+namespace {
+
+/// The axes normalized and checked (each once), and the shape the reduction keeps (1 on the axes).
+std::vector<std::size_t> checked_axes(const char* name, const std::vector<int>& axes, const Shape& in, Shape& kept,
+                                      std::size_t& count)
+{
+    std::vector<std::size_t> ax;
+    for (int a : axes) ax.push_back(detail::normalize_axis(name, a, in));
+    std::vector<std::size_t> sorted = ax;
+    std::sort(sorted.begin(), sorted.end());
+    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+        throw ShapeError(fmt::format("{}: axes {} name an axis twice for shape {}", name, shape_str(axes), shape_str(in)));
+    kept = in;
+    count = 1;
+    for (std::size_t a : ax) {
+        count *= in[a];
+        kept[a] = 1;
+    }
+    return ax;
+}
+
+}  // namespace
+
+template <class T>
+Var<T> logsumexp(const Var<T>& x, const std::vector<int>& axes, bool keepdims)
+{
+    const Tensor<T>& xv = x.value();
+    Shape kept;
+    std::size_t n = 0;
+    const std::vector<std::size_t> ax = checked_axes("logsumexp", axes, xv.shape(), kept, n);
+    if (n == 0) throw ShapeError(fmt::format("logsumexp: axes {} of {} are empty", shape_str(axes), shape_str(xv.shape())));
+    // m only shifts the exponentials: the value and every derivative are independent of it, so it
+    // enters as a constant. Infinite maxima (all −inf, or +inf) are shifted by 0 instead.
+    const Tensor<T> m = xt::amax(xv, ax, xt::keep_dims | xt::evaluation_strategy::immediate);
+    Var<T> mv = x.tape().constant(Tensor<T>(xt::where(xt::isfinite(m), m, T(0))));
+    Var<T> y = log(sum(exp(x - mv), axes, true)) + mv;
+    if (keepdims) return y;
+    std::vector<std::ptrdiff_t> out;
+    for (std::size_t i = 0; i < kept.size(); ++i)
+        if (std::find(ax.begin(), ax.end(), i) == ax.end()) out.push_back(std::ptrdiff_t(kept[i]));
+    return reshape(y, out);
+}
+
+template <class T>
+Var<T> var(const Var<T>& x, const std::vector<int>& axes, int correction, bool keepdims)
+{
+    Shape kept;
+    std::size_t n = 0;
+    checked_axes("var", axes, x.shape(), kept, n);
+    if (double(n) - double(correction) <= 0)
+        throw std::invalid_argument(fmt::format("var: {} elements over axes {} of {} leave no degrees of freedom with "
+                                                "correction {}", n, shape_str(axes), shape_str(x.shape()), correction));
+    const Var<T> d = x - mean(x, axes, true);
+    return sum(square(d), axes, keepdims) / T(double(n) - double(correction));
+}
+
+template <class T>
+Var<T> std(const Var<T>& x, const std::vector<int>& axes, int correction, bool keepdims)
+{
+    return sqrt(var(x, axes, correction, keepdims));
+}
+
 #define XGRAD_INSTANTIATE(T)                                                   \
     template Var<T> sum_to(const Var<T>&, const Shape&);                       \
     template Var<T> broadcast_to(const Var<T>&, const Shape&);                 \
@@ -207,7 +269,10 @@ Var<T> broadcast_to(const Var<T>& x, const Shape& shape)
     template Var<T> sum(const Var<T>&, const std::vector<int>&, bool);         \
     template Var<T> mean(const Var<T>&);                                       \
     template Var<T> mean(const Var<T>&, const std::vector<int>&, bool);        \
-    template Var<T> max(const Var<T>&, int, bool);
+    template Var<T> max(const Var<T>&, int, bool);                             \
+    template Var<T> logsumexp(const Var<T>&, const std::vector<int>&, bool);   \
+    template Var<T> var(const Var<T>&, const std::vector<int>&, int, bool);    \
+    template Var<T> std(const Var<T>&, const std::vector<int>&, int, bool);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE

@@ -41,5 +41,26 @@ template <class T> Var<T> sqrt(const Var<T>& x);
 template <class T> Var<T> abs(const Var<T>& x);
 /// Y = X².                                dX = 2X ⊙ G
 template <class T> Var<T> square(const Var<T>& x);
+/// Y = sin X.                             dX = G ⊙ cos X
+template <class T> Var<T> sin(const Var<T>& x);
+/// Y = cos X.                             dX = −G ⊙ sin X
+template <class T> Var<T> cos(const Var<T>& x);
+/// Y = ln(1 + X), accurate near 0.        dX = G / (1 + X)
+template <class T> Var<T> log1p(const Var<T>& x);
+/// Y = eˣ − 1, accurate near 0.           dX = G ⊙ (Y + 1)
+template <class T> Var<T> expm1(const Var<T>& x);
+/// C = max(A, B) (broadcast).             dA = G ⊙ ([A > B] + ½[A = B]), dB = G − dA (ties split, as PyTorch)
+template <class T> Var<T> maximum(const Var<T>& a, const Var<T>& b);
+/// C = min(A, B) (broadcast).             dA = G ⊙ ([A < B] + ½[A = B]), dB = G − dA
+template <class T> Var<T> minimum(const Var<T>& a, const Var<T>& b);
+/// Y = min(max(X, lo), hi); lo > hi or a NaN bound throws std::invalid_argument.
+///                                        dX = G ⊙ [lo ≤ X ≤ hi]  (as PyTorch's clamp)
+template <class T>
+Var<T> clamp(const Var<T>& x, typename std::common_type<T>::type lo, typename std::common_type<T>::type hi);
+/// C = cond ? A : B elementwise, where cond is true at its nonzero entries (a mask on the tape, e.g.
+/// tape.constant(mask)); cond, A and B broadcast together (NumPy rules). cond gets no gradient.
+/// (A Var, not a bool tensor: with an xtensor argument, argument-dependent lookup would pick
+/// xt::where.)                            dA = G ⊙ [cond ≠ 0], dB = G ⊙ [cond = 0] (each summed to its shape)
+template <class T> Var<T> where(const Var<T>& cond, const Var<T>& a, const Var<T>& b);
 
 }  // namespace xgrad
