@@ -47,7 +47,7 @@ inline void valid_cols(const ConvGeom& g, std::size_t q, std::size_t& j0, std::s
 /// The valid column range is computed once per kernel column, so the inner loop is a plain copy;
 /// rows of cols are independent, so threads split them.
 template <class T>
-void im2col(const T* x, const ConvGeom& g, T* cols)
+void im2col_rows(const T* x, const ConvGeom& g, T* cols)
 {
     const std::size_t L = g.l();
     parallel_for(g.k(), g.k() * L, [&](std::size_t r) {
@@ -152,10 +152,16 @@ ConvGeom conv_geometry(const Shape& xs, const Shape& ws, const Shape* bs, std::s
 }
 
 template <class T>
+void im2col(const T* x, const ConvGeom& g, T* cols)
+{
+    im2col_rows(x, g, cols);
+}
+
+template <class T>
 void conv2d_forward(const T* x, const T* w, const T* bias, const ConvGeom& g, T* po, T* cols)
 {
     if (!cols) cols = sized(scratch<T>(0), g.k() * g.l());
-    im2col(x, g, cols);
+    im2col_rows(x, g, cols);
     conv2d_forward_cols(cols, w, bias, g, po);
 }
 
@@ -196,7 +202,7 @@ void conv2d_backward(const T* x, const T* w, const T* G, const ConvGeom& g, T* d
         const T* cols = saved_cols;
         if (!cols) {
             T* c = sized(scratch<T>(0), K * L);
-            im2col(x, g, c);
+            im2col_rows(x, g, c);
             cols = c;
         }
         gemm(false, true, g.o, K, L, T(1), gt, L, cols, L, dw_acc ? T(1) : T(0), dw, K);
@@ -209,6 +215,8 @@ void conv2d_backward(const T* x, const T* w, const T* G, const ConvGeom& g, T* d
     }
 }
 
+template void im2col(const float*, const ConvGeom&, float*);
+template void im2col(const double*, const ConvGeom&, double*);
 template void conv2d_forward(const float*, const float*, const float*, const ConvGeom&, float*, float*);
 template void conv2d_forward(const double*, const double*, const double*, const ConvGeom&, double*, double*);
 template void conv2d_forward_cols(const float*, const float*, const float*, const ConvGeom&, float*);

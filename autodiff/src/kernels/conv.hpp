@@ -17,6 +17,12 @@ struct ConvGeom {
 /// Checks shapes (ShapeError naming conv2d and both shapes) and computes the output geometry.
 ConvGeom conv_geometry(const Shape& x, const Shape& w, const Shape* bias, std::size_t stride, std::size_t padding);
 
+/// cols (g.k() × g.l()) = x's im2col matrix: cols[(c·KH + p)·KW + q][(n·OH + i)·OW + j] =
+/// x[n, c, i·s − pad + p, j·s − pad + q] (0 outside), the matrix conv2d_forward_cols and the
+/// `cols` argument of conv2d_backward take.
+template <class T>
+void im2col(const T* x, const ConvGeom& g, T* cols);
+
 /// y (N,O,OH,OW) = conv(x, w) + b (b may be null). `cols`, if not null, receives the im2col matrix
 /// (g.k() × g.l() values) so the backward pass can reuse it.
 template <class T>

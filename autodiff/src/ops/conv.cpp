@@ -117,11 +117,16 @@ Var<T> conv2d_input_grad(const Var<T>& g, const Var<T>& w, const Shape& x_shape,
             if (c.needs(1)) c.accumulate(1, conv2d_weight_grad(GY, G, W.shape(), geo.s, geo.p));
         } else {
             const T* gy = c.grad().data();
+            // GY's im2col matrix, built once: dG = W·cols and dW = Gt·colsᵀ both read it
+            thread_local Tensor<T> gy_cols;  // reused: no allocation once shapes are stable
+            gy_cols.resize(Shape{geo.k(), geo.l()});
+            const T* cols = gy_cols.data();
+            kernels::im2col(gy, geo, gy_cols.data());
             // one at a time: G and W given as one Var share a buffer (the second call accumulates)
-            if (const InputGrad<T> dg = c.input_grad(0)) conv_into(gy, c.input(1).data(), geo, dg.data(), dg.accumulate);
+            if (const InputGrad<T> dg = c.input_grad(0)) conv_into(gy, c.input(1).data(), geo, dg.data(), dg.accumulate, cols);
             if (const InputGrad<T> dw = c.input_grad(1))
                 kernels::conv2d_backward<T>(gy, nullptr, c.input(0).data(), geo, nullptr, false, dw.data(),
-                                            dw.accumulate, nullptr, false);
+                                            dw.accumulate, nullptr, false, cols);
         }
     });
 }
