@@ -8,6 +8,8 @@
 
 #include <fmt/core.h>
 
+#include <xsimd/xsimd.hpp>
+
 #include "kernels/gemm.hpp"
 #include "kernels/parallel.hpp"
 #include "xgrad/errors.hpp"
@@ -108,6 +110,119 @@ void col2im_add(const T* cols, const ConvGeom& g, T* dx)
     });
 }
 
+// ---- stride 1, short rows: the im2col / col2im of the convolution's recorded VJPs ------------
+// A row of the im2col matrix is OW values (10 in LeNet's second layer): a memmove or memset call
+// per row costs more than the copy. These move whole SIMD batches inline instead; GCC would turn
+// the scalar tails back into library calls, so its loop-pattern replacement is off for them.
+#if defined(__GNUC__) && !defined(__clang__)
+#define XGRAD_NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#else
+#define XGRAD_NO_LIBCALLS
+#endif
+
+/// d[0, n) = s[0, n); d and s do not overlap.
+template <class T>
+XGRAD_NO_LIBCALLS inline void copy_row(T* __restrict d, const T* __restrict s, std::size_t n)
+{
+    using B = xsimd::batch<T>;
+    constexpr std::size_t w = B::size;
+    if (n < w) {
+        for (std::size_t j = 0; j < n; ++j) d[j] = s[j];
+        return;
+    }
+    std::size_t j = 0;
+    for (; j + w <= n; j += w) B::load_unaligned(s + j).store_unaligned(d + j);
+    if (j < n) B::load_unaligned(s + n - w).store_unaligned(d + n - w);  // the last batch overlaps
+}
+
+/// d[0, n) = 0.
+template <class T>
+XGRAD_NO_LIBCALLS inline void zero_row(T* d, std::size_t n)
+{
+    using B = xsimd::batch<T>;
+    constexpr std::size_t w = B::size;
+    if (n < w) {
+        for (std::size_t j = 0; j < n; ++j) d[j] = T(0);
+        return;
+    }
+    const B z(T(0));
+    std::size_t j = 0;
+    for (; j + w <= n; j += w) z.store_unaligned(d + j);
+    if (j < n) z.store_unaligned(d + n - w);
+}
+
+/// d[0, n) += s[0, n); d and s do not overlap. Each element gets exactly one addition, in the
+/// same order as the scalar loop: the sums are bitwise those of col2im_add.
+template <class T>
+XGRAD_NO_LIBCALLS inline void add_row(T* __restrict d, const T* __restrict s, std::size_t n)
+{
+    using B = xsimd::batch<T>;
+    constexpr std::size_t w = B::size;
+    std::size_t j = 0;
+    for (; j + w <= n; j += w) (B::load_unaligned(d + j) + B::load_unaligned(s + j)).store_unaligned(d + j);
+    for (; j < n; ++j) d[j] += s[j];
+}
+
+/// Output rows i whose input row i − pad + p lies inside [0, h) (stride 1): [i0, i1).
+inline void valid_rows_s1(const ConvGeom& g, std::size_t p, std::size_t& i0, std::size_t& i1)
+{
+    i0 = std::min(g.oh, p < g.p ? g.p - p : 0);
+    i1 = g.h + g.p > p ? std::min(g.oh, g.h + g.p - p) : 0;
+    if (i1 < i0) i1 = i0;
+}
+
+/// im2col for stride 1: the same matrix as im2col_rows, rows copied by copy_row / zero_row.
+template <class T>
+void im2col_s1(const T* x, const ConvGeom& g, T* cols)
+{
+    const std::size_t L = g.l(), hw = g.oh * g.ow;
+    parallel_for(g.k(), g.k() * L, [&](std::size_t r) {
+        const std::size_t c = r / (g.kh * g.kw), p = r / g.kw % g.kh, q = r % g.kw;
+        std::size_t j0, j1, i0, i1;
+        valid_cols(g, q, j0, j1);
+        valid_rows_s1(g, p, i0, i1);
+        for (std::size_t n = 0; n < g.n; ++n) {
+            const T* plane = x + (n * g.c + c) * g.h * g.w;
+            T* dst = cols + r * L + n * hw;
+            zero_row(dst, i0 * g.ow);
+            for (std::size_t i = i0; i < i1; ++i) {
+                T* d = dst + i * g.ow;
+                // column j reads input column j + q − pad, inside for j in [j0, j1)
+                const T* src = j1 > j0 ? plane + (i + p - g.p) * g.w + (j0 + q - g.p) : plane;
+                zero_row(d, j0);
+                if (j1 > j0) copy_row(d + j0, src, j1 - j0);
+                zero_row(d + j1, g.ow - j1);
+            }
+            zero_row(dst + i1 * g.ow, (g.oh - i1) * g.ow);
+        }
+    });
+}
+
+/// col2im_add for stride 1 (one thread per input plane, as there), rows added by add_row.
+template <class T>
+void col2im_add_s1(const T* cols, const ConvGeom& g, T* dx)
+{
+    const std::size_t L = g.l();
+    parallel_for(g.c * g.n, g.k() * L, [&](std::size_t cn) {
+        const std::size_t c = cn / g.n, n = cn % g.n;
+        T* plane = dx + (n * g.c + c) * g.h * g.w;
+        for (std::size_t p = 0; p < g.kh; ++p) {
+            std::size_t i0, i1;
+            valid_rows_s1(g, p, i0, i1);
+            for (std::size_t q = 0; q < g.kw; ++q) {
+                const T* row = cols + ((c * g.kh + p) * g.kw + q) * L + n * g.oh * g.ow;
+                std::size_t j0, j1;
+                valid_cols(g, q, j0, j1);
+                if (j0 == j1) continue;
+                for (std::size_t i = i0; i < i1; ++i)
+                    add_row(plane + (i + p - g.p) * g.w + (j0 + q - g.p), row + i * g.ow + j0, j1 - j0);
+            }
+        }
+    });
+}
+
+#undef XGRAD_NO_LIBCALLS
+
 }  // namespace
 
 ConvGeom conv_geometry(const Shape& xs, const Shape& ws, const Shape* bs, std::size_t stride, std::size_t padding)
@@ -154,7 +269,29 @@ ConvGeom conv_geometry(const Shape& xs, const Shape& ws, const Shape* bs, std::s
 template <class T>
 void im2col(const T* x, const ConvGeom& g, T* cols)
 {
-    im2col_rows(x, g, cols);
+    if (g.s == 1)
+        im2col_s1(x, g, cols);
+    else
+        im2col_rows(x, g, cols);
+}
+
+template <class T>
+void conv2d_input_grad(const T* w, const T* G, const ConvGeom& g, T* dx, bool dx_acc)
+{
+    if (g.s != 1) {
+        conv2d_backward<T>(nullptr, w, G, g, dx, dx_acc, nullptr, false, nullptr, false);
+        return;
+    }
+    const std::size_t K = g.k(), L = g.l(), hw = g.oh * g.ow;
+    T* gt = sized(scratch<T>(1), g.o * L);  // G (N,O,OH·OW) → Gt (O, N·OH·OW)
+    parallel_for(g.n * g.o, g.o * L, [&](std::size_t no) {
+        const std::size_t n = no / g.o, o = no % g.o;
+        copy_row(gt + o * L + n * hw, G + no * hw, hw);
+    });
+    T* dcols = sized(scratch<T>(2), K * L);
+    gemm(true, false, K, L, g.o, T(1), w, K, gt, L, T(0), dcols, L);
+    if (!dx_acc) std::fill(dx, dx + g.n * g.c * g.h * g.w, T(0));  // col2im adds
+    col2im_add_s1(dcols, g, dx);
 }
 
 template <class T>
@@ -217,6 +354,8 @@ void conv2d_backward(const T* x, const T* w, const T* G, const ConvGeom& g, T* d
 
 template void im2col(const float*, const ConvGeom&, float*);
 template void im2col(const double*, const ConvGeom&, double*);
+template void conv2d_input_grad(const float*, const float*, const ConvGeom&, float*, bool);
+template void conv2d_input_grad(const double*, const double*, const ConvGeom&, double*, bool);
 template void conv2d_forward(const float*, const float*, const float*, const ConvGeom&, float*, float*);
 template void conv2d_forward(const double*, const double*, const double*, const ConvGeom&, double*, double*);
 template void conv2d_forward_cols(const float*, const float*, const float*, const ConvGeom&, float*);

@@ -31,6 +31,12 @@ void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeom& g, T* y,
 template <class T>
 void conv2d_forward_cols(const T* cols, const T* w, const T* b, const ConvGeom& g, T* y);
 
+/// dx (N,C,H,W) = the input gradient of y = conv(x, w) alone, col2im(Wᵀ·Gt) (the transposed
+/// convolution), overwritten or (dx_acc) added to. The same sums as conv2d_backward's dx, through
+/// the stride-1 im2col/col2im kernels (rows moved in SIMD batches); the recorded VJPs use it.
+template <class T>
+void conv2d_input_grad(const T* w, const T* gy, const ConvGeom& g, T* dx, bool dx_acc);
+
 /// Gradients of y = conv(x, w) + b given gy = dL/dy, each output optional (null: not wanted).
 /// Every `*_acc` flag: true adds into the buffer, false overwrites it (the buffer may hold garbage).
 /// `cols`: the forward's im2col matrix, or null to rebuild it.

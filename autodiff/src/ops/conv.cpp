@@ -108,8 +108,7 @@ Var<T> conv2d_input_grad(const Var<T>& g, const Var<T>& w, const Shape& x_shape,
     const kernels::ConvGeom geo = kernels::conv_geometry(x_shape, w.shape(), nullptr, stride, padding);
     check_output_grad("conv2d_input_grad", geo, g.shape());
     op.value().resize(x_shape);
-    kernels::conv2d_backward<T>(nullptr, w.value().data(), g.value().data(), geo, op.value().data(), false, nullptr,
-                                false, nullptr, false);
+    kernels::conv2d_input_grad(w.value().data(), g.value().data(), geo, op.value().data(), false);
     return op.finish_both([geo](auto& c) {
         if constexpr (is_graph_backward_v<decltype(c)>) {
             const Var<T> GY = c.grad(), G = c.input(0), W = c.input(1);
@@ -154,8 +153,7 @@ Var<T> conv2d_weight_grad(const Var<T>& x, const Var<T>& g, const Shape& w_shape
         } else {
             const T* gy = c.grad().data();
             if (const InputGrad<T> dx = c.input_grad(0))
-                kernels::conv2d_backward<T>(nullptr, gy, c.input(1).data(), geo, dx.data(), dx.accumulate, nullptr,
-                                            false, nullptr, false);
+                kernels::conv2d_input_grad(gy, c.input(1).data(), geo, dx.data(), dx.accumulate);
             if (const InputGrad<T> dg = c.input_grad(1)) conv_into(c.input(0).data(), gy, geo, dg.data(), dg.accumulate, xcols);
         }
     });
