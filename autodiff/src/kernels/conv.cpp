@@ -276,25 +276,6 @@ void im2col(const T* x, const ConvGeom& g, T* cols)
 }
 
 template <class T>
-void conv2d_input_grad(const T* w, const T* G, const ConvGeom& g, T* dx, bool dx_acc)
-{
-    if (g.s != 1) {
-        conv2d_backward<T>(nullptr, w, G, g, dx, dx_acc, nullptr, false, nullptr, false);
-        return;
-    }
-    const std::size_t K = g.k(), L = g.l(), hw = g.oh * g.ow;
-    T* gt = sized(scratch<T>(1), g.o * L);  // G (N,O,OH·OW) → Gt (O, N·OH·OW)
-    parallel_for(g.n * g.o, g.o * L, [&](std::size_t no) {
-        const std::size_t n = no / g.o, o = no % g.o;
-        copy_row(gt + o * L + n * hw, G + no * hw, hw);
-    });
-    T* dcols = sized(scratch<T>(2), K * L);
-    gemm(true, false, K, L, g.o, T(1), w, K, gt, L, T(0), dcols, L);
-    if (!dx_acc) std::fill(dx, dx + g.n * g.c * g.h * g.w, T(0));  // col2im adds
-    col2im_add_s1(dcols, g, dx);
-}
-
-template <class T>
 void conv2d_forward(const T* x, const T* w, const T* bias, const ConvGeom& g, T* po, T* cols)
 {
     if (!cols) cols = sized(scratch<T>(0), g.k() * g.l());
@@ -317,16 +298,23 @@ void conv2d_forward_cols(const T* cols, const T* w, const T* bias, const ConvGeo
     });
 }
 
-template <class T>
-void conv2d_backward(const T* x, const T* w, const T* G, const ConvGeom& g, T* dx, bool dx_acc, T* dw, bool dw_acc,
-                     T* db, bool db_acc, const T* saved_cols)
+namespace {
+
+/// conv2d_backward's work; Rows: the stride-1 row kernels (copy_row, im2col_s1, col2im_add_s1),
+/// for the recorded VJPs; without, the generic loops, as conv2d's first-order backward always ran.
+template <bool Rows, class T>
+void backward_impl(const T* x, const T* w, const T* G, const ConvGeom& g, T* dx, bool dx_acc, T* dw, bool dw_acc,
+                   T* db, bool db_acc, const T* saved_cols)
 {
     const std::size_t K = g.k(), L = g.l(), hw = g.oh * g.ow;
     // G (N,O,OH·OW) → Gt (O, N·OH·OW), the layout the GEMMs want
     T* gt = sized(scratch<T>(1), g.o * L);
     parallel_for(g.n * g.o, g.o * L, [&](std::size_t no) {
         const std::size_t n = no / g.o, o = no % g.o;
-        std::copy_n(G + no * hw, hw, gt + o * L + n * hw);
+        if constexpr (Rows)
+            copy_row(gt + o * L + n * hw, G + no * hw, hw);
+        else
+            std::copy_n(G + no * hw, hw, gt + o * L + n * hw);
     });
     if (db) {  // dL/db[o] = Σ_{n,i,j} G[n,o,i,j]
         for (std::size_t o = 0; o < g.o; ++o) {
@@ -339,7 +327,10 @@ void conv2d_backward(const T* x, const T* w, const T* G, const ConvGeom& g, T* d
         const T* cols = saved_cols;
         if (!cols) {
             T* c = sized(scratch<T>(0), K * L);
-            im2col_rows(x, g, c);
+            if constexpr (Rows)
+                im2col_s1(x, g, c);
+            else
+                im2col_rows(x, g, c);
             cols = c;
         }
         gemm(false, true, g.o, K, L, T(1), gt, L, cols, L, dw_acc ? T(1) : T(0), dw, K);
@@ -348,14 +339,38 @@ void conv2d_backward(const T* x, const T* w, const T* G, const ConvGeom& g, T* d
         T* dcols = sized(scratch<T>(2), K * L);
         gemm(true, false, K, L, g.o, T(1), w, K, gt, L, T(0), dcols, L);
         if (!dx_acc) std::fill(dx, dx + g.n * g.c * g.h * g.w, T(0));  // col2im adds
-        col2im_add(dcols, g, dx);
+        if constexpr (Rows)
+            col2im_add_s1(dcols, g, dx);
+        else
+            col2im_add(dcols, g, dx);
     }
+}
+
+}  // namespace
+
+template <class T>
+void conv2d_backward(const T* x, const T* w, const T* G, const ConvGeom& g, T* dx, bool dx_acc, T* dw, bool dw_acc,
+                     T* db, bool db_acc, const T* saved_cols)
+{
+    backward_impl<false>(x, w, G, g, dx, dx_acc, dw, dw_acc, db, db_acc, saved_cols);
+}
+
+template <class T>
+void conv2d_backward_rows(const T* x, const T* w, const T* G, const ConvGeom& g, T* dx, bool dx_acc, T* dw,
+                          bool dw_acc, const T* saved_cols)
+{
+    if (g.s == 1)
+        backward_impl<true>(x, w, G, g, dx, dx_acc, dw, dw_acc, static_cast<T*>(nullptr), false, saved_cols);
+    else
+        backward_impl<false>(x, w, G, g, dx, dx_acc, dw, dw_acc, static_cast<T*>(nullptr), false, saved_cols);
 }
 
 template void im2col(const float*, const ConvGeom&, float*);
 template void im2col(const double*, const ConvGeom&, double*);
-template void conv2d_input_grad(const float*, const float*, const ConvGeom&, float*, bool);
-template void conv2d_input_grad(const double*, const double*, const ConvGeom&, double*, bool);
+template void conv2d_backward_rows(const float*, const float*, const float*, const ConvGeom&, float*, bool, float*,
+                                   bool, const float*);
+template void conv2d_backward_rows(const double*, const double*, const double*, const ConvGeom&, double*, bool, double*,
+                                   bool, const double*);
 template void conv2d_forward(const float*, const float*, const float*, const ConvGeom&, float*, float*);
 template void conv2d_forward(const double*, const double*, const double*, const ConvGeom&, double*, double*);
 template void conv2d_forward_cols(const float*, const float*, const float*, const ConvGeom&, float*);

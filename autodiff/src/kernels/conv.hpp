@@ -31,17 +31,19 @@ void conv2d_forward(const T* x, const T* w, const T* b, const ConvGeom& g, T* y,
 template <class T>
 void conv2d_forward_cols(const T* cols, const T* w, const T* b, const ConvGeom& g, T* y);
 
-/// dx (N,C,H,W) = the input gradient of y = conv(x, w) alone, col2im(Wᵀ·Gt) (the transposed
-/// convolution), overwritten or (dx_acc) added to. The same sums as conv2d_backward's dx, through
-/// the stride-1 im2col/col2im kernels (rows moved in SIMD batches); the recorded VJPs use it.
-template <class T>
-void conv2d_input_grad(const T* w, const T* gy, const ConvGeom& g, T* dx, bool dx_acc);
-
 /// Gradients of y = conv(x, w) + b given gy = dL/dy, each output optional (null: not wanted).
 /// Every `*_acc` flag: true adds into the buffer, false overwrites it (the buffer may hold garbage).
 /// `cols`: the forward's im2col matrix, or null to rebuild it.
 template <class T>
 void conv2d_backward(const T* x, const T* w, const T* gy, const ConvGeom& g, T* dx, bool dx_acc, T* dw, bool dw_acc,
                      T* db, bool db_acc, const T* cols = nullptr);
+
+/// conv2d_backward without db, for the recorded VJPs (conv2d_input_grad, conv2d_weight_grad):
+/// the same sums, but at stride 1 the rows of G's transpose, of the im2col matrix and of col2im
+/// move in SIMD batches, not through one memmove/memset call per row (LeNet's rows are 10 values).
+/// conv2d's first-order backward keeps conv2d_backward.
+template <class T>
+void conv2d_backward_rows(const T* x, const T* w, const T* gy, const ConvGeom& g, T* dx, bool dx_acc, T* dw,
+                          bool dw_acc, const T* cols = nullptr);
 
 }  // namespace xgrad::kernels
