@@ -9,6 +9,7 @@ template <class T> Var<T> sigmoid(const Var<T>& x);
 /// Y = tanh X.                                      dX = G ⊙ (1 − Y²)
 template <class T> Var<T> tanh(const Var<T>& x);
 /// Y = max(X, 0).                                   dX = G ⊙ [X > 0]
+/// (recorded: the internal op relu_backward(G, X) = G ⊙ [X > 0], whose VJP is relu_backward again)
 template <class T> Var<T> relu(const Var<T>& x);
 /// Y = softmax along `axis` (exp(X − max) / Σ exp(X − max)).
 ///                                                  dX = Y ⊙ (G − Σ_axis G ⊙ Y)
