@@ -112,49 +112,59 @@ void col2im_add(const T* cols, const ConvGeom& g, T* dx)
 
 // ---- stride 1, short rows: the im2col / col2im of the convolution's recorded VJPs ------------
 // A row of the im2col matrix is OW values (10 in LeNet's second layer): a memmove or memset call
-// per row costs more than the copy. These move whole SIMD batches inline instead; GCC would turn
-// the scalar tails back into library calls, so its loop-pattern replacement is off for them.
-#if defined(__GNUC__) && !defined(__clang__)
-#define XGRAD_NO_LIBCALLS __attribute__((optimize("no-tree-loop-distribute-patterns")))
-#else
-#define XGRAD_NO_LIBCALLS
-#endif
+// per row costs more than the copy. These move whole SIMD batches inline instead. GCC recognizes
+// a copy or fill loop, even of SIMD batches, and calls memmove/memset for it; an empty asm
+// statement with a memory clobber in the loop body (no instruction, but memory may change there)
+// keeps the loop a loop.
+#define XGRAD_KEEP_LOOP() asm volatile("" ::: "memory")
 
 /// d[0, n) = s[0, n); d and s do not overlap.
 template <class T>
-XGRAD_NO_LIBCALLS inline void copy_row(T* __restrict d, const T* __restrict s, std::size_t n)
+inline void copy_row(T* __restrict d, const T* __restrict s, std::size_t n)
 {
     using B = xsimd::batch<T>;
     constexpr std::size_t w = B::size;
     if (n < w) {
-        for (std::size_t j = 0; j < n; ++j) d[j] = s[j];
+        for (std::size_t j = 0; j < n; ++j) {
+            d[j] = s[j];
+            XGRAD_KEEP_LOOP();
+        }
         return;
     }
     std::size_t j = 0;
-    for (; j + w <= n; j += w) B::load_unaligned(s + j).store_unaligned(d + j);
+    for (; j + w <= n; j += w) {
+        B::load_unaligned(s + j).store_unaligned(d + j);
+        XGRAD_KEEP_LOOP();
+    }
     if (j < n) B::load_unaligned(s + n - w).store_unaligned(d + n - w);  // the last batch overlaps
 }
 
 /// d[0, n) = 0.
 template <class T>
-XGRAD_NO_LIBCALLS inline void zero_row(T* d, std::size_t n)
+inline void zero_row(T* d, std::size_t n)
 {
     using B = xsimd::batch<T>;
     constexpr std::size_t w = B::size;
     if (n < w) {
-        for (std::size_t j = 0; j < n; ++j) d[j] = T(0);
+        for (std::size_t j = 0; j < n; ++j) {
+            d[j] = T(0);
+            XGRAD_KEEP_LOOP();
+        }
         return;
     }
     const B z(T(0));
     std::size_t j = 0;
-    for (; j + w <= n; j += w) z.store_unaligned(d + j);
+    for (; j + w <= n; j += w) {
+        z.store_unaligned(d + j);
+        XGRAD_KEEP_LOOP();
+    }
     if (j < n) z.store_unaligned(d + n - w);
 }
 
 /// d[0, n) += s[0, n); d and s do not overlap. Each element gets exactly one addition, in the
 /// same order as the scalar loop: the sums are bitwise those of col2im_add.
 template <class T>
-XGRAD_NO_LIBCALLS inline void add_row(T* __restrict d, const T* __restrict s, std::size_t n)
+inline void add_row(T* __restrict d, const T* __restrict s, std::size_t n)
 {
     using B = xsimd::batch<T>;
     constexpr std::size_t w = B::size;
@@ -221,7 +231,7 @@ void col2im_add_s1(const T* cols, const ConvGeom& g, T* dx)
     });
 }
 
-#undef XGRAD_NO_LIBCALLS
+#undef XGRAD_KEEP_LOOP
 
 }  // namespace
 
