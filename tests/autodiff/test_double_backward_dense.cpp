@@ -334,7 +334,8 @@ struct PoolCase {
     Shape x;
     std::size_t k, s;
 };
-const std::vector<PoolCase> pool_cases = {{{2, 3, 4, 4}, 2, 2}, {{1, 2, 5, 5}, 2, 2}, {{1, 1, 7, 6}, 3, 2}, {{2, 1, 5, 5}, 3, 1}};
+const std::vector<PoolCase> pool_cases = {{{2, 3, 4, 4}, 2, 2}, {{1, 2, 5, 5}, 2, 2}, {{1, 1, 7, 6}, 3, 2},
+                                          {{2, 1, 5, 5}, 3, 1}, {{1, 2, 4, 6}, 2, 2}, {{1, 1, 4, 5}, 2, 2}};
 
 BOOST_AUTO_TEST_CASE(pooling_gradgradcheck)
 {
@@ -362,6 +363,16 @@ BOOST_AUTO_TEST_CASE(pooling_gradgradcheck)
                     return tanh(grad(avg_pool2d(xv, c.k, c.s), {xv}, v[0], GradOptions{true})[0]);
                 },
                 {g});
+            // the recorded gradients' values (avg_pool2d_backward writes without zeroing first when
+            // 2×2 windows tile the input) are the first-order ones
+            Tape<double> t;
+            const V xv = t.variable(x), gv = t.constant(g);
+            t.backward(avg_pool2d(xv, c.k, c.s), g);
+            const Tensor<double> first = xv.grad();
+            BOOST_TEST((grad(avg_pool2d(xv, c.k, c.s), {xv}, gv, GradOptions{true})[0].value() == first));
+            t.backward(max_pool2d(xv, c.k, c.s), g);
+            const Tensor<double> first_max = xv.grad();
+            BOOST_TEST((grad(max_pool2d(xv, c.k, c.s), {xv}, gv, GradOptions{true})[0].value() == first_max));
         }
     }
 }
