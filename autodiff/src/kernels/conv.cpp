@@ -114,9 +114,8 @@ void col2im_add(const T* cols, const ConvGeom& g, T* dx)
 // A row of the im2col matrix is OW values (10 in LeNet's second layer): a memmove or memset call
 // per row costs more than the copy. These move whole SIMD batches inline instead. GCC recognizes
 // a copy or fill loop, even of SIMD batches, and calls memmove/memset for it; an empty asm
-// statement with a memory clobber in the loop body (no instruction, but memory may change there)
-// keeps the loop a loop.
-#define XGRAD_KEEP_LOOP() asm volatile("" ::: "memory")
+// statement that "changes" the loop index (no instruction) hides the access pattern from it.
+#define XGRAD_OPAQUE(j) asm("" : "+r"(j))
 
 /// d[0, n) = s[0, n); d and s do not overlap.
 template <class T>
@@ -124,17 +123,17 @@ inline void copy_row(T* __restrict d, const T* __restrict s, std::size_t n)
 {
     using B = xsimd::batch<T>;
     constexpr std::size_t w = B::size;
+    std::size_t j = 0;
     if (n < w) {
-        for (std::size_t j = 0; j < n; ++j) {
+        for (; j < n; ++j) {
             d[j] = s[j];
-            XGRAD_KEEP_LOOP();
+            XGRAD_OPAQUE(j);
         }
         return;
     }
-    std::size_t j = 0;
     for (; j + w <= n; j += w) {
         B::load_unaligned(s + j).store_unaligned(d + j);
-        XGRAD_KEEP_LOOP();
+        XGRAD_OPAQUE(j);
     }
     if (j < n) B::load_unaligned(s + n - w).store_unaligned(d + n - w);  // the last batch overlaps
 }
@@ -145,32 +144,55 @@ inline void zero_row(T* d, std::size_t n)
 {
     using B = xsimd::batch<T>;
     constexpr std::size_t w = B::size;
+    std::size_t j = 0;
     if (n < w) {
-        for (std::size_t j = 0; j < n; ++j) {
+        for (; j < n; ++j) {
             d[j] = T(0);
-            XGRAD_KEEP_LOOP();
+            XGRAD_OPAQUE(j);
         }
         return;
     }
     const B z(T(0));
-    std::size_t j = 0;
     for (; j + w <= n; j += w) {
         z.store_unaligned(d + j);
-        XGRAD_KEEP_LOOP();
+        XGRAD_OPAQUE(j);
     }
     if (j < n) z.store_unaligned(d + n - w);
 }
 
+/// 0, 1, …, 15: lane numbers, to mask the last batch of a row.
+template <class T>
+const T* lane_numbers()
+{
+    alignas(64) static const T lanes[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    return lanes;
+}
+
 /// d[0, n) += s[0, n); d and s do not overlap. Each element gets exactly one addition, in the
-/// same order as the scalar loop: the sums are bitwise those of col2im_add.
+/// same order as the scalar loop: the sums are bitwise those of col2im_add. A row's tail is the
+/// last whole batch, [n − w, n), with the sum taken only in its lanes past the ones already done.
 template <class T>
 inline void add_row(T* __restrict d, const T* __restrict s, std::size_t n)
 {
     using B = xsimd::batch<T>;
     constexpr std::size_t w = B::size;
     std::size_t j = 0;
-    for (; j + w <= n; j += w) (B::load_unaligned(d + j) + B::load_unaligned(s + j)).store_unaligned(d + j);
-    for (; j < n; ++j) d[j] += s[j];
+    if (n < w) {
+        for (; j < n; ++j) {
+            d[j] += s[j];
+            XGRAD_OPAQUE(j);
+        }
+        return;
+    }
+    for (; j + w <= n; j += w) {
+        (B::load_unaligned(d + j) + B::load_unaligned(s + j)).store_unaligned(d + j);
+        XGRAD_OPAQUE(j);
+    }
+    if (j < n) {
+        const B dv = B::load_unaligned(d + n - w), sv = B::load_unaligned(s + n - w);
+        const auto fresh = B::load_unaligned(lane_numbers<T>()) >= B(T(w - (n - j)));
+        xsimd::select(fresh, dv + sv, dv).store_unaligned(d + n - w);
+    }
 }
 
 /// Output rows i whose input row i − pad + p lies inside [0, h) (stride 1): [i0, i1).
@@ -186,24 +208,25 @@ template <class T>
 void im2col_s1(const T* x, const ConvGeom& g, T* cols)
 {
     const std::size_t L = g.l(), hw = g.oh * g.ow;
-    parallel_for(g.k(), g.k() * L, [&](std::size_t r) {
+    parallel_for(g.k(), g.k() * L, [&, L, hw](std::size_t r) {
+        const std::size_t C = g.c, H = g.h, W = g.w, OH = g.oh, OW = g.ow, pad = g.p, N = g.n;
         const std::size_t c = r / (g.kh * g.kw), p = r / g.kw % g.kh, q = r % g.kw;
         std::size_t j0, j1, i0, i1;
         valid_cols(g, q, j0, j1);
         valid_rows_s1(g, p, i0, i1);
-        for (std::size_t n = 0; n < g.n; ++n) {
-            const T* plane = x + (n * g.c + c) * g.h * g.w;
-            T* dst = cols + r * L + n * hw;
-            zero_row(dst, i0 * g.ow);
+        T* const row = cols + r * L;
+        for (std::size_t n = 0; n < N; ++n) {
+            const T* plane = x + (n * C + c) * H * W;
+            T* dst = row + n * hw;
+            zero_row(dst, i0 * OW);
             for (std::size_t i = i0; i < i1; ++i) {
-                T* d = dst + i * g.ow;
-                // column j reads input column j + q − pad, inside for j in [j0, j1)
-                const T* src = j1 > j0 ? plane + (i + p - g.p) * g.w + (j0 + q - g.p) : plane;
+                T* d = dst + i * OW;
                 zero_row(d, j0);
-                if (j1 > j0) copy_row(d + j0, src, j1 - j0);
-                zero_row(d + j1, g.ow - j1);
+                // column j reads input column j + q − pad, inside for j in [j0, j1)
+                if (j1 > j0) copy_row(d + j0, plane + (i + p - pad) * W + (j0 + q - pad), j1 - j0);
+                zero_row(d + j1, OW - j1);
             }
-            zero_row(dst + i1 * g.ow, (g.oh - i1) * g.ow);
+            zero_row(dst + i1 * OW, (OH - i1) * OW);
         }
     });
 }
@@ -213,25 +236,26 @@ template <class T>
 void col2im_add_s1(const T* cols, const ConvGeom& g, T* dx)
 {
     const std::size_t L = g.l();
-    parallel_for(g.c * g.n, g.k() * L, [&](std::size_t cn) {
-        const std::size_t c = cn / g.n, n = cn % g.n;
-        T* plane = dx + (n * g.c + c) * g.h * g.w;
-        for (std::size_t p = 0; p < g.kh; ++p) {
+    parallel_for(g.c * g.n, g.k() * L, [&, L](std::size_t cn) {
+        const std::size_t N = g.n, H = g.h, W = g.w, OW = g.ow, KH = g.kh, KW = g.kw, pad = g.p, hw = g.oh * g.ow;
+        const std::size_t c = cn / N, n = cn % N;
+        T* plane = dx + (n * g.c + c) * H * W;
+        for (std::size_t p = 0; p < KH; ++p) {
             std::size_t i0, i1;
             valid_rows_s1(g, p, i0, i1);
-            for (std::size_t q = 0; q < g.kw; ++q) {
-                const T* row = cols + ((c * g.kh + p) * g.kw + q) * L + n * g.oh * g.ow;
+            for (std::size_t q = 0; q < KW; ++q) {
+                const T* row = cols + ((c * KH + p) * KW + q) * L + n * hw;
                 std::size_t j0, j1;
                 valid_cols(g, q, j0, j1);
                 if (j0 == j1) continue;
                 for (std::size_t i = i0; i < i1; ++i)
-                    add_row(plane + (i + p - g.p) * g.w + (j0 + q - g.p), row + i * g.ow + j0, j1 - j0);
+                    add_row(plane + (i + p - pad) * W + (j0 + q - pad), row + i * OW + j0, j1 - j0);
             }
         }
     });
 }
 
-#undef XGRAD_KEEP_LOOP
+#undef XGRAD_OPAQUE
 
 }  // namespace
 
