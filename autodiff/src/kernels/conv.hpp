@@ -19,7 +19,8 @@ ConvGeom conv_geometry(const Shape& x, const Shape& w, const Shape* bias, std::s
 
 /// cols (g.k() × g.l()) = x's im2col matrix: cols[(c·KH + p)·KW + q][(n·OH + i)·OW + j] =
 /// x[n, c, i·s − pad + p, j·s − pad + q] (0 outside), the matrix conv2d_forward_cols and the
-/// `cols` argument of conv2d_backward take.
+/// `cols` argument of conv2d_backward take. At stride 1 through the row kernels of
+/// conv2d_backward_rows (for the recorded VJPs; conv2d_forward keeps its own loop).
 template <class T>
 void im2col(const T* x, const ConvGeom& g, T* cols);
 
