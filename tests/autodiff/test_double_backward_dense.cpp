@@ -277,6 +277,49 @@ BOOST_AUTO_TEST_CASE(hessian_matches_differences_of_the_gradient)
         rnd(Shape{1, 2, 5, 5}, 94));
 }
 
+// The recorded VJPs move rows with the stride-1 kernels (SIMD batches: rows shorter than, equal
+// to and longer than one batch, with and without padding); conv2d's first-order backward and
+// forward use the generic ones. Both must give the same numbers: the recorded dX =
+// conv2d_input_grad(G, W) against the first-order dX, and that op's dG = conv2d(GY, W) (built from
+// GY's im2col) against a plain forward conv2d(GY, W). float and double (batches of 8 and 4).
+template <class T>
+void check_stride1_kernels_match()
+{
+    struct Case {
+        Shape x, w;
+        std::size_t pad;
+    };
+    const std::vector<Case> cases = {{{2, 3, 12, 20}, {4, 3, 3, 5}, 0}, {{2, 2, 9, 11}, {3, 2, 5, 5}, 2},
+                                     {{1, 2, 6, 17}, {2, 2, 3, 3}, 3}, {{3, 1, 28, 28}, {2, 1, 5, 5}, 2},
+                                     {{1, 1, 3, 3}, {1, 1, 7, 7}, 2},  {{2, 6, 14, 14}, {3, 6, 5, 5}, 0}};
+    unsigned seed = 500;
+    for (const auto& k : cases) {
+        BOOST_TEST_CONTEXT("x " << shape_str(k.x) << " w " << shape_str(k.w) << " pad " << k.pad)
+        {
+            const Conv2dOptions opt = Conv2dOptions().padding(k.pad);
+            const Tensor<T> x = rand_uniform<T>(k.x, seed++, T(-1), T(1)), w = rand_uniform<T>(k.w, seed++, T(-1), T(1));
+            Tape<T> tape;
+            const Shape ys = conv2d(tape.constant(x), tape.constant(w), opt).shape();
+            const Tensor<T> g = rand_uniform<T>(ys, seed++, T(-1), T(1)), gy = rand_uniform<T>(k.x, seed++, T(-1), T(1));
+            tape.clear();
+            const Var<T> xv = tape.variable(x), gv = tape.variable(g);
+            tape.backward(conv2d(xv, tape.constant(w), opt), g);
+            const Tensor<T> dx_first = xv.grad();
+            const Var<T> dx = grad(conv2d(xv, tape.constant(w), opt), {xv}, gv, GradOptions{true})[0];
+            BOOST_TEST((dx.value() == dx_first));
+            tape.backward(dx, gy);  // dG = conv2d(GY, W), through GY's im2col
+            const Tensor<T> dg_plain = conv2d(tape.constant(gy), tape.constant(w), opt).value();
+            BOOST_TEST((gv.grad() == dg_plain));
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(stride1_kernels_of_the_recorded_vjps_match_the_first_order_ones)
+{
+    check_stride1_kernels_match<float>();
+    check_stride1_kernels_match<double>();
+}
+
 BOOST_AUTO_TEST_CASE(third_derivative_through_conv2d)
 {
     auto f = [](const V& x) { return sum(tanh(conv2d(x, x, Conv2dOptions().stride(2).padding(1)))); };
@@ -291,7 +334,8 @@ struct PoolCase {
     Shape x;
     std::size_t k, s;
 };
-const std::vector<PoolCase> pool_cases = {{{2, 3, 4, 4}, 2, 2}, {{1, 2, 5, 5}, 2, 2}, {{1, 1, 7, 6}, 3, 2}, {{2, 1, 5, 5}, 3, 1}};
+const std::vector<PoolCase> pool_cases = {{{2, 3, 4, 4}, 2, 2}, {{1, 2, 5, 5}, 2, 2}, {{1, 1, 7, 6}, 3, 2},
+                                          {{2, 1, 5, 5}, 3, 1}, {{1, 2, 4, 6}, 2, 2}, {{1, 1, 4, 5}, 2, 2}};
 
 BOOST_AUTO_TEST_CASE(pooling_gradgradcheck)
 {
@@ -319,6 +363,16 @@ BOOST_AUTO_TEST_CASE(pooling_gradgradcheck)
                     return tanh(grad(avg_pool2d(xv, c.k, c.s), {xv}, v[0], GradOptions{true})[0]);
                 },
                 {g});
+            // the recorded gradients' values (avg_pool2d_backward writes without zeroing first when
+            // 2×2 windows tile the input) are the first-order ones
+            Tape<double> t;
+            const V xv = t.variable(x), gv = t.constant(g);
+            t.backward(avg_pool2d(xv, c.k, c.s), g);
+            const Tensor<double> first = xv.grad();
+            BOOST_TEST((grad(avg_pool2d(xv, c.k, c.s), {xv}, gv, GradOptions{true})[0].value() == first));
+            t.backward(max_pool2d(xv, c.k, c.s), g);
+            const Tensor<double> first_max = xv.grad();
+            BOOST_TEST((grad(max_pool2d(xv, c.k, c.s), {xv}, gv, GradOptions{true})[0].value() == first_max));
         }
     }
 }

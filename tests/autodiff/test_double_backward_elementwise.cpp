@@ -94,6 +94,55 @@ BOOST_AUTO_TEST_CASE(activations)
         }
 }
 
+// relu_backward(G, X) = G ⊙ [X > 0], relu's recorded VJP (internal), reached as relu's gradient with
+// the cotangent G as an input: gradcheck (its tensor VJP: dG = relu_backward(GY, X), dX = 0) and
+// gradgradcheck (its recorded VJP, relu_backward again), on every shape of unary_shapes, G and X as
+// separate inputs and as one Var (relu_backward(X, X) = X ⊙ [X > 0]).
+BOOST_AUTO_TEST_CASE(relu_backward_op)
+{
+    using xgrad::test::expect_gradcheck;
+    unsigned seed = 60;
+    for (const auto& s : xgrad::test::unary_shapes) {
+        BOOST_TEST_CONTEXT("shape " << shape_str(s))
+        {
+            const Tensor<double> x = rnd(s, seed++, -1, 1, 0.05), g = rnd(s, seed++);
+            // relu's input X = x + w, w = 0 a leaf that always requires grad (gradcheck also calls f on
+            // constants, with grad mode off, which grad() needs on): X depends on x whenever x is
+            // being differentiated
+            auto rb = [](const V& x, const V& g) {
+                Tape<double>& t = x.tape();
+                const bool was = t.grad_enabled();
+                t.set_grad_enabled(true);
+                const V w = t.variable(Tensor<double>(xt::zeros<double>(x.shape())));
+                const V xw = x + w;
+                const V r = grad(relu(xw), {w}, g.valid() ? g : xw, GradOptions{true})[0];
+                t.set_grad_enabled(was);
+                return r;
+            };
+            auto f = [rb](const Vs& v) { return tanh(rb(v[0], v[1])) * v[1]; };
+            const auto names = GradcheckOptions().input_names({"x", "g"});
+            expect_gradcheck(f, {x, g}, names);
+            expect_gradgradcheck(f, {x, g}, names);
+            auto same = [rb](const Vs& v) { return tanh(rb(v[0], V())); };  // G = X
+            expect_gradcheck(same, {x});
+            expect_gradgradcheck(same, {x});
+        }
+    }
+    // third order: d/dg of (d/dg of sum(tanh(relu_backward(g, x)))) · v, through relu_backward's recorded VJP
+    const Tensor<double> x = rnd(Shape{2, 3}, 70, -1, 1, 0.05);
+    auto h = [x](const V& g) {
+        const V xv = g.tape().variable(x);
+        return sum(tanh(grad(relu(xv), {xv}, g, GradOptions{true})[0]));
+    };
+    const Tensor<double> g0 = rnd(Shape{2, 3}, 71), v = rnd(Shape{2, 3}, 72);
+    // the Hessian of sum(tanh(g ⊙ m)) in g is diag(m · tanh''(g ⊙ m)), m = [x > 0]
+    const Tensor<double> hv = hvp(h, g0, v);
+    for (std::size_t i = 0; i < g0.size(); ++i) {
+        const double m = x.data()[i] > 0 ? 1 : 0, t = std::tanh(g0.data()[i] * m);
+        BOOST_TEST(hv.data()[i] == m * (-2 * t * (1 - t * t)) * v.data()[i], boost::test_tools::tolerance(1e-12));
+    }
+}
+
 BOOST_AUTO_TEST_CASE(reductions)
 {
     const Shape s{2, 3, 4};

@@ -17,6 +17,13 @@ struct ConvGeom {
 /// Checks shapes (ShapeError naming conv2d and both shapes) and computes the output geometry.
 ConvGeom conv_geometry(const Shape& x, const Shape& w, const Shape* bias, std::size_t stride, std::size_t padding);
 
+/// cols (g.k() × g.l()) = x's im2col matrix: cols[(c·KH + p)·KW + q][(n·OH + i)·OW + j] =
+/// x[n, c, i·s − pad + p, j·s − pad + q] (0 outside), the matrix conv2d_forward_cols and the
+/// `cols` argument of conv2d_backward take. At stride 1 through the row kernels of
+/// conv2d_backward_rows (for the recorded VJPs; conv2d_forward keeps its own loop).
+template <class T>
+void im2col(const T* x, const ConvGeom& g, T* cols);
+
 /// y (N,O,OH,OW) = conv(x, w) + b (b may be null). `cols`, if not null, receives the im2col matrix
 /// (g.k() × g.l() values) so the backward pass can reuse it.
 template <class T>
@@ -31,5 +38,13 @@ void conv2d_forward_cols(const T* cols, const T* w, const T* b, const ConvGeom& 
 template <class T>
 void conv2d_backward(const T* x, const T* w, const T* gy, const ConvGeom& g, T* dx, bool dx_acc, T* dw, bool dw_acc,
                      T* db, bool db_acc, const T* cols = nullptr);
+
+/// conv2d_backward without db, for the recorded VJPs (conv2d_input_grad, conv2d_weight_grad):
+/// the same sums, but at stride 1 the rows of G's transpose, of the im2col matrix and of col2im
+/// move in SIMD batches, not through one memmove/memset call per row (LeNet's rows are 10 values).
+/// conv2d's first-order backward keeps conv2d_backward.
+template <class T>
+void conv2d_backward_rows(const T* x, const T* w, const T* gy, const ConvGeom& g, T* dx, bool dx_acc, T* dw,
+                          bool dw_acc, const T* cols = nullptr);
 
 }  // namespace xgrad::kernels

@@ -85,10 +85,33 @@ void avg_pool2d_backward(const T* G, const PoolGeom& g, T* d, bool acc)
     });
 }
 
+template <class T>
+void avg_pool2d_spread(const T* G, const PoolGeom& g, T* d)
+{
+    if (!(g.k == 2 && g.s == 2 && g.h == 2 * g.oh && g.w == 2 * g.ow)) {
+        avg_pool2d_backward(G, g, d, false);
+        return;
+    }
+    const T scale = T(1) / T(4);
+    parallel_for(g.planes, g.planes * g.h * g.w, [&](std::size_t pl) {
+        for (std::size_t i = 0; i < g.oh; ++i) {
+            T* r0 = d + pl * g.h * g.w + 2 * i * g.w;
+            T* r1 = r0 + g.w;
+            const T* gin = G + (pl * g.oh + i) * g.ow;
+            for (std::size_t j = 0; j < g.ow; ++j) {
+                const T v = scale * gin[j];
+                r0[2 * j] = v, r0[2 * j + 1] = v, r1[2 * j] = v, r1[2 * j + 1] = v;
+            }
+        }
+    });
+}
+
 template void avg_pool2d_forward(const float*, const PoolGeom&, float*);
 template void avg_pool2d_forward(const double*, const PoolGeom&, double*);
 template void avg_pool2d_backward(const float*, const PoolGeom&, float*, bool);
 template void avg_pool2d_backward(const double*, const PoolGeom&, double*, bool);
+template void avg_pool2d_spread(const float*, const PoolGeom&, float*);
+template void avg_pool2d_spread(const double*, const PoolGeom&, double*);
 
 template <class T>
 void max_pool2d_forward(const T* p, const PoolGeom& g, T* q, std::size_t* arg)

@@ -18,6 +18,13 @@ void avg_pool2d_forward(const T* x, const PoolGeom& g, T* y);
 template <class T>
 void avg_pool2d_backward(const T* gy, const PoolGeom& g, T* dx, bool acc);
 
+/// dx = gy / k² spread over each window, overwritten (dx may hold garbage): what
+/// avg_pool2d_backward(…, false) computes, but when 2×2 windows of stride 2 tile the input exactly
+/// every element is written once, without zeroing dx first and adding into it (the recorded VJP's
+/// op avg_pool2d_backward; other geometries take avg_pool2d_backward's path).
+template <class T>
+void avg_pool2d_spread(const T* gy, const PoolGeom& g, T* dx);
+
 /// y = window maxima; argmax[o] = offset of output o's maximum within its input plane (first max).
 template <class T>
 void max_pool2d_forward(const T* x, const PoolGeom& g, T* y, std::size_t* argmax);

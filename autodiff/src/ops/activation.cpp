@@ -54,6 +54,37 @@ Var<T> normal_cdf(const Var<T>& x)
     });
 }
 
+/// out = G ⊙ [X > 0] (acc false: out may hold garbage) or out += G ⊙ [X > 0], n elements.
+template <class T>
+void relu_mask(const T* g, const T* x, T* out, std::size_t n, bool acc)
+{
+    if (acc)
+        for (std::size_t i = 0; i < n; ++i) out[i] += x[i] > T(0) ? g[i] : T(0);
+    else
+        for (std::size_t i = 0; i < n; ++i) out[i] = x[i] > T(0) ? g[i] : T(0);
+}
+
+/// dX of relu as an op (relu's recorded VJP): Y = G ⊙ [X > 0], G and X of one shape.
+/// dG = relu_backward(GY, X) (the same mask); dX = 0 (the mask is piecewise constant in X).
+template <class T>
+Var<T> relu_backward(const Var<T>& g, const Var<T>& x)
+{
+    auto op = begin_op("relu_backward", {g, x});
+    if (g.shape() != x.shape())
+        throw ShapeError("relu_backward: gradient " + shape_str(g.shape()) + " vs input " + shape_str(x.shape()));
+    op.value().resize(x.shape());
+    relu_mask(g.value().data(), x.value().data(), op.value().data(), op.value().size(), false);
+    return op.finish_both([](auto& c) {
+        if (!c.needs(0)) return;  // X gets nothing: its gradient is 0 wherever it exists
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            c.accumulate(0, relu_backward(c.grad(), c.input(1)));
+        } else {
+            const InputGrad<T> dg = c.input_grad(0);
+            relu_mask(c.grad().data(), c.input(1).data(), dg.data(), c.grad().size(), dg.accumulate);
+        }
+    });
+}
+
 }  // namespace
 
 template <class T>
@@ -160,9 +191,7 @@ Var<T> relu(const Var<T>& x)
         [](BackwardContext<T>& c) {
             c.accumulate(0, xt::where(c.input(0) > T(0), c.grad(), T(0)));  // dL/dX = G ⊙ [X > 0]
         },
-        [](GraphBackwardContext<T>& c) {
-            c.accumulate(0, c.grad() * c.constant(xt::where(c.input(0).value() > T(0), T(1), T(0))));
-        });
+        [](GraphBackwardContext<T>& c) { c.accumulate(0, relu_backward(c.grad(), c.input(0))); });
 }
 
 namespace {

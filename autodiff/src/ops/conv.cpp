@@ -108,8 +108,8 @@ Var<T> conv2d_input_grad(const Var<T>& g, const Var<T>& w, const Shape& x_shape,
     const kernels::ConvGeom geo = kernels::conv_geometry(x_shape, w.shape(), nullptr, stride, padding);
     check_output_grad("conv2d_input_grad", geo, g.shape());
     op.value().resize(x_shape);
-    kernels::conv2d_backward<T>(nullptr, w.value().data(), g.value().data(), geo, op.value().data(), false, nullptr,
-                                false, nullptr, false);
+    kernels::conv2d_backward_rows<T>(nullptr, w.value().data(), g.value().data(), geo, op.value().data(), false,
+                                     nullptr, false);
     return op.finish_both([geo](auto& c) {
         if constexpr (is_graph_backward_v<decltype(c)>) {
             const Var<T> GY = c.grad(), G = c.input(0), W = c.input(1);
@@ -117,11 +117,16 @@ Var<T> conv2d_input_grad(const Var<T>& g, const Var<T>& w, const Shape& x_shape,
             if (c.needs(1)) c.accumulate(1, conv2d_weight_grad(GY, G, W.shape(), geo.s, geo.p));
         } else {
             const T* gy = c.grad().data();
+            // GY's im2col matrix, built once: dG = W·cols and dW = Gt·colsᵀ both read it
+            thread_local Tensor<T> gy_cols;  // reused: no allocation once shapes are stable
+            gy_cols.resize(Shape{geo.k(), geo.l()});
+            const T* cols = gy_cols.data();
+            kernels::im2col(gy, geo, gy_cols.data());
             // one at a time: G and W given as one Var share a buffer (the second call accumulates)
-            if (const InputGrad<T> dg = c.input_grad(0)) conv_into(gy, c.input(1).data(), geo, dg.data(), dg.accumulate);
+            if (const InputGrad<T> dg = c.input_grad(0)) conv_into(gy, c.input(1).data(), geo, dg.data(), dg.accumulate, cols);
             if (const InputGrad<T> dw = c.input_grad(1))
-                kernels::conv2d_backward<T>(gy, nullptr, c.input(0).data(), geo, nullptr, false, dw.data(),
-                                            dw.accumulate, nullptr, false);
+                kernels::conv2d_backward_rows<T>(gy, nullptr, c.input(0).data(), geo, nullptr, false, dw.data(),
+                                                 dw.accumulate, cols);
         }
     });
 }
@@ -139,8 +144,8 @@ Var<T> conv2d_weight_grad(const Var<T>& x, const Var<T>& g, const Shape& w_shape
     check_output_grad("conv2d_weight_grad", geo, g.shape());
     const T* xcols = cols && cols->size() == geo.k() * geo.l() ? cols->data() : nullptr;
     op.value().resize(w_shape);
-    kernels::conv2d_backward<T>(x.value().data(), nullptr, g.value().data(), geo, nullptr, false, op.value().data(),
-                                false, nullptr, false, xcols);
+    kernels::conv2d_backward_rows<T>(x.value().data(), nullptr, g.value().data(), geo, nullptr, false,
+                                     op.value().data(), false, xcols);
     return op.finish_both([geo, xcols](auto& c) {
         if constexpr (is_graph_backward_v<decltype(c)>) {
             const Var<T> GY = c.grad(), X = c.input(0), G = c.input(1);
@@ -149,8 +154,8 @@ Var<T> conv2d_weight_grad(const Var<T>& x, const Var<T>& g, const Shape& w_shape
         } else {
             const T* gy = c.grad().data();
             if (const InputGrad<T> dx = c.input_grad(0))
-                kernels::conv2d_backward<T>(nullptr, gy, c.input(1).data(), geo, dx.data(), dx.accumulate, nullptr,
-                                            false, nullptr, false);
+                kernels::conv2d_backward_rows<T>(nullptr, gy, c.input(1).data(), geo, dx.data(), dx.accumulate,
+                                                 nullptr, false);
             if (const InputGrad<T> dg = c.input_grad(1)) conv_into(c.input(0).data(), gy, geo, dg.data(), dg.accumulate, xcols);
         }
     });

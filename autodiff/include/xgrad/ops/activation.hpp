@@ -25,6 +25,7 @@ template <class T> Var<T> leaky_relu(const Var<T>& x, typename std::common_type<
 /// Y = X for X > 0, α(eˣ − 1) otherwise.            dX = G ⊙ (X > 0 ? 1 : Y + α)
 template <class T> Var<T> elu(const Var<T>& x, typename std::common_type<T>::type alpha = 1);
 /// Y = max(X, 0).                                   dX = G ⊙ [X > 0]
+/// (recorded: the internal op relu_backward(G, X) = G ⊙ [X > 0], whose VJP is relu_backward again)
 template <class T> Var<T> relu(const Var<T>& x);
 /// Y = softmax along `axis` (exp(X − max) / Σ exp(X − max)).
 ///                                                  dX = Y ⊙ (G − Σ_axis G ⊙ Y)
