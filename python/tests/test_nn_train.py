@@ -151,7 +151,7 @@ def test_evaluate_against_the_model_over_the_whole_set():
     net.eval()
     t = xgrad.Tape()
     out = net(t.constant(images))
-    np.testing.assert_allclose(ev.outputs, out.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ev.outputs, out.numpy(), rtol=1e-5, atol=1e-6)  # float32, other batch shapes
     assert ev.outputs.shape == (30, 3)
     assert ev.accuracy == nn.accuracy(out.numpy(), labels)
     assert ev.accuracy == np.mean(np.argmax(out.numpy(), axis=1) == labels)
