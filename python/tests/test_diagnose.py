@@ -409,3 +409,29 @@ def test_hand_values_are_replaced_by_the_tapes_when_checking_followers():
     assert r["dL/dz"].verdict == "follows"
     np.testing.assert_allclose(seen[0], x @ W.T + 1.0)
     np.testing.assert_allclose(seen[-1], x @ W.T, rtol=1e-15)
+
+
+def test_diagnose_from_several_threads():
+    """The C++ work runs without the GIL and the callbacks take it back: concurrent calls finish with
+    their own results."""
+    import threading
+    results = {}
+
+    def work(slip):
+        for _ in range(5):
+            results.setdefault(slip, []).append(run_mlp(slip).mistakes)
+    threads = [threading.Thread(target=work, args=(s,)) for s in ("half_dropped", "sigma_as_sigma", None)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert results["half_dropped"] == [["dL/dz2"]] * 5
+    assert results["sigma_as_sigma"] == [["dL/dz1"]] * 5
+    assert results[None] == [[]] * 5
+
+
+def test_model_exception_comes_back():
+    def model(t):
+        raise ZeroDivisionError("in the model")
+    with pytest.raises(ZeroDivisionError, match="in the model"):
+        xgrad.diagnose(model, lambda h: None)
