@@ -183,3 +183,13 @@ def test_gradcheck_module():
     lam = nn.Sequential(nn.Linear(3, 2, seed=1, dtype=np.float64), nn.Lambda("sq", lambda v: v * v))
     with pytest.raises(RuntimeError, match="Lambda"):
         nn.gradcheck_module(lam, x)
+
+
+def test_train_epoch_tape_precision_must_match_the_optimizer():
+    images, labels = make_data(n=8)
+    net = nn.Linear(6, 3, seed=1)  # float32
+    tape = xgrad.Tape()
+    tape.variable(np.zeros(2))  # a float64 tape
+    with pytest.raises(TypeError, match="float64"):
+        nn.train_epoch(tape, nn.SGD(net, lr=0.1), (images, labels), lambda t, x: net(t.constant(x)),
+                       lambda o, y: xgrad.cross_entropy(o, y))
