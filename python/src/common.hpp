@@ -198,6 +198,10 @@ py::array copy(const Tensor<T>& t)
     return a;
 }
 
+/// tape.clear(): when NumPy views of the tape's memory are alive, they keep the cleared C++ tape and
+/// the Python tape continues on a fresh one.
+void clear_py_tape(PyTape& t);
+
 /// A constant on v's tape from a scalar or an array-like (of v's precision, else TypeError).
 PyVar constant_like(const PyVar& v, py::handle obj);
 
@@ -212,6 +216,7 @@ py::object with_dtype_of(py::handle x, F&& fn)
 void init_tape(py::module_& m);
 void init_ops(py::module_& m);
 void init_checks(py::module_& m);
+void init_diagnose(py::module_& m);
 void init_nn(py::module_& nn, py::module_& parent);
 
 }  // namespace xgrad::python

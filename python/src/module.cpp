@@ -21,6 +21,7 @@ PYBIND11_MODULE(_xgrad, m)
     xp::init_tape(m);
     xp::init_ops(m);
     xp::init_checks(m);
+    xp::init_diagnose(m);
     auto nn = m.def_submodule("nn", "Layers, losses, optimizers, weight files and data (xgrad::nn)");
     xp::init_nn(nn, m);
 }

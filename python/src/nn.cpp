@@ -193,6 +193,9 @@ std::function<Var<T>(const Var<T>&)> lambda_fn(PyObject* f)
 {
     return [f](const Var<T>& x) {
         py::gil_scoped_acquire gil;
+        if (!current_tape || (current_tape->d != static_cast<void*>(&x.tape()) && current_tape->f != static_cast<void*>(&x.tape())))
+            throw std::logic_error("xgrad.nn.Lambda: called outside a forward from Python (e.g. in gradcheck_module); "
+                                   "a Lambda's Python function needs the Python tape");
         py::object r = py::reinterpret_borrow<py::function>(f)(PyVar(current_tape, x));
         if (!py::isinstance<PyVar>(r)) throw py::type_error("xgrad.nn.Lambda: the function must return an xgrad.Var");
         return r.cast<const PyVar&>().get<T>();
@@ -295,6 +298,7 @@ ModulePtr borrowed_layer(nn::Module<T>& m)
     ModulePtr p;
     if (dynamic_cast<nn::Linear<T>*>(&m)) p = std::make_shared<PyLinear>();
     else if (dynamic_cast<nn::Conv2d<T>*>(&m)) p = std::make_shared<PyConv2d>();
+    else if (dynamic_cast<nn::Sequential<T>*>(&m)) p = std::make_shared<PySequential>();
     else p = std::make_shared<PyModule>();
     if constexpr (std::is_same_v<T, float>) p->f = &m;
     else p->d = &m;
@@ -329,6 +333,149 @@ py::object layer_param(const ModulePtr& m, bool weight)
     auto* l = dynamic_cast<L<float>*>(m->f);
     if (!l) throw std::logic_error("xgrad.nn: not this layer type");
     return param_or_none<float>(m, weight ? &l->weight() : l->bias());
+}
+
+
+/// Module.parameter(name): the C++ lookup, with KeyError (a name lookup) instead of IndexError.
+template <class T>
+py::object parameter_named(const ModulePtr& m, nn::Module<T>& mod, const std::string& name)
+{
+    try {
+        return param_or_none<T>(m, &mod.parameter(name));
+    } catch (const std::out_of_range& e) {
+        throw py::key_error(e.what());
+    }
+}
+
+template <class T>
+py::object child_named(const ModulePtr& m, nn::Module<T>& mod, const std::string& name)
+{
+    nn::Module<T>* c = nullptr;
+    try {
+        c = &mod.child(name);
+    } catch (const std::out_of_range& e) {
+        throw py::key_error(e.what());
+    }
+    ModulePtr p = borrowed_layer(*c);
+    p->owner = m;
+    return py::cast(p);
+}
+
+template <class T>
+py::list named_children_of(const ModulePtr& m, nn::Module<T>& mod)
+{
+    py::list r;
+    for (auto& [n, c] : mod.named_children()) {
+        ModulePtr p = borrowed_layer(*c);
+        p->owner = m;
+        r.append(py::make_tuple(n, py::cast(p)));
+    }
+    return r;
+}
+
+// ---- training helpers (train.hpp) ----
+
+/// (images, labels) from Python: images (N, ...) converted to float32 and flattened per row,
+/// labels (N) integers.
+nn::Dataset dataset_of(py::handle obj)
+{
+    if (!py::isinstance<py::tuple>(obj) && !py::isinstance<py::list>(obj))
+        throw py::type_error("xgrad.nn: a dataset is a pair (images, labels), as nn.load_idx_dataset returns");
+    py::sequence sq = py::reinterpret_borrow<py::sequence>(obj);
+    if (sq.size() != 2) throw py::type_error("xgrad.nn: a dataset is a pair (images, labels)");
+    nn::Dataset d;
+    d.images = to_tensor<float>(sq[0]);
+    d.labels = to_index(sq[1]);
+    if (d.images.dimension() < 1 || d.labels.dimension() != 1 || d.images.shape()[0] != d.labels.size())
+        throw py::value_error("xgrad.nn: the dataset's images " + shape_str(d.images.shape()) + " and labels " +
+                              shape_str(d.labels.shape()) + " must have one row per label");
+    const Shape s = d.images.shape();
+    std::size_t cols = 1;
+    for (std::size_t i = 1; i < s.size(); ++i) cols *= s[i];
+    if (s.size() == 3) d.rows = s[1], d.cols = s[2];
+    else d.rows = 1, d.cols = cols;
+    d.images.reshape({s[0], cols});
+    return d;
+}
+
+py::array labels_array(const IndexTensor& y)
+{
+    py::array_t<std::int64_t> r(static_cast<py::ssize_t>(y.size()));
+    for (std::size_t i = 0; i < y.size(); ++i) r.mutable_data()[i] = static_cast<std::int64_t>(y(i));
+    return r;
+}
+
+/// forward(tape, inputs) and loss(output, labels) as the C++ callbacks, on the Python tape `t`.
+template <class T>
+nn::BatchForward<T> batch_forward(const TapePtr& t, const py::function& forward)
+{
+    return [t, &forward](Tape<T>&, const Tensor<T>& inputs) -> Var<T> {
+        py::gil_scoped_acquire gil;
+        py::object r = forward(t, copy(inputs));
+        if (!py::isinstance<PyVar>(r)) throw py::type_error("xgrad.nn: forward(tape, inputs) must return an xgrad.Var");
+        return r.cast<const PyVar&>().get<T>();
+    };
+}
+
+template <class T>
+nn::BatchLoss<T> batch_loss(const TapePtr& t, const py::function& loss)
+{
+    return [t, &loss](const Var<T>& out, const IndexTensor& labels) -> Var<T> {
+        py::gil_scoped_acquire gil;
+        py::object r = loss(PyVar(t, out), labels_array(labels));
+        if (!py::isinstance<PyVar>(r)) throw py::type_error("xgrad.nn: loss(output, labels) must return an xgrad.Var");
+        return r.cast<const PyVar&>().get<T>();
+    };
+}
+
+template <class T>
+nn::EpochStats train_epoch_impl(const TapePtr& t, nn::Optimizer<T>& opt, const nn::Dataset& data, const py::function& forward,
+                                const py::function& loss, const nn::EpochOptions& o, const py::object& on_step)
+{
+    t->resolve(std::is_same_v<T, float> ? DType::f32 : DType::f64);
+    clear_py_tape(*t);  // views of earlier steps keep their memory; the loop clears the tape after each step
+    Tape<T>& tape = t->get<T>();
+    nn::StepCallback cb;
+    if (!on_step.is_none())
+        cb = [&on_step](std::size_t step, std::size_t steps, std::size_t samples, double mean_loss) {
+            py::gil_scoped_acquire gil;
+            on_step(step, steps, samples, mean_loss);
+        };
+    const auto fw = batch_forward<T>(t, forward);
+    const auto ls = batch_loss<T>(t, loss);
+    py::gil_scoped_release nogil;
+    return nn::train_epoch(tape, opt, data, fw, ls, o, cb);
+}
+
+struct PyEvaluation {
+    double loss = 0, accuracy = 0;
+    py::object outputs;
+};
+
+template <class T>
+PyEvaluation evaluate_impl(const TapePtr& t, nn::Module<T>& model, const nn::Dataset& data, const py::function& forward,
+                           const py::function& loss, std::size_t batch_size, bool keep_outputs)
+{
+    t->resolve(std::is_same_v<T, float> ? DType::f32 : DType::f64);
+    clear_py_tape(*t);
+    Tape<T>& tape = t->get<T>();
+    const auto fw = batch_forward<T>(t, forward);
+    const auto ls = batch_loss<T>(t, loss);
+    nn::Evaluation<T> e;
+    {
+        py::gil_scoped_release nogil;
+        e = nn::evaluate(model, tape, data, fw, ls, batch_size, keep_outputs);
+    }
+    return {e.loss, e.accuracy, keep_outputs ? py::object(copy(e.outputs)) : py::object(py::none())};
+}
+
+template <class T>
+py::object confusion_impl(py::object outputs, const IndexTensor& labels, std::size_t c)
+{
+    const auto m = nn::confusion_matrix(to_tensor<T>(outputs), labels, c);
+    py::array_t<std::int64_t> r({static_cast<py::ssize_t>(m.shape()[0]), static_cast<py::ssize_t>(m.shape()[1])});
+    for (std::size_t i = 0; i < m.size(); ++i) r.mutable_data()[i] = static_cast<std::int64_t>(m.data()[i]);
+    return r;
 }
 
 }  // namespace
@@ -390,6 +537,21 @@ void init_nn(py::module_& m, py::module_& parent)
         }, arg("x"))
         .def("parameters", &parameters)
         .def("named_parameters", &named_parameters)
+        .def("parameter", [](const ModulePtr& self, const std::string& name) {
+            if (self->dtype() == DType::f64) return parameter_named(self, *self->d, name);
+            if (self->dtype() == DType::f32) return parameter_named(self, *self->f, name);
+            throw py::key_error("xgrad.nn: " + self->name + " has no parameters");
+        }, arg("name"), "The parameter of that dotted name ('0.weight'); KeyError listing the names otherwise.")
+        .def("child", [](const ModulePtr& self, const std::string& name) {
+            if (self->dtype() == DType::f64) return child_named(self, *self->d, name);
+            if (self->dtype() == DType::f32) return child_named(self, *self->f, name);
+            throw py::key_error("xgrad.nn: " + self->name + " has no submodules");
+        }, arg("name"), "The direct submodule of that name (it keeps this module alive); KeyError otherwise.")
+        .def("named_children", [](const ModulePtr& self) {
+            if (self->dtype() == DType::f64) return named_children_of(self, *self->d);
+            if (self->dtype() == DType::f32) return named_children_of(self, *self->f);
+            return py::list();
+        }, "[(name, submodule)] of the direct submodules, in registration order.")
         .def("zero_grad", [](PyModule& self) {
             if (self.f) self.f->zero_grad();
             if (self.d) self.d->zero_grad();
@@ -444,20 +606,21 @@ void init_nn(py::module_& m, py::module_& parent)
     }, arg("module"), arg("path"));
 
     py::class_<PyLinear, PyModule, std::shared_ptr<PyLinear>>(m, "Linear")
-        .def(py::init([](std::size_t in, std::size_t out, bool bias, std::uint64_t seed, py::object dtype) {
+        .def(py::init([](std::size_t in, std::size_t out, bool bias, std::optional<std::uint64_t> seed, py::object dtype) {
             const DType t = dtype_arg(dtype) == DType::none ? DType::f32 : dtype_arg(dtype);
             return make_module<PyLinear, nn::Linear>("Linear", t, in, out, bias, seed);
-        }), arg("in_features"), arg("out_features"), arg("bias") = true, arg("seed") = 0, arg("dtype") = py::none())
+        }), arg("in_features"), arg("out_features"), arg("bias") = true, arg("seed") = py::none(), arg("dtype") = py::none(),
+             "Without a seed the weights come from the process-wide generator (nn.init.manual_seed).")
         .def_property_readonly("weight", [](const std::shared_ptr<PyLinear>& s) { return layer_param<nn::Linear>(s, true); })
         .def_property_readonly("bias", [](const std::shared_ptr<PyLinear>& s) { return layer_param<nn::Linear>(s, false); });
     py::class_<PyConv2d, PyModule, std::shared_ptr<PyConv2d>>(m, "Conv2d")
         .def(py::init([](std::size_t in, std::size_t out, std::size_t k, std::size_t stride, std::size_t padding, bool bias,
-                         std::uint64_t seed, py::object dtype) {
+                         std::optional<std::uint64_t> seed, py::object dtype) {
             const DType t = dtype_arg(dtype) == DType::none ? DType::f32 : dtype_arg(dtype);
             const Conv2dOptions o = Conv2dOptions(in, out, k).stride(stride).padding(padding).bias(bias);
             return make_module<PyConv2d, nn::Conv2d>("Conv2d", t, o, seed);
         }), arg("in_channels"), arg("out_channels"), arg("kernel_size"), arg("stride") = 1, arg("padding") = 0,
-             arg("bias") = true, arg("seed") = 0, arg("dtype") = py::none())
+             arg("bias") = true, arg("seed") = py::none(), arg("dtype") = py::none())
         .def_property_readonly("weight", [](const std::shared_ptr<PyConv2d>& s) { return layer_param<nn::Conv2d>(s, true); })
         .def_property_readonly("bias", [](const std::shared_ptr<PyConv2d>& s) { return layer_param<nn::Conv2d>(s, false); });
     py::class_<PyMaxPool2d, PyModule, std::shared_ptr<PyMaxPool2d>>(m, "MaxPool2d")
@@ -475,9 +638,11 @@ void init_nn(py::module_& m, py::module_& parent)
             return make_module<PyFlatten, nn::Flatten>("Flatten", dtype_arg(dtype), start_dim);
         }), arg("start_dim") = 1, arg("dtype") = py::none());
     py::class_<PyDropout, PyModule, std::shared_ptr<PyDropout>>(m, "Dropout")
-        .def(py::init([](double p, std::uint64_t seed, py::object dtype) {
-            return make_module<PyDropout, nn::Dropout>("Dropout", dtype_arg(dtype), p, seed);
-        }), arg("p") = 0.5, arg("seed") = 0, arg("dtype") = py::none());
+        .def(py::init([](double p, std::optional<std::uint64_t> seed, py::object dtype) {
+            // drawn now (not when the precision is known at the first forward): construction order decides
+            const std::optional<std::uint64_t> s = nn::init::seed_or_next(seed);
+            return make_module<PyDropout, nn::Dropout>("Dropout", dtype_arg(dtype), p, s);
+        }), arg("p") = 0.5, arg("seed") = py::none(), arg("dtype") = py::none());
     py::class_<PySigmoid, PyModule, std::shared_ptr<PySigmoid>>(m, "Sigmoid")
         .def(py::init([](py::object dtype) { return make_module<PySigmoid, nn::Sigmoid>("Sigmoid", dtype_arg(dtype)); }),
              arg("dtype") = py::none());
@@ -547,7 +712,7 @@ void init_nn(py::module_& m, py::module_& parent)
         });
     py::class_<PyMLP, PySequential, std::shared_ptr<PyMLP>>(m, "MLP")
         .def(py::init([](std::vector<std::size_t> sizes, const std::string& hidden, const std::string& output,
-                         std::uint64_t seed, py::object dtype) {
+                         std::optional<std::uint64_t> seed, py::object dtype) {
             const DType t = dtype_arg(dtype) == DType::none ? DType::f32 : dtype_arg(dtype);
             auto p = std::make_shared<PyMLP>();
             p->name = "MLP";
@@ -559,7 +724,7 @@ void init_nn(py::module_& m, py::module_& parent)
                 p->f = p->own_f.get();
             }
             return p;
-        }), arg("sizes"), arg("hidden") = "relu", arg("output") = "identity", arg("seed") = 0, arg("dtype") = py::none());
+        }), arg("sizes"), arg("hidden") = "relu", arg("output") = "identity", arg("seed") = py::none(), arg("dtype") = py::none());
 
     // ---- optimizers and schedules ----
     py::class_<PyOptimizer, std::shared_ptr<PyOptimizer>>(m, "Optimizer")
@@ -632,6 +797,84 @@ void init_nn(py::module_& m, py::module_& parent)
         for (std::size_t i = 0; i < o.size(); ++i) r.mutable_data()[i] = static_cast<std::int64_t>(o[i]);
         return r;
     }, arg("n"), arg("seed"), arg("epoch"), "The seeded shuffle of epoch `epoch` (the C++ examples' order).");
+    // ---- init: the process-wide seed of layers made without one ----
+    auto init = m.def_submodule("init", "The process-wide generator layers made without a seed draw from");
+    init.def("manual_seed", &nn::init::manual_seed, arg("seed"),
+             "Seeds the generator that layers made without a seed draw their seeds from (initially 0).");
+    init.def("next_seed", &nn::init::next_seed, "The next seed of that generator (what a layer without a seed uses).");
+
+    // ---- training helpers ----
+    py::class_<nn::EpochStats>(m, "EpochStats", "Mean loss per sample and accuracy over an epoch.")
+        .def_readonly("loss", &nn::EpochStats::loss)
+        .def_readonly("accuracy", &nn::EpochStats::accuracy)
+        .def("__repr__", [](const nn::EpochStats& e) {
+            return "<xgrad.nn.EpochStats loss " + std::to_string(e.loss) + " accuracy " + std::to_string(e.accuracy) + ">";
+        });
+    py::class_<PyEvaluation>(m, "Evaluation", "Mean loss per sample, accuracy and (keep_outputs) the outputs (N, C).")
+        .def_readonly("loss", &PyEvaluation::loss)
+        .def_readonly("accuracy", &PyEvaluation::accuracy)
+        .def_readonly("outputs", &PyEvaluation::outputs)
+        .def("__repr__", [](const PyEvaluation& e) {
+            return "<xgrad.nn.Evaluation loss " + std::to_string(e.loss) + " accuracy " + std::to_string(e.accuracy) + ">";
+        });
+    m.def("train_epoch", [](const TapePtr& tape, PyOptimizer& opt, py::object dataset, py::function forward, py::function loss,
+                            std::size_t batch_size, bool shuffle, std::uint64_t seed, std::size_t epoch, py::object on_step) {
+        const nn::Dataset data = dataset_of(dataset);
+        const nn::EpochOptions o = nn::EpochOptions().batch_size(batch_size).shuffle(shuffle).seed(seed).epoch(epoch);
+        if (opt.d) return train_epoch_impl<double>(tape, *opt.d, data, forward, loss, o, on_step);
+        return train_epoch_impl<float>(tape, *opt.f, data, forward, loss, o, on_step);
+    }, arg("tape"), arg("optimizer"), arg("dataset"), arg("forward"), arg("loss"), arg("batch_size") = 64,
+          arg("shuffle") = true, arg("seed") = 1, arg("epoch") = 0, arg("on_step") = py::none(),
+          "One pass over dataset = (images, labels) in mini-batches: zero_grad, out = forward(tape, inputs), "
+          "l = loss(out, labels), backward, step, tape.clear(). on_step(step, steps, samples, mean_loss) after each "
+          "step. Returns EpochStats (mean loss per sample, training accuracy). The optimizer's precision is the tape's.");
+    m.def("evaluate", [](const ModulePtr& model, const TapePtr& tape, py::object dataset, py::function forward, py::function loss,
+                         std::size_t batch_size, bool keep_outputs) {
+        const nn::Dataset data = dataset_of(dataset);
+        if (model->dtype() == DType::f64) return evaluate_impl<double>(tape, *model->d, data, forward, loss, batch_size, keep_outputs);
+        return evaluate_impl<float>(tape, model->get<float>(), data, forward, loss, batch_size, keep_outputs);
+    }, arg("model"), arg("tape"), arg("dataset"), arg("forward"), arg("loss"), arg("batch_size") = 1000,
+          arg("keep_outputs") = false,
+          "The model over the dataset in eval mode without backward; its mode is restored afterwards. Returns "
+          "Evaluation (loss, accuracy, outputs).");
+    m.def("accuracy", [](py::object outputs, py::object labels) {
+        const IndexTensor l = to_index(labels);
+        return dtype_of(outputs) == DType::f32 ? nn::accuracy(to_tensor<float>(outputs), l) : nn::accuracy(to_tensor<double>(outputs), l);
+    }, arg("outputs"), arg("labels"), "The fraction of rows whose largest output (the first on ties) is at the label.");
+    m.def("confusion_matrix", [](py::object outputs, py::object labels, std::size_t num_classes) {
+        const IndexTensor l = to_index(labels);
+        return dtype_of(outputs) == DType::f32 ? confusion_impl<float>(outputs, l, num_classes)
+                                                : confusion_impl<double>(outputs, l, num_classes);
+    }, arg("outputs"), arg("labels"), arg("num_classes") = 0, "(C, C) counts: entry (t, p) = rows labelled t predicted p.");
+
+    // ---- gradcheck of a float64 module ----
+    m.def("gradcheck_module", [](const ModulePtr& module, py::object x, py::object loss, double eps, double atol, double rtol,
+                                 std::uint64_t seed) {
+        if (module->dtype() != DType::f64)
+            throw py::type_error("xgrad.nn.gradcheck_module: the module must be float64 (make it with dtype=np.float64)");
+        GradcheckOptions o;
+        o.eps(eps).atol(atol).rtol(rtol).seed(seed);
+        const Tensor<double> xv = to_tensor<double>(x);
+        if (loss.is_none()) return nn::gradcheck_module(*module->d, xv, o);
+        std::vector<std::shared_ptr<PyTape>> tapes;
+        auto fn = [&](const Var<double>& y) -> Var<double> {
+            std::shared_ptr<PyTape> pt;
+            for (auto& t : tapes)
+                if (t->d == &y.tape()) pt = t;
+            if (!pt) tapes.push_back(pt = std::make_shared<PyTape>(y.tape()));
+            py::object r = loss(PyVar(pt, y));
+            if (!py::isinstance<PyVar>(r)) throw py::type_error("xgrad.nn.gradcheck_module: loss must return an xgrad.Var");
+            return r.cast<const PyVar&>().get<double>();
+        };
+        struct Detach {
+            std::vector<std::shared_ptr<PyTape>>& t;
+            ~Detach() { for (auto& p : t) p->detach(); }
+        } detach{tapes};
+        return nn::gradcheck_module(*module->d, xv, fn, o);
+    }, arg("module"), arg("x"), arg("loss") = py::none(), arg("eps") = 1e-6, arg("atol") = 1e-8, arg("rtol") = 1e-6,
+          arg("seed") = 0x5eed,
+          "The tape's gradients of every parameter and of the input against central differences (float64 modules; "
+          "loss(y) optional, a Python function of the output). Returns a GradcheckReport.");
 }
 
 }  // namespace xgrad::python

@@ -121,6 +121,13 @@ void def_scalar_ops(py::class_<PyVar>& c, const char* name, const char* rname, F
 
 }  // namespace
 
+void clear_py_tape(PyTape& t)
+{
+    t.check_alive();
+    clear_tape(t.own_f, t.f);
+    clear_tape(t.own_d, t.d);
+}
+
 void init_tape(py::module_& m)
 {
     py::class_<NoGrad>(m, "_NoGrad")
@@ -161,12 +168,17 @@ void init_tape(py::module_& m)
             }
         }, py::arg("loss"), py::arg("seed") = py::none(),
              "Reverse sweep from a one-element loss (or any output with an explicit seed).")
-        .def("clear", [](PyTape& t) {
-            t.check_alive();
-            clear_tape(t.own_f, t.f);
-            clear_tape(t.own_d, t.d);
-        }, "Forgets every node (all Vars become invalid) and keeps the memory for the next step; NumPy views "
+        .def("clear", [](PyTape& t) { clear_py_tape(t); }, "Forgets every node (all Vars become invalid) and keeps the memory for the next step; NumPy views "
            "of values and gradients taken before stay valid.")
+        .def("observe", [](const TapePtr& t, const std::string& name, py::object var) {
+            t->check_alive();
+            const PyVar& v = var.cast<const PyVar&>();
+            if (v.tape.get() != t.get()) throw std::logic_error("xgrad: observe: the Var '" + name + "' is on another tape");
+            if (v.dbl) v.d.tape().observe(name, v.d);
+            else v.f.tape().observe(name, v.f);
+            return var;
+        }, py::arg("name"), py::arg("var"),
+             "Names a Var of the model for xgrad.diagnose (a name used twice is an error); returns the Var.")
         .def("no_grad", [](const TapePtr& t) { return NoGrad{t}; }, "with tape.no_grad(): ops are recorded without backward.")
         .def("__len__", [](const PyTape& t) { return t.f ? t.f->size() : t.d ? t.d->size() : 0; })
         .def_property_readonly("capacity", [](const PyTape& t) { return t.f ? t.f->capacity() : t.d ? t.d->capacity() : 0; },

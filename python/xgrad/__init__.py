@@ -2,14 +2,16 @@
 
 The same engine as the C++ library, with the C++ names: ``Tape``, ``Var``, every op as a function
 (``xgrad.matmul``, ``xgrad.conv2d``, ...), ``gradcheck``/``gradgradcheck``, ``grad``, ``hvp``,
-``hessian``, ``jacobian``, ``jvp``, the hand-vs-tape comparison ``compare_gradients``, and
+``hessian``, ``jacobian``, ``jvp``, the hand-vs-tape comparison ``compare_gradients``, the
+quantity-by-quantity diagnosis of a hand derivation ``diagnose`` (with ``tape.observe``), and
 ``xgrad.nn`` (layers, losses, optimizers, weight files, IDX data). API: docs/python.md.
 """
 from . import _xgrad
 from ._xgrad import (  # noqa: F401
-    AnomalyError, ComparisonReport, DataError, GradcheckReport, ShapeError, Tape, Var, WeightFileError,
+    AnomalyError, ComparisonReport, DataError, DiagnosisReport, GradcheckReport, HandDerivation, Hypothesis,
+    QuantityCheck, ShapeError, Tape, Var, WeightFileError,
     max_num_threads, set_num_threads, sgemm_backend,
-    abs, add, add_scalar, avg_pool2d, broadcast_to, concatenate, conv2d, cross_entropy, diagnose_gradient,
+    abs, add, add_scalar, avg_pool2d, broadcast_to, concatenate, conv2d, cross_entropy, diagnose, diagnose_gradient,
     div, div_scalar, exp, flatten, gather, grad, gradcheck, gradgradcheck, hessian, hvp, jacobian, jvp,
     linear, log, log_softmax, matmul, max, max_pool2d, mean, mse_loss, mul, mul_scalar, neg, nll_loss,
     one_hot, permute, pick, pow, rdiv_scalar, relu, reshape, rsub_scalar, sigmoid, slice, softmax, sqrt,

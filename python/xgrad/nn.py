@@ -5,7 +5,9 @@ precision from their input. Parameters' ``.value`` and ``.grad`` are writable Nu
 Classes: Module, Linear, Conv2d, MaxPool2d, AvgPool2d, Flatten, Dropout, Sigmoid, Tanh, ReLU, Softmax,
 LogSoftmax, Lambda, Sequential, MLP, Parameter; optimizers SGD, Adam, AdamW; schedules StepLR,
 CosineLR. Functions: save_weights, load_weights, scatter_traces, read_idx, load_idx_dataset,
-epoch_order, and the losses cross_entropy, nll_loss, mse_loss, trace_scatter_loss, one_hot.
+epoch_order, the training helpers train_epoch, evaluate, accuracy, confusion_matrix (EpochStats,
+Evaluation), gradcheck_module, the losses cross_entropy, nll_loss, mse_loss, trace_scatter_loss,
+one_hot, and ``nn.init.manual_seed`` (the generator layers made without a seed draw from).
 """
 from . import _xgrad
 
