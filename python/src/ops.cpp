@@ -76,7 +76,44 @@ void init_ops(py::module_& m)
     XGRAD_UNARY(tanh, "tanh(x)");
     XGRAD_UNARY(relu, "max(x, 0)");
     XGRAD_UNARY(transpose, "swaps the last two axes");
+    XGRAD_UNARY(sin, "sin(x), elementwise");
+    XGRAD_UNARY(cos, "cos(x), elementwise");
+    XGRAD_UNARY(log1p, "log(1 + x), accurate near 0");
+    XGRAD_UNARY(expm1, "exp(x) - 1, accurate near 0");
+    XGRAD_UNARY(softplus, "log(1 + exp(x)), without overflow");
+    XGRAD_UNARY(silu, "x * sigmoid(x)");
 #undef XGRAD_UNARY
+    m.def("gelu", [](const PyVar& x, const std::string& approximate) {
+        return x.map([&](const auto& v) { return xgrad::gelu(v, approximate); });
+    }, arg("x"), arg("approximate") = "none", "x * Phi(x); approximate='tanh' for the tanh form");
+    m.def("leaky_relu", [](const PyVar& x, double slope) {
+        return x.map([&](const auto& v) { return xgrad::leaky_relu(v, slope); });
+    }, arg("x"), arg("negative_slope") = 0.01);
+    m.def("elu", [](const PyVar& x, double alpha) { return x.map([&](const auto& v) { return xgrad::elu(v, alpha); }); },
+          arg("x"), arg("alpha") = 1.0);
+    m.def("clamp", [](const PyVar& x, double lo, double hi) {
+        return x.map([&](const auto& v) { return xgrad::clamp(v, lo, hi); });
+    }, arg("x"), arg("min"), arg("max"));
+    m.def("where", [](py::object cond, py::object a, py::object b) {
+        const auto ab = operands(a, b);
+        const PyVar c = as_var(cond, ab.first);  // a bool array becomes a 0/1 constant
+        return map2(ab.first, ab.second, [&](const auto& x, const auto& y) {
+            using T = typename std::decay_t<decltype(x.value())>::value_type;
+            return xgrad::where(c.template get<T>(), x, y);
+        });
+    }, arg("condition"), arg("a"), arg("b"), "condition ? a : b elementwise (condition: bool/0-1 array or Var)");
+    m.def("logsumexp", [](const PyVar& x, py::object axis, bool keepdims) {
+        const auto axes = axes_of(axis);
+        return x.map([&](const auto& v) { return xgrad::logsumexp(v, axes, keepdims); });
+    }, arg("x"), arg("axis"), arg("keepdims") = false);
+    m.def("var", [](const PyVar& x, py::object axis, int correction, bool keepdims) {
+        const auto axes = axes_of(axis);
+        return x.map([&](const auto& v) { return xgrad::var(v, axes, correction, keepdims); });
+    }, arg("x"), arg("axis"), arg("correction") = 1, arg("keepdims") = false);
+    m.def("std", [](const PyVar& x, py::object axis, int correction, bool keepdims) {
+        const auto axes = axes_of(axis);
+        return x.map([&](const auto& v) { return xgrad::std(v, axes, correction, keepdims); });
+    }, arg("x"), arg("axis"), arg("correction") = 1, arg("keepdims") = false);
 
 #define XGRAD_BINARY(NAME, RELEASE)                                                                       \
     m.def(#NAME, [](py::object a, py::object b) {                                                        \
@@ -94,6 +131,8 @@ void init_ops(py::module_& m)
     XGRAD_BINARY(mul, false);
     XGRAD_BINARY(div, false);
     XGRAD_BINARY(matmul, true);
+    XGRAD_BINARY(maximum, false);
+    XGRAD_BINARY(minimum, false);
 #undef XGRAD_BINARY
 
 #define XGRAD_SCALAR(NAME, FIRST, SECOND)                                                                 \

@@ -16,6 +16,7 @@ from ._xgrad import (  # noqa: F401
     linear, log, log_softmax, matmul, max, max_pool2d, mean, mse_loss, mul, mul_scalar, neg, nll_loss,
     one_hot, permute, pick, pow, rdiv_scalar, relu, reshape, rsub_scalar, sigmoid, slice, softmax, sqrt,
     square, sub, sum, sum_to, tanh, trace_scatter_loss, transpose,
+    clamp, cos, elu, expm1, gelu, leaky_relu, log1p, logsumexp, maximum, minimum, silu, sin, softplus, std, var, where,
 )
 from . import nn  # noqa: F401,E402
 
