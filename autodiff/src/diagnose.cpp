@@ -502,6 +502,17 @@ struct Fitter {
                 offer(Tens(g * y * (1 - y)), "elementwise derivative",
                       fmt::format("{}: the softmax's elementwise derivative s(1 − s) used where its Jacobian belongs at {}: "
                                   "dL/dz = s ⊙ (g − Σⱼ gⱼsⱼ), not g ⊙ s(1 − s)", label, at));
+                if (z.dimension() == 2) {  // ∂s/∂zⱼ replaced by s itself: ⟨g, s⟩ in every entry of a row
+                    Tens c = z;
+                    for (std::size_t i = 0; i < z.shape()[0]; ++i) {
+                        double gs = 0;
+                        for (std::size_t k = 0; k < z.shape()[1]; ++k) gs += g(i, k) * y(i, k);
+                        for (std::size_t k = 0; k < z.shape()[1]; ++k) c(i, k) = gs;
+                    }
+                    offer(c, "missing derivative",
+                          fmt::format("{}: the softmax's derivative ∂s/∂zⱼ replaced by s itself at {}: ⟨g, s⟩ in every "
+                                      "entry instead of sⱼ(gⱼ − ⟨g, s⟩)", label, at));
+                }
             }
             if (op == "sigmoid" || op == "tanh" || op == "relu" || op == "softmax" || op == "exp" || op == "log")
                 offer(g, "missing derivative",
