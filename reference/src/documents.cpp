@@ -264,6 +264,8 @@ DiagnosisReport worked_example_2_3_2_1()
             t.observe(name, d * (1.0 - d));
         }
         t.observe("y − ŷ", t.constant(y) - t.detach(n3));
+        // δ⁽¹⁾ is printed again in each update line: the same quantity under the line's name
+        for (const char* line : {"z1 (W1 update, line 1)", "z1 (W1 update, line 2)", "z1 (b1 update)"}) t.observe(line, z1);
         return mse_loss(n3, t.constant(y), Reduction::half_sum);
     };
     auto hand = [&](HandDerivation& h) {
@@ -289,12 +291,16 @@ DiagnosisReport worked_example_2_3_2_1()
         // with two entries (first and third) to four or five digits.
         const Tens d1 = f1 * mm(d2, W2.value());
         h.grad("z1", row({-1.4749e-13, not_printed, -1.593e-13}), d1, 1e-3);
+        h.grad("z1 (W1 update, line 1)", row({-1.4749e-10, -2.451e-13, -1.593e-12}), d1, 1e-3);
+        h.grad("z1 (W1 update, line 2)", row({not_printed, -2.451e-12, not_printed}), d1, 1e-3);
         // §2.5: the printed W⁽¹⁾ after W ← W − η(δ⁽¹⁾xᵀ + W), read back as the gradient it implies
         // (its few significant digits after the 1.8000000000…: hence the tolerance)
         const Tens W1_after = {{1.800000000014749, 0.900000000029498},
                                {0.90000000000245, 2.70000000000490},
                                {2.700000000000159, 1.80000000000319}};
         h.grad("W1", Tens(((1 - eta) * W1.value() - W1_after) / eta), mm(tr(d1), x), 2e-3);
+        // the b⁽¹⁾ update, b ← b − ηδ⁽¹⁾, is set up with its own δ⁽¹⁾ (its result is not printed)
+        h.grad("z1 (b1 update)", row({-1.4749e-9, -2.451e-11, -1.593e-10}), d1, 1e-3);
     };
     return diagnose(model, hand);
 }
