@@ -11,7 +11,43 @@
 #include <fstream>
 #include <set>
 
+#include "xgrad/reference/backprop.hpp"
 #include "xgrad/reference/documents.hpp"
+
+#include <xtensor/xview.hpp>
+
+namespace {
+
+void print_vec(const std::string& name, const xgrad::Tensor<double>& v)
+{
+    fmt::print("  {:<10}", name);
+    for (double x : v) fmt::print(" {:>24.17g}", x);
+    fmt::print("\n");
+}
+
+/// The worked example's correct values with 17 digits (docs/sources.md quotes them), from the
+/// reference implementation of the step.
+void print_worked_example_values()
+{
+    using namespace xgrad;
+    const auto tr = reference::worked_example_2_3_2_1_step(reference::worked_example_2_3_2_1_parameters(),
+                                                           Tensor<double>{1.0, 2.0}, 1.0, 0.1);
+    fmt::print("the correct values (xgrad::reference::worked_example_2_3_2_1_step), 17 digits\n");
+    for (std::size_t k = 0; k < 3; ++k) {
+        print_vec("z(" + std::to_string(k + 1) + ")", tr.z[k]);
+        print_vec("n(" + std::to_string(k + 1) + ")", tr.n[k]);
+    }
+    fmt::print("  {:<10} {:>24.17g}\n  {:<10} {:>24.17g}\n", "y − ŷ", 1.0 - tr.n[2](0), "E", tr.loss);
+    for (std::size_t k = 3; k-- > 0;) print_vec("δ(" + std::to_string(k + 1) + ")", tr.delta[k]);
+    for (std::size_t k = 0; k < 3; ++k) {
+        const auto& W = tr.after[k].W;
+        for (std::size_t r = 0; r < W.shape()[0]; ++r)
+            print_vec(r == 0 ? "W(" + std::to_string(k + 1) + ") after" : "", xt::eval(xt::view(W, r, xt::all())));
+        print_vec("b(" + std::to_string(k + 1) + ") after", tr.after[k].b);
+    }
+}
+
+}  // namespace
 
 int main(int argc, char** argv)
 {
@@ -33,6 +69,7 @@ int main(int argc, char** argv)
             fmt::print("\n=== {} (source document {}): {} ===\n", d.name, d.number, d.title);
             const xgrad::DiagnosisReport r = d.run();
             fmt::print("{}", r.table());
+            if (d.number == "003") print_worked_example_values();
             if (!dot_dir.empty()) {
                 const std::string path = fmt::format("{}/{}_{}.dot", dot_dir, d.number, d.name);
                 std::ofstream(path) << r.dot;
