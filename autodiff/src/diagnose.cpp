@@ -20,25 +20,67 @@ namespace xgrad {
 using Tens = Tensor<double>;
 using Access = detail::TapeAccess<double>;
 
+namespace {
+
+HandDerivation::Given plain_given(bool is_grad, const std::string& name, Tensor<double> hand)
+{
+    HandDerivation::Given g;
+    g.is_grad = is_grad;
+    g.name = name;
+    g.hand = std::move(hand);
+    return g;
+}
+
+HandDerivation::Given printed_given(bool is_grad, const std::string& name, Tensor<double> printed,
+                                    Tensor<double> formula, double rtol)
+{
+    if (printed.shape() != formula.shape())
+        throw ShapeError(fmt::format("diagnose: '{}' printed as {} but its formula gives {}", name,
+                                     shape_str(printed.shape()), shape_str(formula.shape())));
+    HandDerivation::Given g = plain_given(is_grad, name, printed);
+    for (std::size_t i = 0; i < printed.size(); ++i)
+        if (std::isnan(printed.data()[i])) g.hand.data()[i] = formula.data()[i];
+    g.has_formula = true;
+    g.printed = std::move(printed);
+    g.formula = std::move(formula);
+    g.rtol = rtol;
+    return g;
+}
+
+}  // namespace
+
 const Tensor<double>& HandDerivation::value(const std::string& name, Tensor<double> hand)
 {
-    return give(false, name, std::move(hand));
+    return give(plain_given(false, name, std::move(hand)));
 }
 
 const Tensor<double>& HandDerivation::grad(const std::string& name, Tensor<double> hand)
 {
-    return give(true, name, std::move(hand));
+    return give(plain_given(true, name, std::move(hand)));
 }
 
-const Tensor<double>& HandDerivation::give(bool is_grad, const std::string& name, Tensor<double> hand)
+const Tensor<double>& HandDerivation::value(const std::string& name, Tensor<double> printed, Tensor<double> formula,
+                                            double rtol)
 {
-    for (const Given& g : given_)
-        if (g.is_grad == is_grad && g.name == name)
+    return give(printed_given(false, name, std::move(printed), std::move(formula), rtol));
+}
+
+const Tensor<double>& HandDerivation::grad(const std::string& name, Tensor<double> printed, Tensor<double> formula,
+                                           double rtol)
+{
+    return give(printed_given(true, name, std::move(printed), std::move(formula), rtol));
+}
+
+const Tensor<double>& HandDerivation::give(Given g)
+{
+    for (const Given& other : given_)
+        if (other.is_grad == g.is_grad && other.name == g.name)
             throw std::logic_error(fmt::format("diagnose: the hand derivation gives {} '{}' twice",
-                                               is_grad ? "the gradient of" : "the value", name));
-    given_.push_back({is_grad, name, std::move(hand)});
-    if (const Tens* t = substitute_ ? substitute_(is_grad, name) : nullptr) return *t;
-    return given_.back().hand;
+                                               g.is_grad ? "the gradient of" : "the value", g.name));
+    given_.push_back(std::move(g));
+    const Given& b = given_.back();
+    if (const Tens* t = substitute_ ? substitute_(b.is_grad, b.name) : nullptr) return *t;
+    return b.has_formula && carry_formulas_ ? b.formula : b.hand;
 }
 
 namespace {
@@ -214,6 +256,125 @@ double max_rel_error(const Tens& hand, const Tens& tape)
     return scale > 0 ? worst / scale : worst;
 }
 
+double printed_tol(const HandDerivation::Given& g, const DiagnoseOptions& o)
+{
+    return std::isnan(g.rtol) ? o.printed_rtol() : g.rtol;
+}
+
+bool close_entry(double p, double x, double tol) { return std::abs(p - x) <= tol * std::max(std::abs(p), std::abs(x)); }
+
+/// A given quantity against the tape: printed entries one by one within their printing precision,
+/// everything else (and every hand value without a formula) as agrees() does.
+bool agrees_given(const HandDerivation::Given& g, const Tens& tape, const DiagnoseOptions& o)
+{
+    if (!g.has_formula) return agrees(g.hand, tape, o.rtol());
+    if (g.hand.shape() != tape.shape()) return false;
+    const double tol = printed_tol(g, o), scale = o.rtol() * max_abs(tape) + 1e-300;
+    for (std::size_t i = 0; i < tape.size(); ++i) {
+        const double p = g.printed.data()[i], h = g.hand.data()[i], a = tape.data()[i];
+        if (!std::isnan(p) ? !close_entry(p, a, tol) : !(std::abs(h - a) <= scale)) return false;
+    }
+    return true;
+}
+
+/// The printed entries (flat indices) that are not what the quantity's own formula gives.
+std::vector<std::size_t> slipped_entries(const HandDerivation::Given& g, const DiagnoseOptions& o)
+{
+    std::vector<std::size_t> out;
+    if (!g.has_formula) return out;
+    const double tol = printed_tol(g, o);
+    for (std::size_t i = 0; i < g.printed.size(); ++i)
+        if (!std::isnan(g.printed.data()[i]) && !close_entry(g.printed.data()[i], g.formula.data()[i], tol))
+            out.push_back(i);
+    return out;
+}
+
+std::string entry_name(const Shape& s, std::size_t i)
+{
+    if (s.size() == 2) return fmt::format("({},{})", i / s[1], i % s[1]);
+    return fmt::format("[{}]", i);
+}
+
+std::string power_of_ten(double r)  // "10⁻³" for 0.001, empty when r is no power of ten
+{
+    if (!(r > 0)) return {};
+    const double k = std::round(std::log10(r));
+    if (std::abs(r / std::pow(10.0, k) - 1) > 1e-3 || k == 0) return {};
+    return fmt::format("10^{}", int(k));
+}
+
+/// A slip's explanations, fitted between the printed numbers and the formula's on the slipped
+/// entries: one factor for all (a power of ten is a decimal slip), a power of ten per entry, or
+/// where they differ.
+std::vector<Hypothesis> fit_slip(const HandDerivation::Given& g, const std::vector<std::size_t>& bad,
+                                 const std::string& label, const DiagnoseOptions& o)
+{
+    const double tol = std::max(o.fit_tol(), 2 * printed_tol(g, o));
+    const Shape& shape = g.printed.shape();
+    std::size_t printed = 0;
+    for (double p : g.printed) printed += !std::isnan(p);
+    std::string where;
+    for (std::size_t i : bad) where += (where.empty() ? "" : ", ") + entry_name(shape, i);
+    const std::string of = fmt::format("in {} ({} of {} printed entries)", where, bad.size(), printed);
+    double pf = 0, ff = 0, pp = 0;
+    for (std::size_t i : bad) {
+        const double p = g.printed.data()[i], f = g.formula.data()[i];
+        pf += p * f, ff += f * f, pp += p * p;
+    }
+    std::vector<Hypothesis> out;
+    if (ff > 0) {
+        const double alpha = pf / ff;
+        double d = 0;
+        for (std::size_t i : bad) d += std::pow(g.printed.data()[i] - alpha * g.formula.data()[i], 2);
+        const double r = std::sqrt(d) / std::max(std::sqrt(pp), std::abs(alpha) * std::sqrt(ff));
+        if (r <= tol) {
+            const std::string ten = power_of_ten(std::abs(alpha));
+            const std::string sign = alpha < 0 ? "−" : "";
+            if (std::abs(alpha + 1) <= tol)
+                out.push_back({"printing slip", fmt::format("{} printed with the wrong sign {}", label, of), r});
+            else if (!ten.empty())
+                out.push_back({"printing slip",
+                               fmt::format("{} printed as {}{} × what its own formula gives from the numbers before "
+                                           "it {}: a decimal slip",
+                                           label, sign, ten, of),
+                               r});
+            else
+                out.push_back({"printing slip",
+                               fmt::format("{} printed as {:.6g} × what its own formula gives from the numbers before "
+                                           "it {}",
+                                           label, alpha, of),
+                               r});
+        }
+    }
+    if (out.empty() && bad.size() > 1) {  // a different power of ten per entry
+        std::string each;
+        double worst = 0;
+        for (std::size_t i : bad) {
+            const double ratio = g.printed.data()[i] / g.formula.data()[i];
+            const std::string ten = power_of_ten(ratio);
+            if (ten.empty()) {
+                each.clear();
+                break;
+            }
+            worst = std::max(worst, std::abs(ratio / std::pow(10.0, std::round(std::log10(ratio))) - 1));
+            each += (each.empty() ? "" : ", ") + fmt::format("{} at {}", ten, entry_name(shape, i));
+        }
+        if (!each.empty())
+            out.push_back({"printing slip",
+                           fmt::format("{} printed with misplaced decimal points: {} × what its own formula gives "
+                                       "from the numbers before it ({} of {} printed entries)",
+                                       label, each, bad.size(), printed),
+                           worst});
+    }
+    if (out.empty())
+        out.push_back({"printing slip",
+                       fmt::format("{} as printed is not what its own formula gives from the numbers before it, {}; "
+                                   "no factor relates them",
+                                   label, of),
+                       1.0});
+    return out;
+}
+
 /// G of a pooled output (N,C,OH,OW) copied to every cell of its k×k window: (N,C,OH·kh,OW·kw).
 Tens upsample(const Tens& g, std::size_t kh, std::size_t kw, std::size_t h, std::size_t w)
 {
@@ -341,6 +502,17 @@ struct Fitter {
                 offer(Tens(g * y * (1 - y)), "elementwise derivative",
                       fmt::format("{}: the softmax's elementwise derivative s(1 − s) used where its Jacobian belongs at {}: "
                                   "dL/dz = s ⊙ (g − Σⱼ gⱼsⱼ), not g ⊙ s(1 − s)", label, at));
+                if (z.dimension() == 2) {  // ∂s/∂zⱼ replaced by s itself: ⟨g, s⟩ in every entry of a row
+                    Tens c = z;
+                    for (std::size_t i = 0; i < z.shape()[0]; ++i) {
+                        double gs = 0;
+                        for (std::size_t k = 0; k < z.shape()[1]; ++k) gs += g(i, k) * y(i, k);
+                        for (std::size_t k = 0; k < z.shape()[1]; ++k) c(i, k) = gs;
+                    }
+                    offer(c, "missing derivative",
+                          fmt::format("{}: the softmax's derivative ∂s/∂zⱼ replaced by s itself at {}: ⟨g, s⟩ in every "
+                                      "entry instead of sⱼ(gⱼ − ⟨g, s⟩)", label, at));
+                }
             }
             if (op == "sigmoid" || op == "tanh" || op == "relu" || op == "softmax" || op == "exp" || op == "log")
                 offer(g, "missing derivative",
@@ -377,6 +549,40 @@ struct Fitter {
                   fmt::format("{}: the average-pooling gradient copied to the window without the 1/{} at {}", label,
                               kh * kw, at));
         }
+    }
+
+    /// A value that differs from the tape by one constant per column, made by an add whose other
+    /// input is a bias vector: the bias taken with other numbers.
+    void bias(std::uint32_t n, const Tens& a)
+    {
+        if (h.shape() != a.shape() || h.dimension() != 2 || !(m.op(n) == "add" || m.op(n) == "linear")) return;
+        const std::size_t rows = h.shape()[0], cols = h.shape()[1];
+        for (std::uint32_t k = 0; k < Access::input_count(m.tape, n); ++k) {
+            const std::uint32_t in = Access::input(m.tape, n, k);
+            const Tens& b = m.value(in);
+            if (b.dimension() != 1 || b.size() != cols) continue;
+            Tens shifted = b, c = a;
+            std::string changed;
+            for (std::size_t j = 0; j < cols; ++j) {
+                double d = 0;
+                for (std::size_t i = 0; i < rows; ++i) d += h(i, j) - a(i, j);
+                d /= double(rows);
+                if (std::abs(d) <= o.rtol() * max_abs(a)) continue;
+                shifted(j) += d;
+                for (std::size_t i = 0; i < rows; ++i) c(i, j) += d;
+                changed += fmt::format("{}{}[{}] = {:.6g} instead of {:.6g}", changed.empty() ? "" : ", ",
+                                       input_name(in), j, shifted(j), b(j));
+            }
+            if (!changed.empty())
+                offer(c, "wrong bias", fmt::format("{} is what {} gives (the bias of {})", label, changed, m.where(n)));
+        }
+    }
+
+    std::string input_name(std::uint32_t in) const
+    {
+        for (const auto& [name, i] : m.names)
+            if (i == in) return name;
+        return fmt::format("the {} #{}", m.op(in), in);
     }
 
     void neighbours(bool is_grad, const std::string& name, const Tens& a)
@@ -440,13 +646,15 @@ std::vector<Hypothesis> fit(const Model& m, const DiagnoseOptions& o, bool is_gr
     if (is_grad) {
         f.derivative(n);
         f.terms(n, a);
+    } else {
+        f.bias(n, a);
     }
     // Best first; fits equal to rounding go to the more specific story (a derivative or a routing
     // names the mistake, "equals another layer's quantity" only says where the number came from).
     auto rank = [](const std::string& kind) {
         static const char* order[] = {"activation derivative", "elementwise derivative", "missing derivative",
                                       "pooling routing", "missing term", "extra term", "sum over axis", "transpose",
-                                      "sign", "factor", "off-by-one layer"};
+                                      "sign", "factor", "off-by-one layer", "wrong bias"};
         for (std::size_t i = 0; i < std::size(order); ++i)
             if (kind == order[i]) return i;
         return std::size(order);
@@ -489,29 +697,36 @@ DiagnosisReport diagnose(const std::function<Var<double>(Tape<double>&)>& model,
     const Model m = record(tape, model);
     std::set<std::string> corrected;  // labels whose tape value replaces the hand's
     std::map<std::string, Tens> zeros;
-    auto run = [&] {
-        HandDerivation h([&](bool is_grad, const std::string& name) -> const Tens* {
-            if (!corrected.count(label_of(is_grad, name))) return nullptr;
-            return tape_tensor(m, is_grad, name, zeros[label_of(is_grad, name)]);
-        });
+    // as_printed: printed quantities return their printed numbers; otherwise (the reruns) their
+    // formula's value, so that a corrected mistake propagates through the document's formulas.
+    auto run = [&](bool as_printed) {
+        HandDerivation h(
+            [&](bool is_grad, const std::string& name) -> const Tens* {
+                if (!corrected.count(label_of(is_grad, name))) return nullptr;
+                return tape_tensor(m, is_grad, name, zeros[label_of(is_grad, name)]);
+            },
+            !as_printed);
         hand(h);
         return h.given();
     };
+    // In the reruns a quantity is its formula's value (its hand value when it has no formula).
     auto disagrees = [&](const HandDerivation::Given& g) {
         Tens z;
         const Tens* t = tape_tensor(m, g.is_grad, g.name, z);
-        return t && !agrees(g.hand, *t, o.rtol());
+        return t && !agrees(g.has_formula ? g.formula : g.hand, *t, o.rtol());
     };
 
     DiagnosisReport r;
-    const std::deque<HandDerivation::Given> first = run();
+    const std::deque<HandDerivation::Given> first = run(true);
     std::map<std::string, std::size_t> entry;  // label → index in r.quantities
+    std::set<std::string> slips;
     for (const auto& g : first) {
         QuantityCheck q;
         q.name = g.name;
         q.is_grad = g.is_grad;
         q.label = label_of(g.is_grad, g.name);
         q.hand_shape = g.hand.shape();
+        q.printed = g.has_formula;
         Tens z;
         const Tens* t = tape_tensor(m, g.is_grad, g.name, z);
         if (!t) {
@@ -524,38 +739,57 @@ DiagnosisReport diagnose(const std::function<Var<double>(Tape<double>&)>& model,
             q.where = m.op(node) == "param" && !m.consumers[node].empty() ? "param of " + m.where(m.consumers[node][0])
                                                                           : m.where(node);
             q.max_rel_error = max_rel_error(g.hand, *t);
-            q.verdict = agrees(g.hand, *t, o.rtol()) ? Verdict::ok : Verdict::follows;  // decided below
+            q.verdict = agrees_given(g, *t, o) ? Verdict::ok : Verdict::follows;  // decided below
+            // A printed number that is not what its own formula gives is a slip of its own (unless
+            // it is right all the same).
+            const auto bad = slipped_entries(g, o);
+            if (q.verdict != Verdict::ok && !bad.empty()) {
+                q.verdict = Verdict::mistake;
+                q.slip = true;
+                q.hypotheses = fit_slip(g, bad, q.label, o);
+                slips.insert(q.label);
+            }
         }
         entry[q.label] = r.quantities.size();
         r.quantities.push_back(std::move(q));
     }
-    // Localization: the first disagreeing quantity is a mistake; with the tape's value in its place
-    // the derivation runs again, and whatever then agrees followed from it.
-    std::deque<HandDerivation::Given> current = first;
+    // Localization: the first quantity that disagrees (or is a slip) is a mistake; with the tape's
+    // value in its place the derivation runs again, and whatever then agrees followed from it.
+    std::deque<HandDerivation::Given> current = run(false);
     for (std::size_t round = 0; round <= first.size(); ++round) {
         const HandDerivation::Given* root = nullptr;
-        for (const auto& g : current)
-            if (!corrected.count(label_of(g.is_grad, g.name)) && disagrees(g)) {
+        for (const auto& g : current) {
+            const std::string l = label_of(g.is_grad, g.name);
+            if (!corrected.count(l) && (slips.count(l) || disagrees(g))) {
                 root = &g;
                 break;
             }
+        }
         if (!root) break;
         const std::string label = label_of(root->is_grad, root->name);
         if (!entry.count(label)) break;  // a name only this run gave: nothing to report against
         QuantityCheck& q = r.quantities[entry[label]];
         Tens z;
         const Tens& a = *tape_tensor(m, root->is_grad, root->name, z);
-        q.verdict = root->hand.shape() == a.shape() ? Verdict::mistake : Verdict::shape_mismatch;
-        q.max_rel_error = max_rel_error(root->hand, a);
-        q.hypotheses = fit(m, o, root->is_grad, root->name, root->hand, a);
-        if (q.hypotheses.empty()) q.pattern = pattern(root->hand, a, o.rtol());
+        const Tens& hand_value = root->has_formula ? root->formula : root->hand;
+        if (!q.slip) {
+            q.verdict = hand_value.shape() == a.shape() ? Verdict::mistake : Verdict::shape_mismatch;
+            q.max_rel_error = max_rel_error(hand_value, a);
+            q.hypotheses = fit(m, o, root->is_grad, root->name, hand_value, a);
+            if (q.hypotheses.empty()) q.pattern = pattern(hand_value, a, o.rtol());
+        } else if (disagrees(*root) && q.follows_from.empty()) {  // a slip whose formula is wrong on its own too
+            for (auto& h : fit(m, o, root->is_grad, root->name, hand_value, a)) q.hypotheses.push_back(std::move(h));
+        }
+        std::set<std::string> before;  // what disagreed before this correction
+        for (const auto& g : current)
+            if (disagrees(g)) before.insert(label_of(g.is_grad, g.name));
         corrected.insert(label);
-        current = run();
+        current = run(false);
         for (const auto& g : current) {
             const std::string l = label_of(g.is_grad, g.name);
-            if (!entry.count(l) || corrected.count(l)) continue;
+            if (!entry.count(l) || corrected.count(l) || !before.count(l) || disagrees(g)) continue;
             QuantityCheck& later = r.quantities[entry[l]];
-            if (later.verdict == Verdict::follows && later.follows_from.empty() && !disagrees(g)) later.follows_from = label;
+            if ((later.verdict == Verdict::follows || later.slip) && later.follows_from.empty()) later.follows_from = label;
         }
     }
     for (auto& q : r.quantities)  // still disagreeing but never a root: cannot happen unless the hand run changes
@@ -625,8 +859,11 @@ std::string DiagnosisReport::table() const
         const std::string shape = q.verdict == Verdict::shape_mismatch
                                       ? shape_str(q.hand_shape) + "≠" + shape_str(q.tape_shape)
                                       : shape_str(q.hand_shape);
+        std::string said = q.verdict == Verdict::ok || q.verdict == Verdict::follows ? "" : best;
+        if (q.slip && !q.follows_from.empty())
+            said += fmt::format("; its formula's value is wrong only because {} is", q.follows_from);
         os << fmt::format("{:<14} {:<26} {:<12} {:>12.3e}  {:<16} {}\n", q.label, q.where.substr(0, 26), shape,
-                          q.max_rel_error, verdict, q.verdict == Verdict::ok || q.verdict == Verdict::follows ? "" : best);
+                          q.max_rel_error, verdict, said);
     }
     const auto roots = mistakes();
     if (roots.empty() && ok()) os << "every quantity agrees with the tape\n";
@@ -661,6 +898,8 @@ std::string DiagnosisReport::json() const
         e["max_rel_error"] = std::isfinite(q.max_rel_error) ? nlohmann::ordered_json(q.max_rel_error) : nullptr;
         e["verdict"] = to_string(q.verdict);
         if (!q.follows_from.empty()) e["follows_from"] = q.follows_from;
+        if (q.printed) e["printed"] = true;
+        if (q.slip) e["slip"] = true;
         auto& hs = e["hypotheses"] = nlohmann::ordered_json::array();
         for (const auto& h : q.hypotheses) hs.push_back({{"kind", h.kind}, {"explanation", h.explanation}, {"residual", h.residual}});
         if (!q.pattern.empty()) e["pattern"] = q.pattern;

@@ -651,3 +651,101 @@ BOOST_AUTO_TEST_CASE(misuse_is_an_error)
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// ---- printed numbers with their formulas (a document's worked example) --------------------------
+
+namespace {
+
+Tens rounded(const Tens& t, int digits)  // as printed with `digits` significant digits
+{
+    Tens r = t;
+    for (double& v : r) {
+        if (v == 0) continue;
+        const double scale = std::pow(10.0, digits - 1 - int(std::floor(std::log10(std::abs(v)))));
+        v = std::round(v * scale) / scale;
+    }
+    return r;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(printed_numbers)
+
+BOOST_AUTO_TEST_CASE(right_numbers_to_their_digits_and_gaps_are_ok)
+{
+    Mlp m;
+    auto r = diagnose([&](Tape<double>& t) { return m.model(t); },
+                      [&](HandDerivation& h) {
+                          const Tens z1f = affine(m.x, m.W1.value(), m.b1.value());
+                          Tens p = rounded(z1f, 8);
+                          p(0, 0) = NAN;  // not printed
+                          const Tens& z1 = h.value("z1", p, z1f);
+                          BOOST_TEST(z1(0, 0) == z1f(0, 0));  // the gap is filled from the formula
+                          h.value("a1", rounded(sig(z1), 9), sig(z1));
+                      });
+    expect_clean(r);
+    BOOST_TEST(r.at("z1").printed);
+    BOOST_TEST(!r.at("z1").slip);
+}
+
+BOOST_AUTO_TEST_CASE(consistent_numbers_follow_the_root_and_a_misprint_is_a_slip_of_its_own)
+{
+    Mlp m;
+    auto r = diagnose([&](Tape<double>& t) { return m.model(t); },
+                      [&](HandDerivation& h) {
+                          Tens b1 = m.b1.value();
+                          b1(2) += 0.5;  // the formula's arithmetic with another bias
+                          const Tens& z1 = h.value("z1", Tens(xt::full_like(b1, NAN) * xt::ones<double>({4, 5})),
+                                                   affine(m.x, m.W1.value(), b1));
+                          const Tens& a1 = h.value("a1", rounded(sig(z1), 10), sig(z1));
+                          const Tens z2f = affine(a1, m.W2.value(), m.b2.value());
+                          Tens z2p = rounded(z2f, 10);
+                          z2p(1, 0) *= 10;  // a misprint
+                          const Tens& z2 = h.value("z2", z2p, z2f);
+                          h.value("a2", rounded(sig(z2), 10), sig(z2));
+                      });
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST(r.mistakes() == (std::vector<std::string>{"z1", "z2"}));
+    BOOST_TEST(r.at("z1").hypotheses.at(0).kind == "wrong bias");
+    BOOST_TEST(r.at("z1").hypotheses.at(0).explanation.find("b1[2] = ") != std::string::npos,
+               r.at("z1").hypotheses.at(0).explanation);
+    BOOST_TEST(r.at("a1").verdict == Verdict::follows);
+    BOOST_TEST(r.at("a1").follows_from == "z1");
+    BOOST_TEST(r.at("z2").slip);
+    BOOST_TEST(r.at("z2").hypotheses.at(0).kind == "printing slip");
+    BOOST_TEST(r.at("z2").hypotheses.at(0).explanation.find("10^1 × what its own formula gives") != std::string::npos,
+               r.at("z2").hypotheses.at(0).explanation);
+    BOOST_TEST(r.at("z2").hypotheses.at(0).explanation.find("(1,0) (1 of 8 printed entries)") != std::string::npos);
+    BOOST_TEST(r.at("z2").follows_from == "z1");  // its formula's value inherits z1's mistake
+    BOOST_TEST(r.at("a2").verdict == Verdict::follows);  // computed from the printed z2, misprint included
+    BOOST_TEST(r.at("a2").follows_from == "z1");
+}
+
+BOOST_AUTO_TEST_CASE(a_misprint_that_propagates_nowhere_else)
+{
+    Mlp m;
+    auto r = diagnose([&](Tape<double>& t) { return m.model(t); },
+                      [&](HandDerivation& h) {
+                          const Tens z1f = affine(m.x, m.W1.value(), m.b1.value());
+                          Tens p = z1f;
+                          p(0, 1) = -p(0, 1);  // a sign dropped in print
+                          h.value("z1", p, z1f);
+                          h.value("a1", sig(z1f), sig(z1f));  // the arithmetic goes on with the right value
+                      });
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST(r.mistakes() == std::vector<std::string>{"z1"});
+    BOOST_TEST(r.at("z1").hypotheses.at(0).explanation.find("wrong sign in (0,1)") != std::string::npos,
+               r.at("z1").hypotheses.at(0).explanation);
+    BOOST_TEST(r.at("z1").follows_from.empty());
+    BOOST_TEST(r.at("a1").verdict == Verdict::ok);
+}
+
+BOOST_AUTO_TEST_CASE(printed_and_formula_of_different_shapes_is_an_error)
+{
+    Mlp m;
+    BOOST_CHECK_THROW(diagnose([&](Tape<double>& t) { return m.model(t); },
+                               [&](HandDerivation& h) { h.value("z1", Tens(xt::zeros<double>({4, 5})), Tens(xt::zeros<double>({5, 4}))); }),
+                      ShapeError);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

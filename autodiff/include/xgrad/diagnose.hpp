@@ -16,6 +16,7 @@
 //           auto dW2 = h.grad("W2", matmul_by_hand(d2, a1));   // a Parameter's name
 //       });
 //   std::cout << report.table();
+#include <cmath>
 #include <deque>
 #include <functional>
 #include <iosfwd>
@@ -38,6 +39,11 @@ class DiagnoseOptions {
     XGRAD_ARG(double, fit_tol) = 1e-6;
     /// How many hypotheses a quantity lists at most (best first).
     XGRAD_ARG(std::size_t, max_hypotheses) = 3;
+    /// A printed number (HandDerivation's printed/formula overloads) agrees with the tape, or with
+    /// its own formula, when |printed − x| ≤ printed_rtol · max(|printed|, |x|), entry by entry:
+    /// printed numbers carry only the digits on the page. 1e-6 suits 7 or more significant digits;
+    /// a quantity printed with fewer passes its own tolerance.
+    XGRAD_ARG(double, printed_rtol) = 1e-6;
 };
 
 class HandDerivation;
@@ -47,7 +53,8 @@ class HandDerivation;
 struct Hypothesis {
     std::string kind;         ///< "factor", "sign", "transpose", "sum over axis", "elementwise derivative",
                               ///< "activation derivative", "off-by-one layer", "missing term",
-                              ///< "extra term", "pooling routing", "missing derivative"
+                              ///< "extra term", "pooling routing", "missing derivative", "wrong bias",
+                              ///< "printing slip" (a printed number against its own formula)
     std::string explanation;  ///< one line naming the quantity and the layer
     double residual = 0;
 };
@@ -72,7 +79,10 @@ struct QuantityCheck {
     Shape hand_shape, tape_shape;
     double max_rel_error = 0;  ///< max|hand − tape| / max|tape| (inf for a shape mismatch)
     Verdict verdict = Verdict::ok;
-    std::string follows_from;  ///< for Verdict::follows: the label of the mistake it follows from
+    std::string follows_from;  ///< for Verdict::follows: the label of the mistake it follows from; for a
+                               ///< printing slip: the mistake its formula's value follows from, if any
+    bool printed = false;      ///< given as printed numbers with their formula
+    bool slip = false;         ///< printed numbers that are not what their own formula gives
     std::vector<Hypothesis> hypotheses;  ///< for mistakes: the fitted explanations, best first
     /// For a mistake no hypothesis fits: where the elements differ, e.g.
     /// "2 of 6 elements differ, only in row 1; correlation with the tape 0.9731".
@@ -118,20 +128,40 @@ public:
     /// (a lecture note's δ² is grad("z2", ...) when z2 is the layer's pre-activation).
     const Tensor<double>& grad(const std::string& name, Tensor<double> hand);
 
+    /// A document's printed numbers (NaN where it prints none) with `formula`, what the document's
+    /// own formula gives from the values returned before. Printed numbers are fixed data, so the
+    /// formula is what lets diagnose() tell a number that is wrong only because an earlier one is
+    /// (printed = formula) from a slip of its own (printed ≠ formula, fitted between the two), and
+    /// rerun the formulas with a mistake corrected. Returns the printed numbers, gaps filled from
+    /// the formula (the formula's value while diagnose() reruns the derivation corrected). `rtol`:
+    /// the printed digits' precision, NaN for DiagnoseOptions::printed_rtol.
+    const Tensor<double>& value(const std::string& name, Tensor<double> printed, Tensor<double> formula,
+                                double rtol = NAN);
+    const Tensor<double>& grad(const std::string& name, Tensor<double> printed, Tensor<double> formula,
+                               double rtol = NAN);
+
     /// Internal: one given quantity.
     struct Given {
-        bool is_grad;
+        bool is_grad = false;
         std::string name;
-        Tensor<double> hand;
+        Tensor<double> hand;           ///< as compared: the printed numbers with gaps filled from the formula
+        bool has_formula = false;
+        Tensor<double> printed, formula;
+        double rtol = NAN;
     };
     /// Internal: returns the tape's tensor for (is_grad, name) when it is to replace the hand value.
     using Substitute = std::function<const Tensor<double>*(bool is_grad, const std::string& name)>;
-    explicit HandDerivation(Substitute substitute) : substitute_(std::move(substitute)) {}
+    /// `carry_formulas`: printed quantities return their formula's value (diagnose()'s reruns).
+    explicit HandDerivation(Substitute substitute, bool carry_formulas = false)
+        : substitute_(std::move(substitute)), carry_formulas_(carry_formulas)
+    {
+    }
     const std::deque<Given>& given() const { return given_; }
 
 private:
-    const Tensor<double>& give(bool is_grad, const std::string& name, Tensor<double> hand);
+    const Tensor<double>& give(Given g);
     Substitute substitute_;
+    bool carry_formulas_ = false;
     std::deque<Given> given_;  // deque: the returned references stay valid
 };
 

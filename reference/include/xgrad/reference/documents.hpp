@@ -1,0 +1,24 @@
+#pragma once
+// The five source documents' derivations as the documents write them (their mistakes kept as the
+// formulas they use, document 003's worked example as its printed numbers), each run through
+// xgrad::diagnose against the same network on the tape. examples/check_gradients prints the
+// reports; tests/reference/test_documents.cpp asserts what diagnose finds. docs/sources.md lists it.
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "xgrad/diagnose.hpp"
+
+namespace xgrad::reference {
+
+struct DocumentDiagnosis {
+    std::string number;  ///< "000" … "004"
+    std::string name;    ///< the network's name in docs/sources.md
+    std::string title;   ///< what is checked, one line
+    std::function<DiagnosisReport()> run;
+};
+
+/// Every document whose derivation is reproduced, in number order.
+std::vector<DocumentDiagnosis> document_diagnoses();
+
+}  // namespace xgrad::reference

@@ -1,0 +1,330 @@
+// The documents' derivations as written, through diagnose(); see xgrad/reference/documents.hpp.
+// Hand arithmetic is plain xtensor (never tape ops); each document's own formula is reproduced,
+// wrong where the document is wrong, and nothing here says what is wrong: diagnose() finds it.
+#include "xgrad/reference/documents.hpp"
+
+#include <cmath>
+
+#include <xtensor/xview.hpp>
+
+#include "xgrad/nn/losses.hpp"
+#include "xgrad/ops.hpp"
+#include "xgrad/random.hpp"
+#include "xgrad/reference/backprop.hpp"
+
+namespace xgrad::reference {
+namespace {
+
+using Tens = Tensor<double>;
+constexpr double not_printed = NAN;
+
+Tens mm(const Tens& a, const Tens& b)  // (n,k)·(k,m)
+{
+    Tens c = xt::zeros<double>({a.shape()[0], b.shape()[1]});
+    for (std::size_t i = 0; i < a.shape()[0]; ++i)
+        for (std::size_t k = 0; k < a.shape()[1]; ++k)
+            for (std::size_t j = 0; j < b.shape()[1]; ++j) c(i, j) += a(i, k) * b(k, j);
+    return c;
+}
+Tens tr(const Tens& a) { return xt::transpose(a); }
+Tens colsum(const Tens& a) { return xt::sum(a, {0}); }
+Tens sig(const Tens& z) { return 1 / (1 + xt::exp(-z)); }
+Tens affine(const Tens& x, const Tens& w, const Tens& b) { return mm(x, tr(w)) + b; }  // x·Wᵀ + b
+Tens row(std::initializer_list<double> v)
+{
+    Tens t = xt::zeros<double>({std::size_t(1), v.size()});
+    std::size_t j = 0;
+    for (double x : v) t(0, j++) = x;
+    return t;
+}
+
+Tens softmax_rows(const Tens& z)
+{
+    Tens s = z;
+    for (std::size_t i = 0; i < z.shape()[0]; ++i) {
+        double m = -INFINITY, sum = 0;
+        for (std::size_t j = 0; j < z.shape()[1]; ++j) m = std::max(m, z(i, j));
+        for (std::size_t j = 0; j < z.shape()[1]; ++j) sum += (s(i, j) = std::exp(z(i, j) - m));
+        for (std::size_t j = 0; j < z.shape()[1]; ++j) s(i, j) /= sum;
+    }
+    return s;
+}
+Tens one_hot_rows(const IndexTensor& y, std::size_t c)
+{
+    Tens t = xt::zeros<double>({y.size(), c});
+    for (std::size_t i = 0; i < y.size(); ++i) t(i, std::size_t(y(i))) = 1;
+    return t;
+}
+
+// ---- 000: the trace regularizer's gradient as the document's D1 writes it -----------------------
+
+DiagnosisReport mlp_trace_regularizer()
+{
+    const IndexTensor labels = {0, 1, 1, 2, 0, 2, 2, 1};
+    const std::size_t N = 8, C = 3;
+    const Tens X = rand_uniform({N, 4}, 1, -1.0, 1.0), D = one_hot_rows(labels, C);
+    Parameter<double> W1(rand_uniform({5, 4}, 2, -1.0, 1.0), "W1"), b1(rand_uniform({5}, 3, -1.0, 1.0), "b1"),
+        W2(rand_uniform({3, 5}, 4, -1.0, 1.0), "W2"), b2(rand_uniform({3}, 5, -1.0, 1.0), "b2");
+    const double gamma = 0.3;
+    auto model = [&](Tape<double>& t) {
+        auto z1 = t.observe("z1", linear(t.constant(X), t.param(W1), t.param(b1)));
+        auto y1 = t.observe("y1", sigmoid(z1));
+        auto y = t.observe("y", linear(y1, t.param(W2), t.param(b2)));
+        auto data = t.observe("squared error", mse_loss(y, t.constant(D), Reduction::half_sum));
+        auto reg = t.observe("regularizer", trace_regularizer_on_tape(y, labels, C, gamma));
+        return data + reg;
+    };
+    auto hand = [&](HandDerivation& h) {
+        const Tens& z1 = h.value("z1", affine(X, W1.value(), b1.value()));
+        const Tens& y1 = h.value("y1", sig(z1));
+        const Tens& Y = h.value("y", affine(y1, W2.value(), b2.value()));
+        // D1 per sample, n read as n_c: (y − d) + γ[(1 − 1/n_c)(y_i − m_c) − n_c(1/n_c − 1/N)(m_c − m)]
+        Tens mc = xt::zeros<double>({C, C});
+        const Tens m = xt::mean(Y, {0});
+        std::vector<double> n(C, 0);
+        for (std::size_t i = 0; i < N; ++i) {
+            n[std::size_t(labels(i))] += 1;
+            for (std::size_t d = 0; d < C; ++d) mc(std::size_t(labels(i)), d) += Y(i, d);
+        }
+        for (std::size_t c = 0; c < C; ++c)
+            for (std::size_t d = 0; d < C; ++d) mc(c, d) /= n[c];
+        Tens dY = Y - D;
+        for (std::size_t i = 0; i < N; ++i) {
+            const auto c = std::size_t(labels(i));
+            for (std::size_t d = 0; d < C; ++d)
+                dY(i, d) += gamma * ((1 - 1 / n[c]) * (Y(i, d) - mc(c, d)) - n[c] * (1 / n[c] - 1.0 / N) * (mc(c, d) - m(d)));
+        }
+        const Tens& d2 = h.grad("y", dY);
+        h.grad("W2", mm(tr(d2), y1));  // D3
+        h.grad("b2", colsum(d2));
+        const Tens& d1 = h.grad("z1", Tens(y1 * (1 - y1) * mm(d2, W2.value())));  // D2
+        h.grad("W1", mm(tr(d1), X));  // D4, as δ⁽¹⁾xᵀ summed over the samples
+        h.grad("b1", colsum(d1));
+    };
+    return diagnose(model, hand);
+}
+
+// ---- 001: the δ recursion of §3 (E = ½Σ(y − t)², (47)) against the loss the notes train, (44) ----
+
+DiagnosisReport mlp_l_layer_notes()
+{
+    Parameter<double> W1(rand_uniform({7, 5}, 11, -1.0, 1.0), "W1"), W2(rand_uniform({6, 7}, 13, -1.0, 1.0), "W2"),
+        W3(rand_uniform({3, 6}, 15, -1.0, 1.0), "W3");
+    const Tens X = rand_uniform({6, 5}, 17, -1.0, 1.0), T = rand_uniform({6, 3}, 18, -1.0, 1.0);
+    auto model = [&](Tape<double>& t) {  // no biases, as in the notes; h = σ, then ReLU, linear output
+        auto a2 = t.observe("a2", linear(t.constant(X), t.param(W1)));
+        auto z2 = t.observe("z2", sigmoid(a2));
+        auto a3 = t.observe("a3", linear(z2, t.param(W2)));
+        auto z3 = t.observe("z3", relu(a3));
+        auto y = t.observe("a4", linear(z3, t.param(W3)));
+        return mse_loss(y, t.constant(T), Reduction::sum);  // (44): Σₙ Σᵢ (yₙᵢ − Tₙᵢ)²
+    };
+    auto hand = [&](HandDerivation& h) {
+        const Tens& a2 = h.value("a2", mm(X, tr(W1.value())));
+        const Tens& z2 = h.value("z2", sig(a2));
+        const Tens& a3 = h.value("a3", mm(z2, tr(W2.value())));
+        const Tens& z3 = h.value("z3", Tens(xt::maximum(a3, 0.0)));
+        const Tens& y = h.value("a4", mm(z3, tr(W3.value())));
+        const Tens& d4 = h.grad("a4", y - T);  // §3.2.2: δ⁽ᴸ⁾ = ∂E/∂y for the linear output
+        h.grad("W3", mm(tr(d4), z3));          // §3.2.3: ∂E/∂W⁽ˡ⁻¹⁾ = δ⁽ˡ⁾z⁽ˡ⁻¹⁾ᵀ
+        const Tens& d3 = h.grad("a3", Tens(xt::cast<double>(a3 > 0.0) * mm(d4, W3.value())));
+        h.grad("W2", mm(tr(d3), z2));
+        const Tens& d2 = h.grad("a2", Tens(z2 * (1 - z2) * mm(d3, W2.value())));
+        h.grad("W1", mm(tr(d2), X));
+    };
+    return diagnose(model, hand);
+}
+
+// ---- 002: the CNN's backward pass with the pooling derivative ¼ dropped, as §2.2.4 says ------------
+
+DiagnosisReport cnn_sigmoid_avgpool()
+{
+    const std::size_t B = 3, H = 10, O = 3, K = 3, P = (H - K + 1) / 2, F = O * P * P, classes = 4;
+    Parameter<double> V(rand_uniform({O, 1, K, K}, 21, -1.0, 1.0), "V"), q(rand_uniform({O}, 22, -1.0, 1.0), "q"),
+        W(rand_uniform({classes, F}, 23, -1.0, 1.0), "W"), b(rand_uniform({classes}, 24, -1.0, 1.0), "b");
+    const Tens X = rand_uniform({B, 1, H, H}, 25, 0.0, 1.0);
+    const IndexTensor labels = {0, 3, 1};
+    auto model = [&](Tape<double>& t) {
+        auto d = t.observe("d", conv2d(t.constant(X), t.param(V), t.param(q)));
+        auto c = t.observe("c", sigmoid(d));
+        auto a = t.observe("a", flatten(avg_pool2d(c, 2)));
+        auto x = t.observe("x", linear(a, t.param(W), t.param(b)));
+        return cross_entropy(x, labels, Reduction::sum);
+    };
+    auto hand = [&](HandDerivation& h) {
+        const std::size_t S = H - K + 1;
+        Tens dv = xt::zeros<double>({B, O, S, S});  // (13): d = Uv + q
+        for (std::size_t n = 0; n < B; ++n)
+            for (std::size_t o = 0; o < O; ++o)
+                for (std::size_t i = 0; i < S; ++i)
+                    for (std::size_t j = 0; j < S; ++j) {
+                        double acc = q.value()(o);
+                        for (std::size_t u = 0; u < K; ++u)
+                            for (std::size_t v = 0; v < K; ++v) acc += V.value()(o, 0, u, v) * X(n, 0, i + u, j + v);
+                        dv(n, o, i, j) = acc;
+                    }
+        const Tens& d = h.value("d", dv);
+        const Tens& c = h.value("c", sig(d));
+        Tens av = xt::zeros<double>({B, F});  // (11): a = ¼ of each 2×2 window
+        for (std::size_t n = 0; n < B; ++n)
+            for (std::size_t o = 0; o < O; ++o)
+                for (std::size_t i = 0; i < P; ++i)
+                    for (std::size_t j = 0; j < P; ++j)
+                        av(n, (o * P + i) * P + j) = 0.25 * (c(n, o, 2 * i, 2 * j) + c(n, o, 2 * i, 2 * j + 1) +
+                                                             c(n, o, 2 * i + 1, 2 * j) + c(n, o, 2 * i + 1, 2 * j + 1));
+        const Tens& a = h.value("a", av);
+        const Tens& x = h.value("x", affine(a, W.value(), b.value()));
+        const Tens& dx = h.grad("x", softmax_rows(x) - one_hot_rows(labels, classes));  // (7)
+        h.grad("W", mm(tr(dx), a));                                                     // (9)
+        h.grad("b", colsum(dx));
+        const Tens& da = h.grad("a", mm(dx, W.value()));
+        // §2.2.4: "the pooling derivative is always ¼, so it does not matter": each c of a window
+        // receives its a's gradient as it is
+        Tens dc = xt::zeros<double>({B, O, S, S});
+        for (std::size_t n = 0; n < B; ++n)
+            for (std::size_t o = 0; o < O; ++o)
+                for (std::size_t i = 0; i < 2 * P; ++i)
+                    for (std::size_t j = 0; j < 2 * P; ++j) dc(n, o, i, j) = da(n, (o * P + i / 2) * P + j / 2);
+        const Tens& gc = h.grad("c", dc);
+        const Tens& gd = h.grad("d", Tens(gc * c * (1 - c)));  // (12)
+        Tens gV = xt::zeros<double>({O, std::size_t(1), K, K}), gq = xt::zeros<double>({O});  // (14), (15)
+        for (std::size_t n = 0; n < B; ++n)
+            for (std::size_t o = 0; o < O; ++o)
+                for (std::size_t i = 0; i < S; ++i)
+                    for (std::size_t j = 0; j < S; ++j) {
+                        gq(o) += gd(n, o, i, j);
+                        for (std::size_t u = 0; u < K; ++u)
+                            for (std::size_t v = 0; v < K; ++v) gV(o, 0, u, v) += gd(n, o, i, j) * X(n, 0, i + u, j + v);
+                    }
+        h.grad("V", gV);
+        h.grad("q", gq);
+    };
+    return diagnose(model, hand);
+}
+
+// ---- 004: the softmax network's gradients, (12), (15) and (18) -------------------------------------
+
+DiagnosisReport mnist_softmax_sgd()
+{
+    const std::size_t B = 4, I = 784, C = 10;
+    Parameter<double> b0(rand_uniform({I}, 32, -0.1, 0.1), "b0"), W1(rand_uniform({I, C}, 33, -0.087, 0.087), "W1"),
+        b1(rand_uniform({C}, 34, -0.1, 0.1), "b1");
+    const Tens X = rand_uniform({B, I}, 31, 0.0, 1.0);
+    Tens T = xt::zeros<double>({B, C});
+    for (std::size_t i = 0; i < B; ++i) T(i, (3 * i) % C) = 1;
+    auto model = [&](Tape<double>& t) {
+        auto l0 = t.observe("l0", tanh(t.constant(X) + t.param(b0)));
+        auto u = t.observe("u", matmul(l0, t.param(W1)) + t.param(b1));
+        auto s = t.observe("s", softmax(u, 1));
+        return mse_loss(s, t.constant(T), Reduction::sum);  // (7), summed over the batch
+    };
+    auto hand = [&](HandDerivation& h) {
+        const Tens& l0 = h.value("l0", Tens(xt::tanh(X + b0.value())));
+        const Tens& u = h.value("u", Tens(mm(l0, W1.value()) + b1.value()));
+        const Tens& s = h.value("s", softmax_rows(u));
+        const Tens& g = h.grad("s", Tens(-2.0 * (T - s)));  // ∂L/∂y_pred = −2(y − y_pred)
+        // (12): ∂L/∂b₁ᵢ = −2(y − y_pred)·∂ᵢA₂(u), with ∂ᵢA₂,k = s_k(δ_ki − s_i)
+        Tens du12 = xt::zeros<double>({B, C});
+        for (std::size_t n = 0; n < B; ++n)
+            for (std::size_t i = 0; i < C; ++i)
+                for (std::size_t k = 0; k < C; ++k) du12(n, i) += g(n, k) * s(n, k) * ((k == i) - s(n, i));
+        h.grad("b1", colsum(du12));
+        // (15): ∂L/∂W₁,ᵢⱼ = −2 l₀,ᵢ A₂·(y − y_pred): the factor of l₀,ᵢ, per output j
+        Tens du15 = xt::zeros<double>({B, C});
+        for (std::size_t n = 0; n < B; ++n)
+            for (std::size_t j = 0; j < C; ++j)
+                for (std::size_t k = 0; k < C; ++k) du15(n, j) += g(n, k) * s(n, k);
+        const Tens& du = h.grad("u", du15);
+        h.grad("W1", mm(tr(l0), du));
+        // (18): ∂L/∂b₀,ᵢ = −2 ∂ᵢA₁·W₁·∂A₂·(y − y_pred), with the Jacobian of (12)
+        h.grad("b0", colsum(Tens((1 - l0 * l0) * mm(du12, tr(W1.value())))));
+    };
+    return diagnose(model, hand);
+}
+
+// ---- 003: the worked 2-3-2-1 example, its printed numbers ------------------------------------
+
+DiagnosisReport worked_example_2_3_2_1()
+{
+    const auto layers = worked_example_2_3_2_1_parameters();
+    Parameter<double> W1(layers[0].W, "W1"), b1(layers[0].b, "b1"), W2(layers[1].W, "W2"), b2(layers[1].b, "b2"),
+        W3(layers[2].W, "W3"), b3(layers[2].b, "b3");
+    const Tens x = row({1, 2}), y = row({1});
+    const double eta = 0.1;
+    auto model = [&](Tape<double>& t) {
+        auto z1 = t.observe("z1", linear(t.constant(x), t.param(W1), t.param(b1)));
+        auto n1 = t.observe("n1", sigmoid(z1));
+        auto z2 = t.observe("z2", linear(n1, t.param(W2), t.param(b2)));
+        auto n2 = t.observe("n2", sigmoid(z2));
+        auto z3 = t.observe("z3", linear(n2, t.param(W3), t.param(b3)));
+        auto n3 = t.observe("ŷ", sigmoid(z3));
+        // the printed derivatives f′(z) = n(1 − n) and y − ŷ, off the loss's graph
+        for (auto [name, n] : {std::pair{"f′(z1)", n1}, {"f′(z2)", n2}, {"f′(z3)", n3}}) {
+            auto d = t.detach(n);
+            t.observe(name, d * (1.0 - d));
+        }
+        t.observe("y − ŷ", t.constant(y) - t.detach(n3));
+        // δ⁽¹⁾ is printed again in each update line: the same quantity under the line's name
+        for (const char* line : {"z1 (W1 update, line 1)", "z1 (W1 update, line 2)", "z1 (b1 update)"}) t.observe(line, z1);
+        return mse_loss(n3, t.constant(y), Reduction::half_sum);
+    };
+    auto hand = [&](HandDerivation& h) {
+        // §1: forward, neuron by neuron; the document's z5 takes b = 2 (its arithmetic, kept)
+        const Tens& z1 = h.value("z1", row({not_printed, not_printed, not_printed}), affine(x, W1.value(), b1.value()));
+        const Tens& n1 = h.value("n1", row({0.993307149075715, 0.999876605424014, 0.999954602131298}), sig(z1));
+        const Tens& f1 = h.value("f′(z1)", row({0.006648056670790, 0.000123379349765, 0.000045395807735}), n1 * (1 - n1));
+        Tens b2_used = b2.value();
+        b2_used(1) = 2;
+        const Tens& z2 = h.value("z2", row({5.993092958762325, not_printed}), affine(n1, W2.value(), b2_used));
+        const Tens& n2 = h.value("n2", row({0.997510281884102, not_printed}), sig(z2));
+        const Tens& f2 = h.value("f′(z2)", row({0.002483519419601, 0.000125939063189}), n2 * (1 - n2));
+        const Tens& z3 = h.value("z3", row({not_printed}), affine(n2, W3.value(), b3.value()));
+        const Tens& n3 = h.value("ŷ", row({0.997520293823002}), sig(z3));
+        const Tens& e = h.value("y − ŷ", row({0.002479706176998}), y - n3);
+        const Tens& f3 = h.value("f′(z3)", row({0.002473557234274}), n3 * (1 - n3));
+        // §2: δ⁽³⁾ = −(y − ŷ) f₃′, δ⁽ᵏ⁾ = f′(z⁽ᵏ⁾) ⊙ W⁽ᵏ⁺¹⁾ᵀδ⁽ᵏ⁺¹⁾
+        const Tens& d3 = h.grad("z3", row({-0.000006133695153}), -e * f3);
+        const Tens& g2 = h.grad("n2", row({-0.000006133695153, -0.000018401085459}), mm(d3, W3.value()));
+        const Tens d2 = f2 * g2;
+        h.grad("z2", row({-0.0000000015233151, -0.000000002317415}), d2);
+        // δ⁽¹⁾ is computed from δ⁽²⁾ as the formula gives it, not from the printed line; it is printed
+        // with two entries (first and third) to four or five digits.
+        const Tens d1 = f1 * mm(d2, W2.value());
+        h.grad("z1", row({-1.4749e-13, not_printed, -1.593e-13}), d1, 1e-3);
+        h.grad("z1 (W1 update, line 1)", row({-1.4749e-10, -2.451e-13, -1.593e-12}), d1, 1e-3);
+        h.grad("z1 (W1 update, line 2)", row({not_printed, -2.451e-12, not_printed}), d1, 1e-3);
+        // §2.5: the printed W⁽¹⁾ after W ← W − η(δ⁽¹⁾xᵀ + W), read back as the gradient it implies
+        // (its few significant digits after the 1.8000000000…: hence the tolerance)
+        const Tens W1_after = {{1.800000000014749, 0.900000000029498},
+                               {0.90000000000245, 2.70000000000490},
+                               {2.700000000000159, 1.80000000000319}};
+        h.grad("W1", Tens(((1 - eta) * W1.value() - W1_after) / eta), mm(tr(d1), x), 2e-3);
+        // the b⁽¹⁾ update, b ← b − ηδ⁽¹⁾, is set up with its own δ⁽¹⁾ (its result is not printed)
+        h.grad("z1 (b1 update)", row({-1.4749e-9, -2.451e-11, -1.593e-10}), d1, 1e-3);
+    };
+    return diagnose(model, hand);
+}
+
+}  // namespace
+
+std::vector<DocumentDiagnosis> document_diagnoses()
+{
+    return {
+        {"000", "mlp_trace_regularizer",
+         "3-layer MLP, ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b): the regularizer's gradient as D1 writes it", mlp_trace_regularizer},
+        {"001", "mlp_l_layer_notes",
+         "L-layer MLP: the δ recursion of §3 (E = ½Σ(y − t)², (47)) against the loss of (44), E = ΣΣ(y − T)²",
+         mlp_l_layer_notes},
+        {"002", "cnn_sigmoid_avgpool",
+         "conv → sigmoid → 2×2 average pool → dense → softmax cross-entropy, the pooling derivative dropped (§2.2.4)",
+         cnn_sigmoid_avgpool},
+        {"003", "worked_example_2_3_2_1",
+         "the worked 2-3-2-1 sigmoid example, x = [1 2], y = 1, E = ½(y − ŷ)²: every printed number against the tape",
+         worked_example_2_3_2_1},
+        {"004", "mnist_softmax_sgd",
+         "softmax(tanh(x + b0)·W1 + b1) under Σ(y − t)²: ∂L/∂b1 by (12), ∂L/∂W1 by (15), ∂L/∂b0 by (18)",
+         mnist_softmax_sgd},
+    };
+}
+
+}  // namespace xgrad::reference

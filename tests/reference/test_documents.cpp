@@ -1,0 +1,111 @@
+// What diagnose() finds in each source document's derivation as written (docs/sources.md, "What
+// check_gradients finds"): which quantities are mistakes, which follow from which, the top
+// explanation's kind and its numbers. The derivations are xgrad::reference::document_diagnoses(),
+// the same that examples/check_gradients prints; the findings are diagnose()'s, asserted here.
+#define BOOST_TEST_MODULE documents
+#include <boost/test/unit_test.hpp>
+
+#include <map>
+
+#include "xgrad/reference/documents.hpp"
+
+using namespace xgrad;
+
+namespace {
+
+DiagnosisReport run(const std::string& number)
+{
+    for (const auto& d : reference::document_diagnoses())
+        if (d.number == number) return d.run();
+    throw std::runtime_error("no document " + number);
+}
+
+void expect_top(const DiagnosisReport& r, const std::string& label, const std::string& kind, const std::string& words)
+{
+    const QuantityCheck& q = r.at(label);
+    BOOST_TEST(q.verdict == Verdict::mistake, label);
+    BOOST_TEST_REQUIRE(!q.hypotheses.empty(), label);
+    BOOST_TEST(q.hypotheses[0].kind == kind, label);
+    BOOST_TEST(q.hypotheses[0].explanation.find(words) != std::string::npos, q.hypotheses[0].explanation);
+}
+
+void expect_follow(const DiagnosisReport& r, const std::vector<std::string>& labels, const std::string& root)
+{
+    for (const auto& l : labels) {
+        BOOST_TEST(r.at(l).verdict == Verdict::follows, l);
+        BOOST_TEST(r.at(l).follows_from == root, l);
+    }
+}
+
+void expect_ok(const DiagnosisReport& r, const std::vector<std::string>& labels)
+{
+    for (const auto& l : labels) BOOST_TEST(r.at(l).verdict == Verdict::ok, l);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(document_000_regularizer_gradient_is_the_one_mistake)
+{
+    const auto r = run("000");
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST(r.mistakes() == std::vector<std::string>{"dL/dy"});
+    BOOST_TEST(r.at("dL/dy").hypotheses.empty());  // nothing simple relates D1 to the true gradient
+    BOOST_TEST(r.at("dL/dy").pattern.find("24 of 24 elements differ") != std::string::npos, r.at("dL/dy").pattern);
+    expect_follow(r, {"dL/dW2", "dL/db2", "dL/dz1", "dL/dW1", "dL/db1"}, "dL/dy");
+    expect_ok(r, {"z1", "y1", "y"});
+}
+
+BOOST_AUTO_TEST_CASE(document_001_recursion_is_half_the_gradient_of_44)
+{
+    const auto r = run("001");
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST(r.mistakes() == std::vector<std::string>{"dL/da4"});
+    expect_top(r, "dL/da4", "factor", "1/2 × the tape's: the 2 of a square's derivative");
+    expect_follow(r, {"dL/dW3", "dL/da3", "dL/dW2", "dL/da2", "dL/dW1"}, "dL/da4");
+}
+
+BOOST_AUTO_TEST_CASE(document_002_pooling_quarter_dropped)
+{
+    const auto r = run("002");
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST(r.mistakes() == std::vector<std::string>{"dL/dc"});
+    expect_top(r, "dL/dc", "pooling routing", "without the 1/4");
+    expect_follow(r, {"dL/dd", "dL/dV", "dL/dq"}, "dL/dc");
+    expect_ok(r, {"dL/dx", "dL/dW", "dL/db", "dL/da"});
+}
+
+BOOST_AUTO_TEST_CASE(document_003_every_printed_mistake_and_its_root)
+{
+    const auto r = run("003");
+    BOOST_TEST_MESSAGE(r.table());
+    // z5 (not printed) computed with the bias 2: the root; four printed quantities are slips of their own
+    BOOST_TEST(r.mistakes() == (std::vector<std::string>{"z2", "f′(z2)", "dL/dz2", "dL/dz1", "dL/dz1 (W1 update, line 1)",
+                                                          "dL/dW1", "dL/dz1 (b1 update)"}));
+    expect_top(r, "z2", "wrong bias", "b2[1] = 2 instead of 1");
+    expect_follow(r, {"n2", "z3", "ŷ", "y − ŷ", "f′(z3)", "dL/dz3", "dL/dn2", "dL/dz1 (W1 update, line 2)"}, "z2");
+    expect_ok(r, {"z1", "n1", "f′(z1)"});
+    BOOST_TEST(r.table().find("first mistake: z2") != std::string::npos);
+    for (const char* slip : {"f′(z2)", "dL/dz2", "dL/dz1", "dL/dz1 (W1 update, line 1)", "dL/dW1", "dL/dz1 (b1 update)"}) {
+        BOOST_TEST(r.at(slip).slip, slip);
+        BOOST_TEST(r.at(slip).follows_from == "z2", slip);  // and their formulas inherit z5's mistake
+    }
+    expect_top(r, "dL/dz2", "printing slip", "10^-1 × what its own formula gives");
+    BOOST_TEST(r.at("dL/dz2").hypotheses[0].explanation.find("(1 of 2 printed entries)") != std::string::npos);
+    expect_top(r, "dL/dz1", "printing slip", "10^-3 at (0,0), 10^-1 at (0,2)");
+    expect_top(r, "dL/dW1", "printing slip", "10^1 × what its own formula gives");
+    expect_top(r, "dL/dz1 (W1 update, line 1)", "printing slip", "10^-1 × what its own formula gives");
+    expect_top(r, "dL/dz1 (b1 update)", "printing slip", "10^1 at (0,0), 10^1 at (0,1), 10^2 at (0,2)");
+    BOOST_TEST(r.at("dL/dW1").hypotheses[0].explanation.find("(1,0), (1,1), (2,1) (3 of 6") != std::string::npos);
+    // f₅′: a small slip beside z5's mistake (the document's numbers imply z5 ≈ 8.97946, not 8.97958)
+    expect_top(r, "f′(z2)", "printing slip", "printed as 1.0001");
+}
+
+BOOST_AUTO_TEST_CASE(document_004_softmax_derivative_replaced_by_the_output)
+{
+    const auto r = run("004");
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST(r.mistakes() == std::vector<std::string>{"dL/du"});
+    expect_top(r, "dL/du", "missing derivative", "replaced by s itself");
+    expect_follow(r, {"dL/dW1"}, "dL/du");
+    expect_ok(r, {"dL/ds", "dL/db1", "dL/db0"});
+}
