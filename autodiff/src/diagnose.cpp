@@ -792,8 +792,39 @@ DiagnosisReport diagnose(const std::function<Var<double>(Tape<double>&)>& model,
             if ((later.verdict == Verdict::follows || later.slip) && later.follows_from.empty()) later.follows_from = label;
         }
     }
-    for (auto& q : r.quantities)  // still disagreeing but never a root: cannot happen unless the hand run changes
-        if (q.verdict == Verdict::follows && q.follows_from.empty()) q.verdict = Verdict::mistake;
+    // A printed number worked on from an earlier misprint (consistent with it, so not a slip, but
+    // wrong) is fixed data: no correction makes it agree. It follows the first slip without which
+    // its own formula no longer gives it (the derivation rerun as printed, that slip replaced).
+    std::vector<std::size_t> unassigned;
+    for (std::size_t i = 0; i < r.quantities.size(); ++i)
+        if (r.quantities[i].verdict == Verdict::follows && r.quantities[i].follows_from.empty() && r.quantities[i].printed)
+            unassigned.push_back(i);
+    for (const auto& slip : r.quantities) {
+        if (unassigned.empty()) break;
+        if (!slip.slip) continue;
+        corrected = {slip.label};
+        const std::deque<HandDerivation::Given> again = run(true);
+        for (auto it = unassigned.begin(); it != unassigned.end();) {
+            QuantityCheck& q = r.quantities[*it];
+            bool moved = false;
+            for (const auto& g : again)
+                if (label_of(g.is_grad, g.name) == q.label) moved = g.has_formula && !slipped_entries(g, o).empty();
+            if (moved) {
+                q.follows_from = slip.label;
+                it = unassigned.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    for (auto& q : r.quantities)  // disagreeing, yet neither a mistake nor following one: say so
+        if (q.verdict == Verdict::follows && q.follows_from.empty()) {
+            q.verdict = Verdict::mistake;
+            Tens z;
+            if (const Tens* t = tape_tensor(m, q.is_grad, q.name, z))
+                for (const auto& g : first)
+                    if (label_of(g.is_grad, g.name) == q.label) q.pattern = pattern(g.hand, *t, o.rtol());
+        }
     std::set<std::string> given;
     for (const auto& g : first) given.insert(g.name);
     for (const auto& name : m.observed)
@@ -846,12 +877,25 @@ const QuantityCheck& DiagnosisReport::at(const std::string& label) const
 
 std::string DiagnosisReport::table() const
 {
-    std::ostringstream os;
-    os << fmt::format("{:<14} {:<26} {:<12} {:>12}  {:<16} {}\n", "quantity", "on the tape", "shape", "max rel err",
-                      "verdict", "best explanation");
+    // Columns as wide as their longest entry (labels such as "dL/dz1 (W1 update, line 1)").
+    auto width = [](const std::string& t) {  // code points: fmt pads UTF-8 by them
+        return std::size_t(std::count_if(t.begin(), t.end(), [](char ch) { return (ch & 0xC0) != 0x80; }));
+    };
+    auto verdict_of = [](const QuantityCheck& q) {
+        std::string v = to_string(q.verdict);
+        if (q.verdict == Verdict::follows) v += " " + q.follows_from;
+        return v;
+    };
+    std::size_t lw = width("quantity"), vw = width("verdict");
     for (const auto& q : quantities) {
-        std::string verdict = to_string(q.verdict);
-        if (q.verdict == Verdict::follows) verdict += " " + q.follows_from;
+        lw = std::max(lw, width(q.label));
+        vw = std::max(vw, width(verdict_of(q)));
+    }
+    std::ostringstream os;
+    os << fmt::format("{:<{}} {:<26} {:<12} {:>12}  {:<{}} {}\n", "quantity", lw, "on the tape", "shape", "max rel err",
+                      "verdict", vw, "best explanation");
+    for (const auto& q : quantities) {
+        const std::string verdict = verdict_of(q);
         const std::string best = !q.hypotheses.empty() ? q.hypotheses.front().explanation
                                  : q.verdict == Verdict::unmatched
                                      ? "no observed quantity or parameter is named '" + q.name + "'"
@@ -862,8 +906,10 @@ std::string DiagnosisReport::table() const
         std::string said = q.verdict == Verdict::ok || q.verdict == Verdict::follows ? "" : best;
         if (q.slip && !q.follows_from.empty())
             said += fmt::format("; its formula's value is wrong only because {} is", q.follows_from);
-        os << fmt::format("{:<14} {:<26} {:<12} {:>12.3e}  {:<16} {}\n", q.label, q.where.substr(0, 26), shape,
-                          q.max_rel_error, verdict, said);
+        std::size_t cut = std::min<std::size_t>(q.where.size(), 26);  // not inside a UTF-8 sequence
+        while (cut < q.where.size() && cut > 0 && (q.where[cut] & 0xC0) == 0x80) --cut;
+        os << fmt::format("{:<{}} {:<26} {:<12} {:>12.3e}  {:<{}} {}\n", q.label, lw, q.where.substr(0, cut), shape,
+                          q.max_rel_error, verdict, vw, said);
     }
     const auto roots = mistakes();
     if (roots.empty() && ok()) os << "every quantity agrees with the tape\n";

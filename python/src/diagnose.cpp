@@ -5,6 +5,8 @@
 // without the GIL; both callbacks take it back.
 #include <xgrad/diagnose.hpp>
 
+#include <cmath>
+
 #include "common.hpp"
 
 namespace xgrad::python {
@@ -134,16 +136,22 @@ void init_diagnose(py::module_& m)
     py::class_<PyHand, HandPtr>(m, "HandDerivation",
                                 "What diagnose() passes to the hand derivation: give each quantity as it is computed "
                                 "and go on with the array returned.")
-        .def("value", [](const PyHand& h, const std::string& name, py::object a) {
-            return copy(h.get().value(name, to_tensor<double>(a)));
-        }, arg("name"), arg("hand"),
+        .def("value", [](const PyHand& h, const std::string& name, py::object a, py::object formula, py::object rtol) {
+            if (formula.is_none()) return copy(h.get().value(name, to_tensor<double>(a)));
+            return copy(h.get().value(name, to_tensor<double>(a), to_tensor<double>(formula),
+                                      rtol.is_none() ? NAN : rtol.cast<double>()));
+        }, arg("name"), arg("hand"), arg("formula") = py::none(), arg("rtol") = py::none(),
              "The hand value of the Var observed under `name`; returns the array to continue with (float64): yours, "
-             "or the tape's when diagnose() checks whether later quantities follow from an earlier mistake.")
-        .def("grad", [](const PyHand& h, const std::string& name, py::object a) {
-            return copy(h.get().grad(name, to_tensor<double>(a)));
-        }, arg("name"), arg("hand"),
+             "or the tape's when diagnose() checks whether later quantities follow from an earlier mistake. With "
+             "`formula`, `hand` is a printed number (NaN where not printed) and `formula` what its own formula gives "
+             "from the values before it; `rtol` is how many digits it was printed with.")
+        .def("grad", [](const PyHand& h, const std::string& name, py::object a, py::object formula, py::object rtol) {
+            if (formula.is_none()) return copy(h.get().grad(name, to_tensor<double>(a)));
+            return copy(h.get().grad(name, to_tensor<double>(a), to_tensor<double>(formula),
+                                     rtol.is_none() ? NAN : rtol.cast<double>()));
+        }, arg("name"), arg("hand"), arg("formula") = py::none(), arg("rtol") = py::none(),
              "The hand gradient dL/d(name) of an observed Var or a Parameter of that name; returns the array to "
-             "continue with.");
+             "continue with. `formula` and `rtol` as for value().");
 
     py::class_<Hypothesis>(m, "Hypothesis", "One explanation of a disagreement, fitted to the numbers.")
         .def_readonly("kind", &Hypothesis::kind)

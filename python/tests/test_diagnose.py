@@ -435,3 +435,38 @@ def test_model_exception_comes_back():
         raise ZeroDivisionError("in the model")
     with pytest.raises(ZeroDivisionError, match="in the model"):
         xgrad.diagnose(model, lambda h: None)
+
+
+def test_printed_numbers_with_their_formulas():
+    # a worked example's printed numbers (fixed data): z2 misprinted by a factor 10 in one entry (a
+    # slip of its own), a2 worked on from the misprinted z2 (it follows), a gap (NaN) filled from the
+    # formula
+    W1, b1, W2, b2, x, t = rnd((5, 3), 1), rnd((5,), 2), rnd((2, 5), 3), rnd((2,), 4), rnd((4, 3), 5), rnd((4, 2), 6, 0, 1)
+
+    def model(tape):
+        z1 = tape.observe("z1", xgrad.linear(tape.constant(x), tape.constant(W1), tape.constant(b1)))
+        a1 = tape.observe("a1", xgrad.sigmoid(z1))
+        z2 = tape.observe("z2", xgrad.linear(a1, tape.constant(W2), tape.constant(b2)))
+        a2 = tape.observe("a2", xgrad.sigmoid(z2))
+        return xgrad.mse_loss(a2, tape.constant(t), reduction="half_sum")
+
+    def hand(h):
+        z1f = affine(x, W1, b1)
+        printed = z1f.copy()
+        printed[0, 0] = np.nan  # not printed
+        z1 = h.value("z1", printed, formula=z1f)
+        assert z1[0, 0] == z1f[0, 0]
+        a1 = h.value("a1", sig(z1), formula=sig(z1))
+        z2f = affine(a1, W2, b2)
+        z2p = z2f.copy()
+        z2p[1, 0] *= 10
+        z2 = h.value("z2", z2p, formula=z2f)
+        h.value("a2", sig(z2p), formula=sig(z2))  # printed: worked on from the misprinted z2
+
+    r = xgrad.diagnose(model, hand)
+    assert r.mistakes == ["z2"], str(r)
+    q = r["z2"]
+    assert q.hypotheses[0].kind == "printing slip"
+    assert "10^1 × what its own formula gives" in q.hypotheses[0].explanation
+    assert r["a2"].verdict == "follows" and r["a2"].follows_from == "z2"
+    assert r["z1"].verdict == "ok" and r["a1"].verdict == "ok"

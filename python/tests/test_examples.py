@@ -28,7 +28,9 @@ def test_check_my_backprop_diagnoses_document_003():
     # forward follows from it; the missing factor 2 at delta(3); the three "+ W"; f for f' in delta(1)
     r = ex.diagnose_stage("as written")
     assert r.mistakes == ["z2", "dL/dz3", "dL/dW3", "dL/dW2", "dL/dz1", "dL/dW1"], str(r)
-    assert r["z2"].pattern.startswith("1 of 2 elements differ")  # only z5
+    # only z5 is off, by what b5 = 2 instead of 1 gives
+    assert r["z2"].hypotheses[0].kind == "wrong bias", str(r)
+    assert "b2[1] = 2 instead of 1" in r["z2"].hypotheses[0].explanation
     assert r["z1"].verdict == "ok" and r["n1"].verdict == "ok"
     for q in ("n2", "z3"):
         assert r[q].follows_from == "z2"
