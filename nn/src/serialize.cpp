@@ -218,7 +218,10 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
         // An xgrad file from before Linear stored (out, in) holds its Linear weights (in, out): a
         // square layer would load transposed with no shape error, so such files are refused.
         const auto md = header.find("__metadata__");
-        const bool old_xgrad = md != header.end() && md->is_object() && md->value("writer", "") == "xgrad" &&
+        // Metadata values are strings by the format, but a hostile file may hold anything there:
+        // look before get (json::value throws type_error on a non-string "writer").
+        const bool old_xgrad = md != header.end() && md->is_object() && md->contains("writer") &&
+                               md->at("writer").is_string() && md->at("writer") == "xgrad" &&
                                !md->contains("linear_weight");
         bool has_matrix = false;
         for (const auto& [key, e] : header.items())
