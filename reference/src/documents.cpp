@@ -11,50 +11,14 @@
 #include "xgrad/ops.hpp"
 #include "xgrad/random.hpp"
 #include "xgrad/reference/backprop.hpp"
+#include "xgrad/reference/hand_math.hpp"
 
 namespace xgrad::reference {
 namespace {
 
-using Tens = Tensor<double>;
 constexpr double not_printed = NAN;
 
-Tens mm(const Tens& a, const Tens& b)  // (n,k)·(k,m)
-{
-    Tens c = xt::zeros<double>({a.shape()[0], b.shape()[1]});
-    for (std::size_t i = 0; i < a.shape()[0]; ++i)
-        for (std::size_t k = 0; k < a.shape()[1]; ++k)
-            for (std::size_t j = 0; j < b.shape()[1]; ++j) c(i, j) += a(i, k) * b(k, j);
-    return c;
-}
-Tens tr(const Tens& a) { return xt::transpose(a); }
-Tens colsum(const Tens& a) { return xt::sum(a, {0}); }
-Tens sig(const Tens& z) { return 1 / (1 + xt::exp(-z)); }
-Tens affine(const Tens& x, const Tens& w, const Tens& b) { return mm(x, tr(w)) + b; }  // x·Wᵀ + b
-Tens row(std::initializer_list<double> v)
-{
-    Tens t = xt::zeros<double>({std::size_t(1), v.size()});
-    std::size_t j = 0;
-    for (double x : v) t(0, j++) = x;
-    return t;
-}
-
-Tens softmax_rows(const Tens& z)
-{
-    Tens s = z;
-    for (std::size_t i = 0; i < z.shape()[0]; ++i) {
-        double m = -INFINITY, sum = 0;
-        for (std::size_t j = 0; j < z.shape()[1]; ++j) m = std::max(m, z(i, j));
-        for (std::size_t j = 0; j < z.shape()[1]; ++j) sum += (s(i, j) = std::exp(z(i, j) - m));
-        for (std::size_t j = 0; j < z.shape()[1]; ++j) s(i, j) /= sum;
-    }
-    return s;
-}
-Tens one_hot_rows(const IndexTensor& y, std::size_t c)
-{
-    Tens t = xt::zeros<double>({y.size(), c});
-    for (std::size_t i = 0; i < y.size(); ++i) t(i, std::size_t(y(i))) = 1;
-    return t;
-}
+using namespace hand;
 
 // ---- 000: the trace regularizer's gradient as the document's D1 writes it -----------------------
 

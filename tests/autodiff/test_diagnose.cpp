@@ -13,44 +13,13 @@
 #include "xgrad/diagnose.hpp"
 #include "xgrad/nn/losses.hpp"
 #include "xgrad/ops.hpp"
+#include "xgrad/reference/hand_math.hpp"
 
 using namespace xgrad;
-using Tens = Tensor<double>;
+using namespace xgrad::reference::hand;
 using xgrad::test::rnd;
 
 namespace {
-
-// ---- hand arithmetic -------------------------------------------------------------------------
-
-Tens mm(const Tens& a, const Tens& b)  // (n,k)·(k,m)
-{
-    Tens c = xt::zeros<double>({a.shape()[0], b.shape()[1]});
-    for (std::size_t i = 0; i < a.shape()[0]; ++i)
-        for (std::size_t k = 0; k < a.shape()[1]; ++k)
-            for (std::size_t j = 0; j < b.shape()[1]; ++j) c(i, j) += a(i, k) * b(k, j);
-    return c;
-}
-Tens tr(const Tens& a) { return xt::transpose(a); }
-Tens colsum(const Tens& a) { return xt::sum(a, {0}); }
-Tens sig(const Tens& z) { return 1 / (1 + xt::exp(-z)); }
-Tens affine(const Tens& x, const Tens& w, const Tens& b) { return mm(x, tr(w)) + b; }  // x·Wᵀ + b
-Tens softmax_rows(const Tens& z)
-{
-    Tens s = z;
-    for (std::size_t i = 0; i < z.shape()[0]; ++i) {
-        double m = -INFINITY, sum = 0;
-        for (std::size_t j = 0; j < z.shape()[1]; ++j) m = std::max(m, z(i, j));
-        for (std::size_t j = 0; j < z.shape()[1]; ++j) sum += (s(i, j) = std::exp(z(i, j) - m));
-        for (std::size_t j = 0; j < z.shape()[1]; ++j) s(i, j) /= sum;
-    }
-    return s;
-}
-Tens one_hot_of(const IndexTensor& y, std::size_t c)
-{
-    Tens t = xt::zeros<double>({y.size(), c});
-    for (std::size_t i = 0; i < y.size(); ++i) t(i, std::size_t(y(i))) = 1;
-    return t;
-}
 
 const QuantityCheck& top(const DiagnosisReport& r) { return r.at(r.mistakes().at(0)); }
 
@@ -321,9 +290,9 @@ DiagnosisReport run_ce(CeSlip slip)
         [&](HandDerivation& h) {
             const Tens& a1 = h.value("a1", xt::tanh(affine(x, W1.value(), b1.value())));
             const Tens p = softmax_rows(affine(a1, W2.value(), b2.value()));
-            Tens d2 = (p - one_hot_of(y, 3)) / 4.0;
-            if (slip == CeSlip::batch_mean_dropped) d2 = p - one_hot_of(y, 3);
-            if (slip == CeSlip::divided_by_classes) d2 = (p - one_hot_of(y, 3)) / 12.0;
+            Tens d2 = (p - one_hot_rows(y, 3)) / 4.0;
+            if (slip == CeSlip::batch_mean_dropped) d2 = p - one_hot_rows(y, 3);
+            if (slip == CeSlip::divided_by_classes) d2 = (p - one_hot_rows(y, 3)) / 12.0;
             const Tens& g2 = h.grad("z2", d2);
             h.grad("W2", mm(tr(g2), a1));
             const Tens& g1 = h.grad("z1", mm(g2, W2.value()) * (1 - a1 * a1));
@@ -447,7 +416,7 @@ DiagnosisReport run_pool(bool max_pool, PoolSlip slip)
             h.value("p", p);
             Tens pf = p;
             pf.reshape({2, 8});
-            const Tens dlogits = (softmax_rows(mm(pf, tr(W.value()))) - one_hot_of(y, 3)) / 2.0;
+            const Tens dlogits = (softmax_rows(mm(pf, tr(W.value()))) - one_hot_rows(y, 3)) / 2.0;
             h.grad("W", mm(tr(dlogits), pf));
             Tens dp = mm(dlogits, W.value());
             dp.reshape({2, 2, 2, 2});
@@ -537,7 +506,7 @@ DiagnosisReport run_terms(TermSlip slip)
         },
         [&](HandDerivation& h) {
             const Tens z = mm(x, tr(W.value()));
-            Tens dz = softmax_rows(z) - one_hot_of(y, 3);
+            Tens dz = softmax_rows(z) - one_hot_rows(y, 3);
             // ½γ(tr S_w − tr S_b): d/dz_i = γ((z_i − μ_c) − n_c(μ_c − μ)/… ) — written out per sample:
             // tr S_w = Σ_i ‖z_i − μ_{c(i)}‖², tr S_b = Σ_c n_c‖μ_c − μ‖²
             // ⇒ ∂/∂z_i [½γ(tr S_w − tr S_b)] = γ((z_i − μ_{c(i)}) − (μ_{c(i)} − μ)).

@@ -55,10 +55,14 @@ void avg_pool2d_forward(const T* p, const PoolGeom& g, T* q)
 template <class T>
 void avg_pool2d_backward(const T* G, const PoolGeom& g, T* d, bool acc)
 {
-    if (!acc) std::fill(d, d + g.planes * g.h * g.w, T(0));  // windows may overlap or skip: add into zeros
-    // dL/dX[window] += G / k² for every window containing the element
+    // dL/dX[window] += G / k² for every window containing the element. 2×2 windows of stride 2
+    // that tile the input write each element once, so overwriting needs no zero fill there;
+    // other windows may overlap or skip elements: add into zeros.
+    const bool tiles = g.k == 2 && g.s == 2 && g.h == 2 * g.oh && g.w == 2 * g.ow;
+    if (!acc && !tiles) std::fill(d, d + g.planes * g.h * g.w, T(0));
     const T scale = T(1) / T(g.k * g.k);
     if (g.k == 2 && g.s == 2) {
+        const bool set = !acc;  // implies tiles here or a zeroed d; the branch is hoisted out of the loops
         parallel_for(g.planes, g.planes * g.h * g.w, [&](std::size_t pl) {
             for (std::size_t i = 0; i < g.oh; ++i) {
                 T* r0 = d + pl * g.h * g.w + 2 * i * g.w;
@@ -66,7 +70,10 @@ void avg_pool2d_backward(const T* G, const PoolGeom& g, T* d, bool acc)
                 const T* gin = G + (pl * g.oh + i) * g.ow;
                 for (std::size_t j = 0; j < g.ow; ++j) {
                     const T v = gin[j] * scale;
-                    r0[2 * j] += v, r0[2 * j + 1] += v, r1[2 * j] += v, r1[2 * j + 1] += v;
+                    if (set && tiles)
+                        r0[2 * j] = v, r0[2 * j + 1] = v, r1[2 * j] = v, r1[2 * j + 1] = v;
+                    else
+                        r0[2 * j] += v, r0[2 * j + 1] += v, r1[2 * j] += v, r1[2 * j + 1] += v;
                 }
             }
         });
@@ -85,33 +92,11 @@ void avg_pool2d_backward(const T* G, const PoolGeom& g, T* d, bool acc)
     });
 }
 
-template <class T>
-void avg_pool2d_spread(const T* G, const PoolGeom& g, T* d)
-{
-    if (!(g.k == 2 && g.s == 2 && g.h == 2 * g.oh && g.w == 2 * g.ow)) {
-        avg_pool2d_backward(G, g, d, false);
-        return;
-    }
-    const T scale = T(1) / T(4);
-    parallel_for(g.planes, g.planes * g.h * g.w, [&](std::size_t pl) {
-        for (std::size_t i = 0; i < g.oh; ++i) {
-            T* r0 = d + pl * g.h * g.w + 2 * i * g.w;
-            T* r1 = r0 + g.w;
-            const T* gin = G + (pl * g.oh + i) * g.ow;
-            for (std::size_t j = 0; j < g.ow; ++j) {
-                const T v = scale * gin[j];
-                r0[2 * j] = v, r0[2 * j + 1] = v, r1[2 * j] = v, r1[2 * j + 1] = v;
-            }
-        }
-    });
-}
 
 template void avg_pool2d_forward(const float*, const PoolGeom&, float*);
 template void avg_pool2d_forward(const double*, const PoolGeom&, double*);
 template void avg_pool2d_backward(const float*, const PoolGeom&, float*, bool);
 template void avg_pool2d_backward(const double*, const PoolGeom&, double*, bool);
-template void avg_pool2d_spread(const float*, const PoolGeom&, float*);
-template void avg_pool2d_spread(const double*, const PoolGeom&, double*);
 
 template <class T>
 void max_pool2d_forward(const T* p, const PoolGeom& g, T* q, std::size_t* arg)

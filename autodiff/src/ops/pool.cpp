@@ -22,7 +22,7 @@ Var<T> avg_pool2d_backward(const Var<T>& g, const Shape& x_shape, std::size_t ke
         throw ShapeError(fmt::format("avg_pool2d_backward: gradient {} vs pooled output {} of input {}",
                                      shape_str(g.shape()), shape_str(want), shape_str(x_shape)));
     op.value().resize(x_shape);
-    kernels::avg_pool2d_spread(g.value().data(), geo, op.value().data());
+    kernels::avg_pool2d_backward(g.value().data(), geo, op.value().data(), false);
     return op.finish_both([geo](auto& c) {
         if constexpr (is_graph_backward_v<decltype(c)>) {
             c.accumulate(0, avg_pool2d(c.grad(), geo.k, geo.s));
