@@ -66,6 +66,34 @@ Tensor<double> naive_pool(const Tensor<double>& x, std::size_t k, std::size_t s,
     return y;
 }
 
+/// The definition with dilation d and groups g: output channel o sees input channels
+/// [(o / (O/g))·C/g, …+C/g) through W[o, c mod C/g], taps d apart.
+Tensor<double> naive_conv_dg(const Tensor<double>& x, const Tensor<double>& w, const Tensor<double>* b, std::size_t s,
+                             std::size_t p, std::size_t d, std::size_t g)
+{
+    const std::size_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
+    const std::size_t O = w.shape()[0], CG = w.shape()[1], KH = w.shape()[2], KW = w.shape()[3];
+    const std::size_t OH = (H + 2 * p - d * (KH - 1) - 1) / s + 1, OW = (W + 2 * p - d * (KW - 1) - 1) / s + 1;
+    BOOST_REQUIRE(CG * g == C);
+    Tensor<double> y = xt::zeros<double>({N, O, OH, OW});
+    for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t o = 0; o < O; ++o)
+            for (std::size_t i = 0; i < OH; ++i)
+                for (std::size_t j = 0; j < OW; ++j) {
+                    double acc = b ? (*b)(o) : 0.0;
+                    const std::size_t c0 = o / (O / g) * CG;
+                    for (std::size_t c = 0; c < CG; ++c)
+                        for (std::size_t a = 0; a < KH; ++a)
+                            for (std::size_t q = 0; q < KW; ++q) {
+                                const long ih = long(i * s + a * d) - long(p), iw = long(j * s + q * d) - long(p);
+                                if (ih >= 0 && ih < long(H) && iw >= 0 && iw < long(W))
+                                    acc += w(o, c, a, q) * x(n, c0 + c, std::size_t(ih), std::size_t(iw));
+                            }
+                    y(n, o, i, j) = acc;
+                }
+    return y;
+}
+
 struct ConvCase {
     Shape x, w;
     std::size_t stride, pad;
@@ -179,6 +207,51 @@ BOOST_AUTO_TEST_CASE(conv2d_shape_errors)
                    "conv2d: input (2,3,8,8), weight (4,2,3,3): input has 3 channels, weight expects 2");
     }
     BOOST_CHECK_THROW(conv2d(x, t.constant(Tensor<double>::from_shape({4, 3, 9, 9}))), ShapeError);
+}
+
+BOOST_AUTO_TEST_CASE(conv2d_dilation_and_groups_match_the_definition_to_second_order)
+{
+    struct Case {
+        Shape x, w;
+        std::size_t stride, pad, dilation, groups;
+    };
+    const std::vector<Case> cases = {
+        {{2, 2, 7, 7}, {3, 2, 3, 3}, 1, 0, 2, 1},   // dilation alone
+        {{1, 4, 6, 5}, {6, 2, 3, 2}, 1, 1, 1, 2},   // two groups, non-square kernel
+        {{2, 3, 6, 6}, {3, 1, 3, 3}, 2, 1, 1, 3},   // depthwise, stride 2
+        {{1, 4, 9, 8}, {4, 2, 2, 3}, 2, 2, 3, 2}};  // groups + dilation + stride + padding
+    unsigned seed = 40;
+    for (const auto& k : cases) {
+        BOOST_TEST_CONTEXT("x " << shape_str(k.x) << " w " << shape_str(k.w) << " s " << k.stride << " p " << k.pad
+                                << " d " << k.dilation << " g " << k.groups)
+        {
+            const Tensor<double> x = rnd(k.x, seed++), w = rnd(k.w, seed++), b = rnd(Shape{k.w[0]}, seed++);
+            const Conv2dOptions opt =
+                Conv2dOptions().stride(k.stride).padding(k.pad).dilation(k.dilation).groups(k.groups);
+            Tape<double> t;
+            auto y = conv2d(t.constant(x), t.constant(w), t.constant(b), opt);
+            const Tensor<double> ref = naive_conv_dg(x, w, &b, k.stride, k.pad, k.dilation, k.groups);
+            BOOST_REQUIRE(y.shape() == ref.shape());
+            BOOST_TEST(xt::amax(xt::abs(y.value() - ref))() < 1e-12);
+            const GradcheckFn f = [opt](const Vs& v) { return conv2d(v[0], v[1], v[2], opt); };
+            expect_gradcheck(f, {x, w, b});
+            xgrad::test::expect_gradgradcheck(f, {x, w, b});
+        }
+    }
+    Tape<double> t;
+    auto x = t.constant(Tensor<double>::from_shape({1, 4, 5, 5}));
+    auto w = t.constant(Tensor<double>::from_shape({6, 2, 3, 3}));
+    BOOST_CHECK_NO_THROW(conv2d(x, w, Conv2dOptions().groups(2)));
+    try {
+        conv2d(x, w, Conv2dOptions().groups(3));
+        BOOST_ERROR("no throw");
+    } catch (const ShapeError& e) {
+        BOOST_TEST(std::string(e.what()) == "conv2d: input (1,4,5,5) and weight (6,2,3,3) with groups 3: need C and O "
+                                            "divisible by groups and W (O, C/groups, KH, KW)");
+    }
+    BOOST_CHECK_THROW(conv2d(x, w, Conv2dOptions().groups(0)), std::invalid_argument);
+    BOOST_CHECK_THROW(conv2d(x, w, Conv2dOptions().dilation(0)), std::invalid_argument);
+    BOOST_CHECK_THROW(conv2d(x, w, Conv2dOptions().groups(2).dilation(3)), ShapeError);  // 7×7 taps on 5×5
 }
 
 BOOST_AUTO_TEST_CASE(pooling_matches_direct_loops_and_finite_differences)

@@ -6,7 +6,9 @@
 
 #include "../op_util.hpp"
 #include "kernels/conv.hpp"
+#include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/reduce.hpp"
+#include "xgrad/ops/shape.hpp"
 
 namespace xgrad {
 
@@ -161,17 +163,64 @@ Var<T> conv2d_weight_grad(const Var<T>& x, const Var<T>& g, const Shape& w_shape
     });
 }
 
+/// conv2d with dilation or groups, composed of recorded ops (see the header): W's taps scattered
+/// d apart into a zero kernel, then one dense conv2d per channel group, joined along the channels.
+template <class T>
+Var<T> conv2d_composed(const Var<T>& x, const Var<T>& w, const Var<T>* b, const Conv2dOptions& o)
+{
+    const std::size_t d = o.dilation(), groups = o.groups();
+    if (d == 0 || groups == 0)
+        throw std::invalid_argument(fmt::format("conv2d: dilation and groups must be >= 1, got dilation {}, groups {}", d, groups));
+    const Shape &xs = x.shape(), &ws = w.shape();
+    if (xs.size() != 4 || ws.size() != 4)
+        throw ShapeError(fmt::format("conv2d: input {} and weight {}: need X (N,C,H,W) and W (O,C/groups,KH,KW)",
+                                     shape_str(xs), shape_str(ws)));
+    const std::size_t c = xs[1], o_ch = ws[0];
+    if (c % groups != 0 || o_ch % groups != 0 || ws[1] * groups != c)
+        throw ShapeError(fmt::format("conv2d: input {} and weight {} with groups {}: need C and O divisible by "
+                                     "groups and W (O, C/groups, KH, KW)",
+                                     shape_str(xs), shape_str(ws), groups));
+    if (b && b->shape() != Shape{o_ch})
+        throw ShapeError(fmt::format("conv2d: bias {} for weight {}: need ({})", shape_str(b->shape()), shape_str(ws), o_ch));
+    Var<T> wd = w;
+    if (d > 1) {
+        const std::size_t kh = ws[2], kw = ws[3], dh = d * (kh - 1) + 1, dw = d * (kw - 1) + 1;
+        std::vector<std::size_t> at(w.value().size());
+        std::size_t k = 0;
+        for (std::size_t oc = 0; oc < ws[0] * ws[1]; ++oc)
+            for (std::size_t p = 0; p < kh; ++p)
+                for (std::size_t q = 0; q < kw; ++q) at[k++] = (oc * dh + p * d) * dw + q * d;
+        wd = detail::scatter_add_flat(w, at, Shape{ws[0], ws[1], dh, dw});
+    }
+    const Conv2dOptions dense = Conv2dOptions().stride(o.stride()).padding(o.padding());
+    Var<T> y;
+    if (groups == 1) {
+        y = conv2d_impl<T>(x, wd, nullptr, dense);
+    } else {
+        const auto cg = std::ptrdiff_t(c / groups), og = std::ptrdiff_t(o_ch / groups);
+        std::vector<Var<T>> blocks;
+        blocks.reserve(groups);
+        for (std::ptrdiff_t i = 0; i < std::ptrdiff_t(groups); ++i)
+            blocks.push_back(conv2d_impl<T>(slice(x, 1, i * cg, (i + 1) * cg), slice(wd, 0, i * og, (i + 1) * og),
+                                            nullptr, dense));
+        y = concatenate(blocks, 1);
+    }
+    return b ? y + reshape(*b, {1, std::ptrdiff_t(o_ch), 1, 1}) : y;
+}
+
 }  // namespace
 
 template <class T>
 Var<T> conv2d(const Var<T>& x, const Var<T>& w, const Var<T>& b, Conv2dOptions options)
 {
+    if (options.dilation() != 1 || options.groups() != 1) return conv2d_composed(x, w, &b, options);
     return conv2d_impl(x, w, &b, options);
 }
 
 template <class T>
 Var<T> conv2d(const Var<T>& x, const Var<T>& w, Conv2dOptions options)
 {
+    if (options.dilation() != 1 || options.groups() != 1) return conv2d_composed<T>(x, w, nullptr, options);
     return conv2d_impl<T>(x, w, nullptr, options);
 }
 

@@ -7,7 +7,7 @@ namespace xgrad {
 
 /// The options of a 2-D convolution, as torch::nn::Conv2dOptions, with chainable setters:
 /// Conv2dOptions(in, out, k).stride(s).padding(p).bias(false) builds the layer nn::Conv2d;
-/// the op conv2d takes its geometry from W and reads only stride and padding:
+/// the op conv2d takes its geometry from W and reads stride, padding, dilation and groups:
 /// conv2d(x, w, Conv2dOptions().stride(2).padding(1)).
 class Conv2dOptions {
 public:
@@ -28,6 +28,11 @@ public:
     XGRAD_ARG(std::size_t, stride) = 1;
     /// Zeros added on every side.
     XGRAD_ARG(std::size_t, padding) = 0;
+    /// The spacing between kernel taps (1: adjacent).
+    XGRAD_ARG(std::size_t, dilation) = 1;
+    /// Channel groups: input and output channels split into `groups` blocks, block i of the output
+    /// seeing only block i of the input; W is (O, C/groups, KH, KW). groups = C is a depthwise conv.
+    XGRAD_ARG(std::size_t, groups) = 1;
     /// Whether a layer has a bias.
     XGRAD_ARG(bool, bias) = true;
 };
@@ -39,6 +44,12 @@ public:
 /// Differentiable to any order: the recorded VJPs are the internal ops conv2d_input_grad(G, W)
 /// (the transposed convolution) and conv2d_weight_grad(X, G), whose own VJPs are conv2d and each
 /// other, and sum over (N,OH,OW) for the bias.
+///
+/// With dilation d > 1 or groups > 1 (W (O, C/groups, KH, KW)): the taps of W are spaced d apart
+/// (W scattered into a zero kernel of side d·(K−1)+1, VJP: the taps gathered back), and output
+/// block i = conv2d(X[:, block i of C], W[block i of O]) joined along the channels. Composed of
+/// recorded ops, so differentiable to any order; slower than the dense path (one GEMM per group,
+/// and the dilated kernel's zeros are multiplied), and it allocates its index list per call.
 template <class T>
 Var<T> conv2d(const Var<T>& x, const Var<T>& w, const Var<T>& b, Conv2dOptions options = {});
 /// Without bias.
