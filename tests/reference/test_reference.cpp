@@ -82,8 +82,10 @@ BOOST_AUTO_TEST_CASE(mlp_l_layer_notes)
         {{5, 7, 6, 3}, {Activation::tanh, Activation::relu, Activation::sigmoid}},
         {{8, 16, 16, 16, 4}, {Activation::sigmoid, Activation::tanh, Activation::sigmoid, Activation::identity}}};
     unsigned seed = 1;
-    for (const auto& [sizes, acts] : nets)
+    for (const auto& net : nets)
         for (std::size_t B : {1u, 6u}) {
+            const auto& sizes = net.first;
+            const auto& acts = net.second;  // not a structured binding: a lambda below reads it (C++17)
             BOOST_TEST_CONTEXT("layers " << sizes.size() - 1 << " batch " << B)
             {
                 const auto layers = random_layers(sizes, acts, seed);
