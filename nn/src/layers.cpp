@@ -223,30 +223,31 @@ Var<T> Softplus<T>::forward(const Var<T>& x)
     return linear ? where(x.tape().constant(mask_), x, s) : s;
 }
 
-namespace {
 /// Adaptive mean along one axis of an NCHW Var: bins [⌊i·in/out⌋, ⌈(i+1)·in/out⌉).
 template <class T>
-Var<T> adaptive_mean(const Var<T>& x, int axis, std::size_t out)
+Var<T> AdaptiveAvgPool2d<T>::pool_axis(const Var<T>& x, int axis, std::size_t out)
 {
     const Shape& s = x.shape();
     const std::size_t in = s[std::size_t(axis)];
     if (out == in) return x;
-    if (out == 1) return mean(x, {axis}, true);
+    axes_.assign(1, axis);
+    if (out == 1) return mean(x, axes_, true);
     if (in % out == 0) {  // equal bins: one reshape and one mean
-        std::vector<std::ptrdiff_t> split(s.begin(), s.end());
-        split[std::size_t(axis)] = std::ptrdiff_t(out);
-        split.insert(split.begin() + axis + 1, std::ptrdiff_t(in / out));
-        return mean(reshape(x, split), {axis + 1});
+        split_.assign(s.begin(), s.end());
+        split_[std::size_t(axis)] = std::ptrdiff_t(out);
+        split_.insert(split_.begin() + axis + 1, std::ptrdiff_t(in / out));
+        axes_[0] = axis + 1;
+        return mean(reshape(x, split_), axes_);
     }
-    std::vector<Var<T>> bins;
-    bins.reserve(out);
+    bins_.clear();
     for (std::size_t i = 0; i < out; ++i) {
         const std::size_t start = i * in / out, end = ((i + 1) * in + out - 1) / out;
-        bins.push_back(mean(slice(x, axis, std::ptrdiff_t(start), std::ptrdiff_t(end)), {axis}, true));
+        bins_.push_back(mean(slice(x, axis, std::ptrdiff_t(start), std::ptrdiff_t(end)), axes_, true));
     }
-    return concatenate(bins, axis);
+    Var<T> y = concatenate(bins_, axis);
+    bins_.clear();  // holds no Var past the call (their tape may go first)
+    return y;
 }
-}  // namespace
 
 template <class T>
 AdaptiveAvgPool2d<T>::AdaptiveAvgPool2d(AdaptiveAvgPool2dOptions options) : options_(options)
@@ -270,8 +271,11 @@ Var<T> AdaptiveAvgPool2d<T>::forward(const Var<T>& x)
     if (x.dim() != 4 || x.shape()[2] == 0 || x.shape()[3] == 0)
         throw ShapeError(fmt::format("AdaptiveAvgPool2d({}x{}): expected input (N,C,H,W) with H, W >= 1, got {}", o[0],
                                      o[1], shape_str(x.shape())));
-    if (o[0] == 1 && o[1] == 1) return mean(x, {2, 3}, true);  // global average pooling
-    return adaptive_mean(adaptive_mean(x, 2, o[0]), 3, o[1]);
+    if (o[0] == 1 && o[1] == 1) {  // global average pooling
+        axes_.assign({2, 3});
+        return mean(x, axes_, true);
+    }
+    return pool_axis(pool_axis(x, 2, o[0]), 3, o[1]);
 }
 
 namespace detail {

@@ -256,11 +256,13 @@ void LRScheduler::step()
 
 void LRScheduler::apply()
 {
-    std::vector<double> lrs(base_lrs_.size());
-    for (std::size_t g = 0; g < lrs.size(); ++g) lrs[g] = lr_at(g, last_epoch_);
+    // all computed before any is set: a step that throws sets nothing (and nothing is allocated
+    // after the first step)
+    next_lr_.resize(base_lrs_.size());
+    for (std::size_t g = 0; g < next_lr_.size(); ++g) next_lr_[g] = lr_at(g, last_epoch_);
     if (optimizer_)
-        for (std::size_t g = 0; g < lrs.size(); ++g) optimizer_->set_group_lr(g, lrs[g]);
-    last_lr_ = std::move(lrs);
+        for (std::size_t g = 0; g < next_lr_.size(); ++g) optimizer_->set_group_lr(g, next_lr_[g]);
+    last_lr_.swap(next_lr_);
 }
 
 namespace {

@@ -5,6 +5,7 @@
 #include <functional>
 #include <string>
 #include <typeinfo>
+#include <vector>
 #include <optional>
 #include <stdexcept>
 
@@ -313,7 +314,12 @@ public:
     const AdaptiveAvgPool2dOptions& options() const { return options_; }
 
 private:
+    Var<T> pool_axis(const Var<T>& x, int axis, std::size_t out);
     AdaptiveAvgPool2dOptions options_;
+    // reused from step to step, so that a forward allocates nothing once shapes are stable
+    std::vector<int> axes_;
+    std::vector<std::ptrdiff_t> split_;
+    std::vector<Var<T>> bins_;
 };
 
 namespace detail {

@@ -296,7 +296,7 @@ protected:
 private:
     void apply();
     OptimizerBase* optimizer_;
-    std::vector<double> base_lrs_, last_lr_;
+    std::vector<double> base_lrs_, last_lr_, next_lr_;
     int last_epoch_ = 0;
 };
 
