@@ -752,3 +752,59 @@ BOOST_AUTO_TEST_CASE(bad_arguments_throw)
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// ---- the pieces together ----
+
+BOOST_AUTO_TEST_SUITE(together)
+
+BOOST_AUTO_TEST_CASE(cnn_with_new_layers_gradcheck)
+{
+    // conv → GELU → adaptive pool (unequal bins) → flatten → linear → SiLU, every parameter checked
+    Sequential<double> net;
+    net.emplace<Conv2d<double>>(Conv2dOptions(2, 3, 3).padding(1), 70);
+    net.emplace<GELU<double>>(GELUOptions().approximate("tanh"));
+    net.emplace<AdaptiveAvgPool2d<double>>(AdaptiveAvgPool2dOptions({3, 2}));
+    net.emplace<Flatten<double>>();
+    net.emplace<Linear<double>>(3 * 3 * 2, 4, true, 71);
+    net.emplace<SiLU<double>>();
+    const IndexTensor labels = {1, 3};
+    auto r = gradcheck_module(net, rnd(Shape{2, 2, 5, 7}, 72),
+                              [&](const V& y) { return cross_entropy(y, labels); });
+    BOOST_TEST(r.ok, r.summary());
+    BOOST_TEST(r.inputs.size() == 5u);  // 4 parameters and the input
+}
+
+BOOST_AUTO_TEST_CASE(adamw_groups_clipping_and_one_cycle_train)
+{
+    // a float MLP fitting fixed targets with AdamW (decay groups), clipping and 1cycle: the loss
+    // falls, every gradient handed to the optimizer has norm <= 1, and the lr follows the schedule
+    MLP<float> net({4, 16, 3}, Activation::tanh, Activation::identity, 73);
+    const Tensor<float> x = xt::cast<float>(rnd(Shape{32, 4}, 74));
+    const Tensor<float> y = xt::cast<float>(rnd(Shape{32, 3}, 75, -0.5, 0.5));
+    AdamW<float> opt(decay_param_groups(net.named_parameters()), AdamWOptions(1e-3).weight_decay(1e-4));
+    const int steps = 150;
+    OneCycleLR sched(opt, 0.05, steps);
+    Tape<float> tape;
+    float first = 0, last = 0;
+    for (int s = 0; s < steps; ++s) {
+        tape.clear();
+        opt.zero_grad();
+        Var<float> loss = mse_loss(net(tape.constant(x)), tape.constant(y));
+        tape.backward(loss);
+        utils::clip_grad_norm_(opt.params(), 1.0);
+        double sq = 0;
+        for (auto* p : opt.params())
+            for (float g : p->grad()) sq += double(g) * g;
+        BOOST_TEST(std::sqrt(sq) <= 1.0 + 1e-5);
+        const double want = schedules::one_cycle_torch(s, 0.05, steps, 0.3, true, 25, 1e4);
+        BOOST_TEST(std::abs(opt.group_lr(0) - want) < 1e-15);
+        BOOST_TEST(opt.group_lr(1) == opt.group_lr(0));
+        opt.step();
+        sched.step();
+        (s == 0 ? first : last) = loss.value()();
+    }
+    BOOST_TEST_MESSAGE("loss " << first << " → " << last);
+    BOOST_TEST(last < 0.3f * first);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
