@@ -76,21 +76,31 @@ void Optimizer<T>::resolve_groups(const char* who, double lr, double weight_deca
     check_params(who, params_);
 }
 
+namespace {
+void check_group(std::size_t i, std::size_t n)
+{
+    if (i >= n) throw std::out_of_range(fmt::format("param_group: parameter group {} is out of range ({} groups)", i, n));
+}
+}  // namespace
+
+template <class T>
+OptimizerParamGroup<T>& Optimizer<T>::param_group(std::size_t i)
+{
+    check_group(i, param_groups_.size());
+    return param_groups_[i];
+}
+
 template <class T>
 double Optimizer<T>::group_lr(std::size_t i) const
 {
-    if (i >= param_groups_.size())
-        throw std::out_of_range(fmt::format("group_lr: parameter group {} is out of range ({} groups)", i, param_groups_.size()));
+    check_group(i, param_groups_.size());
     return param_groups_[i].lr();
 }
 
 template <class T>
 void Optimizer<T>::set_group_lr(std::size_t i, double lr)
 {
-    if (i >= param_groups_.size())
-        throw std::out_of_range(fmt::format("set_group_lr: parameter group {} is out of range ({} groups)", i,
-                                            param_groups_.size()));
-    param_groups_[i].set_lr(lr);
+    param_group(i).set_lr(lr);
 }
 
 template <class T>

@@ -518,6 +518,9 @@ BOOST_AUTO_TEST_CASE(groups_have_their_own_lr_and_decay)
     sgd.set_group_lr(1, 0.07);
     BOOST_TEST(sgd.lr() == 0.3);
     BOOST_TEST(sgd.param_groups()[1].lr() == 0.07);
+    sgd.param_group(0).set_lr(0.5);
+    BOOST_TEST(sgd.lr() == 0.5);
+    BOOST_TEST(sgd.group_lr(1) == 0.07);
 
     // AdamW with groups: each group against the hand loop with its lr and decay
     Parameter<double> w(rnd(Shape{2, 3}, 63)), v(rnd(Shape{3}, 64));
@@ -601,8 +604,10 @@ BOOST_AUTO_TEST_CASE(group_errors)
                }) == "Adam: parameter 2 ('') is the same as parameter 0; list each parameter once");
     SGD<double> sgd({&a}, 0.1);
     BOOST_TEST(message_of<std::out_of_range>([&] { sgd.set_group_lr(1, 0.1); }) ==
-               "set_group_lr: parameter group 1 is out of range (1 groups)");
-    BOOST_TEST(message_of<std::invalid_argument>([&] { sgd.param_groups()[0].set_lr(-2); }) ==
+               "param_group: parameter group 1 is out of range (1 groups)");
+    BOOST_TEST(message_of<std::out_of_range>([&] { sgd.group_lr(3); }) ==
+               "param_group: parameter group 3 is out of range (1 groups)");
+    BOOST_TEST(message_of<std::invalid_argument>([&] { sgd.param_group(0).set_lr(-2); }) ==
                "OptimizerParamGroup::set_lr: lr must be a finite number >= 0, got -2");
     BOOST_TEST(message_of<std::invalid_argument>([&] { AdamW<double>({&a}, AdamWOptions().betas(0.9, 1.0)); }) ==
                "AdamW: beta2 must be in [0, 1), got 1");

@@ -103,9 +103,11 @@ public:
     }
     /// Every group's parameters, in order.
     const std::vector<Parameter<T>*>& params() const { return params_; }
-    /// The groups, their options filled in with the optimizer's defaults.
-    std::vector<OptimizerParamGroup<T>>& param_groups() { return param_groups_; }
+    /// The groups, their options filled in with the optimizer's defaults. (Read-only as a list: the
+    /// optimizer's state is made for these parameters; param_group(i) changes a group's lr.)
     const std::vector<OptimizerParamGroup<T>>& param_groups() const { return param_groups_; }
+    /// Group i, to change its lr (set_lr); std::out_of_range for i >= num_param_groups().
+    OptimizerParamGroup<T>& param_group(std::size_t i);
     std::size_t num_param_groups() const override { return param_groups_.size(); }
     double group_lr(std::size_t i) const override;
     void set_group_lr(std::size_t i, double lr) override;
