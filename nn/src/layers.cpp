@@ -4,6 +4,7 @@
 
 #include <cxxabi.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
@@ -147,6 +148,136 @@ Var<T> AvgPool2d<T>::forward(const Var<T>& x)
     return avg_pool2d(x, kernel_size_, stride_);
 }
 
+template <class T>
+GELU<T>::GELU(GELUOptions options) : options_(std::move(options))
+{
+    if (options_.approximate() != "none" && options_.approximate() != "tanh")
+        throw std::invalid_argument(
+            fmt::format("GELU: approximate must be \"none\" or \"tanh\", got \"{}\"", options_.approximate()));
+}
+
+template <class T>
+Var<T> GELU<T>::forward(const Var<T>& x)
+{
+    return gelu(x, options_.approximate());
+}
+
+template <class T>
+Var<T> SiLU<T>::forward(const Var<T>& x)
+{
+    return silu(x);
+}
+
+namespace {
+void check_finite(const char* layer, const char* option, double v)
+{
+    if (!std::isfinite(v)) throw std::invalid_argument(fmt::format("{}: {} must be finite, got {:g}", layer, option, v));
+}
+}  // namespace
+
+template <class T>
+LeakyReLU<T>::LeakyReLU(LeakyReLUOptions options) : options_(options)
+{
+    check_finite("LeakyReLU", "negative_slope", options.negative_slope());
+}
+
+template <class T>
+Var<T> LeakyReLU<T>::forward(const Var<T>& x)
+{
+    return leaky_relu(x, T(options_.negative_slope()));
+}
+
+template <class T>
+ELU<T>::ELU(ELUOptions options) : options_(options)
+{
+    check_finite("ELU", "alpha", options.alpha());
+}
+
+template <class T>
+Var<T> ELU<T>::forward(const Var<T>& x)
+{
+    return elu(x, T(options_.alpha()));
+}
+
+template <class T>
+Softplus<T>::Softplus(SoftplusOptions options) : options_(options)
+{
+    if (!(std::isfinite(options.beta()) && options.beta() > 0))
+        throw std::invalid_argument(fmt::format("Softplus: beta must be a finite number > 0, got {:g}", options.beta()));
+    if (std::isnan(options.threshold())) throw std::invalid_argument("Softplus: threshold must not be NaN");
+}
+
+template <class T>
+Var<T> Softplus<T>::forward(const Var<T>& x)
+{
+    const T beta = T(options_.beta()), threshold = T(options_.threshold());
+    const Var<T> s = beta == T(1) ? softplus(x) : div_scalar(softplus(mul_scalar(x, beta)), beta);
+    mask_.resize(x.shape());
+    bool linear = false;
+    auto xi = x.value().begin();
+    for (auto& m : mask_) {
+        m = beta * *xi++ > threshold ? T(1) : T(0);
+        linear = linear || m != T(0);
+    }
+    // PyTorch returns x itself where βx > threshold; elsewhere (and when no element is past it) the log.
+    return linear ? where(x.tape().constant(mask_), x, s) : s;
+}
+
+/// Adaptive mean along one axis of an NCHW Var: bins [⌊i·in/out⌋, ⌈(i+1)·in/out⌉).
+template <class T>
+Var<T> AdaptiveAvgPool2d<T>::pool_axis(const Var<T>& x, int axis, std::size_t out)
+{
+    const Shape& s = x.shape();
+    const std::size_t in = s[std::size_t(axis)];
+    if (out == in) return x;
+    axes_.assign(1, axis);
+    if (out == 1) return mean(x, axes_, true);
+    if (in % out == 0) {  // equal bins: one reshape and one mean
+        split_.assign(s.begin(), s.end());
+        split_[std::size_t(axis)] = std::ptrdiff_t(out);
+        split_.insert(split_.begin() + axis + 1, std::ptrdiff_t(in / out));
+        axes_[0] = axis + 1;
+        return mean(reshape(x, split_), axes_);
+    }
+    bins_.clear();
+    for (std::size_t i = 0; i < out; ++i) {
+        const std::size_t start = i * in / out, end = ((i + 1) * in + out - 1) / out;
+        bins_.push_back(mean(slice(x, axis, std::ptrdiff_t(start), std::ptrdiff_t(end)), axes_, true));
+    }
+    Var<T> y = concatenate(bins_, axis);
+    bins_.clear();  // holds no Var past the call (their tape may go first)
+    return y;
+}
+
+template <class T>
+AdaptiveAvgPool2d<T>::AdaptiveAvgPool2d(AdaptiveAvgPool2dOptions options) : options_(options)
+{
+    const auto& o = options.output_size();
+    if (o[0] == 0 || o[1] == 0)
+        throw std::invalid_argument(
+            fmt::format("AdaptiveAvgPool2d: output_size must be at least 1, got ({}, {})", o[0], o[1]));
+}
+
+template <class T>
+std::string AdaptiveAvgPool2d<T>::describe() const
+{
+    return fmt::format("AdaptiveAvgPool2d({}x{})", options_.output_size()[0], options_.output_size()[1]);
+}
+
+template <class T>
+Var<T> AdaptiveAvgPool2d<T>::forward(const Var<T>& x)
+{
+    const auto& o = options_.output_size();
+    if (x.dim() != 4 || x.shape()[2] == 0 || x.shape()[3] == 0)
+        throw ShapeError(fmt::format("AdaptiveAvgPool2d({}x{}): expected input (N,C,H,W) with H, W >= 1, got {}", o[0],
+                                     o[1], shape_str(x.shape())));
+    if (o[0] == 1 && o[1] == 1) {  // global average pooling
+        axes_.assign({2, 3});
+        return mean(x, axes_, true);
+    }
+    return pool_axis(pool_axis(x, 2, o[0]), 3, o[1]);
+}
+
 namespace detail {
 
 void throw_layer_index(const char* who, std::size_t i, std::size_t n)
@@ -255,6 +386,20 @@ template class MaxPool2d<float>;
 template class MaxPool2d<double>;
 template class AvgPool2d<float>;
 template class AvgPool2d<double>;
+template class GELU<float>;
+template class GELU<double>;
+template class SiLU<float>;
+template class SiLU<double>;
+template class LeakyReLU<float>;
+template class LeakyReLU<double>;
+template class ELU<float>;
+template class ELU<double>;
+template class Softplus<float>;
+template class Softplus<double>;
+template class Identity<float>;
+template class Identity<double>;
+template class AdaptiveAvgPool2d<float>;
+template class AdaptiveAvgPool2d<double>;
 template class Dropout<float>;
 template class Dropout<double>;
 template class Sequential<float>;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <stdexcept>
 
 #include <fmt/format.h>
@@ -59,13 +60,77 @@ void check_lr(const char* who, double lr)
 }
 
 template <class T>
-SGD<T>::SGD(std::vector<Parameter<T>*> params, SGDOptions o) : Optimizer<T>(std::move(params), o.lr()), o_(o)
+void Optimizer<T>::resolve_groups(const char* who, double lr, double weight_decay)
 {
-    check_params("SGD", this->params_);
+    if (param_groups_.empty()) throw std::invalid_argument(fmt::format("{}: no parameter groups", who));
+    params_.clear();
+    for (std::size_t g = 0; g < param_groups_.size(); ++g) {
+        ParamGroupOptions& o = param_groups_[g].options_;
+        if (!o.lr()) o.lr(lr);
+        if (!o.weight_decay()) o.weight_decay(weight_decay);
+        const std::string where = fmt::format("{} (parameter group {})", who, g);
+        check_lr(where.c_str(), *o.lr());
+        check_nonnegative(where, "weight_decay", *o.weight_decay());
+        params_.insert(params_.end(), param_groups_[g].params_.begin(), param_groups_[g].params_.end());
+    }
+    check_params(who, params_);
+}
+
+namespace {
+void check_group(std::size_t i, std::size_t n)
+{
+    if (i >= n) throw std::out_of_range(fmt::format("param_group: parameter group {} is out of range ({} groups)", i, n));
+}
+}  // namespace
+
+template <class T>
+OptimizerParamGroup<T>& Optimizer<T>::param_group(std::size_t i)
+{
+    check_group(i, param_groups_.size());
+    return param_groups_[i];
+}
+
+template <class T>
+double Optimizer<T>::group_lr(std::size_t i) const
+{
+    check_group(i, param_groups_.size());
+    return param_groups_[i].lr();
+}
+
+template <class T>
+void Optimizer<T>::set_group_lr(std::size_t i, double lr)
+{
+    param_group(i).set_lr(lr);
+}
+
+template <class T>
+std::vector<OptimizerParamGroup<T>> decay_param_groups(const std::vector<std::pair<std::string, Parameter<T>*>>& named)
+{
+    std::vector<Parameter<T>*> decay, no_decay;
+    for (const auto& [name, p] : named) {
+        if (!p) throw std::invalid_argument(fmt::format("decay_param_groups: parameter '{}' is null", name));
+        const bool bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
+        (bias || p->shape().size() <= 1 ? no_decay : decay).push_back(p);
+    }
+    std::vector<OptimizerParamGroup<T>> groups;
+    groups.emplace_back(std::move(decay));
+    groups.emplace_back(std::move(no_decay), ParamGroupOptions().weight_decay(0));
+    return groups;
+}
+
+template <class T>
+SGD<T>::SGD(std::vector<Parameter<T>*> params, SGDOptions o) : SGD({OptimizerParamGroup<T>(std::move(params))}, o)
+{
+}
+
+template <class T>
+SGD<T>::SGD(std::vector<OptimizerParamGroup<T>> groups, SGDOptions o) : Optimizer<T>(std::move(groups)), o_(o)
+{
     check_lr("SGD", o.lr());
     check_nonnegative("SGD", "momentum", o.momentum());
     check_nonnegative("SGD", "weight_decay", o.weight_decay());
     if (o.nesterov() && o.momentum() == 0) throw std::invalid_argument("SGD: nesterov needs momentum > 0, got 0");
+    this->resolve_groups("SGD", o.lr(), o.weight_decay());
     if (o.momentum() != 0)
         for (auto* p : this->params_) velocity_.push_back(xt::zeros<T>(p->shape()));
 }
@@ -73,28 +138,33 @@ SGD<T>::SGD(std::vector<Parameter<T>*> params, SGDOptions o) : Optimizer<T>(std:
 template <class T>
 void SGD<T>::step()
 {
-    const T lr = T(this->lr_), mu = T(o_.momentum()), wd = T(o_.weight_decay());
+    const T mu = T(o_.momentum());
     check_state_shapes("SGD", this->params_, velocity_);
-    for (std::size_t i = 0; i < this->params_.size(); ++i) {
-        Parameter<T>& p = *this->params_[i];
-        Tensor<T>& w = p.value();
-        const Tensor<T>& g = p.grad();
-        if (mu == 0) {
-            if (wd != 0)
-                xt::noalias(w) -= lr * (g + wd * w);  // w ← w − lr(∇ + wd·w)
+    std::size_t i = 0;  // index into params_ (and velocity_) across the groups
+    for (const auto& group : this->param_groups_) {
+        const T lr = T(group.lr()), wd = T(group.weight_decay());
+        for (Parameter<T>* param : group.params()) {
+            Parameter<T>& p = *param;
+            Tensor<T>& w = p.value();
+            const Tensor<T>& g = p.grad();
+            if (mu == 0) {
+                if (wd != 0)
+                    xt::noalias(w) -= lr * (g + wd * w);  // w ← w − lr(∇ + wd·w)
+                else
+                    xt::noalias(w) -= lr * g;
+                ++i;
+                continue;
+            }
+            Tensor<T>& v = velocity_[i++];
+            if (this->steps() == 0)
+                xt::noalias(v) = g + wd * w;  // v₁ = g
             else
-                xt::noalias(w) -= lr * g;
-            continue;
+                xt::noalias(v) = mu * v + g + wd * w;
+            if (o_.nesterov())
+                xt::noalias(w) -= lr * (g + wd * w + mu * v);
+            else
+                xt::noalias(w) -= lr * v;
         }
-        Tensor<T>& v = velocity_[i];
-        if (this->steps() == 0)
-            xt::noalias(v) = g + wd * w;  // v₁ = g
-        else
-            xt::noalias(v) = mu * v + g + wd * w;
-        if (o_.nesterov())
-            xt::noalias(w) -= lr * (g + wd * w + mu * v);
-        else
-            xt::noalias(w) -= lr * v;
     }
     this->count_step();
 }
@@ -119,22 +189,27 @@ std::vector<std::pair<std::string, Tensor<T>*>> Adam<T>::state()
 }
 
 template <class T>
-Adam<T>::Adam(std::vector<Parameter<T>*> params, AdamOptions o) : Adam(std::move(params), o, false)
+Adam<T>::Adam(std::vector<Parameter<T>*> params, AdamOptions o) : Adam({OptimizerParamGroup<T>(std::move(params))}, o, false)
 {
 }
 
 template <class T>
-Adam<T>::Adam(std::vector<Parameter<T>*> params, AdamOptions o, bool decoupled)
-    : Optimizer<T>(std::move(params), o.lr()), o_(o), decoupled_(decoupled)
+Adam<T>::Adam(std::vector<OptimizerParamGroup<T>> groups, AdamOptions o) : Adam(std::move(groups), o, false)
+{
+}
+
+template <class T>
+Adam<T>::Adam(std::vector<OptimizerParamGroup<T>> groups, AdamOptions o, bool decoupled)
+    : Optimizer<T>(std::move(groups)), o_(o), decoupled_(decoupled)
 {
     const char* who = decoupled ? "AdamW" : "Adam";
-    check_params(who, this->params_);
     check_lr(who, o.lr());
     check_unit(who, "beta1", o.beta1());
     check_unit(who, "beta2", o.beta2());
     if (!(std::isfinite(o.eps()) && o.eps() > 0))
         throw std::invalid_argument(fmt::format("{}: eps must be a finite number > 0, got {:g}", who, o.eps()));
     check_nonnegative(who, "weight_decay", o.weight_decay());
+    this->resolve_groups(who, o.lr(), o.weight_decay());
     for (auto* p : this->params_) {
         m_.push_back(xt::zeros<T>(p->shape()));
         v_.push_back(xt::zeros<T>(p->shape()));
@@ -147,52 +222,224 @@ void Adam<T>::step()
     check_state_shapes(decoupled_ ? "AdamW" : "Adam", this->params_, m_);
     this->count_step();
     const double t = double(this->steps());
-    const T lr = T(this->lr_), b1 = T(o_.beta1()), b2 = T(o_.beta2()), eps = T(o_.eps()), wd = T(o_.weight_decay());
+    const T b1 = T(o_.beta1()), b2 = T(o_.beta2()), eps = T(o_.eps());
     const T c1 = T(1 - std::pow(o_.beta1(), t)), c2 = T(1 - std::pow(o_.beta2(), t));
-    for (std::size_t i = 0; i < this->params_.size(); ++i) {
-        Parameter<T>& p = *this->params_[i];
-        Tensor<T>& w = p.value();
-        const Tensor<T>& g = p.grad();
-        if (decoupled_ && wd != 0) xt::noalias(w) -= lr * wd * w;  // AdamW: w ← w − lr·wd·w
-        const T cw = decoupled_ ? T(0) : wd;                           // Adam: g ← ∇ + wd·w
-        xt::noalias(m_[i]) = b1 * m_[i] + (T(1) - b1) * (g + cw * w);
-        xt::noalias(v_[i]) = b2 * v_[i] + (T(1) - b2) * xt::square(g + cw * w);
-        xt::noalias(w) -= lr * (m_[i] / c1) / (xt::sqrt(v_[i] / c2) + eps);
+    std::size_t i = 0;  // index into params_ (and the moments) across the groups
+    for (const auto& group : this->param_groups_) {
+        const T lr = T(group.lr()), wd = T(group.weight_decay());
+        for (Parameter<T>* param : group.params()) {
+            Tensor<T>& w = param->value();
+            const Tensor<T>& g = param->grad();
+            if (decoupled_ && wd != 0) xt::noalias(w) -= lr * wd * w;  // AdamW: w ← w − lr·wd·w
+            const T cw = decoupled_ ? T(0) : wd;                           // Adam: g ← ∇ + wd·w
+            xt::noalias(m_[i]) = b1 * m_[i] + (T(1) - b1) * (g + cw * w);
+            xt::noalias(v_[i]) = b2 * v_[i] + (T(1) - b2) * xt::square(g + cw * w);
+            xt::noalias(w) -= lr * (m_[i] / c1) / (xt::sqrt(v_[i] / c2) + eps);
+            ++i;
+        }
     }
 }
 
-StepLR::StepLR(double base_lr, int step_size, double gamma) : base_(base_lr), size_(step_size), gamma_(gamma)
+// ---- schedules ----
+
+LRScheduler::LRScheduler(OptimizerBase* optimizer, std::vector<double> base_lrs)
+    : optimizer_(optimizer), base_lrs_(std::move(base_lrs))
+{
+}
+
+void LRScheduler::initial_step()
+{
+    last_epoch_ = 0;
+    apply();
+}
+
+void LRScheduler::step()
+{
+    ++last_epoch_;
+    try {
+        apply();
+    } catch (...) {
+        --last_epoch_;  // a step past the schedule's end changes nothing
+        throw;
+    }
+}
+
+void LRScheduler::apply()
+{
+    // all computed before any is set: a step that throws sets nothing (and nothing is allocated
+    // after the first step)
+    next_lr_.resize(base_lrs_.size());
+    for (std::size_t g = 0; g < next_lr_.size(); ++g) next_lr_[g] = lr_at(g, last_epoch_);
+    if (optimizer_)
+        for (std::size_t g = 0; g < next_lr_.size(); ++g) optimizer_->set_group_lr(g, next_lr_[g]);
+    last_lr_.swap(next_lr_);
+}
+
+namespace {
+std::vector<double> group_lrs(const OptimizerBase& optimizer)
+{
+    std::vector<double> lrs(optimizer.num_param_groups());
+    for (std::size_t g = 0; g < lrs.size(); ++g) lrs[g] = optimizer.group_lr(g);
+    return lrs;
+}
+
+void check_at_least_one(const char* who, const char* what, int v)
+{
+    if (v < 1) throw std::invalid_argument(fmt::format("{}: {} must be at least 1, got {}", who, what, v));
+}
+}  // namespace
+
+StepLR::StepLR(OptimizerBase& optimizer, int step_size, double gamma)
+    : LRScheduler(&optimizer, group_lrs(optimizer)), size_(step_size), gamma_(gamma)
+{
+    check_at_least_one("StepLR", "step_size", step_size);
+    check_nonnegative("StepLR", "gamma", gamma);
+    initial_step();
+}
+
+StepLR::StepLR(double base_lr, int step_size, double gamma)
+    : LRScheduler(nullptr, {base_lr}), size_(step_size), gamma_(gamma)
 {
     check_nonnegative("StepLR", "base_lr", base_lr);
-    if (step_size < 1)
-        throw std::invalid_argument(fmt::format("StepLR: step_size must be at least 1, got {}", step_size));
+    check_at_least_one("StepLR", "step_size", step_size);
     check_nonnegative("StepLR", "gamma", gamma);
+    initial_step();
 }
 
 double StepLR::lr(int epoch) const
 {
     if (epoch < 0) throw std::out_of_range(fmt::format("StepLR: epoch {} is negative", epoch));
-    return base_ * std::pow(gamma_, double(epoch / size_));
+    return base_lrs().empty() ? 0.0 : lr_at(0, epoch);
+}
+
+double StepLR::lr_at(std::size_t group, int epoch) const
+{
+    return base_lrs()[group] * std::pow(gamma_, double(epoch / size_));
 }
 
 CosineLR::CosineLR(double base_lr, int total_epochs, double min_lr) : base_(base_lr), total_(total_epochs), min_(min_lr)
 {
     check_nonnegative("CosineLR", "base_lr", base_lr);
-    if (total_epochs < 1)
-        throw std::invalid_argument(fmt::format("CosineLR: total_epochs must be at least 1, got {}", total_epochs));
+    check_at_least_one("CosineLR", "total_epochs", total_epochs);
     check_nonnegative("CosineLR", "min_lr", min_lr);
+}
+
+namespace {
+constexpr double kPi = 3.14159265358979323846;
 }
 
 double CosineLR::lr(int epoch) const
 {
     if (epoch < 0) throw std::out_of_range(fmt::format("CosineLR: epoch {} is negative", epoch));
-    const double pi = 3.14159265358979323846;
-    return min_ + 0.5 * (base_ - min_) * (1 + std::cos(pi * double(std::min(epoch, total_)) / double(total_)));
+    return min_ + 0.5 * (base_ - min_) * (1 + std::cos(kPi * double(std::min(epoch, total_)) / double(total_)));
 }
 
+CosineAnnealingLR::CosineAnnealingLR(OptimizerBase& optimizer, int T_max, double eta_min)
+    : LRScheduler(&optimizer, group_lrs(optimizer)), t_max_(T_max), eta_min_(eta_min)
+{
+    check_at_least_one("CosineAnnealingLR", "T_max", T_max);
+    check_nonnegative("CosineAnnealingLR", "eta_min", eta_min);
+    initial_step();
+}
+
+double CosineAnnealingLR::lr_at(std::size_t group, int epoch) const
+{
+    return eta_min_ + 0.5 * (base_lrs()[group] - eta_min_) * (1 + std::cos(kPi * double(epoch) / double(t_max_)));
+}
+
+OneCycleLR::OneCycleLR(OptimizerBase& optimizer, double max_lr, int total_steps, double pct_start,
+                       const std::string& anneal_strategy, double div_factor, double final_div_factor)
+    : LRScheduler(&optimizer, std::vector<double>(optimizer.num_param_groups(), max_lr / div_factor)),
+      initial_(max_lr / div_factor), max_(max_lr), min_(max_lr / div_factor / final_div_factor),
+      end_up_(pct_start * double(total_steps) - 1), end_down_(double(total_steps) - 1), total_(total_steps),
+      cos_(anneal_strategy == "cos")
+{
+    const char* who = "OneCycleLR";
+    check_nonnegative(who, "max_lr", max_lr);
+    check_at_least_one(who, "total_steps", total_steps);
+    if (!(pct_start >= 0 && pct_start <= 1))
+        throw std::invalid_argument(fmt::format("{}: pct_start must be in [0, 1], got {:g}", who, pct_start));
+    if (anneal_strategy != "cos" && anneal_strategy != "linear")
+        throw std::invalid_argument(
+            fmt::format("{}: anneal_strategy must be \"cos\" or \"linear\", got \"{}\"", who, anneal_strategy));
+    for (auto [what, v] : {std::pair<const char*, double>{"div_factor", div_factor}, {"final_div_factor", final_div_factor}})
+        if (!(std::isfinite(v) && v > 0))
+            throw std::invalid_argument(fmt::format("{}: {} must be a finite number > 0, got {:g}", who, what, v));
+    // PyTorch divides by each phase's length (0/0 there): refuse a phase of length zero.
+    // (the product compared, not end_up_: a fused multiply-add would make pct·total − 1 not quite 0)
+    if (pct_start * double(total_steps) == 1.0 || pct_start == 1.0)
+        throw std::invalid_argument(fmt::format("{}: pct_start {:g} with total_steps {} leaves a phase of zero steps "
+                                                "(pct_start·total_steps must not be 1 or total_steps)",
+                                                who, pct_start, total_steps));
+    initial_step();
+}
+
+double OneCycleLR::lr_at(std::size_t, int epoch) const
+{
+    if (epoch > total_)
+        throw std::out_of_range(
+            fmt::format("OneCycleLR: tried to step {} times; the specified number of total steps is {}", epoch, total_));
+    const double step = epoch;
+    double start = initial_, end = max_, pct;
+    if (step <= end_up_) {
+        pct = step / end_up_;
+    } else {
+        start = max_;
+        end = min_;
+        pct = (step - end_up_) / (end_down_ - end_up_);
+    }
+    if (cos_) return end + (start - end) / 2.0 * (std::cos(kPi * pct) + 1);
+    // at step total_steps the line overshoots past min_lr (as PyTorch's); an lr stays >= 0
+    return std::max(0.0, (end - start) * pct + start);
+}
+
+namespace utils {
+
+template <class T>
+double clip_grad_norm_(const std::vector<Parameter<T>*>& parameters, double max_norm, double norm_type,
+                       bool error_if_nonfinite)
+{
+    const char* who = "clip_grad_norm_";
+    check_nonnegative(who, "max_norm", max_norm);
+    const bool inf = std::isinf(norm_type) && norm_type > 0;
+    if (!(inf || (std::isfinite(norm_type) && norm_type > 0)))
+        throw std::invalid_argument(fmt::format("{}: norm_type must be > 0 or infinity, got {:g}", who, norm_type));
+    for (std::size_t i = 0; i < parameters.size(); ++i)
+        if (!parameters[i]) throw std::invalid_argument(fmt::format("{}: parameter {} is null", who, i));
+    double total = 0;  // accumulated in double whatever T is
+    for (Parameter<T>* p : parameters)
+        for (T g : p->grad()) {
+            const double a = std::abs(double(g));
+            if (inf)
+                total = std::isnan(a) || std::isnan(total) ? std::numeric_limits<double>::quiet_NaN() : std::max(total, a);
+            else
+                total += norm_type == 2 ? a * a : std::pow(a, norm_type);
+        }
+    if (!inf) total = norm_type == 2 ? std::sqrt(total) : std::pow(total, 1 / norm_type);
+    if (error_if_nonfinite && !std::isfinite(total))
+        throw std::runtime_error(fmt::format("{}: the total norm of order {:g} of the gradients is {}; set "
+                                             "error_if_nonfinite to false to clip anyway", who, norm_type, total));
+    // as PyTorch: min(coef, 1) multiplies every gradient, so a NaN total makes them NaN
+    const double coef = max_norm / (total + 1e-6);
+    if (!(coef >= 1))
+        for (Parameter<T>* p : parameters) p->grad() *= T(coef);
+    return total;
+}
+
+template double clip_grad_norm_(const std::vector<Parameter<float>*>&, double, double, bool);
+template double clip_grad_norm_(const std::vector<Parameter<double>*>&, double, double, bool);
+
+}  // namespace utils
+
+template class Optimizer<float>;
+template class Optimizer<double>;
 template class SGD<float>;
 template class SGD<double>;
 template class Adam<float>;
 template class Adam<double>;
+template std::vector<OptimizerParamGroup<float>> decay_param_groups(
+    const std::vector<std::pair<std::string, Parameter<float>*>>&);
+template std::vector<OptimizerParamGroup<double>> decay_param_groups(
+    const std::vector<std::pair<std::string, Parameter<double>*>>&);
 
 }  // namespace xgrad::nn

@@ -1,16 +1,23 @@
 #pragma once
 // Layers. Linear weights are stored (out, in) as in PyTorch; the forward reads W through the GEMM's
 // transpose flag (no copy).
+#include <array>
 #include <functional>
+#include <string>
 #include <typeinfo>
+#include <vector>
 #include <optional>
 #include <stdexcept>
 
 #include "xgrad/nn/activation.hpp"
 #include "xgrad/nn/init.hpp"
 #include "xgrad/nn/module.hpp"
+#include "xgrad/options.hpp"
 
 namespace xgrad::nn {
+
+/// An (H, W) pair of sizes.
+using SizeArray2 = std::array<std::size_t, 2>;
 
 /// y = x·Wᵀ + b, x (B, in), W (out, in) as in PyTorch (state dict "weight", "bias"), b (out).
 /// Default init: PyTorch's U(±1/√in).
@@ -180,6 +187,141 @@ private:
     std::size_t kernel_size_, stride_;
 };
 
+/// x unchanged, as torch::nn::Identity (a placeholder layer).
+template <class T>
+class Identity : public Module<T> {
+public:
+    Var<T> forward(const Var<T>& x) override { return x; }
+    std::string describe() const override { return "Identity"; }
+};
+
+/// GELU's options, as torch::nn::GELUOptions: approximate "none" (x·Φ(x)) or "tanh".
+class GELUOptions {
+public:
+    XGRAD_ARG(std::string, approximate) = "none";
+};
+
+/// gelu(x) = x·Φ(x), or PyTorch's tanh approximation, elementwise (the op xgrad::gelu), as
+/// torch::nn::GELU(GELUOptions().approximate("tanh")). Another approximate throws std::invalid_argument.
+template <class T>
+class GELU : public Module<T> {
+public:
+    explicit GELU(GELUOptions options = {});
+    Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override { return "GELU"; }
+    const GELUOptions& options() const { return options_; }
+
+private:
+    GELUOptions options_;
+};
+
+/// silu(x) = x·σ(x), elementwise, as torch::nn::SiLU.
+template <class T>
+class SiLU : public Module<T> {
+public:
+    Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override { return "SiLU"; }
+};
+
+/// LeakyReLU's options, as torch::nn::LeakyReLUOptions.
+class LeakyReLUOptions {
+public:
+    /// The slope for x <= 0 (finite).
+    XGRAD_ARG(double, negative_slope) = 0.01;
+};
+
+/// x for x > 0, negative_slope·x otherwise, as torch::nn::LeakyReLU. A non-finite slope throws
+/// std::invalid_argument.
+template <class T>
+class LeakyReLU : public Module<T> {
+public:
+    explicit LeakyReLU(LeakyReLUOptions options = {});
+    Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override { return "LeakyReLU"; }
+    const LeakyReLUOptions& options() const { return options_; }
+
+private:
+    LeakyReLUOptions options_;
+};
+
+/// ELU's options, as torch::nn::ELUOptions.
+class ELUOptions {
+public:
+    /// α in α(eˣ − 1) for x <= 0 (finite).
+    XGRAD_ARG(double, alpha) = 1.0;
+};
+
+/// x for x > 0, α(eˣ − 1) otherwise, as torch::nn::ELU. A non-finite alpha throws std::invalid_argument.
+template <class T>
+class ELU : public Module<T> {
+public:
+    explicit ELU(ELUOptions options = {});
+    Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override { return "ELU"; }
+    const ELUOptions& options() const { return options_; }
+
+private:
+    ELUOptions options_;
+};
+
+/// Softplus's options, as torch::nn::SoftplusOptions.
+class SoftplusOptions {
+public:
+    /// β (finite, > 0).
+    XGRAD_ARG(double, beta) = 1.0;
+    /// Where β·x > threshold the output is x itself (not NaN).
+    XGRAD_ARG(double, threshold) = 20.0;
+};
+
+/// softplus(x) = ln(1 + e^{βx})/β, and x where βx > threshold, as torch::nn::Softplus (the op
+/// xgrad::softplus, which is β = 1 without threshold, on βx; the linear part through xgrad::where, so
+/// its gradient there is exactly 1 as PyTorch's). β <= 0 or non-finite, or a NaN threshold, throws
+/// std::invalid_argument.
+template <class T>
+class Softplus : public Module<T> {
+public:
+    explicit Softplus(SoftplusOptions options = {});
+    Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override { return "Softplus"; }
+    const SoftplusOptions& options() const { return options_; }
+
+private:
+    SoftplusOptions options_;
+    Tensor<T> mask_;  // [βx > threshold], reused from step to step
+};
+
+/// AdaptiveAvgPool2d's options, as torch::nn::AdaptiveAvgPool2dOptions: the output's (H, W).
+class AdaptiveAvgPool2dOptions {
+public:
+    /// A square output, size × size.
+    AdaptiveAvgPool2dOptions(std::size_t size) : output_size_{size, size} {}  // NOLINT: as torch's
+    /// An (H, W) output: AdaptiveAvgPool2dOptions({2, 3}).
+    AdaptiveAvgPool2dOptions(std::array<std::size_t, 2> size) : output_size_(size) {}  // NOLINT
+    XGRAD_ARG(SizeArray2, output_size);
+};
+
+/// Average pooling of NCHW input to a fixed (oh, ow) output, as torch::nn::AdaptiveAvgPool2d: output
+/// cell (i, j) is the mean of rows ⌊i·H/oh⌋ .. ⌈(i+1)·H/oh⌉ − 1 and columns ⌊j·W/ow⌋ .. ⌈(j+1)·W/ow⌉ − 1.
+/// Output 1×1 is global average pooling. Composed of recorded ops (a mean per axis, over a reshape when
+/// the size divides, over slices otherwise), so it differentiates to any order. A zero output size
+/// throws std::invalid_argument; input that is not 4-D, or has H or W zero, throws ShapeError.
+template <class T>
+class AdaptiveAvgPool2d : public Module<T> {
+public:
+    explicit AdaptiveAvgPool2d(AdaptiveAvgPool2dOptions options);
+    Var<T> forward(const Var<T>& x) override;
+    std::string describe() const override;
+    const AdaptiveAvgPool2dOptions& options() const { return options_; }
+
+private:
+    Var<T> pool_axis(const Var<T>& x, int axis, std::size_t out);
+    AdaptiveAvgPool2dOptions options_;
+    // reused from step to step, so that a forward allocates nothing once shapes are stable
+    std::vector<int> axes_;
+    std::vector<std::ptrdiff_t> split_;
+    std::vector<Var<T>> bins_;
+};
+
 namespace detail {
 /// Throws std::out_of_range: "<who>: layer index <i> is out of range (<n> layers)".
 [[noreturn]] void throw_layer_index(const char* who, std::size_t i, std::size_t n);
@@ -279,6 +421,20 @@ extern template class MaxPool2d<float>;
 extern template class MaxPool2d<double>;
 extern template class AvgPool2d<float>;
 extern template class AvgPool2d<double>;
+extern template class Identity<float>;
+extern template class Identity<double>;
+extern template class GELU<float>;
+extern template class GELU<double>;
+extern template class SiLU<float>;
+extern template class SiLU<double>;
+extern template class LeakyReLU<float>;
+extern template class LeakyReLU<double>;
+extern template class ELU<float>;
+extern template class ELU<double>;
+extern template class Softplus<float>;
+extern template class Softplus<double>;
+extern template class AdaptiveAvgPool2d<float>;
+extern template class AdaptiveAvgPool2d<double>;
 extern template class Dropout<float>;
 extern template class Dropout<double>;
 extern template class Sequential<float>;
