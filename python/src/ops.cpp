@@ -211,6 +211,34 @@ void init_ops(py::module_& m)
         if (xs[0].dbl) return PyVar(xs[0].tape, xgrad::concatenate(vd, axis));
         return PyVar(xs[0].tape, xgrad::concatenate(vf, axis));
     }, arg("xs"), arg("axis") = 0);
+    m.def("unsqueeze", [](const PyVar& x, int dim) { return x.map([&](const auto& v) { return xgrad::unsqueeze(v, dim); }); },
+          arg("x"), arg("dim"), "x with a size-1 axis inserted at dim (negative counts from the end)");
+    m.def("squeeze", [](const PyVar& x, int dim) { return x.map([&](const auto& v) { return xgrad::squeeze(v, dim); }); },
+          arg("x"), arg("dim"), "x without axis dim, which must have size 1");
+    m.def("expand", [](const PyVar& x, std::vector<std::ptrdiff_t> shape) {
+        return x.map([&](const auto& v) { return xgrad::expand(v, shape); });
+    }, arg("x"), arg("shape"), "x broadcast to shape (size-1 axes repeat, new leading axes; -1 keeps a size)");
+    m.def("pad", [](const PyVar& x, std::vector<std::ptrdiff_t> pads, double value) {
+        return x.map([&](const auto& v) { return xgrad::pad(v, pads, value); });
+    }, arg("x"), arg("pads"), arg("value") = 0.0,
+          "constant padding, pads as torch.nn.functional.pad: (left, right) pairs from the last axis backwards");
+    m.def("stack", [](const std::vector<PyVar>& xs, int axis) {
+        if (xs.empty()) throw py::value_error("xgrad: stack: needs at least one Var");
+        std::vector<Var<float>> vf;
+        std::vector<Var<double>> vd;
+        for (const auto& x : xs) {
+            if (x.dbl != xs[0].dbl) throw py::type_error("xgrad: stack: Vars of different precisions");
+            if (x.dbl) vd.push_back(x.d);
+            else vf.push_back(x.f);
+        }
+        if (xs[0].dbl) return PyVar(xs[0].tape, xgrad::stack(vd, axis));
+        return PyVar(xs[0].tape, xgrad::stack(vf, axis));
+    }, arg("xs"), arg("axis") = 0, "xs (one shape) stacked along a new axis");
+    m.def("embedding", [](const PyVar& weight, py::object indices, std::optional<std::int64_t> padding_idx) {
+        const IndexTensor i = to_index(indices);
+        return weight.map([&](const auto& w) { return xgrad::embedding(w, i, padding_idx); });
+    }, arg("weight"), arg("indices"), arg("padding_idx") = py::none(),
+          "rows of weight (num_embeddings, dim) at integer indices of any shape; padding_idx's row gets no gradient");
     m.def("gather", [](const PyVar& x, int axis, py::object index) {
         const IndexTensor i = to_index(index);
         return x.map([&](const auto& v) { return xgrad::gather(v, axis, i); });

@@ -17,6 +17,7 @@ from ._xgrad import (  # noqa: F401
     one_hot, permute, pick, pow, rdiv_scalar, relu, reshape, rsub_scalar, sigmoid, slice, softmax, sqrt,
     square, sub, sum, sum_to, tanh, trace_scatter_loss, transpose,
     clamp, cos, elu, expm1, gelu, leaky_relu, log1p, logsumexp, maximum, minimum, silu, sin, softplus, std, var, where,
+    embedding, expand, pad, squeeze, stack, unsqueeze,
 )
 from . import nn  # noqa: F401,E402
 

@@ -268,19 +268,42 @@ void fuzz_matmul(Gen& g)
     const std::string call = "matmul(a " + str(as) + ", b " + str(bs) + ")";
     note(call);
     std::optional<Expected> ref;
-    const bool ok = (ra == 2 && rb == 2) || (ra == 3 && rb == 3 && as[0] == bs[0]) || (ra == 3 && rb == 2);
-    if (ok && as[ra - 1] == bs[rb - 2]) {
-        const std::size_t batch = ra == 3 ? as[0] : 1, m = as[ra - 2], k = as[ra - 1], n = bs[rb - 1];
-        const Shape ys = ra == 3 ? Shape{batch, m, n} : Shape{m, n};
+    // torch.matmul for rank >= 2: the leading (batch) axes broadcast, the inner dimensions agree
+    bool ok = ra >= 2 && rb >= 2 && as[ra - 1] == bs[rb - 2];
+    Shape batch;
+    if (ok) {
+        const std::size_t nd = std::max(ra, rb) - 2;
+        batch.resize(nd);
+        for (std::size_t i = 0; i < nd; ++i) {
+            const std::size_t da = i + ra - 2 < nd ? 1 : as[i + ra - 2 - nd];
+            const std::size_t db = i + rb - 2 < nd ? 1 : bs[i + rb - 2 - nd];
+            ok = ok && (da == db || da == 1 || db == 1);
+            batch[i] = da == 1 ? db : da;
+        }
+    }
+    if (ok) {
+        const std::size_t m = as[ra - 2], k = as[ra - 1], n = bs[rb - 1];
+        Shape ys = batch;
+        ys.push_back(m);
+        ys.push_back(n);
         Tensor<T> y = Tensor<T>::from_shape(ys);
-        for (std::size_t b = 0; b < batch; ++b)
+        // row-major offset of a batch index in an operand's own leading axes (size 1 reads index 0)
+        const auto offset = [&](const Shape& s, std::size_t r, const std::vector<std::size_t>& bi) {
+            std::size_t o = 0;
+            for (std::size_t d = 0; d + 2 < r; ++d) o = o * s[d] + (s[d] == 1 ? 0 : bi[d + batch.size() - (r - 2)]);
+            return o;
+        };
+        std::size_t p = 0;
+        for_each_index(batch, [&](const std::vector<std::size_t>& bi) {
+            const std::size_t oa = offset(as, ra, bi) * m * k, ob = offset(bs, rb, bi) * k * n;
             for (std::size_t i = 0; i < m; ++i)
                 for (std::size_t j = 0; j < n; ++j) {
                     double acc = 0;  // an empty inner dimension gives zeros
-                    for (std::size_t l = 0; l < k; ++l)
-                        acc += in[0].data()[(b * m + i) * k + l] * in[1].data()[((rb == 3 ? b : 0) * k + l) * n + j];
-                    y.data()[(b * m + i) * n + j] = acc;
+                    for (std::size_t l = 0; l < k; ++l) acc += in[0].data()[oa + i * k + l] * in[1].data()[ob + l * n + j];
+                    y.data()[(p * m + i) * n + j] = acc;
                 }
+            ++p;
+        });
         ref = Expected{ys, std::move(y)};
     }
     run(call, [](const std::vector<V>& v) { return matmul(v[0], v[1]); }, in, ref);

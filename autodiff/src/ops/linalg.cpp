@@ -7,6 +7,7 @@
 
 #include "kernels/gemm.hpp"
 #include "../op_util.hpp"
+#include "xgrad/ops/shape.hpp"
 
 namespace xgrad {
 
@@ -43,7 +44,7 @@ MatmulDims matmul_dims(const char* op, const Shape& a, const Shape& b)
             throw differ("inner", a[2], b[0]);
         d = {MatmulKind::shared_b, a[0], a[1], a[2], b[1]};
     } else {
-        throw fail("supported ranks are 2x2, 3x3 (batched) and 3x2 (shared right operand)");
+        throw fail("operands need rank 2 or more");
     }
     // The GEMMs take m, n, k and (unless batched) batch·m as BLAS ints, and the output must fit
     // size_t. With k = 0 the operands are empty, so such shapes cost nothing to make: check them
@@ -167,18 +168,83 @@ Var<T> gemm_op(const char* name, const Var<T>& a, const Var<T>& b, bool ta, bool
 
 }  // namespace
 
+namespace {
+
+/// True for operand ranks the one GEMM op does not take: leading (batch) axes other than one shared
+/// batch axis, or one of size 1 against another size (to broadcast). 3x3 with two different batch
+/// sizes, neither 1, stays with the GEMM op, whose check names them.
+bool needs_broadcast(const Shape& a, const Shape& b)
+{
+    if (a.size() < 2 || b.size() < 2) return false;  // matmul_dims refuses them
+    if (b.size() == 2 && a.size() <= 3) return false;  // (m,k)·(k,n), (b,m,k)·(k,n)
+    if (a.size() == 3 && b.size() == 3) return a[0] != b[0] && (a[0] == 1 || b[0] == 1);
+    return true;
+}
+
+/// `s` = batch ++ (r, c), in a buffer the caller reuses (no allocation once shapes are stable).
+const std::vector<std::ptrdiff_t>& with_matrix(std::vector<std::ptrdiff_t>& s, const Shape& batch, std::size_t r,
+                                               std::size_t c)
+{
+    s.assign(batch.begin(), batch.end());
+    s.push_back(std::ptrdiff_t(r));
+    s.push_back(std::ptrdiff_t(c));
+    return s;
+}
+
+/// torch.matmul for rank ≥ 2 operands with leading axes to broadcast: A (…a, n, k)·B (…b, k, m) →
+/// (broadcast(…a, …b), n, m), composed of recorded ops: expand the operands whose batch axes differ
+/// from the broadcast ones (their VJP sums back), reshape to one batch axis, the batched GEMM op,
+/// reshape back. A B without batch axes stays shared: A (…, n, k) is viewed as (Π…, n, k).
+template <class T>
+Var<T> matmul_broadcast(const Var<T>& a, const Var<T>& b)
+{
+    const Shape& as = a.shape();
+    const Shape& bs = b.shape();
+    const std::size_t ra = as.size(), rb = bs.size(), n = as[ra - 2], k = as[ra - 1], m = bs[rb - 1];
+    if (bs[rb - 2] != k)
+        throw ShapeError(fmt::format("matmul: {} x {}: inner dimensions {} and {} differ", shape_str(as), shape_str(bs),
+                                     k, bs[rb - 2]));
+    const Shape ab(as.begin(), as.end() - 2), bb(bs.begin(), bs.end() - 2);
+    const std::size_t nd = std::max(ab.size(), bb.size());
+    Shape batch(nd);
+    for (std::size_t i = 0; i < nd; ++i) {
+        const std::size_t da = i < nd - ab.size() ? 1 : ab[i - (nd - ab.size())];
+        const std::size_t db = i < nd - bb.size() ? 1 : bb[i - (nd - bb.size())];
+        if (da != db && da != 1 && db != 1)
+            throw ShapeError(fmt::format("matmul: {} x {}: batch dimensions {} and {} do not broadcast", shape_str(as),
+                                         shape_str(bs), shape_str(ab), shape_str(bb)));
+        batch[i] = da == 1 ? db : da;
+    }
+    // shape buffers kept per thread: the ops below copy what they need, none calls back here
+    thread_local std::vector<std::ptrdiff_t> sa, sb, sy;
+    const std::vector<std::ptrdiff_t>& a3 = with_matrix(sa, Shape{shape_size(batch)}, n, k);
+    if (rb == 2)  // B shared: the GEMM op's (b,n,k)·(k,m)
+        return reshape(matmul(reshape(a, a3), b), with_matrix(sy, batch, n, m));
+    const Var<T> ea = ab == batch ? a : expand(a, with_matrix(sy, batch, n, k));
+    const Var<T> eb = bb == batch ? b : expand(b, with_matrix(sy, batch, k, m));
+    const Var<T> y = matmul(reshape(ea, a3), reshape(eb, with_matrix(sb, Shape{shape_size(batch)}, k, m)));
+    return reshape(y, with_matrix(sy, batch, n, m));
+}
+
+}  // namespace
+
 template <class T>
 Var<T> matmul(const Var<T>& a, const Var<T>& b)
 {
-    auto op = begin_op("matmul", {a, b});
-    const Tensor<T>& av = a.value();
-    const Tensor<T>& bv = b.value();
-    const MatmulDims d = matmul_dims("matmul", av.shape(), bv.shape());
-    const bool batched = d.kind == MatmulKind::batched;
-    // plain, or a shared B: one GEMM with A viewed as (batch·m, k)
-    const Gemm g = batched ? Gemm{true, false, false, d.batch, d.m, d.k, d.n}
-                           : Gemm{false, false, false, 1, d.batch * d.m, d.k, d.n};
-    return gemm_finish(op, av, bv, g, d.kind == MatmulKind::plain ? Shape{d.m, d.n} : Shape{d.batch, d.m, d.n});
+    {
+        auto op = begin_op("matmul", {a, b});  // checks both inputs before their shapes are read
+        const Tensor<T>& av = a.value();
+        const Tensor<T>& bv = b.value();
+        if (!needs_broadcast(av.shape(), bv.shape())) {
+            const MatmulDims d = matmul_dims("matmul", av.shape(), bv.shape());
+            const bool batched = d.kind == MatmulKind::batched;
+            // plain, or a shared B: one GEMM with A viewed as (batch·m, k)
+            const Gemm g = batched ? Gemm{true, false, false, d.batch, d.m, d.k, d.n}
+                                   : Gemm{false, false, false, 1, d.batch * d.m, d.k, d.n};
+            return gemm_finish(op, av, bv, g, d.kind == MatmulKind::plain ? Shape{d.m, d.n} : Shape{d.batch, d.m, d.n});
+        }
+    }  // the builder takes its node off the tape: the product is composed of other ops
+    return matmul_broadcast(a, b);
 }
 
 namespace {

@@ -1,4 +1,4 @@
-// Shape ops: reshape, permute, slice, concatenate, gather, one_hot.
+// Shape ops: reshape, unsqueeze, squeeze, expand, pad, stack, permute, slice, concatenate, gather, one_hot.
 #include "xgrad/ops/shape.hpp"
 
 #include <algorithm>
@@ -9,6 +9,7 @@
 #include <xtensor/xmanipulation.hpp>
 
 #include "../op_util.hpp"
+#include "kernels/reduce.hpp"
 
 namespace xgrad {
 
@@ -102,6 +103,174 @@ Var<T> flatten(const Var<T>& x, int start_dim)
     Shape out(s.begin(), s.begin() + std::ptrdiff_t(st));  // inline storage up to rank 4: no allocation
     out.push_back(shape_size(Shape(s.begin() + std::ptrdiff_t(st), s.end())));
     return finish_reshape(op, x.value(), out);
+}
+
+template <class T>
+Var<T> unsqueeze(const Var<T>& x, int dim)
+{
+    auto op = begin_op("unsqueeze", {x});
+    const Shape& in = x.shape();
+    const int nd = static_cast<int>(in.size());
+    if (dim < -nd - 1 || dim > nd)
+        throw ShapeError(fmt::format("unsqueeze: dim {} is out of range for shape {} (expects [{}, {}])", dim,
+                                     shape_str(in), -nd - 1, nd));
+    const std::size_t at = static_cast<std::size_t>(dim < 0 ? dim + nd + 1 : dim);
+    Shape out(in.size() + 1);  // inline storage up to rank 4: no allocation
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = i < at ? in[i] : i == at ? 1 : in[i - 1];
+    return finish_reshape(op, x.value(), out);
+}
+
+template <class T>
+Var<T> squeeze(const Var<T>& x, int dim)
+{
+    auto op = begin_op("squeeze", {x});
+    const Shape& in = x.shape();
+    const std::size_t at = detail::normalize_axis("squeeze", dim, in);
+    if (in[at] != 1)
+        throw ShapeError(fmt::format("squeeze: axis {} of shape {} has size {}, not 1", at, shape_str(in), in[at]));
+    Shape out(in.size() - 1);
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = in[i < at ? i : i + 1];
+    return finish_reshape(op, x.value(), out);
+}
+
+template <class T>
+Var<T> expand(const Var<T>& x, const std::vector<std::ptrdiff_t>& shape)
+{
+    auto op = begin_op("expand", {x});
+    const Tensor<T>& xv = x.value();
+    const Shape& in = xv.shape();
+    const auto fail = [&](const std::string& why) {
+        return ShapeError(fmt::format("expand: {} to {}: {}", shape_str(in), shape_str(shape), why));
+    };
+    if (shape.size() < in.size())
+        throw fail(fmt::format("the new shape has {} dimensions, fewer than the input's {}", shape.size(), in.size()));
+    const std::size_t lead = shape.size() - in.size();  // new leading axes
+    Shape out(shape.size());
+    for (std::size_t i = 0; i < shape.size(); ++i) {
+        const std::ptrdiff_t s = shape[i];
+        if (i < lead) {
+            if (s < 0) throw fail(fmt::format("size {} for the new leading axis {} (-1 only keeps an existing size)", s, i));
+            out[i] = std::size_t(s);
+            continue;
+        }
+        const std::size_t d = in[i - lead];
+        if (s == -1) {
+            out[i] = d;
+        } else if (s < 0) {
+            throw fail(fmt::format("negative size {} at axis {}", s, i));
+        } else if (std::size_t(s) != d && d != 1) {
+            throw fail(fmt::format("axis {} has size {}: only a size-1 axis expands (to {})", i, d, s));
+        } else {
+            out[i] = std::size_t(s);
+        }
+    }
+    std::size_t total = 0;
+    if (!checked_shape_size(out, total)) throw fail("the result has more elements than size_t can count");
+    op.value().resize(out);
+    kernels::broadcast_to(xv.data(), in, op.value().data(), out, T(1), false);
+    // dL/dX = G summed back over the expanded axes: accumulate's sum_to (the op sum_to when recorded)
+    return op.finish_both([](auto& c) { c.accumulate(0, c.grad()); });
+}
+
+template <class T>
+Var<T> pad(const Var<T>& x, const std::vector<std::ptrdiff_t>& pads, typename std::common_type<T>::type value)
+{
+    auto op = begin_op("pad", {x});
+    const Tensor<T>& xv = x.value();
+    const Shape& in = xv.shape();
+    const std::size_t nd = in.size();
+    if (pads.size() % 2)
+        throw std::invalid_argument(
+            fmt::format("pad: pads {} must be (left, right) pairs, got {} entries", shape_str(pads), pads.size()));
+    if (pads.size() > 2 * nd)
+        throw ShapeError(fmt::format("pad: pads {} name {} axes, input {} has {}", shape_str(pads), pads.size() / 2,
+                                     shape_str(in), nd));
+    // pads run from the last axis backwards: axis d takes pads[2(nd-1-d)], pads[2(nd-1-d)+1]
+    const auto side = [&](std::size_t d, std::size_t s) -> std::ptrdiff_t {
+        const std::size_t p = 2 * (nd - 1 - d) + s;
+        return p < pads.size() ? pads[p] : 0;
+    };
+    Shape out(nd), first(nd), count(nd);  // per axis: the output size, the first input index kept, how many
+    std::size_t m = 1;
+    for (std::size_t d = 0; d < nd; ++d) {
+        const auto n = std::ptrdiff_t(in[d]), lo = side(d, 0), size = n + lo + side(d, 1);
+        if (size < 0)
+            throw ShapeError(fmt::format("pad: pads {} on {} leave axis {} a negative size {}", shape_str(pads),
+                                         shape_str(in), d, size));
+        out[d] = std::size_t(size);
+        const std::ptrdiff_t b = std::max<std::ptrdiff_t>(0, -lo), e = std::min(n, size - lo);
+        first[d] = std::size_t(b);
+        count[d] = e > b ? std::size_t(e - b) : 0;
+        m *= count[d];
+    }
+    std::size_t total = 0;
+    if (!checked_shape_size(out, total))
+        throw ShapeError(fmt::format("pad: pads {} on {}: the result has more elements than size_t can count",
+                                     shape_str(pads), shape_str(in)));
+    op.value().resize(out);
+    T* q = op.value().data();
+    std::fill(q, q + op.value().size(), T(value));
+    // saved_index = [output offsets | input offsets] of the m input elements that land in Y
+    std::vector<std::size_t>& at = op.saved_index();
+    at.resize(2 * m);
+    Shape ctr(nd, 0);  // odometer over the kept block
+    for (std::size_t e = 0; e < m; ++e) {
+        std::size_t ip = 0, opos = 0;
+        for (std::size_t d = 0; d < nd; ++d) {
+            const std::size_t i = first[d] + ctr[d];
+            ip = ip * in[d] + i;
+            opos = opos * out[d] + std::size_t(std::ptrdiff_t(i) + side(d, 0));
+        }
+        at[e] = opos;
+        at[m + e] = ip;
+        q[opos] = xv.data()[ip];
+        for (std::size_t d = nd; d-- > 0;) {
+            if (++ctr[d] < count[d]) break;
+            ctr[d] = 0;
+        }
+    }
+    const bool whole = m == xv.size();  // nothing cropped: the input offsets are 0, 1, …, m−1
+    return op.finish_both([m, whole](auto& c) {
+        // dL/dX = G at the positions X landed in (recorded: take_flat of G, scattered back when cropped)
+        const std::vector<std::size_t>& at = c.saved_index();
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            const std::vector<std::size_t> opos(at.begin(), at.begin() + std::ptrdiff_t(m));
+            if (whole) {
+                c.accumulate(0, detail::take_flat(c.grad(), opos, c.input(0).shape()));
+            } else {
+                const std::vector<std::size_t> ipos(at.begin() + std::ptrdiff_t(m), at.end());
+                c.accumulate(0, detail::scatter_add_flat(detail::take_flat(c.grad(), opos, Shape{m}), ipos,
+                                                         c.input(0).shape()));
+            }
+        } else {
+            const InputGrad<T> dx = c.input_grad(0);
+            if (!dx.accumulate) std::fill(dx.buffer->begin(), dx.buffer->end(), T(0));
+            const T* g = c.grad().data();
+            T* d = dx.data();
+            for (std::size_t e = 0; e < m; ++e) d[at[m + e]] += g[at[e]];
+        }
+    });
+}
+
+template <class T>
+Var<T> stack(const std::vector<Var<T>>& xs, int axis)
+{
+    if (xs.empty()) throw ShapeError("stack: no inputs");
+    const Shape& first = xs[0].shape();
+    for (std::size_t k = 1; k < xs.size(); ++k)
+        if (xs[k].shape() != first)
+            throw ShapeError(fmt::format("stack: {} and {} (input {}) differ: stacked inputs need one shape",
+                                         shape_str(first), shape_str(xs[k].shape()), k));
+    const int nd = static_cast<int>(first.size());
+    if (axis < -nd - 1 || axis > nd)
+        throw ShapeError(fmt::format("stack: axis {} is out of range for inputs of shape {} (expects [{}, {}])", axis,
+                                     shape_str(first), -nd - 1, nd));
+    thread_local std::vector<Var<T>> parts;  // reused: no allocation once the count is stable
+    parts.clear();
+    for (const Var<T>& x : xs) parts.push_back(unsqueeze(x, axis));
+    Var<T> y = concatenate(parts, axis);  // axis counts in the output rank, as unsqueeze's
+    parts.clear();
+    return y;
 }
 
 template <class T>
@@ -330,6 +499,11 @@ Var<T> one_hot(Tape<T>& tape, const IndexTensor& labels, std::size_t num_classes
 #define XGRAD_INSTANTIATE(T)                                                                          \
     template Var<T> reshape(const Var<T>&, const std::vector<std::ptrdiff_t>&);                       \
     template Var<T> flatten(const Var<T>&, int);                                                      \
+    template Var<T> unsqueeze(const Var<T>&, int);                                                    \
+    template Var<T> squeeze(const Var<T>&, int);                                                      \
+    template Var<T> expand(const Var<T>&, const std::vector<std::ptrdiff_t>&);                        \
+    template Var<T> pad(const Var<T>&, const std::vector<std::ptrdiff_t>&, T);                        \
+    template Var<T> stack(const std::vector<Var<T>>&, int);                                           \
     template Var<T> permute(const Var<T>&, const std::vector<std::size_t>&);                          \
     template Var<T> transpose(const Var<T>&);                                                         \
     template Var<T> slice(const Var<T>&, int, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t);        \

@@ -5,9 +5,12 @@
 namespace xgrad {
 
 /// C = A·B.  A (m,k)·B (k,n) → (m,n);  batched A (b,m,k)·B (b,k,n) → (b,m,n);
-/// A (b,m,k)·B (k,n) → (b,m,n) (B shared).
-/// dA = G·Bᵀ, dB = Aᵀ·G (summed over the batch when B is shared). GEMMs use transpose flags and
-/// write straight into the gradient buffers (beta = 1 to accumulate). Differentiable to any order:
+/// A (b,m,k)·B (k,n) → (b,m,n) (B shared); and, as torch.matmul for operands of rank ≥ 2, any
+/// leading (batch) axes, broadcast: A (…a,m,k)·B (…b,k,n) → (broadcast(…a, …b), m, n), e.g.
+/// (B,H,m,k)·(B,H,k,n), (1,m,k)·(B,k,n), (B,1,m,k)·(H,k,n).
+/// dA = G·Bᵀ, dB = Aᵀ·G, each summed over the batch axes its operand was broadcast along. GEMMs use
+/// transpose flags and write straight into the gradient buffers (beta = 1 to accumulate); the
+/// broadcast forms are expand + reshape around the batched GEMM. Differentiable to any order:
 /// the recorded VJPs are the same products (an internal matmul with transpose flags, "matmul_t").
 template <class T> Var<T> matmul(const Var<T>& a, const Var<T>& b);
 
