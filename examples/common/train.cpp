@@ -202,7 +202,9 @@ Data load_data(const Options& o)
 std::unique_ptr<nn::Optimizer<F>> make_optimizer(const Options& o, nn::Module<F>& model)
 {
     if (o.optimizer == "adam") return std::make_unique<nn::Adam<F>>(model.parameters(), nn::AdamOptions(o.lr));
-    if (o.optimizer == "adamw") return std::make_unique<nn::AdamW<F>>(model.parameters(), nn::AdamOptions(o.lr).weight_decay(0.01));
+    if (o.optimizer == "adamw")  // decoupled decay 0.01 on weights; none on biases and norms' scales
+        return std::make_unique<nn::AdamW<F>>(nn::decay_param_groups(model.named_parameters()),
+                                              nn::AdamWOptions(o.lr).weight_decay(0.01));
     if (o.optimizer == "momentum") return std::make_unique<nn::SGD<F>>(model.parameters(), nn::SGDOptions(o.lr).momentum(0.9));
     return std::make_unique<nn::SGD<F>>(model.parameters(), nn::SGDOptions(o.lr));
 }

@@ -65,9 +65,16 @@ Conv2d<T>::Conv2d(const Conv2dOptions& options, std::optional<std::uint64_t> see
     if (out == 0) throw zero("out_channels");
     if (k == 0) throw zero("kernel_size");
     if (options.stride() == 0) throw zero("stride");
+    if (options.dilation() == 0) throw zero("dilation");
+    const std::size_t groups = options.groups();
+    if (groups == 0) throw zero("groups");
+    if (in % groups != 0 || out % groups != 0)
+        throw std::invalid_argument(fmt::format("{}: in_channels {} and out_channels {} must be divisible by groups {}",
+                                                describe(), in, out, groups));
     init::Rng rng(init::seed_or_next(seed));
-    const std::size_t fan_in = in * k * k;
-    weight_ = &this->register_parameter("weight", initialized<T>(Shape{out, in, k, k}, fan_in, rng));
+    // W (out, in/groups, k, k) as torch::nn::Conv2d; each output sees in/groups channels
+    const std::size_t fan_in = in / groups * k * k;
+    weight_ = &this->register_parameter("weight", initialized<T>(Shape{out, in / groups, k, k}, fan_in, rng));
     if (options.bias()) bias_ = &this->register_parameter("bias", initialized<T>(Shape{out}, fan_in, rng));
 }
 

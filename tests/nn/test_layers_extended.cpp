@@ -178,6 +178,30 @@ void check_activation_modules()
         expect_gradgradcheck(f, in);
 }
 
+BOOST_AUTO_TEST_CASE(conv2d_layer_with_groups_and_dilation)
+{
+    // W (out, in/groups, k, k); the forward is the op conv2d with the layer's options
+    Conv2d<double> depthwise(Conv2dOptions(4, 8, 3).groups(4).dilation(2).padding(2), 11);
+    BOOST_TEST(depthwise.weight().value().shape() == (Shape{8, 1, 3, 3}));
+    const double bound = 1 / std::sqrt(1.0 * 3 * 3);  // U(±1/√(in/groups·k·k))
+    BOOST_TEST(xt::amax(xt::abs(depthwise.weight().value()))() <= bound);
+    const Tens x = rnd(Shape{2, 4, 6, 6}, 12);
+    Tape<double> t;
+    auto y = depthwise.forward(t.constant(x));
+    auto ref = conv2d(t.constant(x), t.constant(depthwise.weight().value()), t.constant(depthwise.bias()->value()),
+                      Conv2dOptions().groups(4).dilation(2).padding(2));
+    BOOST_TEST(y.shape() == (Shape{2, 8, 6, 6}));
+    BOOST_TEST(xt::amax(xt::abs(y.value() - ref.value()))() == 0.0);
+    try {
+        Conv2d<double>(Conv2dOptions(4, 6, 3).groups(4));
+        BOOST_ERROR("no throw");
+    } catch (const std::invalid_argument& e) {
+        BOOST_TEST(std::string(e.what()).find("in_channels 4 and out_channels 6 must be divisible by groups 4") !=
+                   std::string::npos, e.what());
+    }
+    BOOST_CHECK_THROW(Conv2d<double>(Conv2dOptions(4, 4, 3).dilation(0)), std::invalid_argument);
+}
+
 BOOST_AUTO_TEST_CASE(modules_gradcheck) { check_activation_modules<1>(); }
 BOOST_AUTO_TEST_CASE(modules_gradgradcheck) { check_activation_modules<2>(); }
 

@@ -45,9 +45,10 @@ private:
 /// The convolution's options (xgrad::Conv2dOptions), under the name torch::nn uses.
 using xgrad::Conv2dOptions;
 
-/// NCHW convolution, W (O, C, K, K), b (O), as torch::nn::Conv2d:
-/// Conv2d<float>(Conv2dOptions(1, 6, 5).padding(2)). Default init: PyTorch's U(±1/√(C·K·K)).
-/// Zero channels, kernel or stride throw std::invalid_argument.
+/// NCHW convolution, W (O, C/groups, K, K), b (O), as torch::nn::Conv2d:
+/// Conv2d<float>(Conv2dOptions(1, 6, 5).padding(2)), Conv2d<float>(Conv2dOptions(32, 32, 3).groups(32))
+/// (depthwise). Default init: PyTorch's U(±1/√(C/groups·K·K)). Zero channels, kernel, stride,
+/// dilation or groups, and channels not divisible by groups, throw std::invalid_argument.
 template <class T>
 class Conv2d : public Module<T> {
 public:
