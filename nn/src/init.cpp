@@ -85,6 +85,15 @@ void kaiming_normal(Tensor<T>& w, std::size_t fan_in, Rng& rng)
 }
 
 template <class T>
+void normal(Tensor<T>& w, double mean, double std, Rng& rng)
+{
+    if (!std::isfinite(mean) || !std::isfinite(std) || std < 0)
+        throw std::invalid_argument(fmt::format("init::normal: mean {} and std {} must be finite, std >= 0", mean, std));
+    std::normal_distribution<double> d(mean, std);
+    for (auto& v : w) v = T(d(rng));
+}
+
+template <class T>
 void torch_default(Tensor<T>& w, std::size_t fan_in, Rng& rng)
 {
     check_fan("torch_default", "fan_in", fan_in);
@@ -104,6 +113,7 @@ void constant(Tensor<T>& w, typename std::common_type<T>::type value)
     template void kaiming_uniform(Tensor<T>&, std::size_t, Rng&);                                \
     template void kaiming_normal(Tensor<T>&, std::size_t, Rng&);                                 \
     template void torch_default(Tensor<T>&, std::size_t, Rng&);                                  \
+    template void normal(Tensor<T>&, double, double, Rng&);                                      \
     template void constant(Tensor<T>&, T);
 XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)

@@ -9,6 +9,10 @@
 #include <cstdlib>
 #include <memory>
 
+#include <xtensor/xview.hpp>
+
+#include "xgrad/ops/shape.hpp"
+
 namespace xgrad::nn {
 
 namespace {
@@ -403,6 +407,46 @@ template class ELU<float>;
 template class ELU<double>;
 template class Softplus<float>;
 template class Softplus<double>;
+template <class T>
+Embedding<T>::Embedding(const EmbeddingOptions& options, std::optional<std::uint64_t> seed) : options_(options)
+{
+    const std::size_t n = options.num_embeddings(), d = options.embedding_dim();
+    if (n == 0 || d == 0)
+        throw std::invalid_argument(fmt::format("Embedding: num_embeddings and embedding_dim must be at least 1, got {}, {}", n, d));
+    std::optional<std::int64_t> pad = options.padding_idx();
+    if (pad && (*pad < -std::int64_t(n) || *pad >= std::int64_t(n)))
+        throw std::invalid_argument(fmt::format("Embedding: padding_idx {} is outside [-{}, {})", *pad, n, n));
+    if (pad && *pad < 0) options_.padding_idx(*pad + std::int64_t(n));
+    Tensor<T> w = Tensor<T>::from_shape({n, d});
+    init::Rng rng(init::seed_or_next(seed));
+    init::normal(w, 0.0, 1.0, rng);
+    if (options_.padding_idx()) xt::view(w, std::size_t(*options_.padding_idx()), xt::all()) = T(0);
+    weight_ = &this->register_parameter("weight", std::move(w));
+}
+
+template <class T>
+Var<T> Embedding<T>::forward(Tape<T>& tape, const IndexTensor& indices)
+{
+    return embedding(tape.param(*weight_), indices, options_.padding_idx());
+}
+
+template <class T>
+Var<T> Embedding<T>::forward(const Var<T>& indices)
+{
+    const Tensor<T>& v = indices.value();
+    indices_.resize(v.shape());
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        const T x = v.data()[i];
+        if (!(x == std::floor(x)) || x < T(0) || x >= T(options_.num_embeddings()))
+            throw std::invalid_argument(fmt::format("{}: index {} at position {} is not a whole number in [0, {})",
+                                                    describe(), double(x), i, options_.num_embeddings()));
+        indices_.data()[i] = Index(x);
+    }
+    return forward(indices.tape(), indices_);
+}
+
+template class Embedding<float>;
+template class Embedding<double>;
 template class Identity<float>;
 template class Identity<double>;
 template class AdaptiveAvgPool2d<float>;

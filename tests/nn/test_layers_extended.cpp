@@ -202,6 +202,45 @@ BOOST_AUTO_TEST_CASE(conv2d_layer_with_groups_and_dilation)
     BOOST_CHECK_THROW(Conv2d<double>(Conv2dOptions(4, 4, 3).dilation(0)), std::invalid_argument);
 }
 
+BOOST_AUTO_TEST_CASE(embedding_layer_looks_up_rows_and_trains_only_used_ones)
+{
+    Embedding<double> emb(EmbeddingOptions(5, 3).padding_idx(-1), 21);  // row 4 is padding
+    const Tens& w = emb.weight().value();
+    BOOST_TEST(w.shape() == (Shape{5, 3}));
+    for (std::size_t j = 0; j < 3; ++j) BOOST_TEST(w(4, j) == 0.0);
+    BOOST_TEST(*emb.options().padding_idx() == 4);
+    IndexTensor idx = IndexTensor::from_shape({2, 3});
+    const Index pick[6] = {1, 3, 1, 4, 0, 1};
+    std::copy(pick, pick + 6, idx.begin());
+    Tape<double> t;
+    auto y = emb.forward(t, idx);
+    BOOST_REQUIRE(y.shape() == (Shape{2, 3, 3}));
+    for (std::size_t i = 0; i < 6; ++i)
+        for (std::size_t j = 0; j < 3; ++j) BOOST_TEST(y.value().data()[i * 3 + j] == w(std::size_t(pick[i]), j));
+    // dL/dW[r] = Σ over the positions holding r of dL/dy; the padding row and unused rows get 0
+    const Tens g = rnd(Shape{2, 3, 3}, 22);
+    emb.weight().zero_grad();
+    t.backward(sum(y * t.constant(g)));
+    const Tens& dw = emb.weight().grad();
+    for (std::size_t r = 0; r < 5; ++r)
+        for (std::size_t j = 0; j < 3; ++j) {
+            double want = 0;
+            for (std::size_t i = 0; i < 6; ++i)
+                if (std::size_t(pick[i]) == r && r != 4) want += g.data()[i * 3 + j];
+            BOOST_TEST(dw(r, j) == want, "row " << r << " col " << j);
+        }
+    // the Var form (for a Sequential) is the same lookup; fractional or out-of-range values throw
+    Tens as_values = xt::cast<double>(idx);
+    Tape<double> t2;
+    BOOST_TEST(emb.forward(t2.constant(as_values)).value() == y.value());
+    as_values(0, 0) = 1.5;
+    BOOST_CHECK_THROW(emb.forward(t2.constant(as_values)), std::invalid_argument);
+    as_values(0, 0) = 5;
+    BOOST_CHECK_THROW(emb.forward(t2.constant(as_values)), std::invalid_argument);
+    BOOST_CHECK_THROW(Embedding<double>(EmbeddingOptions(5, 3).padding_idx(5)), std::invalid_argument);
+    BOOST_CHECK_THROW(Embedding<double>(EmbeddingOptions(0, 3)), std::invalid_argument);
+}
+
 BOOST_AUTO_TEST_CASE(modules_gradcheck) { check_activation_modules<1>(); }
 BOOST_AUTO_TEST_CASE(modules_gradgradcheck) { check_activation_modules<2>(); }
 

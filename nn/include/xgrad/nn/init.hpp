@@ -30,6 +30,8 @@ template <class T> void kaiming_normal(Tensor<T>& w, std::size_t fan_in, Rng& rn
 /// U(−1/√fan_in, 1/√fan_in): PyTorch's default for Linear and Conv2d weights and biases.
 template <class T> void torch_default(Tensor<T>& w, std::size_t fan_in, Rng& rng);
 template <class T> void uniform(Tensor<T>& w, double lo, double hi, Rng& rng);
+/// N(mean, std²); std must be finite and >= 0 (PyTorch's Embedding init is normal(w, 0, 1)).
+template <class T> void normal(Tensor<T>& w, double mean, double std, Rng& rng);
 /// Fills w with value; the value converts to T (init::constant(w, 0.1) for a float tensor).
 template <class T> void constant(Tensor<T>& w, typename std::common_type<T>::type value);
 template <class T> void zeros(Tensor<T>& w) { constant(w, T(0)); }

@@ -2,6 +2,7 @@
 // Layers. Linear weights are stored (out, in) as in PyTorch; the forward reads W through the GEMM's
 // transpose flag (no copy).
 #include <array>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <typeinfo>
@@ -194,6 +195,48 @@ class Identity : public Module<T> {
 public:
     Var<T> forward(const Var<T>& x) override { return x; }
     std::string describe() const override { return "Identity"; }
+};
+
+/// Embedding's options, as torch::nn::EmbeddingOptions(num_embeddings, embedding_dim).padding_idx(0).
+class EmbeddingOptions {
+public:
+    EmbeddingOptions(std::size_t num_embeddings, std::size_t embedding_dim)
+        : num_embeddings_(num_embeddings), embedding_dim_(embedding_dim)
+    {
+    }
+    /// Rows of the table (the vocabulary).
+    XGRAD_ARG(std::size_t, num_embeddings);
+    /// Columns of the table.
+    XGRAD_ARG(std::size_t, embedding_dim);
+    /// A row that is zero at init and gets no gradient (negative counts from the end, as PyTorch).
+    XGRAD_ARG(std::optional<std::int64_t>, padding_idx);
+};
+
+/// A lookup table W (num_embeddings, embedding_dim) (state dict "weight", init N(0, 1) with the
+/// padding row zeroed, as torch::nn::Embedding): forward(tape, indices) = W[indices] of shape
+/// indices.shape ++ (embedding_dim) (the op embedding; backward adds into the used rows only).
+/// forward(Var) takes the indices as a Var of whole numbers, so the layer fits in a Sequential.
+template <class T>
+class Embedding : public Module<T> {
+public:
+    /// Without a seed the weights come from init::next_seed(). Zero sizes or a padding_idx outside
+    /// [−num_embeddings, num_embeddings) throw std::invalid_argument.
+    explicit Embedding(const EmbeddingOptions& options, std::optional<std::uint64_t> seed = std::nullopt);
+    Var<T> forward(Tape<T>& tape, const IndexTensor& indices);
+    /// indices as whole numbers in a Var (a constant); a value that is not a whole number throws std::invalid_argument.
+    Var<T> forward(const Var<T>& indices) override;
+    std::string describe() const override
+    {
+        return "Embedding(" + std::to_string(options_.num_embeddings()) + ", " +
+               std::to_string(options_.embedding_dim()) + ")";
+    }
+    Parameter<T>& weight() { return *weight_; }
+    const EmbeddingOptions& options() const { return options_; }
+
+private:
+    EmbeddingOptions options_;
+    Parameter<T>* weight_;
+    IndexTensor indices_;  // forward(Var)'s conversion, reused
 };
 
 /// GELU's options, as torch::nn::GELUOptions: approximate "none" (x·Φ(x)) or "tanh".
@@ -422,6 +465,8 @@ extern template class MaxPool2d<float>;
 extern template class MaxPool2d<double>;
 extern template class AvgPool2d<float>;
 extern template class AvgPool2d<double>;
+extern template class Embedding<float>;
+extern template class Embedding<double>;
 extern template class Identity<float>;
 extern template class Identity<double>;
 extern template class GELU<float>;

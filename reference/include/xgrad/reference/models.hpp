@@ -3,6 +3,8 @@
 #include <memory>
 
 #include "xgrad/nn.hpp"
+#include "xgrad/nn/blocks.hpp"
+#include "xgrad/nn/norm.hpp"
 
 namespace xgrad::reference {
 
@@ -49,6 +51,42 @@ std::unique_ptr<nn::Sequential<T>> lenet(std::uint64_t seed, bool max_pool)
     net->template emplace<nn::Linear<T>>(120, 84, true, seed + 3);
     net->template emplace<nn::ReLU<T>>();
     net->template emplace<nn::Linear<T>>(84, 10, true, seed + 4);
+    return net;
+}
+
+/// A small ResNet for 28×28 digits: conv 3×3 (1→16) → BatchNorm2d → ReLU → BasicBlock(16→16) →
+/// BasicBlock(16→32, stride 2) → BasicBlock(32→64, stride 2) → global average pooling → Linear
+/// (64→10). 0.17 M parameters; the mnist_resnet example and the resnet_b64 benchmark.
+template <class T>
+std::unique_ptr<nn::Sequential<T>> mnist_resnet(std::uint64_t seed)
+{
+    auto net = std::make_unique<nn::Sequential<T>>();
+    net->template emplace<nn::Conv2d<T>>(nn::Conv2dOptions(1, 16, 3).padding(1).bias(false), seed);
+    net->template emplace<nn::BatchNorm2d<T>>(nn::BatchNorm2dOptions(16));
+    net->template emplace<nn::ReLU<T>>();
+    net->template emplace<nn::BasicBlock<T>>(16, 16, 1, seed + 10);
+    net->template emplace<nn::BasicBlock<T>>(16, 32, 2, seed + 20);
+    net->template emplace<nn::BasicBlock<T>>(32, 64, 2, seed + 30);
+    net->template emplace<nn::AdaptiveAvgPool2d<T>>(nn::AdaptiveAvgPool2dOptions(1));
+    net->template emplace<nn::Flatten<T>>();
+    net->template emplace<nn::Linear<T>>(64, 10, true, seed + 40);
+    return net;
+}
+
+/// An MLP of the transformer era: 784 → 256 → LayerNorm → GELU → Dropout(p) → 128 → LayerNorm →
+/// GELU → Dropout(p) → 10. The mnist_layernorm_mlp example and the layernorm_mlp benchmark (p = 0).
+template <class T>
+std::unique_ptr<nn::Sequential<T>> layernorm_mlp(std::uint64_t seed, double dropout)
+{
+    auto net = std::make_unique<nn::Sequential<T>>();
+    std::uint64_t k = 0;
+    for (auto [in, out] : {std::pair<std::size_t, std::size_t>{784, 256}, {256, 128}}) {
+        net->template emplace<nn::Linear<T>>(in, out, true, seed + k++);
+        net->template emplace<nn::LayerNorm<T>>(nn::LayerNormOptions({out}));
+        net->template emplace<nn::GELU<T>>();
+        if (dropout > 0) net->template emplace<nn::Dropout<T>>(dropout, seed + 100 + k);
+    }
+    net->template emplace<nn::Linear<T>>(128, 10, true, seed + k);
     return net;
 }
 

@@ -1,0 +1,49 @@
+#include "xgrad/nn/blocks.hpp"
+
+#include <fmt/format.h>
+
+#include <memory>
+#include <stdexcept>
+
+#include "xgrad/ops/activation.hpp"
+
+namespace xgrad::nn {
+
+template <class T>
+BasicBlock<T>::BasicBlock(std::size_t in_planes, std::size_t planes, std::size_t stride, std::optional<std::uint64_t> seed)
+    : in_(in_planes), out_(planes), stride_(stride)
+{
+    if (in_planes == 0 || planes == 0 || stride == 0)
+        throw std::invalid_argument(fmt::format("BasicBlock: in_planes, planes and stride must be at least 1, got {}, {}, {}",
+                                                in_planes, planes, stride));
+    // one seed per convolution, drawn in registration order, so a seeded block is reproducible
+    auto next = [&](std::uint64_t k) -> std::optional<std::uint64_t> {
+        if (seed) return *seed + k;
+        return std::nullopt;
+    };
+    conv1_ = &this->register_module(
+        "conv1", std::make_unique<Conv2d<T>>(Conv2dOptions(in_planes, planes, 3).stride(stride).padding(1).bias(false), next(0)));
+    bn1_ = &this->register_module("bn1", std::make_unique<BatchNorm2d<T>>(BatchNormOptions(planes)));
+    conv2_ = &this->register_module(
+        "conv2", std::make_unique<Conv2d<T>>(Conv2dOptions(planes, planes, 3).padding(1).bias(false), next(1)));
+    bn2_ = &this->register_module("bn2", std::make_unique<BatchNorm2d<T>>(BatchNormOptions(planes)));
+    if (stride != 1 || in_planes != planes) {
+        auto ds = std::make_unique<Sequential<T>>();
+        ds->template emplace<Conv2d<T>>(Conv2dOptions(in_planes, planes, 1).stride(stride).bias(false), next(2));
+        ds->template emplace<BatchNorm2d<T>>(BatchNormOptions(planes));
+        downsample_ = &this->register_module("downsample", std::move(ds));
+    }
+}
+
+template <class T>
+Var<T> BasicBlock<T>::forward(const Var<T>& x)
+{
+    const Var<T> h = relu(bn1_->forward(conv1_->forward(x)));
+    const Var<T> y = bn2_->forward(conv2_->forward(h));
+    return relu(y + (downsample_ ? downsample_->forward(x) : x));
+}
+
+template class BasicBlock<float>;
+template class BasicBlock<double>;
+
+}  // namespace xgrad::nn
