@@ -330,6 +330,24 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
     return s;
 }
 
+/// The module's state in PyTorch's state_dict order and names: the module's parameters, then its
+/// buffers, then each child's state, recursively ("0.weight", "0.running_mean", ...).
+template <class T>
+void collect_state(Module<T>& m, const std::string& prefix, std::vector<std::pair<std::string, Tensor<T>*>>& out)
+{
+    for (const auto& [name, p] : m.named_parameters(false)) out.emplace_back(prefix + name, &p->value());
+    for (const auto& [name, b] : m.named_buffers(false)) out.emplace_back(prefix + name, b);
+    for (const auto& [name, c] : m.named_children()) collect_state(*c, prefix + name + ".", out);
+}
+
+template <class T>
+std::vector<std::pair<std::string, Tensor<T>*>> state_of(Module<T>& m, const std::string& prefix = "")
+{
+    std::vector<std::pair<std::string, Tensor<T>*>> out;
+    collect_state(m, prefix, out);
+    return out;
+}
+
 template <class T>
 void commit(const std::vector<std::pair<std::string, Tensor<T>*>>& tensors, const Staged<T>& s)
 {
@@ -359,15 +377,14 @@ template <class T>
 void save_weights(Module<T>& module, const std::string& path)
 {
     std::vector<std::pair<std::string, const Tensor<T>*>> ts;
-    for (const auto& [name, p] : module.named_parameters()) ts.emplace_back(name, &p->value());
+    for (const auto& [name, t] : state_of(module)) ts.emplace_back(name, t);
     save_tensors_as("save_weights", path, ts, {});
 }
 
 template <class T>
 void load_weights(Module<T>& module, const std::string& path)
 {
-    std::vector<std::pair<std::string, Tensor<T>*>> ts;
-    for (const auto& [name, p] : module.named_parameters()) ts.emplace_back(name, &p->value());
+    const std::vector<std::pair<std::string, Tensor<T>*>> ts = state_of(module);
     commit(ts, read_tensors("load_weights", path, ts, true));
 }
 
@@ -384,7 +401,7 @@ void save_checkpoint(const std::string& path, Module<T>& module, Optimizer<T>& o
                                           path, optimizer.steps(), max_steps, dtype_name<T>()));
     const Tensor<T> steps(T(optimizer.steps()));
     std::vector<std::pair<std::string, const Tensor<T>*>> ts;
-    for (const auto& [name, p] : module.named_parameters()) ts.emplace_back("model." + name, &p->value());
+    for (const auto& [name, t] : state_of(module, "model.")) ts.emplace_back(name, t);
     ts.emplace_back("optim.steps", &steps);
     for (const auto& [name, t] : optimizer.state()) ts.emplace_back("optim." + name, t);
     save_tensors_as("save_checkpoint", path, ts, metadata);
@@ -395,8 +412,7 @@ std::map<std::string, std::string> load_checkpoint(const std::string& path, Modu
                                                    const std::vector<std::string>& integer_metadata)
 {
     Tensor<T> steps(T(0));
-    std::vector<std::pair<std::string, Tensor<T>*>> ts;
-    for (const auto& [name, p] : module.named_parameters()) ts.emplace_back("model." + name, &p->value());
+    std::vector<std::pair<std::string, Tensor<T>*>> ts = state_of(module, "model.");
     ts.emplace_back("optim.steps", &steps);
     for (const auto& [name, t] : optimizer.state()) ts.emplace_back("optim." + name, t);
     Staged<T> s = read_tensors("load_checkpoint", path, ts, true);
