@@ -77,7 +77,8 @@ Var<T> BatchNormBase<T>::forward(const Var<T>& x)
     // Eval: the affine map of the running statistics, (x − μ)·(γ·s) + β with s = 1/√(σ² + eps).
     scale_.resize(Shape{c});
     for (std::size_t k = 0; k < c; ++k) scale_(k) = T(1) / std::sqrt((*running_var_)(k) + T(eps));
-    std::vector<std::ptrdiff_t> ks(x.dim(), 1);
+    std::vector<std::ptrdiff_t>& ks = channel_shape_;
+    ks.assign(x.dim(), 1);
     ks[1] = std::ptrdiff_t(c);
     const Var<T> mu = reshape(t.constant(*running_mean_), ks);
     const Var<T> s = reshape(t.constant(scale_), ks);

@@ -18,7 +18,13 @@
 #include "xgrad/autodiff.hpp"
 #include "xgrad/nn/layers.hpp"
 #include "xgrad/nn/norm.hpp"
+#include "xgrad/nn/optim.hpp"
 #include "xgrad/nn/serialize.hpp"
+#include "xgrad/threads.hpp"
+#if __has_include("alloc_count.hpp")  // linked where the malloc interposer is built (not under sanitizers)
+#include "alloc_count.hpp"
+#define XGRAD_COUNT_ALLOCATIONS 1
+#endif
 
 using namespace xgrad;
 using namespace xgrad::nn;
@@ -581,5 +587,57 @@ BOOST_AUTO_TEST_CASE(buffer_names_are_unique)
     expect_error([] { Clash c(true); }, typeid(std::logic_error), "register_parameter: 'state' is already a buffer");
     expect_error([] { Clash c(false); }, typeid(std::logic_error), "register_buffer: duplicate buffer name 'b'");
 }
+
+BOOST_AUTO_TEST_CASE(checkpoints_hold_the_buffers)
+{
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("xgrad_test_norm_ckpt_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    const std::string file = (dir / "ckpt.safetensors").string();
+    BatchNorm1d<double> a(BatchNormOptions(3));
+    SGD<double> opt_a(a.parameters(), SGDOptions(0.1));
+    for (unsigned step = 0; step < 2; ++step) {
+        Tape<double> t;
+        t.backward(sum(square(a(t.variable(rnd({4, 3}, 140 + step))))));
+        opt_a.step();
+    }
+    save_checkpoint(file, a, opt_a, {{"epoch", "2"}});
+    BatchNorm1d<double> b(BatchNormOptions(3));
+    SGD<double> opt_b(b.parameters(), SGDOptions(0.1));
+    load_checkpoint(file, b, opt_b);
+    BOOST_TEST((*b.running_mean() == *a.running_mean()));
+    BOOST_TEST((*b.running_var() == *a.running_var()));
+    BOOST_TEST((*b.num_batches_tracked())() == 2.0);
+    BOOST_TEST((b.weight()->value() == a.weight()->value()));
+    fs::remove_all(dir);
+}
+
+#ifdef XGRAD_COUNT_ALLOCATIONS
+BOOST_AUTO_TEST_CASE(steady_state_steps_allocate_nothing)
+{
+    set_num_threads(1);
+    BatchNorm2d<double> bn(BatchNormOptions(3));
+    LayerNorm<double> ln(LayerNormOptions({3, 4, 4}));
+    const Tens x = rnd({5, 3, 4, 4}, 150);
+    Tape<double> t;
+    std::vector<Parameter<double>*> params = bn.parameters();  // (Module::zero_grad builds this list each call)
+    for (auto* p : ln.parameters()) params.push_back(p);
+    auto step = [&] {
+        for (auto* p : params) p->zero_grad();
+        t.backward(sum(square(ln(bn(t.borrow(x))))));
+        t.clear();
+    };
+    for (bool training : {true, false}) {
+        bn.train(training);
+        for (int i = 0; i < 3; ++i) step();
+        const std::size_t before = alloc::allocations();
+        alloc::count_allocations(true);
+        for (int i = 0; i < 5; ++i) step();
+        alloc::count_allocations(false);
+        BOOST_TEST(alloc::allocations() - before == 0u, (training ? "train" : "eval") << " mode: "
+                                                         << alloc::allocations() - before << " allocations in 5 steps");
+    }
+}
+#endif
 
 BOOST_AUTO_TEST_SUITE_END()

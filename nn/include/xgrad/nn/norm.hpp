@@ -70,6 +70,7 @@ private:
     Tensor<T>* running_var_ = nullptr;
     Tensor<T>* num_batches_tracked_ = nullptr;
     Tensor<T> batch_mean_, batch_var_, scale_;  // reused from step to step
+    std::vector<std::ptrdiff_t> channel_shape_;   // (1,C,1,…) for eval mode, reused
 };
 
 /// Batch norm over (N,C) or (N,C,L) input, as torch::nn::BatchNorm1d.
