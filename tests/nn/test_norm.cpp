@@ -362,6 +362,16 @@ BOOST_AUTO_TEST_CASE(running_statistics_follow_a_hand_loop)
     BOOST_TEST((*avg.running_mean() == xt::zeros<double>(Shape{2})));
     BOOST_TEST((*avg.running_var() == xt::ones<double>(Shape{2})));
     BOOST_TEST((*avg.num_batches_tracked())() == 0.0);
+    // (N,C,L) input: the statistics run over N and L
+    BatchNorm1d<double> seq(BatchNorm1dOptions(2));
+    const Tens xs = rnd({3, 2, 4}, 75, 0, 2);
+    {
+        Tape<double> t;
+        seq(t.variable(xs));
+    }
+    const Hand hs = hand_batch_norm(xs, xt::ones<double>(Shape{2}), xt::zeros<double>(Shape{2}), xs, 1e-5);
+    BOOST_TEST(rel_err(*seq.running_mean(), Tens(0.1 * hs.mean)) < 1e-12);
+    BOOST_TEST(rel_err(*seq.running_var(), Tens(0.9 + 0.1 * hs.var * 12.0 / 11.0)) < 1e-12);
 }
 
 BOOST_AUTO_TEST_CASE(eval_is_the_affine_map_of_the_running_statistics)

@@ -30,6 +30,10 @@ public:
     XGRAD_ARG(bool, track_running_stats) = true;
 };
 
+/// The per-dimension names of torch::nn (one options class serves both).
+using BatchNorm1dOptions = BatchNormOptions;
+using BatchNorm2dOptions = BatchNormOptions;
+
 /// What BatchNorm1d and BatchNorm2d share (PyTorch's BatchNormImplBase). Train mode (or without
 /// running statistics): y = batch_norm(x, weight, bias, eps) with the batch's statistics per
 /// channel, and (tracking) running_mean and running_var are moved towards the batch mean and the
