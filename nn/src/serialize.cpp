@@ -236,7 +236,12 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
     const std::uint64_t data_start = 8 + n, data_size = file_size - data_start;
 
     std::vector<std::string> problems;
-    std::vector<std::pair<std::size_t, std::uint64_t>> plan;  // (index into tensors, byte offset)
+    struct Read {
+        std::size_t k;        // index into tensors
+        std::uint64_t offset;  // of the data in the file
+        bool i64;              // an I64 entry, converted to T
+    };
+    std::vector<Read> plan;
     std::map<std::string, bool> expected;
     for (std::size_t k = 0; k < tensors.size(); ++k) {
         const std::string& name = tensors[k].first;  // not a structured binding: the lambda below uses it
@@ -301,7 +306,9 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
                             data_size));
             continue;
         }
-        if (dtype != dtype_name<T>()) {
+        // PyTorch stores counters (BatchNorm's num_batches_tracked) as I64: they load into T when exact.
+        const bool i64 = dtype == "I64";
+        if (dtype != dtype_name<T>() && !i64) {
             bad(fmt::format("has dtype {}, the module wants {}", dtype, dtype_name<T>()));
             continue;
         }
@@ -309,7 +316,7 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
             bad(fmt::format("has shape {}, the module wants {}", shape_str(shape), shape_str(t->shape())));
             continue;
         }
-        plan.emplace_back(k, data_start + begin);
+        plan.push_back({k, data_start + begin, i64});
     }
     for (const auto& [key, value] : header.items())
         if (key != "__metadata__" && !expected.count(key))
@@ -319,10 +326,24 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
     }
     Staged<T> s;
     s.values.resize(tensors.size());
-    for (const auto& [k, off] : plan) {
-        s.values[k].resize(tensors[k].second->size());
-        read_at(s.values[k].data(), s.values[k].size() * sizeof(T), off);
+    const double exact = std::ldexp(1.0, std::numeric_limits<T>::digits);  // integers T holds exactly
+    for (const Read& r : plan) {
+        std::vector<T>& v = s.values[r.k];
+        v.resize(tensors[r.k].second->size());
+        if (!r.i64) {
+            read_at(v.data(), v.size() * sizeof(T), r.offset);
+            continue;
+        }
+        std::vector<std::int64_t> raw(v.size());
+        read_at(raw.data(), raw.size() * sizeof(std::int64_t), r.offset);
+        for (std::size_t i = 0; i < raw.size(); ++i) {
+            if (!(std::abs(double(raw[i])) <= exact))
+                problems.push_back(fmt::format("'{}' holds the I64 value {} at element {}, not exact in {}",
+                                               tensors[r.k].first, raw[i], i, dtype_name<T>()));
+            v[i] = T(raw[i]);
+        }
     }
+    if (!problems.empty()) throw fail(fmt::format("does not match the module:\n  {}", fmt::join(problems, "\n  ")));
     const auto md = header.find("__metadata__");
     if (md != header.end() && md->is_object())
         for (auto it = md->begin(); it != md->end(); ++it)

@@ -127,6 +127,32 @@ Hand hand_layer_norm(const Tens& x, const Tens& w, const Tens& b, const Tens& g,
     return h;
 }
 
+/// A safetensors file written by hand, as another writer (PyTorch's save_file) makes it:
+/// (name, dtype, shape as JSON, raw little-endian bytes) per entry.
+struct Entry {
+    std::string name, dtype, shape, bytes;
+};
+template <class V>
+std::string raw(const std::vector<V>& v)
+{
+    return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(V));
+}
+void write_file(const std::string& path, const std::vector<Entry>& entries)
+{
+    std::string header = "{", data;
+    for (const Entry& e : entries) {
+        header += (header.size() > 1 ? "," : "") + ("\"" + e.name + "\":{\"dtype\":\"" + e.dtype + "\",\"shape\":" +
+                                                    e.shape + ",\"data_offsets\":[" + std::to_string(data.size()) + "," +
+                                                    std::to_string(data.size() + e.bytes.size()) + "]}");
+        data += e.bytes;
+    }
+    header += "}";
+    header.append((8 - header.size() % 8) % 8, ' ');
+    std::string out;
+    for (int i = 0; i < 8; ++i) out.push_back(char((std::uint64_t(header.size()) >> (8 * i)) & 0xff));
+    std::ofstream(path, std::ios::binary) << out << header << data;
+}
+
 /// The exact message and type of what f throws.
 void expect_error(const std::function<void()>& f, const std::type_info& type, const std::string& message)
 {
@@ -573,6 +599,37 @@ BOOST_AUTO_TEST_CASE(layer_errors_name_the_layer_and_the_shapes)
     expect_error([&] { bn2.buffer("running_std"); }, typeid(std::out_of_range),
                  "Module::buffer: 'running_std' not found; the buffers are: running_mean, running_var, "
                  "num_batches_tracked");
+}
+
+BOOST_AUTO_TEST_CASE(pytorch_files_with_an_i64_counter_load)
+{
+    namespace fs = std::filesystem;
+    const fs::path dir = fs::temp_directory_path() / ("xgrad_test_norm_i64_" + std::to_string(::getpid()));
+    fs::create_directories(dir);
+    // BatchNorm1d(2)'s state_dict as safetensors.torch.save_file writes it: num_batches_tracked is I64
+    const std::string file = (dir / "torch_bn.safetensors").string();
+    write_file(file, {{"weight", "F64", "[2]", raw(std::vector<double>{1.5, 2.5})},
+                      {"bias", "F64", "[2]", raw(std::vector<double>{0.5, -0.5})},
+                      {"running_mean", "F64", "[2]", raw(std::vector<double>{0.25, 0.75})},
+                      {"running_var", "F64", "[2]", raw(std::vector<double>{1.25, 2.0})},
+                      {"num_batches_tracked", "I64", "[]", raw(std::vector<std::int64_t>{7})}});
+    BatchNorm1d<double> bn(BatchNormOptions(2));
+    load_weights(bn, file);
+    BOOST_TEST((bn.weight()->value() == Tens{1.5, 2.5}));
+    BOOST_TEST((*bn.running_var() == Tens{1.25, 2.0}));
+    BOOST_TEST((*bn.num_batches_tracked())() == 7.0);
+    // into float: exact up to 2^24; one more is refused, naming the entry and the value
+    const std::string counter = (dir / "counter.safetensors").string();
+    Tensor<float> n(0.0f);
+    write_file(counter, {{"n", "I64", "[]", raw(std::vector<std::int64_t>{16777216})}});
+    load_tensors<float>(counter, {{"n", &n}});
+    BOOST_TEST(n() == 16777216.0f);
+    write_file(counter, {{"n", "I64", "[]", raw(std::vector<std::int64_t>{16777217})}});
+    expect_error([&] { load_tensors<float>(counter, {{"n", &n}}); }, typeid(WeightFileError),
+                 "load_tensors: '" + counter + "': does not match the module:\n  'n' holds the I64 value 16777217 at "
+                 "element 0, not exact in F32");
+    BOOST_TEST(n() == 16777216.0f);  // unchanged
+    fs::remove_all(dir);
 }
 
 namespace {

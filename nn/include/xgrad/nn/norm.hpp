@@ -42,7 +42,7 @@ using BatchNorm2dOptions = BatchNormOptions;
 /// y = (x − running_mean)·(weight·s) + bias, s = 1/√(running_var + eps), per channel.
 /// State dict as PyTorch: weight, bias, running_mean, running_var, num_batches_tracked. PyTorch
 /// stores num_batches_tracked as int64; here it is a 0-d tensor of T (F32 files: exact up to 2^24
-/// batches), the only dtype xgrad's weight files hold.
+/// batches), the dtype xgrad's weight files hold; PyTorch's files with an I64 counter load.
 template <class T>
 class BatchNormBase : public Module<T> {
 public:

@@ -24,7 +24,8 @@ void save_tensors(const std::string& path, const std::vector<std::pair<std::stri
                   const std::map<std::string, std::string>& metadata = {});
 
 /// Reads the tensors of `path` into `tensors` (same names, shapes and dtypes, checked; nothing is
-/// changed on error) and returns the file's metadata.
+/// changed on error) and returns the file's metadata. An I64 entry (PyTorch's num_batches_tracked)
+/// loads into a tensor of T when each value is an integer T holds exactly (|v| ≤ 2^24 for float).
 template <class T>
 std::map<std::string, std::string> load_tensors(const std::string& path,
                                                 const std::vector<std::pair<std::string, Tensor<T>*>>& tensors);
