@@ -9,8 +9,21 @@ Parameter<T>& Module<T>::register_parameter(const std::string& name, Tensor<T> v
 {
     for (const auto& [n, p] : params_)
         if (n == name) throw std::logic_error(fmt::format("register_parameter: duplicate parameter name '{}'", name));
+    for (const auto& [n, b] : buffers_)
+        if (n == name) throw std::logic_error(fmt::format("register_parameter: '{}' is already a buffer", name));
     params_.emplace_back(name, std::make_unique<Parameter<T>>(std::move(value), name));
     return *params_.back().second;
+}
+
+template <class T>
+Tensor<T>& Module<T>::register_buffer(const std::string& name, Tensor<T> value)
+{
+    for (const auto& [n, b] : buffers_)
+        if (n == name) throw std::logic_error(fmt::format("register_buffer: duplicate buffer name '{}'", name));
+    for (const auto& [n, p] : params_)
+        if (n == name) throw std::logic_error(fmt::format("register_buffer: '{}' is already a parameter", name));
+    buffers_.emplace_back(name, std::make_unique<Tensor<T>>(std::move(value)));
+    return *buffers_.back().second;
 }
 
 template <class T>
@@ -21,10 +34,39 @@ void Module<T>::collect(const std::string& prefix, std::vector<std::pair<std::st
 }
 
 template <class T>
-std::vector<std::pair<std::string, Parameter<T>*>> Module<T>::named_parameters()
+void Module<T>::collect_buffers(const std::string& prefix, std::vector<std::pair<std::string, Tensor<T>*>>& out)
+{
+    for (auto& [n, b] : buffers_) out.emplace_back(prefix + n, b.get());
+    for (auto& [n, c] : children_) c->collect_buffers(prefix + n + ".", out);
+}
+
+template <class T>
+std::vector<std::pair<std::string, Parameter<T>*>> Module<T>::named_parameters(bool recurse)
 {
     std::vector<std::pair<std::string, Parameter<T>*>> out;
-    collect("", out);
+    if (recurse)
+        collect("", out);
+    else
+        for (auto& [n, p] : params_) out.emplace_back(n, p.get());
+    return out;
+}
+
+template <class T>
+std::vector<std::pair<std::string, Tensor<T>*>> Module<T>::named_buffers(bool recurse)
+{
+    std::vector<std::pair<std::string, Tensor<T>*>> out;
+    if (recurse)
+        collect_buffers("", out);
+    else
+        for (auto& [n, b] : buffers_) out.emplace_back(n, b.get());
+    return out;
+}
+
+template <class T>
+std::vector<Tensor<T>*> Module<T>::buffers(bool recurse)
+{
+    std::vector<Tensor<T>*> out;
+    for (auto& [n, b] : named_buffers(recurse)) out.push_back(b);
     return out;
 }
 
@@ -50,6 +92,15 @@ Parameter<T>& Module<T>::parameter(const std::string& name)
 }
 
 template <class T>
+Tensor<T>& Module<T>::buffer(const std::string& name)
+{
+    auto all = named_buffers();
+    for (auto& [n, b] : all)
+        if (n == name) return *b;
+    throw not_found("Module::buffer", name, all, "the buffers are");
+}
+
+template <class T>
 std::vector<std::pair<std::string, Module<T>*>> Module<T>::named_children()
 {
     std::vector<std::pair<std::string, Module<T>*>> out;
@@ -66,10 +117,10 @@ Module<T>& Module<T>::child(const std::string& name)
 }
 
 template <class T>
-std::vector<Parameter<T>*> Module<T>::parameters()
+std::vector<Parameter<T>*> Module<T>::parameters(bool recurse)
 {
     std::vector<Parameter<T>*> out;
-    for (auto& [n, p] : named_parameters()) out.push_back(p);
+    for (auto& [n, p] : named_parameters(recurse)) out.push_back(p);
     return out;
 }
 

@@ -236,7 +236,12 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
     const std::uint64_t data_start = 8 + n, data_size = file_size - data_start;
 
     std::vector<std::string> problems;
-    std::vector<std::pair<std::size_t, std::uint64_t>> plan;  // (index into tensors, byte offset)
+    struct Read {
+        std::size_t k;        // index into tensors
+        std::uint64_t offset;  // of the data in the file
+        bool i64;              // an I64 entry, converted to T
+    };
+    std::vector<Read> plan;
     std::map<std::string, bool> expected;
     for (std::size_t k = 0; k < tensors.size(); ++k) {
         const std::string& name = tensors[k].first;  // not a structured binding: the lambda below uses it
@@ -301,7 +306,9 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
                             data_size));
             continue;
         }
-        if (dtype != dtype_name<T>()) {
+        // PyTorch stores counters (BatchNorm's num_batches_tracked) as I64: they load into T when exact.
+        const bool i64 = dtype == "I64";
+        if (dtype != dtype_name<T>() && !i64) {
             bad(fmt::format("has dtype {}, the module wants {}", dtype, dtype_name<T>()));
             continue;
         }
@@ -309,7 +316,7 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
             bad(fmt::format("has shape {}, the module wants {}", shape_str(shape), shape_str(t->shape())));
             continue;
         }
-        plan.emplace_back(k, data_start + begin);
+        plan.push_back({k, data_start + begin, i64});
     }
     for (const auto& [key, value] : header.items())
         if (key != "__metadata__" && !expected.count(key))
@@ -319,15 +326,47 @@ Staged<T> read_tensors(const char* caller, const std::string& path,
     }
     Staged<T> s;
     s.values.resize(tensors.size());
-    for (const auto& [k, off] : plan) {
-        s.values[k].resize(tensors[k].second->size());
-        read_at(s.values[k].data(), s.values[k].size() * sizeof(T), off);
+    const double exact = std::ldexp(1.0, std::numeric_limits<T>::digits);  // integers T holds exactly
+    for (const Read& r : plan) {
+        std::vector<T>& v = s.values[r.k];
+        v.resize(tensors[r.k].second->size());
+        if (!r.i64) {
+            read_at(v.data(), v.size() * sizeof(T), r.offset);
+            continue;
+        }
+        std::vector<std::int64_t> raw(v.size());
+        read_at(raw.data(), raw.size() * sizeof(std::int64_t), r.offset);
+        for (std::size_t i = 0; i < raw.size(); ++i) {
+            if (!(std::abs(double(raw[i])) <= exact))
+                problems.push_back(fmt::format("'{}' holds the I64 value {} at element {}, not exact in {}",
+                                               tensors[r.k].first, raw[i], i, dtype_name<T>()));
+            v[i] = T(raw[i]);
+        }
     }
+    if (!problems.empty()) throw fail(fmt::format("does not match the module:\n  {}", fmt::join(problems, "\n  ")));
     const auto md = header.find("__metadata__");
     if (md != header.end() && md->is_object())
         for (auto it = md->begin(); it != md->end(); ++it)
             if (it->is_string()) s.meta[it.key()] = it->template get<std::string>();
     return s;
+}
+
+/// The module's state in PyTorch's state_dict order and names: the module's parameters, then its
+/// buffers, then each child's state, recursively ("0.weight", "0.running_mean", ...).
+template <class T>
+void collect_state(Module<T>& m, const std::string& prefix, std::vector<std::pair<std::string, Tensor<T>*>>& out)
+{
+    for (const auto& [name, p] : m.named_parameters(false)) out.emplace_back(prefix + name, &p->value());
+    for (const auto& [name, b] : m.named_buffers(false)) out.emplace_back(prefix + name, b);
+    for (const auto& [name, c] : m.named_children()) collect_state(*c, prefix + name + ".", out);
+}
+
+template <class T>
+std::vector<std::pair<std::string, Tensor<T>*>> state_of(Module<T>& m, const std::string& prefix = "")
+{
+    std::vector<std::pair<std::string, Tensor<T>*>> out;
+    collect_state(m, prefix, out);
+    return out;
 }
 
 template <class T>
@@ -359,15 +398,14 @@ template <class T>
 void save_weights(Module<T>& module, const std::string& path)
 {
     std::vector<std::pair<std::string, const Tensor<T>*>> ts;
-    for (const auto& [name, p] : module.named_parameters()) ts.emplace_back(name, &p->value());
+    for (const auto& [name, t] : state_of(module)) ts.emplace_back(name, t);
     save_tensors_as("save_weights", path, ts, {});
 }
 
 template <class T>
 void load_weights(Module<T>& module, const std::string& path)
 {
-    std::vector<std::pair<std::string, Tensor<T>*>> ts;
-    for (const auto& [name, p] : module.named_parameters()) ts.emplace_back(name, &p->value());
+    const std::vector<std::pair<std::string, Tensor<T>*>> ts = state_of(module);
     commit(ts, read_tensors("load_weights", path, ts, true));
 }
 
@@ -384,7 +422,7 @@ void save_checkpoint(const std::string& path, Module<T>& module, Optimizer<T>& o
                                           path, optimizer.steps(), max_steps, dtype_name<T>()));
     const Tensor<T> steps(T(optimizer.steps()));
     std::vector<std::pair<std::string, const Tensor<T>*>> ts;
-    for (const auto& [name, p] : module.named_parameters()) ts.emplace_back("model." + name, &p->value());
+    for (const auto& [name, t] : state_of(module, "model.")) ts.emplace_back(name, t);
     ts.emplace_back("optim.steps", &steps);
     for (const auto& [name, t] : optimizer.state()) ts.emplace_back("optim." + name, t);
     save_tensors_as("save_checkpoint", path, ts, metadata);
@@ -395,8 +433,7 @@ std::map<std::string, std::string> load_checkpoint(const std::string& path, Modu
                                                    const std::vector<std::string>& integer_metadata)
 {
     Tensor<T> steps(T(0));
-    std::vector<std::pair<std::string, Tensor<T>*>> ts;
-    for (const auto& [name, p] : module.named_parameters()) ts.emplace_back("model." + name, &p->value());
+    std::vector<std::pair<std::string, Tensor<T>*>> ts = state_of(module, "model.");
     ts.emplace_back("optim.steps", &steps);
     for (const auto& [name, t] : optimizer.state()) ts.emplace_back("optim." + name, t);
     Staged<T> s = read_tensors("load_checkpoint", path, ts, true);

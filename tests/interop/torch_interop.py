@@ -3,10 +3,12 @@
 
 usage: torch_interop.py INTEROP_BINARY WORK_DIR
 
-Both directions, for an MLP (784-32-10, ReLU) and a LeNet (Conv2d, ReLU, MaxPool2d, Flatten, Linear):
+Both directions, for an MLP (784-32-10, ReLU), a LeNet (Conv2d, ReLU, MaxPool2d, Flatten, Linear) and
+a model with BatchNorm2d, BatchNorm1d and LayerNorm (training mode):
   xgrad -> torch: `INTEROP_BINARY export WORK_DIR` writes xgrad's weights (save_weights) and one batch
       with xgrad's output, loss and parameter gradients; here they are loaded into the equivalent
-      torch.nn.Sequential with load_state_dict(strict=True) and compared.
+      torch.nn.Sequential with load_state_dict(strict=True) and compared; the weights are those before
+      the pass, and the buffers after it (running statistics) are compared too.
   torch -> xgrad: torch initializes the models (fixed seed), writes its state_dict and batch, output,
       loss and gradients; `INTEROP_BINARY import WORK_DIR` loads them into xgrad and compares.
 Tolerance: 1e-5 (float32) of max |reference| per tensor.
@@ -75,6 +77,13 @@ def models():
                 nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10)),
             (BATCH, 1, 28, 28),
         ),
+        "norm": (
+            lambda: nn.Sequential(
+                nn.Conv2d(1, 4, 3, bias=False), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                nn.Linear(676, 32, bias=False), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 16), nn.LayerNorm(16),
+                nn.Linear(16, 10)),
+            (BATCH, 1, 28, 28),
+        ),
     }
 
 
@@ -127,6 +136,14 @@ def xgrad_to_torch(binary, work):
         for pname, g in grads.items():
             if pname in expected:
                 ok = compare("grad." + pname, g, io["grad." + pname]) and ok
+        buffers = {k: b.detach().numpy().astype("float32") for k, b in model.named_buffers()}
+        written = {k[len("buffer."):] for k in io if k.startswith("buffer.")}
+        if written != set(buffers):
+            print(f"  buffers: xgrad wrote {sorted(written)}, torch has {sorted(buffers)}  MISMATCH")
+            ok = False
+        for bname, b in buffers.items():
+            if bname in written:
+                ok = compare("buffer." + bname, b, io["buffer." + bname]) and ok
     return ok
 
 
@@ -138,11 +155,13 @@ def torch_to_xgrad(binary, work):
         model = make()
         x = torch.rand(shape)
         labels = torch.arange(BATCH) * 7 % 10
+        # the state before the pass (which moves the running statistics); num_batches_tracked as F32
+        state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
         out, loss, grads = forward_backward(model, x, labels)
-        write_safetensors(os.path.join(work, f"{name}_torch_weights.safetensors"),
-                          {k: v.detach().numpy() for k, v in model.state_dict().items()}, {"format": "pt"})
+        write_safetensors(os.path.join(work, f"{name}_torch_weights.safetensors"), state, {"format": "pt"})
         io = {"input": x.numpy(), "labels": labels.numpy().astype("float32"), "output": out, "loss": loss}
         io.update({"grad." + k: g for k, g in grads.items()})
+        io.update({"buffer." + k: b.detach().numpy().copy() for k, b in model.named_buffers()})
         write_safetensors(os.path.join(work, f"{name}_torch_io.safetensors"), io)
     return subprocess.run([binary, "import", work]).returncode == 0
 

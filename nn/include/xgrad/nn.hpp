@@ -8,6 +8,7 @@
 #include "xgrad/nn/layers.hpp"
 #include "xgrad/nn/losses.hpp"
 #include "xgrad/nn/module.hpp"
+#include "xgrad/nn/norm.hpp"
 #include "xgrad/nn/optim.hpp"
 #include "xgrad/nn/serialize.hpp"
 #include "xgrad/nn/train.hpp"

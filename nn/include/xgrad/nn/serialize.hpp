@@ -24,12 +24,13 @@ void save_tensors(const std::string& path, const std::vector<std::pair<std::stri
                   const std::map<std::string, std::string>& metadata = {});
 
 /// Reads the tensors of `path` into `tensors` (same names, shapes and dtypes, checked; nothing is
-/// changed on error) and returns the file's metadata.
+/// changed on error) and returns the file's metadata. An I64 entry (PyTorch's num_batches_tracked)
+/// loads into a tensor of T when each value is an integer T holds exactly (|v| ≤ 2^24 for float).
 template <class T>
 std::map<std::string, std::string> load_tensors(const std::string& path,
                                                 const std::vector<std::pair<std::string, Tensor<T>*>>& tensors);
 
-/// A training checkpoint: the module's parameters ("model.<name>"), the optimizer's state
+/// A training checkpoint: the module's parameters and buffers ("model.<name>"), the optimizer's state
 /// ("optim.<name>") and metadata (e.g. the epoch), written atomically.
 template <class T>
 void save_checkpoint(const std::string& path, Module<T>& module, Optimizer<T>& optimizer,
@@ -42,12 +43,14 @@ template <class T>
 std::map<std::string, std::string> load_checkpoint(const std::string& path, Module<T>& module, Optimizer<T>& optimizer,
                                                    const std::vector<std::string>& integer_metadata = {});
 
-/// Writes every named parameter to `path` atomically (temp file in the same directory, then rename):
+/// Writes the module's state to `path` as PyTorch's state_dict names and orders it: each module's
+/// parameters, then its buffers (BatchNorm's running statistics), then its children's, recursively;
+/// atomically (temp file in the same directory, then rename):
 /// a failed save leaves the previous file intact.
 template <class T>
 void save_weights(Module<T>& module, const std::string& path);
 
-/// Loads parameters by name; checks that names, shapes and dtypes match the module exactly and
+/// Loads parameters and buffers by name; checks that names, shapes and dtypes match the module exactly and
 /// throws WeightFileError listing every mismatch (the module is unchanged on error).
 template <class T>
 void load_weights(Module<T>& module, const std::string& path);

@@ -1,0 +1,289 @@
+// Normalization: batch_norm (training mode) and layer_norm, one fused kernel each way.
+#include "xgrad/ops/norm.hpp"
+
+#include <cmath>
+#include <stdexcept>
+#include <vector>
+
+#include "../op_util.hpp"
+#include "xgrad/ops/elementwise.hpp"
+#include "xgrad/ops/reduce.hpp"
+#include "xgrad/ops/shape.hpp"
+
+namespace xgrad {
+
+namespace {
+
+void check_eps(const char* name, double eps)
+{
+    if (!(eps >= 0) || !std::isfinite(eps))
+        throw std::invalid_argument(fmt::format("{}: eps must be finite and non-negative, got {}", name, eps));
+}
+
+/// weight and bias null: no affine map.
+template <class T>
+Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias, double eps, Tensor<T>* batch_mean,
+                       Tensor<T>* batch_var)
+{
+    const bool affine = weight != nullptr;
+    const Var<T> inputs[3] = {x, affine ? *weight : x, affine ? *bias : x};
+    OpBuilder<T> op("batch_norm", inputs, affine ? 3 : 1);
+    const Shape& xs = x.shape();
+    if (xs.size() < 2)
+        throw ShapeError(fmt::format("batch_norm: input {} must have rank 2 or more, (N,C,*)", shape_str(xs)));
+    const std::size_t n = xs[0], channels = xs[1];
+    std::size_t inner = 1;
+    for (std::size_t a = 2; a < xs.size(); ++a) inner *= xs[a];
+    if (affine && (weight->shape() != Shape{channels} || bias->shape() != Shape{channels}))
+        throw ShapeError(fmt::format("batch_norm: input {} has {} channels, but weight {} and bias {} must be ({})",
+                                     shape_str(xs), channels, shape_str(weight->shape()), shape_str(bias->shape()),
+                                     channels));
+    const std::size_t m = n * inner;
+    if (m < 2)
+        throw std::invalid_argument(fmt::format(
+            "batch_norm: expected more than 1 value per channel in training mode, got input {}", shape_str(xs)));
+    check_eps("batch_norm", eps);
+
+    // saved: row 0 the channel means, row 1 the inverse standard deviations (for the backward)
+    Tensor<T>& st = op.saved();
+    st.resize(Shape{2, channels});
+    T* mean_p = st.data();
+    T* inv_p = st.data() + channels;
+    if (batch_mean) batch_mean->resize(Shape{channels});
+    if (batch_var) batch_var->resize(Shape{channels});
+    op.value().resize(xs);
+    const T* xp = x.value().data();
+    T* yp = op.value().data();
+    const T* gam = affine ? weight->value().data() : nullptr;
+    const T* bet = affine ? bias->value().data() : nullptr;
+    for (std::size_t c = 0; c < channels; ++c) {
+        // two passes in double: the variance does not cancel, in float or double
+        double s = 0;
+        for (std::size_t b = 0; b < n; ++b) {
+            const T* row = xp + (b * channels + c) * inner;
+            for (std::size_t i = 0; i < inner; ++i) s += row[i];
+        }
+        const double mu = s / double(m);
+        double q = 0;
+        for (std::size_t b = 0; b < n; ++b) {
+            const T* row = xp + (b * channels + c) * inner;
+            for (std::size_t i = 0; i < inner; ++i) q += (row[i] - mu) * (row[i] - mu);
+        }
+        const double var = q / double(m);
+        const T mean_t = T(mu), inv = T(1 / std::sqrt(var + eps));
+        mean_p[c] = mean_t;
+        inv_p[c] = inv;
+        if (batch_mean) (*batch_mean)(c) = mean_t;
+        if (batch_var) (*batch_var)(c) = T(var);
+        const T scale = affine ? gam[c] * inv : inv, shift = affine ? bet[c] : T(0);
+        for (std::size_t b = 0; b < n; ++b) {
+            const std::size_t at = (b * channels + c) * inner;
+            for (std::size_t i = 0; i < inner; ++i) yp[at + i] = (xp[at + i] - mean_t) * scale + shift;
+        }
+    }
+    const std::size_t rank = xs.size();
+    return op.finish_both([n, channels, inner, rank, eps, affine](auto& c) {
+        const std::size_t m = n * inner;
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            // The same VJP as recorded ops; the statistics are recomputed so that they are differentiated.
+            std::vector<int> axes = {0};
+            for (std::size_t a = 2; a < rank; ++a) axes.push_back(int(a));
+            std::vector<std::ptrdiff_t> ks(rank, 1);
+            ks[1] = std::ptrdiff_t(channels);
+            const Var<T> x = c.input(0), g = c.grad();
+            const Var<T> d = x - mean(x, axes, true);
+            const Var<T> inv = pow(mean(square(d), axes, true) + T(eps), T(-0.5));
+            const Var<T> xh = d * inv;
+            const Var<T> sg = sum(g, axes, true), sgx = sum(g * xh, axes, true);
+            if (c.needs(0)) {
+                const Var<T> k = affine ? reshape(c.input(1), ks) * inv : inv;
+                c.accumulate(0, k * (g - sg / T(m) - xh * (sgx / T(m))));
+            }
+            if (affine) {
+                c.accumulate(1, reshape(sgx, {std::ptrdiff_t(channels)}));
+                c.accumulate(2, reshape(sg, {std::ptrdiff_t(channels)}));
+            }
+        } else {
+            const T* xp = c.input(0).data();
+            const T* g = c.grad().data();
+            const T* mean_p = c.saved().data();
+            const T* inv_p = mean_p + channels;
+            const T* gam = affine ? c.input(1).data() : nullptr;
+            const InputGrad<T> dx = c.input_grad(0);
+            const InputGrad<T> dw = affine ? c.input_grad(1) : InputGrad<T>{};
+            const InputGrad<T> db = affine ? c.input_grad(2) : InputGrad<T>{};
+            for (std::size_t ch = 0; ch < channels; ++ch) {
+                const T mu = mean_p[ch], inv = inv_p[ch];
+                double sg = 0, sgx = 0;
+                for (std::size_t b = 0; b < n; ++b) {
+                    const std::size_t at = (b * channels + ch) * inner;
+                    for (std::size_t i = 0; i < inner; ++i) {
+                        sg += g[at + i];
+                        sgx += g[at + i] * ((xp[at + i] - mu) * inv);
+                    }
+                }
+                // weight and bias may be one Var (one buffer): dw then db, each channel once
+                if (dw) dw.data()[ch] = (dw.accumulate ? dw.data()[ch] : T(0)) + T(sgx);
+                if (db) db.data()[ch] = (db.accumulate ? db.data()[ch] : T(0)) + T(sg);
+                if (!dx) continue;
+                const T k = affine ? gam[ch] * inv : inv, a = T(sg / double(m)), s = T(sgx / double(m));
+                T* d = dx.data();
+                for (std::size_t b = 0; b < n; ++b) {
+                    const std::size_t at = (b * channels + ch) * inner;
+                    for (std::size_t i = 0; i < inner; ++i) {
+                        const T v = k * (g[at + i] - a - (xp[at + i] - mu) * inv * s);
+                        d[at + i] = dx.accumulate ? d[at + i] + v : v;
+                    }
+                }
+            }
+        }
+    });
+}
+
+template <class T>
+Var<T> layer_norm_impl(const Var<T>& x, const Shape& normalized_shape, const Var<T>* weight, const Var<T>* bias,
+                       double eps)
+{
+    const bool affine = weight != nullptr;
+    const Var<T> inputs[3] = {x, affine ? *weight : x, affine ? *bias : x};
+    OpBuilder<T> op("layer_norm", inputs, affine ? 3 : 1);
+    const Shape& xs = x.shape();
+    const std::size_t k = normalized_shape.size();
+    if (k == 0) throw std::invalid_argument(fmt::format("layer_norm: normalized_shape is empty (input {})", shape_str(xs)));
+    if (xs.size() < k || !std::equal(normalized_shape.begin(), normalized_shape.end(), xs.end() - std::ptrdiff_t(k)))
+        throw ShapeError(fmt::format("layer_norm: input {} does not end with normalized_shape {}", shape_str(xs),
+                                     shape_str(normalized_shape)));
+    if (affine && (weight->shape() != normalized_shape || bias->shape() != normalized_shape))
+        throw ShapeError(fmt::format("layer_norm: weight {} and bias {} must have normalized_shape {} (input {})",
+                                     shape_str(weight->shape()), shape_str(bias->shape()), shape_str(normalized_shape),
+                                     shape_str(xs)));
+    check_eps("layer_norm", eps);
+    std::size_t m = 1;
+    for (std::size_t v : normalized_shape) m *= v;
+    const std::size_t rows = m == 0 ? 0 : x.size() / m;
+
+    Tensor<T>& st = op.saved();  // row 0 the means, row 1 the inverse standard deviations
+    st.resize(Shape{2, rows});
+    T* mean_p = st.data();
+    T* inv_p = st.data() + rows;
+    op.value().resize(xs);
+    const T* xp = x.value().data();
+    T* yp = op.value().data();
+    const T* gam = affine ? weight->value().data() : nullptr;
+    const T* bet = affine ? bias->value().data() : nullptr;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* row = xp + r * m;
+        double s = 0, q = 0;
+        for (std::size_t i = 0; i < m; ++i) s += row[i];
+        const double mu = s / double(m);
+        for (std::size_t i = 0; i < m; ++i) q += (row[i] - mu) * (row[i] - mu);
+        const T mean_t = T(mu), inv = T(1 / std::sqrt(q / double(m) + eps));
+        mean_p[r] = mean_t;
+        inv_p[r] = inv;
+        T* out = yp + r * m;
+        if (affine)
+            for (std::size_t i = 0; i < m; ++i) out[i] = (row[i] - mean_t) * inv * gam[i] + bet[i];
+        else
+            for (std::size_t i = 0; i < m; ++i) out[i] = (row[i] - mean_t) * inv;
+    }
+    return op.finish_both([rows, m, k, eps, affine](auto& c) {
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            std::vector<int> axes;
+            for (std::size_t a = 0; a < k; ++a) axes.push_back(-int(k - a));
+            const Var<T> x = c.input(0), g = c.grad();
+            const Var<T> d = x - mean(x, axes, true);
+            const Var<T> inv = pow(mean(square(d), axes, true) + T(eps), T(-0.5));
+            const Var<T> xh = d * inv;
+            if (c.needs(0)) {
+                const Var<T> gh = affine ? g * c.input(1) : g;
+                c.accumulate(0, inv * (gh - mean(gh, axes, true) - xh * mean(gh * xh, axes, true)));
+            }
+            if (affine) {
+                c.accumulate(1, g * xh);  // summed over the leading axes to γ's shape
+                c.accumulate(2, g);
+            }
+        } else {
+            const T* xp = c.input(0).data();
+            const T* g = c.grad().data();
+            const T* mean_p = c.saved().data();
+            const T* inv_p = mean_p + rows;
+            const T* gam = affine ? c.input(1).data() : nullptr;
+            const InputGrad<T> dx = c.input_grad(0);
+            if (dx) {
+                T* d = dx.data();
+                for (std::size_t r = 0; r < rows; ++r) {
+                    const T mu = mean_p[r], inv = inv_p[r];
+                    const T* xr = xp + r * m;
+                    const T* gr = g + r * m;
+                    double s1 = 0, s2 = 0;
+                    for (std::size_t i = 0; i < m; ++i) {
+                        const T gh = affine ? gr[i] * gam[i] : gr[i];
+                        s1 += gh;
+                        s2 += gh * ((xr[i] - mu) * inv);
+                    }
+                    const T a = T(s1 / double(m)), s = T(s2 / double(m));
+                    T* dr = d + r * m;
+                    for (std::size_t i = 0; i < m; ++i) {
+                        const T gh = affine ? gr[i] * gam[i] : gr[i];
+                        const T v = inv * (gh - a - (xr[i] - mu) * inv * s);
+                        dr[i] = dx.accumulate ? dr[i] + v : v;
+                    }
+                }
+            }
+            if (!affine) return;
+            // After dx: x, weight and bias may share one buffer (x of normalized_shape given twice).
+            const InputGrad<T> dw = c.input_grad(1);
+            if (dw && !dw.accumulate) std::fill(dw.buffer->begin(), dw.buffer->end(), T(0));
+            const InputGrad<T> db = c.input_grad(2);
+            if (db && !db.accumulate) std::fill(db.buffer->begin(), db.buffer->end(), T(0));
+            if (!dw && !db) return;
+            for (std::size_t r = 0; r < rows; ++r) {
+                const T mu = mean_p[r], inv = inv_p[r];
+                const T* xr = xp + r * m;
+                const T* gr = g + r * m;
+                if (dw)
+                    for (std::size_t i = 0; i < m; ++i) dw.data()[i] += gr[i] * ((xr[i] - mu) * inv);
+                if (db)
+                    for (std::size_t i = 0; i < m; ++i) db.data()[i] += gr[i];
+            }
+        }
+    });
+}
+
+}  // namespace
+
+template <class T>
+Var<T> batch_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, double eps, Tensor<T>* batch_mean,
+                  Tensor<T>* batch_var)
+{
+    return batch_norm_impl(x, &weight, &bias, eps, batch_mean, batch_var);
+}
+
+template <class T>
+Var<T> batch_norm(const Var<T>& x, double eps, Tensor<T>* batch_mean, Tensor<T>* batch_var)
+{
+    return batch_norm_impl<T>(x, nullptr, nullptr, eps, batch_mean, batch_var);
+}
+
+template <class T>
+Var<T> layer_norm(const Var<T>& x, const Shape& normalized_shape, const Var<T>& weight, const Var<T>& bias, double eps)
+{
+    return layer_norm_impl(x, normalized_shape, &weight, &bias, eps);
+}
+
+template <class T>
+Var<T> layer_norm(const Var<T>& x, const Shape& normalized_shape, double eps)
+{
+    return layer_norm_impl<T>(x, normalized_shape, nullptr, nullptr, eps);
+}
+
+#define XGRAD_INSTANTIATE(T)                                                                                  \
+    template Var<T> batch_norm(const Var<T>&, const Var<T>&, const Var<T>&, double, Tensor<T>*, Tensor<T>*); \
+    template Var<T> batch_norm(const Var<T>&, double, Tensor<T>*, Tensor<T>*);                               \
+    template Var<T> layer_norm(const Var<T>&, const Shape&, const Var<T>&, const Var<T>&, double);           \
+    template Var<T> layer_norm(const Var<T>&, const Shape&, double);
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+}  // namespace xgrad
