@@ -270,9 +270,10 @@ void init_ops(py::module_& m)
         return PyVar(x.tape, xgrad::linear(x.f, wv.get<float>(), bv.f));
     }, arg("x"), arg("w"), arg("b") = py::none(), "x·Wᵀ + b with W (out, in), as torch.nn.functional.linear.");
 
-    m.def("conv2d", [](const PyVar& x, py::object w, py::object b, std::size_t stride, std::size_t padding) {
+    m.def("conv2d", [](const PyVar& x, py::object w, py::object b, std::size_t stride, std::size_t padding,
+                       std::size_t dilation, std::size_t groups) {
         const PyVar wv = as_var(w, x);
-        const Conv2dOptions o = Conv2dOptions().stride(stride).padding(padding);
+        const Conv2dOptions o = Conv2dOptions().stride(stride).padding(padding).dilation(dilation).groups(groups);
         if (b.is_none())
             return map2(x, wv, [&](const auto& xv, const auto& ww) {
                 py::gil_scoped_release nogil;
@@ -289,8 +290,43 @@ void init_ops(py::module_& m)
         const auto& b2 = bv.get<float>();
         py::gil_scoped_release nogil;
         return PyVar(x.tape, xgrad::conv2d(x.f, w2, b2, o));
-    }, arg("x"), arg("w"), arg("b") = py::none(), arg("stride") = 1, arg("padding") = 0,
-          "2-D convolution, NCHW: x (N,C,H,W), w (O,C,KH,KW), b (O) or None.");
+    }, arg("x"), arg("w"), arg("b") = py::none(), arg("stride") = 1, arg("padding") = 0, arg("dilation") = 1,
+          arg("groups") = 1, "2-D convolution, NCHW: x (N,C,H,W), w (O,C/groups,KH,KW), b (O) or None.");
+
+    // batch_norm / layer_norm: weight and bias both given or both None (the affine part)
+    auto affine = [](const PyVar& x, py::object w, py::object b, const char* op) {
+        if (w.is_none() != b.is_none())
+            throw py::value_error(std::string("xgrad: ") + op + ": give both weight and bias, or neither");
+        return w.is_none() ? std::pair<PyVar, PyVar>{x, x} : std::pair<PyVar, PyVar>{as_var(w, x), as_var(b, x)};
+    };
+    m.def("batch_norm", [affine](const PyVar& x, py::object w, py::object b, double eps) {
+        const bool has = !w.is_none();
+        const auto [wv, bv] = affine(x, w, b, "batch_norm");
+        if (x.dbl) {
+            const auto &w2 = wv.get<double>(), &b2 = bv.get<double>();
+            py::gil_scoped_release nogil;
+            return PyVar(x.tape, has ? xgrad::batch_norm(x.d, w2, b2, eps) : xgrad::batch_norm(x.d, eps));
+        }
+        const auto &w2 = wv.get<float>(), &b2 = bv.get<float>();
+        py::gil_scoped_release nogil;
+        return PyVar(x.tape, has ? xgrad::batch_norm(x.f, w2, b2, eps) : xgrad::batch_norm(x.f, eps));
+    }, arg("x"), arg("weight") = py::none(), arg("bias") = py::none(), arg("eps") = 1e-5,
+          "training-mode batch norm over all axes but 1 of x (N,C,...): (x - mean_c)/sqrt(var_c + eps)·weight + bias");
+    m.def("layer_norm", [affine](const PyVar& x, std::vector<std::size_t> normalized_shape, py::object w, py::object b,
+                                 double eps) {
+        const bool has = !w.is_none();
+        const auto [wv, bv] = affine(x, w, b, "layer_norm");
+        const Shape ns(normalized_shape.begin(), normalized_shape.end());
+        if (x.dbl) {
+            const auto &w2 = wv.get<double>(), &b2 = bv.get<double>();
+            py::gil_scoped_release nogil;
+            return PyVar(x.tape, has ? xgrad::layer_norm(x.d, ns, w2, b2, eps) : xgrad::layer_norm(x.d, ns, eps));
+        }
+        const auto &w2 = wv.get<float>(), &b2 = bv.get<float>();
+        py::gil_scoped_release nogil;
+        return PyVar(x.tape, has ? xgrad::layer_norm(x.f, ns, w2, b2, eps) : xgrad::layer_norm(x.f, ns, eps));
+    }, arg("x"), arg("normalized_shape"), arg("weight") = py::none(), arg("bias") = py::none(), arg("eps") = 1e-5,
+          "layer norm over the trailing axes normalized_shape of x, then ·weight + bias");
     m.def("max_pool2d", [](const PyVar& x, std::size_t kernel, py::object stride) {
         const std::size_t s = stride.is_none() ? 0 : stride.cast<std::size_t>();
         return x.map([&](const auto& v) {

@@ -2,6 +2,7 @@
 // xgrad::nn: modules, layers, losses, optimizers, initializers, weight files, training loops.
 #include "xgrad/autodiff.hpp"
 #include "xgrad/nn/activation.hpp"
+#include "xgrad/nn/blocks.hpp"
 #include "xgrad/nn/data.hpp"
 #include "xgrad/nn/gradcheck.hpp"
 #include "xgrad/nn/init.hpp"

@@ -1,0 +1,87 @@
+"""batch_norm, layer_norm and conv2d with dilation/groups: values against NumPy formulas, gradients
+against central finite differences (float64) and the C++ gradcheck/gradgradcheck, the errors."""
+import numpy as np
+import pytest
+
+import xgrad
+from conftest import numeric_grad, scalar_of, tape_value_and_grads
+
+r = np.random.default_rng(31)
+
+
+def u(*shape):
+    return r.uniform(-1.0, 1.0, size=shape)
+
+
+def batch_norm_np(x, w=None, b=None, eps=1e-5):
+    axes = (0,) + tuple(range(2, x.ndim))
+    mu = x.mean(axis=axes, keepdims=True)
+    var = x.var(axis=axes, keepdims=True)  # biased, as in training mode
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    y = (x - mu) / np.sqrt(var + eps)
+    return y if w is None else y * w.reshape(shape) + b.reshape(shape)
+
+
+def layer_norm_np(x, k, w=None, b=None, eps=1e-5):
+    axes = tuple(range(x.ndim - k, x.ndim))
+    y = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    return y if w is None else y * w + b
+
+
+def conv_np(x, w, stride, padding, dilation, groups):
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    oh = (h + 2 * padding - dilation * (kh - 1) - 1) // stride + 1
+    ow = (wd + 2 * padding - dilation * (kw - 1) - 1) // stride + 1
+    y = np.zeros((n, o, oh, ow))
+    og = o // groups
+    for oc in range(o):
+        g = oc // og
+        for i in range(oh):
+            for j in range(ow):
+                patch = xp[:, g * cg:(g + 1) * cg, i * stride:i * stride + dilation * (kh - 1) + 1:dilation,
+                           j * stride:j * stride + dilation * (kw - 1) + 1:dilation]
+                y[:, oc, i, j] = (patch * w[oc]).sum(axis=(1, 2, 3))
+    return y
+
+
+CASES = [
+    ("batch_norm_2d", lambda x, w, b: xgrad.batch_norm(x, w, b), lambda x, w, b: batch_norm_np(x, w, b),
+     [u(5, 3), u(3), u(3)]),
+    ("batch_norm_4d", lambda x, w, b: xgrad.batch_norm(x, weight=w, bias=b, eps=1e-3),
+     lambda x, w, b: batch_norm_np(x, w, b, 1e-3), [u(2, 3, 2, 3), u(3), u(3)]),
+    ("batch_norm_plain", lambda x: xgrad.batch_norm(x), lambda x: batch_norm_np(x), [u(4, 2, 3)]),
+    ("layer_norm", lambda x, w, b: xgrad.layer_norm(x, [4], w, b), lambda x, w, b: layer_norm_np(x, 1, w, b),
+     [u(3, 4), u(4), u(4)]),
+    ("layer_norm_2axes", lambda x: xgrad.layer_norm(x, normalized_shape=[2, 3]), lambda x: layer_norm_np(x, 2),
+     [u(2, 2, 3)]),
+    ("conv_groups", lambda x, w: xgrad.conv2d(x, w, groups=2, padding=1),
+     lambda x, w: conv_np(x, w, 1, 1, 1, 2), [u(1, 4, 4, 4), u(4, 2, 3, 3)]),
+    ("conv_dilation", lambda x, w: xgrad.conv2d(x, w, dilation=2, stride=2),
+     lambda x, w: conv_np(x, w, 2, 0, 2, 1), [u(2, 1, 7, 7), u(2, 1, 2, 2)]),
+]
+
+
+@pytest.mark.parametrize("name,build,ref,inputs", CASES, ids=[c[0] for c in CASES])
+def test_value_and_gradient(name, build, ref, inputs):
+    value, _, grads = tape_value_and_grads(build, inputs)
+    np.testing.assert_allclose(value, ref(*inputs), rtol=1e-10, atol=1e-12)
+    numeric = numeric_grad(scalar_of(build), inputs)
+    for g, n in zip(grads, numeric):
+        np.testing.assert_allclose(g, n, rtol=1e-6, atol=1e-8)
+    assert xgrad.gradcheck(build, inputs).passed
+    assert xgrad.gradgradcheck(lambda *v: xgrad.square(build(*v)), inputs).passed
+
+
+def test_errors():
+    tape = xgrad.Tape()
+    x = tape.variable(u(4, 3))
+    with pytest.raises(ValueError, match="batch_norm: give both weight and bias"):
+        xgrad.batch_norm(x, weight=tape.variable(u(3)))
+    with pytest.raises(xgrad.ShapeError, match="batch_norm"):
+        xgrad.batch_norm(x, tape.variable(u(2)), tape.variable(u(2)))
+    with pytest.raises(xgrad.ShapeError, match="layer_norm"):
+        xgrad.layer_norm(x, [5])
+    with pytest.raises(xgrad.ShapeError, match=r"conv2d: input \(1,4,5,5\) and weight \(6,2,3,3\) with groups 3"):
+        xgrad.conv2d(tape.variable(u(1, 4, 5, 5)), tape.variable(u(6, 2, 3, 3)), groups=3)
