@@ -23,7 +23,7 @@ int main(int argc, char** argv)
         },
         [&](CLI::App& a) {
             a.add_option("--dropout", dropout, "dropout probability after each GELU")
-                ->check(real_in(0, 1, true))
+                ->check(real_in(0, 1, true, false))
                 ->capture_default_str();
         });
 }

@@ -27,11 +27,11 @@ std::string bound_str(double v) { return fmt::format("{:g}", v); }
 
 }  // namespace
 
-CLI::Validator real_in(double lo, double hi, bool include_lo)
+CLI::Validator real_in(double lo, double hi, bool include_lo, bool include_hi)
 {
-    const std::string range = (include_lo ? "[" : "(") + bound_str(lo) + ", " + bound_str(hi) + "]";
+    const std::string range = (include_lo ? "[" : "(") + bound_str(lo) + ", " + bound_str(hi) + (include_hi ? "]" : ")");
     return CLI::Validator(
-        [lo, hi, range, include_lo](std::string& s) -> std::string {
+        [lo, hi, range, include_lo, include_hi](std::string& s) -> std::string {
             double v = 0;
             std::size_t used = 0;
             try {
@@ -40,7 +40,8 @@ CLI::Validator real_in(double lo, double hi, bool include_lo)
                 used = 0;
             }
             if (used != s.size() || s.empty()) return "'" + s + "' is not a number; allowed: a finite number in " + range;
-            if (!std::isfinite(v) || v < lo || (v == lo && !include_lo) || v > hi) return s + " is outside the allowed range " + range;
+            if (!std::isfinite(v) || v < lo || (v == lo && !include_lo) || v > hi || (v == hi && !include_hi))
+                return s + " is outside the allowed range " + range;
             return {};
         },
         "REAL in " + range);

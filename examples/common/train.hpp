@@ -39,9 +39,9 @@ struct Options {
 /// The run directory: --out, or runs/<example>[-fashion].
 std::string run_dir(const Options& o);
 
-/// A CLI11 check: a finite real in (lo, hi] (or [lo, hi] with include_lo); rejects nan, inf,
-/// trailing junk and anything outside, naming the value and the range.
-CLI::Validator real_in(double lo, double hi, bool include_lo = false);
+/// A CLI11 check: a finite real in (lo, hi] (the ends included or not by include_lo, include_hi);
+/// rejects nan, inf, trailing junk and anything outside, naming the value and the range.
+CLI::Validator real_in(double lo, double hi, bool include_lo = false, bool include_hi = true);
 /// A CLI11 check: an integer in [lo, hi], checked on the text before conversion (so "-1" never
 /// wraps to 2^64 − 1).
 CLI::Validator int_in(long long lo, long long hi);

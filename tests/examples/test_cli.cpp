@@ -71,6 +71,15 @@ BOOST_AUTO_TEST_CASE(bad_training_values_are_rejected_before_loading_data)
     expect_rejected("mnist_mlp", "--seed -1", {"--seed", "-1"});
     expect_rejected("mnist_mlp", "--train-limit 99999999999999999999", {"--train-limit", "outside the allowed range"});
     expect_rejected("mnist_trace_reg", "--lr nan", {"--lr", "nan"});
+    expect_rejected("mnist_resnet", "--lr -1", {"--lr", "-1", "(0, 1000]"});
+    expect_rejected("mnist_resnet", "--optimizer lamb", {"--optimizer", "lamb"});
+    expect_rejected("mnist_layernorm_mlp", "--dropout 1", {"--dropout", "1 is outside", "[0, 1)"});
+    expect_rejected("mnist_layernorm_mlp", "--dropout nan", {"--dropout", "nan"});
+    for (const char* program : {"mnist_resnet", "mnist_layernorm_mlp"}) {  // good values fail only at the data
+        const Run r = run(program, no_data.substr(1));
+        BOOST_TEST(r.code == 1, program << ": " << r.output);
+        BOOST_TEST(r.output.find("/nonexistent/xgrad-cli-test") != std::string::npos, program << ": " << r.output);
+    }
 }
 
 // The second-order examples: their own options, and the shared ones, checked the same way.

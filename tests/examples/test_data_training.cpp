@@ -9,6 +9,7 @@
 #include <map>
 
 #include "common/train.hpp"
+#include "xgrad/reference/models.hpp"
 #include "test_util.hpp"
 
 using namespace xgrad;
@@ -242,6 +243,40 @@ BOOST_AUTO_TEST_CASE(short_training_run_and_exact_resume, *boost::unit_test::pre
     BOOST_TEST(resumed.test_accuracy == full.test_accuracy);
     BOOST_TEST(fs::exists(fs::path(o.out_dir) / "metrics.csv"));
     BOOST_TEST(fs::exists(fs::path(o.out_dir) / "confusion.csv"));
+}
+
+// The layer set in the examples' loop: the small ResNet (BatchNorm buffers, residual blocks, AdamW
+// with decay groups, cosine schedule) on real digits, resumed exactly: running statistics included.
+BOOST_AUTO_TEST_CASE(resnet_with_batch_norm_resumes_exactly, *boost::unit_test::precondition(mnist_available))
+{
+    examples::Options o;
+    o.epochs = 2, o.batch = 32, o.lr = 2e-3, o.optimizer = "adamw", o.schedule = "cosine", o.quiet = true;
+    examples::Data data = training_data(o);
+    data.train = data.train.slice(0, 192);
+    data.val = data.val.slice(0, 64);
+    data.test = data.test.slice(0, 64);
+    auto run = [&](const std::string& dir, int epochs, bool resume, std::uint64_t seed) {
+        examples::Options r = o;
+        r.out_dir = dir, r.epochs = epochs, r.resume = resume;
+        auto net = reference::mnist_resnet<float>(seed);
+        examples::Task task = examples::classifier_task("test_resnet", *net, true);
+        auto opt = examples::make_optimizer(r, *net);
+        const auto result = examples::train(task, *opt, data, r);
+        return std::make_pair(std::move(net), result);
+    };
+    const std::string full_dir = temp_dir("resnet_full").string(), cut_dir = temp_dir("resnet_cut").string();
+    auto [full, full_result] = run(full_dir, 2, false, 1);
+    run(cut_dir, 1, false, 1);
+    auto [resumed, resumed_result] = run(cut_dir, 2, true, 7);  // another init: the checkpoint overwrites it
+    BOOST_TEST(full_result.history.back().train_loss < full_result.history.front().train_loss);
+    const auto a = full->named_buffers(), b = resumed->named_buffers();
+    BOOST_TEST_REQUIRE(a.size() == 27u);  // 9 batch norms × (running_mean, running_var, num_batches_tracked)
+    for (std::size_t i = 0; i < a.size(); ++i)
+        BOOST_TEST(*a[i].second == *b[i].second, a[i].first << " differs after resume");
+    const auto pa = full->parameters(), pb = resumed->parameters();
+    for (std::size_t i = 0; i < pa.size(); ++i)
+        BOOST_TEST(pa[i]->value() == pb[i]->value(), "parameter " << i << " differs after resume");
+    BOOST_TEST(resumed_result.test_accuracy == full_result.test_accuracy);
 }
 
 namespace {
