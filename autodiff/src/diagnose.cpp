@@ -440,21 +440,45 @@ struct Fitter {
         if (hs.size() == 2 && as.size() == 2 && hs != as && hs[0] == as[1] && hs[1] == as[0])
             offer(xt::eval(xt::transpose(a)), "transpose",
                   fmt::format("{} is transposed: {} for {} (e.g. a·δᵀ written for δ·aᵀ)", label, shape_str(hs), shape_str(as)));
-        if (hs.size() == as.size() + 1 && std::equal(as.begin(), as.end(), hs.begin() + 1)) {
-            const Tens s = xt::sum(h, {0});
-            if (residual(s, a) <= o.fit_tol())
+        // One axis too many or too few: a sum over it forgotten, or taken where none belongs. Axis 0
+        // is the batch (per-sample gradients not summed); the last one the classes or features
+        // (a per-sample quantity left per class).
+        auto without = [](const Shape& sh, std::size_t k) {
+            Shape r = sh;
+            r.erase(r.begin() + std::ptrdiff_t(k));
+            return r;
+        };
+        auto axis_name = [](std::size_t k, std::size_t rank) {
+            if (k == 0) return std::string("the batch (axis 0)");
+            if (k + 1 == rank) return fmt::format("the last axis (axis {}: classes or features)", k);
+            return fmt::format("axis {}", k);
+        };
+        if (hs.size() == as.size() + 1)
+            for (std::size_t k = 0; k < hs.size(); ++k) {
+                if (without(hs, k) != as) continue;
+                const Tens s = xt::sum(h, {k});
+                if (residual(s, a) > o.fit_tol()) continue;
                 out.push_back({"sum over axis",
-                               fmt::format("{} has one entry per sample {}: the sum over the batch (axis 0) is missing",
-                                           label, shape_str(hs)),
+                               k == 0 ? fmt::format("{} has one entry per sample {}: the sum over the batch (axis 0) is missing",
+                                                    label, shape_str(hs))
+                                      : fmt::format("{} {} keeps {}: the sum over it is missing", label,
+                                                    shape_str(hs), axis_name(k, hs.size())),
                                residual(s, a)});
-        }
-        if (hs.size() + 1 == as.size() && std::equal(hs.begin(), hs.end(), as.begin() + 1)) {
-            const Tens s = xt::sum(a, {0});
-            if (residual(h, s) <= o.fit_tol())
+                break;
+            }
+        if (hs.size() + 1 == as.size())
+            for (std::size_t k = 0; k < as.size(); ++k) {
+                if (without(as, k) != hs) continue;
+                const Tens s = xt::sum(a, {k});
+                if (residual(h, s) > o.fit_tol()) continue;
                 out.push_back({"sum over axis",
-                               fmt::format("{} sums over the batch, but {} is per sample {}", label, label, shape_str(as)),
+                               k == 0 ? fmt::format("{} sums over the batch, but {} is per sample {}", label, label,
+                                                    shape_str(as))
+                                      : fmt::format("{} sums over {}, but {} keeps it {}", label,
+                                                    axis_name(k, as.size()), label, shape_str(as)),
                                residual(h, s)});
-        }
+                break;
+            }
     }
 
     void square_transpose(const Tens& a)

@@ -211,6 +211,28 @@ BOOST_AUTO_TEST_CASE(bias_gradient_not_summed_over_the_batch)
     BOOST_TEST(r.at("dL/db2").verdict == Verdict::shape_mismatch);
 }
 
+BOOST_AUTO_TEST_CASE(per_sample_loss_left_per_class)
+{
+    // softmax regression observed per sample: ℓ_n = −Σ_c t_nc log p_nc; the hand forgets Σ_c and
+    // keeps (n, c). The class axis is named, not the batch.
+    const Tens x = rnd(Shape{4, 3}, 81), w = rnd(Shape{5, 3}, 82), b = rnd(Shape{5}, 83);
+    IndexTensor y = IndexTensor::from_shape({4});
+    for (std::size_t i = 0; i < 4; ++i) y(i) = Index((3 * i + 1) % 5);
+    const auto r = diagnose(
+        [&](Tape<double>& t) {
+            auto logp = log_softmax(matmul(t.constant(x), transpose(t.variable(w))) + t.variable(b), 1);
+            auto per_sample = -sum(logp * one_hot(t, y, 5), {1});
+            t.observe("l", per_sample);
+            return mean(per_sample);
+        },
+        [&](HandDerivation& h) {
+            const Tens p = softmax_rows(affine(x, w, b));
+            h.value("l", -(xt::log(p) * one_hot_rows(y, 5)));  // (4, 5): Σ over classes missing
+        });
+    expect_root(r, "l", "sum over axis", "keeps the last axis (axis 1: classes or features)");
+    BOOST_TEST(r.at("l").verdict == Verdict::shape_mismatch);
+}
+
 BOOST_AUTO_TEST_CASE(activation_skipped_is_the_layer_before)
 {
     // a1 written as z1: the forward value equals the tape's z1; everything after follows
