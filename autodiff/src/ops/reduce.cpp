@@ -53,7 +53,7 @@ Var<T> reduce_axes(const char* name, const Var<T>& x, const std::vector<int>& ax
     auto op = begin_op(name, {x});
     const Tensor<T>& xv = x.value();
     const Shape& in = xv.shape();
-    std::vector<std::size_t> ax;
+    Shape ax;  // a small inline vector: no allocation per call for up to 4 axes
     for (int a : axes) ax.push_back(detail::normalize_axis(name, a, in));
     std::sort(ax.begin(), ax.end());
     const auto dup = std::adjacent_find(ax.begin(), ax.end());
