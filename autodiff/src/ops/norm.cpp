@@ -20,6 +20,22 @@ void check_eps(const char* name, double eps)
         throw std::invalid_argument(fmt::format("{}: eps must be finite and non-negative, got {}", name, eps));
 }
 
+/// Σ_{i<n} f(i) in independent lanes of T (so the compiler can vectorize the sum, which it may not
+/// reorder itself), the lanes and the tail added up in double.
+template <class T, class F>
+double lane_sum(std::size_t n, F f)
+{
+    constexpr std::size_t lanes = 64 / sizeof(T);  // 16 floats, 8 doubles: two AVX-512 / four AVX registers
+    T acc[lanes] = {};
+    std::size_t i = 0;
+    for (; i + lanes <= n; i += lanes)
+        for (std::size_t l = 0; l < lanes; ++l) acc[l] += f(i + l);
+    double s = 0;
+    for (; i < n; ++i) s += double(f(i));
+    for (std::size_t l = 0; l < lanes; ++l) s += double(acc[l]);
+    return s;
+}
+
 /// weight and bias null: no affine map.
 template <class T>
 Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias, double eps, Tensor<T>* batch_mean,
@@ -57,17 +73,19 @@ Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias
     const T* gam = affine ? weight->value().data() : nullptr;
     const T* bet = affine ? bias->value().data() : nullptr;
     for (std::size_t c = 0; c < channels; ++c) {
-        // two passes in double: the variance does not cancel, in float or double
+        // two passes (the variance about the mean does not cancel); rows summed in lanes of T, the
+        // rows' sums in double
         double s = 0;
         for (std::size_t b = 0; b < n; ++b) {
             const T* row = xp + (b * channels + c) * inner;
-            for (std::size_t i = 0; i < inner; ++i) s += row[i];
+            s += lane_sum<T>(inner, [row](std::size_t i) { return row[i]; });
         }
         const double mu = s / double(m);
+        const T mu_t = T(mu);
         double q = 0;
         for (std::size_t b = 0; b < n; ++b) {
             const T* row = xp + (b * channels + c) * inner;
-            for (std::size_t i = 0; i < inner; ++i) q += (row[i] - mu) * (row[i] - mu);
+            q += lane_sum<T>(inner, [row, mu_t](std::size_t i) { return (row[i] - mu_t) * (row[i] - mu_t); });
         }
         const double var = q / double(m);
         const T mean_t = T(mu), inv = T(1 / std::sqrt(var + eps));
@@ -114,26 +132,27 @@ Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias
             const InputGrad<T> db = affine ? c.input_grad(2) : InputGrad<T>{};
             for (std::size_t ch = 0; ch < channels; ++ch) {
                 const T mu = mean_p[ch], inv = inv_p[ch];
-                double sg = 0, sgx = 0;
+                double sg = 0, sgx = 0;  // Σ g, Σ g·x̂ = inv·Σ g·(x − μ)
                 for (std::size_t b = 0; b < n; ++b) {
-                    const std::size_t at = (b * channels + ch) * inner;
-                    for (std::size_t i = 0; i < inner; ++i) {
-                        sg += g[at + i];
-                        sgx += g[at + i] * ((xp[at + i] - mu) * inv);
-                    }
+                    const T* gr = g + (b * channels + ch) * inner;
+                    const T* xr = xp + (b * channels + ch) * inner;
+                    sg += lane_sum<T>(inner, [gr](std::size_t i) { return gr[i]; });
+                    sgx += lane_sum<T>(inner, [gr, xr, mu](std::size_t i) { return gr[i] * (xr[i] - mu); });
                 }
+                sgx *= double(inv);
                 // weight and bias may be one Var (one buffer): dw then db, each channel once
                 if (dw) dw.data()[ch] = (dw.accumulate ? dw.data()[ch] : T(0)) + T(sgx);
                 if (db) db.data()[ch] = (db.accumulate ? db.data()[ch] : T(0)) + T(sg);
                 if (!dx) continue;
                 const T k = affine ? gam[ch] * inv : inv, a = T(sg / double(m)), s = T(sgx / double(m));
                 T* d = dx.data();
+                const T is = inv * s;
                 for (std::size_t b = 0; b < n; ++b) {
                     const std::size_t at = (b * channels + ch) * inner;
-                    for (std::size_t i = 0; i < inner; ++i) {
-                        const T v = k * (g[at + i] - a - (xp[at + i] - mu) * inv * s);
-                        d[at + i] = dx.accumulate ? d[at + i] + v : v;
-                    }
+                    if (dx.accumulate)
+                        for (std::size_t i = 0; i < inner; ++i) d[at + i] += k * (g[at + i] - a - (xp[at + i] - mu) * is);
+                    else
+                        for (std::size_t i = 0; i < inner; ++i) d[at + i] = k * (g[at + i] - a - (xp[at + i] - mu) * is);
                 }
             }
         }

@@ -56,7 +56,7 @@ std::unique_ptr<nn::Sequential<T>> lenet(std::uint64_t seed, bool max_pool)
 
 /// A small ResNet for 28×28 digits: conv 3×3 (1→16) → BatchNorm2d → ReLU → BasicBlock(16→16) →
 /// BasicBlock(16→32, stride 2) → BasicBlock(32→64, stride 2) → global average pooling → Linear
-/// (64→10). 0.17 M parameters; the mnist_resnet example and the resnet_b64 benchmark.
+/// (64→10). 77,754 parameters; the mnist_resnet example and the resnet_b64 benchmark.
 template <class T>
 std::unique_ptr<nn::Sequential<T>> mnist_resnet(std::uint64_t seed)
 {
