@@ -58,6 +58,9 @@ std::string fmt_val(const Result& r, const std::string& unit)
     return s;
 }
 
+// Workloads without a hand-written step: tape_* (bookkeeping only) and the normalization networks but bn_conv.
+bool has_hand(const std::string& w) { return w.rfind("tape_", 0) != 0 && w != "resnet_b64" && w != "layernorm_mlp"; }
+
 bool second_order(const std::string& w) { return w.rfind("hvp_", 0) == 0 || w.rfind("double_backprop_", 0) == 0; }
 
 }  // namespace
@@ -66,7 +69,8 @@ int main(int argc, char** argv)
 {
     CLI::App app{"xgrad benchmarks side by side with libtorch and hand-written backprop"};
     std::string threads_s = "1,2", workloads_s =
-        "mnist_softmax_sgd,mlp_b64,mlp_b256,lenet,tape_1,tape_64x64,mm_512,mm_1024,hvp_mlp,hvp_lenet,double_backprop_mlp";
+        "mnist_softmax_sgd,mlp_b64,mlp_b256,lenet,resnet_b64,bn_conv,layernorm_mlp,tape_1,tape_64x64,mm_512,mm_1024,hvp_mlp,"
+        "hvp_lenet,double_backprop_mlp";
     int rounds = 2;
     bool quick = false;
     std::string out_file, bin_dir = ".", base_dir;
@@ -96,7 +100,7 @@ int main(int argc, char** argv)
                 if (second_order(w)) {  // the first-order gradient of the same network, both sides
                     cmds.emplace_back("grad", bin_dir + "/bench_xgrad grad " + w + " " + t);
                     if (have_torch) cmds.emplace_back("libtorch_grad", bin_dir + "/bench_torch " + w + " " + t + " grad");
-                } else if (w.rfind("tape_", 0) != 0) {
+                } else if (has_hand(w)) {
                     cmds.emplace_back("hand", bin_dir + "/bench_xgrad hand " + w + " " + t);
                 }
                 if (w.rfind("mm_", 0) == 0) {

@@ -23,6 +23,31 @@ int fail(const std::string& why)
 
 torch::Tensor labels_mod10(int64_t B) { return torch::arange(B, torch::kLong) % 10; }
 
+/// torchvision's BasicBlock, as xgrad::nn::BasicBlock: relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)),
+/// shortcut = conv 1×1 (stride, no bias) + BatchNorm2d when the stride or the channels change.
+struct BasicBlockImpl : nn::Module {
+    nn::Conv2d conv1{nullptr}, conv2{nullptr};
+    nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+    nn::Sequential downsample{nullptr};
+    BasicBlockImpl(int64_t in, int64_t out, int64_t stride)
+    {
+        conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)));
+        bn1 = register_module("bn1", nn::BatchNorm2d(out));
+        conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(out, out, 3).padding(1).bias(false)));
+        bn2 = register_module("bn2", nn::BatchNorm2d(out));
+        if (stride != 1 || in != out)
+            downsample = register_module(
+                "downsample",
+                nn::Sequential(nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)), nn::BatchNorm2d(out)));
+    }
+    torch::Tensor forward(const torch::Tensor& x)
+    {
+        auto h = torch::relu(bn1(conv1(x)));
+        return torch::relu(bn2(conv2(h)) + (downsample ? downsample->forward(x) : x));
+    }
+};
+TORCH_MODULE(BasicBlock);
+
 }  // namespace
 
 int main(int argc, char** argv)
@@ -86,6 +111,34 @@ int main(int argc, char** argv)
         nn::Sequential net = lenet();
         torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
         auto x = torch::rand({64, 1, 28, 28});
+        auto y = labels_mod10(64);
+        report(I, wl, threads, "ms", 1e3, run([] {}, [&] { train_step(net, opt, x, y); }), base);
+    } else if (wl == "resnet_b64") {
+        nn::Sequential net(nn::Conv2d(nn::Conv2dOptions(1, 16, 3).padding(1).bias(false)), nn::BatchNorm2d(16), nn::ReLU(),
+                           BasicBlock(16, 16, 1), BasicBlock(16, 32, 2), BasicBlock(32, 64, 2),
+                           nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions(1)), nn::Flatten(), nn::Linear(64, 10));
+        net->train();
+        torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
+        auto x = torch::rand({64, 1, 28, 28});
+        auto y = labels_mod10(64);
+        report(I, wl, threads, "ms", 1e3, run([] {}, [&] { train_step(net, opt, x, y); }), base);
+    } else if (wl == "bn_conv") {
+        // conv 3×3 (16→16, pad 1, no bias) → BatchNorm2d (train) → ReLU → mean, SGD
+        nn::Sequential net(nn::Conv2d(nn::Conv2dOptions(16, 16, 3).padding(1).bias(false)), nn::BatchNorm2d(16), nn::ReLU());
+        net->train();
+        torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
+        auto x = torch::rand({64, 16, 28, 28});
+        auto step = [&] {
+            opt.zero_grad();
+            net->forward(x).mean().backward();
+            opt.step();
+        };
+        report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
+    } else if (wl == "layernorm_mlp") {
+        nn::Sequential net(nn::Linear(784, 256), nn::LayerNorm(nn::LayerNormOptions({256})), nn::GELU(), nn::Linear(256, 128),
+                           nn::LayerNorm(nn::LayerNormOptions({128})), nn::GELU(), nn::Linear(128, 10));
+        torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
+        auto x = torch::rand({64, 784});
         auto y = labels_mod10(64);
         report(I, wl, threads, "ms", 1e3, run([] {}, [&] { train_step(net, opt, x, y); }), base);
     } else if (wl == "hvp_mlp" || wl == "hvp_lenet") {

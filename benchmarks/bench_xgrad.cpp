@@ -127,6 +127,49 @@ int main(int argc, char** argv)
         } else {
             return fail("no " + impl + " for " + wl);
         }
+    } else if (wl == "resnet_b64" || wl == "layernorm_mlp") {
+        // Networks with normalization layers, tape only (no hand-written step): BatchNorm2d in train mode
+        // (batch statistics, running statistics updated), LayerNorm + GELU.
+        if (impl != "tape") return fail("no " + impl + " for " + wl);
+        const std::size_t B = 64;
+        const bool res = wl == "resnet_b64";
+        const Tensor<F> x = rand_uniform<F>(res ? Shape{B, 1, 28, 28} : Shape{B, 784}, 1);
+        const IndexTensor y = labels_mod10(B);
+        auto net = res ? reference::mnist_resnet<F>(5) : reference::layernorm_mlp<F>(5, 0.0);
+        net->train();
+        Tape<F> tape;
+        nn::SGD<F> opt(net->parameters(), {lr});
+        auto step = [&] {
+            opt.zero_grad();
+            tape.backward(cross_entropy((*net)(tape.borrow(x)), y));
+            opt.step();
+            tape.clear();
+        };
+        report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
+    } else if (wl == "bn_conv") {
+        // x (64,16,28,28) → conv 3×3 (16→16, pad 1, no bias) → BatchNorm2d (train) → ReLU → mean, SGD.
+        const std::size_t B = 64, C = 16;
+        const Tensor<F> x = rand_uniform<F>({B, C, 28, 28}, 1);
+        nn::Sequential<F> net;
+        net.emplace<nn::Conv2d<F>>(nn::Conv2dOptions(C, C, 3).padding(1).bias(false), 5);
+        net.emplace<nn::BatchNorm2d<F>>(nn::BatchNorm2dOptions(C));
+        net.emplace<nn::ReLU<F>>();
+        if (impl == "tape") {
+            Tape<F> tape;
+            nn::SGD<F> opt(net.parameters(), {lr});
+            auto step = [&] {
+                opt.zero_grad();
+                tape.backward(mean(net(tape.borrow(x))));
+                opt.step();
+                tape.clear();
+            };
+            report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
+        } else if (impl == "hand") {
+            HandBnConv h(net);
+            report(I, wl, threads, "ms", 1e3, run([] {}, [&] { h.step(x, lr); }), base);
+        } else {
+            return fail("no " + impl + " for " + wl);
+        }
     } else if (wl == "hvp_mlp" || wl == "hvp_lenet") {
         // Hessian-vector product of the loss w.r.t. all parameters (second_order.hpp); impl grad: the
         // plain gradient of the same loss (zero the gradients, forward, backward).

@@ -5,8 +5,10 @@
 
 #include "test_util.hpp"
 #include "xgrad/reference/backprop.hpp"
+#include "xgrad/reference/hand_steps.hpp"
 #include "xgrad/nn.hpp"
 #include "xgrad/op.hpp"
+#include "xgrad/random.hpp"
 
 #include <xtensor/xview.hpp>
 
@@ -197,6 +199,37 @@ BOOST_AUTO_TEST_CASE(mnist_softmax_sgd)
                      {{"b0", hand.db0}, {"W1", hand.dW1}, {"b1", hand.db1}});
         expect_gradcheck(loss, {b0, W1, b1});
     }
+}
+
+// The bn_conv benchmark's hand-written step (batch norm's backward by hand) against the tape on the
+// same inputs, in float: gradients of the conv weight, γ and β, the loss and the running statistics.
+BOOST_AUTO_TEST_CASE(hand_bn_conv_matches_the_tape)
+{
+    using F = float;
+    const std::size_t B = 6, C = 5;
+    const Tensor<F> x = rand_uniform<F>({B, C, 9, 9}, 3);
+    nn::Sequential<F> net;
+    net.emplace<nn::Conv2d<F>>(nn::Conv2dOptions(C, C, 3).padding(1).bias(false), 7);
+    auto& bn = net.emplace<nn::BatchNorm2d<F>>(nn::BatchNorm2dOptions(C));
+    net.emplace<nn::ReLU<F>>();
+    auto ps = net.parameters();
+    // γ, β away from 1, 0 so that the affine map is exercised
+    ps[1]->value() = rand_uniform<F>({C}, 4, 0.5f, 1.5f);
+    ps[2]->value() = rand_uniform<F>({C}, 5, -0.2f, 0.2f);
+    reference::HandBnConv hand(net);
+    Tape<F> tape;
+    const Var<F> loss = mean(net(tape.borrow(x)));
+    tape.backward(loss);
+    const F hand_loss = hand.step(x, 0.0f);  // lr 0: the gradients only
+    auto rel = [](const Tensor<F>& got, const Tensor<F>& want) {
+        return double(xt::amax(xt::abs(got - want))()) / double(xt::amax(xt::abs(want))());
+    };
+    BOOST_TEST(double(hand_loss) == double(loss.value()()), tt::tolerance(1e-4));
+    BOOST_TEST(rel(hand.dw, ps[0]->grad()) <= 1e-4);
+    BOOST_TEST(rel(hand.dgamma, ps[1]->grad()) <= 1e-4);
+    BOOST_TEST(rel(hand.dbeta, ps[2]->grad()) <= 1e-4);
+    BOOST_TEST(rel(hand.running_mean, *bn.running_mean()) <= 1e-4);
+    BOOST_TEST(rel(hand.running_var, *bn.running_var()) <= 1e-4);
 }
 
 BOOST_AUTO_TEST_CASE(worked_example_2_3_2_1)

@@ -2,6 +2,7 @@
 // Hand-written backprop training steps for the benchmark workloads: the same kernels as the tape
 // (BLAS GEMMs with transpose flags, xgrad's conv and pooling kernels), preallocated buffers, no
 // tape. They are the floor the tape's overhead is measured from.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -207,6 +208,109 @@ struct HandLenet {
         xt::noalias(c2b) -= lr * dc2b;
         for (auto& l : fc) l.sgd(lr);
         return loss;
+    }
+};
+
+/// Σ f(i) for i < n in 8 independent float lanes (vectorizable, unlike one serial sum), returned in double.
+template <class Fn>
+double lane_sum(std::size_t n, Fn f)
+{
+    F acc[8] = {};
+    std::size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (std::size_t l = 0; l < 8; ++l) acc[l] += f(i + l);
+    double s = 0;
+    for (; i < n; ++i) s += double(f(i));
+    for (F v : acc) s += double(v);
+    return s;
+}
+
+/// The bn_conv block: conv 3×3 (C→C, pad 1, no bias) → BatchNorm2d (training mode: batch statistics,
+/// running statistics updated as the module does) → ReLU → mean as the loss, SGD. Batch norm by hand,
+/// per channel c over its M = N·H·W values: dx = γ/(M·σ)·(M·dy − Σdy − x̂·Σ(dy·x̂)), dγ = Σ dy·x̂, dβ = Σ dy.
+struct HandBnConv {
+    Tensor<F> w, gamma, beta, running_mean, running_var, dw, dgamma, dbeta;
+    Tensor<F> y, a, dy, cols, mean, inv;
+    kernels::ConvGeom g{};
+    double eps = 1e-5, momentum = 0.1;
+    /// net: Conv2d (no bias), BatchNorm2d, ReLU, as bench_xgrad's bn_conv builds it.
+    explicit HandBnConv(nn::Sequential<F>& net)
+    {
+        auto ps = net.parameters();
+        w = ps[0]->value(), gamma = ps[1]->value(), beta = ps[2]->value();
+        running_mean = xt::zeros<F>(gamma.shape()), running_var = xt::ones<F>(gamma.shape());
+        dw = xt::zeros<F>(w.shape()), dgamma = xt::zeros<F>(gamma.shape()), dbeta = xt::zeros<F>(beta.shape());
+    }
+    F step(const Tensor<F>& x, F lr)
+    {
+        const std::size_t B = x.shape()[0], C = w.shape()[0];
+        g = kernels::conv_geometry(x.shape(), w.shape(), nullptr, 1, 1);
+        const std::size_t inner = g.oh * g.ow, M = B * inner;
+        y.resize(Shape{B, C, g.oh, g.ow});
+        cols.resize(Shape{g.k(), g.l()});
+        kernels::conv2d_forward(x.data(), w.data(), static_cast<const F*>(nullptr), g, y.data(), cols.data());
+        a.resize(y.shape());
+        dy.resize(y.shape());
+        mean.resize(Shape{C});
+        inv.resize(Shape{C});
+        const F d_out = F(1) / F(a.size());  // d(mean)/d(out)
+        double loss = 0;
+        for (std::size_t c = 0; c < C; ++c) {
+            // two passes (the variance must not cancel), per row in float lanes, rows summed in double
+            double s = 0, q = 0;
+            for (std::size_t n = 0; n < B; ++n) {
+                const F* r = y.data() + (n * C + c) * inner;
+                s += lane_sum(inner, [r](std::size_t i) { return r[i]; });
+            }
+            const F mu = F(s / double(M));
+            for (std::size_t n = 0; n < B; ++n) {
+                const F* r = y.data() + (n * C + c) * inner;
+                q += lane_sum(inner, [r, mu](std::size_t i) { return (r[i] - mu) * (r[i] - mu); });
+            }
+            const double var = q / double(M);
+            mean(c) = mu, inv(c) = F(1 / std::sqrt(var + eps));
+            running_mean(c) = F((1 - momentum) * running_mean(c) + momentum * double(mu));
+            running_var(c) = F((1 - momentum) * running_var(c) + momentum * var * double(M) / double(M - 1));
+            const F scale = gamma(c) * inv(c), shift = beta(c);
+            for (std::size_t n = 0; n < B; ++n) {
+                const std::size_t at = (n * C + c) * inner;
+                F* o = a.data() + at;
+                F* ga = dy.data() + at;
+                const F* r = y.data() + at;
+                for (std::size_t i = 0; i < inner; ++i) {
+                    const F v = (r[i] - mu) * scale + shift;
+                    o[i] = std::max(v, F(0));
+                    ga[i] = v > 0 ? d_out : F(0);  // the loss's gradient through the ReLU, no branch
+                }
+                loss += lane_sum(inner, [o](std::size_t i) { return o[i]; });
+            }
+        }
+        // batch norm's backward per channel, in place on dy (which holds the ReLU's output gradient)
+        for (std::size_t c = 0; c < C; ++c) {
+            const F m = mean(c), iv = inv(c);
+            double sg = 0, sgx = 0;
+            for (std::size_t n = 0; n < B; ++n) {
+                const std::size_t at = (n * C + c) * inner;
+                const F* ga = dy.data() + at;
+                const F* r = y.data() + at;
+                sg += lane_sum(inner, [ga](std::size_t i) { return ga[i]; });
+                sgx += lane_sum(inner, [ga, r, m, iv](std::size_t i) { return ga[i] * ((r[i] - m) * iv); });
+            }
+            dgamma(c) = F(sgx), dbeta(c) = F(sg);
+            const F k = gamma(c) * iv, mg = F(sg / double(M)), mgx = F(sgx / double(M));
+            for (std::size_t n = 0; n < B; ++n) {
+                const std::size_t at = (n * C + c) * inner;
+                F* ga = dy.data() + at;
+                const F* r = y.data() + at;
+                for (std::size_t i = 0; i < inner; ++i) ga[i] = k * (ga[i] - mg - (r[i] - m) * iv * mgx);
+            }
+        }
+        kernels::conv2d_backward(x.data(), w.data(), dy.data(), g, static_cast<F*>(nullptr), false, dw.data(), false,
+                                 static_cast<F*>(nullptr), false, cols.data());
+        xt::noalias(w) -= lr * dw;
+        xt::noalias(gamma) -= lr * dgamma;
+        xt::noalias(beta) -= lr * dbeta;
+        return F(loss / double(a.size()));
     }
 };
 
