@@ -40,6 +40,19 @@ Tensor<F> one_hot_mod10(std::size_t B)
     return t;
 }
 
+/// Times the tape's training step of `net`: cross-entropy on (x, y), backward, SGD(lr).
+Stats tape_ce_steps(nn::Module<F>& net, const Tensor<F>& x, const IndexTensor& y, F lr)
+{
+    Tape<F> tape;
+    nn::SGD<F> opt(net.parameters(), {lr});
+    return run([] {}, [&] {
+        opt.zero_grad();
+        tape.backward(cross_entropy(net(tape.borrow(x)), y));
+        opt.step();
+        tape.clear();
+    });
+}
+
 int fail(const std::string& why)
 {
     std::fprintf(stderr, "bench_xgrad: %s\n", why.c_str());
@@ -91,15 +104,7 @@ int main(int argc, char** argv)
         const IndexTensor y = labels_mod10(B);
         nn::MLP<F> net({784, 256, 128, 10}, nn::Activation::relu, nn::Activation::identity, 3);
         if (impl == "tape") {
-            Tape<F> tape;
-            nn::SGD<F> opt(net.parameters(), {lr});
-            auto step = [&] {
-                opt.zero_grad();
-                tape.backward(cross_entropy(net(tape.borrow(x)), y));
-                opt.step();
-                tape.clear();
-            };
-            report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
+            report(I, wl, threads, "ms", 1e3, tape_ce_steps(net, x, y, lr), base);
         } else if (impl == "hand") {
             HandMlp h(net);
             report(I, wl, threads, "ms", 1e3, run([] {}, [&] { h.step(x, y, lr); }), base);
@@ -112,15 +117,7 @@ int main(int argc, char** argv)
         const IndexTensor y = labels_mod10(B);
         auto net = reference::lenet<F>(5, false);
         if (impl == "tape") {
-            Tape<F> tape;
-            nn::SGD<F> opt(net->parameters(), {lr});
-            auto step = [&] {
-                opt.zero_grad();
-                tape.backward(cross_entropy((*net)(tape.borrow(x)), y));
-                opt.step();
-                tape.clear();
-            };
-            report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
+            report(I, wl, threads, "ms", 1e3, tape_ce_steps(*net, x, y, lr), base);
         } else if (impl == "hand") {
             HandLenet h(*net);
             report(I, wl, threads, "ms", 1e3, run([] {}, [&] { h.step(x, y, lr); }), base);
@@ -137,15 +134,7 @@ int main(int argc, char** argv)
         const IndexTensor y = labels_mod10(B);
         auto net = res ? reference::mnist_resnet<F>(5) : reference::layernorm_mlp<F>(5, 0.0);
         net->train();
-        Tape<F> tape;
-        nn::SGD<F> opt(net->parameters(), {lr});
-        auto step = [&] {
-            opt.zero_grad();
-            tape.backward(cross_entropy((*net)(tape.borrow(x)), y));
-            opt.step();
-            tape.clear();
-        };
-        report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
+        report(I, wl, threads, "ms", 1e3, tape_ce_steps(*net, x, y, lr), base);
     } else if (wl == "bn_conv") {
         // x (64,16,28,28) → conv 3×3 (16→16, pad 1, no bias) → BatchNorm2d (train) → ReLU → mean, SGD.
         const std::size_t B = 64, C = 16;

@@ -207,16 +207,7 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(errors)
 
-template <class E, class F>
-void expect_message(F f, const std::string& message)
-{
-    try {
-        f();
-        BOOST_ERROR("no exception; expected: " << message);
-    } catch (const E& e) {
-        BOOST_TEST(std::string(e.what()) == message);
-    }
-}
+using xgrad::test::expect_message;
 
 BOOST_AUTO_TEST_CASE(bad_arguments_name_the_op)
 {

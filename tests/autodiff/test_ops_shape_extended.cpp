@@ -87,16 +87,7 @@ void check_both(const GradcheckFn& f, const std::vector<Tens>& inputs)
     expect_check<2>(f, inputs);
 }
 
-template <class E, class F>
-void expect_message(F f, const std::string& message)
-{
-    try {
-        f();
-        BOOST_ERROR("no exception; expected: " << message);
-    } catch (const E& e) {
-        BOOST_TEST(std::string(e.what()) == message);
-    }
-}
+using xgrad::test::expect_message;
 
 }  // namespace
 

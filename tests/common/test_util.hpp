@@ -3,6 +3,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <cmath>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -83,6 +84,18 @@ void check_binary(F op, double lo = -1, double hi = 1, double min_abs = 0)
             expect_check<Order>(f, {rnd(sb, seed + 2, lo, hi, min_abs), rnd(sa, seed + 3, lo, hi, min_abs)});
         }
         seed += 4;
+    }
+}
+
+/// f() must throw an E whose what() is exactly `message`.
+template <class E, class F>
+void expect_message(F f, const std::string& message)
+{
+    try {
+        f();
+        BOOST_ERROR("no exception; expected: " << message);
+    } catch (const E& e) {
+        BOOST_TEST(std::string(e.what()) == message);
     }
 }
 
