@@ -53,6 +53,25 @@ def scalar_of(build):
     return f
 
 
+def expect_value_and_gradient(build, ref, inputs, rtol=1e-12, numeric_fix=None, second_order=False):
+    """build(*vars) against the NumPy reference ref(*arrays), its gradients against central finite
+    differences (numeric_fix(numeric) may edit those first), then the C++ gradcheck (and gradgradcheck
+    of build² with second_order) unless numeric_fix says the true derivative is not what is wanted."""
+    value, _, grads = tape_value_and_grads(build, inputs)
+    np.testing.assert_allclose(value, ref(*inputs), rtol=rtol, atol=1e-12)
+    numeric = numeric_grad(scalar_of(build), inputs)
+    if numeric_fix is not None:
+        numeric_fix(numeric)
+    for g, n in zip(grads, numeric):
+        assert g.shape == n.shape
+        np.testing.assert_allclose(g, n, rtol=1e-6, atol=1e-8)
+    if numeric_fix is None:
+        report = xgrad.gradcheck(build, inputs)
+        assert report.passed, str(report)
+        if second_order:
+            assert xgrad.gradgradcheck(lambda *v: xgrad.square(build(*v)), inputs).passed
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(7)

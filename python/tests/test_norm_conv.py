@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import xgrad
-from conftest import numeric_grad, scalar_of, tape_value_and_grads
+from conftest import expect_value_and_gradient
 
 r = np.random.default_rng(31)
 
@@ -65,13 +65,7 @@ CASES = [
 
 @pytest.mark.parametrize("name,build,ref,inputs", CASES, ids=[c[0] for c in CASES])
 def test_value_and_gradient(name, build, ref, inputs):
-    value, _, grads = tape_value_and_grads(build, inputs)
-    np.testing.assert_allclose(value, ref(*inputs), rtol=1e-10, atol=1e-12)
-    numeric = numeric_grad(scalar_of(build), inputs)
-    for g, n in zip(grads, numeric):
-        np.testing.assert_allclose(g, n, rtol=1e-6, atol=1e-8)
-    assert xgrad.gradcheck(build, inputs).passed
-    assert xgrad.gradgradcheck(lambda *v: xgrad.square(build(*v)), inputs).passed
+    expect_value_and_gradient(build, ref, inputs, rtol=1e-10, second_order=True)
 
 
 def test_errors():

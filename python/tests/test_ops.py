@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import xgrad
-from conftest import numeric_grad, scalar_of, tape_value_and_grads
+from conftest import expect_value_and_gradient, tape_value_and_grads
 
 r = np.random.default_rng(11)
 
@@ -137,15 +137,7 @@ CASES = [
 
 @pytest.mark.parametrize("name,build,ref,inputs", CASES, ids=[c[0] for c in CASES])
 def test_value_and_gradient(name, build, ref, inputs):
-    value, _, grads = tape_value_and_grads(build, inputs)
-    np.testing.assert_allclose(value, ref(*inputs), rtol=1e-12, atol=1e-12)
-    numeric = numeric_grad(scalar_of(build), inputs)
-    for g, n in zip(grads, numeric):
-        assert g.shape == n.shape
-        np.testing.assert_allclose(g, n, rtol=1e-6, atol=1e-8)
-    # The C++ gradcheck on the same function agrees.
-    report = xgrad.gradcheck(build, inputs)
-    assert report.passed, str(report)
+    expect_value_and_gradient(build, ref, inputs)  # and the C++ gradcheck on the same function agrees
 
 
 @pytest.mark.parametrize("name,build,ref,inputs", [c for c in CASES if c[0] in

@@ -21,52 +21,7 @@ namespace tt = boost::test_tools;
 
 namespace {
 
-/// Direct 7-loop convolution, the definition itself.
-Tensor<double> naive_conv(const Tensor<double>& x, const Tensor<double>& w, const Tensor<double>* b, std::size_t s,
-                          std::size_t p)
-{
-    const std::size_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
-    const std::size_t O = w.shape()[0], KH = w.shape()[2], KW = w.shape()[3];
-    const std::size_t OH = (H + 2 * p - KH) / s + 1, OW = (W + 2 * p - KW) / s + 1;
-    Tensor<double> y = xt::zeros<double>({N, O, OH, OW});
-    for (std::size_t n = 0; n < N; ++n)
-        for (std::size_t o = 0; o < O; ++o)
-            for (std::size_t i = 0; i < OH; ++i)
-                for (std::size_t j = 0; j < OW; ++j) {
-                    double acc = b ? (*b)(o) : 0.0;
-                    for (std::size_t c = 0; c < C; ++c)
-                        for (std::size_t a = 0; a < KH; ++a)
-                            for (std::size_t q = 0; q < KW; ++q) {
-                                const long ih = long(i * s + a) - long(p), iw = long(j * s + q) - long(p);
-                                if (ih >= 0 && ih < long(H) && iw >= 0 && iw < long(W))
-                                    acc += w(o, c, a, q) * x(n, c, std::size_t(ih), std::size_t(iw));
-                            }
-                    y(n, o, i, j) = acc;
-                }
-    return y;
-}
-
-Tensor<double> naive_pool(const Tensor<double>& x, std::size_t k, std::size_t s, bool is_max)
-{
-    const std::size_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
-    const std::size_t OH = (H - k) / s + 1, OW = (W - k) / s + 1;
-    Tensor<double> y = xt::zeros<double>({N, C, OH, OW});
-    for (std::size_t n = 0; n < N; ++n)
-        for (std::size_t c = 0; c < C; ++c)
-            for (std::size_t i = 0; i < OH; ++i)
-                for (std::size_t j = 0; j < OW; ++j) {
-                    double acc = is_max ? -1e300 : 0.0;
-                    for (std::size_t a = 0; a < k; ++a)
-                        for (std::size_t b = 0; b < k; ++b) {
-                            const double v = x(n, c, i * s + a, j * s + b);
-                            acc = is_max ? std::max(acc, v) : acc + v / double(k * k);
-                        }
-                    y(n, c, i, j) = acc;
-                }
-    return y;
-}
-
-/// The definition with dilation d and groups g: output channel o sees input channels
+/// Direct 7-loop convolution, the definition itself, with dilation d and groups g: output channel o sees input channels
 /// [(o / (O/g))·C/g, …+C/g) through W[o, c mod C/g], taps d apart.
 Tensor<double> naive_conv_dg(const Tensor<double>& x, const Tensor<double>& w, const Tensor<double>* b, std::size_t s,
                              std::size_t p, std::size_t d, std::size_t g)
@@ -90,6 +45,33 @@ Tensor<double> naive_conv_dg(const Tensor<double>& x, const Tensor<double>& w, c
                                     acc += w(o, c, a, q) * x(n, c0 + c, std::size_t(ih), std::size_t(iw));
                             }
                     y(n, o, i, j) = acc;
+                }
+    return y;
+}
+
+/// Without dilation or groups.
+Tensor<double> naive_conv(const Tensor<double>& x, const Tensor<double>& w, const Tensor<double>* b, std::size_t s,
+                          std::size_t p)
+{
+    return naive_conv_dg(x, w, b, s, p, 1, 1);
+}
+
+Tensor<double> naive_pool(const Tensor<double>& x, std::size_t k, std::size_t s, bool is_max)
+{
+    const std::size_t N = x.shape()[0], C = x.shape()[1], H = x.shape()[2], W = x.shape()[3];
+    const std::size_t OH = (H - k) / s + 1, OW = (W - k) / s + 1;
+    Tensor<double> y = xt::zeros<double>({N, C, OH, OW});
+    for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t c = 0; c < C; ++c)
+            for (std::size_t i = 0; i < OH; ++i)
+                for (std::size_t j = 0; j < OW; ++j) {
+                    double acc = is_max ? -1e300 : 0.0;
+                    for (std::size_t a = 0; a < k; ++a)
+                        for (std::size_t b = 0; b < k; ++b) {
+                            const double v = x(n, c, i * s + a, j * s + b);
+                            acc = is_max ? std::max(acc, v) : acc + v / double(k * k);
+                        }
+                    y(n, c, i, j) = acc;
                 }
     return y;
 }

@@ -129,21 +129,21 @@ def xgrad_to_torch(binary, work):
                                             torch.from_numpy(io["labels"].astype("int64")))
         ok = compare("output", out, io["output"]) and ok
         ok = compare("loss", loss, io["loss"]) and ok
-        expected = {k[len("grad."):] for k in io if k.startswith("grad.")}
-        if expected != set(grads):
-            print(f"  gradients: xgrad wrote {sorted(expected)}, torch has {sorted(grads)}  MISMATCH")
-            ok = False
-        for pname, g in grads.items():
-            if pname in expected:
-                ok = compare("grad." + pname, g, io["grad." + pname]) and ok
+        ok = compare_named("grad", grads, io) and ok
         buffers = {k: b.detach().numpy().astype("float32") for k, b in model.named_buffers()}
-        written = {k[len("buffer."):] for k in io if k.startswith("buffer.")}
-        if written != set(buffers):
-            print(f"  buffers: xgrad wrote {sorted(written)}, torch has {sorted(buffers)}  MISMATCH")
-            ok = False
-        for bname, b in buffers.items():
-            if bname in written:
-                ok = compare("buffer." + bname, b, io["buffer." + bname]) and ok
+        ok = compare_named("buffer", buffers, io) and ok
+    return ok
+
+
+def compare_named(prefix, theirs, io):
+    """torch's tensors by name against xgrad's entries '<prefix>.<name>' of io: the same names, each close."""
+    written = {k[len(prefix) + 1:] for k in io if k.startswith(prefix + ".")}
+    ok = written == set(theirs)
+    if not ok:
+        print(f"  {prefix}: xgrad wrote {sorted(written)}, torch has {sorted(theirs)}  MISMATCH")
+    for name, t in theirs.items():
+        if name in written:
+            ok = compare(f"{prefix}.{name}", t, io[f"{prefix}.{name}"]) and ok
     return ok
 
 
