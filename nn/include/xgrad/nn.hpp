@@ -2,6 +2,7 @@
 // xgrad::nn: modules, layers, losses, optimizers, initializers, weight files, training loops.
 #include "xgrad/autodiff.hpp"
 #include "xgrad/nn/activation.hpp"
+#include "xgrad/nn/attention.hpp"
 #include "xgrad/nn/blocks.hpp"
 #include "xgrad/nn/data.hpp"
 #include "xgrad/nn/gradcheck.hpp"
@@ -11,5 +12,6 @@
 #include "xgrad/nn/module.hpp"
 #include "xgrad/nn/norm.hpp"
 #include "xgrad/nn/optim.hpp"
+#include "xgrad/nn/rnn.hpp"
 #include "xgrad/nn/serialize.hpp"
 #include "xgrad/nn/train.hpp"
