@@ -395,6 +395,12 @@ std::map<std::string, std::string> load_tensors(const std::string& path,
 }
 
 template <class T>
+std::vector<std::pair<std::string, Tensor<T>*>> state_dict(Module<T>& module)
+{
+    return state_of(module);
+}
+
+template <class T>
 void save_weights(Module<T>& module, const std::string& path)
 {
     std::vector<std::pair<std::string, const Tensor<T>*>> ts;
@@ -488,6 +494,8 @@ XGRAD_INSTANTIATE(float)
 XGRAD_INSTANTIATE(double)
 #undef XGRAD_INSTANTIATE
 
+template std::vector<std::pair<std::string, Tensor<float>*>> state_dict(Module<float>&);
+template std::vector<std::pair<std::string, Tensor<double>*>> state_dict(Module<double>&);
 template void save_weights(Module<float>&, const std::string&);
 template void save_weights(Module<double>&, const std::string&);
 template void load_weights(Module<float>&, const std::string&);

@@ -91,6 +91,21 @@ XGRAD_LAYER(Softmax);
 XGRAD_LAYER(LogSoftmax);
 XGRAD_LAYER(Lambda);
 XGRAD_LAYER(Sequential);
+XGRAD_LAYER(BatchNorm1d);
+XGRAD_LAYER(BatchNorm2d);
+XGRAD_LAYER(LayerNorm);
+XGRAD_LAYER(Embedding);
+XGRAD_LAYER(GELU);
+XGRAD_LAYER(SiLU);
+XGRAD_LAYER(LeakyReLU);
+XGRAD_LAYER(ELU);
+XGRAD_LAYER(Softplus);
+XGRAD_LAYER(Identity);
+XGRAD_LAYER(AdaptiveAvgPool2d);
+XGRAD_LAYER(LSTM);
+XGRAD_LAYER(GRU);
+XGRAD_LAYER(MultiheadAttention);
+XGRAD_LAYER(TransformerEncoderLayer);
 #undef XGRAD_LAYER
 struct PyMLP : PySequential {};
 
@@ -142,7 +157,7 @@ template <class T>
 py::dict state_dict_impl(nn::Module<T>& m)
 {
     py::dict d;
-    for (auto& [n, p] : m.named_parameters()) d[py::str(n)] = copy(p->value());
+    for (auto& [n, t] : nn::state_dict(m)) d[py::str(n)] = copy(*t);
     return d;
 }
 
@@ -150,10 +165,10 @@ template <class T>
 void load_state_dict_impl(nn::Module<T>& m, const py::dict& sd, bool strict)
 {
     // All checked before anything is written: the module is unchanged on error.
-    auto params = m.named_parameters();
-    std::vector<std::pair<Parameter<T>*, Tensor<T>>> staged;
+    const auto state = nn::state_dict(m);  // parameters and buffers, PyTorch's names
+    std::vector<std::pair<Tensor<T>*, Tensor<T>>> staged;
     std::vector<std::string> problems;
-    for (auto& [n, p] : params) {
+    for (auto& [n, p] : state) {
         if (!sd.contains(n)) {
             if (strict) problems.push_back("missing '" + n + "'");
             continue;
@@ -164,25 +179,25 @@ void load_state_dict_impl(nn::Module<T>& m, const py::dict& sd, bool strict)
         if (dt != DType::none && dt != want)
             problems.push_back("'" + n + "' is " + dtype_name(dt) + ", the module is " + dtype_name(want));
         Tensor<T> t = to_tensor<T>(a);
-        if (t.shape() != p->value().shape())
-            problems.push_back("'" + n + "' has shape " + shape_str(t.shape()) + ", the parameter " + shape_str(p->value().shape()));
+        if (t.shape() != p->shape())
+            problems.push_back("'" + n + "' has shape " + shape_str(t.shape()) + ", the module's " + shape_str(p->shape()));
         staged.emplace_back(p, std::move(t));
     }
     if (strict)
         for (auto item : sd) {
             const std::string k = item.first.cast<std::string>();
             bool found = false;
-            for (auto& np : params) found = found || np.first == k;
+            for (auto& np : state) found = found || np.first == k;
             if (!found) problems.push_back("unexpected '" + k + "'");
         }
     if (!problems.empty()) {
         std::string msg = "xgrad.nn: load_state_dict:";
-        for (const auto& s : problems) msg += " " + s + ";";
+        for (const auto& e : problems) msg += " " + e + ";";
         msg.pop_back();
         throw py::value_error(msg);
     }
     // In place, as nn::load_weights: NumPy views of the parameters stay valid.
-    for (auto& [p, t] : staged) std::copy(t.begin(), t.end(), p->value().data());
+    for (auto& [p, t] : staged) std::copy(t.begin(), t.end(), p->data());
 }
 
 // The Python tape of the forward in progress on this thread: a Lambda's function gets its Var on it.
@@ -202,25 +217,94 @@ std::function<Var<T>(const Var<T>&)> lambda_fn(PyObject* f)
     };
 }
 
+/// Runs fn() (a C++ forward) with `tape` as the current Python tape and without the GIL.
+template <class F>
+auto on_tape(const TapePtr& tape, F&& fn)
+{
+    TapePtr prev = current_tape;
+    current_tape = tape;
+    py::gil_scoped_release nogil;  // a Lambda takes it back to call Python
+    try {
+        auto r = fn();
+        current_tape = prev;
+        return r;
+    } catch (...) {
+        current_tape = prev;
+        throw;
+    }
+}
+
 template <class T>
 py::object forward_impl(PyModule& m, const PyVar& x)
 {
     nn::Module<T>& mod = m.get<T>();
     const Var<T>& xv = x.get<T>();
-    Var<T> y;
-    {
-        TapePtr prev = current_tape;
-        current_tape = x.tape;
-        py::gil_scoped_release nogil;  // a Lambda takes it back to call Python
-        try {
-            y = mod.forward(xv);
-        } catch (...) {
-            current_tape = prev;
-            throw;
-        }
-        current_tape = prev;
-    }
+    const Var<T> y = on_tape(x.tape, [&] { return mod.forward(xv); });
     return py::cast(PyVar(x.tape, y));
+}
+
+/// The C++ layer behind a Python module, as its own type (the module's precision is x's).
+template <template <class> class L, class T>
+L<T>& layer_as(PyModule& m)
+{
+    auto* l = dynamic_cast<L<T>*>(&m.get<T>());
+    if (!l) throw std::logic_error("xgrad.nn: " + m.name + " is not this layer type");
+    return *l;
+}
+
+template <class T>
+py::object lstm_call(PyModule& m, const PyVar& x, const py::object& hx)
+{
+    auto& l = layer_as<nn::LSTM, T>(m);
+    std::optional<std::tuple<Var<T>, Var<T>>> state;
+    if (!hx.is_none()) {
+        const auto pair = hx.cast<std::pair<PyVar, PyVar>>();
+        state = std::make_tuple(pair.first.get<T>(), pair.second.get<T>());
+    }
+    const auto r = on_tape(x.tape, [&] { return l.forward(x.get<T>(), state); });
+    const auto& [out, hc] = r;
+    return py::make_tuple(PyVar(x.tape, out),
+                          py::make_tuple(PyVar(x.tape, std::get<0>(hc)), PyVar(x.tape, std::get<1>(hc))));
+}
+
+template <class T>
+py::object gru_call(PyModule& m, const PyVar& x, const py::object& hx)
+{
+    auto& l = layer_as<nn::GRU, T>(m);
+    std::optional<Var<T>> state;
+    if (!hx.is_none()) state = hx.cast<const PyVar&>().get<T>();
+    const auto r = on_tape(x.tape, [&] { return l.forward(x.get<T>(), state); });
+    return py::make_tuple(PyVar(x.tape, std::get<0>(r)), PyVar(x.tape, std::get<1>(r)));
+}
+
+template <class T>
+py::object mha_call(PyModule& m, const PyVar& q, const PyVar& k, const PyVar& v, const py::object& mask,
+                    bool need_weights, bool is_causal)
+{
+    auto& l = layer_as<nn::MultiheadAttention, T>(m);
+    const std::optional<Tensor<T>> mk = mask.is_none() ? std::nullopt : std::optional<Tensor<T>>(to_tensor<T>(mask));
+    const auto r = on_tape(q.tape, [&] {
+        return l.forward(q.get<T>(), k.get<T>(), v.get<T>(), mk ? &*mk : nullptr, need_weights, is_causal);
+    });
+    return py::make_tuple(PyVar(q.tape, std::get<0>(r)), need_weights ? py::cast(PyVar(q.tape, std::get<1>(r))) : py::none());
+}
+
+template <class T>
+py::object encoder_call(PyModule& m, const PyVar& x, const py::object& mask, bool is_causal)
+{
+    auto& l = layer_as<nn::TransformerEncoderLayer, T>(m);
+    const std::optional<Tensor<T>> mk = mask.is_none() ? std::nullopt : std::optional<Tensor<T>>(to_tensor<T>(mask));
+    const Var<T> y = on_tape(x.tape, [&] { return l.forward(x.get<T>(), mk ? &*mk : nullptr, is_causal); });
+    return py::cast(PyVar(x.tape, y));
+}
+
+template <class T>
+py::list named_buffers_of(const ModulePtr& m, nn::Module<T>& mod)
+{
+    py::list r;
+    py::object owner = py::cast(m);
+    for (auto& [n, b] : mod.named_buffers()) r.append(py::make_tuple(n, view(*b, owner, true)));
+    return r;
 }
 
 // ---- optimizers: the C++ options are built in one function per optimizer ----
@@ -574,11 +658,16 @@ void init_nn(py::module_& m, py::module_& parent)
         .def("num_parameters", [](PyModule& self) -> std::size_t {
             return self.f ? self.f->num_parameters() : self.d ? self.d->num_parameters() : 0;
         })
+        .def("named_buffers", [](const ModulePtr& self) -> py::list {
+            if (self->dtype() == DType::f64) return named_buffers_of(self, *self->d);
+            if (self->dtype() == DType::f32) return named_buffers_of(self, *self->f);
+            return py::list();
+        }, "(name, writable NumPy view) of every buffer (BatchNorm's running statistics), PyTorch's names.")
         .def("state_dict", [](PyModule& self) -> py::dict {
             if (self.dtype() == DType::f64) return state_dict_impl(*self.d);
             if (self.dtype() == DType::f32) return state_dict_impl(*self.f);
             return py::dict();
-        }, "name -> NumPy copy of the parameter, under PyTorch's state-dict names.")
+        }, "name -> NumPy copy of each parameter and buffer, under PyTorch's state-dict names and order.")
         .def("load_state_dict", [](PyModule& self, py::dict sd, bool strict) {
             if (self.dtype() == DType::f64) load_state_dict_impl(*self.d, sd, strict);
             else if (self.dtype() == DType::f32) load_state_dict_impl(*self.f, sd, strict);
@@ -615,12 +704,13 @@ void init_nn(py::module_& m, py::module_& parent)
         .def_property_readonly("bias", [](const std::shared_ptr<PyLinear>& s) { return layer_param<nn::Linear>(s, false); });
     py::class_<PyConv2d, PyModule, std::shared_ptr<PyConv2d>>(m, "Conv2d")
         .def(py::init([](std::size_t in, std::size_t out, std::size_t k, std::size_t stride, std::size_t padding, bool bias,
-                         std::optional<std::uint64_t> seed, py::object dtype) {
+                         std::size_t dilation, std::size_t groups, std::optional<std::uint64_t> seed, py::object dtype) {
             const DType t = dtype_arg(dtype) == DType::none ? DType::f32 : dtype_arg(dtype);
-            const Conv2dOptions o = Conv2dOptions(in, out, k).stride(stride).padding(padding).bias(bias);
+            const Conv2dOptions o =
+                Conv2dOptions(in, out, k).stride(stride).padding(padding).bias(bias).dilation(dilation).groups(groups);
             return make_module<PyConv2d, nn::Conv2d>("Conv2d", t, o, seed);
         }), arg("in_channels"), arg("out_channels"), arg("kernel_size"), arg("stride") = 1, arg("padding") = 0,
-             arg("bias") = true, arg("seed") = py::none(), arg("dtype") = py::none())
+             arg("bias") = true, arg("dilation") = 1, arg("groups") = 1, arg("seed") = py::none(), arg("dtype") = py::none())
         .def_property_readonly("weight", [](const std::shared_ptr<PyConv2d>& s) { return layer_param<nn::Conv2d>(s, true); })
         .def_property_readonly("bias", [](const std::shared_ptr<PyConv2d>& s) { return layer_param<nn::Conv2d>(s, false); });
     py::class_<PyMaxPool2d, PyModule, std::shared_ptr<PyMaxPool2d>>(m, "MaxPool2d")
@@ -710,6 +800,115 @@ void init_nn(py::module_& m, py::module_& parent)
             if (i < 0) throw py::index_error("xgrad.nn.Sequential: index out of range");
             return layer_at(self, static_cast<std::size_t>(i));
         });
+    auto fixed = [](py::object dtype) { return dtype_arg(dtype) == DType::none ? DType::f32 : dtype_arg(dtype); };
+    py::class_<PyBatchNorm1d, PyModule, std::shared_ptr<PyBatchNorm1d>>(m, "BatchNorm1d")
+        .def(py::init([fixed](std::size_t c, double eps, std::optional<double> momentum, bool affine, bool track, py::object dtype) {
+            const auto o = nn::BatchNormOptions(c).eps(eps).momentum(momentum).affine(affine).track_running_stats(track);
+            return make_module<PyBatchNorm1d, nn::BatchNorm1d>("BatchNorm1d", fixed(dtype), o);
+        }), arg("num_features"), arg("eps") = 1e-5, arg("momentum") = 0.1, arg("affine") = true,
+             arg("track_running_stats") = true, arg("dtype") = py::none());
+    py::class_<PyBatchNorm2d, PyModule, std::shared_ptr<PyBatchNorm2d>>(m, "BatchNorm2d")
+        .def(py::init([fixed](std::size_t c, double eps, std::optional<double> momentum, bool affine, bool track, py::object dtype) {
+            const auto o = nn::BatchNormOptions(c).eps(eps).momentum(momentum).affine(affine).track_running_stats(track);
+            return make_module<PyBatchNorm2d, nn::BatchNorm2d>("BatchNorm2d", fixed(dtype), o);
+        }), arg("num_features"), arg("eps") = 1e-5, arg("momentum") = 0.1, arg("affine") = true,
+             arg("track_running_stats") = true, arg("dtype") = py::none());
+    py::class_<PyLayerNorm, PyModule, std::shared_ptr<PyLayerNorm>>(m, "LayerNorm")
+        .def(py::init([fixed](py::object shape, double eps, bool affine, py::object dtype) {
+            std::vector<std::size_t> ns;
+            if (py::isinstance<py::int_>(shape)) ns.push_back(shape.cast<std::size_t>());
+            else ns = shape.cast<std::vector<std::size_t>>();
+            const auto o = nn::LayerNormOptions(ns).eps(eps).elementwise_affine(affine);
+            return make_module<PyLayerNorm, nn::LayerNorm>("LayerNorm", fixed(dtype), o);
+        }), arg("normalized_shape"), arg("eps") = 1e-5, arg("elementwise_affine") = true, arg("dtype") = py::none());
+    py::class_<PyEmbedding, PyModule, std::shared_ptr<PyEmbedding>>(m, "Embedding")
+        .def(py::init([fixed](std::size_t num, std::size_t dim, std::optional<std::int64_t> padding_idx,
+                              std::optional<std::uint64_t> seed, py::object dtype) {
+            return make_module<PyEmbedding, nn::Embedding>("Embedding", fixed(dtype),
+                                                          nn::EmbeddingOptions(num, dim).padding_idx(padding_idx), seed);
+        }), arg("num_embeddings"), arg("embedding_dim"), arg("padding_idx") = py::none(), arg("seed") = py::none(),
+             arg("dtype") = py::none(), "Call it with the indices as a Var of whole numbers (tape.constant(indices)).");
+    py::class_<PyGELU, PyModule, std::shared_ptr<PyGELU>>(m, "GELU")
+        .def(py::init([](const std::string& approximate, py::object dtype) {
+            return make_module<PyGELU, nn::GELU>("GELU", dtype_arg(dtype), nn::GELUOptions().approximate(approximate));
+        }), arg("approximate") = "none", arg("dtype") = py::none());
+    py::class_<PySiLU, PyModule, std::shared_ptr<PySiLU>>(m, "SiLU")
+        .def(py::init([](py::object dtype) { return make_module<PySiLU, nn::SiLU>("SiLU", dtype_arg(dtype)); }),
+             arg("dtype") = py::none());
+    py::class_<PyLeakyReLU, PyModule, std::shared_ptr<PyLeakyReLU>>(m, "LeakyReLU")
+        .def(py::init([](double slope, py::object dtype) {
+            return make_module<PyLeakyReLU, nn::LeakyReLU>("LeakyReLU", dtype_arg(dtype), nn::LeakyReLUOptions().negative_slope(slope));
+        }), arg("negative_slope") = 0.01, arg("dtype") = py::none());
+    py::class_<PyELU, PyModule, std::shared_ptr<PyELU>>(m, "ELU")
+        .def(py::init([](double alpha, py::object dtype) {
+            return make_module<PyELU, nn::ELU>("ELU", dtype_arg(dtype), nn::ELUOptions().alpha(alpha));
+        }), arg("alpha") = 1.0, arg("dtype") = py::none());
+    py::class_<PySoftplus, PyModule, std::shared_ptr<PySoftplus>>(m, "Softplus")
+        .def(py::init([](double beta, double threshold, py::object dtype) {
+            return make_module<PySoftplus, nn::Softplus>("Softplus", dtype_arg(dtype),
+                                                        nn::SoftplusOptions().beta(beta).threshold(threshold));
+        }), arg("beta") = 1.0, arg("threshold") = 20.0, arg("dtype") = py::none());
+    py::class_<PyIdentity, PyModule, std::shared_ptr<PyIdentity>>(m, "Identity")
+        .def(py::init([](py::object dtype) { return make_module<PyIdentity, nn::Identity>("Identity", dtype_arg(dtype)); }),
+             arg("dtype") = py::none());
+    py::class_<PyAdaptiveAvgPool2d, PyModule, std::shared_ptr<PyAdaptiveAvgPool2d>>(m, "AdaptiveAvgPool2d")
+        .def(py::init([](py::object size, py::object dtype) {
+            std::vector<std::size_t> hw;
+            if (py::isinstance<py::int_>(size)) hw = {size.cast<std::size_t>(), size.cast<std::size_t>()};
+            else hw = size.cast<std::vector<std::size_t>>();
+            if (hw.size() != 2) throw py::value_error("xgrad.nn.AdaptiveAvgPool2d: output_size is an int or a pair");
+            return make_module<PyAdaptiveAvgPool2d, nn::AdaptiveAvgPool2d>("AdaptiveAvgPool2d", dtype_arg(dtype),
+                                                                          nn::AdaptiveAvgPool2dOptions({hw[0], hw[1]}));
+        }), arg("output_size"), arg("dtype") = py::none());
+
+    const char* rnn_doc = "Called as torch.nn's: lstm(x, (h0, c0)) -> (output, (h_n, c_n)); gru(x, h0) -> (output, h_n).";
+    auto rnn_options = [](std::size_t in, std::size_t hidden, std::size_t layers, bool bias, bool batch_first, double dropout) {
+        return nn::RNNOptionsBase(in, hidden).num_layers(layers).bias(bias).batch_first(batch_first).dropout(dropout);
+    };
+    py::class_<PyLSTM, PyModule, std::shared_ptr<PyLSTM>>(m, "LSTM", rnn_doc)
+        .def(py::init([=](std::size_t in, std::size_t hidden, std::size_t layers, bool bias, bool batch_first, double dropout,
+                          std::optional<std::uint64_t> seed, py::object dtype) {
+            return make_module<PyLSTM, nn::LSTM>("LSTM", fixed(dtype), rnn_options(in, hidden, layers, bias, batch_first, dropout), seed);
+        }), arg("input_size"), arg("hidden_size"), arg("num_layers") = 1, arg("bias") = true, arg("batch_first") = false,
+             arg("dropout") = 0.0, arg("seed") = py::none(), arg("dtype") = py::none())
+        .def("__call__", [](const ModulePtr& self, const PyVar& x, py::object hx) {
+            return x.dbl ? lstm_call<double>(*self, x, hx) : lstm_call<float>(*self, x, hx);
+        }, arg("x"), arg("hx") = py::none());
+    py::class_<PyGRU, PyModule, std::shared_ptr<PyGRU>>(m, "GRU", rnn_doc)
+        .def(py::init([=](std::size_t in, std::size_t hidden, std::size_t layers, bool bias, bool batch_first, double dropout,
+                          std::optional<std::uint64_t> seed, py::object dtype) {
+            return make_module<PyGRU, nn::GRU>("GRU", fixed(dtype), rnn_options(in, hidden, layers, bias, batch_first, dropout), seed);
+        }), arg("input_size"), arg("hidden_size"), arg("num_layers") = 1, arg("bias") = true, arg("batch_first") = false,
+             arg("dropout") = 0.0, arg("seed") = py::none(), arg("dtype") = py::none())
+        .def("__call__", [](const ModulePtr& self, const PyVar& x, py::object hx) {
+            return x.dbl ? gru_call<double>(*self, x, hx) : gru_call<float>(*self, x, hx);
+        }, arg("x"), arg("hx") = py::none());
+    py::class_<PyMultiheadAttention, PyModule, std::shared_ptr<PyMultiheadAttention>>(m, "MultiheadAttention")
+        .def(py::init([fixed](std::size_t e, std::size_t heads, double dropout, bool bias, bool batch_first,
+                              std::optional<std::uint64_t> seed, py::object dtype) {
+            const auto o = nn::MultiheadAttentionOptions(e, heads).dropout(dropout).bias(bias).batch_first(batch_first);
+            return make_module<PyMultiheadAttention, nn::MultiheadAttention>("MultiheadAttention", fixed(dtype), o, seed);
+        }), arg("embed_dim"), arg("num_heads"), arg("dropout") = 0.0, arg("bias") = true, arg("batch_first") = false,
+             arg("seed") = py::none(), arg("dtype") = py::none())
+        .def("__call__", [](const ModulePtr& self, const PyVar& q, const PyVar& k, const PyVar& v, py::object attn_mask,
+                            bool need_weights, bool is_causal) {
+            return q.dbl ? mha_call<double>(*self, q, k, v, attn_mask, need_weights, is_causal)
+                         : mha_call<float>(*self, q, k, v, attn_mask, need_weights, is_causal);
+        }, arg("query"), arg("key"), arg("value"), arg("attn_mask") = py::none(), arg("need_weights") = true,
+           arg("is_causal") = false, "(output, attention weights averaged over the heads, or None)");
+    py::class_<PyTransformerEncoderLayer, PyModule, std::shared_ptr<PyTransformerEncoderLayer>>(m, "TransformerEncoderLayer")
+        .def(py::init([fixed](std::size_t d_model, std::size_t nhead, std::size_t dim_ff, double dropout, const std::string& act,
+                              double eps, bool batch_first, bool norm_first, std::optional<std::uint64_t> seed, py::object dtype) {
+            const auto o = nn::TransformerEncoderLayerOptions(d_model, nhead).dim_feedforward(dim_ff).dropout(dropout)
+                               .activation(act).layer_norm_eps(eps).batch_first(batch_first).norm_first(norm_first);
+            return make_module<PyTransformerEncoderLayer, nn::TransformerEncoderLayer>("TransformerEncoderLayer", fixed(dtype), o, seed);
+        }), arg("d_model"), arg("nhead"), arg("dim_feedforward") = 2048, arg("dropout") = 0.1, arg("activation") = "relu",
+             arg("layer_norm_eps") = 1e-5, arg("batch_first") = false, arg("norm_first") = false, arg("seed") = py::none(),
+             arg("dtype") = py::none())
+        .def("__call__", [](const ModulePtr& self, const PyVar& x, py::object src_mask, bool is_causal) {
+            return x.dbl ? encoder_call<double>(*self, x, src_mask, is_causal) : encoder_call<float>(*self, x, src_mask, is_causal);
+        }, arg("src"), arg("src_mask") = py::none(), arg("is_causal") = false);
+
     py::class_<PyMLP, PySequential, std::shared_ptr<PyMLP>>(m, "MLP")
         .def(py::init([](std::vector<std::size_t> sizes, const std::string& hidden, const std::string& output,
                          std::optional<std::uint64_t> seed, py::object dtype) {

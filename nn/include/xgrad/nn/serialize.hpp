@@ -43,6 +43,12 @@ template <class T>
 std::map<std::string, std::string> load_checkpoint(const std::string& path, Module<T>& module, Optimizer<T>& optimizer,
                                                    const std::vector<std::string>& integer_metadata = {});
 
+/// The module's state as PyTorch's state_dict names and orders it: each module's parameters, then
+/// its buffers (BatchNorm's running statistics), then its children's, recursively: ("0.weight",
+/// tensor), …, ("1.running_mean", tensor). The pointers stay valid for the module's life.
+template <class T>
+std::vector<std::pair<std::string, Tensor<T>*>> state_dict(Module<T>& module);
+
 /// Writes the module's state to `path` as PyTorch's state_dict names and orders it: each module's
 /// parameters, then its buffers (BatchNorm's running statistics), then its children's, recursively;
 /// atomically (temp file in the same directory, then rename):
