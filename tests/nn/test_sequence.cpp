@@ -1012,60 +1012,99 @@ BOOST_AUTO_TEST_CASE(recurrent_layers_do_not_look_ahead)
 
 BOOST_AUTO_TEST_CASE(shape_errors_name_the_layer_and_the_shapes)
 {
+    using xgrad::test::expect_message;
     Tape<double> t;
+    auto c = [&](const Shape& s) { return t.constant(zeros(s)); };
     LSTM<double> lstm(LSTMOptions(3, 4).num_layers(2), 1);
-    expect_shape_error([&] { lstm(t.constant(zeros({5, 3}))); }, {"LSTM", "(5,3)"});
-    expect_shape_error([&] { lstm(t.constant(zeros({5, 2, 7}))); }, {"LSTM", "(5,2,7)"});
-    expect_shape_error([&] { lstm(t.constant(zeros({0, 2, 3}))); }, {"LSTM", "(0,2,3)"});
-    expect_shape_error(
-        [&] { lstm.forward(t.constant(zeros({5, 2, 3})), std::make_tuple(t.constant(zeros({1, 2, 4})), t.constant(zeros({2, 2, 4})))); },
-        {"LSTM", "(1,2,4)"});
-    expect_shape_error(
-        [&] { lstm.forward(t.constant(zeros({5, 2, 3})), std::make_tuple(t.constant(zeros({2, 2, 4})), t.constant(zeros({2, 3, 4})))); },
-        {"LSTM", "(2,3,4)"});
+    const std::string lstm_input = "LSTM(3, 4, num_layers=2): expected input (L, B, I) with I = 3 and L, B ≥ 1, got ";
+    expect_message<ShapeError>([&] { lstm(c({5, 3})); }, lstm_input + "(5,3)");
+    expect_message<ShapeError>([&] { lstm(c({5, 2, 7})); }, lstm_input + "(5,2,7)");
+    expect_message<ShapeError>([&] { lstm(c({0, 2, 3})); }, lstm_input + "(0,2,3)");
+    expect_message<ShapeError>([&] { lstm.forward(c({5, 2, 3}), std::make_tuple(c({1, 2, 4}), c({2, 2, 4}))); },
+                               "LSTM(3, 4, num_layers=2): h_0 must be (num_layers, B, H) = (2,2,4) for input (5,2,3), got (1,2,4)");
+    expect_message<ShapeError>([&] { lstm.forward(c({5, 2, 3}), std::make_tuple(c({2, 2, 4}), c({2, 3, 4}))); },
+                               "LSTM(3, 4, num_layers=2): c_0 must be (num_layers, B, H) = (2,2,4) for input (5,2,3), got (2,3,4)");
     LSTM<double> lstm_bf(LSTMOptions(3, 4).batch_first(true), 1);
-    expect_shape_error([&] { lstm_bf(t.constant(zeros({2, 5, 4}))); }, {"LSTM", "(2,5,4)"});
+    expect_message<ShapeError>([&] { lstm_bf(c({2, 5, 4})); },
+                               "LSTM(3, 4, batch_first=True): expected input (B, L, I) with I = 3 and L, B ≥ 1, got (2,5,4)");
     GRU<double> gru(GRUOptions(3, 4), 1);
-    expect_shape_error([&] { gru(t.constant(zeros({5, 2, 3, 1}))); }, {"GRU", "(5,2,3,1)"});
-    expect_shape_error([&] { gru(t.constant(zeros({5, 2, 2}))); }, {"GRU", "(5,2,2)"});
-    expect_shape_error([&] { gru.forward(t.constant(zeros({5, 2, 3})), t.constant(zeros({1, 2, 5}))); }, {"GRU", "(1,2,5)"});
+    const std::string gru_input = "GRU(3, 4): expected input (L, B, I) with I = 3 and L, B ≥ 1, got ";
+    expect_message<ShapeError>([&] { gru(c({5, 2, 3, 1})); }, gru_input + "(5,2,3,1)");
+    expect_message<ShapeError>([&] { gru(c({5, 2, 2})); }, gru_input + "(5,2,2)");
+    expect_message<ShapeError>([&] { gru.forward(c({5, 2, 3}), c({1, 2, 5})); },
+                               "GRU(3, 4): h_0 must be (num_layers, B, H) = (1,2,4) for input (5,2,3), got (1,2,5)");
+    // a state on another tape
+    Tape<double> other;
+    expect_message<std::invalid_argument>([&] { gru.forward(c({5, 2, 3}), other.constant(zeros({1, 2, 4}))); },
+                                          "GRU(3, 4): h_0 is on another tape than the input");
 
     MultiheadAttention<double> mha(MultiheadAttentionOptions(4, 2), 1);
-    expect_shape_error([&] { mha(t.constant(zeros({3, 2, 5}))); }, {"MultiheadAttention", "(3,2,5)"});
-    expect_shape_error([&] { mha(t.constant(zeros({3, 4}))); }, {"MultiheadAttention", "(3,4)"});
-    expect_shape_error([&] { mha.forward(t.constant(zeros({3, 2, 4})), t.constant(zeros({5, 2, 4})), t.constant(zeros({4, 2, 4}))); },
-                       {"MultiheadAttention", "(5,2,4)", "(4,2,4)"});
-    expect_shape_error([&] { mha.forward(t.constant(zeros({3, 2, 4})), t.constant(zeros({5, 3, 4})), t.constant(zeros({5, 3, 4}))); },
-                       {"MultiheadAttention", "(3,2,4)", "(5,3,4)"});
+    const std::string m = "MultiheadAttention(embed_dim=4, num_heads=2): ";
+    expect_message<ShapeError>([&] { mha(c({3, 2, 5})); },
+                               m + "expected (L, B, E) inputs with E = 4; got query (3,2,5), key (3,2,5), value (3,2,5)");
+    expect_message<ShapeError>([&] { mha(c({3, 4})); }, m + "expected (L, B, E) inputs with E = 4; got query (3,4), key (3,4), value (3,4)");
+    expect_message<ShapeError>([&] { mha.forward(c({3, 2, 4}), c({5, 2, 4}), c({4, 2, 4})); },
+                               m + "key and value must have one shape and the query's batch size; got query (3,2,4), key (5,2,4), value (4,2,4)");
+    expect_message<ShapeError>([&] { mha.forward(c({3, 2, 4}), c({5, 3, 4}), c({5, 3, 4})); },
+                               m + "key and value must have one shape and the query's batch size; got query (3,2,4), key (5,3,4), value (5,3,4)");
     const Tens bad_mask = zeros({3, 4});
-    expect_shape_error([&] { mha.forward(t.constant(zeros({3, 2, 4})), t.constant(zeros({5, 2, 4})), t.constant(zeros({5, 2, 4})), &bad_mask); },
-                       {"MultiheadAttention", "(3,4)"});
+    expect_message<ShapeError>([&] { mha.forward(c({3, 2, 4}), c({5, 2, 4}), c({5, 2, 4}), &bad_mask); },
+                               m + "attn_mask must be (L, S) = (3, 5), got (3,4)");
+    // the block's errors come from its first sub-layer (MultiheadAttention or LayerNorm); they name the shape
     TransformerEncoderLayer<double> block(TransformerEncoderLayerOptions(4, 2).dim_feedforward(8), 1);
-    expect_shape_error([&] { block(t.constant(zeros({3, 2, 6}))); }, {"(3,2,6)"});
+    expect_shape_error([&] { block(c({3, 2, 6})); }, {"(3,2,6)"});
+    expect_shape_error([&] { block(c({3, 4})); }, {"(3,4)"});
+    TransformerEncoderLayer<double> block_pre(TransformerEncoderLayerOptions(4, 2).dim_feedforward(8).norm_first(true), 1);
+    expect_shape_error([&] { block_pre(c({3, 2, 6})); }, {"(3,2,6)"});
+    expect_shape_error([&] { block_pre(c({3, 4})); }, {"(3,4)"});
 
-    const V q = t.constant(zeros({2, 3, 4})), k = t.constant(zeros({2, 5, 3})), v = t.constant(zeros({2, 5, 4}));
-    expect_shape_error([&] { scaled_dot_product_attention(q, k, v); }, {"(2,3,4)", "(2,5,3)"});
-    expect_shape_error([&] { scaled_dot_product_attention(q, v, t.constant(zeros({2, 4, 4}))); }, {"(2,5,4)", "(2,4,4)"});
+    const std::string sdpa =
+        "scaled_dot_product_attention: expected Q (…, L, E), K (…, S, E), V (…, S, Ev) with the same leading axes, got ";
+    expect_message<ShapeError>([&] { scaled_dot_product_attention(c({2, 3, 4}), c({2, 5, 3}), c({2, 5, 4})); },
+                               sdpa + "Q (2,3,4), K (2,5,3), V (2,5,4)");
+    expect_message<ShapeError>([&] { scaled_dot_product_attention(c({2, 3, 4}), c({2, 5, 4}), c({2, 4, 4})); },
+                               sdpa + "Q (2,3,4), K (2,5,4), V (2,4,4)");
+    const Tens mask35 = zeros({3, 4});
+    expect_shape_error([&] { scaled_dot_product_attention(c({2, 3, 4}), c({2, 5, 4}), c({2, 5, 4}), &mask35); },
+                       {"scaled_dot_product_attention", "(3,4)"});
 }
 
 BOOST_AUTO_TEST_CASE(bad_options_throw_invalid_argument)
 {
-    BOOST_CHECK_THROW((void)LSTM<double>(LSTMOptions(0, 4)), std::invalid_argument);
-    BOOST_CHECK_THROW((void)LSTM<double>(LSTMOptions(3, 0)), std::invalid_argument);
-    BOOST_CHECK_THROW((void)LSTM<double>(LSTMOptions(3, 4).num_layers(0)), std::invalid_argument);
-    BOOST_CHECK_THROW((void)LSTM<double>(LSTMOptions(3, 4).dropout(1.0)), std::invalid_argument);
-    BOOST_CHECK_THROW((void)GRU<double>(GRUOptions(3, 4).dropout(-0.1)), std::invalid_argument);
-    BOOST_CHECK_THROW((void)GRU<double>(GRUOptions(3, 0)), std::invalid_argument);
-    BOOST_CHECK_THROW((void)MultiheadAttention<double>(MultiheadAttentionOptions(5, 2)), std::invalid_argument);
-    BOOST_CHECK_THROW((void)MultiheadAttention<double>(MultiheadAttentionOptions(4, 0)), std::invalid_argument);
-    BOOST_CHECK_THROW((void)MultiheadAttention<double>(MultiheadAttentionOptions(0, 2)), std::invalid_argument);
-    BOOST_CHECK_THROW((void)MultiheadAttention<double>(MultiheadAttentionOptions(4, 2).dropout(1.5)), std::invalid_argument);
-    BOOST_CHECK_THROW((void)TransformerEncoderLayer<double>(TransformerEncoderLayerOptions(4, 2).activation("tanh")), std::invalid_argument);
-    BOOST_CHECK_THROW((void)TransformerEncoderLayer<double>(TransformerEncoderLayerOptions(4, 3)), std::invalid_argument);
-    BOOST_CHECK_THROW((void)TransformerEncoderLayer<double>(TransformerEncoderLayerOptions(4, 2).dropout(1.0)), std::invalid_argument);
-    BOOST_CHECK_THROW((void)generate_square_subsequent_mask<double>(0), std::invalid_argument);
+    using E = std::invalid_argument;
+    using xgrad::test::expect_message;
+    expect_message<E>([] { LSTM<double>(LSTMOptions(0, 4), 1); },
+                      "LSTM: input_size, hidden_size and num_layers must be at least 1, got 0, 4, 1");
+    expect_message<E>([] { LSTM<double>(LSTMOptions(3, 0), 1); },
+                      "LSTM: input_size, hidden_size and num_layers must be at least 1, got 3, 0, 1");
+    expect_message<E>([] { LSTM<double>(LSTMOptions(3, 4).num_layers(0), 1); },
+                      "LSTM: input_size, hidden_size and num_layers must be at least 1, got 3, 4, 0");
+    expect_message<E>([] { LSTM<double>(LSTMOptions(3, 4).dropout(1.0), 1); }, "LSTM: dropout must be in [0, 1), got 1");
+    expect_message<E>([] { GRU<double>(GRUOptions(3, 4).dropout(-0.1), 1); }, "GRU: dropout must be in [0, 1), got -0.1");
+    expect_message<E>([] { GRU<double>(GRUOptions(3, 0), 1); },
+                      "GRU: input_size, hidden_size and num_layers must be at least 1, got 3, 0, 1");
+    BOOST_CHECK_THROW((void)GRU<double>(GRUOptions(3, 4).dropout(std::nan(""))), E);
+    expect_message<E>([] { MultiheadAttention<double>(MultiheadAttentionOptions(5, 2), 1); },
+                      "MultiheadAttention: embed_dim (5) must be a positive multiple of num_heads (2)");
+    expect_message<E>([] { MultiheadAttention<double>(MultiheadAttentionOptions(4, 0), 1); },
+                      "MultiheadAttention: embed_dim (4) must be a positive multiple of num_heads (0)");
+    expect_message<E>([] { MultiheadAttention<double>(MultiheadAttentionOptions(0, 2), 1); },
+                      "MultiheadAttention: embed_dim (0) must be a positive multiple of num_heads (2)");
+    expect_message<E>([] { MultiheadAttention<double>(MultiheadAttentionOptions(4, 2).dropout(1.5), 1); },
+                      "MultiheadAttention: dropout must be in [0, 1), got 1.5");
+    expect_message<E>([] { TransformerEncoderLayer<double>(TransformerEncoderLayerOptions(4, 2).activation("tanh"), 1); },
+                      "TransformerEncoderLayer: activation must be \"relu\" or \"gelu\", got \"tanh\"");
+    expect_message<E>([] { TransformerEncoderLayer<double>(TransformerEncoderLayerOptions(4, 2).dim_feedforward(0), 1); },
+                      "TransformerEncoderLayer: dim_feedforward must be at least 1");
+    // MultiheadAttention's checks, through the block
+    expect_message<E>([] { TransformerEncoderLayer<double>(TransformerEncoderLayerOptions(4, 3), 1); },
+                      "MultiheadAttention: embed_dim (4) must be a positive multiple of num_heads (3)");
+    expect_message<E>([] { TransformerEncoderLayer<double>(TransformerEncoderLayerOptions(4, 2).dropout(1.0), 1); },
+                      "MultiheadAttention: dropout must be in [0, 1), got 1");
+    expect_message<E>([] { generate_square_subsequent_mask<double>(0); }, "generate_square_subsequent_mask: n must be at least 1");
     // valid edge values
     BOOST_CHECK_NO_THROW((void)LSTM<double>(LSTMOptions(1, 1).dropout(0.0)));
+    BOOST_CHECK_NO_THROW((void)GRU<double>(GRUOptions(1, 1).dropout(0.999)));
     BOOST_CHECK_NO_THROW((void)MultiheadAttention<double>(MultiheadAttentionOptions(4, 4)));
 }
 
