@@ -15,6 +15,8 @@
 #include <tuple>
 #include <vector>
 
+#include <xtensor/xview.hpp>
+
 #include "test_util.hpp"
 #include "xgrad/autodiff.hpp"
 #include "xgrad/nn/attention.hpp"
@@ -874,6 +876,67 @@ BOOST_AUTO_TEST_CASE(attention_layers_batch_first)
         BOOST_TEST(ya.shape() == Shape({L, B, E}));
         BOOST_TEST(rel_err(Tens(xt::transpose(yb.value(), {1, 0, 2})), ya.value()) < 1e-14);
     }
+}
+
+BOOST_AUTO_TEST_CASE(final_states_continue_the_sequence)
+{
+    // the whole sequence at once = the first steps, then the rest from their (h_n, c_n) given as
+    // constants (truncated backpropagation through time's forward)
+    const std::size_t L = 6, B = 2, I = 3, H = 4, split = 2;
+    const Tens x = rnd({L, B, I}, 201), h0 = rnd({2, B, H}, 202), c0 = rnd({2, B, H}, 203);
+    const Tens first = xt::view(x, xt::range(0, split)), rest = xt::view(x, xt::range(split, L));
+    LSTM<double> lstm(LSTMOptions(I, H).num_layers(2), 204);
+    Tape<double> t;
+    auto [all, s_all] = lstm.forward(t.constant(x), std::make_tuple(t.constant(h0), t.constant(c0)));
+    auto [y1, s1] = lstm.forward(t.constant(first), std::make_tuple(t.constant(h0), t.constant(c0)));
+    auto [y2, s2] = lstm.forward(t.constant(rest), std::make_tuple(t.constant(std::get<0>(s1).value()),
+                                                                  t.constant(std::get<1>(s1).value())));
+    BOOST_TEST(rel_err(Tens(xt::view(all.value(), xt::range(split, L))), y2.value()) < 1e-14);
+    BOOST_TEST(rel_err(std::get<0>(s2).value(), std::get<0>(s_all).value()) < 1e-14);
+    BOOST_TEST(rel_err(std::get<1>(s2).value(), std::get<1>(s_all).value()) < 1e-14);
+    GRU<double> gru(GRUOptions(I, H).num_layers(2), 205);
+    auto [g_all, gh_all] = gru.forward(t.constant(x), t.constant(h0));
+    auto [g1, gh1] = gru.forward(t.constant(first), t.constant(h0));
+    auto [g2, gh2] = gru.forward(t.constant(rest), t.constant(gh1.value()));
+    BOOST_TEST(rel_err(Tens(xt::view(g_all.value(), xt::range(split, L))), g2.value()) < 1e-14);
+    BOOST_TEST(rel_err(gh2.value(), gh_all.value()) < 1e-14);
+}
+
+BOOST_AUTO_TEST_CASE(a_query_without_keys_gives_nan)
+{
+    // as PyTorch: every key of query 1 removed
+    Tape<double> t;
+    Tens mask = zeros({3, 3});
+    for (std::size_t j = 0; j < 3; ++j) mask(1, j) = -inf;
+    const V q = t.constant(rnd({1, 3, 2}, 211)), k = t.constant(rnd({1, 3, 2}, 212)), v = t.constant(rnd({1, 3, 2}, 213));
+    const Tens y = scaled_dot_product_attention(q, k, v, &mask).value();
+    for (std::size_t e = 0; e < 2; ++e) {
+        BOOST_TEST(std::isnan(y(0, 1, e)));
+        BOOST_TEST(std::isfinite(y(0, 0, e)));
+        BOOST_TEST(std::isfinite(y(0, 2, e)));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(float_layers_checked_in_double)
+{
+    // gradcheck_module's float form: the float layer's weights in a double twin
+    const Tensor<float> x = rand_uniform<float>({4, 2, 3}, 221, -1.0f, 1.0f);
+    LSTM<float> lstm(LSTMOptions(3, 4).num_layers(2), 222);
+    LSTM<double> lstm_twin(LSTMOptions(3, 4).num_layers(2), 1);
+    const GradcheckReport rl = gradcheck_module(lstm, lstm_twin, x);
+    BOOST_TEST(rl.ok, rl.summary());
+    const Tensor<float> xe = rand_uniform<float>({4, 2, 4}, 223, -1.0f, 1.0f);
+    const auto o = TransformerEncoderLayerOptions(4, 2).dim_feedforward(8).dropout(0.0).activation("gelu").norm_first(true);
+    TransformerEncoderLayer<float> block(o, 224);
+    TransformerEncoderLayer<double> block_twin(o, 1);
+    const GradcheckReport rb = gradcheck_module(block, block_twin, xe);
+    BOOST_TEST(rb.ok, rb.summary());
+    // float and double forward agree to float precision on the same weights
+    Tape<float> tf;
+    Tape<double> td;
+    const Tensor<float> yf = block(tf.constant(xe)).value();
+    const Tens yd = block_twin(td.constant(Tens(xt::cast<double>(xe)))).value();
+    BOOST_TEST(rel_err(Tens(xt::cast<double>(yf)), yd) < 1e-5);
 }
 
 BOOST_AUTO_TEST_CASE(state_dict_names_and_shapes_as_pytorch)
