@@ -8,6 +8,7 @@
 #include "xgrad/nn/init.hpp"
 #include "xgrad/ops/activation.hpp"
 #include "xgrad/ops/linalg.hpp"
+#include "xgrad/ops/recurrent.hpp"
 #include "xgrad/ops/shape.hpp"
 
 namespace xgrad::nn {
@@ -126,24 +127,6 @@ Var<T> RNNBase<T>::zero_state(const Var<T>& x) const
     return x.tape().constant(z);
 }
 
-namespace {
-/// Layer k's state (B, H) out of a (num_layers, B, H) state.
-template <class T>
-Var<T> layer_state(const Var<T>& state, std::size_t k)
-{
-    const Shape& s = state.shape();
-    return reshape(slice(state, 0, sp(k), sp(k + 1)), {sp(s[1]), sp(s[2])});
-}
-
-/// Step t's row (B, G·H) of a (L, B, G·H) input part.
-template <class T>
-Var<T> step_of(const Var<T>& xg, std::size_t t)
-{
-    const Shape& s = xg.shape();
-    return reshape(slice(xg, 0, sp(t), sp(t + 1)), {sp(s[1]), sp(s[2])});
-}
-}  // namespace
-
 template <class T>
 LSTM<T>::LSTM(const LSTMOptions& options, std::optional<std::uint64_t> seed) : RNNBase<T>("LSTM", 4, options, seed)
 {
@@ -159,21 +142,16 @@ std::tuple<Var<T>, std::tuple<Var<T>, Var<T>>> LSTM<T>::forward(const Var<T>& x,
     }
     const Var<T> h0 = hx ? std::get<0>(*hx) : this->zero_state(x);
     const Var<T> c0 = hx ? std::get<1>(*hx) : this->zero_state(x);
-    const std::ptrdiff_t H = sp(this->options_.hidden_size());
     Var<T> in = this->time_major(x);
     const std::size_t steps = in.shape()[0];
     std::vector<Var<T>> h_n, c_n, outs(steps);
     for (std::size_t k = 0; k < this->options_.num_layers(); ++k) {
         const Var<T> xg = this->input_gates(k, in);
-        Var<T> h = layer_state(h0, k), c = layer_state(c0, k);
+        Var<T> h = select(h0, 0, sp(k)), c = select(c0, 0, sp(k));
         for (std::size_t t = 0; t < steps; ++t) {
-            const Var<T> g = step_of(xg, t) + this->hidden_gates(k, h);
-            const Var<T> i = sigmoid(slice(g, 1, 0, H));
-            const Var<T> f = sigmoid(slice(g, 1, H, 2 * H));
-            const Var<T> gg = tanh(slice(g, 1, 2 * H, 3 * H));
-            const Var<T> o = sigmoid(slice(g, 1, 3 * H, 4 * H));
-            c = f * c + i * gg;
-            h = o * tanh(c);
+            const Var<T> hc = lstm_cell(select(xg, 0, sp(t)), this->hidden_gates(k, h), c);
+            h = select(hc, 0, 0);
+            c = select(hc, 0, 1);
             outs[t] = h;
         }
         h_n.push_back(h);
@@ -194,19 +172,14 @@ std::tuple<Var<T>, Var<T>> GRU<T>::forward(const Var<T>& x, const std::optional<
     this->check_input(x);
     if (hx) this->check_state(x, *hx, "h_0");
     const Var<T> h0 = hx ? *hx : this->zero_state(x);
-    const std::ptrdiff_t H = sp(this->options_.hidden_size());
     Var<T> in = this->time_major(x);
     const std::size_t steps = in.shape()[0];
     std::vector<Var<T>> h_n, outs(steps);
     for (std::size_t k = 0; k < this->options_.num_layers(); ++k) {
         const Var<T> xg = this->input_gates(k, in);
-        Var<T> h = layer_state(h0, k);
+        Var<T> h = select(h0, 0, sp(k));
         for (std::size_t t = 0; t < steps; ++t) {
-            const Var<T> gx = step_of(xg, t), gh = this->hidden_gates(k, h);
-            const Var<T> rz = sigmoid(slice(gx, 1, 0, 2 * H) + slice(gh, 1, 0, 2 * H));
-            const Var<T> r = slice(rz, 1, 0, H), z = slice(rz, 1, H, 2 * H);
-            const Var<T> n = tanh(slice(gx, 1, 2 * H, 3 * H) + r * slice(gh, 1, 2 * H, 3 * H));
-            h = n + z * (h - n);  // (1 − z)·n + z·h
+            h = gru_cell(select(xg, 0, sp(t)), this->hidden_gates(k, h), h);
             outs[t] = h;
         }
         h_n.push_back(h);
