@@ -442,6 +442,26 @@ private:
     bool causal_, weights_;
 };
 
+/// A module around a MultiheadAttention forward with query, key and value distinct Vars (the
+/// three-GEMM path), key and value 2L steps long.
+class CrossAttention : public Module<double> {
+public:
+    CrossAttention(const MultiheadAttentionOptions& o, std::uint64_t seed)
+        : attn_(register_module("attn", std::make_unique<MultiheadAttention<double>>(o, seed)))
+    {
+    }
+    V forward(const V& x) override
+    {
+        const int time = attn_.options().batch_first() ? 1 : 0;
+        const V key = concatenate({x, x * 0.5}, time);
+        auto [y, w] = attn_.forward(x, key, tanh(key));
+        return concatenate({reshape(y, {-1}), reshape(w, {-1})}, 0);
+    }
+
+private:
+    MultiheadAttention<double>& attn_;
+};
+
 /// A module around a TransformerEncoderLayer forward with is_causal.
 class CausalBlock : public Module<double> {
 public:
@@ -718,6 +738,12 @@ BOOST_AUTO_TEST_CASE(multihead_attention_gradcheck)
     MultiheadAttention<double> bf(MultiheadAttentionOptions(E, nh).batch_first(true).bias(false), 94);
     const GradcheckReport rb = gradcheck_module(bf, x);
     BOOST_TEST(rb.ok, rb.summary());
+    for (bool batch_first : {false, true}) {
+        CrossAttention cross(MultiheadAttentionOptions(E, nh).batch_first(batch_first), 97);
+        cross.parameter("attn.in_proj_bias").value() = rnd({3 * E}, 98);
+        const GradcheckReport r = gradcheck_module(cross, x);
+        BOOST_TEST(r.ok, r.summary());
+    }
     Tens mask = rnd({3, 3}, 95);
     mask(0, 2) = -inf;
     for (bool causal : {false, true})
