@@ -11,6 +11,11 @@ a model with BatchNorm2d, BatchNorm1d and LayerNorm (training mode):
       the pass, and the buffers after it (running statistics) are compared too.
   torch -> xgrad: torch initializes the models (fixed seed), writes its state_dict and batch, output,
       loss and gradients; `INTEROP_BINARY import WORK_DIR` loads them into xgrad and compares.
+Then the same both ways for sequence models: LSTM (2 layers, initial states given), GRU (2 layers,
+batch_first), MultiheadAttention (2 heads, batch_first, causal mask, head-averaged weights) and a
+TransformerEncoderLayer (norm_first, gelu, dropout 0, batch_first, causal mask): outputs (with h_n,
+c_n, the attention weights), the loss sum_k sum(R_k * output_k) for fixed R_k written to the io file,
+every parameter's gradient and the inputs' gradients.
 Tolerance: 1e-5 (float32) of max |reference| per tensor.
 
 Needs only the standard library, numpy and torch; safetensors is parsed and written here (8 bytes of
@@ -132,7 +137,7 @@ def xgrad_to_torch(binary, work):
         ok = compare_named("grad", grads, io) and ok
         buffers = {k: b.detach().numpy().astype("float32") for k, b in model.named_buffers()}
         ok = compare_named("buffer", buffers, io) and ok
-    return ok
+    return seq_xgrad_to_torch(work) and ok
 
 
 def compare_named(prefix, theirs, io):
@@ -163,7 +168,109 @@ def torch_to_xgrad(binary, work):
         io.update({"grad." + k: g for k, g in grads.items()})
         io.update({"buffer." + k: b.detach().numpy().copy() for k, b in model.named_buffers()})
         write_safetensors(os.path.join(work, f"{name}_torch_io.safetensors"), io)
+    seq_torch_to_xgrad(work)
     return subprocess.run([binary, "import", work]).returncode == 0
+
+
+# ---- sequence models ----
+STEPS, SEQ_BATCH, IN, HIDDEN, EMBED, FEEDFORWARD = 5, 3, 4, 6, 8, 16
+
+
+def causal_mask(n):
+    import torch
+
+    return torch.triu(torch.full((n, n), float("-inf")), diagonal=1)
+
+
+def seq_models():
+    """{name: (make, {input name: shape} in order, forward(model, inputs) -> {output name: tensor} in order)}"""
+    import torch.nn as nn
+
+    def lstm_forward(m, x):
+        out, (h_n, c_n) = m(x["x"], (x["h0"], x["c0"]))
+        return {"output": out, "h_n": h_n, "c_n": c_n}
+
+    def gru_forward(m, x):
+        out, h_n = m(x["x"], x["h0"])
+        return {"output": out, "h_n": h_n}
+
+    def mha_forward(m, x):
+        out, weights = m(x["x"], x["x"], x["x"], attn_mask=causal_mask(STEPS), need_weights=True)
+        return {"output": out, "attn_weights": weights}
+
+    def transformer_forward(m, x):
+        return {"output": m(x["x"], src_mask=causal_mask(STEPS))}
+
+    return {
+        "lstm": (lambda: nn.LSTM(IN, HIDDEN, num_layers=2),
+                 {"x": (STEPS, SEQ_BATCH, IN), "h0": (2, SEQ_BATCH, HIDDEN), "c0": (2, SEQ_BATCH, HIDDEN)}, lstm_forward),
+        "gru": (lambda: nn.GRU(IN, HIDDEN, num_layers=2, batch_first=True),
+                {"x": (SEQ_BATCH, STEPS, IN), "h0": (2, SEQ_BATCH, HIDDEN)}, gru_forward),
+        "mha": (lambda: nn.MultiheadAttention(EMBED, 2, batch_first=True), {"x": (SEQ_BATCH, STEPS, EMBED)}, mha_forward),
+        "transformer": (
+            lambda: nn.TransformerEncoderLayer(EMBED, 2, dim_feedforward=FEEDFORWARD, dropout=0.0, activation="gelu",
+                                               batch_first=True, norm_first=True),
+            {"x": (SEQ_BATCH, STEPS, EMBED)}, transformer_forward),
+    }
+
+
+def seq_pass(model, forward, inputs, rs=None):
+    """Outputs, loss = sum_k sum(R_k * output_k), parameter and input gradients; R_k drawn when not given."""
+    import torch
+
+    model.zero_grad()
+    x = {k: torch.tensor(v, requires_grad=True) for k, v in inputs.items()}
+    outs = forward(model, x)
+    if rs is None:
+        rs = {k: (torch.rand(o.shape) * 2 - 1).numpy() for k, o in outs.items()}
+    loss = sum((o * torch.from_numpy(rs[k])).sum() for k, o in outs.items())
+    loss.backward()
+    return ({k: o.detach().numpy().copy() for k, o in outs.items()}, loss.detach().numpy().reshape(()), rs,
+            {k: p.grad.detach().numpy().copy() for k, p in model.named_parameters()},
+            {k: t.grad.detach().numpy().copy() for k, t in x.items()})
+
+
+def seq_xgrad_to_torch(work):
+    import torch
+
+    ok = True
+    for name, (make, shapes, forward) in seq_models().items():
+        weights, meta = read_safetensors(os.path.join(work, f"{name}_weights.safetensors"))
+        io, _ = read_safetensors(os.path.join(work, f"{name}_io.safetensors"))
+        model = make()
+        model.load_state_dict({k: torch.from_numpy(v) for k, v in weights.items()}, strict=True)
+        print(f"{name}: xgrad's weights in torch (metadata {meta}, {len(weights)} tensors)")
+        inputs = {k: io[f"input.{k}"] for k in shapes}
+        rs = {k[2:]: v for k, v in io.items() if k.startswith("R.")}
+        outs, loss, _, grads, input_grads = seq_pass(model, forward, inputs, rs)
+        ok = compare_named("output", outs, io) and ok
+        ok = compare("loss", loss, io["loss"]) and ok
+        ok = compare_named("grad", grads, io) and ok
+        ok = compare_named("grad_input", input_grads, io) and ok
+    return ok
+
+
+def seq_torch_to_xgrad(work):
+    import torch
+
+    torch.manual_seed(4321)
+    for name, (make, shapes, forward) in seq_models().items():
+        model = make()
+        with torch.no_grad():  # biases and LayerNorm's weights away from 0 and 1, so that a swap would show
+            for k, p in model.named_parameters():
+                if "bias" in k or "norm" in k:
+                    p.copy_((1.0 if "norm" in k and "weight" in k else 0.0) + (torch.rand(p.shape) - 0.5))
+        state = {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+        inputs = {k: (torch.rand(s) * 2 - 1).numpy() for k, s in shapes.items()}
+        outs, loss, rs, grads, input_grads = seq_pass(model, forward, inputs)
+        write_safetensors(os.path.join(work, f"{name}_torch_weights.safetensors"), state, {"format": "pt"})
+        io = {"loss": loss}
+        io.update({"input." + k: v for k, v in inputs.items()})
+        io.update({"R." + k: v for k, v in rs.items()})
+        io.update({"output." + k: v for k, v in outs.items()})
+        io.update({"grad." + k: g for k, g in grads.items()})
+        io.update({"grad_input." + k: g for k, g in input_grads.items()})
+        write_safetensors(os.path.join(work, f"{name}_torch_io.safetensors"), io)
 
 
 def main():
