@@ -35,14 +35,16 @@ Var<T> attend(const Var<T>& q, const Var<T>& k, const Var<T>& v, const Tensor<T>
     const T scale = T(1 / std::sqrt(double(q.shape().back())));
     Var<T> scores = matmul(q, transpose(k)) * scale;
     if (mask) scores = scores + q.tape().constant(*mask);
-    const Var<T> prob = softmax(scores, -1);
-    if (probabilities) *probabilities = prob;
-    if (p == 0) return matmul(prob, v);
-    dropout_mask->resize(prob.shape());
-    std::bernoulli_distribution keep(1 - p);
-    const T keep_scale = T(1 / (1 - p));
-    for (auto& m : *dropout_mask) m = keep(*rng) ? keep_scale : T(0);
-    return matmul(prob * q.tape().constant(*dropout_mask), v);
+    Var<T> prob = softmax(scores, -1);
+    if (p > 0) {
+        dropout_mask->resize(prob.shape());
+        std::bernoulli_distribution keep(1 - p);
+        const T keep_scale = T(1 / (1 - p));
+        for (auto& m : *dropout_mask) m = keep(*rng) ? keep_scale : T(0);
+        prob = prob * q.tape().constant(*dropout_mask);
+    }
+    if (probabilities) *probabilities = prob;  // after dropout, as PyTorch returns them
+    return matmul(prob, v);
 }
 
 /// mask + causal into `combined` when both are given; whichever is given otherwise.
@@ -230,6 +232,10 @@ Var<T> TransformerEncoderLayer<T>::feed_forward(const Var<T>& x)
 template <class T>
 Var<T> TransformerEncoderLayer<T>::forward(const Var<T>& src, const Tensor<T>* src_mask, bool is_causal)
 {
+    const std::size_t e = options_.d_model();
+    if (src.dim() != 3 || src.shape()[2] != e || src.shape()[0] == 0 || src.shape()[1] == 0)
+        throw ShapeError(fmt::format("{}: expected src {} with E = {}, got {}", describe(),
+                                     options_.batch_first() ? "(B, L, E)" : "(L, B, E)", e, shape_str(src.shape())));
     auto sa = [&](const Var<T>& x) { return std::get<0>(self_attn_->forward(x, x, x, src_mask, false, is_causal)); };
     Var<T> x = src;
     if (options_.norm_first()) {

@@ -1139,13 +1139,17 @@ BOOST_AUTO_TEST_CASE(shape_errors_name_the_layer_and_the_shapes)
     const Tens bad_mask = zeros({3, 4});
     expect_message<ShapeError>([&] { mha.forward(c({3, 2, 4}), c({5, 2, 4}), c({5, 2, 4}), &bad_mask); },
                                m + "attn_mask must be (L, S) = (3, 5), got (3,4)");
-    // the block's errors come from its first sub-layer (MultiheadAttention or LayerNorm); they name the shape
+    // the block checks its input itself, pre- or post-LayerNorm alike
     TransformerEncoderLayer<double> block(TransformerEncoderLayerOptions(4, 2).dim_feedforward(8), 1);
-    expect_shape_error([&] { block(c({3, 2, 6})); }, {"(3,2,6)"});
-    expect_shape_error([&] { block(c({3, 4})); }, {"(3,4)"});
-    TransformerEncoderLayer<double> block_pre(TransformerEncoderLayerOptions(4, 2).dim_feedforward(8).norm_first(true), 1);
-    expect_shape_error([&] { block_pre(c({3, 2, 6})); }, {"(3,2,6)"});
-    expect_shape_error([&] { block_pre(c({3, 4})); }, {"(3,4)"});
+    const std::string b = "TransformerEncoderLayer(d_model=4, nhead=2, dim_feedforward=8): expected src (L, B, E) with E = 4, got ";
+    expect_message<ShapeError>([&] { block(c({3, 2, 6})); }, b + "(3,2,6)");
+    expect_message<ShapeError>([&] { block(c({3, 4})); }, b + "(3,4)");
+    TransformerEncoderLayer<double> block_pre(
+        TransformerEncoderLayerOptions(4, 2).dim_feedforward(8).norm_first(true).batch_first(true), 1);
+    const std::string bp = "TransformerEncoderLayer(d_model=4, nhead=2, dim_feedforward=8, norm_first=True): expected src "
+                           "(B, L, E) with E = 4, got ";
+    expect_message<ShapeError>([&] { block_pre(c({3, 2, 6})); }, bp + "(3,2,6)");
+    expect_message<ShapeError>([&] { block_pre(c({3, 4})); }, bp + "(3,4)");
 
     const std::string sdpa =
         "scaled_dot_product_attention: expected Q (…, L, E), K (…, S, E), V (…, S, Ev) with the same leading axes, got ";
@@ -1234,6 +1238,42 @@ BOOST_AUTO_TEST_CASE(dropout_in_training_only)
     BOOST_TEST(rel_err(out_e(bdrop), out_e(bplain)) > 1e-3);
     bdrop.eval();
     BOOST_TEST(rel_err(out_e(bdrop), out_e(bplain)) == 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(attention_weights_are_the_ones_used_after_dropout)
+{
+    // As PyTorch: in training, the returned weights are the probabilities after dropout, and the
+    // output is out_proj(weights · V). One head and one sequence, so the weights are P itself.
+    const std::size_t e = 4, l = 5;
+    MultiheadAttention<double> mha(MultiheadAttentionOptions(e, 1).dropout(0.5), 198);
+    const Tens x = rnd({l, 1, e}, 199);
+    Tape<double> t;
+    const Var<double> xv = t.constant(x);
+    const auto [out, w] = mha.forward(xv, xv, xv);
+    const Tens& wt = w.value();  // (1, L, L)
+    const Tens& win = mha.parameter("in_proj_weight").value();
+    const Tens& bin = mha.parameter("in_proj_bias").value();
+    const Tens& wo = mha.parameter("out_proj.weight").value();
+    const Tens& bo = mha.parameter("out_proj.bias").value();
+    std::size_t dropped = 0;
+    for (std::size_t i = 0; i < l; ++i)
+        for (std::size_t j = 0; j < l; ++j) dropped += wt(0, i, j) == 0.0;
+    BOOST_TEST(dropped > 0u);  // some probabilities were dropped (p = 0.5, 25 of them)
+    Tens v = zeros({l, e}), y = zeros({l, e}), want = zeros({l, 1, e});
+    for (std::size_t s = 0; s < l; ++s)
+        for (std::size_t a = 0; a < e; ++a) {
+            v(s, a) = bin(2 * e + a);
+            for (std::size_t b = 0; b < e; ++b) v(s, a) += win(2 * e + a, b) * x(s, 0, b);
+        }
+    for (std::size_t i = 0; i < l; ++i)
+        for (std::size_t a = 0; a < e; ++a)
+            for (std::size_t s = 0; s < l; ++s) y(i, a) += wt(0, i, s) * v(s, a);
+    for (std::size_t i = 0; i < l; ++i)
+        for (std::size_t a = 0; a < e; ++a) {
+            want(i, 0, a) = bo(a);
+            for (std::size_t b = 0; b < e; ++b) want(i, 0, a) += wo(a, b) * y(i, b);
+        }
+    BOOST_TEST(rel_err(out.value(), want) < 1e-14);
 }
 
 BOOST_AUTO_TEST_CASE(describe_names_the_layer)

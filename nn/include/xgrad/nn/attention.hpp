@@ -60,7 +60,7 @@ public:
     explicit MultiheadAttention(const MultiheadAttentionOptions& options, std::optional<std::uint64_t> seed = std::nullopt);
     /// (attn_output, attn_weights), as PyTorch: query (L, B, E), key and value (S, B, E) ((B, ·, E)
     /// batch_first) → output of query's shape, weights (B, L, S) averaged over the heads (need_weights;
-    /// else an empty Var). attn_mask (L, S) is additive (see generate_square_subsequent_mask);
+    /// else an empty Var), after dropout in training mode as PyTorch's. attn_mask (L, S) is additive (see generate_square_subsequent_mask);
     /// is_causal masks key j > i of query i. ShapeError naming the layer and the shapes.
     std::tuple<Var<T>, Var<T>> forward(const Var<T>& query, const Var<T>& key, const Var<T>& value,
                                        const Tensor<T>* attn_mask = nullptr, bool need_weights = true,
@@ -112,8 +112,8 @@ public:
     /// An activation other than "relu"/"gelu" throws std::invalid_argument, as do MultiheadAttention's
     /// checks. Without a seed the weights come from init::next_seed().
     explicit TransformerEncoderLayer(const TransformerEncoderLayerOptions& options, std::optional<std::uint64_t> seed = std::nullopt);
-    /// src (L, B, E) ((B, L, E) batch_first) → the same shape. src_mask (L, L) additive; is_causal
-    /// masks the future (a language model's block).
+    /// src (L, B, E) ((B, L, E) batch_first) → the same shape (else ShapeError naming the layer and
+    /// the shape). src_mask (L, L) additive; is_causal masks the future (a language model's block).
     Var<T> forward(const Var<T>& src, const Tensor<T>* src_mask, bool is_causal = false);
     Var<T> forward(const Var<T>& src) override { return forward(src, nullptr, false); }
     std::string describe() const override;
