@@ -73,6 +73,8 @@ BOOST_AUTO_TEST_CASE(bad_training_values_are_rejected_before_loading_data)
     expect_rejected("mnist_trace_reg", "--lr nan", {"--lr", "nan"});
     expect_rejected("mnist_resnet", "--lr -1", {"--lr", "-1", "(0, 1000]"});
     expect_rejected("mnist_resnet", "--optimizer lamb", {"--optimizer", "lamb"});
+    expect_rejected("mnist_resnet", "--shift 9", {"--shift", "9 is outside the allowed range [0, 8]"});
+    expect_rejected("mnist_resnet", "--shift -1", {"--shift", "-1"});
     expect_rejected("mnist_layernorm_mlp", "--dropout 1", {"--dropout", "1 is outside", "[0, 1)"});
     expect_rejected("mnist_layernorm_mlp", "--dropout nan", {"--dropout", "nan"});
     for (const char* program : {"mnist_resnet", "mnist_layernorm_mlp"}) {  // good values fail only at the data
