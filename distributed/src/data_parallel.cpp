@@ -140,6 +140,12 @@ void DistributedDataParallel<T>::check_replicas()
         for (const auto& [n, b] : bnames) names.push_back(n);
         compare("buffer", names);
     }
+    agree_or_throw(why);
+}
+
+template <class T>
+void DistributedDataParallel<T>::agree_or_throw(std::string why)
+{
     int first_bad = why.empty() ? size_ : rank_;
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, &first_bad, 1, MPI_INT, MPI_MIN, comm_), "MPI_Allreduce");
     if (first_bad == size_) return;
@@ -148,6 +154,34 @@ void DistributedDataParallel<T>::check_replicas()
     why.resize(std::size_t(len));
     check_mpi(MPI_Bcast(why.data(), len, MPI_CHAR, first_bad, comm_), "MPI_Bcast");
     throw std::invalid_argument(why);
+}
+
+template <class T>
+void DistributedDataParallel<T>::check_input_shape(const Shape& shape)
+{
+    // Common case, one all-reduce: the minimum of (rank, extents) and of their negatives; all ranks
+    // agree iff min == max everywhere. Extents past the 8th are not compared.
+    constexpr std::size_t n = 9;
+    long long v[2 * n] = {};
+    v[0] = (long long)shape.size();
+    for (std::size_t k = 0; k < shape.size() && k + 1 < n; ++k) v[k + 1] = (long long)shape[k];
+    for (std::size_t k = 0; k < n; ++k) v[n + k] = -v[k];
+    check_mpi(MPI_Allreduce(MPI_IN_PLACE, v, int(2 * n), MPI_LONG_LONG, MPI_MIN, comm_), "MPI_Allreduce");
+    bool same = true;
+    for (std::size_t k = 0; k < n; ++k) same = same && v[k] == -v[n + k];
+    if (same) return;
+    // They differ: rank 0's shape to all, the first rank that differs names itself and rank 0.
+    long long root[n] = {};
+    root[0] = (long long)shape.size();
+    for (std::size_t k = 0; k < shape.size() && k + 1 < n; ++k) root[k + 1] = (long long)shape[k];
+    check_mpi(MPI_Bcast(root, int(n), MPI_LONG_LONG, 0, comm_), "MPI_Bcast");
+    Shape shape0;
+    for (long long k = 0; k < root[0] && k + 1 < (long long)n; ++k) shape0.push_back(std::size_t(root[k + 1]));
+    std::string why;
+    if (shape0 != shape)
+        why = fmt::format("DistributedDataParallel: input of shape {} on rank {}, {} on rank 0", shape_str(shape), rank_,
+                          shape_str(shape0));
+    agree_or_throw(why);
 }
 
 template <class T>
@@ -163,8 +197,9 @@ void DistributedDataParallel<T>::broadcast_state()
 template <class T>
 Var<T> DistributedDataParallel<T>::forward(const Var<T>& x)
 {
-    Var<T> y = module_.forward(x);
     Tape<T>& tape = x.tape();
+    if (options_.check_input_shapes() && tape.grad_enabled()) check_input_shape(x.shape());
+    Var<T> y = module_.forward(x);
     if (sync_ && tape.grad_enabled()) prepare_for_backward(tape, y);
     return y;
 }

@@ -337,3 +337,27 @@ BOOST_AUTO_TEST_CASE(replicas_that_differ_fail_on_every_rank_naming_both)
     MPI_Bcast(&w0, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     BOOST_TEST(w == w0);
 }
+
+BOOST_AUTO_TEST_CASE(inputs_that_differ_fail_on_every_rank_naming_both)
+{
+    nn::Linear<double> lin(3, 2, true, std::uint64_t(1));
+    dist::DistributedDataParallel<double> ddp(lin);
+    Tape<double> tape;
+    const std::size_t rows = dist::rank() == 1 ? 5 : 4;  // rank 1's batch is one row longer
+    auto x = tape.constant(Tensor<double>(xt::ones<double>({rows, std::size_t(3)})));
+    try {
+        ddp(x);
+        BOOST_ERROR("no error for differing input shapes");
+    } catch (const std::invalid_argument& e) {
+        BOOST_TEST(std::string(e.what()) == "DistributedDataParallel: input of shape (5,3) on rank 1, (4,3) on rank 0");
+    }
+    // Equal shapes pass, and the step still averages: the gradient of Σ x·Wᵀ is the same on both ranks.
+    tape.clear();
+    auto same = tape.constant(Tensor<double>(xt::ones<double>({std::size_t(4), std::size_t(3)}) * double(dist::rank() + 1)));
+    lin.zero_grad();
+    tape.backward(sum(ddp(same)));
+    ddp.finish_gradient_synchronization();
+    // rank r's dL/dW = 4·(r + 1) in every entry; the mean over ranks 1 and 2 is 6.
+    for (double g : lin.parameters()[0]->grad()) BOOST_TEST(g == 6.0);
+    BOOST_TEST(ddp.buckets_started_in_backward() == 1u);
+}

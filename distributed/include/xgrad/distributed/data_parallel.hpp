@@ -23,6 +23,9 @@ public:
     XGRAD_ARG(std::size_t, bucket_cap_bytes) = std::size_t(25) << 20;
     /// The processes that train together (duplicated: the wrapper's traffic never mixes with yours).
     XGRAD_ARG(MPI_Comm, comm) = MPI_COMM_WORLD;
+    /// forward() checks that every rank's input has rank 0's shape (one small all-reduce per step;
+    /// a differing rank makes every rank throw std::invalid_argument naming both shapes).
+    XGRAD_ARG(bool, check_input_shapes) = true;
 };
 
 template <class T>
@@ -39,7 +42,8 @@ public:
     DistributedDataParallel(const DistributedDataParallel&) = delete;
     DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
 
-    /// The module's forward. When the tape records gradients and synchronization is on (outside
+    /// The module's forward. When the tape records gradients, first checks that x has rank 0's shape
+    /// on every rank (check_input_shapes; collective). When, moreover, synchronization is on (outside
     /// no_sync()), also counts the module's parameter leaves on the tape and installs the backward
     /// hooks that start each bucket's all-reduce during the next tape.backward().
     Var<T> forward(const Var<T>& x);
@@ -89,6 +93,9 @@ private:
         bool started = false;
     };
     void check_replicas();
+    void check_input_shape(const Shape& shape);
+    /// Collective: throws std::invalid_argument on every rank with the lowest rank's non-empty `why`.
+    void agree_or_throw(std::string why);
     void broadcast_state();
     void prepare_for_backward(Tape<T>& tape, const Var<T>& anchor);
     void on_param_ready(Parameter<T>& p);
