@@ -210,23 +210,14 @@ void DistributedDataParallel<T>::prepare_for_backward(Tape<T>& tape, const Var<T
     if (prepared_ && next_bucket_ > 0)
         throw std::logic_error("DistributedDataParallel: forward() while the previous step's gradients are being "
                                "averaged: call finish_gradient_synchronization() after backward()");
-    // A parameter's gradient is final once the sweep has passed all of its leaves on this record.
-    std::fill(leaves_left_.begin(), leaves_left_.end(), 0);
-    for (std::uint32_t i = 0; i < tape.size(); ++i)
-        if (Parameter<T>* p = tape.at(i).parameter()) {
-            auto it = index_of_.find(p);
-            if (it != index_of_.end()) ++leaves_left_[it->second];
-        }
-    for (std::size_t b = 0; b < buckets_.size(); ++b) {
-        buckets_[b].pending = 0;
-        for (std::size_t k : bucket_params_[b]) buckets_[b].pending += leaves_left_[k] > 0;  // unused: final now
-    }
     next_bucket_ = 0;
+    counted_ = false;
     start_times_.assign(buckets_.size(), Clock::time_point{});
     backward_end_ = Clock::time_point{};
     started_in_backward_ = 0;
     BackwardHooks<T> hooks;
-    hooks.param_ready = [this](Parameter<T>& p, std::uint32_t) { on_param_ready(p); };
+    // The hooks belong to this tape's record, so `tape` is alive whenever they run.
+    hooks.param_ready = [this, &tape](Parameter<T>& p, std::uint32_t) { on_param_ready(tape, p); };
     hooks.sweep_done = [this] {
         backward_end_ = Clock::now();
         started_in_backward_ = next_bucket_;
@@ -237,19 +228,37 @@ void DistributedDataParallel<T>::prepare_for_backward(Tape<T>& tape, const Var<T
 }
 
 template <class T>
-void DistributedDataParallel<T>::on_param_ready(Parameter<T>& p)
+void DistributedDataParallel<T>::count_leaves(Tape<T>& tape)
 {
+    // Counted when the sweep starts, not at forward(): the record is complete by then (a loss term
+    // such as a weight penalty may put parameters on the tape after forward). A parameter's gradient
+    // is final once the sweep has passed all of its leaves.
+    std::fill(leaves_left_.begin(), leaves_left_.end(), 0);
+    for (std::uint32_t i = 0; i < tape.size(); ++i)
+        if (Parameter<T>* p = tape.at(i).parameter()) {
+            auto it = index_of_.find(p);
+            if (it != index_of_.end()) ++leaves_left_[it->second];
+        }
+    for (std::size_t b = 0; b < buckets_.size(); ++b) {
+        buckets_[b].pending = 0;
+        for (std::size_t k : bucket_params_[b]) buckets_[b].pending += leaves_left_[k] > 0;  // unused: final now
+    }
+    counted_ = true;
+}
+
+template <class T>
+void DistributedDataParallel<T>::on_param_ready(Tape<T>& tape, Parameter<T>& p)
+{
+    if (!counted_) count_leaves(tape);
     auto it = index_of_.find(&p);
     if (it == index_of_.end()) return;  // not this module's
     const std::size_t k = it->second;
     if (leaves_left_[k] == 0)
-        throw std::logic_error(fmt::format("DistributedDataParallel: backward passed parameter '{}' more often than "
-                                           "forward() put it on the tape: one backward() per forward(), then "
-                                           "finish_gradient_synchronization()", p.name()));
-    if (--leaves_left_[k] == 0) {
-        --buckets_[bucket_of_[k]].pending;
-        start_ready_buckets();
-    }
+        throw std::logic_error(fmt::format("DistributedDataParallel: backward passed parameter '{}' again: one "
+                                           "backward() per forward(), then finish_gradient_synchronization()",
+                                           p.name()));
+    if (--leaves_left_[k] == 0) --buckets_[bucket_of_[k]].pending;
+    start_ready_buckets();
     // Open MPI progresses non-blocking collectives inside MPI calls: give the started ones a turn.
     for (std::size_t b = 0; b < next_bucket_; ++b)
         if (buckets_[b].request != MPI_REQUEST_NULL) {

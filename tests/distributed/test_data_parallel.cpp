@@ -361,3 +361,37 @@ BOOST_AUTO_TEST_CASE(inputs_that_differ_fail_on_every_rank_naming_both)
     for (double g : lin.parameters()[0]->grad()) BOOST_TEST(g == 6.0);
     BOOST_TEST(ddp.buckets_started_in_backward() == 1u);
 }
+
+BOOST_AUTO_TEST_CASE(a_loss_term_recorded_after_forward_is_waited_for)
+{
+    // CE + 0.01·Σ W² of the first layer, the penalty recorded after ddp's forward: its leaf comes
+    // after the forward's, so the first layer's bucket may start only once the sweep has passed both.
+    const auto d = make_data<double>(sample_shape<double>("mlp"));
+    auto model = make_model<double>("mlp");
+    dist::DistributedDataParallel<double> ddp(*model, dist::DataParallelOptions().bucket_cap_bytes(1));
+    dist::DistributedSampler sampler(d.labels.size(), 2, ddp.rank(), true, data_seed);
+    const auto mine = sampler.indices();
+    Parameter<double>& w0 = *model->parameters()[0];
+    Tape<double> tape;
+    Tensor<double> x;
+    IndexTensor y;
+    gather(d, {mine[0], mine[1], mine[2], mine[3]}, x, y);
+    auto out = ddp(tape.borrow(x));
+    auto w = tape.param(w0);
+    tape.backward(cross_entropy(out, y) + sum(w * w) * 0.01);
+    ddp.finish_gradient_synchronization();
+    BOOST_TEST(ddp.buckets_started_in_backward() == ddp.buckets().size());
+
+    auto ref = make_model<double>("mlp");
+    Tape<double> t2;
+    const auto order = nn::epoch_order(d.labels.size(), data_seed, 0);
+    gather(d, std::vector<std::size_t>(order.begin(), order.begin() + 8), x, y);
+    auto w_ref = t2.param(*ref->parameters()[0]);
+    t2.backward(cross_entropy((*ref)(t2.borrow(x)), y) + sum(w_ref * w_ref) * 0.01);
+    const auto params = model->parameters(), ref_params = ref->parameters();
+    for (std::size_t k = 0; k < params.size(); ++k) {
+        const Tensor<double>& expect = ref_params[k]->grad();
+        const double err = xt::amax(xt::abs(params[k]->grad() - expect))();
+        BOOST_TEST(err <= 1e-12 * double(xt::amax(xt::abs(expect))()), "parameter " << k);
+    }
+}

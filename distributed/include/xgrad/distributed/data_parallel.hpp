@@ -44,8 +44,9 @@ public:
 
     /// The module's forward. When the tape records gradients, first checks that x has rank 0's shape
     /// on every rank (check_input_shapes; collective). When, moreover, synchronization is on (outside
-    /// no_sync()), also counts the module's parameter leaves on the tape and installs the backward
-    /// hooks that start each bucket's all-reduce during the next tape.backward().
+    /// no_sync()), installs the backward hooks that start each bucket's all-reduce during the next
+    /// tape.backward() (which counts the module's parameter leaves on the complete record first, so
+    /// loss terms recorded after forward, such as a weight penalty, are waited for).
     Var<T> forward(const Var<T>& x);
     Var<T> operator()(const Var<T>& x) { return forward(x); }
 
@@ -98,7 +99,8 @@ private:
     void agree_or_throw(std::string why);
     void broadcast_state();
     void prepare_for_backward(Tape<T>& tape, const Var<T>& anchor);
-    void on_param_ready(Parameter<T>& p);
+    void count_leaves(Tape<T>& tape);
+    void on_param_ready(Tape<T>& tape, Parameter<T>& p);
     void start_ready_buckets();
     void start(std::size_t b);
     void remove_hooks();
@@ -115,6 +117,7 @@ private:
     std::vector<std::size_t> leaves_left_;  // per parameter: its leaves the sweep has not passed yet
     std::size_t next_bucket_ = 0;           // buckets start strictly in order, the same on every rank
     bool prepared_ = false;                 // hooks installed, a synchronization pending
+    bool counted_ = false;                  // leaves_left_ counted for this sweep
     bool sync_ = true;
     Var<T> anchor_;  // a Var of the hooked record: valid() says whether the hooks are still there
     std::vector<Clock::time_point> start_times_;
