@@ -51,6 +51,7 @@ DistributedDataParallel<T>::DistributedDataParallel(nn::Module<T>& module, DataP
     MPI_Comm_rank(comm_, &rank_);
     MPI_Comm_size(comm_, &size_);
     params_ = module_.parameters();
+    buffers_ = module_.buffers();
     for (std::size_t k = 0; k < params_.size(); ++k) index_of_[params_[k]] = k;
     try {
         check_replicas();
@@ -190,7 +191,13 @@ void DistributedDataParallel<T>::broadcast_state()
     for (Parameter<T>* p : params_)
         check_mpi(MPI_Bcast(p->value().data(), as_count(p->size(), "a parameter"), mpi_type<T>(), 0, comm_),
                   "MPI_Bcast");
-    for (Tensor<T>* b : module_.buffers())
+    broadcast_buffers();
+}
+
+template <class T>
+void DistributedDataParallel<T>::broadcast_buffers()
+{
+    for (Tensor<T>* b : buffers_)
         check_mpi(MPI_Bcast(b->data(), as_count(b->size(), "a buffer"), mpi_type<T>(), 0, comm_), "MPI_Bcast");
 }
 
@@ -199,6 +206,7 @@ Var<T> DistributedDataParallel<T>::forward(const Var<T>& x)
 {
     Tape<T>& tape = x.tape();
     if (options_.check_input_shapes() && tape.grad_enabled()) check_input_shape(x.shape());
+    if (options_.broadcast_buffers() && tape.grad_enabled()) broadcast_buffers();
     Var<T> y = module_.forward(x);
     if (sync_ && tape.grad_enabled()) prepare_for_backward(tape, y);
     return y;

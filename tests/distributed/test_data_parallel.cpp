@@ -395,3 +395,29 @@ BOOST_AUTO_TEST_CASE(a_loss_term_recorded_after_forward_is_waited_for)
         BOOST_TEST(err <= 1e-12 * double(xt::amax(xt::abs(expect))()), "parameter " << k);
     }
 }
+
+BOOST_AUTO_TEST_CASE(buffers_follow_rank_0_at_every_forward)
+{
+    for (bool on : {true, false}) {
+        nn::Sequential<double> net;
+        net.emplace<nn::Linear<double>>(4, 3, true, std::uint64_t(1));
+        net.emplace<nn::BatchNorm1d<double>>(3);
+        dist::DistributedDataParallel<double> ddp(net, dist::DataParallelOptions().broadcast_buffers(on));
+        Tape<double> tape;
+        // Step 1 on each rank's own data: the running means part.
+        tape.backward(sum(ddp(tape.constant(rand_uniform<double>({6, 4}, unsigned(20 + ddp.rank()))))));
+        ddp.finish_gradient_synchronization();
+        tape.clear();
+        // Step 2 on the same data everywhere: the running means agree iff step 2 started from rank 0's.
+        tape.backward(sum(ddp(tape.constant(rand_uniform<double>({6, 4}, 30)))));
+        ddp.finish_gradient_synchronization();
+        const Tensor<double> mean = net.buffer("1.running_mean");
+        Tensor<double> mean0 = mean;
+        MPI_Bcast(mean0.data(), int(mean0.size()), MPI_DOUBLE, 0, MPI_COMM_WORLD);
+        BOOST_TEST(double(xt::amax(xt::abs(mean))()) > 0.0);
+        if (on)
+            BOOST_TEST(bool(mean == mean0));
+        else if (ddp.rank() == 1)
+            BOOST_TEST(!bool(mean == mean0));
+    }
+}

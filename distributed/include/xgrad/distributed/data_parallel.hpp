@@ -26,6 +26,9 @@ public:
     /// forward() checks that every rank's input has rank 0's shape (one small all-reduce per step;
     /// a differing rank makes every rank throw std::invalid_argument naming both shapes).
     XGRAD_ARG(bool, check_input_shapes) = true;
+    /// forward() first copies rank 0's buffers (BatchNorm's running statistics) to every rank, as
+    /// torch's broadcast_buffers: the replicas' buffers stay rank 0's between steps.
+    XGRAD_ARG(bool, broadcast_buffers) = true;
 };
 
 template <class T>
@@ -43,8 +46,8 @@ public:
     DistributedDataParallel& operator=(const DistributedDataParallel&) = delete;
 
     /// The module's forward. When the tape records gradients, first checks that x has rank 0's shape
-    /// on every rank (check_input_shapes; collective). When, moreover, synchronization is on (outside
-    /// no_sync()), installs the backward hooks that start each bucket's all-reduce during the next
+    /// on every rank (check_input_shapes) and copies rank 0's buffers (broadcast_buffers); collective.
+    /// When, moreover, synchronization is on (outside no_sync()), installs the backward hooks that start each bucket's all-reduce during the next
     /// tape.backward() (which counts the module's parameter leaves on the complete record first, so
     /// loss terms recorded after forward, such as a weight penalty, are waited for).
     Var<T> forward(const Var<T>& x);
@@ -98,6 +101,7 @@ private:
     /// Collective: throws std::invalid_argument on every rank with the lowest rank's non-empty `why`.
     void agree_or_throw(std::string why);
     void broadcast_state();
+    void broadcast_buffers();
     void prepare_for_backward(Tape<T>& tape, const Var<T>& anchor);
     void count_leaves(Tape<T>& tape);
     void on_param_ready(Tape<T>& tape, Parameter<T>& p);
@@ -110,6 +114,7 @@ private:
     MPI_Comm comm_ = MPI_COMM_NULL;
     int rank_ = 0, size_ = 1;
     std::vector<Parameter<T>*> params_;
+    std::vector<Tensor<T>*> buffers_;
     std::unordered_map<const Parameter<T>*, std::size_t> index_of_;
     std::vector<std::size_t> bucket_of_;  // parameter index -> bucket
     std::vector<std::vector<std::size_t>> bucket_params_;
