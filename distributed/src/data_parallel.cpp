@@ -289,6 +289,11 @@ void DistributedDataParallel<T>::start(std::size_t b)
     const auto& ks = bucket_params_[b];
     for (std::size_t j = 0; j < ks.size(); ++j) {
         const Tensor<T>& g = params_[ks[j]]->grad();
+        const std::size_t end = j + 1 < ks.size() ? bucket.offsets[j + 1] : bucket.buffer.size();
+        if (g.size() != end - bucket.offsets[j])  // the buckets were laid out at construction
+            throw std::logic_error(fmt::format("DistributedDataParallel: parameter '{}' has {} elements, {} when the "
+                                               "wrapper was made: make the wrapper after changing the model",
+                                               params_[ks[j]]->name(), g.size(), end - bucket.offsets[j]));
         std::copy(g.data(), g.data() + g.size(), bucket.buffer.data() + bucket.offsets[j]);
     }
     start_times_[b] = Clock::now();
