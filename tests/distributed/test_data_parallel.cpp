@@ -251,6 +251,11 @@ BOOST_AUTO_TEST_CASE(buckets_start_during_backward_and_do_not_change_the_result)
         if (b) BOOST_TEST((starts[b - 1] <= starts[b]));
     }
     BOOST_TEST((starts.front() < starts.back()));
+    using us = std::chrono::microseconds;
+    BOOST_TEST_MESSAGE("rank " << dist::rank() << ": the first of " << starts.size() << " buckets started "
+                               << std::chrono::duration_cast<us>(end - starts.front()).count() << " µs, the last "
+                               << std::chrono::duration_cast<us>(end - starts.back()).count()
+                               << " µs before backward ended");
 
     // Identical bits for one parameter per bucket, 64 KiB, the default (one bucket here) and all in one.
     for (std::size_t cap : {std::size_t(64) << 10, std::size_t(25) << 20, std::numeric_limits<std::size_t>::max()}) {
