@@ -374,6 +374,8 @@ void Tape<T>::sweep(std::uint32_t from)
 {
     for (std::uint32_t i = from + 1; i-- > 0;) {
         detail::Node<T>& n = nodes_[i];
+        // Every consumer of node i has a higher position, so a param leaf's share is in by now.
+        if (hooks_.param_ready && n.grad_.parameter()) hooks_.param_ready(*n.grad_.parameter(), i);
         if (!n.backward_ || n.grad_.state() != detail::GradSlot<T>::State::live) continue;
         BackwardContext<T> ctx(*this, n, i);
         n.backward_(ctx);
@@ -388,6 +390,7 @@ void Tape<T>::sweep(std::uint32_t from)
             }
         }
     }
+    if (hooks_.sweep_done) hooks_.sweep_done();
 }
 
 template <class T>
@@ -419,6 +422,7 @@ void Tape<T>::clear()
     size_ = 0;
     inputs_.clear();
     observed_.clear();
+    hooks_ = BackwardHooks<T>();
     generation_ = detail::TapeSlots::advance(slot_);
 }
 

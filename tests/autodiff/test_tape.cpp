@@ -177,3 +177,35 @@ BOOST_AUTO_TEST_CASE(intermediate_gradients_are_released_unless_retained)
     BOOST_TEST(x0.grad() == g_released);  // same numbers either way
     BOOST_TEST(mid.grad().shape() == (Shape{64, 64}));
 }
+
+BOOST_AUTO_TEST_CASE(backward_hooks_see_each_parameter_final)
+{
+    // y = Σ (x·w1)·w2 + w1·3 (w1 used twice): at w1's leaf both shares are in.
+    Parameter<double> w1(Tensor<double>{2.0}, "w1"), w2(Tensor<double>{5.0}, "w2"), unused(Tensor<double>{1.0}, "u");
+    Tape<double> t;
+    auto x = t.variable(Tensor<double>{4.0});
+    auto p1 = t.param(w1);
+    auto p2 = t.param(w2);
+    auto y = sum(x * p1 * p2 + p1 * 3.0);
+    std::vector<std::pair<std::string, double>> seen;  // (name, its gradient when reported)
+    bool done = false;
+    t.set_backward_hooks({[&](Parameter<double>& p, std::uint32_t i) {
+                              BOOST_TEST(t.at(i).parameter() == &p);
+                              seen.emplace_back(p.name(), p.grad()(0));
+                          },
+                          [&] { done = true; }});
+    t.backward(y);
+    BOOST_TEST(done);
+    BOOST_REQUIRE(seen.size() == 2u);
+    BOOST_TEST(seen[0].first == "w2");  // reverse creation order
+    BOOST_TEST(seen[0].second == 8.0);  // x·w1
+    BOOST_TEST(seen[1].first == "w1");
+    BOOST_TEST(seen[1].second == 23.0);  // x·w2 + 3
+    BOOST_TEST(unused.grad()(0) == 0.0);
+    t.clear();  // hooks belong to the record
+    BOOST_TEST(!t.backward_hooks().param_ready);
+    BOOST_TEST(!t.backward_hooks().sweep_done);
+    auto z = sum(t.param(w1) * 2.0);
+    t.backward(z);
+    BOOST_TEST(seen.size() == 2u);
+}

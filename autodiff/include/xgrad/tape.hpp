@@ -112,6 +112,19 @@ private:
     std::uint32_t generation_ = 0;
 };
 
+/// Callbacks on the plain backward() sweeps of a tape's current record, for tools that act as soon
+/// as gradients are final (xgrad::distributed starts its all-reduces from them). Not called by the
+/// recorded sweep (xgrad::grad). Either may be empty.
+template <class T>
+struct BackwardHooks {
+    /// The sweep has reached the parameter leaf at tape position i (tape.param(p)): every node
+    /// recorded after it has run, so this leaf's share of p.grad() is in. Called for every param leaf
+    /// at or below the output, reached or not; a Parameter on the tape k times is final at its k-th call.
+    std::function<void(Parameter<T>& p, std::uint32_t i)> param_ready;
+    /// The sweep has ended (not called if an op's backward threw).
+    std::function<void()> sweep_done;
+};
+
 /// A record of ops in creation order. One tape per thread; tapes share no state.
 template <class T>
 class Tape {
@@ -160,6 +173,10 @@ public:
     /// a long graph needs only a few gradient buffers. Turn retention on to read them with grad().
     bool retain_grad() const { return retain_grad_; }
     void set_retain_grad(bool on) { retain_grad_ = on; }
+    /// Installs hooks on the backward() sweeps of the current record (replacing any); clear()
+    /// removes them, as hooks belong to one step's record.
+    void set_backward_hooks(BackwardHooks<T> hooks) { hooks_ = std::move(hooks); }
+    const BackwardHooks<T>& backward_hooks() const { return hooks_; }
 
     /// Handle to node i of the current record (std::out_of_range past the end), for tools that
     /// walk the record.
@@ -214,6 +231,7 @@ private:
     std::vector<std::pair<std::string, std::uint32_t>> observed_;  // tape.observe(): checking tools only
     // Instrumentation for check_nodes (detail::TapeAccess): called when node i is reserved and finished.
     std::function<void(std::uint32_t)> before_op_, after_op_;
+    BackwardHooks<T> hooks_;  // set_backward_hooks(): per record
     std::size_t size_ = 0;
     std::uint32_t slot_ = 0;        // this tape's entry in detail::TapeSlots
     std::uint32_t generation_ = 0;  // == TapeSlots::current(slot_), kept here for making Vars
