@@ -7,5 +7,6 @@
 #include "xgrad/ops/loss.hpp"
 #include "xgrad/ops/norm.hpp"
 #include "xgrad/ops/pool.hpp"
+#include "xgrad/ops/recurrent.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/ops/shape.hpp"

@@ -310,13 +310,16 @@ Var<T> transpose(const Var<T>& x)
     return permute(x, perm);
 }
 
+namespace {
+/// slice, and select (drop_axis: the one sliced row without its axis); one backward for both.
 template <class T>
-Var<T> slice(const Var<T>& x, int axis, std::ptrdiff_t start, std::ptrdiff_t stop, std::ptrdiff_t step)
+Var<T> slice_impl(const char* name, const Var<T>& x, int axis, std::ptrdiff_t start, std::ptrdiff_t stop,
+                  std::ptrdiff_t step, bool drop_axis)
 {
-    auto op = begin_op("slice", {x});
+    auto op = begin_op(name, {x});
     const Tensor<T>& xv = x.value();
     const Shape& in = xv.shape();
-    const std::size_t ax = detail::normalize_axis("slice", axis, in);
+    const std::size_t ax = detail::normalize_axis(name, axis, in);
     const auto n = std::ptrdiff_t(in[ax]);
     const std::ptrdiff_t user_start = start, user_stop = stop;  // the message shows what was asked
     if (start < 0) start += n;
@@ -329,6 +332,7 @@ Var<T> slice(const Var<T>& x, int axis, std::ptrdiff_t start, std::ptrdiff_t sto
     const detail::AxisSplit s = detail::split_at(in, ax);
     Shape out = in;
     out[ax] = len;
+    if (drop_axis) out.erase(out.begin() + std::ptrdiff_t(ax));
     op.value().resize(out);
     const T* p = xv.data();
     T* q = op.value().data();
@@ -361,6 +365,24 @@ Var<T> slice(const Var<T>& x, int axis, std::ptrdiff_t start, std::ptrdiff_t sto
                 }
         }
     });
+}
+}  // namespace
+
+template <class T>
+Var<T> slice(const Var<T>& x, int axis, std::ptrdiff_t start, std::ptrdiff_t stop, std::ptrdiff_t step)
+{
+    return slice_impl("slice", x, axis, start, stop, step, false);
+}
+
+template <class T>
+Var<T> select(const Var<T>& x, int axis, std::ptrdiff_t index)
+{
+    const std::size_t ax = detail::normalize_axis("select", axis, x.shape());
+    const auto n = std::ptrdiff_t(x.shape()[ax]);
+    const std::ptrdiff_t i = index < 0 ? index + n : index;
+    if (i < 0 || i >= n)
+        throw ShapeError(fmt::format("select: index {} is out of range for axis {} of shape {}", index, ax, shape_str(x.shape())));
+    return slice_impl("select", x, axis, i, i + 1, 1, true);
 }
 
 template <class T>
@@ -507,6 +529,7 @@ Var<T> one_hot(Tape<T>& tape, const IndexTensor& labels, std::size_t num_classes
     template Var<T> permute(const Var<T>&, const std::vector<std::size_t>&);                          \
     template Var<T> transpose(const Var<T>&);                                                         \
     template Var<T> slice(const Var<T>&, int, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t);        \
+    template Var<T> select(const Var<T>&, int, std::ptrdiff_t);                                        \
     template Var<T> concatenate(const std::vector<Var<T>>&, int);                                     \
     template Var<T> gather(const Var<T>&, int, const IndexTensor&);                                   \
     template Var<T> pick(const Var<T>&, const IndexTensor&);                                          \

@@ -22,6 +22,9 @@ template <class T> Var<T> transpose(const Var<T>& x);
 /// Y = X[start:stop:step] along `axis`.                            dX = G scattered into zeros
 template <class T> Var<T> slice(const Var<T>& x, int axis, std::ptrdiff_t start, std::ptrdiff_t stop,
                                 std::ptrdiff_t step = 1);
+/// Y = X[…, index, …] along `axis`, without that axis (torch.select): (L,B,H), axis 0 → (B,H);
+/// a negative index counts from the end.                          dX = G scattered into zeros
+template <class T> Var<T> select(const Var<T>& x, int axis, std::ptrdiff_t index);
 /// Y = [X₀, X₁, …] joined along `axis`.                           dXᵢ = the matching slice of G
 template <class T> Var<T> concatenate(const std::vector<Var<T>>& xs, int axis = 0);
 /// concatenate({x, y}, axis): the same, with T deduced from a braced list.

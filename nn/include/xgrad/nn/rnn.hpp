@@ -77,7 +77,8 @@ protected:
 ///   i = σ(W_ii x + b_ii + W_hi h + b_hi)   f = σ(W_if x + b_if + W_hf h + b_hf)
 ///   g = tanh(W_ig x + b_ig + W_hg h + b_hg)   o = σ(W_io x + b_io + W_ho h + b_ho)
 ///   c' = f ⊙ c + i ⊙ g   h' = o ⊙ tanh(c')
-/// Recorded op by op on the input's tape (gradients of any order, as every op).
+/// Recorded per step as the hidden GEMM and one fused lstm_cell node (xgrad/ops/recurrent.hpp),
+/// differentiable to any order.
 template <class T>
 class LSTM : public RNNBase<T> {
 public:
@@ -96,6 +97,7 @@ public:
 /// update, new):
 ///   r = σ(W_ir x + b_ir + W_hr h + b_hr)   z = σ(W_iz x + b_iz + W_hz h + b_hz)
 ///   n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))   h' = (1 − z) ⊙ n + z ⊙ h
+/// Recorded per step as the hidden GEMM and one fused gru_cell node.
 template <class T>
 class GRU : public RNNBase<T> {
 public:
