@@ -33,7 +33,7 @@ public:
     /// c for the LSTM only. Empty: zeros.
     struct State {
         Tensor<F> h, c;
-        bool empty() const { return h.size() == 0; }
+        bool empty() const { return h.dimension() == 0; }  // a default xarray is 0-d with one element
         void reset() { h = Tensor<F>(), c = Tensor<F>(); }
     };
 
