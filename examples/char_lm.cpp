@@ -2,7 +2,9 @@
 // (scripts/fetch-data fortunes): Embedding → LSTM / GRU / causal transformer → Linear, trained by
 // truncated backpropagation through time on B parallel streams of the training text. Every epoch
 // reports the validation bits per character next to those of a character-bigram model with add-one
-// smoothing fitted on the same training text; at the end, a sample at temperature 0.8.
+// smoothing fitted on the same training text; at the end, a sample at temperature 0.8. Default:
+// 8 epochs of 180 chunks (32 streams × 64 characters), Adam 4e-3 (2e-3 for the transformer) with a
+// cosine schedule, gradient norm clipped at 1.
 #include <fmt/core.h>
 
 #include <cmath>
@@ -139,7 +141,12 @@ void run(Options& o, LmOptions& lm)
     std::vector<std::string> rows;
     if (o.resume) {
         if (!fs::is_regular_file(ckpt)) throw std::runtime_error("--resume: no checkpoint at '" + ckpt + "'");
-        const auto meta = nn::load_checkpoint(ckpt, model, *opt, {"epoch", "position"});
+        std::map<std::string, std::string> meta;
+        try {
+            meta = nn::load_checkpoint(ckpt, model, *opt, {"epoch", "position"});
+        } catch (const nn::WeightFileError& e) {
+            throw std::runtime_error(std::string(e.what()) + "\n(a checkpoint of other --model, --embed, --hidden, --layers or --heads?)");
+        }
         start = checkpoint_epoch(meta, ckpt, o.epochs);
         position = checkpoint_position(meta, ckpt);
         if (position + 1 >= train_streams.length()) position = 0;
@@ -217,13 +224,14 @@ int main(int argc, char** argv)
 {
     Options o;
     o.example = "char_lm-lstm";
-    o.epochs = 8, o.batch = 32, o.lr = 2e-3, o.optimizer = "adam", o.schedule = "cosine";
+    o.epochs = 8, o.batch = 32, o.lr = 4e-3, o.optimizer = "adam", o.schedule = "cosine";
     LmOptions lm;
     CLI::App app{"Character-level language model (LSTM, GRU or causal transformer) on Debian's English fortunes"};
     return run_example(
         app, o, argc, argv,
         [&] {
             if (lm.embed == 0) lm.embed = lm.model == "transformer" ? 128 : 64;
+            if (app.count("--lr") == 0 && lm.model == "transformer") o.lr = 2e-3;
             run(o, lm);
         },
         [&](CLI::App& a) {
@@ -231,6 +239,7 @@ int main(int argc, char** argv)
             a.remove_option(a.get_option("--dataset"));
             a.remove_option(a.get_option("--val-size"));
             a.get_option("--batch-size")->description("parallel streams of the training text (the batch)");
+            a.get_option("--lr")->description("learning rate (default: 0.004; 0.002 for the transformer)");
             a.get_option("--data-dir")->description("directory of the fortune files (default: $XGRAD_DATA or ./data, then fortunes/)");
             a.get_option("--train-limit")->description("use only the first N training characters (quick runs; 0: all)");
             a.add_option("--model", lm.model, "lstm, gru or transformer (default run directory runs/char_lm-<model>)")
