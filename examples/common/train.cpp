@@ -219,32 +219,32 @@ double lr_for_epoch(const Options& o, int epoch)
     return o.lr;
 }
 
-/// Progress line on stderr, redrawn in place; silent when stderr is not a terminal.
-class Progress {
-public:
-    Progress(bool enabled, std::size_t total) : on_(enabled && ::isatty(2)), total_(total), start_(clock_type::now()) {}
-    void update(std::size_t step, std::size_t samples, double loss, int epoch, int epochs)
-    {
-        if (!on_ || (step % 10 != 0 && step != total_)) return;
-        const double el = std::chrono::duration<double>(clock_type::now() - start_).count();
-        const double rate = samples / std::max(el, 1e-9);
-        const double eta = step ? el * double(total_ - step) / double(step) : 0;
-        const int width = 30, fill = int(width * double(step) / double(total_));
-        fmt::print(stderr, "\r  epoch {}/{} [{}{}] {}/{} loss {:.4f} {:.0f} samples/s ETA {:.0f}s   ", epoch, epochs,
-                   std::string(std::size_t(fill), '#'), std::string(std::size_t(width - fill), '.'), step, total_, loss,
-                   rate, eta);
-        std::fflush(stderr);
-    }
-    void done()
-    {
-        if (on_) fmt::print(stderr, "\r{}\r", std::string(110, ' '));
-    }
+}  // namespace
 
-private:
-    bool on_;
-    std::size_t total_;
-    clock_type::time_point start_;
-};
+Progress::Progress(bool enabled, std::size_t total, std::string unit)
+    : on_(enabled && ::isatty(2)), total_(total), unit_(std::move(unit)), start_(std::chrono::steady_clock::now())
+{
+}
+
+void Progress::update(std::size_t step, std::size_t samples, double loss, int epoch, int epochs)
+{
+    if (!on_ || (step % 10 != 0 && step != total_)) return;
+    const double el = std::chrono::duration<double>(clock_type::now() - start_).count();
+    const double rate = samples / std::max(el, 1e-9);
+    const double eta = step ? el * double(total_ - step) / double(step) : 0;
+    const int width = 30, fill = int(width * double(step) / double(total_));
+    fmt::print(stderr, "\r  epoch {}/{} [{}{}] {}/{} loss {:.4f} {:.0f} {}/s ETA {:.0f}s   ", epoch, epochs,
+               std::string(std::size_t(fill), '#'), std::string(std::size_t(width - fill), '.'), step, total_, loss,
+               rate, unit_, eta);
+    std::fflush(stderr);
+}
+
+void Progress::done()
+{
+    if (on_) fmt::print(stderr, "\r{}\r", std::string(110, ' '));
+}
+
+namespace {
 
 /// The task's model over a dataset, batches of 1000, no backward closures recorded.
 nn::Evaluation<F> evaluate(Task& task, Tape<F>& tape, const nn::Dataset& d, bool keep_outputs)
@@ -337,6 +337,18 @@ namespace {
 
 void plot(const std::string& out_dir, const std::string& title)
 {
+    plot_curves(out_dir,
+                "set multiplot layout 1,2 title '" + title + "'\n" +
+                    "set title 'loss'\nplot '" + out_dir + "/metrics.csv' using 1:3 with linespoints title 'train', '' using 1:5 with linespoints title 'validation'\n" +
+                    "set title 'accuracy (%)'\nset key bottom right\nplot '" + out_dir +
+                    "/metrics.csv' using 1:($4*100) with linespoints title 'train', '' using 1:($6*100) with linespoints title 'validation', '' using 1:($7*100) with linespoints title 'test'\n" +
+                    "unset multiplot\n");
+}
+
+}  // namespace
+
+void plot_curves(const std::string& out_dir, const std::string& commands)
+{
     static bool warned = false;
     if (std::system("command -v gnuplot > /dev/null 2>&1") != 0) {
         if (!warned) fmt::print(stderr, "note: gnuplot not found, no plot (scripts/setup --examples installs it)\n");
@@ -348,18 +360,15 @@ void plot(const std::string& out_dir, const std::string& title)
         std::ofstream g(script);
         g << "set terminal pngcairo noenhanced size 1100,420 font ',10'\n"
           << "set output '" << out_dir << "/curves.png'\n"
-          << "set datafile separator ','\nset key autotitle columnhead\nset grid\nset xlabel 'epoch'\n"
-          << "set multiplot layout 1,2 title '" << title << "'\n"
-          << "set title 'loss'\nplot '" << out_dir << "/metrics.csv' using 1:3 with linespoints title 'train', '' using 1:5 with linespoints title 'validation'\n"
-          << "set title 'accuracy (%)'\nset key bottom right\nplot '" << out_dir
-          << "/metrics.csv' using 1:($4*100) with linespoints title 'train', '' using 1:($6*100) with linespoints title 'validation', '' using 1:($7*100) with linespoints title 'test'\n"
-          << "unset multiplot\n";
+          << "set datafile separator ','\nset key autotitle columnhead\nset grid\nset xlabel 'epoch'\n" << commands;
     }
     if (std::system(("gnuplot '" + script + "' 2> '" + out_dir + "/gnuplot.log'").c_str()) != 0 && !warned) {
         fmt::print(stderr, "note: gnuplot failed, see {}/gnuplot.log\n", out_dir);
         warned = true;
     }
 }
+
+namespace {
 
 void confusion(Task& task, Tape<F>& tape, const nn::Dataset& test, const std::string& out_dir)
 {

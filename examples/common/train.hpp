@@ -6,6 +6,7 @@
 //   return run_example(app, o, argc, argv, [&] { model; Task task{...}; train_task(task, o); });
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <string>
@@ -89,6 +90,27 @@ RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Optio
 /// The finished-epoch count stored in a checkpoint's metadata, checked (present, an integer in
 /// [0, epochs]); the error names the checkpoint and the field.
 int checkpoint_epoch(const std::map<std::string, std::string>& meta, const std::string& path, int epochs);
+
+/// Progress line on stderr, redrawn in place every 10 steps; silent when stderr is not a terminal.
+/// `unit` names what `samples` counts ("samples", "chars").
+class Progress {
+public:
+    Progress(bool enabled, std::size_t total, std::string unit = "samples");
+    void update(std::size_t step, std::size_t samples, double loss, int epoch, int epochs);
+    /// Erases the line.
+    void done();
+
+private:
+    bool on_;
+    std::size_t total_;
+    std::string unit_;
+    std::chrono::steady_clock::time_point start_;
+};
+
+/// Draws <out_dir>/curves.png with gnuplot from `commands` (after the terminal, output, CSV
+/// separator, column-head keys, grid and "epoch" x label are set), through <out_dir>/curves.gnuplot;
+/// a note on stderr, once, when gnuplot is missing or fails.
+void plot_curves(const std::string& out_dir, const std::string& commands);
 
 /// Runs an example's body: returns 0, or prints the error (missing data, bad file, ...) and returns 1.
 int guarded(const std::function<void()>& body);

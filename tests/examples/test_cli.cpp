@@ -115,6 +115,34 @@ BOOST_AUTO_TEST_CASE(second_order_example_values_are_rejected_before_loading_dat
     }
 }
 
+// char_lm: its own options, checked before the fortunes are read.
+BOOST_AUTO_TEST_CASE(char_lm_values_are_rejected_before_loading_data)
+{
+    expect_rejected("char_lm", "--model rnn", {"--model", "rnn"});
+    expect_rejected("char_lm", "--model", {"--model"});
+    expect_rejected("char_lm", "--seq-len 0", {"--seq-len", "0", "[1, 4096]"});
+    expect_rejected("char_lm", "--seq-len 12.5", {"--seq-len", "'12.5' is not an integer"});
+    expect_rejected("char_lm", "--steps-per-epoch -1", {"--steps-per-epoch", "-1"});
+    expect_rejected("char_lm", "--hidden 0", {"--hidden", "0", "[1, 65536]"});
+    expect_rejected("char_lm", "--layers 0", {"--layers", "0", "[1, 64]"});
+    expect_rejected("char_lm", "--temperature 0", {"--temperature", "0 is outside", "(0, 100]"});
+    expect_rejected("char_lm", "--temperature nan", {"--temperature", "nan"});
+    expect_rejected("char_lm", "--clip -1", {"--clip", "-1", "[0, 1e+06]"});
+    expect_rejected("char_lm", "--bigram-k 0", {"--bigram-k", "0 is outside"});
+    expect_rejected("char_lm", "--val-every 1", {"--val-every", "1", "[2, 1000000]"});
+    expect_rejected("char_lm", "--dropout 1", {"--dropout", "1 is outside", "[0, 1)"});
+    expect_rejected("char_lm", "--lr inf", {"--lr", "inf"});
+    expect_rejected("char_lm", "--dataset mnist", {"--dataset"});  // not an option of char_lm
+    expect_rejected("char_lm", "--model transformer --embed 130 --heads 4", {"--embed 130", "--heads 4"});
+    // Good values pass and fail only at the data, naming where they looked and how to fetch it.
+    for (const char* model : {"lstm", "gru", "transformer"}) {
+        const Run r = run("char_lm", std::string("--model ") + model + no_data);
+        BOOST_TEST(r.code == 1, model << ": " << r.output);
+        BOOST_TEST(r.output.find("/nonexistent/xgrad-cli-test") != std::string::npos, model << ": " << r.output);
+        BOOST_TEST(r.output.find("scripts/fetch-data fortunes") != std::string::npos, model << ": " << r.output);
+    }
+}
+
 // Row 6: thread counts outside [1, CPUs].
 BOOST_AUTO_TEST_CASE(bad_thread_counts_are_rejected)
 {
