@@ -75,8 +75,8 @@ private:
     Parameter<T>* in_proj_weight_;
     Parameter<T>* in_proj_bias_ = nullptr;
     Linear<T>* out_proj_;
-    std::mt19937_64 rng_;
-    Tensor<T> mask_;
+    std::mt19937_64 rng_;                       // dropout masks
+    Tensor<T> causal_, combined_, dropout_mask_;  // reused from call to call
 };
 
 /// TransformerEncoderLayer's options, as torch::nn::TransformerEncoderLayerOptions(d_model, nhead)

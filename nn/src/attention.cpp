@@ -1,0 +1,255 @@
+#include "xgrad/nn/attention.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+
+#include "xgrad/nn/init.hpp"
+#include "xgrad/ops/activation.hpp"
+#include "xgrad/ops/linalg.hpp"
+#include "xgrad/ops/reduce.hpp"
+#include "xgrad/ops/shape.hpp"
+
+namespace xgrad::nn {
+
+namespace {
+std::ptrdiff_t sp(std::size_t n) { return std::ptrdiff_t(n); }
+
+/// Fills `mask` (l, s) with 0 where key j ≤ query i and −∞ above (reused when already that shape).
+template <class T>
+void fill_causal(Tensor<T>& mask, std::size_t l, std::size_t s)
+{
+    if (mask.dimension() == 2 && mask.shape()[0] == l && mask.shape()[1] == s) return;
+    mask.resize({l, s});
+    for (std::size_t i = 0; i < l; ++i)
+        for (std::size_t j = 0; j < s; ++j) mask(i, j) = j <= i ? T(0) : -std::numeric_limits<T>::infinity();
+}
+
+/// The attention proper, softmax(Q·Kᵀ/√E + mask)·V, with dropout on the probabilities (p > 0).
+template <class T>
+Var<T> attend(const Var<T>& q, const Var<T>& k, const Var<T>& v, const Tensor<T>* mask, Var<T>* probabilities,
+              double p = 0, std::mt19937_64* rng = nullptr, Tensor<T>* dropout_mask = nullptr)
+{
+    const T scale = T(1 / std::sqrt(double(q.shape().back())));
+    Var<T> scores = matmul(q, transpose(k)) * scale;
+    if (mask) scores = scores + q.tape().constant(*mask);
+    const Var<T> prob = softmax(scores, -1);
+    if (probabilities) *probabilities = prob;
+    if (p == 0) return matmul(prob, v);
+    dropout_mask->resize(prob.shape());
+    std::bernoulli_distribution keep(1 - p);
+    const T keep_scale = T(1 / (1 - p));
+    for (auto& m : *dropout_mask) m = keep(*rng) ? keep_scale : T(0);
+    return matmul(prob * q.tape().constant(*dropout_mask), v);
+}
+
+/// mask + causal into `combined` when both are given; whichever is given otherwise.
+template <class T>
+const Tensor<T>* merged_mask(const Tensor<T>* mask, bool is_causal, std::size_t l, std::size_t s, Tensor<T>& causal,
+                             Tensor<T>& combined)
+{
+    if (!is_causal) return mask;
+    fill_causal(causal, l, s);
+    if (!mask) return &causal;
+    combined = causal + *mask;  // broadcast as the scores would
+    return &combined;
+}
+}  // namespace
+
+template <class T>
+Var<T> scaled_dot_product_attention(const Var<T>& q, const Var<T>& k, const Var<T>& v, const Tensor<T>* attn_mask,
+                                    bool is_causal, Var<T>* probabilities)
+{
+    const Shape &qs = q.shape(), &ks = k.shape(), &vs = v.shape();
+    const bool ok = qs.size() >= 2 && ks.size() == qs.size() && vs.size() == qs.size() && qs.back() == ks.back() &&
+                    ks[ks.size() - 2] == vs[vs.size() - 2] && std::equal(qs.begin(), qs.end() - 2, ks.begin()) &&
+                    std::equal(qs.begin(), qs.end() - 2, vs.begin());
+    if (!ok)
+        throw ShapeError(fmt::format("scaled_dot_product_attention: expected Q (…, L, E), K (…, S, E), V (…, S, Ev) "
+                                     "with the same leading axes, got Q {}, K {}, V {}",
+                                     shape_str(qs), shape_str(ks), shape_str(vs)));
+    const std::size_t l = qs[qs.size() - 2], s = ks[ks.size() - 2];
+    Tensor<T> causal, combined;
+    if (attn_mask) {
+        const Shape& ms = attn_mask->shape();
+        bool fits = ms.size() <= qs.size();
+        const Shape want = [&] { Shape w(qs.begin(), qs.end() - 1); w.back() = l; w.push_back(s); return w; }();
+        for (std::size_t i = 0; fits && i < ms.size(); ++i) {
+            const std::size_t d = want[want.size() - ms.size() + i];
+            fits = ms[i] == d || ms[i] == 1;
+        }
+        if (!fits)
+            throw ShapeError(fmt::format("scaled_dot_product_attention: attn_mask {} does not broadcast to the scores {}",
+                                         shape_str(ms), shape_str(want)));
+    }
+    return attend(q, k, v, merged_mask(attn_mask, is_causal, l, s, causal, combined), probabilities);
+}
+
+template <class T>
+Tensor<T> generate_square_subsequent_mask(std::size_t n)
+{
+    if (n == 0) throw std::invalid_argument("generate_square_subsequent_mask: n must be at least 1");
+    Tensor<T> m;
+    fill_causal(m, n, n);
+    return m;
+}
+
+template <class T>
+MultiheadAttention<T>::MultiheadAttention(const MultiheadAttentionOptions& options, std::optional<std::uint64_t> seed)
+    : options_(options)
+{
+    const std::size_t e = options_.embed_dim(), h = options_.num_heads();
+    if (e == 0 || h == 0 || e % h != 0)
+        throw std::invalid_argument(fmt::format("MultiheadAttention: embed_dim ({}) must be a positive multiple of num_heads ({})", e, h));
+    if (!(options_.dropout() >= 0 && options_.dropout() < 1))
+        throw std::invalid_argument(fmt::format("MultiheadAttention: dropout must be in [0, 1), got {}", options_.dropout()));
+    init::Rng rng(init::seed_or_next(seed));
+    Tensor<T> w = Tensor<T>::from_shape({3 * e, e});
+    init::xavier_uniform(w, e, 3 * e, rng);
+    in_proj_weight_ = &this->register_parameter("in_proj_weight", std::move(w));
+    if (options_.bias()) {
+        Tensor<T> b = Tensor<T>::from_shape({3 * e});
+        b.fill(T(0));
+        in_proj_bias_ = &this->register_parameter("in_proj_bias", std::move(b));
+    }
+    out_proj_ = &this->register_module("out_proj", std::make_unique<Linear<T>>(e, e, options_.bias(), rng()));
+    if (out_proj_->bias()) out_proj_->bias()->value().fill(T(0));
+    rng_.seed(rng());
+}
+
+template <class T>
+std::string MultiheadAttention<T>::describe() const
+{
+    return fmt::format("MultiheadAttention(embed_dim={}, num_heads={})", options_.embed_dim(), options_.num_heads());
+}
+
+template <class T>
+std::tuple<Var<T>, Var<T>> MultiheadAttention<T>::forward(const Var<T>& query, const Var<T>& key, const Var<T>& value,
+                                                          const Tensor<T>* attn_mask, bool need_weights, bool is_causal)
+{
+    const std::size_t e = options_.embed_dim(), heads = options_.num_heads(), d = e / heads;
+    const bool bf = options_.batch_first();
+    auto bad = [&](const std::string& why) {
+        return ShapeError(fmt::format("{}: {}; got query {}, key {}, value {}", describe(), why, shape_str(query.shape()),
+                                      shape_str(key.shape()), shape_str(value.shape())));
+    };
+    for (const Var<T>* x : {&query, &key, &value})
+        if (x->dim() != 3 || x->shape()[2] != e || x->shape()[0] == 0 || x->shape()[1] == 0)
+            throw bad(fmt::format("expected {} inputs with E = {}", bf ? "(B, L, E)" : "(L, B, E)", e));
+    if (key.shape() != value.shape() || key.shape()[bf ? 0 : 1] != query.shape()[bf ? 0 : 1])
+        throw bad("key and value must have one shape and the query's batch size");
+    auto time_major = [&](const Var<T>& x) { return bf ? permute(x, {1, 0, 2}) : x; };
+    const Var<T> qt = time_major(query);
+    const std::size_t l = qt.shape()[0], b = qt.shape()[1], s = key.shape()[bf ? 1 : 0];
+    if (attn_mask && attn_mask->shape() != Shape{l, s})
+        throw ShapeError(fmt::format("{}: attn_mask must be (L, S) = ({}, {}), got {}", describe(), l, s, shape_str(attn_mask->shape())));
+
+    Tape<T>& tape = query.tape();
+    const Var<T> w = tape.param(*in_proj_weight_);
+    const Var<T> bias = in_proj_bias_ ? tape.param(*in_proj_bias_) : Var<T>();
+    // (n, B, E) → (n·B, E)·W[part]ᵀ (+ b[part]) → heads (B·h, n, d), the (B·h) index b·h + head as PyTorch.
+    auto project = [&](const Var<T>& x, const Var<T>& wp, const Var<T>& bp) {
+        const std::size_t n = x.shape()[0];
+        const Var<T> x2 = reshape(x, {sp(n * b), sp(e)});
+        return bp.valid() ? linear(x2, wp, bp) : linear(x2, wp);
+    };
+    auto heads_of = [&](const Var<T>& y, std::size_t n) { return permute(reshape(y, {sp(n), sp(b * heads), sp(d)}), {1, 0, 2}); };
+    Var<T> q, k, v;
+    if (&query.tape() == &key.tape() && &key.tape() == &value.tape() && query.index() == key.index() && key.index() == value.index()) {
+        const Var<T> qkv = project(qt, w, bias);  // one GEMM for self-attention
+        q = heads_of(slice(qkv, 1, 0, sp(e)), l);
+        k = heads_of(slice(qkv, 1, sp(e), sp(2 * e)), l);
+        v = heads_of(slice(qkv, 1, sp(2 * e), sp(3 * e)), l);
+    } else {
+        auto part = [&](const Var<T>& t, std::size_t i) { return slice(t, 0, sp(i * e), sp((i + 1) * e)); };
+        const Var<T> none;
+        q = heads_of(project(qt, part(w, 0), bias.valid() ? part(bias, 0) : none), l);
+        k = heads_of(project(time_major(key), part(w, 1), bias.valid() ? part(bias, 1) : none), s);
+        v = heads_of(project(time_major(value), part(w, 2), bias.valid() ? part(bias, 2) : none), s);
+    }
+    Var<T> prob;
+    const double p = this->is_training() ? options_.dropout() : 0.0;
+    const Tensor<T>* m = merged_mask(attn_mask, is_causal, l, s, causal_, combined_);
+    const Var<T> o = attend(q, k, v, m, need_weights ? &prob : nullptr, p, &rng_, &dropout_mask_);  // (B·h, L, d)
+    const Var<T> joined = reshape(permute(o, {1, 0, 2}), {sp(l * b), sp(e)});
+    Var<T> out = reshape(out_proj_->forward(joined), {sp(l), sp(b), sp(e)});
+    if (bf) out = permute(out, {1, 0, 2});
+    Var<T> weights;
+    if (need_weights) weights = mean(reshape(prob, {sp(b), sp(heads), sp(l), sp(s)}), std::vector<int>{1});
+    return {out, weights};
+}
+
+template <class T>
+Var<T> MultiheadAttention<T>::forward(const Var<T>& x)
+{
+    return std::get<0>(forward(x, x, x, nullptr, false, false));
+}
+
+template <class T>
+TransformerEncoderLayer<T>::TransformerEncoderLayer(const TransformerEncoderLayerOptions& options, std::optional<std::uint64_t> seed)
+    : options_(options)
+{
+    const auto& o = options_;
+    if (o.activation() != "relu" && o.activation() != "gelu")
+        throw std::invalid_argument(fmt::format("TransformerEncoderLayer: activation must be \"relu\" or \"gelu\", got \"{}\"", o.activation()));
+    if (o.dim_feedforward() == 0) throw std::invalid_argument("TransformerEncoderLayer: dim_feedforward must be at least 1");
+    init::Rng rng(init::seed_or_next(seed));
+    const std::size_t e = o.d_model();
+    self_attn_ = &this->register_module(
+        "self_attn", std::make_unique<MultiheadAttention<T>>(
+                         MultiheadAttentionOptions(e, o.nhead()).dropout(o.dropout()).batch_first(o.batch_first()), rng()));
+    linear1_ = &this->register_module("linear1", std::make_unique<Linear<T>>(e, o.dim_feedforward(), true, rng()));
+    dropout_ = &this->register_module("dropout", std::make_unique<Dropout<T>>(o.dropout(), rng()));
+    linear2_ = &this->register_module("linear2", std::make_unique<Linear<T>>(o.dim_feedforward(), e, true, rng()));
+    const auto norm = LayerNormOptions({e}).eps(o.layer_norm_eps());
+    norm1_ = &this->register_module("norm1", std::make_unique<LayerNorm<T>>(norm));
+    norm2_ = &this->register_module("norm2", std::make_unique<LayerNorm<T>>(norm));
+    dropout1_ = &this->register_module("dropout1", std::make_unique<Dropout<T>>(o.dropout(), rng()));
+    dropout2_ = &this->register_module("dropout2", std::make_unique<Dropout<T>>(o.dropout(), rng()));
+}
+
+template <class T>
+std::string TransformerEncoderLayer<T>::describe() const
+{
+    return fmt::format("TransformerEncoderLayer(d_model={}, nhead={}, dim_feedforward={}{})", options_.d_model(),
+                       options_.nhead(), options_.dim_feedforward(), options_.norm_first() ? ", norm_first=True" : "");
+}
+
+template <class T>
+Var<T> TransformerEncoderLayer<T>::feed_forward(const Var<T>& x)
+{
+    const Shape& s = x.shape();
+    const Var<T> h = linear1_->forward(reshape(x, {-1, sp(s[2])}));
+    const Var<T> a = options_.activation() == "gelu" ? gelu(h) : relu(h);
+    const Var<T> y = linear2_->forward(dropout_->forward(a));
+    return reshape(y, {sp(s[0]), sp(s[1]), sp(s[2])});
+}
+
+template <class T>
+Var<T> TransformerEncoderLayer<T>::forward(const Var<T>& src, const Tensor<T>* src_mask, bool is_causal)
+{
+    auto sa = [&](const Var<T>& x) { return std::get<0>(self_attn_->forward(x, x, x, src_mask, false, is_causal)); };
+    Var<T> x = src;
+    if (options_.norm_first()) {
+        x = x + dropout1_->forward(sa(norm1_->forward(x)));
+        x = x + dropout2_->forward(feed_forward(norm2_->forward(x)));
+    } else {
+        x = norm1_->forward(x + dropout1_->forward(sa(x)));
+        x = norm2_->forward(x + dropout2_->forward(feed_forward(x)));
+    }
+    return x;
+}
+
+#define XGRAD_INSTANTIATE(T)                                                                                        \
+    template Var<T> scaled_dot_product_attention(const Var<T>&, const Var<T>&, const Var<T>&, const Tensor<T>*, bool, \
+                                                 Var<T>*);                                                           \
+    template Tensor<T> generate_square_subsequent_mask<T>(std::size_t);                                            \
+    template class MultiheadAttention<T>;                                                                           \
+    template class TransformerEncoderLayer<T>;
+XGRAD_INSTANTIATE(float)
+XGRAD_INSTANTIATE(double)
+#undef XGRAD_INSTANTIATE
+
+}  // namespace xgrad::nn
