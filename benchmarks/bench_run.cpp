@@ -152,6 +152,7 @@ int main(int argc, char** argv)
     std::map<std::string, std::map<std::string, std::map<std::string, std::vector<nlohmann::json>>>> raw;
     // The sequence workloads' agreement with libtorch, before any timing.
     std::map<std::string, Check> checks;
+    std::vector<std::string> checked;  // in the order asked for
     if (have_torch) {
         char dir_template[] = "/tmp/xgrad_bench_check_XXXXXX";
         if (const char* dir = mkdtemp(dir_template)) {
@@ -159,6 +160,7 @@ int main(int argc, char** argv)
                 if (sequence(w)) {
                     fmt::print(stderr, "\rcheck {:<16}", w);
                     checks[w] = run_check(bin_dir, dir, w);
+                    checked.push_back(w);
                 }
             rmdir(dir);
         }
@@ -230,7 +232,8 @@ int main(int argc, char** argv)
         md << "| workload | loss libtorch | loss xgrad | loss rel. diff | max grad rel. diff (parameter) | agree (≤ "
            << fmt::format("{:g}", xgrad::bench::seq::check_tolerance) << ") |\n";
         md << "|---|---|---|---|---|---|\n";
-        for (const auto& [w, c] : checks) {
+        for (const auto& w : checked) {
+            const Check& c = checks[w];
             if (c.j.is_null()) {
                 md << fmt::format("| {} | – | – | – | – | **no**: {} |\n", w, c.error);
                 continue;

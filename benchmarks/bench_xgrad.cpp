@@ -83,7 +83,7 @@ public:
     Var<F> loss(Tape<F>& tape, const IndexTensor& x, const IndexTensor& y)
     {
         const Var<F> h = rnn_(embedding_.forward(tape, x));  // (L, B, H)
-        return cross_entropy(head_(reshape(h, {-1, std::ptrdiff_t(seq::H)})), y);
+        return cross_entropy(head_(reshape(h, rows_)), y);
     }
     Var<F> forward(const Var<F>&) override { throw std::logic_error("SeqLM: call loss(tape, x, y)"); }
 
@@ -91,6 +91,7 @@ private:
     nn::Embedding<F>& embedding_;
     R& rnn_;
     nn::Linear<F>& head_;
+    const std::vector<std::ptrdiff_t> rows_{-1, std::ptrdiff_t(seq::H)};  // (L, B, H) → (L·B, H); kept: no allocation per step
 };
 
 /// The sequence workloads' token data (seq::tokens): inputs x (L, B), next-token targets y (L·B).
