@@ -12,12 +12,16 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <functional>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "second_order.hpp"
 #include "seq_workloads.hpp"
@@ -124,7 +128,11 @@ nn::TransformerEncoderLayerOptions attention_block_options()
 template <class LossOf>
 int check_against_torch(nn::Module<F>& net, const std::string& wl, const std::string& prefix, Tensor<F>* input, LossOf loss_of)
 {
-    nn::load_weights(net, prefix + ".weights.safetensors");
+    try {
+        nn::load_weights(net, prefix + ".weights.safetensors");
+    } catch (const std::exception& e) {
+        return fail(std::string("check: ") + e.what());
+    }
     const auto named = net.named_parameters();
     Tensor<F> ref_loss = Tensor<F>::from_shape({1});
     std::vector<Tensor<F>> ref_grads;
@@ -135,7 +143,11 @@ int check_against_torch(nn::Module<F>& net, const std::string& wl, const std::st
         ref_grads.push_back(Tensor<F>::from_shape(p->shape()));
         entries.emplace_back("grad." + name, &ref_grads.back());
     }
-    nn::load_tensors<F>(prefix + ".ref.safetensors", entries);
+    try {
+        nn::load_tensors<F>(prefix + ".ref.safetensors", entries);
+    } catch (const std::exception& e) {
+        return fail(std::string("check: ") + e.what());
+    }
     Tape<F> tape;
     net.zero_grad();
     const Var<F> loss = loss_of(tape);
