@@ -1,13 +1,18 @@
 // libtorch (C++ API) side of the benchmark workloads, exactly as docs/benchmarks.md defines
-// them: bench_torch <workload> <threads> [grad]. Prints one JSON line like bench_xgrad.
+// them: bench_torch <workload> <threads> [grad | dump PREFIX]. Prints one JSON line like bench_xgrad.
 // The optional `grad` (second-order workloads hvp_*, double_backprop_mlp only) times the same step
-// without its second-order part, as bench_xgrad's impl grad does.
+// without its second-order part, as bench_xgrad's impl grad does. `dump PREFIX` (sequence workloads
+// lstm_step, gru_step, attention_step only) times nothing: it writes the initial weights, the input,
+// the loss and the gradients of one forward + backward for bench_xgrad's check (seq_workloads.hpp).
 #include <cblas.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 
+#include "seq_workloads.hpp"
 #include "timing.hpp"
 
 using namespace xgrad::bench;
@@ -48,14 +53,116 @@ struct BasicBlockImpl : nn::Module {
 };
 TORCH_MODULE(BasicBlock);
 
+namespace seq = xgrad::bench::seq;
+
+/// lstm_step / gru_step: tokens (L, B) → Embedding(V, E) → LSTM or GRU (E → H, 2 layers, time-major)
+/// → Linear(H, V) on every position → cross-entropy (mean over L·B). State dict: embedding.weight,
+/// rnn.{weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, … _l1}, head.weight, head.bias.
+struct SeqLMImpl : nn::Module {
+    nn::Embedding embedding{nullptr};
+    nn::LSTM lstm{nullptr};
+    nn::GRU gru{nullptr};
+    nn::Linear head{nullptr};
+    explicit SeqLMImpl(bool use_lstm)
+    {
+        embedding = register_module("embedding", nn::Embedding(seq::V, seq::E));
+        if (use_lstm)
+            lstm = register_module("rnn", nn::LSTM(nn::LSTMOptions(seq::E, seq::H).num_layers(seq::LAYERS)));
+        else
+            gru = register_module("rnn", nn::GRU(nn::GRUOptions(seq::E, seq::H).num_layers(seq::LAYERS)));
+        head = register_module("head", nn::Linear(seq::H, seq::V));
+    }
+    torch::Tensor loss(const torch::Tensor& x, const torch::Tensor& y)
+    {
+        const auto e = embedding(x);
+        const auto h = lstm ? std::get<0>(lstm->forward(e)) : std::get<0>(gru->forward(e));
+        return torch::nn::functional::cross_entropy(head(h.reshape({-1, int64_t(seq::H)})), y);
+    }
+};
+TORCH_MODULE(SeqLM);
+
+/// MultiheadAttention's parameters under its state-dict names and with its initialization
+/// (in_proj_weight Xavier-uniform, both biases zero); the attention itself is composed in PreLnBlock.
+struct SelfAttnImpl : nn::Module {
+    torch::Tensor in_proj_weight, in_proj_bias;
+    nn::Linear out_proj{nullptr};
+    SelfAttnImpl()
+    {
+        in_proj_weight = register_parameter("in_proj_weight", torch::empty({int64_t(3 * seq::D), int64_t(seq::D)}));
+        in_proj_bias = register_parameter("in_proj_bias", torch::zeros({int64_t(3 * seq::D)}));
+        out_proj = register_module("out_proj", nn::Linear(seq::D, seq::D));
+        nn::init::xavier_uniform_(in_proj_weight);
+        nn::init::constant_(out_proj->bias, 0.0);
+    }
+};
+TORCH_MODULE(SelfAttn);
+
+/// attention_step: the pre-LayerNorm transformer block, batch-first x (BA, LA, D), composed by hand
+/// (libtorch 1.13's C++ TransformerEncoderLayer has no norm_first):
+///   a = norm1(x); [q k v] = a·in_projᵀ + b; per head softmax(q·kᵀ/√d + causal mask)·v; x1 = x + out_proj(heads)
+///   y = x1 + linear2(gelu(linear1(norm2(x1))))
+/// State dict as torch::nn::TransformerEncoderLayer's: self_attn.{in_proj_weight, in_proj_bias,
+/// out_proj.weight, out_proj.bias}, linear1.*, linear2.*, norm1.*, norm2.*.
+struct PreLnBlockImpl : nn::Module {
+    SelfAttn self_attn{nullptr};
+    nn::Linear linear1{nullptr}, linear2{nullptr};
+    nn::LayerNorm norm1{nullptr}, norm2{nullptr};
+    torch::Tensor mask;  // (LA, LA): 0 on and below the diagonal, −∞ above
+    PreLnBlockImpl()
+    {
+        self_attn = register_module("self_attn", SelfAttn());
+        linear1 = register_module("linear1", nn::Linear(seq::D, seq::FF));
+        linear2 = register_module("linear2", nn::Linear(seq::FF, seq::D));
+        norm1 = register_module("norm1", nn::LayerNorm(nn::LayerNormOptions({int64_t(seq::D)})));
+        norm2 = register_module("norm2", nn::LayerNorm(nn::LayerNormOptions({int64_t(seq::D)})));
+        const int64_t n = seq::LA;
+        mask = torch::full({n, n}, -std::numeric_limits<float>::infinity()).triu(1);
+    }
+    torch::Tensor forward(const torch::Tensor& x)
+    {
+        const int64_t Bn = x.size(0), Ln = x.size(1), Dn = seq::D, h = seq::NH, d = Dn / h;
+        const auto qkv = torch::linear(norm1(x), self_attn->in_proj_weight, self_attn->in_proj_bias).chunk(3, -1);
+        auto heads = [&](const torch::Tensor& t) { return t.reshape({Bn, Ln, h, d}).transpose(1, 2); };  // (B, h, L, d)
+        const auto s = torch::matmul(heads(qkv[0]), heads(qkv[1]).transpose(-2, -1)) * (1.0 / std::sqrt(double(d))) + mask;
+        const auto o = torch::matmul(torch::softmax(s, -1), heads(qkv[2])).transpose(1, 2).reshape({Bn, Ln, Dn});
+        const auto x1 = x + self_attn->out_proj(o);
+        return x1 + linear2(torch::gelu(linear1(norm2(x1))));
+    }
+};
+TORCH_MODULE(PreLnBlock);
+
+/// The check's files (seq_workloads.hpp): PREFIX.weights.safetensors (the parameters, state-dict names)
+/// and PREFIX.ref.safetensors (input, loss, grad.<name>) after one forward + backward of `loss_fn`.
+template <class LossFn>
+int dump(nn::Module& m, const std::string& prefix, LossFn loss_fn, const torch::Tensor* input)
+{
+    auto add = [](seq::SafetensorsWriter& w, const std::string& name, const torch::Tensor& t) {
+        const auto c = t.detach().contiguous();
+        w.add(name, c.sizes().vec(), c.data_ptr<float>(), std::size_t(c.numel()));
+    };
+    seq::SafetensorsWriter weights, ref;
+    for (const auto& p : m.named_parameters()) add(weights, p.key(), p.value());
+    m.zero_grad();
+    const torch::Tensor loss = loss_fn();
+    loss.backward();
+    if (input) add(ref, "input", *input);
+    add(ref, "loss", loss.reshape({1}));
+    for (const auto& p : m.named_parameters()) add(ref, "grad." + p.key(), p.value().grad());
+    if (!weights.write(prefix + ".weights.safetensors") || !ref.write(prefix + ".ref.safetensors"))
+        return fail("dump: cannot write " + prefix + ".*.safetensors");
+    std::printf("{\"impl\":\"dump\",\"loss\":%.9g}\n", loss.item<double>());
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv)
 {
-    if (argc != 3 && !(argc == 4 && std::string(argv[3]) == "grad"))
-        return fail("usage: bench_torch <workload> <threads> [grad]");
+    if (argc != 3 && !(argc == 4 && std::string(argv[3]) == "grad") && !(argc == 5 && std::string(argv[3]) == "dump"))
+        return fail("usage: bench_torch <workload> <threads> [grad | dump PREFIX]");
     const std::string wl = argv[1];
     const bool first_order = argc == 4;  // second-order workloads: their first-order baseline
+    const std::string dump_prefix = argc == 5 ? argv[4] : "";  // sequence workloads: the check's files
     const int threads = std::atoi(argv[2]);
     torch::set_num_threads(threads);
     openblas_set_num_threads(threads);  // libtorch_cpu links the same libopenblas.so.0
@@ -68,6 +175,8 @@ int main(int argc, char** argv)
     const char* I = first_order ? "libtorch_grad" : "libtorch";
     if (first_order && wl.rfind("hvp_", 0) != 0 && wl != "double_backprop_mlp")
         return fail("grad: only for the second-order workloads (hvp_*, double_backprop_mlp)");
+    if (!dump_prefix.empty() && wl != "lstm_step" && wl != "gru_step" && wl != "attention_step")
+        return fail("dump: only for the sequence workloads (lstm_step, gru_step, attention_step)");
     auto mlp = [] {
         return nn::Sequential(nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 128), nn::ReLU(), nn::Linear(128, 10));
     };
@@ -185,6 +294,34 @@ int main(int argc, char** argv)
             report(I, wl, threads, "ms", 1e3, run([] {}, [&] { train_step(net, opt, x, y); }), base);
         else
             report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
+    } else if (wl == "lstm_step" || wl == "gru_step") {
+        SeqLM net(wl == "lstm_step");
+        const auto tok = seq::tokens();
+        const auto all = torch::tensor(tok, torch::kLong).reshape({int64_t(seq::L + 1), int64_t(seq::B)});
+        const auto x = all.slice(0, 0, seq::L).contiguous(), y = all.slice(0, 1).reshape({-1}).contiguous();
+        if (!dump_prefix.empty()) return dump(*net, dump_prefix, [&] { return net->loss(x, y); }, nullptr);
+        torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
+        auto step = [&] {
+            opt.zero_grad();
+            net->loss(x, y).backward();
+            opt.step();
+        };
+        report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
+    } else if (wl == "attention_step") {
+        PreLnBlock net;
+        const auto x = torch::rand({int64_t(seq::BA), int64_t(seq::LA), int64_t(seq::D)});
+        auto loss = [&] {
+            const auto y = net->forward(x);
+            return (y * y).mean();
+        };
+        if (!dump_prefix.empty()) return dump(*net, dump_prefix, loss, &x);
+        torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
+        auto step = [&] {
+            opt.zero_grad();
+            loss().backward();
+            opt.step();
+        };
+        report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
     } else if (wl == "tape_1" || wl == "tape_64x64") {
         const std::vector<int64_t> shape = wl == "tape_1" ? std::vector<int64_t>{1} : std::vector<int64_t>{64, 64};
         const int N = 10000;

@@ -1,5 +1,9 @@
 // xgrad side of the benchmark workloads (docs/benchmarks.md), one (impl, workload, threads)
 // per process: bench_xgrad <tape|hand|grad|blas|sgemm> <workload> <threads>. Prints one JSON line.
+//   bench_xgrad check <lstm_step|gru_step|attention_step> <threads> PREFIX: times nothing; loads the
+//   files `bench_torch W T dump PREFIX` wrote (libtorch's weights by state-dict name, its input, loss and
+//   gradients), runs one forward + backward on them and prints how far xgrad's loss and gradients are
+//   from libtorch's (seq_workloads.hpp).
 //   tape: xgrad's tape and nn library;  hand: hand-written backprop on the same kernels
 //   (reference/steps/xgrad/reference/hand_steps.hpp);  blas: OpenBLAS's plain cblas_sgemm and sgemm: the GEMM xgrad uses (oneDNN's
 //   dnnl_sgemm when built with it), the ceilings for workloads gemm_512, gemm_1024;  grad (second-order
@@ -8,13 +12,19 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "second_order.hpp"
+#include "seq_workloads.hpp"
 #include "timing.hpp"
 #include "xgrad/nn.hpp"
 #include "xgrad/reference/hand_steps.hpp"
@@ -59,12 +69,120 @@ int fail(const std::string& why)
     return 2;
 }
 
+namespace seq = xgrad::bench::seq;
+
+/// lstm_step / gru_step (R = nn::LSTM<F> or nn::GRU<F>): tokens (L, B) → Embedding(V, E) → R(E → H, 2
+/// layers, time-major) → Linear(H, V) on every position → cross-entropy (mean over L·B). Named as
+/// bench_torch's SeqLM: embedding.weight, rnn.{weight_ih_l0, …}, head.weight, head.bias.
+template <class R>
+class SeqLM : public nn::Module<F> {
+public:
+    explicit SeqLM(std::uint64_t seed)
+        : embedding_(register_module("embedding", std::make_unique<nn::Embedding<F>>(nn::EmbeddingOptions(seq::V, seq::E), seed))),
+          rnn_(register_module("rnn", std::make_unique<R>(nn::LSTMOptions(seq::E, seq::H).num_layers(seq::LAYERS), seed + 1))),
+          head_(register_module("head", std::make_unique<nn::Linear<F>>(seq::H, seq::V, true, seed + 2)))
+    {
+    }
+    /// x (L, B) token ids, y (L·B) the next tokens, time-major.
+    Var<F> loss(Tape<F>& tape, const IndexTensor& x, const IndexTensor& y)
+    {
+        const Var<F> h = rnn_(embedding_.forward(tape, x));  // (L, B, H)
+        return cross_entropy(head_(reshape(h, rows_)), y);
+    }
+    Var<F> forward(const Var<F>&) override { throw std::logic_error("SeqLM: call loss(tape, x, y)"); }
+
+private:
+    nn::Embedding<F>& embedding_;
+    R& rnn_;
+    nn::Linear<F>& head_;
+    const std::vector<std::ptrdiff_t> rows_{-1, std::ptrdiff_t(seq::H)};  // (L, B, H) → (L·B, H); kept: no allocation per step
+};
+
+/// The sequence workloads' token data (seq::tokens): inputs x (L, B), next-token targets y (L·B).
+std::pair<IndexTensor, IndexTensor> seq_tokens()
+{
+    const auto tok = seq::tokens();
+    IndexTensor x = IndexTensor::from_shape({seq::L, seq::B}), y = IndexTensor::from_shape({seq::L * seq::B});
+    for (std::size_t i = 0; i < seq::L * seq::B; ++i) {
+        x.data()[i] = Index(tok[i]);
+        y.data()[i] = Index(tok[i + seq::B]);
+    }
+    return {x, y};
+}
+
+/// attention_step's block: pre-LayerNorm, causal self-attention (4 heads), GELU MLP (4·D), no dropout, batch-first.
+nn::TransformerEncoderLayerOptions attention_block_options()
+{
+    return nn::TransformerEncoderLayerOptions(seq::D, seq::NH)
+        .dim_feedforward(seq::FF)
+        .dropout(0.0)
+        .activation("gelu")
+        .batch_first(true)
+        .norm_first(true);
+}
+
+/// The check against libtorch (seq_workloads.hpp): loads PREFIX.weights.safetensors into `net` by
+/// name, PREFIX.ref.safetensors (input if `input` is given, loss, grad.<name>), runs loss_of(tape,
+/// input) forward and backward once, prints the relative differences as one JSON line. Exit status 0
+/// when all are within seq::check_tolerance, 1 when not.
+template <class LossOf>
+int check_against_torch(nn::Module<F>& net, const std::string& wl, const std::string& prefix, Tensor<F>* input, LossOf loss_of)
+{
+    try {
+        nn::load_weights(net, prefix + ".weights.safetensors");
+    } catch (const std::exception& e) {
+        return fail(std::string("check: ") + e.what());
+    }
+    const auto named = net.named_parameters();
+    Tensor<F> ref_loss = Tensor<F>::from_shape({1});
+    std::vector<Tensor<F>> ref_grads;
+    ref_grads.reserve(named.size());
+    std::vector<std::pair<std::string, Tensor<F>*>> entries{{"loss", &ref_loss}};
+    if (input) entries.emplace_back("input", input);
+    for (const auto& [name, p] : named) {
+        ref_grads.push_back(Tensor<F>::from_shape(p->shape()));
+        entries.emplace_back("grad." + name, &ref_grads.back());
+    }
+    try {
+        nn::load_tensors<F>(prefix + ".ref.safetensors", entries);
+    } catch (const std::exception& e) {
+        return fail(std::string("check: ") + e.what());
+    }
+    Tape<F> tape;
+    net.zero_grad();
+    const Var<F> loss = loss_of(tape);
+    tape.backward(loss);
+    const double lx = double(loss.value().data()[0]), lt = double(ref_loss(0));
+    const double loss_rel = std::abs(lx - lt) / std::max(std::abs(lt), 1e-30);
+    double worst = 0;
+    std::string worst_name;
+    for (std::size_t k = 0; k < named.size(); ++k) {
+        const Tensor<F>& g = named[k].second->grad();
+        const Tensor<F>& r = ref_grads[k];
+        double diff = 0, scale = 0;
+        for (std::size_t i = 0; i < r.size(); ++i) {
+            diff = std::max(diff, std::abs(double(g.data()[i]) - double(r.data()[i])));
+            scale = std::max(scale, std::abs(double(r.data()[i])));
+        }
+        const double rel = std::isfinite(diff) ? diff / std::max(scale, 1e-30) : 1e300;
+        if (rel >= worst) worst = rel, worst_name = named[k].first;
+    }
+    const bool ok = loss_rel <= seq::check_tolerance && worst <= seq::check_tolerance;
+    std::printf("{\"impl\":\"check\",\"workload\":\"%s\",\"loss_libtorch\":%.9g,\"loss_xgrad\":%.9g,\"loss_rel\":%.3g,"
+                "\"grad_max_rel\":%.3g,\"worst\":\"%s\",\"parameters\":%zu,\"tolerance\":%g,\"ok\":%s}\n",
+                wl.c_str(), lt, lx, loss_rel, worst, worst_name.c_str(), named.size(), seq::check_tolerance,
+                ok ? "true" : "false");
+    return ok ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv)
 {
-    if (argc != 4) return fail("usage: bench_xgrad <tape|hand|grad|blas|sgemm> <workload> <threads>");
+    if (argc != 4 && !(argc == 5 && std::string(argv[1]) == "check"))
+        return fail("usage: bench_xgrad <tape|hand|grad|blas|sgemm> <workload> <threads>  |  bench_xgrad check <workload> <threads> PREFIX");
     const std::string impl = argv[1], wl = argv[2];
+    if (impl == "check" && argc != 5) return fail("check: needs the PREFIX of bench_torch's dump");
     const int threads = std::atoi(argv[3]);
     xgrad::set_num_threads(threads);  // OpenBLAS and OpenMP (oneDNN)
     {  // base memory: library loaded and one tiny op done
@@ -209,6 +327,53 @@ int main(int argc, char** argv)
             report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
         else
             report(I, wl, threads, "ms", 1e3, run([] {}, first_order), base);
+    } else if (wl == "lstm_step" || wl == "gru_step") {
+        // Embedding → LSTM / GRU (2 layers) → Linear head → cross-entropy over all positions, SGD (seq_workloads.hpp).
+        if (impl != "tape" && impl != "check") return fail("no " + impl + " for " + wl);
+        const auto data = seq_tokens();
+        const IndexTensor &x = data.first, &y = data.second;
+        std::unique_ptr<nn::Module<F>> owner;
+        std::function<Var<F>(Tape<F>&)> loss;
+        if (wl == "lstm_step") {
+            auto m = std::make_unique<SeqLM<nn::LSTM<F>>>(5);
+            loss = [net = m.get(), &x, &y](Tape<F>& tape) { return net->loss(tape, x, y); };
+            owner = std::move(m);
+        } else {
+            auto m = std::make_unique<SeqLM<nn::GRU<F>>>(5);
+            loss = [net = m.get(), &x, &y](Tape<F>& tape) { return net->loss(tape, x, y); };
+            owner = std::move(m);
+        }
+        if (impl == "check") return check_against_torch(*owner, wl, argv[4], nullptr, loss);
+        Tape<F> tape;
+        nn::SGD<F> opt(owner->parameters(), {lr});
+        auto step = [&] {
+            opt.zero_grad();
+            tape.backward(loss(tape));
+            opt.step();
+            tape.clear();
+        };
+        report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
+    } else if (wl == "attention_step") {
+        // One pre-LayerNorm transformer block (causal self-attention, GELU MLP) on x (BA, LA, D),
+        // loss = mean(y²), SGD (seq_workloads.hpp).
+        if (impl != "tape" && impl != "check") return fail("no " + impl + " for " + wl);
+        nn::TransformerEncoderLayer<F> block(attention_block_options(), 5);
+        block.train();
+        Tensor<F> x = rand_uniform<F>({seq::BA, seq::LA, seq::D}, 1);
+        auto loss = [&](Tape<F>& tape) {
+            const Var<F> out = block.forward(tape.borrow(x), nullptr, true);
+            return mean(out * out);
+        };
+        if (impl == "check") return check_against_torch(block, wl, argv[4], &x, loss);
+        Tape<F> tape;
+        nn::SGD<F> opt(block.parameters(), {lr});
+        auto step = [&] {
+            opt.zero_grad();
+            tape.backward(loss(tape));
+            opt.step();
+            tape.clear();
+        };
+        report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
     } else if (wl == "tape_1" || wl == "tape_64x64") {
         if (impl != "tape") return fail("no " + impl + " for " + wl);
         const Shape shape = wl == "tape_1" ? Shape{1} : Shape{64, 64};
