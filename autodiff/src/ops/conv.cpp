@@ -1,11 +1,15 @@
-// 2-D convolution: im2col over the whole batch, then one GEMM (forward) or two (backward); and the
-// two internal ops its VJPs are recorded with (double backward), each the others' VJP.
+// 2-D convolution: float on oneDNN's convolution primitives (kernels/conv_dnnl), double by im2col
+// over the whole batch and GEMMs; and the two internal ops its VJPs are recorded with (double
+// backward), each the others' VJP.
 #include "xgrad/ops/conv.hpp"
 
 #include <fmt/format.h>
 
+#include <type_traits>
+
 #include "../op_util.hpp"
 #include "kernels/conv.hpp"
+#include "kernels/conv_dnnl.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/ops/shape.hpp"
@@ -56,6 +60,32 @@ void conv_into(const T* x, const T* w, const kernels::ConvGeom& geo, T* out, boo
     for (std::size_t i = 0; i < tmp.size(); ++i) out[i] += tmp.data()[i];
 }
 
+/// float convolutions run on oneDNN's convolution primitives when the build has them; double
+/// (which oneDNN does not convolve) and builds without oneDNN use im2col + GEMM.
+template <class T>
+bool use_dnnl()
+{
+    if constexpr (std::is_same_v<T, float>)
+        return kernels::dnnl_conv_available();
+    else
+        return false;
+}
+// Only reached with T = float (use_dnnl); the casts let the double instantiation compile.
+template <class T>
+float* float_ptr(T* p)
+{
+    return reinterpret_cast<float*>(p);
+}
+template <class T>
+const float* float_ptr(const T* p)
+{
+    return reinterpret_cast<const float*>(p);
+}
+kernels::DnnlConvShape dnnl_shape(const kernels::ConvGeom& g)
+{
+    return kernels::DnnlConvShape{g.n, g.c, g.h, g.w, g.o, g.kh, g.kw, g.s, g.p};
+}
+
 template <class T>
 Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOptions options)
 {
@@ -68,14 +98,20 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
         kernels::conv_geometry(xv.shape(), wv.shape(), b ? &b->shape() : nullptr, options.stride(), options.padding());
     Tensor<T>& out = op.value();
     out.resize(Shape{g.n, g.o, g.oh, g.ow});
-    // Keep the im2col matrix for dW only if the backward will run.
-    T* cols = nullptr;
-    if (op.requires_grad()) {
-        op.saved().resize(Shape{g.k(), g.l()});
-        cols = op.saved().data();
+    const bool dnnl = use_dnnl<T>();
+    if (dnnl) {
+        kernels::dnnl_conv2d_forward(float_ptr(xv.data()), float_ptr(wv.data()), b ? float_ptr(b->value().data()) : nullptr,
+                                     dnnl_shape(g), float_ptr(out.data()));
+    } else {
+        // Keep the im2col matrix for dW only if the backward will run.
+        T* cols = nullptr;
+        if (op.requires_grad()) {
+            op.saved().resize(Shape{g.k(), g.l()});
+            cols = op.saved().data();
+        }
+        kernels::conv2d_forward(xv.data(), wv.data(), b ? b->value().data() : nullptr, g, out.data(), cols);
     }
-    kernels::conv2d_forward(xv.data(), wv.data(), b ? b->value().data() : nullptr, g, out.data(), cols);
-    return op.finish_both([g, n_in](auto& c) {
+    return op.finish_both([g, n_in, dnnl](auto& c) {
         if constexpr (is_graph_backward_v<decltype(c)>) {
             // dX = conv2d_input_grad(G, W), dW = conv2d_weight_grad(X, G), db = Σ_{n,i,j} G
             const Var<T> G = c.grad(), X = c.input(0), W = c.input(1);
@@ -92,6 +128,13 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
             if (dx && dx.buffer == dw.buffer) {  // (x and b, or w and b, can never be one Var: their ranks differ)
                 if (!dx.accumulate) std::fill(dx.buffer->begin(), dx.buffer->end(), T(0));
                 dx.accumulate = dw.accumulate = true;
+            }
+            if (dnnl) {
+                kernels::dnnl_conv2d_backward(float_ptr(c.input(0).data()), float_ptr(c.input(1).data()),
+                                              float_ptr(c.grad().data()), dnnl_shape(g), float_ptr(dx.data()),
+                                              dx.accumulate, float_ptr(dw.data()), dw.accumulate, float_ptr(db.data()),
+                                              db.accumulate);
+                return;
             }
             kernels::conv2d_backward(c.input(0).data(), c.input(1).data(), c.grad().data(), g, dx.data(),
                                      dx.accumulate, dw.data(), dw.accumulate, db.data(), db.accumulate,
