@@ -112,26 +112,34 @@ struct Prim {
     }
 };
 
+/// Buffers for tensors in a primitive's own layout, shared by every primitive of this thread: one
+/// call has at most three (two inputs, one output), each in its own slot, live only during the call.
+std::vector<float>& layout_slot(int i)
+{
+    thread_local std::vector<float> slots[3];
+    return slots[i];
+}
+
 /// One tensor argument: the caller's buffer in plain layout (`user`) and, when the primitive chose
-/// another layout, a buffer in that layout (`prim`) with the reorder between them.
+/// another layout, the same tensor in that layout (`prim`, in slot `slot`) with the reorder between them.
 struct Arg {
     memory user, prim;
     Prim reorder;  // user → prim for inputs, prim → user for outputs
-    std::vector<float> buf;
+    int slot = 0;
     bool reordered = false;
-    bool input = true;
 
-    void init(const memory::desc& user_md, const memory::desc& prim_md, bool is_input)
+    void init(const memory::desc& user_md, const memory::desc& prim_md, int slot_index, bool input)
     {
-        input = is_input;
         user = memory(user_md, cpu_engine(), nullptr);
         if (prim_md == user_md) {
             prim = user;
             return;
         }
         reordered = true;
-        buf.resize(prim_md.get_size() / sizeof(float) + 1);
-        prim = memory(prim_md, cpu_engine(), buf.data());
+        slot = slot_index;
+        std::vector<float>& buf = layout_slot(slot);
+        if (buf.size() < prim_md.get_size() / sizeof(float) + 1) buf.resize(prim_md.get_size() / sizeof(float) + 1);
+        prim = memory(prim_md, cpu_engine(), nullptr);
         reorder.init(input ? dnnl::reorder::primitive_desc(user, prim, user_scratchpad_attr())
                            : dnnl::reorder::primitive_desc(prim, user, user_scratchpad_attr()));
     }
@@ -139,7 +147,10 @@ struct Arg {
     dnnl_memory_t in(const float* data) const
     {
         user.set_data_handle(const_cast<float*>(data));
-        if (reordered) reorder.run({{DNNL_ARG_FROM, user.get()}, {DNNL_ARG_TO, prim.get()}});
+        if (reordered) {
+            prim.set_data_handle(layout_slot(slot).data());
+            reorder.run({{DNNL_ARG_FROM, user.get()}, {DNNL_ARG_TO, prim.get()}});
+        }
         return prim.get();
     }
     /// Output, after the primitive ran: into the caller's layout at `data`.
@@ -152,7 +163,10 @@ struct Arg {
     /// Output, before the primitive runs: where it writes (`data` itself when not reordered).
     dnnl_memory_t target(float* data) const
     {
-        if (!reordered) user.set_data_handle(data);
+        if (reordered)
+            prim.set_data_handle(layout_slot(slot).data());
+        else
+            user.set_data_handle(data);
         return prim.get();
     }
 };
@@ -207,9 +221,9 @@ Entry& entry(const DnnlConvShape& s, bool bias)
                          : dnnl::convolution_forward::desc(pk, alg, xa, wa, ya, e->strides, e->dilates, e->pad, e->pad);
     e->fwd_pd = dnnl::convolution_forward::primitive_desc(fd, user_scratchpad_attr(), cpu_engine());
     e->fwd.init(e->fwd_pd);
-    e->f_x.init(e->x_md, e->fwd_pd.src_desc(), true);
-    e->f_w.init(e->w_md, e->fwd_pd.weights_desc(), true);
-    e->f_y.init(e->y_md, e->fwd_pd.dst_desc(), false);
+    e->f_x.init(e->x_md, e->fwd_pd.src_desc(), 0, true);
+    e->f_w.init(e->w_md, e->fwd_pd.weights_desc(), 1, true);
+    e->f_y.init(e->y_md, e->fwd_pd.dst_desc(), 2, false);
     e->f_b = memory(e->b_md, cpu_engine(), nullptr);
     return *cache.emplace(key, std::move(e)).first->second;
 }
@@ -224,9 +238,9 @@ void ensure_bwd_data(Entry& e)
                                                   e.dilates, e.pad, e.pad);
     const dnnl::convolution_backward_data::primitive_desc pd(d, user_scratchpad_attr(), cpu_engine(), e.fwd_pd);
     e.bwd_data.init(pd);
-    e.d_gy.init(e.y_md, pd.diff_dst_desc(), true);
-    e.d_w.init(e.w_md, pd.weights_desc(), true);
-    e.d_dx.init(e.x_md, pd.diff_src_desc(), false);
+    e.d_gy.init(e.y_md, pd.diff_dst_desc(), 0, true);
+    e.d_w.init(e.w_md, pd.weights_desc(), 1, true);
+    e.d_dx.init(e.x_md, pd.diff_src_desc(), 2, false);
     e.have_bwd_data = true;
 }
 
@@ -241,9 +255,9 @@ void ensure_bwd_weights(Entry& e, bool bias)
                         : dnnl::convolution_backward_weights::desc(alg, xa, wa, ya, e.strides, e.dilates, e.pad, e.pad);
     const dnnl::convolution_backward_weights::primitive_desc pd(d, user_scratchpad_attr(), cpu_engine(), e.fwd_pd);
     e.bwd_w[bias].init(pd);
-    e.w_x[bias].init(e.x_md, pd.src_desc(), true);
-    e.w_gy[bias].init(e.y_md, pd.diff_dst_desc(), true);
-    e.w_dw[bias].init(e.w_md, pd.diff_weights_desc(), false);
+    e.w_x[bias].init(e.x_md, pd.src_desc(), 0, true);
+    e.w_gy[bias].init(e.y_md, pd.diff_dst_desc(), 1, true);
+    e.w_dw[bias].init(e.w_md, pd.diff_weights_desc(), 2, false);
     e.w_db = memory(e.b_md, cpu_engine(), nullptr);
     e.have_bwd_w[bias] = true;
 }
