@@ -86,6 +86,20 @@ kernels::DnnlConvShape dnnl_shape(const kernels::ConvGeom& g)
     return kernels::DnnlConvShape{g.n, g.c, g.h, g.w, g.o, g.kh, g.kw, g.s, g.p};
 }
 
+/// conv_into on oneDNN (float): y = conv2d(x, w) without bias into `out`, or added to it.
+template <class T>
+void dnnl_conv_into(const T* x, const T* w, const kernels::ConvGeom& geo, T* out, bool acc)
+{
+    if (!acc) {
+        kernels::dnnl_conv2d_forward(float_ptr(x), float_ptr(w), nullptr, dnnl_shape(geo), float_ptr(out));
+        return;
+    }
+    thread_local Tensor<T> tmp;  // reused: no allocation once shapes are stable
+    tmp.resize(Shape{geo.n, geo.o, geo.oh, geo.ow});
+    kernels::dnnl_conv2d_forward(float_ptr(x), float_ptr(w), nullptr, dnnl_shape(geo), float_ptr(tmp.data()));
+    for (std::size_t i = 0; i < tmp.size(); ++i) out[i] += tmp.data()[i];
+}
+
 template <class T>
 Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOptions options)
 {
@@ -153,13 +167,25 @@ Var<T> conv2d_input_grad(const Var<T>& g, const Var<T>& w, const Shape& x_shape,
     const kernels::ConvGeom geo = kernels::conv_geometry(x_shape, w.shape(), nullptr, stride, padding);
     check_output_grad("conv2d_input_grad", geo, g.shape());
     op.value().resize(x_shape);
-    kernels::conv2d_backward_rows<T>(nullptr, w.value().data(), g.value().data(), geo, op.value().data(), false,
-                                     nullptr, false);
-    return op.finish_both([geo](auto& c) {
+    // float on oneDNN as conv2d's first-order backward, so both give the same numbers
+    const bool dnnl = use_dnnl<T>();
+    if (dnnl)
+        kernels::dnnl_conv2d_backward(nullptr, float_ptr(w.value().data()), float_ptr(g.value().data()), dnnl_shape(geo),
+                                      float_ptr(op.value().data()), false, nullptr, false, nullptr, false);
+    else
+        kernels::conv2d_backward_rows<T>(nullptr, w.value().data(), g.value().data(), geo, op.value().data(), false,
+                                         nullptr, false);
+    return op.finish_both([geo, dnnl](auto& c) {
         if constexpr (is_graph_backward_v<decltype(c)>) {
             const Var<T> GY = c.grad(), G = c.input(0), W = c.input(1);
             if (c.needs(0)) c.accumulate(0, conv2d(GY, W, Conv2dOptions().stride(geo.s).padding(geo.p)));
             if (c.needs(1)) c.accumulate(1, conv2d_weight_grad(GY, G, W.shape(), geo.s, geo.p));
+        } else if (dnnl) {
+            const T* gy = c.grad().data();
+            if (const InputGrad<T> dg = c.input_grad(0)) dnnl_conv_into(gy, c.input(1).data(), geo, dg.data(), dg.accumulate);
+            if (const InputGrad<T> dw = c.input_grad(1))
+                kernels::dnnl_conv2d_backward(float_ptr(gy), nullptr, float_ptr(c.input(0).data()), dnnl_shape(geo),
+                                              nullptr, false, float_ptr(dw.data()), dw.accumulate, nullptr, false);
         } else {
             const T* gy = c.grad().data();
             // GY's im2col matrix, built once: dG = W·cols and dW = Gt·colsᵀ both read it
@@ -189,13 +215,24 @@ Var<T> conv2d_weight_grad(const Var<T>& x, const Var<T>& g, const Shape& w_shape
     check_output_grad("conv2d_weight_grad", geo, g.shape());
     const T* xcols = cols && cols->size() == geo.k() * geo.l() ? cols->data() : nullptr;
     op.value().resize(w_shape);
-    kernels::conv2d_backward_rows<T>(x.value().data(), nullptr, g.value().data(), geo, nullptr, false,
-                                     op.value().data(), false, xcols);
-    return op.finish_both([geo, xcols](auto& c) {
+    const bool dnnl = use_dnnl<T>();  // as in conv2d_input_grad
+    if (dnnl)
+        kernels::dnnl_conv2d_backward(float_ptr(x.value().data()), nullptr, float_ptr(g.value().data()), dnnl_shape(geo),
+                                      nullptr, false, float_ptr(op.value().data()), false, nullptr, false);
+    else
+        kernels::conv2d_backward_rows<T>(x.value().data(), nullptr, g.value().data(), geo, nullptr, false,
+                                         op.value().data(), false, xcols);
+    return op.finish_both([geo, xcols, dnnl](auto& c) {
         if constexpr (is_graph_backward_v<decltype(c)>) {
             const Var<T> GY = c.grad(), X = c.input(0), G = c.input(1);
             if (c.needs(0)) c.accumulate(0, conv2d_input_grad(G, GY, X.shape(), geo.s, geo.p));
             if (c.needs(1)) c.accumulate(1, conv2d(X, GY, Conv2dOptions().stride(geo.s).padding(geo.p)));
+        } else if (dnnl) {
+            const T* gy = c.grad().data();
+            if (const InputGrad<T> dx = c.input_grad(0))
+                kernels::dnnl_conv2d_backward(nullptr, float_ptr(gy), float_ptr(c.input(1).data()), dnnl_shape(geo),
+                                              float_ptr(dx.data()), dx.accumulate, nullptr, false, nullptr, false);
+            if (const InputGrad<T> dg = c.input_grad(1)) dnnl_conv_into(c.input(0).data(), gy, geo, dg.data(), dg.accumulate);
         } else {
             const T* gy = c.grad().data();
             if (const InputGrad<T> dx = c.input_grad(0))
