@@ -142,45 +142,45 @@ std::tuple<Var<T>, Var<T>> MultiheadAttention<T>::forward(const Var<T>& query, c
             throw bad(fmt::format("expected {} inputs with E = {}", bf ? "(B, L, E)" : "(L, B, E)", e));
     if (key.shape() != value.shape() || key.shape()[bf ? 0 : 1] != query.shape()[bf ? 0 : 1])
         throw bad("key and value must have one shape and the query's batch size");
-    auto time_major = [&](const Var<T>& x) { return bf ? permute(x, {1, 0, 2}) : x; };
-    const Var<T> qt = time_major(query);
-    const std::size_t l = qt.shape()[0], b = qt.shape()[1], s = key.shape()[bf ? 1 : 0];
+    // Heads in the user's layout, no time-major copy: rows of (n, B, E) or (B, n, E) are projected as
+    // they lie, split into (…, h, d) and permuted to (B, h, n, d), the batched GEMMs' layout.
+    const std::size_t l = query.shape()[bf ? 1 : 0], b = query.shape()[bf ? 0 : 1], s = key.shape()[bf ? 1 : 0];
     if (attn_mask && attn_mask->shape() != Shape{l, s})
         throw ShapeError(fmt::format("{}: attn_mask must be (L, S) = ({}, {}), got {}", describe(), l, s, shape_str(attn_mask->shape())));
 
     Tape<T>& tape = query.tape();
     const Var<T> w = tape.param(*in_proj_weight_);
     const Var<T> bias = in_proj_bias_ ? tape.param(*in_proj_bias_) : Var<T>();
-    // (n, B, E) → (n·B, E)·W[part]ᵀ (+ b[part]) → heads (B·h, n, d), the (B·h) index b·h + head as PyTorch.
+    const auto H = sp(heads), D = sp(d), E = sp(e), B = sp(b);
     auto project = [&](const Var<T>& x, const Var<T>& wp, const Var<T>& bp) {
-        const std::size_t n = x.shape()[0];
-        const Var<T> x2 = reshape(x, {sp(n * b), sp(e)});
+        const Var<T> x2 = reshape(x, {sp(x.shape()[0] * x.shape()[1]), E});
         return bp.valid() ? linear(x2, wp, bp) : linear(x2, wp);
     };
-    auto heads_of = [&](const Var<T>& y, std::size_t n) { return permute(reshape(y, {sp(n), sp(b * heads), sp(d)}), {1, 0, 2}); };
+    auto heads_of = [&](const Var<T>& y, std::size_t n) {  // (n·B or B·n, E) → (B, h, n, d)
+        return bf ? permute(reshape(y, {B, sp(n), H, D}), {0, 2, 1, 3}) : permute(reshape(y, {sp(n), B, H, D}), {1, 2, 0, 3});
+    };
     Var<T> q, k, v;
     if (&query.tape() == &key.tape() && &key.tape() == &value.tape() && query.index() == key.index() && key.index() == value.index()) {
-        const Var<T> qkv = project(qt, w, bias);  // one GEMM for self-attention
-        q = heads_of(slice(qkv, 1, 0, sp(e)), l);
-        k = heads_of(slice(qkv, 1, sp(e), sp(2 * e)), l);
-        v = heads_of(slice(qkv, 1, sp(2 * e), sp(3 * e)), l);
+        const Var<T> qkv = project(query, w, bias);  // one GEMM for self-attention
+        q = heads_of(slice(qkv, 1, 0, E), l);
+        k = heads_of(slice(qkv, 1, E, 2 * E), l);
+        v = heads_of(slice(qkv, 1, 2 * E, 3 * E), l);
     } else {
-        auto part = [&](const Var<T>& t, std::size_t i) { return slice(t, 0, sp(i * e), sp((i + 1) * e)); };
+        auto part = [&](const Var<T>& t, std::ptrdiff_t i) { return slice(t, 0, i * E, (i + 1) * E); };
         const Var<T> none;
-        q = heads_of(project(qt, part(w, 0), bias.valid() ? part(bias, 0) : none), l);
-        k = heads_of(project(time_major(key), part(w, 1), bias.valid() ? part(bias, 1) : none), s);
-        v = heads_of(project(time_major(value), part(w, 2), bias.valid() ? part(bias, 2) : none), s);
+        q = heads_of(project(query, part(w, 0), bias.valid() ? part(bias, 0) : none), l);
+        k = heads_of(project(key, part(w, 1), bias.valid() ? part(bias, 1) : none), s);
+        v = heads_of(project(value, part(w, 2), bias.valid() ? part(bias, 2) : none), s);
     }
     Var<T> prob;
     const double p = this->is_training() ? options_.dropout() : 0.0;
     const Tensor<T>* m = merged_mask(attn_mask, is_causal, l, s, causal_, combined_);
-    const Var<T> o = attend(q, k, v, m, need_weights ? &prob : nullptr, p, &rng_, &dropout_mask_);  // (B·h, L, d)
-    const Var<T> joined = reshape(permute(o, {1, 0, 2}), {sp(l * b), sp(e)});
-    Var<T> out = reshape(out_proj_->forward(joined), {sp(l), sp(b), sp(e)});
-    if (bf) out = permute(out, {1, 0, 2});
+    const Var<T> o = attend(q, k, v, m, need_weights ? &prob : nullptr, p, &rng_, &dropout_mask_);  // (B, h, L, d)
+    const Var<T> joined = bf ? permute(o, {0, 2, 1, 3}) : permute(o, {2, 0, 1, 3});  // (B, L, h, d) or (L, B, h, d)
+    const Var<T> out = out_proj_->forward(reshape(joined, {sp(l * b), E}));
     Var<T> weights;
-    if (need_weights) weights = mean(reshape(prob, {sp(b), sp(heads), sp(l), sp(s)}), std::vector<int>{1});
-    return {out, weights};
+    if (need_weights) weights = mean(prob, std::vector<int>{1});
+    return {reshape(out, {bf ? B : sp(l), bf ? sp(l) : B, E}), weights};
 }
 
 template <class T>

@@ -54,10 +54,19 @@ Var<T> finish_reshape(OpBuilder<T>& op, const Tensor<T>& xv, const Shape& out)
 
 }  // namespace
 
+namespace {
+/// reshape's body over a plain list of dimensions (the error messages copy it into a vector).
 template <class T>
-Var<T> reshape(const Var<T>& x, const std::vector<std::ptrdiff_t>& shape)
+Var<T> reshape_to(const Var<T>& x, const std::ptrdiff_t* dims, std::size_t n)
 {
     auto op = begin_op("reshape", {x});
+    struct Dims {  // what the loop and the messages read
+        const std::ptrdiff_t* p;
+        std::size_t n;
+        std::size_t size() const { return n; }
+        std::ptrdiff_t operator[](std::size_t i) const { return p[i]; }
+    } shape{dims, n};
+    const auto shown = [&] { return shape_str(std::vector<std::ptrdiff_t>(dims, dims + n)); };
     const Tensor<T>& xv = x.value();
     Shape out(shape.size());
     std::ptrdiff_t infer = -1;
@@ -66,11 +75,11 @@ Var<T> reshape(const Var<T>& x, const std::vector<std::ptrdiff_t>& shape)
     for (std::size_t i = 0; i < shape.size(); ++i) {
         if (shape[i] == -1) {
             if (infer >= 0)
-                throw ShapeError(fmt::format("reshape: {} to {}: more than one -1", shape_str(xv.shape()), shape_str(shape)));
+                throw ShapeError(fmt::format("reshape: {} to {}: more than one -1", shape_str(xv.shape()), shown()));
             infer = std::ptrdiff_t(i);
         } else if (shape[i] < 0) {
             throw ShapeError(fmt::format("reshape: {} to {}: negative dimension {}", shape_str(xv.shape()),
-                                         shape_str(shape), shape[i]));
+                                         shown(), shape[i]));
         } else {
             out[i] = std::size_t(shape[i]);
             overflow |= __builtin_mul_overflow(known, out[i], &known);
@@ -82,15 +91,28 @@ Var<T> reshape(const Var<T>& x, const std::vector<std::ptrdiff_t>& shape)
     overflow |= nonzero > std::size_t(std::numeric_limits<std::ptrdiff_t>::max());
     if (overflow)
         throw ShapeError(fmt::format("reshape: {} to {}: the new shape's element count overflows", shape_str(xv.shape()),
-                                     shape_str(shape)));
+                                     shown()));
     if (infer >= 0 && known == 0 && xv.size() == 0)  // as NumPy: 0 · anything fits, the -1 could be any size
         throw ShapeError(fmt::format("reshape: {} to {}: the -1 is ambiguous next to a 0 dimension",
-                                     shape_str(xv.shape()), shape_str(shape)));
+                                     shape_str(xv.shape()), shown()));
     if (infer >= 0) out[std::size_t(infer)] = known ? xv.size() / known : 0;
     if (shape_size(out) != xv.size() || (infer >= 0 && (known == 0 || xv.size() % known)))
-        throw ShapeError(fmt::format("reshape: {} to {}: {} elements do not fit", shape_str(xv.shape()), shape_str(shape),
+        throw ShapeError(fmt::format("reshape: {} to {}: {} elements do not fit", shape_str(xv.shape()), shown(),
                                      xv.size()));
     return finish_reshape(op, xv, out);
+}
+}  // namespace
+
+template <class T>
+Var<T> reshape(const Var<T>& x, const std::vector<std::ptrdiff_t>& shape)
+{
+    return reshape_to(x, shape.data(), shape.size());
+}
+
+template <class T>
+Var<T> reshape(const Var<T>& x, std::initializer_list<std::ptrdiff_t> shape)
+{
+    return reshape_to(x, shape.begin(), shape.size());
 }
 
 template <class T>
@@ -273,30 +295,83 @@ Var<T> stack(const std::vector<Var<T>>& xs, int axis)
     return y;
 }
 
+namespace {
+/// dst = src with its axes permuted (dst axis i is src axis perm[i]), or dst += that (add). When the
+/// last axis stays last, whole rows are copied (the attention layers' head splits); else xtensor's
+/// strided transpose.
 template <class T>
-Var<T> permute(const Var<T>& x, const std::vector<std::size_t>& perm)
+void permute_into(const Tensor<T>& src, const Shape& perm, Tensor<T>& dst, bool add)
+{
+    const Shape& in = src.shape();
+    const std::size_t nd = in.size();
+    if (nd < 2 || perm[nd - 1] != nd - 1) {
+        if (add)
+            xt::noalias(dst) += xt::transpose(src, perm);
+        else
+            xt::noalias(dst) = xt::transpose(src, perm);
+        return;
+    }
+    const std::size_t row = in[nd - 1];
+    Shape stride(nd), count(nd - 1, 0);  // src strides; the output row's multi-index
+    stride[nd - 1] = 1;
+    for (std::size_t k = nd - 1; k-- > 0;) stride[k] = stride[k + 1] * in[k + 1];
+    const std::size_t rows = row == 0 ? 0 : src.size() / row;
+    const T* s = src.data();
+    T* d = dst.data();
+    std::size_t offset = 0;  // src offset of the current output row
+    for (std::size_t r = 0; r < rows; ++r, d += row) {
+        if (add)
+            for (std::size_t j = 0; j < row; ++j) d[j] += s[offset + j];
+        else
+            std::copy_n(s + offset, row, d);
+        for (std::size_t i = nd - 1; i-- > 0;) {  // next output row: odometer over output axes
+            offset += stride[perm[i]];
+            if (++count[i] < in[perm[i]]) break;
+            offset -= count[i] * stride[perm[i]];
+            count[i] = 0;
+        }
+    }
+}
+
+template <class T>
+Var<T> permute_to(const Var<T>& x, const Shape& perm)
 {
     auto op = begin_op("permute", {x});
     const Tensor<T>& xv = x.value();
     const Shape& in = xv.shape();
-    std::vector<std::size_t> check(perm);
-    std::sort(check.begin(), check.end());
-    std::vector<std::size_t> iota(in.size());
-    std::iota(iota.begin(), iota.end(), 0);
-    if (check != iota)
-        throw ShapeError(fmt::format("permute: {} is not a permutation of the axes of {}", shape_str(perm), shape_str(in)));
-    std::vector<std::size_t> inverse(perm.size());
-    for (std::size_t i = 0; i < perm.size(); ++i) inverse[perm[i]] = i;
+    const Shape& p = perm;
+    Shape inverse(perm.size(), in.size());  // inline storage up to rank 4: no allocation
+    bool ok = perm.size() == in.size();
+    for (std::size_t i = 0; ok && i < perm.size(); ++i) {
+        ok = perm[i] < in.size() && inverse[perm[i]] == in.size();
+        if (ok) inverse[perm[i]] = i;
+    }
+    if (!ok) throw ShapeError(fmt::format("permute: {} is not a permutation of the axes of {}", shape_str(perm), shape_str(in)));
     Shape out(in.size());
     for (std::size_t i = 0; i < in.size(); ++i) out[i] = in[perm[i]];
     op.value().resize(out);
-    xt::noalias(op.value()) = xt::transpose(xv, perm);
-    return op.finish_both([inverse = std::move(inverse)](auto& c) {  // dL/dX = permute(G, perm⁻¹)
-        if constexpr (is_graph_backward_v<decltype(c)>)
-            c.accumulate(0, permute(c.grad(), inverse));
-        else
-            c.accumulate(0, xt::transpose(c.grad(), inverse));
+    permute_into(xv, p, op.value(), false);
+    return op.finish_both([inverse](auto& c) {  // dL/dX = permute(G, perm⁻¹)
+        if constexpr (is_graph_backward_v<decltype(c)>) {
+            c.accumulate(0, permute_to(c.grad(), inverse));
+        } else {
+            const InputGrad<T> dx = c.input_grad(0);
+            if (dx) permute_into(c.grad(), inverse, *dx.buffer, dx.accumulate);
+        }
     });
+}
+}  // namespace
+
+template <class T>
+Var<T> permute(const Var<T>& x, const std::vector<std::size_t>& perm)
+{
+    return permute_to(x, Shape(perm.begin(), perm.end()));
+}
+
+template <class T>
+Var<T> permute(const Var<T>& x, std::initializer_list<std::size_t> perm)
+{
+    return permute_to(x, Shape(perm.begin(), perm.end()));
 }
 
 template <class T>
@@ -304,10 +379,10 @@ Var<T> transpose(const Var<T>& x)
 {
     const std::size_t nd = x.dim();
     if (nd < 2) throw ShapeError(fmt::format("transpose: needs at least 2 dimensions, got {}", shape_str(x.shape())));
-    std::vector<std::size_t> perm(nd);
+    Shape perm(nd);
     std::iota(perm.begin(), perm.end(), 0);
     std::swap(perm[nd - 1], perm[nd - 2]);
-    return permute(x, perm);
+    return permute_to(x, perm);
 }
 
 namespace {
@@ -520,6 +595,7 @@ Var<T> one_hot(Tape<T>& tape, const IndexTensor& labels, std::size_t num_classes
 
 #define XGRAD_INSTANTIATE(T)                                                                          \
     template Var<T> reshape(const Var<T>&, const std::vector<std::ptrdiff_t>&);                       \
+    template Var<T> reshape(const Var<T>&, std::initializer_list<std::ptrdiff_t>);                    \
     template Var<T> flatten(const Var<T>&, int);                                                      \
     template Var<T> unsqueeze(const Var<T>&, int);                                                    \
     template Var<T> squeeze(const Var<T>&, int);                                                      \
@@ -527,6 +603,7 @@ Var<T> one_hot(Tape<T>& tape, const IndexTensor& labels, std::size_t num_classes
     template Var<T> pad(const Var<T>&, const std::vector<std::ptrdiff_t>&, T);                        \
     template Var<T> stack(const std::vector<Var<T>>&, int);                                           \
     template Var<T> permute(const Var<T>&, const std::vector<std::size_t>&);                          \
+    template Var<T> permute(const Var<T>&, std::initializer_list<std::size_t>);                          \
     template Var<T> transpose(const Var<T>&);                                                         \
     template Var<T> slice(const Var<T>&, int, std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t);        \
     template Var<T> select(const Var<T>&, int, std::ptrdiff_t);                                        \

@@ -13,10 +13,14 @@ namespace xgrad {
 
 /// Same data, new shape; one entry may be −1 (inferred).          dX = reshape(G, X.shape)
 template <class T> Var<T> reshape(const Var<T>& x, const std::vector<std::ptrdiff_t>& shape);
+/// reshape(x, {B, -1}): the same, without allocating the list (a training step's shapes).
+template <class T> Var<T> reshape(const Var<T>& x, std::initializer_list<std::ptrdiff_t> shape);
 /// Collapses dims start_dim.. into one: (N,C,H,W) → (N, C·H·W) for start_dim = 1.
 template <class T> Var<T> flatten(const Var<T>& x, int start_dim = 1);
 /// Y = X with its axes permuted: Y.shape[i] = X.shape[perm[i]].     dX = permute(G, perm⁻¹)
 template <class T> Var<T> permute(const Var<T>& x, const std::vector<std::size_t>& perm);
+/// permute(x, {0, 2, 1, 3}): the same, without allocating the list.
+template <class T> Var<T> permute(const Var<T>& x, std::initializer_list<std::size_t> perm);
 /// Swaps the last two axes (2-D transpose; batched for rank 3+).    dX = transpose(G)
 template <class T> Var<T> transpose(const Var<T>& x);
 /// Y = X[start:stop:step] along `axis`.                            dX = G scattered into zeros
