@@ -10,7 +10,7 @@ using namespace xgrad::examples;
 int main(int argc, char** argv)
 {
     Options o;
-    o.example = "mnist_layernorm_mlp";
+    o.example = "mnist_layernorm_mlp", o.data_parallel = true;
     o.epochs = 10, o.batch = 64, o.lr = 1e-3, o.optimizer = "adamw", o.schedule = "cosine";
     double dropout = 0.1;
     CLI::App app{"MNIST: 784-256-128-10 MLP with LayerNorm, GELU and dropout, softmax cross-entropy"};
