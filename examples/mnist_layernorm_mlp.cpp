@@ -17,7 +17,9 @@ int main(int argc, char** argv)
     return run_example(
         app, o, argc, argv,
         [&] {
-            auto net = reference::layernorm_mlp<F>(o.seed, dropout);
+            // --distributed: each rank draws its own dropout masks (its initial weights are replaced
+            // by rank 0's); rank 0, and one process, seed as before.
+            auto net = reference::layernorm_mlp<F>(o.seed + 1000 * std::uint64_t(process_rank()), dropout);
             Task task = classifier_task(o.example, *net);
             train_task(task, o);
         },

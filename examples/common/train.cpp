@@ -208,14 +208,16 @@ Var<F> call_model(nn::Module<F>& model, const Var<F>& x)
     return model(x);
 }
 
-bool lead_rank()
+int process_rank()
 {
 #ifdef XGRAD_EXAMPLES_DISTRIBUTED
-    return xgrad::distributed::rank() == 0;  // 0 without MPI
+    return xgrad::distributed::rank();  // 0 without MPI
 #else
-    return true;
+    return 0;
 #endif
 }
+
+bool lead_rank() { return process_rank() == 0; }
 
 Task classifier_task(const std::string& name, nn::Module<F>& model, bool images)
 {

@@ -90,6 +90,8 @@ struct RunResult {
 /// A Task's forward calls its model through this.
 Var<F> call_model(nn::Module<F>& model, const Var<F>& x);
 
+/// This process's rank in a --distributed run (0 otherwise).
+int process_rank();
 /// False on the ranks other than 0 of a --distributed run: they print nothing and write no file.
 bool lead_rank();
 
