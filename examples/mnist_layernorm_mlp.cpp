@@ -10,14 +10,16 @@ using namespace xgrad::examples;
 int main(int argc, char** argv)
 {
     Options o;
-    o.example = "mnist_layernorm_mlp";
+    o.example = "mnist_layernorm_mlp", o.data_parallel = true;
     o.epochs = 10, o.batch = 64, o.lr = 1e-3, o.optimizer = "adamw", o.schedule = "cosine";
     double dropout = 0.1;
     CLI::App app{"MNIST: 784-256-128-10 MLP with LayerNorm, GELU and dropout, softmax cross-entropy"};
     return run_example(
         app, o, argc, argv,
         [&] {
-            auto net = reference::layernorm_mlp<F>(o.seed, dropout);
+            // --distributed: each rank draws its own dropout masks (its initial weights are replaced
+            // by rank 0's); rank 0, and one process, seed as before.
+            auto net = reference::layernorm_mlp<F>(o.seed + 1000 * std::uint64_t(process_rank()), dropout);
             Task task = classifier_task(o.example, *net);
             train_task(task, o);
         },

@@ -21,7 +21,7 @@ constexpr const char* dataset = "mnist";
 int main(int argc, char** argv)
 {
     Options o;
-    o.example = program, o.dataset = dataset;
+    o.example = program, o.dataset = dataset, o.data_parallel = true;
     o.epochs = 10, o.batch = 64, o.lr = 1e-3, o.optimizer = "adam", o.schedule = "cosine";
     CLI::App app{title};
     return run_example(app, o, argc, argv, [&] {

@@ -8,7 +8,7 @@ using namespace xgrad::examples;
 int main(int argc, char** argv)
 {
     Options o;
-    o.example = "mnist_mlp";
+    o.example = "mnist_mlp", o.data_parallel = true;
     o.epochs = 10, o.batch = 64, o.lr = 1e-3, o.optimizer = "adam", o.schedule = "cosine";
     CLI::App app{"MNIST: 784-256-128-10 ReLU MLP, softmax cross-entropy"};
     return run_example(app, o, argc, argv, [&] {

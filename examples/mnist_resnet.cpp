@@ -45,7 +45,7 @@ void shift_images(const Tensor<F>& x, Tensor<F>& out, int s, std::uint64_t seed)
 int main(int argc, char** argv)
 {
     Options o;
-    o.example = "mnist_resnet";
+    o.example = "mnist_resnet", o.data_parallel = true;
     o.epochs = 8, o.batch = 64, o.lr = 2e-3, o.optimizer = "adamw", o.schedule = "cosine";
     int shift = 2;
     CLI::App app{"MNIST: small ResNet (BatchNorm, residual blocks, global average pooling), softmax cross-entropy"};
@@ -57,9 +57,9 @@ int main(int argc, char** argv)
             Tensor<F> shifted;
             if (shift > 0)
                 task.forward = [&, model = net.get()](Tape<F>& t, const Tensor<F>& x) {
-                    if (!model->is_training()) return (*model)(reshape(t.borrow(x), {-1, 1, 28, 28}));
+                    if (!model->is_training()) return call_model(*model, reshape(t.borrow(x), {-1, 1, 28, 28}));
                     shift_images(x, shifted, shift, o.seed);
-                    return (*model)(reshape(t.borrow(shifted), {-1, 1, 28, 28}));
+                    return call_model(*model, reshape(t.borrow(shifted), {-1, 1, 28, 28}));
                 };
             train_task(task, o);
         },

@@ -13,12 +13,12 @@ using namespace xgrad::examples;
 int main(int argc, char** argv)
 {
     Options o;
-    o.example = "mnist_softmax_sgd";
+    o.example = "mnist_softmax_sgd", o.data_parallel = true;
     o.epochs = 8, o.batch = 100, o.lr = 1.0, o.optimizer = "sgd";
     CLI::App app{"MNIST: softmax(tanh(x + b0)·W1 + b1) under squared error, SGD (source document 004)"};
     return run_example(app, o, argc, argv, [&] {
         reference::MnistSoftmaxSgd<F> net(o.seed);
-        Task task{o.example, &net, [&](Tape<F>& t, const Tensor<F>& x) { return net(t.borrow(x)); },
+        Task task{o.example, &net, [&](Tape<F>& t, const Tensor<F>& x) { return call_model(net, t.borrow(x)); },
                   [](const Var<F>& y, const IndexTensor& labels) {
                       auto t = one_hot(y.tape(), labels, 10);
                       return mse_loss(y, t, Reduction::sum) / F(labels.size());

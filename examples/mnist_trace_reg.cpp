@@ -15,7 +15,7 @@ using xgrad::nn::trace_scatter_loss;
 int main(int argc, char** argv)
 {
     Options o;
-    o.example = "mnist_trace_reg";
+    o.example = "mnist_trace_reg", o.data_parallel = true;
     o.epochs = 5, o.batch = 64, o.lr = 0.1, o.optimizer = "momentum";
     double gamma = 0.1;
     std::size_t hidden = 128;
@@ -30,7 +30,7 @@ int main(int argc, char** argv)
         std::vector<std::pair<double, RunResult>> runs;
         for (double g : {0.0, gamma}) {
             nn::MLP<F> net({784, hidden, 10}, nn::Activation::sigmoid, nn::Activation::identity, o.seed);
-            Task task{"mnist_trace_reg", &net, [&](Tape<F>& t, const Tensor<F>& x) { return net(t.borrow(x)); },
+            Task task{"mnist_trace_reg", &net, [&](Tape<F>& t, const Tensor<F>& x) { return call_model(net, t.borrow(x)); },
                       [g](const Var<F>& y, const IndexTensor& labels) {
                           const F b = F(labels.size());
                           auto mse = mse_loss(y, one_hot(y.tape(), labels, 10), Reduction::half_sum) / b;
@@ -43,10 +43,11 @@ int main(int argc, char** argv)
                       }};
             Options run = o;
             run.out_dir = base + fmt::format("/gamma-{}", g);
-            fmt::print("\n== γ = {} ==\n", g);
+            if (lead_rank()) fmt::print("\n== γ = {} ==\n", g);
             auto opt = make_optimizer(run, net);
             runs.emplace_back(g, train(task, *opt, data, run));
         }
+        if (!lead_rank()) return;
         fmt::print("\n{:>8} {:>10} {:>16} {:>16} {:>10}\n", "gamma", "test acc", "trSw/N (val)", "trSb/N (val)", "ratio");
         for (const auto& [g, r] : runs) {
             const auto& m = r.history.back();

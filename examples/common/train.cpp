@@ -15,6 +15,10 @@
 #include <fstream>
 #include <sstream>
 
+#ifdef XGRAD_EXAMPLES_DISTRIBUTED
+#include "xgrad/distributed.hpp"
+#endif
+
 namespace xgrad::examples {
 
 namespace fs = std::filesystem;
@@ -102,9 +106,14 @@ std::string run_dir(const Options& o)
 
 void add_options(CLI::App& app, Options& o)
 {
+    if (o.data_parallel)
+        app.add_flag("--distributed", o.distributed,
+                     "data-parallel training on MPI: run under mpiexec (or scripts/mpirun-local -n N); gradients "
+                     "averaged across the ranks, --batch-size is per rank (global batch: batch-size x ranks), "
+                     "rank 0 alone prints and writes");
     app.add_option("--dataset", o.dataset, "mnist or fashion")->check(CLI::IsMember({"mnist", "fashion"}))->capture_default_str();
     app.add_option("-e,--epochs", o.epochs, "number of epochs")->check(int_in(1, 100000))->capture_default_str();
-    app.add_option("-b,--batch-size", o.batch, "mini-batch size")->check(int_in(1, 1 << 20))->capture_default_str();
+    app.add_option("-b,--batch-size", o.batch, o.data_parallel ? "mini-batch size (per rank with --distributed)" : "mini-batch size")->check(int_in(1, 1 << 20))->capture_default_str();
     app.add_option("--lr", o.lr, "learning rate")->check(real_in(0, 1000))->capture_default_str();
     app.add_option("--optimizer", o.optimizer, "sgd, momentum (0.9), adam or adamw")
         ->check(CLI::IsMember({"sgd", "momentum", "adam", "adamw"}))
@@ -128,6 +137,11 @@ void add_options(CLI::App& app, Options& o)
     app.add_flag("-q,--quiet", o.quiet, "no progress bar");
     // Runs after every option is parsed and validated, before the example loads any data.
     app.callback([&o] {
+#ifndef XGRAD_EXAMPLES_DISTRIBUTED
+        if (o.distributed)
+            throw CLI::ValidationError("--distributed", "this xgrad was built without MPI (xgrad::distributed): install "
+                                                        "Open MPI (scripts/setup) and reconfigure with -DXGRAD_WITH_MPI=ON");
+#endif
         check_run_dir(run_dir(o));
     });
 }
@@ -161,13 +175,54 @@ int run_example(CLI::App& app, Options& o, int argc, char** argv, const std::fun
     if (extra_options) extra_options(app);
     int code = 0;
     if (!parse(app, argc, argv, code)) return code;
+#ifdef XGRAD_EXAMPLES_DISTRIBUTED
+    if (o.distributed) {
+        xgrad::distributed::Environment env(argc, argv);
+        return xgrad::distributed::run_or_abort([&] {
+            body();
+            return 0;
+        });
+    }
+#endif
     return guarded(body);
 }
+
+namespace {
+
+/// While train() runs --distributed: the model it wraps and its wrapper's forward.
+struct ModelThrough {
+    nn::Module<F>* model = nullptr;
+    std::function<Var<F>(const Var<F>&)> forward;
+    std::size_t calls = 0;  // forwards through the wrapper: a task that bypasses call_model is an error
+};
+ModelThrough through;
+
+}  // namespace
+
+Var<F> call_model(nn::Module<F>& model, const Var<F>& x)
+{
+    if (through.model == &model && through.forward) {
+        ++through.calls;
+        return through.forward(x);
+    }
+    return model(x);
+}
+
+int process_rank()
+{
+#ifdef XGRAD_EXAMPLES_DISTRIBUTED
+    return xgrad::distributed::rank();  // 0 without MPI
+#else
+    return 0;
+#endif
+}
+
+bool lead_rank() { return process_rank() == 0; }
 
 Task classifier_task(const std::string& name, nn::Module<F>& model, bool images)
 {
     auto forward = [&model, images](Tape<F>& t, const Tensor<F>& x) {
-        return images ? model(reshape(t.borrow(x), {-1, 1, 28, 28})) : model(t.borrow(x));
+        return call_model(model, images ? reshape(t.borrow(x), {-1, 1, 28, 28}) : t.borrow(x));
     };
     return {name, &model, forward, [](const Var<F>& out, const IndexTensor& y) { return cross_entropy(out, y); }, nullptr};
 }
@@ -394,11 +449,77 @@ void confusion(Task& task, Tape<F>& tape, const nn::Dataset& test, const std::st
     }
 }
 
+#ifdef XGRAD_EXAMPLES_DISTRIBUTED
+/// --distributed: the task's model behind DistributedDataParallel (call_model goes through it while
+/// this lives) and this rank's DistributedSampler shard of each epoch.
+class DataParallel {
+public:
+    /// Collective: every rank's model gets rank 0's parameters and buffers.
+    DataParallel(Task& task, std::size_t n, const Options& o)
+        : task_(task), ddp_(*task.model), sampler_(n, ddp_.world_size(), ddp_.rank(), true, o.seed)
+    {
+        through = {task.model, [this](const Var<F>& x) { return ddp_(x); }, 0};
+    }
+    ~DataParallel() { through = {}; }
+    DataParallel(const DataParallel&) = delete;
+    DataParallel& operator=(const DataParallel&) = delete;
+
+    int world_size() const { return ddp_.world_size(); }
+    std::size_t samples_per_rank() const { return sampler_.num_samples(); }
+
+    /// nn::train_epoch on this rank's shard, the gradients averaged across ranks before every
+    /// optimizer step; the loss and accuracy returned are over every rank's samples.
+    nn::EpochStats epoch(Tape<F>& tape, nn::Optimizer<F>& opt, const nn::Dataset& data, const Options& o,
+                         std::size_t epoch, const nn::StepCallback& on_step)
+    {
+        sampler_.set_epoch(epoch);
+        const std::vector<std::size_t> mine = sampler_.indices();
+        const std::size_t n = mine.size(), steps = (n + o.batch - 1) / o.batch;
+        Tensor<F> x;
+        IndexTensor y;
+        double loss_sum = 0;
+        std::size_t correct = 0;
+        for (std::size_t s = 0; s < steps; ++s) {
+            const std::size_t b = s * o.batch, end = std::min(n, b + o.batch);
+            nn::gather_batch(data, mine, b, end, x, y);
+            opt.zero_grad();
+            const std::size_t calls = through.calls;
+            auto out = task_.forward(tape, x);
+            if (through.calls == calls)
+                throw std::logic_error(task_.name + ": the task's forward does not call its model through call_model(), "
+                                                    "so --distributed cannot average its gradients");
+            auto l = task_.loss(out, y);
+            tape.backward(l);
+            ddp_.finish_gradient_synchronization();
+            opt.step();
+            const double v = double(l.item());
+            if (!std::isfinite(v))
+                throw std::runtime_error(fmt::format("epoch {} step {}: loss is {} (learning rate {} too high?)", epoch + 1,
+                                                     s + 1, v, opt.lr()));
+            loss_sum += v * double(end - b);
+            correct += nn::count_correct(out.value(), y);
+            tape.clear();
+            if (on_step) on_step(s + 1, steps, end, loss_sum / double(end));
+        }
+        double sums[3] = {loss_sum, double(correct), double(n)};
+        xgrad::distributed::check_mpi(MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
+                                      "MPI_Allreduce");
+        return {sums[2] > 0 ? sums[0] / sums[2] : 0.0, sums[2] > 0 ? sums[1] / sums[2] : 0.0};
+    }
+
+private:
+    Task& task_;
+    xgrad::distributed::DistributedDataParallel<F> ddp_;
+    xgrad::distributed::DistributedSampler sampler_;
+};
+#endif
+
 }  // namespace
 
 RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Options& o)
 {
     if (o.threads > 0) xgrad::set_num_threads(o.threads);
+    const bool lead = lead_rank();
     RunResult r;
     r.out_dir = o.out_dir.empty() ? "runs/" + task.name + (o.dataset == "fashion" ? "-fashion" : "") : o.out_dir;
     fs::create_directories(r.out_dir);
@@ -410,23 +531,42 @@ RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Optio
         const auto meta = nn::load_checkpoint(ckpt, *task.model, opt, {"epoch"});  // checked before any change
         start = checkpoint_epoch(meta, ckpt, o.epochs);
         r.history = read_metrics(csv, start);
-        fmt::print("resumed from {} after epoch {}\n", ckpt, start);
+        if (lead) fmt::print("resumed from {} after epoch {}\n", ckpt, start);
     }
-    fmt::print("{} on {}: {} train / {} validation / {} test images, {} parameters, batch {}, {} lr {}\n", task.name,
-               o.dataset, data.train.size(), data.val.size(), data.test.size(), task.model->num_parameters(), o.batch,
-               o.optimizer, o.lr);
+    std::size_t steps = (data.train.size() + o.batch - 1) / o.batch;
+    std::string batch = std::to_string(o.batch);
+#ifdef XGRAD_EXAMPLES_DISTRIBUTED
+    // After the checkpoint is loaded (on every rank, from the same file); rank 0's state wins anyway.
+    std::unique_ptr<DataParallel> parallel;
+    if (o.distributed) {
+        parallel = std::make_unique<DataParallel>(task, data.train.size(), o);
+        steps = (parallel->samples_per_rank() + o.batch - 1) / o.batch;
+        batch = fmt::format("{} per rank x {} ranks", o.batch, parallel->world_size());
+    }
+#endif
+    if (lead)
+        fmt::print("{} on {}: {} train / {} validation / {} test images, {} parameters, batch {}, {} lr {}\n", task.name,
+                   o.dataset, data.train.size(), data.val.size(), data.test.size(), task.model->num_parameters(), batch,
+                   o.optimizer, o.lr);
     Tape<F> tape;
-    const std::size_t steps = (data.train.size() + o.batch - 1) / o.batch;
     const auto t0 = clock_type::now();
     for (int epoch = start; epoch < o.epochs; ++epoch) {
         const auto e0 = clock_type::now();
         opt.set_lr(lr_for_epoch(o, epoch));
-        Progress bar(!o.quiet, steps);
+        Progress bar(!o.quiet && lead, steps);
+        const nn::StepCallback on_step = [&](std::size_t step, std::size_t, std::size_t samples, double mean_loss) {
+            bar.update(step, samples, mean_loss, epoch + 1, o.epochs);
+        };
+#ifdef XGRAD_EXAMPLES_DISTRIBUTED
+        const nn::EpochStats st =
+            parallel ? parallel->epoch(tape, opt, data.train, o, std::size_t(epoch), on_step)
+                     : nn::train_epoch(tape, opt, data.train, task.forward, task.loss,
+                                       nn::EpochOptions().batch_size(o.batch).seed(o.seed).epoch(std::size_t(epoch)), on_step);
+#else
         const nn::EpochStats st = nn::train_epoch(
             tape, opt, data.train, task.forward, task.loss, nn::EpochOptions().batch_size(o.batch).seed(o.seed).epoch(std::size_t(epoch)),
-            [&](std::size_t step, std::size_t, std::size_t samples, double mean_loss) {
-                bar.update(step, samples, mean_loss, epoch + 1, o.epochs);
-            });
+            on_step);
+#endif
         bar.done();
         EpochMetrics m;
         m.epoch = epoch + 1;
@@ -440,6 +580,7 @@ RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Optio
         if (task.extra_metrics) m.extra = task.extra_metrics(val.outputs, data.val.labels);
         m.seconds = std::chrono::duration<double>(clock_type::now() - e0).count();
         r.history.push_back(m);
+        if (!lead) continue;  // the other ranks train and evaluate as rank 0 does, silently
         std::string extra;
         for (const auto& [k, v] : m.extra) extra += fmt::format("  {} {:.4g}", k, v);
         fmt::print("epoch {:>2}/{}  train loss {:.4f} acc {:.2f}%  val loss {:.4f} acc {:.2f}%  test acc {:.2f}%  {:.1f}s{}\n",
@@ -451,9 +592,10 @@ RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Optio
         plot(r.out_dir, task.name + " on " + o.dataset);
     }
     r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
+    r.test_accuracy = r.history.empty() ? 0 : r.history.back().test_acc;
+    if (!lead) return r;
     nn::save_weights(*task.model, r.out_dir + "/model.safetensors");
     confusion(task, tape, data.test, r.out_dir);
-    r.test_accuracy = r.history.empty() ? 0 : r.history.back().test_acc;
     fmt::print("test accuracy {:.2f}% after {} epochs; training time {:.1f}s\n", 100 * r.test_accuracy, o.epochs, r.seconds);
     fmt::print("metrics: {}/metrics.csv  plot: {}/curves.png  weights: {}/model.safetensors\n", r.out_dir, r.out_dir, r.out_dir);
     return r;

@@ -35,6 +35,10 @@ struct Options {
     std::size_t train_limit = 0;    ///< use only the first N training images (quick runs, tests)
     std::size_t val_size = 10000;   ///< the last val_size training images are the validation set
     bool quiet = false;
+    /// The program trains through train(): add_options offers --distributed.
+    bool data_parallel = false;
+    /// --distributed: data-parallel training on MPI, one process per rank (xgrad::distributed).
+    bool distributed = false;
 };
 
 /// The run directory: --out, or runs/<example>[-fashion].
@@ -47,7 +51,8 @@ CLI::Validator real_in(double lo, double hi, bool include_lo = false, bool inclu
 /// wraps to 2^64 − 1).
 CLI::Validator int_in(long long lo, long long hi);
 
-/// Adds the shared options (defaults taken from `o`) to a CLI11 app.
+/// Adds the shared options (defaults taken from `o`) to a CLI11 app; --distributed too when
+/// o.data_parallel (rejected, before any data is loaded, when xgrad was built without MPI).
 void add_options(CLI::App& app, Options& o);
 
 struct Data {
@@ -80,11 +85,26 @@ struct RunResult {
     std::string out_dir;
 };
 
+/// The model's forward on x: model(x), or, while train() runs --distributed on this model, through
+/// its DistributedDataParallel wrapper (which averages the gradients across ranks during backward).
+/// A Task's forward calls its model through this.
+Var<F> call_model(nn::Module<F>& model, const Var<F>& x);
+
+/// This process's rank in a --distributed run (0 otherwise).
+int process_rank();
+/// False on the ranks other than 0 of a --distributed run: they print nothing and write no file.
+bool lead_rank();
+
 /// Builds the optimizer named in the options over the model's parameters.
 std::unique_ptr<nn::Optimizer<F>> make_optimizer(const Options& o, nn::Module<F>& model);
 
 /// Trains for o.epochs (continuing from <out>/checkpoint.safetensors with --resume), writing
 /// <out>/metrics.csv, <out>/curves.png, <out>/confusion.csv, <out>/model.safetensors.
+/// With o.distributed (inside run_example's MPI environment): the model is wrapped in
+/// DistributedDataParallel (rank 0's weights everywhere, gradients averaged across ranks), each rank
+/// trains on its DistributedSampler shard of every epoch in batches of o.batch (per rank), the
+/// reported training loss and accuracy are over all ranks' samples, every rank evaluates (the
+/// replicas are equal) and resumes from the same checkpoint, and rank 0 alone prints and writes.
 RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Options& o);
 
 /// The finished-epoch count stored in a checkpoint's metadata, checked (present, an integer in
@@ -121,7 +141,8 @@ bool parse(CLI::App& app, int argc, char** argv, int& code);
 
 /// An example's main: adds the shared options to `app`, then the example's own (`extra_options`),
 /// parses argv and runs `body`; returns the exit code (CLI11's for --help or a usage error, 1 after
-/// printing an error `body` threw).
+/// printing an error `body` threw). With --distributed, `body` runs inside MPI
+/// (xgrad::distributed::Environment and run_or_abort: an error on one rank ends every rank).
 int run_example(CLI::App& app, Options& o, int argc, char** argv, const std::function<void()>& body,
                 const std::function<void(CLI::App&)>& extra_options = {});
 

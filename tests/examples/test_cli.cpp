@@ -22,9 +22,10 @@ struct Run {
     std::string output;  // stdout and stderr
 };
 
-Run run(const std::string& program, const std::string& args)
+/// Runs a shell command line, stderr into stdout.
+Run run_command(const std::string& command)
 {
-    const std::string cmd = std::string(XGRAD_EXAMPLES_BIN) + "/" + program + " " + args + " 2>&1";
+    const std::string cmd = command + " 2>&1";
     Run r;
     FILE* p = ::popen(cmd.c_str(), "r");
     BOOST_TEST_REQUIRE(p != nullptr);
@@ -34,6 +35,11 @@ Run run(const std::string& program, const std::string& args)
     const int status = ::pclose(p);
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     return r;
+}
+
+Run run(const std::string& program, const std::string& args)
+{
+    return run_command(std::string(XGRAD_EXAMPLES_BIN) + "/" + program + " " + args);
 }
 
 const std::string no_data = " --data-dir /nonexistent/xgrad-cli-test --out " +
@@ -182,4 +188,34 @@ BOOST_AUTO_TEST_CASE(unwritable_out_directory_fails_before_training)
     BOOST_TEST(ok.output.find("/nonexistent/xgrad-cli-test") != std::string::npos, ok.output);
     BOOST_TEST(ok.output.find("scripts/fetch-data mnist") != std::string::npos, ok.output);
     fs::remove_all(base);
+}
+
+// --distributed: offered by the programs that train through examples/common/train (batch per rank),
+// accepted when xgrad has MPI and rejected before any data is loaded when it has not; the programs
+// with a training loop of their own do not take it.
+BOOST_AUTO_TEST_CASE(distributed_is_accepted_with_mpi_and_rejected_without)
+{
+    for (const char* program : {"mnist_mlp", "mnist_resnet", "mnist_layernorm_mlp", "mnist_trace_reg"}) {
+        const Run help = run(program, "--help");
+        BOOST_TEST(help.code == 0, program << ": " << help.output);
+        BOOST_TEST(help.output.find("--distributed") != std::string::npos, program << ": " << help.output);
+        BOOST_TEST(help.output.find("--batch-size is per rank") != std::string::npos, program << ": " << help.output);
+    }
+    for (const char* program : {"mnist_double_backprop", "hessian_spectrum", "newton_cg", "char_lm"})
+        expect_rejected(program, "--distributed", {"--distributed"});
+#ifdef XGRAD_EXAMPLES_HAVE_MPI
+    // One rank under mpiexec: the flag passes the CLI checks and the run fails only at the data,
+    // naming the rank (run_or_abort), where it looked and how to fetch it.
+    for (const char* program : {"mnist_mlp", "mnist_resnet"}) {
+        const Run r = run_command(std::string(XGRAD_MPIRUN_LOCAL) + " -n 1 " + XGRAD_EXAMPLES_BIN + "/" + program +
+                                  " --distributed" + no_data);
+        BOOST_TEST(r.code != 0, program << ": " << r.output);
+        BOOST_TEST(r.output.find("rank 0 of 1 failed") != std::string::npos, program << ": " << r.output);
+        BOOST_TEST(r.output.find("/nonexistent/xgrad-cli-test") != std::string::npos, program << ": " << r.output);
+        BOOST_TEST(r.output.find("scripts/fetch-data mnist") != std::string::npos, program << ": " << r.output);
+    }
+#else
+    for (const char* program : {"mnist_mlp", "mnist_resnet", "mnist_layernorm_mlp", "mnist_trace_reg"})
+        expect_rejected(program, "--distributed", {"--distributed", "built without MPI", "-DXGRAD_WITH_MPI=ON"});
+#endif
 }
