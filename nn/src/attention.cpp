@@ -36,13 +36,7 @@ Var<T> attend(const Var<T>& q, const Var<T>& k, const Var<T>& v, const Tensor<T>
     Var<T> scores = matmul(q, transpose(k)) * scale;
     if (mask) scores = scores + q.tape().constant(*mask);
     Var<T> prob = softmax(scores, -1);
-    if (p > 0) {
-        dropout_mask->resize(prob.shape());
-        std::bernoulli_distribution keep(1 - p);
-        const T keep_scale = T(1 / (1 - p));
-        for (auto& m : *dropout_mask) m = keep(*rng) ? keep_scale : T(0);
-        prob = prob * q.tape().constant(*dropout_mask);
-    }
+    if (p > 0) prob = dropout(prob, p, *rng, *dropout_mask);
     if (probabilities) *probabilities = prob;  // after dropout, as PyTorch returns them
     return matmul(prob, v);
 }

@@ -316,12 +316,21 @@ template <class T>
 Var<T> Dropout<T>::forward(const Var<T>& x)
 {
     if (!this->is_training() || p_ == 0) return x;
-    mask_.resize(x.shape());
-    std::bernoulli_distribution keep(1 - p_);
-    const T scale = T(1 / (1 - p_));
-    for (auto& m : mask_) m = keep(rng_) ? scale : T(0);
-    return x * x.tape().constant(mask_);
+    return dropout(x, p_, rng_, mask_);
 }
+
+template <class T>
+Var<T> dropout(const Var<T>& x, double p, std::mt19937_64& rng, Tensor<T>& mask)
+{
+    mask.resize(x.shape());
+    std::bernoulli_distribution keep(1 - p);
+    const T scale = T(1 / (1 - p));
+    for (auto& m : mask) m = keep(rng) ? scale : T(0);
+    return x * x.tape().constant(mask);
+}
+
+template Var<float> dropout(const Var<float>&, double, std::mt19937_64&, Tensor<float>&);
+template Var<double> dropout(const Var<double>&, double, std::mt19937_64&, Tensor<double>&);
 
 template <class T>
 Sequential<T>& Sequential<T>::add_module(std::unique_ptr<Module<T>> m)

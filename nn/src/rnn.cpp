@@ -6,6 +6,7 @@
 #include <stdexcept>
 
 #include "xgrad/nn/init.hpp"
+#include "xgrad/nn/layers.hpp"
 #include "xgrad/ops/activation.hpp"
 #include "xgrad/ops/linalg.hpp"
 #include "xgrad/ops/recurrent.hpp"
@@ -111,11 +112,7 @@ Var<T> RNNBase<T>::between_layers(std::size_t k, const Var<T>& y)
 {
     const double p = options_.dropout();
     if (k + 1 == options_.num_layers() || !this->is_training() || p == 0) return y;
-    mask_.resize(y.shape());
-    std::bernoulli_distribution keep(1 - p);
-    const T scale = T(1 / (1 - p));
-    for (auto& m : mask_) m = keep(rng_) ? scale : T(0);
-    return y * y.tape().constant(mask_);
+    return dropout(y, p, rng_, mask_);
 }
 
 template <class T>

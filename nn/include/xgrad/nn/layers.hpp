@@ -389,6 +389,12 @@ private:
     Tensor<T> mask_;
 };
 
+/// Inverted dropout: x ⊙ M, M_i = 1/(1 − p) with probability 1 − p and 0 otherwise, drawn from `rng`
+/// into `mask` (kept by the caller, reused from step to step). What Dropout, the recurrent layers
+/// (between layers) and MultiheadAttention (on the probabilities) apply in training mode.
+template <class T>
+Var<T> dropout(const Var<T>& x, double p, std::mt19937_64& rng, Tensor<T>& mask);
+
 /// Modules applied in order; children are named "0", "1", ...
 template <class T>
 class Sequential : public Module<T> {
