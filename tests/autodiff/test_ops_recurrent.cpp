@@ -10,6 +10,7 @@
 #include "xgrad/autodiff.hpp"
 
 using namespace xgrad;
+using xgrad::test::check_both;
 using xgrad::test::expect_check;
 using xgrad::test::rnd;
 using V = Var<double>;
@@ -18,11 +19,6 @@ using Tens = Tensor<double>;
 
 namespace {
 
-void check_both(const GradcheckFn& f, const std::vector<Tens>& inputs)
-{
-    expect_check<1>(f, inputs);
-    expect_check<2>(f, inputs);
-}
 
 /// f() must throw an E whose message contains every one of `parts`.
 template <class E, class F>

@@ -13,6 +13,7 @@
 #include "xgrad/autodiff.hpp"
 
 using namespace xgrad;
+using xgrad::test::check_both;
 using xgrad::test::expect_check;
 using xgrad::test::rnd;
 using V = Var<double>;
@@ -78,13 +79,6 @@ double max_abs_diff(const Tens& a, const Tens& b)
     double e = 0;
     for (std::size_t i = 0; i < a.size(); ++i) e = std::max(e, std::abs(a.data()[i] - b.data()[i]));
     return e;
-}
-
-/// First and second order of f at `inputs`.
-void check_both(const GradcheckFn& f, const std::vector<Tens>& inputs)
-{
-    expect_check<1>(f, inputs);
-    expect_check<2>(f, inputs);
 }
 
 using xgrad::test::expect_message;

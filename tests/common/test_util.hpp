@@ -57,6 +57,13 @@ GradcheckReport expect_check(const GradcheckFn& f, const std::vector<Tensor<doub
         return expect_gradgradcheck(f, inputs);
 }
 
+/// gradcheck and gradgradcheck of `inputs` through f.
+inline void check_both(const GradcheckFn& f, const std::vector<Tensor<double>>& inputs)
+{
+    expect_check<1>(f, inputs);
+    expect_check<2>(f, inputs);
+}
+
 /// Checks a unary op on every shape in unary_shapes; inputs drawn from [lo, hi) away from 0 by min_abs.
 template <int Order = 1, class F>
 void check_unary(F op, double lo = -1, double hi = 1, double min_abs = 0)
