@@ -4,7 +4,9 @@
 // reports the validation bits per character next to those of a character-bigram model with add-one
 // smoothing fitted on the same training text; at the end, a sample at temperature 0.8. Default:
 // 8 epochs of 180 chunks (32 streams × 64 characters), Adam 4e-3 (2e-3 for the transformer) with a
-// cosine schedule, gradient norm clipped at 1.
+// cosine schedule, gradient norm clipped at 1. --distributed: R ranks train on R·B streams, rank r on
+// streams [r·B, (r + 1)·B), the gradients averaged across ranks (a global batch of R·B streams);
+// rank 0 evaluates, prints and writes.
 #include <fmt/core.h>
 
 #include <cmath>
@@ -118,11 +120,13 @@ void run(Options& o, LmOptions& lm)
     for (Index i : val_ids) unknown += i == Vocabulary::unknown;
     const BigramModel bigram(train_ids, vocab.size(), lm.bigram_k);
     const double bigram_bpc = bigram.bits_per_char(val_ids);
-    fmt::print("fortunes in {}: {} train / {} validation fortunes (every {}th), {} / {} characters, vocabulary {} "
+    const bool lead = lead_rank();
+    if (lead)
+        fmt::print("fortunes in {}: {} train / {} validation fortunes (every {}th), {} / {} characters, vocabulary {} "
                "(+ unknown; {} validation characters unknown)\n",
                dir, split.train_fortunes, split.val_fortunes, lm.val_every, train_ids.size(), val_ids.size(),
                vocab.size() - 1, unknown);
-    fmt::print("bigram baseline (add-{:g} smoothing): {:.4f} bits/char on validation\n", lm.bigram_k, bigram_bpc);
+    if (lead) fmt::print("bigram baseline (add-{:g} smoothing): {:.4f} bits/char on validation\n", lm.bigram_k, bigram_bpc);
 
     // The model.
     CharModelOptions mo;
@@ -130,7 +134,6 @@ void run(Options& o, LmOptions& lm)
     mo.heads = lm.heads, mo.context = lm.seq_len, mo.dropout = lm.dropout, mo.seed = o.seed;
     CharModel model(mo);
     auto opt = make_optimizer(o, model);
-    const TokenStreams train_streams(train_ids, o.batch);
     // Validation: many streams for fewer sequential steps; the transformer's chunks fit its context.
     const std::size_t val_len = model.recurrent() ? 128 : lm.seq_len;
     const TokenStreams val_streams(val_ids, std::min<std::size_t>(128, std::max<std::size_t>(1, val_ids.size() / (2 * val_len))));
@@ -149,13 +152,20 @@ void run(Options& o, LmOptions& lm)
         }
         start = checkpoint_epoch(meta, ckpt, o.epochs);
         position = checkpoint_position(meta, ckpt);
-        if (position + 1 >= train_streams.length()) position = 0;
         rows = previous_rows(csv, start);
-        fmt::print("resumed from {} after epoch {} (recurrent state reset)\n", ckpt, start);
+        if (lead) fmt::print("resumed from {} after epoch {} (recurrent state reset)\n", ckpt, start);
     }
-    fmt::print("char_lm {}: {} parameters, {} streams × {} characters, chunks of {}, {} steps per epoch, {} lr {}, clip {}\n",
-               model.describe(), model.num_parameters(), train_streams.streams(), train_streams.length(), lm.seq_len,
-               lm.steps_per_epoch, o.optimizer, o.lr, lm.clip);
+    // After the checkpoint is loaded (every rank reads the same file); rank 0's state wins anyway.
+    Replicas replicas(model, o.distributed);
+    const std::size_t ranks = std::size_t(replicas.world_size());
+    const TokenStreams train_streams(train_ids, o.batch * ranks, o.batch * std::size_t(replicas.rank()), o.batch);
+    if (position + 1 >= train_streams.length()) position = 0;
+    const std::string streams = ranks > 1 ? fmt::format("{} streams ({} per rank x {} ranks)", o.batch * ranks, o.batch, ranks)
+                                          : fmt::format("{} streams", o.batch);
+    if (lead)
+        fmt::print("char_lm {}: {} parameters, {} × {} characters, chunks of {}, {} steps per epoch, {} lr {}, clip {}\n",
+                   model.describe(), model.num_parameters(), streams, train_streams.length(), lm.seq_len,
+                   lm.steps_per_epoch, o.optimizer, o.lr, lm.clip);
     std::fflush(stdout);
 
     Tape<F> tape;
@@ -169,7 +179,7 @@ void run(Options& o, LmOptions& lm)
                           : o.schedule == "step" ? nn::StepLR(o.lr, std::max(1, o.epochs / 3)).lr(epoch)
                                                  : o.lr;
         opt->set_lr(lr);
-        Progress bar(!o.quiet, lm.steps_per_epoch, "chars");
+        Progress bar(!o.quiet && lead, lm.steps_per_epoch, "chars");
         double loss_sum = 0;
         std::size_t chars = 0;
         for (std::size_t step = 1; step <= lm.steps_per_epoch; ++step) {
@@ -177,16 +187,19 @@ void run(Options& o, LmOptions& lm)
             train_streams.chunk(position, lm.seq_len, x, y);
             if (!model.recurrent()) state.reset();
             position += x.shape()[1];
-            const double loss = train_chunk(model, *opt, tape, x, y, state, lm.clip);
+            const double loss = train_chunk(model, *opt, tape, x, y, state, lm.clip, &replicas);
             if (!std::isfinite(loss)) throw std::runtime_error(fmt::format("the training loss is {} at epoch {} step {}", loss, epoch + 1, step));
             loss_sum += loss;
-            chars += y.size();
+            chars += y.size() * ranks;
             bar.update(step, chars, loss_sum / double(step), epoch + 1, o.epochs);
         }
         bar.done();
+        std::vector<double> losses{loss_sum};
+        replicas.sum(losses);  // every rank's chunks weigh the same
         const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
+        if (!lead) continue;  // the replicas are equal: rank 0 alone evaluates and writes
         Row r;
-        r.epoch = epoch + 1, r.lr = lr, r.train_loss = loss_sum / double(lm.steps_per_epoch), r.bigram_bpc = bigram_bpc;
+        r.epoch = epoch + 1, r.lr = lr, r.train_loss = losses[0] / double(lm.steps_per_epoch * ranks), r.bigram_bpc = bigram_bpc;
         r.val_bpc = last_bpc = evaluate_bits_per_char(model, tape, val_streams, val_len);
         r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - e0).count();
         fmt::print("epoch {:>2}/{}  train {:.4f} bits/char  validation {:.4f} bits/char  (bigram {:.4f}, {:+.4f})  {:.1f}s "
@@ -206,6 +219,7 @@ void run(Options& o, LmOptions& lm)
                          "unset multiplot\n");
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!lead) return;
     nn::save_weights(model, out + "/model.safetensors");
     if (start < o.epochs)
         fmt::print("validation {:.4f} bits/char after {} epochs, {:.4f} {} the bigram's {:.4f}; time {:.1f}s\n", last_bpc,
@@ -223,7 +237,7 @@ void run(Options& o, LmOptions& lm)
 int main(int argc, char** argv)
 {
     Options o;
-    o.example = "char_lm-lstm";
+    o.example = "char_lm-lstm", o.data_parallel = true;
     o.epochs = 8, o.batch = 32, o.lr = 4e-3, o.optimizer = "adam", o.schedule = "cosine";
     LmOptions lm;
     CLI::App app{"Character-level language model (LSTM, GRU or causal transformer) on Debian's English fortunes"};
@@ -238,7 +252,7 @@ int main(int argc, char** argv)
             // The shared options that mean nothing here; --batch-size is the number of streams.
             a.remove_option(a.get_option("--dataset"));
             a.remove_option(a.get_option("--val-size"));
-            a.get_option("--batch-size")->description("parallel streams of the training text (the batch)");
+            a.get_option("--batch-size")->description("parallel streams of the training text (the batch; per rank with --distributed)");
             a.get_option("--lr")->description("learning rate (default: 0.004; 0.002 for the transformer)");
             a.get_option("--data-dir")->description("directory of the fortune files (default: $XGRAD_DATA or ./data, then fortunes/)");
             a.get_option("--train-limit")->description("use only the first N training characters (quick runs; 0: all)");

@@ -204,12 +204,22 @@ void DistributedDataParallel<T>::broadcast_buffers()
 template <class T>
 Var<T> DistributedDataParallel<T>::forward(const Var<T>& x)
 {
-    Tape<T>& tape = x.tape();
-    if (options_.check_input_shapes() && tape.grad_enabled()) check_input_shape(x.shape());
+    return forward_with(x.tape(), x.shape(), [&] { return module_.forward(x); });
+}
+
+template <class T>
+void DistributedDataParallel<T>::before_forward(Tape<T>& tape, const Shape& input_shape)
+{
+    if (options_.check_input_shapes() && tape.grad_enabled()) check_input_shape(input_shape);
     if (options_.broadcast_buffers() && tape.grad_enabled()) broadcast_buffers();
-    Var<T> y = module_.forward(x);
+}
+
+template <class T>
+void DistributedDataParallel<T>::after_forward(Tape<T>& tape, const Var<T>& y)
+{
+    if (&y.tape() != &tape)
+        throw std::invalid_argument("DistributedDataParallel::forward_with: the output is not on the tape passed in");
     if (sync_ && tape.grad_enabled()) prepare_for_backward(tape, y);
-    return y;
 }
 
 template <class T>

@@ -89,12 +89,14 @@ Var<F> CharModel::forward(const Var<F>& x)
 }
 
 double train_chunk(CharModel& model, nn::Optimizer<F>& opt, Tape<F>& tape, const IndexTensor& x, const IndexTensor& y,
-                   CharModel::State& state, double clip)
+                   CharModel::State& state, double clip, Replicas* replicas)
 {
     opt.zero_grad();
-    const Var<F> loss = cross_entropy(model.forward(tape, x, &state), y);
+    const auto run = [&] { return model.forward(tape, x, &state); };
+    const Var<F> loss = cross_entropy(replicas ? replicas->forward(tape, x.shape(), run) : run(), y);
     const double value = loss.value()();
     tape.backward(loss);
+    if (replicas) replicas->synchronize();
     if (clip > 0) nn::utils::clip_grad_norm_(model.parameters(), clip);
     opt.step();
     tape.clear();

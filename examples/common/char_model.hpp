@@ -62,9 +62,10 @@ private:
 
 /// One truncated-BPTT step on the chunk (x (B, L), y (B·L)): mean cross-entropy, backward, gradient
 /// clipping to total norm `clip` (0: none), optimizer step; state carried in and out detached.
-/// Returns the loss (nats per character).
+/// Returns the loss (nats per character). With `replicas` (--distributed), the forward goes through
+/// them and the gradients are averaged across ranks before clipping.
 double train_chunk(CharModel& model, nn::Optimizer<F>& opt, Tape<F>& tape, const IndexTensor& x, const IndexTensor& y,
-                   CharModel::State& state, double clip);
+                   CharModel::State& state, double clip, Replicas* replicas = nullptr);
 
 /// Mean cross-entropy in bits per character over every target of the streams, in chunks of `len`
 /// (recurrent models carry their state from chunk to chunk; the transformer sees each chunk alone),

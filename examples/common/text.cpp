@@ -223,12 +223,16 @@ double BigramModel::bits_per_char(const std::vector<Index>& ids) const
     return bits / double(ids.size() - 1);
 }
 
-TokenStreams::TokenStreams(const std::vector<Index>& ids, std::size_t streams)
-    : ids_(ids), b_(streams), s_(streams ? ids.size() / streams : 0)
+TokenStreams::TokenStreams(const std::vector<Index>& ids, std::size_t streams, std::size_t first, std::size_t count)
+    : count_(count ? count : streams - std::min(first, streams)), s_(streams ? ids.size() / streams : 0)
 {
-    if (b_ == 0 || s_ < 2)
+    if (streams == 0 || s_ < 2)
         throw std::invalid_argument("TokenStreams: " + std::to_string(ids.size()) + " characters are too few for " +
                                     std::to_string(streams) + " streams of at least 2");
+    if (first >= streams || count_ == 0 || first + count_ > streams)
+        throw std::invalid_argument("TokenStreams: streams [" + std::to_string(first) + ", " + std::to_string(first + count_) +
+                                    ") of " + std::to_string(streams));
+    ids_.assign(ids.begin() + std::ptrdiff_t(first * s_), ids.begin() + std::ptrdiff_t((first + count_) * s_));
 }
 
 void TokenStreams::chunk(std::size_t t, std::size_t l, IndexTensor& x, IndexTensor& y) const
@@ -237,9 +241,9 @@ void TokenStreams::chunk(std::size_t t, std::size_t l, IndexTensor& x, IndexTens
         throw std::out_of_range("TokenStreams: chunk start " + std::to_string(t) + " past the streams' length " +
                                 std::to_string(s_));
     l = std::min(l, s_ - 1 - t);
-    x.resize({b_, l});
-    y.resize({b_ * l});
-    for (std::size_t b = 0; b < b_; ++b) {
+    x.resize({count_, l});
+    y.resize({count_ * l});
+    for (std::size_t b = 0; b < count_; ++b) {
         const Index* s = ids_.data() + b * s_ + t;
         std::copy(s, s + l, x.data() + b * l);
         std::copy(s + 1, s + 1 + l, y.data() + b * l);

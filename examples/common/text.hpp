@@ -84,19 +84,22 @@ private:
 /// A text as B parallel streams for truncated BPTT: stream b is ids[b·S, (b + 1)·S), S = ⌊n / B⌋
 /// (the last n mod B ids are unused). Chunk (t, l): inputs x (B, l) = stream[t, t + l) and targets
 /// y (B·l, row-major like x) = stream[t + 1, t + l + 1); t + l < S.
+/// A shard (data-parallel ranks) keeps the geometry of all B streams and serves streams
+/// [first, first + count) only: the shards of B = count × ranks together are the whole.
 class TokenStreams {
 public:
-    /// B ≥ 1 and S ≥ 2, else std::invalid_argument naming both.
-    TokenStreams(const std::vector<Index>& ids, std::size_t streams);
-    std::size_t streams() const { return b_; }
+    /// B ≥ 1 and S ≥ 2, else std::invalid_argument naming both; count 0: streams − first.
+    TokenStreams(const std::vector<Index>& ids, std::size_t streams, std::size_t first = 0, std::size_t count = 0);
+    /// The streams served (the chunks' rows).
+    std::size_t streams() const { return count_; }
     std::size_t length() const { return s_; }
     /// The chunk starting at t of length min(l, S − 1 − t) into x, y (resized); t ≥ S − 1 throws
     /// std::out_of_range.
     void chunk(std::size_t t, std::size_t l, IndexTensor& x, IndexTensor& y) const;
 
 private:
-    std::vector<Index> ids_;
-    std::size_t b_, s_;
+    std::vector<Index> ids_;  // the served streams only
+    std::size_t count_, s_;
 };
 
 }  // namespace xgrad::examples

@@ -219,6 +219,71 @@ int process_rank()
 
 bool lead_rank() { return process_rank() == 0; }
 
+#ifdef XGRAD_EXAMPLES_DISTRIBUTED
+struct Replicas::Impl {
+    explicit Impl(nn::Module<F>& model) : ddp(model) {}
+    xgrad::distributed::DistributedDataParallel<F> ddp;
+};
+#else
+struct Replicas::Impl {};
+#endif
+
+Replicas::Replicas(nn::Module<F>& model, bool distributed)
+{
+#ifdef XGRAD_EXAMPLES_DISTRIBUTED
+    if (distributed) impl_ = std::make_unique<Impl>(model);
+#else
+    (void)model;
+    if (distributed) throw std::logic_error("Replicas: this xgrad was built without MPI (xgrad::distributed)");
+#endif
+}
+
+Replicas::~Replicas() = default;
+
+int Replicas::rank() const
+{
+#ifdef XGRAD_EXAMPLES_DISTRIBUTED
+    if (impl_) return impl_->ddp.rank();
+#endif
+    return 0;
+}
+
+int Replicas::world_size() const
+{
+#ifdef XGRAD_EXAMPLES_DISTRIBUTED
+    if (impl_) return impl_->ddp.world_size();
+#endif
+    return 1;
+}
+
+Var<F> Replicas::forward(Tape<F>& tape, const Shape& input_shape, const std::function<Var<F>()>& run)
+{
+#ifdef XGRAD_EXAMPLES_DISTRIBUTED
+    if (impl_) return impl_->ddp.forward_with(tape, input_shape, run);
+#endif
+    (void)tape, (void)input_shape;
+    return run();
+}
+
+void Replicas::synchronize()
+{
+#ifdef XGRAD_EXAMPLES_DISTRIBUTED
+    if (impl_) impl_->ddp.finish_gradient_synchronization();
+#endif
+}
+
+void Replicas::sum(std::vector<double>& values)
+{
+#ifdef XGRAD_EXAMPLES_DISTRIBUTED
+    if (impl_)
+        xgrad::distributed::check_mpi(MPI_Allreduce(MPI_IN_PLACE, values.data(), int(values.size()), MPI_DOUBLE, MPI_SUM,
+                                                    MPI_COMM_WORLD),
+                                      "MPI_Allreduce");
+#else
+    (void)values;
+#endif
+}
+
 Task classifier_task(const std::string& name, nn::Module<F>& model, bool images)
 {
     auto forward = [&model, images](Tape<F>& t, const Tensor<F>& x) {
@@ -456,15 +521,17 @@ class DataParallel {
 public:
     /// Collective: every rank's model gets rank 0's parameters and buffers.
     DataParallel(Task& task, std::size_t n, const Options& o)
-        : task_(task), ddp_(*task.model), sampler_(n, ddp_.world_size(), ddp_.rank(), true, o.seed)
+        : task_(task), replicas_(*task.model, true), sampler_(n, replicas_.world_size(), replicas_.rank(), true, o.seed)
     {
-        through = {task.model, [this](const Var<F>& x) { return ddp_(x); }, 0};
+        through = {task.model, [this](const Var<F>& x) {
+                       return replicas_.forward(x.tape(), x.shape(), [&] { return task_.model->forward(x); });
+                   }, 0};
     }
     ~DataParallel() { through = {}; }
     DataParallel(const DataParallel&) = delete;
     DataParallel& operator=(const DataParallel&) = delete;
 
-    int world_size() const { return ddp_.world_size(); }
+    int world_size() const { return replicas_.world_size(); }
     std::size_t samples_per_rank() const { return sampler_.num_samples(); }
 
     /// nn::train_epoch on this rank's shard, the gradients averaged across ranks before every
@@ -490,7 +557,7 @@ public:
                                                     "so --distributed cannot average its gradients");
             auto l = task_.loss(out, y);
             tape.backward(l);
-            ddp_.finish_gradient_synchronization();
+            replicas_.synchronize();
             opt.step();
             const double v = double(l.item());
             if (!std::isfinite(v))
@@ -501,15 +568,14 @@ public:
             tape.clear();
             if (on_step) on_step(s + 1, steps, end, loss_sum / double(end));
         }
-        double sums[3] = {loss_sum, double(correct), double(n)};
-        xgrad::distributed::check_mpi(MPI_Allreduce(MPI_IN_PLACE, sums, 3, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD),
-                                      "MPI_Allreduce");
+        std::vector<double> sums{loss_sum, double(correct), double(n)};
+        replicas_.sum(sums);
         return {sums[2] > 0 ? sums[0] / sums[2] : 0.0, sums[2] > 0 ? sums[1] / sums[2] : 0.0};
     }
 
 private:
     Task& task_;
-    xgrad::distributed::DistributedDataParallel<F> ddp_;
+    Replicas replicas_;
     xgrad::distributed::DistributedSampler sampler_;
 };
 #endif

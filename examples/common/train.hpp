@@ -9,6 +9,7 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -94,6 +95,33 @@ Var<F> call_model(nn::Module<F>& model, const Var<F>& x);
 int process_rank();
 /// False on the ranks other than 0 of a --distributed run: they print nothing and write no file.
 bool lead_rank();
+
+/// --distributed for a program with its own training loop (char_lm; train() uses it too): while
+/// it lives, `model` is behind DistributedDataParallel (rank 0's parameters and buffers on every
+/// rank, gradients averaged during backward). Not distributed: forward only runs, synchronize and
+/// sum do nothing. Construction and every call but rank()/world_size() are collective.
+class Replicas {
+public:
+    Replicas(nn::Module<F>& model, bool distributed);
+    ~Replicas();
+    Replicas(const Replicas&) = delete;
+    Replicas& operator=(const Replicas&) = delete;
+    bool distributed() const { return bool(impl_); }
+    int rank() const;
+    int world_size() const;
+    /// run() records the model's forward on `tape` (from whatever inputs it takes); distributed,
+    /// through the wrapper, which checks that every rank's input_shape is rank 0's and arms the
+    /// averaging of the next backward's gradients.
+    Var<F> forward(Tape<F>& tape, const Shape& input_shape, const std::function<Var<F>()>& run);
+    /// After backward, before clipping or the optimizer step: waits for the averaged gradients.
+    void synchronize();
+    /// Sums `values` over the ranks, in place.
+    void sum(std::vector<double>& values);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
 
 /// Builds the optimizer named in the options over the model's parameters.
 std::unique_ptr<nn::Optimizer<F>> make_optimizer(const Options& o, nn::Module<F>& model);

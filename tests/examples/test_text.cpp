@@ -3,6 +3,7 @@
 // the streams for truncated BPTT, and a tiny LSTM trained on a tiny text.
 #define BOOST_TEST_MODULE examples_text
 #include <boost/test/unit_test.hpp>
+#include <xtensor/xbuilder.hpp>
 
 #include <unistd.h>
 
@@ -203,6 +204,28 @@ BOOST_AUTO_TEST_CASE(streams_cut_chunks_with_next_character_targets)
     BOOST_TEST((y == IndexTensor{5, 6, 12, 13, 19, 20}));
     BOOST_CHECK_THROW(s.chunk(6, 4, x, y), std::out_of_range);
     BOOST_CHECK_THROW(TokenStreams(ids, 12), std::invalid_argument);
+}
+
+// char_lm --distributed: rank r of R serves streams [r·B, (r + 1)·B) of B·R; the shards' chunks
+// stacked are the whole's chunk.
+BOOST_AUTO_TEST_CASE(stream_shards_stack_to_the_whole)
+{
+    std::vector<Index> ids(47);
+    for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = Index(i);
+    const TokenStreams whole(ids, 4), first(ids, 4, 0, 2), second(ids, 4, 2, 2);  // S = 11
+    BOOST_TEST(first.streams() == 2u);
+    BOOST_TEST(second.length() == whole.length());
+    IndexTensor x, y, x0, y0, x1, y1;
+    for (std::size_t t : {0u, 5u, 8u}) {
+        whole.chunk(t, 4, x, y);
+        first.chunk(t, 4, x0, y0);
+        second.chunk(t, 4, x1, y1);
+        BOOST_TEST((xt::concatenate(xt::xtuple(x0, x1), 0) == x));
+        BOOST_TEST((xt::concatenate(xt::xtuple(y0, y1), 0) == y));
+    }
+    BOOST_TEST((x1 == IndexTensor{{30, 31}, {41, 42}}));  // t = 8: two left before each stream's end
+    BOOST_CHECK_THROW(TokenStreams(ids, 4, 3, 2), std::invalid_argument);
+    BOOST_CHECK_THROW(TokenStreams(ids, 4, 4), std::invalid_argument);
 }
 
 // A tiny LSTM on a tiny periodic text: a few dozen truncated-BPTT steps bring the validation bits

@@ -53,6 +53,19 @@ public:
     Var<T> forward(const Var<T>& x);
     Var<T> operator()(const Var<T>& x) { return forward(x); }
 
+    /// Any other forward of the module (torch's DDP forwards any arguments): `run()` records the
+    /// module's forward on `tape` from whatever it takes (token ids, carried states, several inputs)
+    /// and returns the output; around it, the same checks, buffer copy and hooks as forward(x), with
+    /// `input_shape` the shape every rank must share. Collective, like forward(x).
+    template <class Run>
+    Var<T> forward_with(Tape<T>& tape, const Shape& input_shape, Run&& run)
+    {
+        before_forward(tape, input_shape);
+        Var<T> y = run();
+        after_forward(tape, y);
+        return y;
+    }
+
     /// Waits for every bucket's all-reduce (starting those the sweep did not reach) and writes the
     /// averaged gradients back into the parameters. Call after backward, before the optimizer step.
     /// Nothing to do after a forward under no_sync().
@@ -96,6 +109,8 @@ private:
         MPI_Request request = MPI_REQUEST_NULL;
         bool started = false;
     };
+    void before_forward(Tape<T>& tape, const Shape& input_shape);
+    void after_forward(Tape<T>& tape, const Var<T>& y);
     void check_replicas();
     void check_input_shape(const Shape& shape);
     /// Collective: throws std::invalid_argument on every rank with the lowest rank's non-empty `why`.
