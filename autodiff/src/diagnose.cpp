@@ -117,6 +117,7 @@ struct Model {
     std::vector<std::string> observed;                 // observed names in order
     std::vector<std::pair<std::string, std::vector<Tens>>> terms;  // loss terms: per-node gradients
     std::vector<std::pair<double, std::string>> factors;           // the model's own factors
+    std::vector<std::pair<std::size_t, std::string>> axes;         // axis sizes the model names ("classes")
 
     const Tens& value(std::uint32_t i) const { return tape.at(i).value(); }
     std::string op(std::uint32_t i) const { return tape.at(i).op(); }
@@ -170,8 +171,10 @@ void collect_factors(Model& m)
         if ((op == "cross_entropy" || op == "nll_loss" || op == "mse_loss") && !in0.empty()) {
             add_factor(m, double(in0[0]), fmt::format("the batch size B = {} (a mean over the batch taken as a sum, "
                                                       "or the reverse)", in0[0]));
-            if (in0.size() == 2 && op != "mse_loss")
+            if (in0.size() == 2 && op != "mse_loss") {
                 add_factor(m, double(in0[1]), fmt::format("the number of classes C = {}", in0[1]));
+                m.axes.emplace_back(in0[1], "classes");
+            }
             if (op == "mse_loss") {
                 std::size_t n = 1;
                 for (auto d : in0) n *= d;
@@ -448,11 +451,6 @@ struct Fitter {
             r.erase(r.begin() + std::ptrdiff_t(k));
             return r;
         };
-        auto axis_name = [](std::size_t k, std::size_t rank) {
-            if (k == 0) return std::string("the batch (axis 0)");
-            if (k + 1 == rank) return fmt::format("the last axis (axis {}: classes or features)", k);
-            return fmt::format("axis {}", k);
-        };
         if (hs.size() == as.size() + 1)
             for (std::size_t k = 0; k < hs.size(); ++k) {
                 if (without(hs, k) != as) continue;
@@ -462,7 +460,7 @@ struct Fitter {
                                k == 0 ? fmt::format("{} has one entry per sample {}: the sum over the batch (axis 0) is missing",
                                                     label, shape_str(hs))
                                       : fmt::format("{} {} keeps {}: the sum over it is missing", label,
-                                                    shape_str(hs), axis_name(k, hs.size())),
+                                                    shape_str(hs), axis_label(k, hs.size(), hs[k])),
                                residual(s, a)});
                 break;
             }
@@ -475,7 +473,7 @@ struct Fitter {
                                k == 0 ? fmt::format("{} sums over the batch, but {} is per sample {}", label, label,
                                                     shape_str(as))
                                       : fmt::format("{} sums over {}, but {} keeps it {}", label,
-                                                    axis_name(k, as.size()), label, shape_str(as)),
+                                                    axis_label(k, as.size(), as[k]), label, shape_str(as)),
                                residual(h, s)});
                 break;
             }
@@ -628,7 +626,142 @@ struct Fitter {
             if (!t.size() || t.shape() != a.shape() || norm(t) == 0) continue;
             offer(Tens(a - t), "missing term", fmt::format("{} leaves out the gradient of the term '{}'", label, term));
             offer(Tens(a + t), "extra term", fmt::format("{} counts the gradient of the term '{}' twice", label, term));
+            // One term's gradient summed over an axis and broadcast back (Σⱼ(yⱼ − dⱼ) for the
+            // vector y − d): the other terms stay as they are.
+            if (t.dimension() < 2) continue;
+            for (std::size_t k = 0; k < t.dimension(); ++k) {
+                if (t.shape()[k] < 2) continue;
+                const Tens summed = xt::sum(t, {k}, xt::keep_dims);
+                offer(Tens(a - t + summed), "sum over axis",
+                      fmt::format("{}: the gradient of the term '{}' summed over {} and broadcast back: one number "
+                                  "per {} where the term's gradient is a vector over the axis",
+                                  label, term, axis_label(k, t.dimension(), t.shape()[k]),
+                                  k == 0 ? "column" : "row"));
+            }
         }
+    }
+
+    /// An axis by its place and, where the model says, what it counts.
+    std::string axis_label(std::size_t k, std::size_t rank, std::size_t size) const
+    {
+        if (k == 0) return fmt::format("the batch (axis 0, {} samples)", size);
+        for (const auto& [axis_size, what] : m.axes)
+            if (axis_size == size) return fmt::format("the {} (axis {}, {} of them)", what, k, size);
+        if (k + 1 == rank) return fmt::format("the last axis (axis {}: classes or features)", k);
+        return fmt::format("axis {}", k);
+    }
+
+    /// The trace-scatter regularizer ½γ(tr S_w − tr S_b) consuming node n sends it
+    /// κ((yᵢ − m_c) − (m_c − m)) (κ = γ × the cotangent reaching it). A hand gradient that writes
+    /// other coefficients per class is A + a_c(yᵢ − m_c) + b_c(m_c − m): a_c and b_c fitted by least
+    /// squares over each class's rows (the two directions are orthogonal within a class, since
+    /// Σ_{i∈c}(yᵢ − m_c) = 0), reported as the hand's coefficients 1 + a_c/κ and −1 + b_c/κ.
+    void scatter(std::uint32_t n, const Tens& a)
+    {
+        if (h.shape() != a.shape() || h.dimension() != 2) return;
+        for (std::uint32_t c : m.consumers[n]) {
+            if (m.op(c) != "trace_scatter_loss" || !m.grads[c].size()) continue;
+            const std::vector<std::size_t>& id = Access::node(m.tape, c).saved_index_;  // the op's classes
+            const Tens& y = m.value(n);
+            const std::size_t B = y.shape()[0], D = y.shape()[1];
+            if (id.size() != B || B == 0) continue;
+            const std::size_t K = *std::max_element(id.begin(), id.end()) + 1;
+            std::vector<double> count(K, 0);
+            Tens mc = xt::zeros<double>({K, D});
+            const Tens mean = xt::mean(y, {0});
+            for (std::size_t i = 0; i < B; ++i) {
+                count[id[i]] += 1;
+                for (std::size_t d = 0; d < D; ++d) mc(id[i], d) += y(i, d);
+            }
+            for (std::size_t k = 0; k < K; ++k)
+                for (std::size_t d = 0; d < D; ++d) mc(k, d) /= std::max(count[k], 1.0);
+            Tens P = y, Q = y;  // yᵢ − m_c and m_c − m, row by row
+            for (std::size_t i = 0; i < B; ++i)
+                for (std::size_t d = 0; d < D; ++d) {
+                    P(i, d) = y(i, d) - mc(id[i], d);
+                    Q(i, d) = mc(id[i], d) - mean(d);
+                }
+            // κ from the op's own VJP with the cotangent that reaches it
+            const Tens v = Access::isolated_vjp(m.tape, c, m.grads[c])[0];
+            const Tens u = P - Q;
+            double vu = 0, uu = 0;
+            for (std::size_t i = 0; i < u.size(); ++i) vu += v.data()[i] * u.data()[i], uu += u.data()[i] * u.data()[i];
+            if (uu == 0 || vu == 0) continue;
+            const double kappa = vu / uu;
+            std::vector<double> pr(K, 0), pp(K, 0), qr(K, 0), qq(K, 0);
+            for (std::size_t i = 0; i < B; ++i)
+                for (std::size_t d = 0; d < D; ++d) {
+                    const double r = h(i, d) - a(i, d);
+                    pr[id[i]] += P(i, d) * r, pp[id[i]] += P(i, d) * P(i, d);
+                    qr[id[i]] += Q(i, d) * r, qq[id[i]] += Q(i, d) * Q(i, d);
+                }
+            const double tiny = 1e-24 * std::max(uu, 1e-300);
+            std::vector<double> alpha(K, NAN), beta(K, NAN);  // NaN: the class leaves it undetermined
+            Tens cand = a;
+            for (std::size_t k = 0; k < K; ++k) {
+                const double ak = pp[k] > tiny ? pr[k] / pp[k] : 0, bk = qq[k] > tiny ? qr[k] / qq[k] : 0;
+                if (pp[k] > tiny) alpha[k] = 1 + ak / kappa;
+                if (qq[k] > tiny) beta[k] = -1 + bk / kappa;
+                for (std::size_t i = 0; i < B; ++i)
+                    if (id[i] == k)
+                        for (std::size_t d = 0; d < D; ++d) cand(i, d) += ak * P(i, d) + bk * Q(i, d);
+            }
+            bool all_correct = true;
+            for (std::size_t k = 0; k < K; ++k)
+                all_correct = all_correct && (std::isnan(alpha[k]) || std::abs(alpha[k] - 1) < 1e-6) &&
+                              (std::isnan(beta[k]) || std::abs(beta[k] + 1) < 1e-6);
+            if (all_correct) continue;  // the regularizer's part is right: the mistake is elsewhere
+            std::string per_class;
+            for (std::size_t k = 0; k < K; ++k) {
+                auto num = [](double x) {  // rounding residue (1e-16) printed as the 0 it is
+                    return std::isnan(x) ? std::string("any") : fmt::format("{:.6g}", std::abs(x) < 1e-9 ? 0.0 : x);
+                };
+                per_class += fmt::format("{}class {} (n_c = {:g}): {} and {}", k ? "; " : "", k, count[k],
+                                         num(alpha[k]), num(beta[k]));
+            }
+            const std::string named_a = count_expression(alpha, count, double(B)),
+                              named_b = count_expression(beta, count, double(B));
+            std::string named;
+            if (!named_a.empty() && !named_b.empty())
+                named = fmt::format(", i.e. {} and {}", named_a, named_b);
+            offer(cand, "scatter coefficients",
+                  fmt::format("{}: the gradient of the trace regularizer ({}) with coefficients (in units of its γ) on "
+                              "(yᵢ − m_c) and (m_c − m) of {}{} instead of 1 and −1",
+                              label, m.where(c), per_class, named));
+        }
+    }
+
+    /// A name for per-class coefficients that one expression in the class count n_c and the
+    /// sample count N gives for every class (NaN entries are undetermined and match anything).
+    static std::string count_expression(const std::vector<double>& x, const std::vector<double>& n_c, double N)
+    {
+        using F = double (*)(double, double);
+        static const std::pair<const char*, F> forms[] = {
+            {"1", [](double, double) { return 1.0; }},           {"−1", [](double, double) { return -1.0; }},
+            {"0", [](double, double) { return 0.0; }},           {"2", [](double, double) { return 2.0; }},
+            {"−2", [](double, double) { return -2.0; }},         {"½", [](double, double) { return 0.5; }},
+            {"−½", [](double, double) { return -0.5; }},         {"1/n_c", [](double n, double) { return 1 / n; }},
+            {"−1/n_c", [](double n, double) { return -1 / n; }}, {"1 − 1/n_c", [](double n, double) { return 1 - 1 / n; }},
+            {"−(1 − 1/n_c)", [](double n, double) { return 1 / n - 1; }},
+            {"n_c/N", [](double n, double N) { return n / N; }}, {"−n_c/N", [](double n, double N) { return -n / N; }},
+            {"1 − n_c/N = n_c(1/n_c − 1/N)", [](double n, double N) { return 1 - n / N; }},
+            {"−(1 − n_c/N) = −n_c(1/n_c − 1/N)", [](double n, double N) { return n / N - 1; }},
+            {"n_c", [](double n, double) { return n; }},         {"−n_c", [](double n, double) { return -n; }},
+            {"1/N", [](double, double N) { return 1 / N; }},     {"−1/N", [](double, double N) { return -1 / N; }},
+            {"1 − 1/N", [](double, double N) { return 1 - 1 / N; }},
+            {"−(1 − 1/N)", [](double, double N) { return 1 / N - 1; }},
+        };
+        for (const auto& [name, f] : forms) {
+            bool all = true, any = false;
+            for (std::size_t k = 0; k < x.size() && all; ++k) {
+                if (std::isnan(x[k]) || n_c[k] == 0) continue;
+                const double e = f(n_c[k], N);
+                all = std::abs(x[k] - e) <= 1e-6 * std::max(1.0, std::abs(e));
+                any = true;
+            }
+            if (all && any) return name;
+        }
+        return {};
     }
 };
 
@@ -670,6 +803,7 @@ std::vector<Hypothesis> fit(const Model& m, const DiagnoseOptions& o, bool is_gr
     if (is_grad) {
         f.derivative(n);
         f.terms(n, a);
+        f.scatter(n, a);
     } else {
         f.bias(n, a);
     }
@@ -677,7 +811,7 @@ std::vector<Hypothesis> fit(const Model& m, const DiagnoseOptions& o, bool is_gr
     // names the mistake, "equals another layer's quantity" only says where the number came from).
     auto rank = [](const std::string& kind) {
         static const char* order[] = {"activation derivative", "elementwise derivative", "missing derivative",
-                                      "pooling routing", "missing term", "extra term", "sum over axis", "transpose",
+                                      "pooling routing", "missing term", "extra term", "scatter coefficients", "sum over axis", "transpose",
                                       "sign", "factor", "off-by-one layer", "wrong bias"};
         for (std::size_t i = 0; i < std::size(order); ++i)
             if (kind == order[i]) return i;

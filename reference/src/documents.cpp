@@ -22,7 +22,14 @@ using namespace hand;
 
 // ---- 000: the trace regularizer's gradient as the document's D1 writes it -----------------------
 
-DiagnosisReport mlp_trace_regularizer()
+/// Which part of document 000's derivation is run as written; the rest is the correct formula, so
+/// each run holds the one mistake it names.
+enum class Doc000 {
+    regularizer,  ///< D1's regularizer term per sample (n read as n_c)
+    data_term,    ///< D1's data term Σⱼ(y_{i,j} − d_{i,j}): one number per sample in every entry
+};
+
+DiagnosisReport mlp_trace_regularizer(Doc000 part)
 {
     const IndexTensor labels = {0, 1, 1, 2, 0, 2, 2, 1};
     const std::size_t N = 8, C = 3;
@@ -35,7 +42,8 @@ DiagnosisReport mlp_trace_regularizer()
         auto y1 = t.observe("y1", sigmoid(z1));
         auto y = t.observe("y", linear(y1, t.param(W2), t.param(b2)));
         auto data = t.observe("squared error", mse_loss(y, t.constant(D), Reduction::half_sum));
-        auto reg = t.observe("regularizer", trace_regularizer_on_tape(y, labels, C, gamma));
+        // the fused op: it keeps the classes, so diagnose can fit the regularizer's coefficients
+        auto reg = t.observe("regularizer", nn::trace_scatter_loss(y, labels, gamma));
         return data + reg;
     };
     auto hand = [&](HandDerivation& h) {
@@ -53,10 +61,19 @@ DiagnosisReport mlp_trace_regularizer()
         for (std::size_t c = 0; c < C; ++c)
             for (std::size_t d = 0; d < C; ++d) mc(c, d) /= n[c];
         Tens dY = Y - D;
+        if (part == Doc000::data_term)  // D1's Σⱼ(y_{i,j} − d_{i,j}), the same number in each entry of row i
+            for (std::size_t i = 0; i < N; ++i) {
+                double s = 0;
+                for (std::size_t d = 0; d < C; ++d) s += Y(i, d) - D(i, d);
+                for (std::size_t d = 0; d < C; ++d) dY(i, d) = s;
+            }
         for (std::size_t i = 0; i < N; ++i) {
             const auto c = std::size_t(labels(i));
             for (std::size_t d = 0; d < C; ++d)
-                dY(i, d) += gamma * ((1 - 1 / n[c]) * (Y(i, d) - mc(c, d)) - n[c] * (1 / n[c] - 1.0 / N) * (mc(c, d) - m(d)));
+                dY(i, d) += part == Doc000::regularizer
+                                ? gamma * ((1 - 1 / n[c]) * (Y(i, d) - mc(c, d)) -
+                                           n[c] * (1 / n[c] - 1.0 / N) * (mc(c, d) - m(d)))
+                                : gamma * (Y(i, d) - 2 * mc(c, d) + m(d));  // the correct γ(yᵢ − 2m_c + m)
         }
         const Tens& d2 = h.grad("y", dY);
         h.grad("W2", mm(tr(d2), y1));  // D3
@@ -276,7 +293,11 @@ std::vector<DocumentDiagnosis> document_diagnoses()
 {
     return {
         {"000", "mlp_trace_regularizer",
-         "3-layer MLP, ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b): the regularizer's gradient as D1 writes it", mlp_trace_regularizer},
+         "3-layer MLP, ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b): the regularizer's gradient as D1 writes it",
+         [] { return mlp_trace_regularizer(Doc000::regularizer); }},
+        {"000", "mlp_trace_regularizer_data_term",
+         "the same MLP: D1's data term Σⱼ(y_{i,j} − d_{i,j}) as written (the regularizer's term correct)",
+         [] { return mlp_trace_regularizer(Doc000::data_term); }},
         {"001", "mlp_l_layer_notes",
          "L-layer MLP: the δ recursion of §3 (E = ½Σ(y − t)², (47)) against the loss of (44), E = ΣΣ(y − T)²",
          mlp_l_layer_notes},

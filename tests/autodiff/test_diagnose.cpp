@@ -509,7 +509,8 @@ BOOST_AUTO_TEST_SUITE_END()
 
 namespace {
 
-enum class TermSlip { none, decay_missing, decay_twice, trace_missing };
+enum class TermSlip { none, decay_missing, decay_twice, trace_missing, trace_between_dropped, trace_between_sign,
+                      trace_halved };
 
 DiagnosisReport run_terms(TermSlip slip)
 {
@@ -545,7 +546,13 @@ DiagnosisReport run_terms(TermSlip slip)
                 for (auto& [c, v] : mu) v /= n[c];
                 for (std::size_t i = 0; i < 6; ++i) {
                     Tens row = xt::view(z, i, xt::all());
-                    xt::view(dz, i, xt::all()) += gamma * ((row - mu[y(i)]) - (mu[y(i)] - mean));
+                    // fresh slips: the between-class part left out, its sign flipped, the whole halved
+                    const double within = slip == TermSlip::trace_halved ? 0.5 : 1.0;
+                    const double between = slip == TermSlip::trace_between_dropped ? 0.0
+                                           : slip == TermSlip::trace_between_sign ? 1.0
+                                           : slip == TermSlip::trace_halved       ? -0.5
+                                                                                  : -1.0;
+                    xt::view(dz, i, xt::all()) += gamma * (within * (row - mu[y(i)]) + between * (mu[y(i)] - mean));
                 }
             }
             const Tens& g = h.grad("z", dz);
@@ -571,6 +578,30 @@ BOOST_AUTO_TEST_CASE(weight_decay_left_out_or_counted_twice)
 BOOST_AUTO_TEST_CASE(trace_regularizer_left_out)
 {
     expect_root(run_terms(TermSlip::trace_missing), "dL/dz", "missing term", "'trace'", {"dL/dW"});
+}
+
+BOOST_AUTO_TEST_CASE(trace_regularizer_with_wrong_coefficients)
+{
+    // the fused op keeps the classes (two samples each, N = 6): the coefficients are fitted per class
+    expect_root(run_terms(TermSlip::trace_between_dropped), "dL/dz", "scatter coefficients",
+                "class 0 (n_c = 2): 1 and 0; class 1 (n_c = 2): 1 and 0; class 2 (n_c = 2): 1 and 0, i.e. 1 and 0 "
+                "instead of 1 and −1",
+                {"dL/dW"});
+    expect_root(run_terms(TermSlip::trace_between_sign), "dL/dz", "scatter coefficients", "i.e. 1 and 1 instead of",
+                {"dL/dW"});
+    expect_root(run_terms(TermSlip::trace_halved), "dL/dz", "scatter coefficients", "i.e. ½ and −½ instead of",
+                {"dL/dW"});
+}
+
+BOOST_AUTO_TEST_CASE(trace_coefficients_only_where_the_regularizer_is_wrong)
+{
+    // a mistake elsewhere is not blamed on the regularizer; a regularizer left out is a missing term first
+    for (auto slip : {TermSlip::decay_missing, TermSlip::decay_twice, TermSlip::trace_missing}) {
+        const auto r = run_terms(slip);
+        for (const auto& q : r.quantities)
+            for (std::size_t k = 0; k < q.hypotheses.size(); ++k)
+                BOOST_TEST((q.hypotheses[k].kind != "scatter coefficients" || k > 0), q.hypotheses[k].explanation);
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
