@@ -570,7 +570,69 @@ struct Fitter {
             offer(up, "pooling routing",
                   fmt::format("{}: the average-pooling gradient copied to the window without the 1/{} at {}", label,
                               kh * kw, at));
+            strided_windows(x, g, kh, kw, at);
         }
+    }
+
+    /// An index formula that steps through a window by the pooling stride instead of by one cell
+    /// (a window's cells taken kh rows or kw columns apart): each window's gradient lands on cells of
+    /// other windows. Indexed in the flattened image (past a row's end into the next row, past the
+    /// image's end dropped) or in two dimensions (outside dropped); the scale is fitted.
+    void strided_windows(const Tens& x, const Tens& g, std::size_t kh, std::size_t kw, const std::string& at)
+    {
+        const std::size_t H = x.shape()[2], W = x.shape()[3], OH = g.shape()[2], OW = g.shape()[3];
+        for (const bool flat : {true, false})
+            for (const std::size_t sr : {std::size_t(1), kh})
+                for (const std::size_t sc : {std::size_t(1), kw}) {
+                    if (sr == 1 && sc == 1) continue;  // the window's own cells
+                    // the flat cells of window (p, q), or H·W where a cell does not exist
+                    auto cells = [&](std::size_t p, std::size_t q) {
+                        std::vector<std::size_t> out;
+                        for (std::size_t u = 0; u < kh; ++u)
+                            for (std::size_t v = 0; v < kw; ++v) {
+                                const std::size_t i = kh * p + u * sr, j = kw * q + v * sc;
+                                const std::size_t f = flat ? i * W + j : (i < H && j < W ? i * W + j : H * W);
+                                out.push_back(std::min(f, H * W));
+                            }
+                        return out;
+                    };
+                    Tens route = xt::zeros<double>(x.shape());
+                    bool wraps = false;
+                    for (std::size_t n = 0; n < x.shape()[0]; ++n)
+                        for (std::size_t ch = 0; ch < x.shape()[1]; ++ch)
+                            for (std::size_t p = 0; p < OH; ++p)
+                                for (std::size_t q = 0; q < OW; ++q)
+                                    for (std::size_t f : cells(p, q)) {
+                                        if (f >= H * W) continue;
+                                        route(n, ch, f / W, f % W) += g(n, ch, p, q);
+                                    }
+                    for (std::size_t q = 0; q < OW && flat; ++q)
+                        wraps = wraps || kw * q + (kw - 1) * sc >= W;
+                    const double rr = double(xt::sum(route * route)());
+                    if (rr == 0) continue;
+                    const double alpha = double(xt::sum(route * h)()) / rr;
+                    std::string scale = fmt::format("× {:.6g}", alpha);
+                    if (std::abs(alpha * double(kh * kw) - 1) < 1e-9) scale = fmt::format("with the 1/{}", kh * kw);
+                    if (std::abs(alpha - 1) < 1e-9) scale = fmt::format("without the 1/{}", kh * kw);
+                    auto list = [](const std::vector<std::size_t>& v, std::size_t end) {
+                        std::string t;
+                        for (std::size_t f : v) t += (t.empty() ? "" : ", ") + (f < end ? std::to_string(f) : "none");
+                        return "{" + t + "}";
+                    };
+                    std::vector<std::size_t> own;
+                    for (std::size_t u = 0; u < kh; ++u)
+                        for (std::size_t v = 0; v < kw; ++v) own.push_back(u * W + v);
+                    offer(Tens(alpha * route), "pooling routing",
+                          fmt::format("{}: the average-pooling gradient of each {}×{} window routed to cells {} row{} "
+                                      "and {} column{} apart in the {}{}×{} image instead of its own (window 0: "
+                                      "cells {} for {}), {}, at {}{}",
+                                      label, kh, kw, sr, sr == 1 ? "" : "s", sc, sc == 1 ? "" : "s",
+                                      flat ? "flattened " : "", H, W, list(cells(0, 0), H * W), list(own, H * W), scale,
+                                      at,
+                                      flat && wraps ? "; an index past a row's end runs into the next row, past "
+                                                      "the image's end it is lost"
+                                                    : ""));
+                }
     }
 
     /// A value that differs from the tape by one constant per column, made by an add whose other

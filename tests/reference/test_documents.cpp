@@ -88,6 +88,40 @@ BOOST_AUTO_TEST_CASE(document_002_pooling_quarter_dropped)
     BOOST_TEST_MESSAGE(r.table());
     BOOST_TEST(r.mistakes() == std::vector<std::string>{"dL/dc"});
     expect_top(r, "dL/dc", "pooling routing", "without the 1/4");
+    BOOST_TEST(r.at("dL/dc").hypotheses.size() == 2u);  // and the factor 4; no other routing fits
+    expect_follow(r, {"dL/dd", "dL/dV", "dL/dq"}, "dL/dc");
+    expect_ok(r, {"dL/dx", "dL/dW", "dL/db", "dL/da"});
+}
+
+BOOST_AUTO_TEST_CASE(document_002_single_output_misses_the_sum_over_the_classes)
+{
+    // (10) for each output i: (B, K, F) = (3, 4, 48) where the tape's dL/da is (3, 48)
+    const auto r = run("cnn_sigmoid_avgpool_single_output");
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST(r.mistakes() == std::vector<std::string>{"dL/da"});
+    const QuantityCheck& q = r.at("dL/da");
+    BOOST_TEST(q.verdict == Verdict::shape_mismatch);
+    BOOST_TEST((q.hand_shape == Shape{3, 4, 48}));
+    BOOST_TEST((q.tape_shape == Shape{3, 48}));
+    BOOST_TEST_REQUIRE(!q.hypotheses.empty());
+    BOOST_TEST(q.hypotheses[0].kind == "sum over axis");
+    BOOST_TEST(q.hypotheses[0].explanation.find("(3,4,48) keeps the classes (axis 1, 4 of them): the sum over it is "
+                                                "missing") != std::string::npos,
+               q.hypotheses[0].explanation);
+    BOOST_TEST(q.hypotheses[0].residual < 1e-12);
+    expect_follow(r, {"dL/dc", "dL/dd", "dL/dV", "dL/dq"}, "dL/da");
+    expect_ok(r, {"dL/dx", "dL/dW", "dL/db"});
+}
+
+BOOST_AUTO_TEST_CASE(document_002_index_formula_routes_to_other_windows_cells)
+{
+    const auto r = run("cnn_sigmoid_avgpool_index_formula");
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST(r.mistakes() == std::vector<std::string>{"dL/dc"});
+    expect_top(r, "dL/dc", "pooling routing",
+               "routed to cells 2 rows and 2 columns apart in the flattened 8×8 image instead of its own (window 0: "
+               "cells {0, 2, 16, 18} for {0, 1, 8, 9}), with the 1/4");
+    BOOST_TEST(r.at("dL/dc").hypotheses[0].residual < 1e-12);
     expect_follow(r, {"dL/dd", "dL/dV", "dL/dq"}, "dL/dc");
     expect_ok(r, {"dL/dx", "dL/dW", "dL/db", "dL/da"});
 }
