@@ -451,6 +451,21 @@ struct Fitter {
             r.erase(r.begin() + std::ptrdiff_t(k));
             return r;
         };
+        // The same numbers in another layout: a matrix read row by row, or column by column as vec(·)
+        // stacks it (the layout of a derivative with respect to vec W). Only across ranks: a matrix's
+        // columns read as the rows of the transposed shape are a transpose, said below.
+        if (hs.size() != as.size() && h.size() == a.size() && a.size() > 1) {
+            offer(Tens(xt::reshape_view(a, hs)), "reshape",
+                  fmt::format("{} {} holds the tape's {} entries row by row: the right numbers in another shape",
+                              label, shape_str(hs), shape_str(as)));
+            if (as.size() == 2) {
+                const Tens columns = xt::transpose(a);  // vec(A): A's columns one after another
+                offer(Tens(xt::reshape_view(columns, hs)), "reshape",
+                      fmt::format("{} {} is vec(·) of the tape's {}, its columns stacked: the right numbers in the "
+                                  "vectorized layout",
+                                  label, shape_str(hs), shape_str(as)));
+            }
+        }
         if (hs.size() == as.size() + 1)
             for (std::size_t k = 0; k < hs.size(); ++k) {
                 if (without(hs, k) != as) continue;
@@ -873,7 +888,7 @@ std::vector<Hypothesis> fit(const Model& m, const DiagnoseOptions& o, bool is_gr
     // names the mistake, "equals another layer's quantity" only says where the number came from).
     auto rank = [](const std::string& kind) {
         static const char* order[] = {"activation derivative", "elementwise derivative", "missing derivative",
-                                      "pooling routing", "missing term", "extra term", "scatter coefficients", "sum over axis", "transpose",
+                                      "pooling routing", "missing term", "extra term", "scatter coefficients", "sum over axis", "reshape", "transpose",
                                       "sign", "factor", "off-by-one layer", "wrong bias"};
         for (std::size_t i = 0; i < std::size(order); ++i)
             if (kind == order[i]) return i;

@@ -27,6 +27,7 @@ using namespace hand;
 enum class Doc000 {
     regularizer,  ///< D1's regularizer term per sample (n read as n_c)
     data_term,    ///< D1's data term Σⱼ(y_{i,j} − d_{i,j}): one number per sample in every entry
+    vec_w1,       ///< D4's ∂E/∂W⁽¹⁾ = vec(δ⁽¹⁾X)
 };
 
 DiagnosisReport mlp_trace_regularizer(Doc000 part)
@@ -79,7 +80,18 @@ DiagnosisReport mlp_trace_regularizer(Doc000 part)
         h.grad("W2", mm(tr(d2), y1));  // D3
         h.grad("b2", colsum(d2));
         const Tens& d1 = h.grad("z1", Tens(y1 * (1 - y1) * mm(d2, W2.value())));  // D2
-        h.grad("W1", mm(tr(d1), X));  // D4, as δ⁽¹⁾xᵀ summed over the samples
+        if (part != Doc000::vec_w1) {
+            h.grad("W1", mm(tr(d1), X));  // D4, as δ⁽¹⁾xᵀ summed over the samples
+        } else {
+            // D4 as written, vec(δ⁽¹⁾X): for one sample δ⁽¹⁾ (5×1) times x (4×1) does not exist; the
+            // product exists with the samples' δ⁽¹⁾ as columns, (5,N), and X's rows the samples, (N,4),
+            // and vec stacks its columns: 20 numbers
+            const Tens p = mm(tr(d1), X);
+            Tens v = xt::zeros<double>({p.size()});
+            for (std::size_t j = 0; j < p.shape()[1]; ++j)
+                for (std::size_t i = 0; i < p.shape()[0]; ++i) v(j * p.shape()[0] + i) = p(i, j);
+            h.grad("W1", v);
+        }
         h.grad("b1", colsum(d1));
     };
     return diagnose(model, hand);
@@ -350,6 +362,9 @@ std::vector<DocumentDiagnosis> document_diagnoses()
         {"000", "mlp_trace_regularizer_data_term",
          "the same MLP: D1's data term Σⱼ(y_{i,j} − d_{i,j}) as written (the regularizer's term correct)",
          [] { return mlp_trace_regularizer(Doc000::data_term); }},
+        {"000", "mlp_trace_regularizer_vec_w1",
+         "the same MLP: D4's ∂E/∂W⁽¹⁾ = vec(δ⁽¹⁾X) as written (D1 correct)",
+         [] { return mlp_trace_regularizer(Doc000::vec_w1); }},
         {"001", "mlp_l_layer_notes",
          "L-layer MLP: the δ recursion of §3 (E = ½Σ(y − t)², (47)) against the loss of (44), E = ΣΣ(y − T)²",
          mlp_l_layer_notes},

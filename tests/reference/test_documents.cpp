@@ -73,6 +73,24 @@ BOOST_AUTO_TEST_CASE(document_000_data_term_summed_over_the_outputs)
     expect_ok(r, {"z1", "y1", "y"});
 }
 
+BOOST_AUTO_TEST_CASE(document_000_vec_w1_is_a_shape_mismatch)
+{
+    const auto r = run("mlp_trace_regularizer_vec_w1");
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST(r.mistakes() == std::vector<std::string>{"dL/dW1"});
+    const QuantityCheck& q = r.at("dL/dW1");
+    BOOST_TEST(q.verdict == Verdict::shape_mismatch);
+    BOOST_TEST((q.hand_shape == Shape{20}));
+    BOOST_TEST((q.tape_shape == Shape{5, 4}));
+    BOOST_TEST(r.table().find("(20)≠(5,4)") != std::string::npos);
+    BOOST_TEST_REQUIRE(!q.hypotheses.empty());
+    BOOST_TEST(q.hypotheses[0].kind == "reshape");
+    BOOST_TEST(q.hypotheses[0].explanation.find("(20) is vec(·) of the tape's (5,4), its columns stacked") !=
+                   std::string::npos,
+               q.hypotheses[0].explanation);
+    expect_ok(r, {"dL/dy", "dL/dW2", "dL/db2", "dL/dz1", "dL/db1"});
+}
+
 BOOST_AUTO_TEST_CASE(document_001_recursion_is_half_the_gradient_of_44)
 {
     const auto r = run("001");
