@@ -600,6 +600,9 @@ struct Fitter {
             for (const std::size_t sr : {std::size_t(1), kh})
                 for (const std::size_t sc : {std::size_t(1), kw}) {
                     if (sr == 1 && sc == 1) continue;  // the window's own cells
+                    // flattened indexing differs from 2-D only where a column runs past a row's end
+                    const bool wraps = kw * (OW - 1) + (kw - 1) * sc >= W;
+                    if (flat && !wraps) continue;
                     // the flat cells of window (p, q), or H·W where a cell does not exist
                     auto cells = [&](std::size_t p, std::size_t q) {
                         std::vector<std::size_t> out;
@@ -612,7 +615,6 @@ struct Fitter {
                         return out;
                     };
                     Tens route = xt::zeros<double>(x.shape());
-                    bool wraps = false;
                     for (std::size_t n = 0; n < x.shape()[0]; ++n)
                         for (std::size_t ch = 0; ch < x.shape()[1]; ++ch)
                             for (std::size_t p = 0; p < OH; ++p)
@@ -621,8 +623,6 @@ struct Fitter {
                                         if (f >= H * W) continue;
                                         route(n, ch, f / W, f % W) += g(n, ch, p, q);
                                     }
-                    for (std::size_t q = 0; q < OW && flat; ++q)
-                        wraps = wraps || kw * q + (kw - 1) * sc >= W;
                     const double rr = double(xt::sum(route * route)());
                     if (rr == 0) continue;
                     const double alpha = double(xt::sum(route * h)()) / rr;
@@ -644,9 +644,9 @@ struct Fitter {
                                       label, kh, kw, sr, sr == 1 ? "" : "s", sc, sc == 1 ? "" : "s",
                                       flat ? "flattened " : "", H, W, list(cells(0, 0), H * W), list(own, H * W), scale,
                                       at,
-                                      flat && wraps ? "; an index past a row's end runs into the next row, past "
-                                                      "the image's end it is lost"
-                                                    : ""));
+                                      flat ? "; an index past a row's end runs into the next row, past the "
+                                             "image's end it is lost"
+                                           : ""));
                 }
     }
 

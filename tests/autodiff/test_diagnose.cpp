@@ -399,7 +399,7 @@ BOOST_AUTO_TEST_SUITE_END()
 
 namespace {
 
-enum class PoolSlip { none, spread_evenly, copied_to_window, first_cell, avg_no_quarter, relu_as_relu };
+enum class PoolSlip { none, spread_evenly, copied_to_window, first_cell, avg_no_quarter, avg_rows_two_apart, relu_as_relu };
 
 DiagnosisReport run_pool(bool max_pool, PoolSlip slip)
 {
@@ -449,7 +449,12 @@ DiagnosisReport run_pool(bool max_pool, PoolSlip slip)
                     for (std::size_t r = 0; r < 4; ++r)
                         for (std::size_t s = 0; s < 4; ++s) {
                             const double g = gp(n, c, r / 2, s / 2);
-                            if (!max_pool)
+                            if (!max_pool && slip == PoolSlip::avg_rows_two_apart) {
+                                // a window's second row taken two rows down (r, s the cell of window
+                                // (r/2, s/2) in its first row); past the image: lost
+                                if (r % 2 == 0 && r + 2 < 4) da(n, c, r + 2, s) += g / 4;
+                                if (r % 2 == 0) da(n, c, r, s) += g / 4;
+                            } else if (!max_pool)
                                 da(n, c, r, s) = slip == PoolSlip::avg_no_quarter ? g : g / 4;
                             else if (slip == PoolSlip::spread_evenly)
                                 da(n, c, r, s) = g / 4;
@@ -496,6 +501,14 @@ BOOST_AUTO_TEST_CASE(average_pool_without_its_quarter)
     BOOST_TEST(area);
     BOOST_TEST(routing);
     BOOST_TEST(r.at("dL/dz").follows_from == "dL/da");
+}
+
+BOOST_AUTO_TEST_CASE(average_pool_window_rows_two_apart)
+{
+    expect_root(run_pool(false, PoolSlip::avg_rows_two_apart), "dL/da", "pooling routing",
+                "routed to cells 2 rows and 1 column apart in the 4×4 image instead of its own (window 0: cells "
+                "{0, 1, 8, 9} for {0, 1, 4, 5}), with the 1/4",
+                {"dL/dz"});
 }
 
 BOOST_AUTO_TEST_CASE(relu_derivative_as_relu)
