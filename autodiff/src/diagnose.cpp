@@ -765,46 +765,63 @@ struct Fitter {
             for (std::size_t i = 0; i < u.size(); ++i) vu += v.data()[i] * u.data()[i], uu += u.data()[i] * u.data()[i];
             if (uu == 0 || vu == 0) continue;
             const double kappa = vu / uu;
-            std::vector<double> pr(K, 0), pp(K, 0), qr(K, 0), qq(K, 0);
-            for (std::size_t i = 0; i < B; ++i)
-                for (std::size_t d = 0; d < D; ++d) {
-                    const double r = h(i, d) - a(i, d);
-                    pr[id[i]] += P(i, d) * r, pp[id[i]] += P(i, d) * P(i, d);
-                    qr[id[i]] += Q(i, d) * r, qq[id[i]] += Q(i, d) * Q(i, d);
+            // The coefficients on top of the tape's gradient, or on top of another term's gradient summed
+            // over an axis and broadcast back (both of D1's mistakes in one formula).
+            std::vector<std::pair<Tens, std::string>> bases{{a, ""}};
+            for (const auto& [term, grads] : m.terms) {
+                const Tens& t = grads[n];
+                if (!t.size() || t.shape() != a.shape() || norm(t) == 0 || m.names.at(term) == c) continue;
+                for (std::size_t k = 0; k < 2; ++k) {
+                    if (t.shape()[k] < 2) continue;
+                    const Tens summed = xt::sum(t, {k}, xt::keep_dims);  // evaluated: a lazy reducer broadcasts wrongly
+                    bases.emplace_back(Tens(a - t + summed),
+                                           fmt::format(", and the gradient of the term '{}' summed over {} and "
+                                                       "broadcast back",
+                                                       term, axis_label(k, 2, t.shape()[k])));
                 }
-            const double tiny = 1e-24 * std::max(uu, 1e-300);
-            std::vector<double> alpha(K, NAN), beta(K, NAN);  // NaN: the class leaves it undetermined
-            Tens cand = a;
-            for (std::size_t k = 0; k < K; ++k) {
-                const double ak = pp[k] > tiny ? pr[k] / pp[k] : 0, bk = qq[k] > tiny ? qr[k] / qq[k] : 0;
-                if (pp[k] > tiny) alpha[k] = 1 + ak / kappa;
-                if (qq[k] > tiny) beta[k] = -1 + bk / kappa;
+            }
+            for (const auto& [base, also] : bases) {
+                std::vector<double> pr(K, 0), pp(K, 0), qr(K, 0), qq(K, 0);
                 for (std::size_t i = 0; i < B; ++i)
-                    if (id[i] == k)
-                        for (std::size_t d = 0; d < D; ++d) cand(i, d) += ak * P(i, d) + bk * Q(i, d);
+                    for (std::size_t d = 0; d < D; ++d) {
+                        const double r = h(i, d) - base(i, d);
+                        pr[id[i]] += P(i, d) * r, pp[id[i]] += P(i, d) * P(i, d);
+                        qr[id[i]] += Q(i, d) * r, qq[id[i]] += Q(i, d) * Q(i, d);
+                    }
+                const double tiny = 1e-24 * std::max(uu, 1e-300);
+                std::vector<double> alpha(K, NAN), beta(K, NAN);  // NaN: the class leaves it undetermined
+                Tens cand = base;
+                for (std::size_t k = 0; k < K; ++k) {
+                    const double ak = pp[k] > tiny ? pr[k] / pp[k] : 0, bk = qq[k] > tiny ? qr[k] / qq[k] : 0;
+                    if (pp[k] > tiny) alpha[k] = 1 + ak / kappa;
+                    if (qq[k] > tiny) beta[k] = -1 + bk / kappa;
+                    for (std::size_t i = 0; i < B; ++i)
+                        if (id[i] == k)
+                            for (std::size_t d = 0; d < D; ++d) cand(i, d) += ak * P(i, d) + bk * Q(i, d);
+                }
+                bool all_correct = true;
+                for (std::size_t k = 0; k < K; ++k)
+                    all_correct = all_correct && (std::isnan(alpha[k]) || std::abs(alpha[k] - 1) < 1e-6) &&
+                                  (std::isnan(beta[k]) || std::abs(beta[k] + 1) < 1e-6);
+                if (all_correct) continue;  // the regularizer's part is right: the mistake is elsewhere
+                std::string per_class;
+                for (std::size_t k = 0; k < K; ++k) {
+                    auto num = [](double x) {  // rounding residue (1e-16) printed as the 0 it is
+                        return std::isnan(x) ? std::string("any") : fmt::format("{:.6g}", std::abs(x) < 1e-9 ? 0.0 : x);
+                    };
+                    per_class += fmt::format("{}class {} (n_c = {:g}): {} and {}", k ? "; " : "", k, count[k],
+                                             num(alpha[k]), num(beta[k]));
+                }
+                const std::string named_a = count_expression(alpha, count, double(B)),
+                                  named_b = count_expression(beta, count, double(B));
+                std::string named;
+                if (!named_a.empty() && !named_b.empty())
+                    named = fmt::format(", i.e. {} and {}", named_a, named_b);
+                offer(cand, "scatter coefficients",
+                      fmt::format("{}: the gradient of the trace regularizer ({}) with coefficients (in units of its γ) on "
+                                  "(yᵢ − m_c) and (m_c − m) of {}{} instead of 1 and −1{}",
+                                  label, m.where(c), per_class, named, also));
             }
-            bool all_correct = true;
-            for (std::size_t k = 0; k < K; ++k)
-                all_correct = all_correct && (std::isnan(alpha[k]) || std::abs(alpha[k] - 1) < 1e-6) &&
-                              (std::isnan(beta[k]) || std::abs(beta[k] + 1) < 1e-6);
-            if (all_correct) continue;  // the regularizer's part is right: the mistake is elsewhere
-            std::string per_class;
-            for (std::size_t k = 0; k < K; ++k) {
-                auto num = [](double x) {  // rounding residue (1e-16) printed as the 0 it is
-                    return std::isnan(x) ? std::string("any") : fmt::format("{:.6g}", std::abs(x) < 1e-9 ? 0.0 : x);
-                };
-                per_class += fmt::format("{}class {} (n_c = {:g}): {} and {}", k ? "; " : "", k, count[k],
-                                         num(alpha[k]), num(beta[k]));
-            }
-            const std::string named_a = count_expression(alpha, count, double(B)),
-                              named_b = count_expression(beta, count, double(B));
-            std::string named;
-            if (!named_a.empty() && !named_b.empty())
-                named = fmt::format(", i.e. {} and {}", named_a, named_b);
-            offer(cand, "scatter coefficients",
-                  fmt::format("{}: the gradient of the trace regularizer ({}) with coefficients (in units of its γ) on "
-                              "(yᵢ − m_c) and (m_c − m) of {}{} instead of 1 and −1",
-                              label, m.where(c), per_class, named));
         }
     }
 

@@ -28,6 +28,7 @@ enum class Doc000 {
     regularizer,  ///< D1's regularizer term per sample (n read as n_c)
     data_term,    ///< D1's data term Σⱼ(y_{i,j} − d_{i,j}): one number per sample in every entry
     vec_w1,       ///< D4's ∂E/∂W⁽¹⁾ = vec(δ⁽¹⁾X)
+    d1,           ///< all of D1: the data term's Σⱼ and the regularizer's term per sample
 };
 
 DiagnosisReport mlp_trace_regularizer(Doc000 part)
@@ -62,7 +63,7 @@ DiagnosisReport mlp_trace_regularizer(Doc000 part)
         for (std::size_t c = 0; c < C; ++c)
             for (std::size_t d = 0; d < C; ++d) mc(c, d) /= n[c];
         Tens dY = Y - D;
-        if (part == Doc000::data_term)  // D1's Σⱼ(y_{i,j} − d_{i,j}), the same number in each entry of row i
+        if (part == Doc000::data_term || part == Doc000::d1)  // D1's Σⱼ(y_{i,j} − d_{i,j}), the same number in each entry of row i
             for (std::size_t i = 0; i < N; ++i) {
                 double s = 0;
                 for (std::size_t d = 0; d < C; ++d) s += Y(i, d) - D(i, d);
@@ -71,7 +72,7 @@ DiagnosisReport mlp_trace_regularizer(Doc000 part)
         for (std::size_t i = 0; i < N; ++i) {
             const auto c = std::size_t(labels(i));
             for (std::size_t d = 0; d < C; ++d)
-                dY(i, d) += part == Doc000::regularizer
+                dY(i, d) += part == Doc000::regularizer || part == Doc000::d1
                                 ? gamma * ((1 - 1 / n[c]) * (Y(i, d) - mc(c, d)) -
                                            n[c] * (1 / n[c] - 1.0 / N) * (mc(c, d) - m(d)))
                                 : gamma * (Y(i, d) - 2 * mc(c, d) + m(d));  // the correct γ(yᵢ − 2m_c + m)
@@ -362,6 +363,9 @@ std::vector<DocumentDiagnosis> document_diagnoses()
         {"000", "mlp_trace_regularizer_data_term",
          "the same MLP: D1's data term Σⱼ(y_{i,j} − d_{i,j}) as written (the regularizer's term correct)",
          [] { return mlp_trace_regularizer(Doc000::data_term); }},
+        {"000", "mlp_trace_regularizer_d1",
+         "the same MLP: all of D1 as written, Σⱼ(y_{i,j} − d_{i,j}) and the regularizer's term per sample",
+         [] { return mlp_trace_regularizer(Doc000::d1); }},
         {"000", "mlp_trace_regularizer_vec_w1",
          "the same MLP: D4's ∂E/∂W⁽¹⁾ = vec(δ⁽¹⁾X) as written (D1 correct)",
          [] { return mlp_trace_regularizer(Doc000::vec_w1); }},

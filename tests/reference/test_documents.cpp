@@ -73,6 +73,18 @@ BOOST_AUTO_TEST_CASE(document_000_data_term_summed_over_the_outputs)
     expect_ok(r, {"z1", "y1", "y"});
 }
 
+BOOST_AUTO_TEST_CASE(document_000_all_of_d1_both_mistakes_in_one_fit)
+{
+    const auto r = run("mlp_trace_regularizer_d1");
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST(r.mistakes() == std::vector<std::string>{"dL/dy"});
+    expect_top(r, "dL/dy", "scatter coefficients",
+               "i.e. 1 − 1/n_c and −(1 − n_c/N) = −n_c(1/n_c − 1/N) instead of 1 and −1, and the gradient of the term "
+               "'squared error' summed over the last axis (axis 1: classes or features) and broadcast back");
+    BOOST_TEST(r.at("dL/dy").hypotheses[0].residual < 1e-12);
+    expect_follow(r, {"dL/dW2", "dL/db2", "dL/dz1", "dL/dW1", "dL/db1"}, "dL/dy");
+}
+
 BOOST_AUTO_TEST_CASE(document_000_vec_w1_is_a_shape_mismatch)
 {
     const auto r = run("mlp_trace_regularizer_vec_w1");
