@@ -1138,30 +1138,33 @@ std::string DiagnosisReport::table() const
         if (q.verdict == Verdict::follows) v += " " + q.follows_from;
         return v;
     };
-    std::size_t lw = width("quantity"), vw = width("verdict");
+    auto shape_of = [](const QuantityCheck& q) {
+        return q.verdict == Verdict::shape_mismatch ? shape_str(q.hand_shape) + "≠" + shape_str(q.tape_shape)
+                                                    : shape_str(q.hand_shape);
+    };
+    std::size_t lw = width("quantity"), vw = width("verdict"), sw = 12;
     for (const auto& q : quantities) {
         lw = std::max(lw, width(q.label));
         vw = std::max(vw, width(verdict_of(q)));
+        sw = std::max(sw, width(shape_of(q)));  // "(3,4,48)≠(3,48)"
     }
     std::ostringstream os;
-    os << fmt::format("{:<{}} {:<26} {:<12} {:>12}  {:<{}} {}\n", "quantity", lw, "on the tape", "shape", "max rel err",
-                      "verdict", vw, "best explanation");
+    os << fmt::format("{:<{}} {:<26} {:<{}} {:>12}  {:<{}} {}\n", "quantity", lw, "on the tape", "shape", sw,
+                      "max rel err", "verdict", vw, "best explanation");
     for (const auto& q : quantities) {
         const std::string verdict = verdict_of(q);
         const std::string best = !q.hypotheses.empty() ? q.hypotheses.front().explanation
                                  : q.verdict == Verdict::unmatched
                                      ? "no observed quantity or parameter is named '" + q.name + "'"
                                      : q.pattern;
-        const std::string shape = q.verdict == Verdict::shape_mismatch
-                                      ? shape_str(q.hand_shape) + "≠" + shape_str(q.tape_shape)
-                                      : shape_str(q.hand_shape);
+        const std::string shape = shape_of(q);
         std::string said = q.verdict == Verdict::ok || q.verdict == Verdict::follows ? "" : best;
         if (q.slip && !q.follows_from.empty())
             said += fmt::format("; its formula's value is wrong only because {} is", q.follows_from);
         std::size_t cut = std::min<std::size_t>(q.where.size(), 26);  // not inside a UTF-8 sequence
         while (cut < q.where.size() && cut > 0 && (q.where[cut] & 0xC0) == 0x80) --cut;
-        os << fmt::format("{:<{}} {:<26} {:<12} {:>12.3e}  {:<{}} {}\n", q.label, lw, q.where.substr(0, cut), shape,
-                          q.max_rel_error, verdict, vw, said);
+        os << fmt::format("{:<{}} {:<26} {:<{}} {:>12.3e}  {:<{}} {}\n", q.label, lw, q.where.substr(0, cut), shape,
+                          sw, q.max_rel_error, verdict, vw, said);
     }
     const auto roots = mistakes();
     if (roots.empty() && ok()) os << "every quantity agrees with the tape\n";
