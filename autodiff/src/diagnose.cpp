@@ -117,6 +117,7 @@ struct Model {
     std::vector<std::string> observed;                 // observed names in order
     std::vector<std::pair<std::string, std::vector<Tens>>> terms;  // loss terms: per-node gradients
     std::vector<std::pair<double, std::string>> factors;           // the model's own factors
+    std::vector<std::pair<std::size_t, std::string>> axes;         // axis sizes the model names ("classes")
 
     const Tens& value(std::uint32_t i) const { return tape.at(i).value(); }
     std::string op(std::uint32_t i) const { return tape.at(i).op(); }
@@ -170,8 +171,10 @@ void collect_factors(Model& m)
         if ((op == "cross_entropy" || op == "nll_loss" || op == "mse_loss") && !in0.empty()) {
             add_factor(m, double(in0[0]), fmt::format("the batch size B = {} (a mean over the batch taken as a sum, "
                                                       "or the reverse)", in0[0]));
-            if (in0.size() == 2 && op != "mse_loss")
+            if (in0.size() == 2 && op != "mse_loss") {
                 add_factor(m, double(in0[1]), fmt::format("the number of classes C = {}", in0[1]));
+                m.axes.emplace_back(in0[1], "classes");
+            }
             if (op == "mse_loss") {
                 std::size_t n = 1;
                 for (auto d : in0) n *= d;
@@ -448,11 +451,21 @@ struct Fitter {
             r.erase(r.begin() + std::ptrdiff_t(k));
             return r;
         };
-        auto axis_name = [](std::size_t k, std::size_t rank) {
-            if (k == 0) return std::string("the batch (axis 0)");
-            if (k + 1 == rank) return fmt::format("the last axis (axis {}: classes or features)", k);
-            return fmt::format("axis {}", k);
-        };
+        // The same numbers in another layout: a matrix read row by row, or column by column as vec(·)
+        // stacks it (the layout of a derivative with respect to vec W). Only across ranks: a matrix's
+        // columns read as the rows of the transposed shape are a transpose, said below.
+        if (hs.size() != as.size() && h.size() == a.size() && a.size() > 1) {
+            offer(Tens(xt::reshape_view(a, hs)), "reshape",
+                  fmt::format("{} {} holds the tape's {} entries row by row: the right numbers in another shape",
+                              label, shape_str(hs), shape_str(as)));
+            if (as.size() == 2) {
+                const Tens columns = xt::transpose(a);  // vec(A): A's columns one after another
+                offer(Tens(xt::reshape_view(columns, hs)), "reshape",
+                      fmt::format("{} {} is vec(·) of the tape's {}, its columns stacked: the right numbers in the "
+                                  "vectorized layout",
+                                  label, shape_str(hs), shape_str(as)));
+            }
+        }
         if (hs.size() == as.size() + 1)
             for (std::size_t k = 0; k < hs.size(); ++k) {
                 if (without(hs, k) != as) continue;
@@ -462,7 +475,7 @@ struct Fitter {
                                k == 0 ? fmt::format("{} has one entry per sample {}: the sum over the batch (axis 0) is missing",
                                                     label, shape_str(hs))
                                       : fmt::format("{} {} keeps {}: the sum over it is missing", label,
-                                                    shape_str(hs), axis_name(k, hs.size())),
+                                                    shape_str(hs), axis_label(k, hs.size(), hs[k])),
                                residual(s, a)});
                 break;
             }
@@ -475,7 +488,7 @@ struct Fitter {
                                k == 0 ? fmt::format("{} sums over the batch, but {} is per sample {}", label, label,
                                                     shape_str(as))
                                       : fmt::format("{} sums over {}, but {} keeps it {}", label,
-                                                    axis_name(k, as.size()), label, shape_str(as)),
+                                                    axis_label(k, as.size(), as[k]), label, shape_str(as)),
                                residual(h, s)});
                 break;
             }
@@ -572,7 +585,69 @@ struct Fitter {
             offer(up, "pooling routing",
                   fmt::format("{}: the average-pooling gradient copied to the window without the 1/{} at {}", label,
                               kh * kw, at));
+            strided_windows(x, g, kh, kw, at);
         }
+    }
+
+    /// An index formula that steps through a window by the pooling stride instead of by one cell
+    /// (a window's cells taken kh rows or kw columns apart): each window's gradient lands on cells of
+    /// other windows. Indexed in the flattened image (past a row's end into the next row, past the
+    /// image's end dropped) or in two dimensions (outside dropped); the scale is fitted.
+    void strided_windows(const Tens& x, const Tens& g, std::size_t kh, std::size_t kw, const std::string& at)
+    {
+        const std::size_t H = x.shape()[2], W = x.shape()[3], OH = g.shape()[2], OW = g.shape()[3];
+        for (const bool flat : {true, false})
+            for (const std::size_t sr : {std::size_t(1), kh})
+                for (const std::size_t sc : {std::size_t(1), kw}) {
+                    if (sr == 1 && sc == 1) continue;  // the window's own cells
+                    // flattened indexing differs from 2-D only where a column runs past a row's end
+                    const bool wraps = kw * (OW - 1) + (kw - 1) * sc >= W;
+                    if (flat && !wraps) continue;
+                    // the flat cells of window (p, q), or H·W where a cell does not exist
+                    auto cells = [&](std::size_t p, std::size_t q) {
+                        std::vector<std::size_t> out;
+                        for (std::size_t u = 0; u < kh; ++u)
+                            for (std::size_t v = 0; v < kw; ++v) {
+                                const std::size_t i = kh * p + u * sr, j = kw * q + v * sc;
+                                const std::size_t f = flat ? i * W + j : (i < H && j < W ? i * W + j : H * W);
+                                out.push_back(std::min(f, H * W));
+                            }
+                        return out;
+                    };
+                    Tens route = xt::zeros<double>(x.shape());
+                    for (std::size_t n = 0; n < x.shape()[0]; ++n)
+                        for (std::size_t ch = 0; ch < x.shape()[1]; ++ch)
+                            for (std::size_t p = 0; p < OH; ++p)
+                                for (std::size_t q = 0; q < OW; ++q)
+                                    for (std::size_t f : cells(p, q)) {
+                                        if (f >= H * W) continue;
+                                        route(n, ch, f / W, f % W) += g(n, ch, p, q);
+                                    }
+                    const double rr = double(xt::sum(route * route)());
+                    if (rr == 0) continue;
+                    const double alpha = double(xt::sum(route * h)()) / rr;
+                    std::string scale = fmt::format("× {:.6g}", alpha);
+                    if (std::abs(alpha * double(kh * kw) - 1) < 1e-9) scale = fmt::format("with the 1/{}", kh * kw);
+                    if (std::abs(alpha - 1) < 1e-9) scale = fmt::format("without the 1/{}", kh * kw);
+                    auto list = [](const std::vector<std::size_t>& v, std::size_t end) {
+                        std::string t;
+                        for (std::size_t f : v) t += (t.empty() ? "" : ", ") + (f < end ? std::to_string(f) : "none");
+                        return "{" + t + "}";
+                    };
+                    std::vector<std::size_t> own;
+                    for (std::size_t u = 0; u < kh; ++u)
+                        for (std::size_t v = 0; v < kw; ++v) own.push_back(u * W + v);
+                    offer(Tens(alpha * route), "pooling routing",
+                          fmt::format("{}: the average-pooling gradient of each {}×{} window routed to cells {} row{} "
+                                      "and {} column{} apart in the {}{}×{} image instead of its own (window 0: "
+                                      "cells {} for {}), {}, at {}{}",
+                                      label, kh, kw, sr, sr == 1 ? "" : "s", sc, sc == 1 ? "" : "s",
+                                      flat ? "flattened " : "", H, W, list(cells(0, 0), H * W), list(own, H * W), scale,
+                                      at,
+                                      flat ? "; an index past a row's end runs into the next row, past the "
+                                             "image's end it is lost"
+                                           : ""));
+                }
     }
 
     /// A value that differs from the tape by one constant per column, made by an add whose other
@@ -628,7 +703,159 @@ struct Fitter {
             if (!t.size() || t.shape() != a.shape() || norm(t) == 0) continue;
             offer(Tens(a - t), "missing term", fmt::format("{} leaves out the gradient of the term '{}'", label, term));
             offer(Tens(a + t), "extra term", fmt::format("{} counts the gradient of the term '{}' twice", label, term));
+            // One term's gradient summed over an axis and broadcast back (Σⱼ(yⱼ − dⱼ) for the
+            // vector y − d): the other terms stay as they are.
+            if (t.dimension() < 2) continue;
+            for (std::size_t k = 0; k < t.dimension(); ++k) {
+                if (t.shape()[k] < 2) continue;
+                const Tens summed = xt::sum(t, {k}, xt::keep_dims);
+                offer(Tens(a - t + summed), "sum over axis",
+                      fmt::format("{}: the gradient of the term '{}' summed over {} and broadcast back: one number "
+                                  "per {} where the term's gradient is a vector over the axis",
+                                  label, term, axis_label(k, t.dimension(), t.shape()[k]),
+                                  k == 0 ? "column" : "row"));
+            }
         }
+    }
+
+    /// An axis by its place and, where the model says, what it counts.
+    std::string axis_label(std::size_t k, std::size_t rank, std::size_t size) const
+    {
+        if (k == 0) return fmt::format("the batch (axis 0, {} samples)", size);
+        for (const auto& [axis_size, what] : m.axes)
+            if (axis_size == size) return fmt::format("the {} (axis {}, {} of them)", what, k, size);
+        if (k + 1 == rank) return fmt::format("the last axis (axis {}: classes or features)", k);
+        return fmt::format("axis {}", k);
+    }
+
+    /// The trace-scatter regularizer ½γ(tr S_w − tr S_b) consuming node n sends it
+    /// κ((yᵢ − m_c) − (m_c − m)) (κ = γ × the cotangent reaching it). A hand gradient that writes
+    /// other coefficients per class is A + a_c(yᵢ − m_c) + b_c(m_c − m): a_c and b_c fitted by least
+    /// squares over each class's rows (the two directions are orthogonal within a class, since
+    /// Σ_{i∈c}(yᵢ − m_c) = 0), reported as the hand's coefficients 1 + a_c/κ and −1 + b_c/κ.
+    void scatter(std::uint32_t n, const Tens& a)
+    {
+        if (h.shape() != a.shape() || h.dimension() != 2) return;
+        for (std::uint32_t c : m.consumers[n]) {
+            if (m.op(c) != "trace_scatter_loss" || !m.grads[c].size()) continue;
+            const std::vector<std::size_t>& id = Access::node(m.tape, c).saved_index_;  // the op's classes
+            const Tens& y = m.value(n);
+            const std::size_t B = y.shape()[0], D = y.shape()[1];
+            if (id.size() != B || B == 0) continue;
+            const std::size_t K = *std::max_element(id.begin(), id.end()) + 1;
+            std::vector<double> count(K, 0);
+            Tens mc = xt::zeros<double>({K, D});
+            const Tens mean = xt::mean(y, {0});
+            for (std::size_t i = 0; i < B; ++i) {
+                count[id[i]] += 1;
+                for (std::size_t d = 0; d < D; ++d) mc(id[i], d) += y(i, d);
+            }
+            for (std::size_t k = 0; k < K; ++k)
+                for (std::size_t d = 0; d < D; ++d) mc(k, d) /= std::max(count[k], 1.0);
+            Tens P = y, Q = y;  // yᵢ − m_c and m_c − m, row by row
+            for (std::size_t i = 0; i < B; ++i)
+                for (std::size_t d = 0; d < D; ++d) {
+                    P(i, d) = y(i, d) - mc(id[i], d);
+                    Q(i, d) = mc(id[i], d) - mean(d);
+                }
+            // κ from the op's own VJP with the cotangent that reaches it
+            const Tens v = Access::isolated_vjp(m.tape, c, m.grads[c])[0];
+            const Tens u = P - Q;
+            double vu = 0, uu = 0;
+            for (std::size_t i = 0; i < u.size(); ++i) vu += v.data()[i] * u.data()[i], uu += u.data()[i] * u.data()[i];
+            if (uu == 0 || vu == 0) continue;
+            const double kappa = vu / uu;
+            // The coefficients on top of the tape's gradient, or on top of another term's gradient summed
+            // over an axis and broadcast back (both of D1's mistakes in one formula).
+            std::vector<std::pair<Tens, std::string>> bases{{a, ""}};
+            for (const auto& [term, grads] : m.terms) {
+                const Tens& t = grads[n];
+                if (!t.size() || t.shape() != a.shape() || norm(t) == 0 || m.names.at(term) == c) continue;
+                for (std::size_t k = 0; k < 2; ++k) {
+                    if (t.shape()[k] < 2) continue;
+                    const Tens summed = xt::sum(t, {k}, xt::keep_dims);  // evaluated: a lazy reducer broadcasts wrongly
+                    bases.emplace_back(Tens(a - t + summed),
+                                           fmt::format(", and the gradient of the term '{}' summed over {} and "
+                                                       "broadcast back",
+                                                       term, axis_label(k, 2, t.shape()[k])));
+                }
+            }
+            for (const auto& [base, also] : bases) {
+                std::vector<double> pr(K, 0), pp(K, 0), qr(K, 0), qq(K, 0);
+                for (std::size_t i = 0; i < B; ++i)
+                    for (std::size_t d = 0; d < D; ++d) {
+                        const double r = h(i, d) - base(i, d);
+                        pr[id[i]] += P(i, d) * r, pp[id[i]] += P(i, d) * P(i, d);
+                        qr[id[i]] += Q(i, d) * r, qq[id[i]] += Q(i, d) * Q(i, d);
+                    }
+                const double tiny = 1e-24 * std::max(uu, 1e-300);
+                std::vector<double> alpha(K, NAN), beta(K, NAN);  // NaN: the class leaves it undetermined
+                Tens cand = base;
+                for (std::size_t k = 0; k < K; ++k) {
+                    const double ak = pp[k] > tiny ? pr[k] / pp[k] : 0, bk = qq[k] > tiny ? qr[k] / qq[k] : 0;
+                    if (pp[k] > tiny) alpha[k] = 1 + ak / kappa;
+                    if (qq[k] > tiny) beta[k] = -1 + bk / kappa;
+                    for (std::size_t i = 0; i < B; ++i)
+                        if (id[i] == k)
+                            for (std::size_t d = 0; d < D; ++d) cand(i, d) += ak * P(i, d) + bk * Q(i, d);
+                }
+                bool all_correct = true;
+                for (std::size_t k = 0; k < K; ++k)
+                    all_correct = all_correct && (std::isnan(alpha[k]) || std::abs(alpha[k] - 1) < 1e-6) &&
+                                  (std::isnan(beta[k]) || std::abs(beta[k] + 1) < 1e-6);
+                if (all_correct) continue;  // the regularizer's part is right: the mistake is elsewhere
+                std::string per_class;
+                for (std::size_t k = 0; k < K; ++k) {
+                    auto num = [](double x) {  // rounding residue (1e-16) printed as the 0 it is
+                        return std::isnan(x) ? std::string("any") : fmt::format("{:.6g}", std::abs(x) < 1e-9 ? 0.0 : x);
+                    };
+                    per_class += fmt::format("{}class {} (n_c = {:g}): {} and {}", k ? "; " : "", k, count[k],
+                                             num(alpha[k]), num(beta[k]));
+                }
+                const std::string named_a = count_expression(alpha, count, double(B)),
+                                  named_b = count_expression(beta, count, double(B));
+                std::string named;
+                if (!named_a.empty() && !named_b.empty())
+                    named = fmt::format(", i.e. {} and {}", named_a, named_b);
+                offer(cand, "scatter coefficients",
+                      fmt::format("{}: the gradient of the trace regularizer ({}) with coefficients (in units of its γ) on "
+                                  "(yᵢ − m_c) and (m_c − m) of {}{} instead of 1 and −1{}",
+                                  label, m.where(c), per_class, named, also));
+            }
+        }
+    }
+
+    /// A name for per-class coefficients that one expression in the class count n_c and the
+    /// sample count N gives for every class (NaN entries are undetermined and match anything).
+    static std::string count_expression(const std::vector<double>& x, const std::vector<double>& n_c, double N)
+    {
+        using F = double (*)(double, double);
+        static const std::pair<const char*, F> forms[] = {
+            {"1", [](double, double) { return 1.0; }},           {"−1", [](double, double) { return -1.0; }},
+            {"0", [](double, double) { return 0.0; }},           {"2", [](double, double) { return 2.0; }},
+            {"−2", [](double, double) { return -2.0; }},         {"½", [](double, double) { return 0.5; }},
+            {"−½", [](double, double) { return -0.5; }},         {"1/n_c", [](double n, double) { return 1 / n; }},
+            {"−1/n_c", [](double n, double) { return -1 / n; }}, {"1 − 1/n_c", [](double n, double) { return 1 - 1 / n; }},
+            {"−(1 − 1/n_c)", [](double n, double) { return 1 / n - 1; }},
+            {"n_c/N", [](double n, double N) { return n / N; }}, {"−n_c/N", [](double n, double N) { return -n / N; }},
+            {"1 − n_c/N = n_c(1/n_c − 1/N)", [](double n, double N) { return 1 - n / N; }},
+            {"−(1 − n_c/N) = −n_c(1/n_c − 1/N)", [](double n, double N) { return n / N - 1; }},
+            {"n_c", [](double n, double) { return n; }},         {"−n_c", [](double n, double) { return -n; }},
+            {"1/N", [](double, double N) { return 1 / N; }},     {"−1/N", [](double, double N) { return -1 / N; }},
+            {"1 − 1/N", [](double, double N) { return 1 - 1 / N; }},
+            {"−(1 − 1/N)", [](double, double N) { return 1 / N - 1; }},
+        };
+        for (const auto& [name, f] : forms) {
+            bool all = true, any = false;
+            for (std::size_t k = 0; k < x.size() && all; ++k) {
+                if (std::isnan(x[k]) || n_c[k] == 0) continue;
+                const double e = f(n_c[k], N);
+                all = std::abs(x[k] - e) <= 1e-6 * std::max(1.0, std::abs(e));
+                any = true;
+            }
+            if (all && any) return name;
+        }
+        return {};
     }
 };
 
@@ -670,6 +897,7 @@ std::vector<Hypothesis> fit(const Model& m, const DiagnoseOptions& o, bool is_gr
     if (is_grad) {
         f.derivative(n);
         f.terms(n, a);
+        f.scatter(n, a);
     } else {
         f.bias(n, a);
     }
@@ -677,7 +905,7 @@ std::vector<Hypothesis> fit(const Model& m, const DiagnoseOptions& o, bool is_gr
     // names the mistake, "equals another layer's quantity" only says where the number came from).
     auto rank = [](const std::string& kind) {
         static const char* order[] = {"activation derivative", "elementwise derivative", "missing derivative",
-                                      "pooling routing", "missing term", "extra term", "sum over axis", "transpose",
+                                      "pooling routing", "missing term", "extra term", "scatter coefficients", "sum over axis", "reshape", "transpose",
                                       "sign", "factor", "off-by-one layer", "wrong bias"};
         for (std::size_t i = 0; i < std::size(order); ++i)
             if (kind == order[i]) return i;
@@ -910,30 +1138,33 @@ std::string DiagnosisReport::table() const
         if (q.verdict == Verdict::follows) v += " " + q.follows_from;
         return v;
     };
-    std::size_t lw = width("quantity"), vw = width("verdict");
+    auto shape_of = [](const QuantityCheck& q) {
+        return q.verdict == Verdict::shape_mismatch ? shape_str(q.hand_shape) + "≠" + shape_str(q.tape_shape)
+                                                    : shape_str(q.hand_shape);
+    };
+    std::size_t lw = width("quantity"), vw = width("verdict"), sw = 12;
     for (const auto& q : quantities) {
         lw = std::max(lw, width(q.label));
         vw = std::max(vw, width(verdict_of(q)));
+        sw = std::max(sw, width(shape_of(q)));  // "(3,4,48)≠(3,48)"
     }
     std::ostringstream os;
-    os << fmt::format("{:<{}} {:<26} {:<12} {:>12}  {:<{}} {}\n", "quantity", lw, "on the tape", "shape", "max rel err",
-                      "verdict", vw, "best explanation");
+    os << fmt::format("{:<{}} {:<26} {:<{}} {:>12}  {:<{}} {}\n", "quantity", lw, "on the tape", "shape", sw,
+                      "max rel err", "verdict", vw, "best explanation");
     for (const auto& q : quantities) {
         const std::string verdict = verdict_of(q);
         const std::string best = !q.hypotheses.empty() ? q.hypotheses.front().explanation
                                  : q.verdict == Verdict::unmatched
                                      ? "no observed quantity or parameter is named '" + q.name + "'"
                                      : q.pattern;
-        const std::string shape = q.verdict == Verdict::shape_mismatch
-                                      ? shape_str(q.hand_shape) + "≠" + shape_str(q.tape_shape)
-                                      : shape_str(q.hand_shape);
+        const std::string shape = shape_of(q);
         std::string said = q.verdict == Verdict::ok || q.verdict == Verdict::follows ? "" : best;
         if (q.slip && !q.follows_from.empty())
             said += fmt::format("; its formula's value is wrong only because {} is", q.follows_from);
         std::size_t cut = std::min<std::size_t>(q.where.size(), 26);  // not inside a UTF-8 sequence
         while (cut < q.where.size() && cut > 0 && (q.where[cut] & 0xC0) == 0x80) --cut;
-        os << fmt::format("{:<{}} {:<26} {:<12} {:>12.3e}  {:<{}} {}\n", q.label, lw, q.where.substr(0, cut), shape,
-                          q.max_rel_error, verdict, vw, said);
+        os << fmt::format("{:<{}} {:<26} {:<{}} {:>12.3e}  {:<{}} {}\n", q.label, lw, q.where.substr(0, cut), shape,
+                          sw, q.max_rel_error, verdict, vw, said);
     }
     const auto roots = mistakes();
     if (roots.empty() && ok()) os << "every quantity agrees with the tape\n";

@@ -22,7 +22,16 @@ using namespace hand;
 
 // ---- 000: the trace regularizer's gradient as the document's D1 writes it -----------------------
 
-DiagnosisReport mlp_trace_regularizer()
+/// Which part of document 000's derivation is run as written; the rest is the correct formula, so
+/// each run holds the one mistake it names.
+enum class Doc000 {
+    regularizer,  ///< D1's regularizer term per sample (n read as n_c)
+    data_term,    ///< D1's data term Σⱼ(y_{i,j} − d_{i,j}): one number per sample in every entry
+    vec_w1,       ///< D4's ∂E/∂W⁽¹⁾ = vec(δ⁽¹⁾X)
+    d1,           ///< all of D1: the data term's Σⱼ and the regularizer's term per sample
+};
+
+DiagnosisReport mlp_trace_regularizer(Doc000 part)
 {
     const IndexTensor labels = {0, 1, 1, 2, 0, 2, 2, 1};
     const std::size_t N = 8, C = 3;
@@ -35,7 +44,8 @@ DiagnosisReport mlp_trace_regularizer()
         auto y1 = t.observe("y1", sigmoid(z1));
         auto y = t.observe("y", linear(y1, t.param(W2), t.param(b2)));
         auto data = t.observe("squared error", mse_loss(y, t.constant(D), Reduction::half_sum));
-        auto reg = t.observe("regularizer", trace_regularizer_on_tape(y, labels, C, gamma));
+        // the fused op: it keeps the classes, so diagnose can fit the regularizer's coefficients
+        auto reg = t.observe("regularizer", nn::trace_scatter_loss(y, labels, gamma));
         return data + reg;
     };
     auto hand = [&](HandDerivation& h) {
@@ -53,16 +63,36 @@ DiagnosisReport mlp_trace_regularizer()
         for (std::size_t c = 0; c < C; ++c)
             for (std::size_t d = 0; d < C; ++d) mc(c, d) /= n[c];
         Tens dY = Y - D;
+        if (part == Doc000::data_term || part == Doc000::d1)  // D1's Σⱼ(y_{i,j} − d_{i,j}), the same number in each entry of row i
+            for (std::size_t i = 0; i < N; ++i) {
+                double s = 0;
+                for (std::size_t d = 0; d < C; ++d) s += Y(i, d) - D(i, d);
+                for (std::size_t d = 0; d < C; ++d) dY(i, d) = s;
+            }
         for (std::size_t i = 0; i < N; ++i) {
             const auto c = std::size_t(labels(i));
             for (std::size_t d = 0; d < C; ++d)
-                dY(i, d) += gamma * ((1 - 1 / n[c]) * (Y(i, d) - mc(c, d)) - n[c] * (1 / n[c] - 1.0 / N) * (mc(c, d) - m(d)));
+                dY(i, d) += part == Doc000::regularizer || part == Doc000::d1
+                                ? gamma * ((1 - 1 / n[c]) * (Y(i, d) - mc(c, d)) -
+                                           n[c] * (1 / n[c] - 1.0 / N) * (mc(c, d) - m(d)))
+                                : gamma * (Y(i, d) - 2 * mc(c, d) + m(d));  // the correct γ(yᵢ − 2m_c + m)
         }
         const Tens& d2 = h.grad("y", dY);
         h.grad("W2", mm(tr(d2), y1));  // D3
         h.grad("b2", colsum(d2));
         const Tens& d1 = h.grad("z1", Tens(y1 * (1 - y1) * mm(d2, W2.value())));  // D2
-        h.grad("W1", mm(tr(d1), X));  // D4, as δ⁽¹⁾xᵀ summed over the samples
+        if (part != Doc000::vec_w1) {
+            h.grad("W1", mm(tr(d1), X));  // D4, as δ⁽¹⁾xᵀ summed over the samples
+        } else {
+            // D4 as written, vec(δ⁽¹⁾X): for one sample δ⁽¹⁾ (5×1) times x (4×1) does not exist; the
+            // product exists with the samples' δ⁽¹⁾ as columns, (5,N), and X's rows the samples, (N,4),
+            // and vec stacks its columns: 20 numbers
+            const Tens p = mm(tr(d1), X);
+            Tens v = xt::zeros<double>({p.size()});
+            for (std::size_t j = 0; j < p.shape()[1]; ++j)
+                for (std::size_t i = 0; i < p.shape()[0]; ++i) v(j * p.shape()[0] + i) = p(i, j);
+            h.grad("W1", v);
+        }
         h.grad("b1", colsum(d1));
     };
     return diagnose(model, hand);
@@ -99,9 +129,17 @@ DiagnosisReport mlp_l_layer_notes()
     return diagnose(model, hand);
 }
 
-// ---- 002: the CNN's backward pass with the pooling derivative ¼ dropped, as §2.2.4 says ------------
+// ---- 002: the CNN's backward pass: §2.2.4's dropped ¼, (10)'s single output, (11)'s indices -------
 
-DiagnosisReport cnn_sigmoid_avgpool()
+/// Which of document 002's formulas the backward pass runs as written; the others are correct
+/// there, so each run holds the mistake it names.
+enum class Doc002 {
+    quarter_dropped,  ///< §2.2.4: "the pooling derivative is always ¼, so it does not matter"
+    single_output,    ///< (10) ∂CE/∂a_j = (ŷ_i − y_i) w_j, per output i, and (15) with the same product
+    index_formula,    ///< (11)'s window positions route the pooling gradient
+};
+
+DiagnosisReport cnn_sigmoid_avgpool(Doc002 part)
 {
     const std::size_t B = 3, H = 10, O = 3, K = 3, P = (H - K + 1) / 2, F = O * P * P, classes = 4;
     Parameter<double> V(rand_uniform({O, 1, K, K}, 21, -1.0, 1.0), "V"), q(rand_uniform({O}, 22, -1.0, 1.0), "q"),
@@ -129,7 +167,7 @@ DiagnosisReport cnn_sigmoid_avgpool()
                     }
         const Tens& d = h.value("d", dv);
         const Tens& c = h.value("c", sig(d));
-        Tens av = xt::zeros<double>({B, F});  // (11): a = ¼ of each 2×2 window
+        Tens av = xt::zeros<double>({B, F});  // a = ¼ of each 2×2 window (the text's definition)
         for (std::size_t n = 0; n < B; ++n)
             for (std::size_t o = 0; o < O; ++o)
                 for (std::size_t i = 0; i < P; ++i)
@@ -141,27 +179,71 @@ DiagnosisReport cnn_sigmoid_avgpool()
         const Tens& dx = h.grad("x", softmax_rows(x) - one_hot_rows(labels, classes));  // (7)
         h.grad("W", mm(tr(dx), a));                                                     // (9)
         h.grad("b", colsum(dx));
-        const Tens& da = h.grad("a", mm(dx, W.value()));
-        // §2.2.4: "the pooling derivative is always ¼, so it does not matter": each c of a window
-        // receives its a's gradient as it is
-        Tens dc = xt::zeros<double>({B, O, S, S});
+        Tens da_hand = mm(dx, W.value());
+        if (part == Doc002::single_output) {  // (10): (ŷ_i − y_i) w_j, one vector over j for each output i
+            da_hand = xt::zeros<double>({B, classes, F});
+            for (std::size_t n = 0; n < B; ++n)
+                for (std::size_t i = 0; i < classes; ++i)
+                    for (std::size_t j = 0; j < F; ++j) da_hand(n, i, j) = dx(n, i) * W.value()(i, j);
+        }
+        const Tens& da = h.grad("a", da_hand);
+        // Below, every quantity keeps (10)'s free output index i when dL/da has one (R = K), else R = 1.
+        const std::size_t R = da.dimension() == 3 ? da.shape()[1] : 1;
+        auto ga = [&](std::size_t n, std::size_t r, std::size_t f) { return R == 1 ? da(n, f) : da(n, r, f); };
+        auto drop_r = [&](Tens t) {  // (B or 1, R, …) without the output axis when there is none
+            if (R > 1) return t;
+            Shape sh = t.shape();
+            sh.erase(sh.begin() + 1);
+            return Tens(xt::reshape_view(t, sh));
+        };
+        Tens dc = xt::zeros<double>({B, R, O, S, S});
+        const double quarter = part == Doc002::quarter_dropped ? 1.0 : 0.25;  // §2.2.4 drops it; (15) keeps it
         for (std::size_t n = 0; n < B; ++n)
-            for (std::size_t o = 0; o < O; ++o)
-                for (std::size_t i = 0; i < 2 * P; ++i)
-                    for (std::size_t j = 0; j < 2 * P; ++j) dc(n, o, i, j) = da(n, (o * P + i / 2) * P + j / 2);
-        const Tens& gc = h.grad("c", dc);
-        const Tens& gd = h.grad("d", Tens(gc * c * (1 - c)));  // (12)
-        Tens gV = xt::zeros<double>({O, std::size_t(1), K, K}), gq = xt::zeros<double>({O});  // (14), (15)
+            for (std::size_t r = 0; r < R; ++r)
+                for (std::size_t o = 0; o < O; ++o)
+                    for (std::size_t i = 0; i < P; ++i)
+                        for (std::size_t j = 0; j < P; ++j) {
+                            const double g = quarter * ga(n, r, (o * P + i) * P + j);
+                            if (part == Doc002::index_formula) {
+                                // (11): window (i, j) pools c at 2i·2n_p + 2j, 2i·2n_p + 2(j + 1),
+                                // 2(i + 1)·2n_p + 2j, 2(i + 1)·2n_p + 2(j + 1) of the flattened image
+                                const std::size_t base = 2 * i * S + 2 * j;
+                                for (std::size_t l : {base, base + 2, base + 2 * S, base + 2 * S + 2})
+                                    if (l < S * S) dc(n, r, o, l / S, l % S) += g;  // past the image: no such c
+                            } else {
+                                for (std::size_t u = 0; u < 2; ++u)
+                                    for (std::size_t v = 0; v < 2; ++v) dc(n, r, o, 2 * i + u, 2 * j + v) += g;
+                            }
+                        }
+        const Tens& gc = h.grad("c", drop_r(dc));
+        Tens gdv = xt::zeros<double>({B, R, O, S, S});  // (12)
         for (std::size_t n = 0; n < B; ++n)
-            for (std::size_t o = 0; o < O; ++o)
-                for (std::size_t i = 0; i < S; ++i)
-                    for (std::size_t j = 0; j < S; ++j) {
-                        gq(o) += gd(n, o, i, j);
-                        for (std::size_t u = 0; u < K; ++u)
-                            for (std::size_t v = 0; v < K; ++v) gV(o, 0, u, v) += gd(n, o, i, j) * X(n, 0, i + u, j + v);
-                    }
-        h.grad("V", gV);
-        h.grad("q", gq);
+            for (std::size_t r = 0; r < R; ++r)
+                for (std::size_t o = 0; o < O; ++o)
+                    for (std::size_t i = 0; i < S; ++i)
+                        for (std::size_t j = 0; j < S; ++j) {
+                            const double g = R == 1 ? gc(n, o, i, j) : gc(n, r, o, i, j);
+                            gdv(n, r, o, i, j) = g * c(n, o, i, j) * (1 - c(n, o, i, j));
+                        }
+        const Tens& gd = h.grad("d", drop_r(gdv));
+        Tens gV = xt::zeros<double>({std::size_t(1), R, O, std::size_t(1), K, K}),
+             gq = xt::zeros<double>({std::size_t(1), R, O});  // (14), (15)
+        for (std::size_t n = 0; n < B; ++n)
+            for (std::size_t r = 0; r < R; ++r)
+                for (std::size_t o = 0; o < O; ++o)
+                    for (std::size_t i = 0; i < S; ++i)
+                        for (std::size_t j = 0; j < S; ++j) {
+                            const double g = R == 1 ? gd(n, o, i, j) : gd(n, r, o, i, j);
+                            gq(0, r, o) += g;
+                            for (std::size_t u = 0; u < K; ++u)
+                                for (std::size_t v = 0; v < K; ++v) gV(0, r, o, 0, u, v) += g * X(n, 0, i + u, j + v);
+                        }
+        auto lead = [](Tens t) {  // the leading 1 (no batch axis on a parameter's gradient) away
+            Shape sh(t.shape().begin() + 1, t.shape().end());
+            return Tens(xt::reshape_view(t, sh));
+        };
+        h.grad("V", lead(drop_r(gV)));
+        h.grad("q", lead(drop_r(gq)));
     };
     return diagnose(model, hand);
 }
@@ -276,13 +358,29 @@ std::vector<DocumentDiagnosis> document_diagnoses()
 {
     return {
         {"000", "mlp_trace_regularizer",
-         "3-layer MLP, ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b): the regularizer's gradient as D1 writes it", mlp_trace_regularizer},
+         "3-layer MLP, ½Σ‖y − d‖² + ½γ(tr S_w − tr S_b): the regularizer's gradient as D1 writes it",
+         [] { return mlp_trace_regularizer(Doc000::regularizer); }},
+        {"000", "mlp_trace_regularizer_data_term",
+         "the same MLP: D1's data term Σⱼ(y_{i,j} − d_{i,j}) as written (the regularizer's term correct)",
+         [] { return mlp_trace_regularizer(Doc000::data_term); }},
+        {"000", "mlp_trace_regularizer_d1",
+         "the same MLP: all of D1 as written, Σⱼ(y_{i,j} − d_{i,j}) and the regularizer's term per sample",
+         [] { return mlp_trace_regularizer(Doc000::d1); }},
+        {"000", "mlp_trace_regularizer_vec_w1",
+         "the same MLP: D4's ∂E/∂W⁽¹⁾ = vec(δ⁽¹⁾X) as written (D1 correct)",
+         [] { return mlp_trace_regularizer(Doc000::vec_w1); }},
         {"001", "mlp_l_layer_notes",
          "L-layer MLP: the δ recursion of §3 (E = ½Σ(y − t)², (47)) against the loss of (44), E = ΣΣ(y − T)²",
          mlp_l_layer_notes},
         {"002", "cnn_sigmoid_avgpool",
          "conv → sigmoid → 2×2 average pool → dense → softmax cross-entropy, the pooling derivative dropped (§2.2.4)",
-         cnn_sigmoid_avgpool},
+         [] { return cnn_sigmoid_avgpool(Doc002::quarter_dropped); }},
+        {"002", "cnn_sigmoid_avgpool_single_output",
+         "the same CNN: ∂CE/∂a_j = (ŷ_i − y_i) w_j as (10) writes it, for each output i, and (15) with it",
+         [] { return cnn_sigmoid_avgpool(Doc002::single_output); }},
+        {"002", "cnn_sigmoid_avgpool_index_formula",
+         "the same CNN: the pooling gradient routed to the positions of (11)'s index formula (with the ¼)",
+         [] { return cnn_sigmoid_avgpool(Doc002::index_formula); }},
         {"003", "worked_example_2_3_2_1",
          "the worked 2-3-2-1 sigmoid example, x = [1 2], y = 1, E = ½(y − ŷ)²: every printed number against the tape",
          worked_example_2_3_2_1},

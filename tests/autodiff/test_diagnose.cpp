@@ -399,7 +399,7 @@ BOOST_AUTO_TEST_SUITE_END()
 
 namespace {
 
-enum class PoolSlip { none, spread_evenly, copied_to_window, first_cell, avg_no_quarter, relu_as_relu };
+enum class PoolSlip { none, spread_evenly, copied_to_window, first_cell, avg_no_quarter, avg_rows_two_apart, relu_as_relu };
 
 DiagnosisReport run_pool(bool max_pool, PoolSlip slip)
 {
@@ -449,7 +449,12 @@ DiagnosisReport run_pool(bool max_pool, PoolSlip slip)
                     for (std::size_t r = 0; r < 4; ++r)
                         for (std::size_t s = 0; s < 4; ++s) {
                             const double g = gp(n, c, r / 2, s / 2);
-                            if (!max_pool)
+                            if (!max_pool && slip == PoolSlip::avg_rows_two_apart) {
+                                // a window's second row taken two rows down (r, s the cell of window
+                                // (r/2, s/2) in its first row); past the image: lost
+                                if (r % 2 == 0 && r + 2 < 4) da(n, c, r + 2, s) += g / 4;
+                                if (r % 2 == 0) da(n, c, r, s) += g / 4;
+                            } else if (!max_pool)
                                 da(n, c, r, s) = slip == PoolSlip::avg_no_quarter ? g : g / 4;
                             else if (slip == PoolSlip::spread_evenly)
                                 da(n, c, r, s) = g / 4;
@@ -498,6 +503,14 @@ BOOST_AUTO_TEST_CASE(average_pool_without_its_quarter)
     BOOST_TEST(r.at("dL/dz").follows_from == "dL/da");
 }
 
+BOOST_AUTO_TEST_CASE(average_pool_window_rows_two_apart)
+{
+    expect_root(run_pool(false, PoolSlip::avg_rows_two_apart), "dL/da", "pooling routing",
+                "routed to cells 2 rows and 1 column apart in the 4×4 image instead of its own (window 0: cells "
+                "{0, 1, 8, 9} for {0, 1, 4, 5}), with the 1/4",
+                {"dL/dz"});
+}
+
 BOOST_AUTO_TEST_CASE(relu_derivative_as_relu)
 {
     expect_root(run_pool(true, PoolSlip::relu_as_relu), "dL/dz", "activation derivative", "ReLU′ written as ReLU");
@@ -509,7 +522,8 @@ BOOST_AUTO_TEST_SUITE_END()
 
 namespace {
 
-enum class TermSlip { none, decay_missing, decay_twice, trace_missing };
+enum class TermSlip { none, decay_missing, decay_twice, trace_missing, trace_between_dropped, trace_between_sign,
+                      trace_halved };
 
 DiagnosisReport run_terms(TermSlip slip)
 {
@@ -545,7 +559,13 @@ DiagnosisReport run_terms(TermSlip slip)
                 for (auto& [c, v] : mu) v /= n[c];
                 for (std::size_t i = 0; i < 6; ++i) {
                     Tens row = xt::view(z, i, xt::all());
-                    xt::view(dz, i, xt::all()) += gamma * ((row - mu[y(i)]) - (mu[y(i)] - mean));
+                    // fresh slips: the between-class part left out, its sign flipped, the whole halved
+                    const double within = slip == TermSlip::trace_halved ? 0.5 : 1.0;
+                    const double between = slip == TermSlip::trace_between_dropped ? 0.0
+                                           : slip == TermSlip::trace_between_sign ? 1.0
+                                           : slip == TermSlip::trace_halved       ? -0.5
+                                                                                  : -1.0;
+                    xt::view(dz, i, xt::all()) += gamma * (within * (row - mu[y(i)]) + between * (mu[y(i)] - mean));
                 }
             }
             const Tens& g = h.grad("z", dz);
@@ -571,6 +591,30 @@ BOOST_AUTO_TEST_CASE(weight_decay_left_out_or_counted_twice)
 BOOST_AUTO_TEST_CASE(trace_regularizer_left_out)
 {
     expect_root(run_terms(TermSlip::trace_missing), "dL/dz", "missing term", "'trace'", {"dL/dW"});
+}
+
+BOOST_AUTO_TEST_CASE(trace_regularizer_with_wrong_coefficients)
+{
+    // the fused op keeps the classes (two samples each, N = 6): the coefficients are fitted per class
+    expect_root(run_terms(TermSlip::trace_between_dropped), "dL/dz", "scatter coefficients",
+                "class 0 (n_c = 2): 1 and 0; class 1 (n_c = 2): 1 and 0; class 2 (n_c = 2): 1 and 0, i.e. 1 and 0 "
+                "instead of 1 and −1",
+                {"dL/dW"});
+    expect_root(run_terms(TermSlip::trace_between_sign), "dL/dz", "scatter coefficients", "i.e. 1 and 1 instead of",
+                {"dL/dW"});
+    expect_root(run_terms(TermSlip::trace_halved), "dL/dz", "scatter coefficients", "i.e. ½ and −½ instead of",
+                {"dL/dW"});
+}
+
+BOOST_AUTO_TEST_CASE(trace_coefficients_only_where_the_regularizer_is_wrong)
+{
+    // a mistake elsewhere is not blamed on the regularizer; a regularizer left out is a missing term first
+    for (auto slip : {TermSlip::decay_missing, TermSlip::decay_twice, TermSlip::trace_missing}) {
+        const auto r = run_terms(slip);
+        for (const auto& q : r.quantities)
+            for (std::size_t k = 0; k < q.hypotheses.size(); ++k)
+                BOOST_TEST((q.hypotheses[k].kind != "scatter coefficients" || k > 0), q.hypotheses[k].explanation);
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

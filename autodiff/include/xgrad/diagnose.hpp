@@ -51,9 +51,11 @@ class HandDerivation;
 /// One explanation of a disagreement, fitted to the numbers: `residual` is ‖hand − candidate‖
 /// relative to ‖hand‖ (0 is a perfect fit).
 struct Hypothesis {
-    std::string kind;         ///< "factor", "sign", "transpose", "sum over axis", "elementwise derivative",
-                              ///< "activation derivative", "off-by-one layer", "missing term",
-                              ///< "extra term", "pooling routing", "missing derivative", "wrong bias",
+    std::string kind;         ///< "factor", "sign", "transpose", "reshape", "sum over axis",
+                              ///< "elementwise derivative", "activation derivative", "off-by-one layer",
+                              ///< "missing term", "extra term", "scatter coefficients" (the trace
+                              ///< regularizer's per-class coefficients), "pooling routing",
+                              ///< "missing derivative", "wrong bias",
                               ///< "printing slip" (a printed number against its own formula)
     std::string explanation;  ///< one line naming the quantity and the layer
     double residual = 0;

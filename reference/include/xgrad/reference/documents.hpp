@@ -13,12 +13,14 @@ namespace xgrad::reference {
 
 struct DocumentDiagnosis {
     std::string number;  ///< "000" … "004"
-    std::string name;    ///< the network's name in docs/sources.md
+    std::string name;    ///< the network's name in docs/sources.md (with a suffix for a further run)
     std::string title;   ///< what is checked, one line
     std::function<DiagnosisReport()> run;
 };
 
-/// Every document whose derivation is reproduced, in number order.
+/// Every document whose derivation is reproduced, in number order. A document with several
+/// independent mistakes (000, 002) is run once per mistake, each run under its own name with the
+/// document's number, the one formula as written and the others correct.
 std::vector<DocumentDiagnosis> document_diagnoses();
 
 }  // namespace xgrad::reference
