@@ -188,3 +188,112 @@ BOOST_AUTO_TEST_CASE(op_float_matches_double)
         }
     }
 }
+
+namespace {
+
+// Batch sizes around oneDNN's blocking (16 channels, 32/64 images per thread chunk), and LeNet's
+// and ResNet's geometries: c, h, w, o, k, stride, padding.
+const std::size_t batch_sizes[] = {1, 2, 3, 31, 32, 33, 64};
+struct Geo {
+    std::size_t c, h, w, o, k, stride, padding;
+};
+const Geo geos[] = {
+    {1, 28, 28, 6, 5, 1, 2},    // LeNet conv 1
+    {6, 14, 14, 16, 5, 1, 0},   // LeNet conv 2
+    {16, 14, 14, 16, 3, 1, 1},  // 3×3 same
+    {16, 14, 14, 32, 3, 2, 1},  // 3×3 stride 2
+    {16, 14, 14, 32, 1, 2, 0},  // 1×1 stride 2 (shortcut)
+    {8, 7, 7, 8, 1, 1, 0},      // 1×1
+};
+
+/// max |a − b| / max |b| (as test_distributed compares parameters).
+double rel_max(const std::vector<double>& a, const std::vector<double>& b)
+{
+    double e = 0, m = 0;
+    for (std::size_t i = 0; i < b.size(); ++i) {
+        e = std::max(e, std::abs(a[i] - b[i]));
+        m = std::max(m, std::abs(b[i]));
+    }
+    return m > 0 ? e / m : e;
+}
+
+template <class T>
+Tensor<T> tensor_of(const std::vector<double>& v, const Shape& sh)
+{
+    Tensor<T> r(sh);
+    std::copy(v.begin(), v.end(), r.begin());
+    return r;
+}
+
+template <class T>
+std::vector<double> values(const Tensor<T>& t)
+{
+    return {t.begin(), t.end()};
+}
+
+/// One conv2d with bias and loss Σ y·r (gy = r, random): y, dx, dw, db.
+template <class T>
+std::vector<std::vector<double>> one_conv(const Geo& g, std::size_t n, unsigned seed)
+{
+    const Shape xs{n, g.c, g.h, g.w}, ws{g.o, g.c, g.k, g.k}, bs{g.o};
+    const std::size_t oh = (g.h + 2 * g.padding - g.k) / g.stride + 1, ow = (g.w + 2 * g.padding - g.k) / g.stride + 1;
+    const Shape ys{n, g.o, oh, ow};
+    Tape<T> t;
+    auto x = t.variable(tensor_of<T>(random_vec(n * g.c * g.h * g.w, seed), xs));
+    auto w = t.variable(tensor_of<T>(random_vec(g.o * g.c * g.k * g.k, seed + 1), ws));
+    auto b = t.variable(tensor_of<T>(random_vec(g.o, seed + 2), bs));
+    auto r = t.constant(tensor_of<T>(random_vec(n * g.o * oh * ow, seed + 3), ys));
+    auto y = conv2d(x, w, b, Conv2dOptions().stride(g.stride).padding(g.padding));
+    t.backward(sum(y * r));
+    return {values(y.value()), values(x.grad()), values(w.grad()), values(b.grad())};
+}
+
+const char* const part_names[] = {"y", "dx", "dw", "db"};
+
+}  // namespace
+
+// conv2d<float> (oneDNN) against conv2d<double> (im2col, gradchecked) for every batch size and
+// geometry, calls alternating between shapes: each cached primitive must serve only its own shape.
+BOOST_AUTO_TEST_CASE(op_batch_sizes_and_alternating_shapes_match_double)
+{
+    for (int pass = 0; pass < 2; ++pass)  // the second pass runs on cached primitives, batches reversed
+        for (std::size_t bi = 0; bi < std::size(batch_sizes); ++bi)
+            for (std::size_t gi = 0; gi < std::size(geos); ++gi) {
+                const std::size_t n = batch_sizes[pass ? std::size(batch_sizes) - 1 - bi : bi];
+                const Geo& g = geos[gi];
+                const unsigned seed = unsigned(1000 + 10 * gi + 100 * n);
+                const auto f = one_conv<float>(g, n, seed), d = one_conv<double>(g, n, seed);
+                for (std::size_t k = 0; k < 4; ++k)
+                    BOOST_TEST(rel_max(f[k], d[k]) <= 1e-5, "pass " << pass << " batch " << n << " geometry " << gi
+                                                                    << " " << part_names[k] << ": "
+                                                                    << rel_max(f[k], d[k]));
+            }
+}
+
+// Two convolutions on one tape (forward A, forward B, backward B, backward A), LeNet's pair: B's
+// forward and backward run between A's forward and A's backward.
+BOOST_AUTO_TEST_CASE(two_layers_on_one_tape_match_double)
+{
+    for (std::size_t n : batch_sizes) {
+        auto run = [&](auto zero) {
+            using T = decltype(zero);
+            Tape<T> t;
+            const unsigned s = unsigned(7000 + n);
+            auto x = t.variable(tensor_of<T>(random_vec(n * 28 * 28, s), Shape{n, 1, 28, 28}));
+            auto wa = t.variable(tensor_of<T>(random_vec(6 * 25, s + 1), Shape{6, 1, 5, 5}));
+            auto ba = t.variable(tensor_of<T>(random_vec(6, s + 2), Shape{6}));
+            auto wb = t.variable(tensor_of<T>(random_vec(16 * 6 * 25, s + 3), Shape{16, 6, 5, 5}));
+            auto bb = t.variable(tensor_of<T>(random_vec(16, s + 4), Shape{16}));
+            auto r = t.constant(tensor_of<T>(random_vec(n * 16 * 24 * 24, s + 5), Shape{n, 16, 24, 24}));
+            auto a = conv2d(x, wa, ba, Conv2dOptions().padding(2));
+            auto y = conv2d(a * a * T(0.1), wb, bb, Conv2dOptions());
+            t.backward(sum(y * r));
+            return std::vector<std::vector<double>>{values(y.value()), values(x.grad()),  values(wa.grad()),
+                                                    values(ba.grad()), values(wb.grad()), values(bb.grad())};
+        };
+        const auto f = run(0.0f), d = run(0.0);
+        const char* names[] = {"y", "dx", "dwA", "dbA", "dwB", "dbB"};
+        for (std::size_t k = 0; k < f.size(); ++k)
+            BOOST_TEST(rel_max(f[k], d[k]) <= 1e-5, "batch " << n << " " << names[k] << ": " << rel_max(f[k], d[k]));
+    }
+}
