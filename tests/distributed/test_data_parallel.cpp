@@ -64,6 +64,7 @@ template <class T>
 std::unique_ptr<nn::Module<T>> make_model(const std::string& kind, std::size_t hidden = 128)
 {
     if (kind == "lenet") return reference::lenet<T>(3, true);
+    if (kind == "lenet_avg") return reference::lenet<T>(3, false);
     return std::make_unique<nn::MLP<T>>(std::vector<std::size_t>{784, 256, hidden, 10}, nn::Activation::relu,
                                         nn::Activation::identity, 3);
 }
@@ -71,7 +72,7 @@ std::unique_ptr<nn::Module<T>> make_model(const std::string& kind, std::size_t h
 template <class T>
 Shape sample_shape(const std::string& kind)
 {
-    return kind == "lenet" ? Shape{1, 28, 28} : Shape{784};
+    return kind.rfind("lenet", 0) == 0 ? Shape{1, 28, 28} : Shape{784};
 }
 
 // K steps of SGD with momentum on one process, batch B: batch s is order[sB, (s+1)B).
@@ -224,9 +225,13 @@ BOOST_AUTO_TEST_CASE(lenet_double_matches_one_process)
     check_equivalence<double>("lenet", 1e-12);
 }
 
+// Average pooling in float: max pooling's gradient jumps when two window entries swap order, and in
+// float32 near-ties (1 ulp apart) swap under rounding-level differences, then SGD amplifies the jump:
+// with max pooling, about 1 in 75 data seeds drifts to 1e-4..1e-2 on either convolution path (im2col
+// or oneDNN). Double keeps max pooling: its differences (1e-16) swap no ties.
 BOOST_AUTO_TEST_CASE(lenet_float_matches_one_process)
 {
-    check_equivalence<float>("lenet", 1e-5);
+    check_equivalence<float>("lenet_avg", 1e-5);
 }
 
 BOOST_AUTO_TEST_CASE(buckets_start_during_backward_and_do_not_change_the_result)

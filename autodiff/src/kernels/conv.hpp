@@ -1,7 +1,8 @@
 #pragma once
 // Kernels: 2-D convolution (NCHW) by im2col over the whole batch and one GEMM forward, two
-// backward. Raw contiguous row-major buffers; no Var, no tape. The conv2d op and the hand-written
-// backprop of xgrad::reference call the same functions, so both run the same arithmetic.
+// backward. Raw contiguous row-major buffers; no Var, no tape. The conv2d op (double, and float when
+// the build has no oneDNN: float otherwise runs on conv_dnnl.hpp) and the hand-written backprop of
+// xgrad::reference call these functions.
 #include <cstddef>
 
 #include "xgrad/tensor.hpp"

@@ -1,11 +1,15 @@
-// 2-D convolution: im2col over the whole batch, then one GEMM (forward) or two (backward); and the
-// two internal ops its VJPs are recorded with (double backward), each the others' VJP.
+// 2-D convolution: float on oneDNN's convolution primitives (kernels/conv_dnnl), double by im2col
+// over the whole batch and GEMMs; and the two internal ops its VJPs are recorded with (double
+// backward), each the others' VJP.
 #include "xgrad/ops/conv.hpp"
 
 #include <fmt/format.h>
 
+#include <type_traits>
+
 #include "../op_util.hpp"
 #include "kernels/conv.hpp"
+#include "kernels/conv_dnnl.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/ops/shape.hpp"
@@ -56,6 +60,46 @@ void conv_into(const T* x, const T* w, const kernels::ConvGeom& geo, T* out, boo
     for (std::size_t i = 0; i < tmp.size(); ++i) out[i] += tmp.data()[i];
 }
 
+/// float convolutions run on oneDNN's convolution primitives when the build has them; double
+/// (which oneDNN does not convolve) and builds without oneDNN use im2col + GEMM.
+template <class T>
+bool use_dnnl()
+{
+    if constexpr (std::is_same_v<T, float>)
+        return kernels::dnnl_conv_available();
+    else
+        return false;
+}
+// Only reached with T = float (use_dnnl); the casts let the double instantiation compile.
+template <class T>
+float* float_ptr(T* p)
+{
+    return reinterpret_cast<float*>(p);
+}
+template <class T>
+const float* float_ptr(const T* p)
+{
+    return reinterpret_cast<const float*>(p);
+}
+kernels::DnnlConvShape dnnl_shape(const kernels::ConvGeom& g)
+{
+    return kernels::DnnlConvShape{g.n, g.c, g.h, g.w, g.o, g.kh, g.kw, g.s, g.p};
+}
+
+/// conv_into on oneDNN (float): y = conv2d(x, w) without bias into `out`, or added to it.
+template <class T>
+void dnnl_conv_into(const T* x, const T* w, const kernels::ConvGeom& geo, T* out, bool acc)
+{
+    if (!acc) {
+        kernels::dnnl_conv2d_forward(float_ptr(x), float_ptr(w), nullptr, dnnl_shape(geo), float_ptr(out));
+        return;
+    }
+    thread_local Tensor<T> tmp;  // reused: no allocation once shapes are stable
+    tmp.resize(Shape{geo.n, geo.o, geo.oh, geo.ow});
+    kernels::dnnl_conv2d_forward(float_ptr(x), float_ptr(w), nullptr, dnnl_shape(geo), float_ptr(tmp.data()));
+    for (std::size_t i = 0; i < tmp.size(); ++i) out[i] += tmp.data()[i];
+}
+
 template <class T>
 Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOptions options)
 {
@@ -68,14 +112,20 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
         kernels::conv_geometry(xv.shape(), wv.shape(), b ? &b->shape() : nullptr, options.stride(), options.padding());
     Tensor<T>& out = op.value();
     out.resize(Shape{g.n, g.o, g.oh, g.ow});
-    // Keep the im2col matrix for dW only if the backward will run.
-    T* cols = nullptr;
-    if (op.requires_grad()) {
-        op.saved().resize(Shape{g.k(), g.l()});
-        cols = op.saved().data();
+    const bool dnnl = use_dnnl<T>();
+    if (dnnl) {
+        kernels::dnnl_conv2d_forward(float_ptr(xv.data()), float_ptr(wv.data()), b ? float_ptr(b->value().data()) : nullptr,
+                                     dnnl_shape(g), float_ptr(out.data()));
+    } else {
+        // Keep the im2col matrix for dW only if the backward will run.
+        T* cols = nullptr;
+        if (op.requires_grad()) {
+            op.saved().resize(Shape{g.k(), g.l()});
+            cols = op.saved().data();
+        }
+        kernels::conv2d_forward(xv.data(), wv.data(), b ? b->value().data() : nullptr, g, out.data(), cols);
     }
-    kernels::conv2d_forward(xv.data(), wv.data(), b ? b->value().data() : nullptr, g, out.data(), cols);
-    return op.finish_both([g, n_in](auto& c) {
+    return op.finish_both([g, n_in, dnnl](auto& c) {
         if constexpr (is_graph_backward_v<decltype(c)>) {
             // dX = conv2d_input_grad(G, W), dW = conv2d_weight_grad(X, G), db = Σ_{n,i,j} G
             const Var<T> G = c.grad(), X = c.input(0), W = c.input(1);
@@ -92,6 +142,13 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
             if (dx && dx.buffer == dw.buffer) {  // (x and b, or w and b, can never be one Var: their ranks differ)
                 if (!dx.accumulate) std::fill(dx.buffer->begin(), dx.buffer->end(), T(0));
                 dx.accumulate = dw.accumulate = true;
+            }
+            if (dnnl) {
+                kernels::dnnl_conv2d_backward(float_ptr(c.input(0).data()), float_ptr(c.input(1).data()),
+                                              float_ptr(c.grad().data()), dnnl_shape(g), float_ptr(dx.data()),
+                                              dx.accumulate, float_ptr(dw.data()), dw.accumulate, float_ptr(db.data()),
+                                              db.accumulate);
+                return;
             }
             kernels::conv2d_backward(c.input(0).data(), c.input(1).data(), c.grad().data(), g, dx.data(),
                                      dx.accumulate, dw.data(), dw.accumulate, db.data(), db.accumulate,
@@ -110,13 +167,25 @@ Var<T> conv2d_input_grad(const Var<T>& g, const Var<T>& w, const Shape& x_shape,
     const kernels::ConvGeom geo = kernels::conv_geometry(x_shape, w.shape(), nullptr, stride, padding);
     check_output_grad("conv2d_input_grad", geo, g.shape());
     op.value().resize(x_shape);
-    kernels::conv2d_backward_rows<T>(nullptr, w.value().data(), g.value().data(), geo, op.value().data(), false,
-                                     nullptr, false);
-    return op.finish_both([geo](auto& c) {
+    // float on oneDNN as conv2d's first-order backward, so both give the same numbers
+    const bool dnnl = use_dnnl<T>();
+    if (dnnl)
+        kernels::dnnl_conv2d_backward(nullptr, float_ptr(w.value().data()), float_ptr(g.value().data()), dnnl_shape(geo),
+                                      float_ptr(op.value().data()), false, nullptr, false, nullptr, false);
+    else
+        kernels::conv2d_backward_rows<T>(nullptr, w.value().data(), g.value().data(), geo, op.value().data(), false,
+                                         nullptr, false);
+    return op.finish_both([geo, dnnl](auto& c) {
         if constexpr (is_graph_backward_v<decltype(c)>) {
             const Var<T> GY = c.grad(), G = c.input(0), W = c.input(1);
             if (c.needs(0)) c.accumulate(0, conv2d(GY, W, Conv2dOptions().stride(geo.s).padding(geo.p)));
             if (c.needs(1)) c.accumulate(1, conv2d_weight_grad(GY, G, W.shape(), geo.s, geo.p));
+        } else if (dnnl) {
+            const T* gy = c.grad().data();
+            if (const InputGrad<T> dg = c.input_grad(0)) dnnl_conv_into(gy, c.input(1).data(), geo, dg.data(), dg.accumulate);
+            if (const InputGrad<T> dw = c.input_grad(1))
+                kernels::dnnl_conv2d_backward(float_ptr(gy), nullptr, float_ptr(c.input(0).data()), dnnl_shape(geo),
+                                              nullptr, false, float_ptr(dw.data()), dw.accumulate, nullptr, false);
         } else {
             const T* gy = c.grad().data();
             // GY's im2col matrix, built once: dG = W·cols and dW = Gt·colsᵀ both read it
@@ -146,13 +215,24 @@ Var<T> conv2d_weight_grad(const Var<T>& x, const Var<T>& g, const Shape& w_shape
     check_output_grad("conv2d_weight_grad", geo, g.shape());
     const T* xcols = cols && cols->size() == geo.k() * geo.l() ? cols->data() : nullptr;
     op.value().resize(w_shape);
-    kernels::conv2d_backward_rows<T>(x.value().data(), nullptr, g.value().data(), geo, nullptr, false,
-                                     op.value().data(), false, xcols);
-    return op.finish_both([geo, xcols](auto& c) {
+    const bool dnnl = use_dnnl<T>();  // as in conv2d_input_grad
+    if (dnnl)
+        kernels::dnnl_conv2d_backward(float_ptr(x.value().data()), nullptr, float_ptr(g.value().data()), dnnl_shape(geo),
+                                      nullptr, false, float_ptr(op.value().data()), false, nullptr, false);
+    else
+        kernels::conv2d_backward_rows<T>(x.value().data(), nullptr, g.value().data(), geo, nullptr, false,
+                                         op.value().data(), false, xcols);
+    return op.finish_both([geo, xcols, dnnl](auto& c) {
         if constexpr (is_graph_backward_v<decltype(c)>) {
             const Var<T> GY = c.grad(), X = c.input(0), G = c.input(1);
             if (c.needs(0)) c.accumulate(0, conv2d_input_grad(G, GY, X.shape(), geo.s, geo.p));
             if (c.needs(1)) c.accumulate(1, conv2d(X, GY, Conv2dOptions().stride(geo.s).padding(geo.p)));
+        } else if (dnnl) {
+            const T* gy = c.grad().data();
+            if (const InputGrad<T> dx = c.input_grad(0))
+                kernels::dnnl_conv2d_backward(nullptr, float_ptr(gy), float_ptr(c.input(1).data()), dnnl_shape(geo),
+                                              float_ptr(dx.data()), dx.accumulate, nullptr, false, nullptr, false);
+            if (const InputGrad<T> dg = c.input_grad(1)) dnnl_conv_into(c.input(0).data(), gy, geo, dg.data(), dg.accumulate);
         } else {
             const T* gy = c.grad().data();
             if (const InputGrad<T> dx = c.input_grad(0))

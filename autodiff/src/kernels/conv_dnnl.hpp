@@ -1,0 +1,33 @@
+#pragma once
+// Kernels: float 2-D convolution (NCHW input, OIHW weight) on oneDNN's convolution primitives
+// (direct JIT kernels, not im2col + GEMM). Raw contiguous buffers; no Var, no tape. Primitives,
+// their layout reorders and the scratchpad are cached per thread by shape and options, so after
+// the first call with a shape nothing is created and nothing is allocated by xgrad.
+// Available only when XGRAD_USE_DNNL is defined (dnnl_conv_available() says so at run time too).
+#include <cstddef>
+
+namespace xgrad::kernels {
+
+struct DnnlConvShape {
+    std::size_t n, c, h, w;       // input (N, C, H, W)
+    std::size_t o, kh, kw;        // weight (O, C/groups, KH, KW)
+    std::size_t stride, padding;  // both spatial dims
+    std::size_t dilation = 1, groups = 1;
+    std::size_t oh() const { return (h + 2 * padding - dilation * (kh - 1) - 1) / stride + 1; }
+    std::size_t ow() const { return (w + 2 * padding - dilation * (kw - 1) - 1) / stride + 1; }
+};
+
+/// Whether this build has the oneDNN convolution (XGRAD_USE_DNNL) and it is not turned off by
+/// the environment variable XGRAD_DNNL_CONV=0 (read once; for comparing the two paths).
+bool dnnl_conv_available();
+
+/// y (N,O,OH,OW) = conv(x, w) + b (b may be null). Shapes must be valid (the caller checks them).
+void dnnl_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y);
+
+/// Gradients given gy = dL/dy (N,O,OH,OW); each output optional (null: not wanted). Every `*_acc`
+/// flag: true adds into the buffer, false overwrites it (it may hold garbage). dx may be the same
+/// buffer as dw (conv2d(x, x)) only with both flags true.
+void dnnl_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
+                          bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc);
+
+}  // namespace xgrad::kernels
