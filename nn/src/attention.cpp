@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <vector>
 
 #include "xgrad/nn/init.hpp"
 #include "xgrad/ops/activation.hpp"
@@ -32,13 +33,42 @@ template <class T>
 Var<T> attend(const Var<T>& q, const Var<T>& k, const Var<T>& v, const Tensor<T>* mask, Var<T>* probabilities,
               double p = 0, std::mt19937_64* rng = nullptr, Tensor<T>* dropout_mask = nullptr)
 {
-    const T scale = T(1 / std::sqrt(double(q.shape().back())));
-    Var<T> scores = matmul(q, transpose(k)) * scale;
+    const Shape& qs = q.shape();
+    const std::size_t r = qs.size();
+    const T scale = T(1 / std::sqrt(double(qs.back())));
+    // Leading axes as one batch axis: batched GEMMs reading K transposed and scaling by 1/√E (no
+    // copy of Kᵀ, no scaled copy of the scores). A mask over leading axes keeps them.
+    if (r > 3 && mask && mask->dimension() > 2) {
+        Var<T> scores = matmul(q, transpose(k)) * scale + q.tape().constant(*mask);
+        Var<T> prob = softmax(scores, -1);
+        if (p > 0) prob = dropout(prob, p, *rng, *dropout_mask);
+        if (probabilities) *probabilities = prob;  // after dropout, as PyTorch returns them
+        return matmul(prob, v);
+    }
+    std::size_t n = 1;
+    for (std::size_t i = 0; i + 2 < r; ++i) n *= qs[i];
+    auto batch = [&](const Var<T>& x) {
+        const Shape& s = x.shape();
+        return r > 3 ? reshape(x, {sp(n), sp(s[r - 2]), sp(s[r - 1])}) : x;
+    };
+    Var<T> scores = matmul_t(batch(q), batch(k), false, true, scale);
     if (mask) scores = scores + q.tape().constant(*mask);
     Var<T> prob = softmax(scores, -1);
     if (p > 0) prob = dropout(prob, p, *rng, *dropout_mask);
-    if (probabilities) *probabilities = prob;  // after dropout, as PyTorch returns them
-    return matmul(prob, v);
+    const Var<T> y = matmul_t(prob, batch(v), false, false);
+    if (r <= 3) {
+        if (probabilities) *probabilities = prob;  // after dropout, as PyTorch returns them
+        return y;
+    }
+    thread_local std::vector<std::ptrdiff_t> lead;  // reused: no allocation per call
+    lead.assign(qs.begin(), qs.end() - 1);
+    if (probabilities) {
+        lead.push_back(sp(prob.shape().back()));
+        *probabilities = reshape(prob, lead);
+        lead.pop_back();
+    }
+    lead.push_back(sp(v.shape().back()));
+    return reshape(y, lead);
 }
 
 /// mask + causal into `combined` when both are given; whichever is given otherwise.
