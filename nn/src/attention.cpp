@@ -183,15 +183,18 @@ std::tuple<Var<T>, Var<T>> MultiheadAttention<T>::forward(const Var<T>& query, c
     auto heads_of = [&](const Var<T>& y, std::size_t n) {  // (n·B or B·n, E) → (B, h, n, d)
         return bf ? permute(reshape(y, {B, sp(n), H, D}), {0, 2, 1, 3}) : permute(reshape(y, {sp(n), B, H, D}), {1, 2, 0, 3});
     };
+    // Q, K, V each from its row block of in_proj_weight: slicing the (E, E) weight blocks is cheaper
+    // than slicing the (n·B, 3E) product's columns (and, backward, scattering into them).
+    auto part = [&](const Var<T>& t, std::ptrdiff_t i) { return slice(t, 0, i * E, (i + 1) * E); };
+    const Var<T> none;
     Var<T> q, k, v;
     if (&query.tape() == &key.tape() && &key.tape() == &value.tape() && query.index() == key.index() && key.index() == value.index()) {
-        const Var<T> qkv = project(query, w, bias);  // one GEMM for self-attention
-        q = heads_of(slice(qkv, 1, 0, E), l);
-        k = heads_of(slice(qkv, 1, E, 2 * E), l);
-        v = heads_of(slice(qkv, 1, 2 * E, 3 * E), l);
+        const Var<T> x2 = reshape(query, {sp(l * b), E});  // self-attention: the rows once
+        auto proj = [&](std::ptrdiff_t i) {
+            return heads_of(bias.valid() ? linear(x2, part(w, i), part(bias, i)) : linear(x2, part(w, i)), l);
+        };
+        q = proj(0), k = proj(1), v = proj(2);
     } else {
-        auto part = [&](const Var<T>& t, std::ptrdiff_t i) { return slice(t, 0, i * E, (i + 1) * E); };
-        const Var<T> none;
         q = heads_of(project(query, part(w, 0), bias.valid() ? part(bias, 0) : none), l);
         k = heads_of(project(key, part(w, 1), bias.valid() ? part(bias, 1) : none), s);
         v = heads_of(project(value, part(w, 2), bias.valid() ? part(bias, 2) : none), s);
