@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <vector>
 
 #include "xgrad/nn/init.hpp"
 #include "xgrad/ops/activation.hpp"
@@ -32,13 +33,42 @@ template <class T>
 Var<T> attend(const Var<T>& q, const Var<T>& k, const Var<T>& v, const Tensor<T>* mask, Var<T>* probabilities,
               double p = 0, std::mt19937_64* rng = nullptr, Tensor<T>* dropout_mask = nullptr)
 {
-    const T scale = T(1 / std::sqrt(double(q.shape().back())));
-    Var<T> scores = matmul(q, transpose(k)) * scale;
+    const Shape& qs = q.shape();
+    const std::size_t r = qs.size();
+    const T scale = T(1 / std::sqrt(double(qs.back())));
+    // Leading axes as one batch axis: batched GEMMs reading K transposed and scaling by 1/√E (no
+    // copy of Kᵀ, no scaled copy of the scores). A mask over leading axes keeps them.
+    if (r > 3 && mask && mask->dimension() > 2) {
+        Var<T> scores = matmul(q, transpose(k)) * scale + q.tape().constant(*mask);
+        Var<T> prob = softmax(scores, -1);
+        if (p > 0) prob = dropout(prob, p, *rng, *dropout_mask);
+        if (probabilities) *probabilities = prob;  // after dropout, as PyTorch returns them
+        return matmul(prob, v);
+    }
+    std::size_t n = 1;
+    for (std::size_t i = 0; i + 2 < r; ++i) n *= qs[i];
+    auto batch = [&](const Var<T>& x) {
+        const Shape& s = x.shape();
+        return r > 3 ? reshape(x, {sp(n), sp(s[r - 2]), sp(s[r - 1])}) : x;
+    };
+    Var<T> scores = matmul_t(batch(q), batch(k), false, true, scale);
     if (mask) scores = scores + q.tape().constant(*mask);
     Var<T> prob = softmax(scores, -1);
     if (p > 0) prob = dropout(prob, p, *rng, *dropout_mask);
-    if (probabilities) *probabilities = prob;  // after dropout, as PyTorch returns them
-    return matmul(prob, v);
+    const Var<T> y = matmul_t(prob, batch(v), false, false);
+    if (r <= 3) {
+        if (probabilities) *probabilities = prob;  // after dropout, as PyTorch returns them
+        return y;
+    }
+    thread_local std::vector<std::ptrdiff_t> lead;  // reused: no allocation per call
+    lead.assign(qs.begin(), qs.end() - 1);
+    if (probabilities) {
+        lead.push_back(sp(prob.shape().back()));
+        *probabilities = reshape(prob, lead);
+        lead.pop_back();
+    }
+    lead.push_back(sp(v.shape().back()));
+    return reshape(y, lead);
 }
 
 /// mask + causal into `combined` when both are given; whichever is given otherwise.
@@ -153,15 +183,18 @@ std::tuple<Var<T>, Var<T>> MultiheadAttention<T>::forward(const Var<T>& query, c
     auto heads_of = [&](const Var<T>& y, std::size_t n) {  // (n·B or B·n, E) → (B, h, n, d)
         return bf ? permute(reshape(y, {B, sp(n), H, D}), {0, 2, 1, 3}) : permute(reshape(y, {sp(n), B, H, D}), {1, 2, 0, 3});
     };
+    // Q, K, V each from its row block of in_proj_weight: slicing the (E, E) weight blocks is cheaper
+    // than slicing the (n·B, 3E) product's columns (and, backward, scattering into them).
+    auto part = [&](const Var<T>& t, std::ptrdiff_t i) { return slice(t, 0, i * E, (i + 1) * E); };
+    const Var<T> none;
     Var<T> q, k, v;
     if (&query.tape() == &key.tape() && &key.tape() == &value.tape() && query.index() == key.index() && key.index() == value.index()) {
-        const Var<T> qkv = project(query, w, bias);  // one GEMM for self-attention
-        q = heads_of(slice(qkv, 1, 0, E), l);
-        k = heads_of(slice(qkv, 1, E, 2 * E), l);
-        v = heads_of(slice(qkv, 1, 2 * E, 3 * E), l);
+        const Var<T> x2 = reshape(query, {sp(l * b), E});  // self-attention: the rows once
+        auto proj = [&](std::ptrdiff_t i) {
+            return heads_of(bias.valid() ? linear(x2, part(w, i), part(bias, i)) : linear(x2, part(w, i)), l);
+        };
+        q = proj(0), k = proj(1), v = proj(2);
     } else {
-        auto part = [&](const Var<T>& t, std::ptrdiff_t i) { return slice(t, 0, i * E, (i + 1) * E); };
-        const Var<T> none;
         q = heads_of(project(query, part(w, 0), bias.valid() ? part(bias, 0) : none), l);
         k = heads_of(project(key, part(w, 1), bias.valid() ? part(bias, 1) : none), s);
         v = heads_of(project(value, part(w, 2), bias.valid() ? part(bias, 2) : none), s);

@@ -94,17 +94,19 @@ template <class T>
 Var<T> RNNBase<T>::input_gates(std::size_t k, const Var<T>& x)
 {
     Tape<T>& t = x.tape();
-    const Shape& s = x.shape();
-    const Var<T> x2 = reshape(x, {sp(s[0] * s[1]), sp(s[2])});
-    const Var<T> g = b_ih_[k] ? linear(x2, t.param(*w_ih_[k]), t.param(*b_ih_[k])) : linear(x2, t.param(*w_ih_[k]));
-    return reshape(g, {sp(s[0]), sp(s[1]), -1});
+    return b_ih_[k] ? linear(x, t.param(*w_ih_[k]), t.param(*b_ih_[k])) : linear(x, t.param(*w_ih_[k]));
 }
 
 template <class T>
-Var<T> RNNBase<T>::hidden_gates(std::size_t k, const Var<T>& h)
+std::pair<Var<T>, Var<T>> RNNBase<T>::hidden_weights(std::size_t k, Tape<T>& tape)
 {
-    Tape<T>& t = h.tape();
-    return b_hh_[k] ? linear(h, t.param(*w_hh_[k]), t.param(*b_hh_[k])) : linear(h, t.param(*w_hh_[k]));
+    return {tape.param(*w_hh_[k]), b_hh_[k] ? tape.param(*b_hh_[k]) : Var<T>()};
+}
+
+template <class T>
+Var<T> RNNBase<T>::hidden_gates(const Var<T>& h, const std::pair<Var<T>, Var<T>>& w)
+{
+    return w.second.valid() ? linear(h, w.first, w.second) : linear(h, w.first);
 }
 
 template <class T>
@@ -116,12 +118,15 @@ Var<T> RNNBase<T>::between_layers(std::size_t k, const Var<T>& y)
 }
 
 template <class T>
-Var<T> RNNBase<T>::zero_state(const Var<T>& x) const
+Var<T> RNNBase<T>::zero_state(const Var<T>& x)
 {
     const std::size_t b = x.shape()[options_.batch_first() ? 0 : 1];
-    Tensor<T> z = Tensor<T>::from_shape({options_.num_layers(), b, options_.hidden_size()});
-    z.fill(T(0));
-    return x.tape().constant(z);
+    const Shape want{options_.num_layers(), b, options_.hidden_size()};
+    if (zeros_.shape() != want) {
+        zeros_.resize(want);
+        zeros_.fill(T(0));
+    }
+    return x.tape().constant(zeros_);
 }
 
 template <class T>
@@ -139,23 +144,32 @@ std::tuple<Var<T>, std::tuple<Var<T>, Var<T>>> LSTM<T>::forward(const Var<T>& x,
     }
     const Var<T> h0 = hx ? std::get<0>(*hx) : this->zero_state(x);
     const Var<T> c0 = hx ? std::get<1>(*hx) : this->zero_state(x);
+    // Time-major rows (L·B, ·) from here on: step t is the row block [t·B, (t + 1)·B), and the layers'
+    // outputs are joined along the rows, so no (L, B, ·) copies of the gates or outputs are made.
     Var<T> in = this->time_major(x);
-    const std::size_t steps = in.shape()[0];
-    std::vector<Var<T>> h_n, c_n, outs(steps);
+    const std::size_t steps = in.shape()[0], b = in.shape()[1];
+    in = reshape(in, {sp(steps * b), sp(in.shape()[2])});
+    auto rows = [b](std::size_t t) { return std::pair{sp(t * b), sp((t + 1) * b)}; };
+    std::vector<Var<T>>&h_n = this->h_n_, &c_n = this->c_n_, &outs = this->outs_;
+    h_n.clear(), c_n.clear(), outs.resize(steps);
     for (std::size_t k = 0; k < this->options_.num_layers(); ++k) {
         const Var<T> xg = this->input_gates(k, in);
+        const auto w = this->hidden_weights(k, x.tape());
         Var<T> h = select(h0, 0, sp(k)), c = select(c0, 0, sp(k));
         for (std::size_t t = 0; t < steps; ++t) {
-            const Var<T> hc = lstm_cell(select(xg, 0, sp(t)), this->hidden_gates(k, h), c);
+            const Var<T> hc = lstm_cell(slice(xg, 0, rows(t).first, rows(t).second), this->hidden_gates(h, w), c);
             h = select(hc, 0, 0);
             c = select(hc, 0, 1);
             outs[t] = h;
         }
         h_n.push_back(h);
         c_n.push_back(c);
-        in = this->between_layers(k, stack(outs, 0));
+        in = this->between_layers(k, concatenate(outs, 0));
     }
-    return {this->user_layout(in), {stack(h_n, 0), stack(c_n, 0)}};
+    const Var<T> out = this->user_layout(reshape(in, {sp(steps), sp(b), -1}));
+    std::tuple<Var<T>, std::tuple<Var<T>, Var<T>>> y{out, {stack(h_n, 0), stack(c_n, 0)}};
+    h_n.clear(), c_n.clear(), outs.clear();  // capacity kept; no handles to this tape left behind
+    return y;
 }
 
 template <class T>
@@ -169,20 +183,28 @@ std::tuple<Var<T>, Var<T>> GRU<T>::forward(const Var<T>& x, const std::optional<
     this->check_input(x);
     if (hx) this->check_state(x, *hx, "h_0");
     const Var<T> h0 = hx ? *hx : this->zero_state(x);
+    // Time-major rows (L·B, ·) from here on: step t is the row block [t·B, (t + 1)·B), and the layers'
+    // outputs are joined along the rows, so no (L, B, ·) copies of the gates or outputs are made.
     Var<T> in = this->time_major(x);
-    const std::size_t steps = in.shape()[0];
-    std::vector<Var<T>> h_n, outs(steps);
+    const std::size_t steps = in.shape()[0], b = in.shape()[1];
+    in = reshape(in, {sp(steps * b), sp(in.shape()[2])});
+    auto rows = [b](std::size_t t) { return std::pair{sp(t * b), sp((t + 1) * b)}; };
+    std::vector<Var<T>>&h_n = this->h_n_, &outs = this->outs_;
+    h_n.clear(), outs.resize(steps);
     for (std::size_t k = 0; k < this->options_.num_layers(); ++k) {
         const Var<T> xg = this->input_gates(k, in);
+        const auto w = this->hidden_weights(k, x.tape());
         Var<T> h = select(h0, 0, sp(k));
         for (std::size_t t = 0; t < steps; ++t) {
-            h = gru_cell(select(xg, 0, sp(t)), this->hidden_gates(k, h), h);
+            h = gru_cell(slice(xg, 0, rows(t).first, rows(t).second), this->hidden_gates(h, w), h);
             outs[t] = h;
         }
         h_n.push_back(h);
-        in = this->between_layers(k, stack(outs, 0));
+        in = this->between_layers(k, concatenate(outs, 0));
     }
-    return {this->user_layout(in), stack(h_n, 0)};
+    std::tuple<Var<T>, Var<T>> y{this->user_layout(reshape(in, {sp(steps), sp(b), -1})), stack(h_n, 0)};
+    h_n.clear(), outs.clear();  // capacity kept; no handles to this tape left behind
+    return y;
 }
 
 template class RNNBase<float>;

@@ -4,6 +4,7 @@
 // the internal ops matmul_t, conv2d_input_grad, conv2d_weight_grad, avg_pool2d_backward); one
 // Hessian per family against finite differences of the gradient; third derivatives (float64).
 #define BOOST_TEST_MODULE autodiff_double_backward_dense
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
@@ -111,6 +112,38 @@ BOOST_AUTO_TEST_CASE(matmul_gradgradcheck_all_kinds)
     // one Var as both operands: both recorded VJPs accumulate into one gradient
     expect_gradgradcheck([](const Vs& x) { return sigmoid(matmul(x[0], x[0])); }, {rnd(Shape{4, 4}, 5)});
     expect_gradgradcheck([](const Vs& x) { return matmul(x[0], x[0]); }, {rnd(Shape{2, 3, 3}, 6)});
+}
+
+// matmul_t: every transpose flag, 2-D and batched, with α ≠ 1 (whose VJPs carry α): the value
+// against matmul of materialized transposes, then gradcheck and gradgradcheck.
+BOOST_AUTO_TEST_CASE(matmul_t_all_flags)
+{
+    unsigned seed = 51;
+    for (const bool batched : {false, true})
+        for (const bool ta : {false, true})
+            for (const bool tb : {false, true}) {
+                BOOST_TEST_CONTEXT("batched " << batched << " ta " << ta << " tb " << tb)
+                {
+                    auto shape = [&](std::size_t r, std::size_t c, bool t) {
+                        return batched ? (t ? Shape{2, c, r} : Shape{2, r, c}) : (t ? Shape{c, r} : Shape{r, c});
+                    };
+                    const Tensor<double> a = rnd(shape(3, 4, ta), seed), b = rnd(shape(4, 5, tb), seed + 1);
+                    seed += 2;
+                    Tape<double> tape;
+                    const V av = tape.constant(a), bv = tape.constant(b);
+                    const V want = matmul(ta ? transpose(av) : av, tb ? transpose(bv) : bv) * 0.7;
+                    const V got = matmul_t(av, bv, ta, tb, 0.7);
+                    BOOST_TEST(got.shape() == want.shape());
+                    double diff = 0;
+                    for (std::size_t i = 0; i < want.value().size(); ++i)
+                        diff = std::max(diff, std::abs(got.value().data()[i] - want.value().data()[i]));
+                    BOOST_TEST(diff < 1e-12);
+                    test::check_both([=](const Vs& x) { return tanh(matmul_t(x[0], x[1], ta, tb, 0.7)); }, {a, b});
+                }
+            }
+    Tape<double> tape;
+    BOOST_CHECK_THROW(matmul_t(tape.constant(rnd(Shape{2, 3, 4}, 1)), tape.constant(rnd(Shape{3, 4, 5}, 2)), false, false),
+                      ShapeError);
 }
 
 // The recorded VJPs' own VJPs (third order): gradgradcheck of dA = G·Bᵀ and dB = Aᵀ·G as functions.

@@ -69,6 +69,15 @@ void softmax_backward(const T* y, const T* g, T* dx, std::size_t outer, std::siz
     for_each_row(outer, n, inner, [&](std::size_t base) {
         T dot = 0;
         for (std::size_t j = 0; j < n; ++j) dot += g[base + j * inner] * y[base + j * inner];
+        if (inner == 1) {  // contiguous rows: loops the compiler vectorizes (dx may be g: read, then written)
+            const T *yr = y + base, *gr = g + base;
+            T* d = dx + base;
+            if (acc)
+                for (std::size_t j = 0; j < n; ++j) d[j] += yr[j] * (gr[j] - dot);
+            else
+                for (std::size_t j = 0; j < n; ++j) d[j] = yr[j] * (gr[j] - dot);
+            return;
+        }
         for (std::size_t j = 0; j < n; ++j) {
             const std::size_t k = base + j * inner;
             const T v = y[k] * (g[k] - dot);

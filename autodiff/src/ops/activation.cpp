@@ -135,12 +135,14 @@ Var<T> gelu(const Var<T>& x, const std::string& approximate)
     }
     auto op = begin_op("gelu", {x});
     op.value().resize(xv.shape());
-    xt::noalias(op.value()) = T(0.5) * xv * (T(1) + xt::erf(xv * T(M_SQRT1_2)));
+    op.saved().resize(xv.shape());  // Φ(X): erf is the costly part, the backward reuses it
+    xt::noalias(op.saved()) = T(0.5) * (T(1) + xt::erf(xv * T(M_SQRT1_2)));
+    xt::noalias(op.value()) = xv * op.saved();
     static constexpr T inv_sqrt_2pi = T(0.3989422804014327);  // 1/√(2π)
     return op.finish(
         [](BackwardContext<T>& c) {  // dL/dX = G ⊙ (Φ(X) + X φ(X))
             const auto& v = c.input(0);
-            c.accumulate(0, c.grad() * (T(0.5) * (T(1) + xt::erf(v * T(M_SQRT1_2))) + v * xt::exp(v * v * T(-0.5)) * inv_sqrt_2pi));
+            c.accumulate(0, c.grad() * (c.saved() + v * xt::exp(v * v * T(-0.5)) * inv_sqrt_2pi));
         },
         [](GraphBackwardContext<T>& c) {
             const Var<T> v = c.input(0);

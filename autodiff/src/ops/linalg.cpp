@@ -59,26 +59,27 @@ MatmulDims matmul_dims(const char* op, const Shape& a, const Shape& b)
     return d;
 }
 
-/// The one GEMM op behind matmul and every recorded matmul/linear VJP: C = op(A)·op(B), op(M) = Mᵀ
-/// when its flag is set, either
+/// The one GEMM op behind matmul, matmul_t and every recorded matmul/linear VJP: C = α·op(A)·op(B),
+/// op(M) = Mᵀ when its flag is set, either
 ///   flat:    one GEMM on each operand's 2-D view (rows = all leading axes, cols = last axis), C of
 ///            `out_shape` (whose 2-D view is the product): A (m,k)·B (k,n); A (b,m,k)·B (k,n), B shared;
 ///            and, transposed, A (b,m,k)ᵀ·G (b,m,n) → (k,n), which sums Σᵢ Aᵢᵀ·Gᵢ over the batch;
 ///   batched: A, B, C rank 3 with one batch axis, one GEMM per batch element.
 /// VJPs, both of the same form (so the set is closed to any order):
-///   dA = G·op(B)ᵀ   (A not transposed)     dA = op(B)·Gᵀ   (A transposed)
-///   dB = op(A)ᵀ·G   (B not transposed)     dB = Gᵀ·op(A)   (B transposed)
+///   dA = α·G·op(B)ᵀ   (A not transposed)     dA = α·op(B)·Gᵀ   (A transposed)
+///   dB = α·op(A)ᵀ·G   (B not transposed)     dB = α·Gᵀ·op(A)   (B transposed)
 /// The tensor VJP is two BLAS calls writing into the gradient buffers (beta = 1 to accumulate).
 struct Gemm {
     bool batched, ta, tb;
     std::size_t batch, m, k, n;  // per GEMM: op(A) (m,k), op(B) (k,n), C (m,n); flat: batch = 1
+    double alpha = 1;
     std::size_t lda() const { return ta ? m : k; }
     std::size_t ldb() const { return tb ? k : n; }
 };
 
 template <class T>
 Var<T> gemm_op(const char* name, const Var<T>& a, const Var<T>& b, bool ta, bool tb, bool batched,
-               const Shape& out_shape);
+               const Shape& out_shape, double alpha = 1);
 
 /// Computes C into op's output and records the VJP; d and out_shape are checked by the caller.
 template <class T>
@@ -86,19 +87,22 @@ Var<T> gemm_finish(OpBuilder<T>& op, const Tensor<T>& av, const Tensor<T>& bv, c
 {
     Tensor<T>& out = op.value();
     out.resize(out_shape);
+    const T alpha = T(d.alpha);
     for (std::size_t i = 0; i < d.batch; ++i)
-        kernels::gemm(d.ta, d.tb, d.m, d.n, d.k, T(1), av.data() + i * d.m * d.k, d.lda(), bv.data() + i * d.k * d.n,
+        kernels::gemm(d.ta, d.tb, d.m, d.n, d.k, alpha, av.data() + i * d.m * d.k, d.lda(), bv.data() + i * d.k * d.n,
                       d.ldb(), T(0), out.data() + i * d.m * d.n, d.n);
     return op.finish_both([d](auto& c) {
         if constexpr (is_graph_backward_v<decltype(c)>) {
             const Var<T> G = c.grad(), A = c.input(0), B = c.input(1);
+            const double al = d.alpha;
             if (c.needs(0))
-                c.accumulate(0, d.ta ? gemm_op("matmul_t", B, G, d.tb, true, d.batched, A.shape())     // op(B)·Gᵀ
-                                     : gemm_op("matmul_t", G, B, false, !d.tb, d.batched, A.shape()));  // G·op(B)ᵀ
+                c.accumulate(0, d.ta ? gemm_op("matmul_t", B, G, d.tb, true, d.batched, A.shape(), al)     // op(B)·Gᵀ
+                                     : gemm_op("matmul_t", G, B, false, !d.tb, d.batched, A.shape(), al));  // G·op(B)ᵀ
             if (c.needs(1))
-                c.accumulate(1, d.tb ? gemm_op("matmul_t", G, A, true, d.ta, d.batched, B.shape())      // Gᵀ·op(A)
-                                     : gemm_op("matmul_t", A, G, !d.ta, false, d.batched, B.shape()));  // op(A)ᵀ·G
+                c.accumulate(1, d.tb ? gemm_op("matmul_t", G, A, true, d.ta, d.batched, B.shape(), al)      // Gᵀ·op(A)
+                                     : gemm_op("matmul_t", A, G, !d.ta, false, d.batched, B.shape(), al));  // op(A)ᵀ·G
         } else {
+            const T alpha = T(d.alpha);
             const T* g = c.grad().data();
             const T* A = c.input(0).data();
             const T* B = c.input(1).data();
@@ -107,20 +111,20 @@ Var<T> gemm_finish(OpBuilder<T>& op, const Tensor<T>& av, const Tensor<T>& bv, c
             if (const InputGrad<T> ga = c.input_grad(0)) {
                 for (std::size_t i = 0; i < d.batch; ++i) {
                     if (!d.ta)  // dA (m,k) = G·op(B)ᵀ
-                        kernels::gemm(false, !d.tb, d.m, d.k, d.n, T(1), g + i * sc, d.n, B + i * sb, d.ldb(),
+                        kernels::gemm(false, !d.tb, d.m, d.k, d.n, alpha, g + i * sc, d.n, B + i * sb, d.ldb(),
                                       ga.beta(), ga.data() + i * sa, d.k);
                     else  // dA (k,m) = op(B)·Gᵀ
-                        kernels::gemm(d.tb, true, d.k, d.m, d.n, T(1), B + i * sb, d.ldb(), g + i * sc, d.n,
+                        kernels::gemm(d.tb, true, d.k, d.m, d.n, alpha, B + i * sb, d.ldb(), g + i * sc, d.n,
                                       ga.beta(), ga.data() + i * sa, d.m);
                 }
             }
             if (const InputGrad<T> gb = c.input_grad(1)) {
                 for (std::size_t i = 0; i < d.batch; ++i) {
                     if (!d.tb)  // dB (k,n) = op(A)ᵀ·G (flat with a shared B: Σᵢ Aᵢᵀ·Gᵢ in one GEMM)
-                        kernels::gemm(!d.ta, false, d.k, d.n, d.m, T(1), A + i * sa, d.lda(), g + i * sc, d.n,
+                        kernels::gemm(!d.ta, false, d.k, d.n, d.m, alpha, A + i * sa, d.lda(), g + i * sc, d.n,
                                       gb.beta(), gb.data() + i * sb, d.n);
                     else  // dB (n,k) = Gᵀ·op(A)
-                        kernels::gemm(true, d.ta, d.n, d.k, d.m, T(1), g + i * sc, d.n, A + i * sa, d.lda(),
+                        kernels::gemm(true, d.ta, d.n, d.k, d.m, alpha, g + i * sc, d.n, A + i * sa, d.lda(),
                                       gb.beta(), gb.data() + i * sb, d.k);
                 }
             }
@@ -130,7 +134,7 @@ Var<T> gemm_finish(OpBuilder<T>& op, const Tensor<T>& av, const Tensor<T>& bv, c
 
 template <class T>
 Var<T> gemm_op(const char* name, const Var<T>& a, const Var<T>& b, bool ta, bool tb, bool batched,
-               const Shape& out_shape)
+               const Shape& out_shape, double alpha)
 {
     auto op = begin_op(name, {a, b});
     const Tensor<T>& av = a.value();
@@ -139,7 +143,7 @@ Var<T> gemm_op(const char* name, const Var<T>& a, const Var<T>& b, bool ta, bool
         return ShapeError(fmt::format("{}: {}{} x {}{} -> {}: {}", name, shape_str(av.shape()), ta ? "ᵀ" : "",
                                       shape_str(bv.shape()), tb ? "ᵀ" : "", shape_str(out_shape), why));
     };
-    Gemm d{batched, ta, tb, 1, 0, 0, 0};
+    Gemm d{batched, ta, tb, 1, 0, 0, 0, alpha};
     std::size_t ar, ac, br, bc, cr, cc;  // the operands' and the result's (per batch) matrices as stored
     if (batched) {
         if (av.dimension() != 3 || bv.dimension() != 3 || out_shape.size() != 3)
@@ -247,6 +251,22 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b)
     return matmul_broadcast(a, b);
 }
 
+template <class T>
+Var<T> matmul_t(const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose_b,
+                typename std::common_type<T>::type alpha)
+{
+    const Shape &as = a.shape(), &bs = b.shape();
+    const bool batched = as.size() == 3;
+    if (as.size() < 2 || as.size() > 3 || bs.size() != as.size() || (batched && as[0] != bs[0]))
+        throw ShapeError(fmt::format("matmul_t: {}{} x {}{}: needs two matrices or two batches of one size",
+                                     shape_str(as), transpose_a ? "ᵀ" : "", shape_str(bs), transpose_b ? "ᵀ" : ""));
+    const std::size_t r = as.size() - 2;
+    Shape out = as;
+    out[r] = transpose_a ? as[r + 1] : as[r];
+    out[r + 1] = transpose_b ? bs[r] : bs[r + 1];
+    return gemm_op("matmul_t", a, b, transpose_a, transpose_b, batched, out, double(alpha));
+}
+
 namespace {
 
 /// Y = X·Wᵀ (+ b) with W stored (out, in) as in PyTorch: the GEMM reads W through its transpose
@@ -327,6 +347,8 @@ template Var<double> linear(const Var<double>&, const Var<double>&, const Var<do
 template Var<float> linear(const Var<float>&, const Var<float>&);
 template Var<double> linear(const Var<double>&, const Var<double>&);
 template Var<float> matmul(const Var<float>&, const Var<float>&);
+template Var<float> matmul_t(const Var<float>&, const Var<float>&, bool, bool, float);
+template Var<double> matmul_t(const Var<double>&, const Var<double>&, bool, bool, double);
 template Var<double> matmul(const Var<double>&, const Var<double>&);
 
 }  // namespace xgrad

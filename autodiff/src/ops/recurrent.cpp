@@ -33,6 +33,27 @@ std::size_t check_cell(const char* op, std::size_t gates, const Var<T>& gx, cons
     return s[1];
 }
 
+/// One row of the LSTM cell: s = [i f g o tanh(c')] (5H) and c' (H) from gx, gh (4H) and c (H).
+template <class T>
+void lstm_gates(const T* a, const T* b, const T* c, std::size_t h, T* s, T* cn)
+{
+    xt::noalias(span(s, 2 * h)) = T(1) / (T(1) + xt::exp(-(span(a, 2 * h) + span(b, 2 * h))));
+    auto g = span(s + 2 * h, h);
+    xt::noalias(g) = xt::tanh(span(a + 2 * h, h) + span(b + 2 * h, h));
+    xt::noalias(span(s + 3 * h, h)) = T(1) / (T(1) + xt::exp(-(span(a + 3 * h, h) + span(b + 3 * h, h))));
+    auto c2 = span(cn, h);
+    xt::noalias(c2) = span(s + h, h) * span(c, h) + span(s, h) * g;
+    xt::noalias(span(s + 4 * h, h)) = xt::tanh(c2);
+}
+
+/// One row of the GRU cell: s = [r z n] (3H) from gx, gh (3H).
+template <class T>
+void gru_gates(const T* a, const T* b, std::size_t h, T* s)
+{
+    xt::noalias(span(s, 2 * h)) = T(1) / (T(1) + xt::exp(-(span(a, 2 * h) + span(b, 2 * h))));
+    xt::noalias(span(s + 2 * h, h)) = xt::tanh(span(a + 2 * h, h) + span(s, h) * span(b + 2 * h, h));
+}
+
 /// Writes e into a gradient buffer at offset (assign or add, as the buffer says; nothing if none).
 /// The InputGrads are opened once per backward: a second input_grad(k) would report "accumulate".
 template <class T, class E>
@@ -52,24 +73,15 @@ Var<T> lstm_cell(const Var<T>& gx, const Var<T>& gh, const Var<T>& c)
 {
     auto op = begin_op("lstm_cell", {gx, gh, c});
     const std::size_t h = check_cell("lstm_cell", 4, gx, gh, c), rows = c.shape()[0];
-    Tensor<T>& act = op.saved();  // per row: i f g o tanh(c'), each H wide
-    act.resize(Shape{rows, 5 * h});
     op.value().resize(Shape{2, rows, h});
+    // Nothing saved: the backward recomputes the gates from gx, gh and c, which the tape keeps anyway
+    // (a saved copy of them was the largest per-step allocation of a recurrent layer).
+    thread_local Tensor<T> act;  // one row's i f g o tanh(c'), each H wide; reused
+    act.resize(Shape{5 * h});
     for (std::size_t r = 0; r < rows; ++r) {
-        const T* a = gx.value().data() + r * 4 * h;
-        const T* b = gh.value().data() + r * 4 * h;
-        T* s = act.data() + r * 5 * h;
-        auto sig = span(s, 2 * h);
-        xt::noalias(sig) = T(1) / (T(1) + xt::exp(-(span(a, 2 * h) + span(b, 2 * h))));
-        auto g = span(s + 2 * h, h);
-        xt::noalias(g) = xt::tanh(span(a + 2 * h, h) + span(b + 2 * h, h));
-        auto o = span(s + 3 * h, h);
-        xt::noalias(o) = T(1) / (T(1) + xt::exp(-(span(a + 3 * h, h) + span(b + 3 * h, h))));
-        auto cn = span(op.value().data() + (rows + r) * h, h);
-        xt::noalias(cn) = span(s + h, h) * span(c.value().data() + r * h, h) + span(s, h) * g;
-        auto th = span(s + 4 * h, h);
-        xt::noalias(th) = xt::tanh(cn);
-        xt::noalias(span(op.value().data() + r * h, h)) = o * th;
+        lstm_gates(gx.value().data() + r * 4 * h, gh.value().data() + r * 4 * h, c.value().data() + r * h, h,
+                   act.data(), op.value().data() + (rows + r) * h);
+        xt::noalias(span(op.value().data() + r * h, h)) = span(act.data() + 3 * h, h) * span(act.data() + 4 * h, h);
     }
     return op.finish_both([h, rows](auto& ctx) {
         if constexpr (is_graph_backward_v<decltype(ctx)>) {
@@ -89,8 +101,13 @@ Var<T> lstm_cell(const Var<T>& gx, const Var<T>& gh, const Var<T>& c)
         } else {
             const T* G = ctx.grad().data();
             const InputGrad<T> d[3] = {ctx.input_grad(0), ctx.input_grad(1), ctx.input_grad(2)};
+            thread_local Tensor<T> act, cn;  // one row's gates and c', recomputed; reused
+            act.resize(Shape{5 * h});
+            cn.resize(Shape{h});
             for (std::size_t r = 0; r < rows; ++r) {
-                const T* s = ctx.saved().data() + r * 5 * h;
+                const T* s = act.data();
+                lstm_gates(ctx.input(0).data() + r * 4 * h, ctx.input(1).data() + r * 4 * h,
+                           ctx.input(2).data() + r * h, h, act.data(), cn.data());
                 const auto i = span(s, h), f = span(s + h, h), g = span(s + 2 * h, h), o = span(s + 3 * h, h),
                            th = span(s + 4 * h, h);
                 const auto gh = span(G + r * h, h);
@@ -116,18 +133,13 @@ Var<T> gru_cell(const Var<T>& gx, const Var<T>& gh, const Var<T>& hp)
 {
     auto op = begin_op("gru_cell", {gx, gh, hp});
     const std::size_t h = check_cell("gru_cell", 3, gx, gh, hp), rows = hp.shape()[0];
-    Tensor<T>& act = op.saved();  // per row: r z n, each H wide
-    act.resize(Shape{rows, 3 * h});
     op.value().resize(Shape{rows, h});
+    thread_local Tensor<T> act;  // one row's r z n, each H wide; nothing saved (as lstm_cell)
+    act.resize(Shape{3 * h});
     for (std::size_t r = 0; r < rows; ++r) {
-        const T* a = gx.value().data() + r * 3 * h;
-        const T* b = gh.value().data() + r * 3 * h;
-        T* s = act.data() + r * 3 * h;
-        auto rz = span(s, 2 * h);
-        xt::noalias(rz) = T(1) / (T(1) + xt::exp(-(span(a, 2 * h) + span(b, 2 * h))));
-        auto n = span(s + 2 * h, h);
-        xt::noalias(n) = xt::tanh(span(a + 2 * h, h) + span(s, h) * span(b + 2 * h, h));
-        const auto z = span(s + h, h);
+        const T* s = act.data();
+        gru_gates(gx.value().data() + r * 3 * h, gh.value().data() + r * 3 * h, h, act.data());
+        const auto z = span(s + h, h), n = span(s + 2 * h, h);
         xt::noalias(span(op.value().data() + r * h, h)) = n + z * (span(hp.value().data() + r * h, h) - n);
     }
     return op.finish_both([h, rows](auto& ctx) {
@@ -145,11 +157,13 @@ Var<T> gru_cell(const Var<T>& gx, const Var<T>& gh, const Var<T>& hp)
             ctx.accumulate(2, G * z);
         } else {
             const T* G = ctx.grad().data();
-            thread_local Tensor<T> dn, dr, dz;  // reused
+            thread_local Tensor<T> dn, dr, dz, act;  // reused
             for (Tensor<T>* t : {&dn, &dr, &dz}) t->resize(Shape{h});
+            act.resize(Shape{3 * h});
             const InputGrad<T> d[3] = {ctx.input_grad(0), ctx.input_grad(1), ctx.input_grad(2)};
             for (std::size_t row = 0; row < rows; ++row) {
-                const T* s = ctx.saved().data() + row * 3 * h;
+                const T* s = act.data();
+                gru_gates(ctx.input(0).data() + row * 3 * h, ctx.input(1).data() + row * 3 * h, h, act.data());
                 const auto r = span(s, h), z = span(s + h, h), n = span(s + 2 * h, h);
                 const auto g = span(G + row * h, h);
                 const auto ghn = span(ctx.input(1).data() + row * 3 * h + 2 * h, h);

@@ -1,5 +1,7 @@
 #pragma once
 // Matrix products through BLAS.
+#include <type_traits>
+
 #include "xgrad/tape.hpp"
 
 namespace xgrad {
@@ -13,6 +15,13 @@ namespace xgrad {
 /// broadcast forms are expand + reshape around the batched GEMM. Differentiable to any order:
 /// the recorded VJPs are the same products (an internal matmul with transpose flags, "matmul_t").
 template <class T> Var<T> matmul(const Var<T>& a, const Var<T>& b);
+
+/// C = α·op(A)·op(B), op(M) = Mᵀ when its flag is set, with no transposed copy (the GEMM's flags):
+/// A, B (m,k)-style matrices, or batches A (b,·,·), B (b,·,·) of one size → (b,m,n); no broadcasting.
+/// dA = α·G·op(B)ᵀ (transposed: α·op(B)·Gᵀ), dB = α·op(A)ᵀ·G (transposed: α·Gᵀ·op(A)); recorded as
+/// the same op, so differentiable to any order. E.g. attention scores Q·Kᵀ/√E = matmul_t(Q, K, false, true, 1/√E).
+template <class T> Var<T> matmul_t(const Var<T>& a, const Var<T>& b, bool transpose_a, bool transpose_b,
+                                   typename std::common_type<T>::type alpha = 1);
 
 /// Y = X·Wᵀ + b, fused (one node, bias added by the GEMM): X (B,in), W (out,in) as PyTorch stores
 /// it (read through the GEMM's transpose flag, not copied), b (out).

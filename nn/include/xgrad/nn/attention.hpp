@@ -17,7 +17,7 @@ namespace xgrad::nn {
 /// softmax(Q·Kᵀ/√E + M)·V, as torch.nn.functional.scaled_dot_product_attention: Q (…, L, E),
 /// K (…, S, E), V (…, S, Ev) with the same leading axes → (…, L, Ev). M is `attn_mask`, added to the
 /// scores (−∞ removes a key; it broadcasts to (…, L, S)), and with is_causal the keys j > i of query i
-/// are removed as well. Composed of recorded ops (matmul, softmax), so it differentiates to any order.
+/// are removed as well. Composed of recorded ops (matmul_t, softmax), so it differentiates to any order.
 /// With P = softmax(S), S = Q·Kᵀ/√E + M and G = dY:
 ///   dV = Pᵀ·G,  dP = G·Vᵀ,  dS = P ⊙ (dP − Σ_j dP ⊙ P),  dQ = dS·K/√E,  dK = dSᵀ·Q/√E
 /// probabilities, when not null, receives P (…, L, S) as a Var (for attention maps). A query whose

@@ -6,6 +6,7 @@
 #include <random>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "xgrad/nn/module.hpp"
@@ -55,14 +56,16 @@ protected:
     /// x as (L, B, I) (permuted if batch_first), and back.
     Var<T> time_major(const Var<T>& x) const;
     Var<T> user_layout(const Var<T>& y) const;
-    /// Layer k's input part for every step: (L, B, I_k) → (L, B, G·H).
+    /// Layer k's input part for every step: time-major rows (L·B, I_k) → (L·B, G·H).
     Var<T> input_gates(std::size_t k, const Var<T>& x);
-    /// Layer k's hidden part for one step: (B, H) → (B, G·H).
-    Var<T> hidden_gates(std::size_t k, const Var<T>& h);
-    /// Layer k's output, (L, B, H), with inter-layer dropout applied when k is not the last layer.
+    /// Layer k's W_hh and b_hh (an invalid Var without bias) on `tape`, once per layer, not per step.
+    std::pair<Var<T>, Var<T>> hidden_weights(std::size_t k, Tape<T>& tape);
+    /// One step's hidden part: h (B, H) → (B, G·H) with hidden_weights' pair.
+    static Var<T> hidden_gates(const Var<T>& h, const std::pair<Var<T>, Var<T>>& w);
+    /// Layer k's output, rows (L·B, H), with inter-layer dropout applied when k is not the last layer.
     Var<T> between_layers(std::size_t k, const Var<T>& y);
-    /// Zeros (num_layers, B, H) on x's tape.
-    Var<T> zero_state(const Var<T>& x) const;
+    /// Zeros (num_layers, B, H) on x's tape (copied from zeros_, kept: no allocation per call).
+    Var<T> zero_state(const Var<T>& x);
 
     const char* name_;
     std::size_t gates_;
@@ -70,6 +73,8 @@ protected:
     std::vector<Parameter<T>*> w_ih_, w_hh_, b_ih_, b_hh_;  // per layer; b_* null without bias
     std::mt19937_64 rng_;                                  // inter-layer dropout masks
     Tensor<T> mask_;
+    Tensor<T> zeros_;                        // zero_state's source
+    std::vector<Var<T>> outs_, h_n_, c_n_;  // forward's per-step outputs and final states, reused
 };
 
 /// Long short-term memory, as torch::nn::LSTM. Per layer and step, with gates in PyTorch's order
