@@ -380,6 +380,7 @@ void Tape<T>::sweep(std::uint32_t from)
         BackwardContext<T> ctx(*this, n, i);
         n.backward_(ctx);
         if (!retain_grad_) n.grad_.release(grad_pool_);  // passed on: the next node may take the buffer
+        if (hooks_.node_done) hooks_.node_done(i);
         if (anomaly_) {
             for (std::uint32_t k = 0; k < n.input_count_; ++k) {
                 const std::uint32_t j = inputs_[n.input_begin_ + k];

@@ -229,6 +229,7 @@ void DistributedDataParallel<T>::prepare_for_backward(Tape<T>& tape, const Var<T
         throw std::logic_error("DistributedDataParallel: forward() while the previous step's gradients are being "
                                "averaged: call finish_gradient_synchronization() after backward()");
     next_bucket_ = 0;
+    first_open_ = 0;
     counted_ = false;
     start_times_.assign(buckets_.size(), Clock::time_point{});
     backward_end_ = Clock::time_point{};
@@ -236,6 +237,7 @@ void DistributedDataParallel<T>::prepare_for_backward(Tape<T>& tape, const Var<T
     BackwardHooks<T> hooks;
     // The hooks belong to this tape's record, so `tape` is alive whenever they run.
     hooks.param_ready = [this, &tape](Parameter<T>& p, std::uint32_t) { on_param_ready(tape, p); };
+    hooks.node_done = [this](std::uint32_t) { progress(); };
     hooks.sweep_done = [this] {
         backward_end_ = Clock::now();
         started_in_backward_ = next_bucket_;
@@ -277,12 +279,23 @@ void DistributedDataParallel<T>::on_param_ready(Tape<T>& tape, Parameter<T>& p)
                                            p.name()));
     if (--leaves_left_[k] == 0) --buckets_[bucket_of_[k]].pending;
     start_ready_buckets();
-    // Open MPI progresses non-blocking collectives inside MPI calls: give the started ones a turn.
-    for (std::size_t b = 0; b < next_bucket_; ++b)
-        if (buckets_[b].request != MPI_REQUEST_NULL) {
+    progress();
+}
+
+template <class T>
+void DistributedDataParallel<T>::progress()
+{
+    // Open MPI advances a non-blocking collective only inside MPI calls: between the sweep's nodes,
+    // give the oldest unfinished all-reduce a turn (they complete in order).
+    while (first_open_ < next_bucket_) {
+        Bucket& b = buckets_[first_open_];
+        if (b.request != MPI_REQUEST_NULL) {
             int done = 0;
-            check_mpi(MPI_Test(&buckets_[b].request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+            check_mpi(MPI_Test(&b.request, &done, MPI_STATUS_IGNORE), "MPI_Test");
+            if (!done) return;
         }
+        ++first_open_;
+    }
 }
 
 template <class T>

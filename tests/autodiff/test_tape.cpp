@@ -188,14 +188,19 @@ BOOST_AUTO_TEST_CASE(backward_hooks_see_each_parameter_final)
     auto p2 = t.param(w2);
     auto y = sum(x * p1 * p2 + p1 * 3.0);
     std::vector<std::pair<std::string, double>> seen;  // (name, its gradient when reported)
+    std::vector<std::uint32_t> ran;                     // node_done's positions
     bool done = false;
     t.set_backward_hooks({[&](Parameter<double>& p, std::uint32_t i) {
                               BOOST_TEST(t.at(i).parameter() == &p);
                               seen.emplace_back(p.name(), p.grad()(0));
                           },
-                          [&] { done = true; }});
+                          [&] { done = true; },
+                          [&](std::uint32_t i) { ran.push_back(i); }});
     t.backward(y);
     BOOST_TEST(done);
+    // Once per op node below the output, in reverse order (x * p1, * p2, p1 * 3, +, sum: 5 ops
+    // after the 3 leaves), never for a leaf.
+    BOOST_TEST((ran == std::vector<std::uint32_t>{7, 6, 5, 4, 3}));
     BOOST_REQUIRE(seen.size() == 2u);
     BOOST_TEST(seen[0].first == "w2");  // reverse creation order
     BOOST_TEST(seen[0].second == 8.0);  // x·w1

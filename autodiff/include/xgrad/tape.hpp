@@ -123,6 +123,9 @@ struct BackwardHooks {
     std::function<void(Parameter<T>& p, std::uint32_t i)> param_ready;
     /// The sweep has ended (not called if an op's backward threw).
     std::function<void()> sweep_done;
+    /// Node i's backward has run: a moment to advance other work between nodes (DDP's non-blocking
+    /// all-reduces, which MPI progresses only inside MPI calls).
+    std::function<void(std::uint32_t i)> node_done;
 };
 
 /// A record of ops in creation order. One tape per thread; tapes share no state.

@@ -121,6 +121,7 @@ private:
     void count_leaves(Tape<T>& tape);
     void on_param_ready(Tape<T>& tape, Parameter<T>& p);
     void start_ready_buckets();
+    void progress();
     void start(std::size_t b);
     void remove_hooks();
 
@@ -136,6 +137,7 @@ private:
     std::vector<Bucket> buckets_;
     std::vector<std::size_t> leaves_left_;  // per parameter: its leaves the sweep has not passed yet
     std::size_t next_bucket_ = 0;           // buckets start strictly in order, the same on every rank
+    std::size_t first_open_ = 0;            // buckets before it have completed their all-reduce
     bool prepared_ = false;                 // hooks installed, a synchronization pending
     bool counted_ = false;                  // leaves_left_ counted for this sweep
     bool sync_ = true;
