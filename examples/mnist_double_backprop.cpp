@@ -7,6 +7,9 @@
 //
 // The penalty is per image: with the batch mean L = (1/B) Σ ℓ_i, ∂L/∂x_i = (1/B) ∂ℓ_i/∂x_i, so
 // mean_i ‖∂ℓ_i/∂x_i‖² = B · ‖∂L/∂x‖², and λ does not depend on the batch size.
+// --distributed: each rank takes its DistributedSampler-style share of every epoch in batches of
+// --batch-size; the averaged gradient of (cross-entropy + λ·penalty) is one process's at the global
+// batch (the penalty is a per-image mean too). Rank 0 alone evaluates, prints and writes.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -76,7 +79,7 @@ TestReport attack(nn::Module<F>& net, Tape<F>& tape, const nn::Dataset& d, const
 int main(int argc, char** argv)
 {
     Options o;
-    o.example = "mnist_double_backprop";
+    o.example = "mnist_double_backprop", o.data_parallel = true;
     o.epochs = 5, o.batch = 64, o.lr = 1e-3, o.optimizer = "adam", o.schedule = "cosine";
     double lambda = 1.0, epsilon = 0.1;
     std::vector<std::size_t> hidden{256, 128};
@@ -103,7 +106,9 @@ int main(int argc, char** argv)
         if (lambda > 0) lambdas.push_back(lambda);
         const std::vector<double> sweep{0.02, 0.05, 0.1, 0.2, 0.3};
 
-        std::ofstream csv(base + "/metrics.csv");
+        const bool lead = lead_rank();
+        std::ofstream csv;
+        if (lead) csv.open(base + "/metrics.csv");
         csv << "lambda,epoch,lr,train_ce,train_penalty,train_acc,test_acc,test_penalty,fgsm_acc,seconds\n";
         struct Final {
             double lambda, seconds;
@@ -111,10 +116,15 @@ int main(int argc, char** argv)
         };
         std::vector<Final> finals;
         for (double lam : lambdas) {
-            fmt::print("\n== λ = {} ==  MLP {}, {} {} lr {}, batch {}, {} epochs, FGSM ε = {}\n", lam, fmt::join(sizes, "-"),
-                       o.optimizer, o.schedule, o.lr, o.batch, o.epochs, epsilon);
             nn::MLP<F> net(sizes, nn::Activation::relu, nn::Activation::identity, o.seed);
             auto opt = make_optimizer(o, net);
+            Replicas replicas(net, o.distributed);
+            const std::string batch = replicas.world_size() > 1
+                                          ? fmt::format("{} per rank x {} ranks", o.batch, replicas.world_size())
+                                          : std::to_string(o.batch);
+            if (lead)
+                fmt::print("\n== λ = {} ==  MLP {}, {} {} lr {}, batch {}, {} epochs, FGSM ε = {}\n", lam, fmt::join(sizes, "-"),
+                           o.optimizer, o.schedule, o.lr, batch, o.epochs, epsilon);
             Tape<F> tape;
             Tensor<F> xb;
             IndexTensor yb;
@@ -125,7 +135,7 @@ int main(int argc, char** argv)
                 if (o.schedule == "step") lr = nn::StepLR(o.lr, std::max(1, o.epochs / 3)).lr(epoch);
                 if (o.schedule == "cosine") lr = nn::CosineLR(o.lr, o.epochs).lr(epoch);
                 opt->set_lr(lr);
-                const auto order = nn::epoch_order(data.train.size(), o.seed, std::size_t(epoch));
+                const auto order = replicas.shard(nn::epoch_order(data.train.size(), o.seed, std::size_t(epoch)));
                 double ce_sum = 0, pen_sum = 0;
                 std::size_t correct = 0, seen = 0;
                 for (std::size_t b = 0; b < order.size(); b += o.batch) {
@@ -135,7 +145,7 @@ int main(int argc, char** argv)
                     opt->zero_grad();
                     tape.clear();
                     const Var<F> x = tape.variable(xb);
-                    const Var<F> logits = net(x);
+                    const Var<F> logits = replicas.forward(tape, x.shape(), [&] { return net(x); });
                     const Var<F> ce = cross_entropy(logits, yb);
                     double pen = 0;
                     if (lam > 0) {
@@ -149,6 +159,7 @@ int main(int argc, char** argv)
                         for (F v : x.grad()) pen += double(v) * double(v);
                         pen *= B;
                     }
+                    replicas.synchronize();
                     opt->step();
                     const double l = ce.item();
                     if (!std::isfinite(l) || !std::isfinite(pen))
@@ -158,8 +169,12 @@ int main(int argc, char** argv)
                     ce_sum += l * B, pen_sum += pen * B, seen += e - b;
                     correct += nn::count_correct(logits.value(), yb);
                 }
+                std::vector<double> sums{ce_sum, pen_sum, double(seen), double(correct)};
+                replicas.sum(sums);
+                ce_sum = sums[0], pen_sum = sums[1], seen = std::size_t(sums[2]), correct = std::size_t(sums[3]);
                 const double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
                 train_time += secs;
+                if (!lead) continue;  // the replicas are equal: rank 0 alone evaluates and writes
                 const TestReport t = attack(net, tape, data.test, {epsilon});
                 fmt::print("epoch {:>2}/{}  train CE {:.4f} penalty {:.4f} acc {:.2f}%  test acc {:.2f}% penalty {:.4f}  "
                            "FGSM(ε={}) acc {:.2f}%  {:.1f}s\n",
@@ -171,6 +186,7 @@ int main(int argc, char** argv)
                                    t.fgsm_accuracy[0], secs);
                 csv.flush();
             }
+            if (!lead) continue;
             const std::string dir = base + fmt::format("/lambda-{}", lam);
             std::filesystem::create_directories(dir);
             nn::save_weights(net, dir + "/model.safetensors");
@@ -183,6 +199,7 @@ int main(int argc, char** argv)
             finals.push_back({lam, train_time, main_report, all});
         }
 
+        if (!lead) return;
         fmt::print("\n{:>8} {:>10} {:>14} {:>16} {:>10}\n", "lambda", "test acc", "test penalty", fmt::format("FGSM ε={} acc", epsilon),
                    "train s");
         for (const auto& f : finals)

@@ -272,6 +272,15 @@ void Replicas::synchronize()
 #endif
 }
 
+std::vector<std::size_t> Replicas::shard(const std::vector<std::size_t>& order) const
+{
+    const std::size_t r = std::size_t(world_size()), n = order.size();
+    if (r == 1 || n == 0) return order;
+    std::vector<std::size_t> mine;
+    for (std::size_t i = std::size_t(rank()); i < (n + r - 1) / r * r; i += r) mine.push_back(order[i % n]);
+    return mine;
+}
+
 void Replicas::sum(std::vector<double>& values)
 {
 #ifdef XGRAD_EXAMPLES_DISTRIBUTED

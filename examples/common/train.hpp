@@ -117,6 +117,11 @@ public:
     void synchronize();
     /// Sums `values` over the ranks, in place.
     void sum(std::vector<double>& values);
+    /// This rank's share of an epoch's order, as DistributedSampler takes it: positions rank,
+    /// rank + R, rank + 2R, … of `order` padded with its first entries to a multiple of R; all of
+    /// `order` when not distributed. R ranks at batch b then see, step by step, one process's
+    /// batches of R·b.
+    std::vector<std::size_t> shard(const std::vector<std::size_t>& order) const;
 
 private:
     struct Impl;
