@@ -21,7 +21,7 @@ using clock_type = std::chrono::steady_clock;
 int main(int argc, char** argv)
 {
     Options o;
-    o.example = "hessian_spectrum";
+    o.example = "hessian_spectrum", o.data_parallel = true;
     o.epochs = 8, o.batch = 64, o.lr = 0.1, o.optimizer = "sgd";
     std::vector<std::size_t> hidden{256, 128};
     std::size_t hessian_batch = 1000, top = 5, steps = 30;
@@ -53,12 +53,18 @@ int main(int argc, char** argv)
         sizes.push_back(10);
         nn::MLP<F> net(sizes, nn::Activation::relu, nn::Activation::identity, o.seed);
         auto opt = make_optimizer(o, net);
+        Replicas replicas(net, o.distributed);  // --distributed: rank 0's weights everywhere
+        const bool lead = replicas.rank() == 0;
         Tape<F> tape;
         const nn::BatchForward<F> forward = [&](Tape<F>& t, const Tensor<F>& x) { return net(t.borrow(x)); };
         const nn::BatchLoss<F> loss = [](const Var<F>& y, const IndexTensor& labels) { return cross_entropy(y, labels); };
-        fmt::print("{}: MLP {} ({} parameters), {} {} lr {}, batch {}; Hessian over {} training images, {} Lanczos steps\n",
-                   o.example, fmt::join(sizes, "-"), net.num_parameters(), o.optimizer, o.schedule, o.lr, o.batch,
-                   hessian_batch, steps);
+        const std::string batch = replicas.world_size() > 1
+                                      ? fmt::format("{} per rank x {} ranks", o.batch, replicas.world_size())
+                                      : std::to_string(o.batch);
+        if (lead)
+            fmt::print("{}: MLP {} ({} parameters), {} {} lr {}, batch {}; Hessian over {} training images, {} Lanczos steps\n",
+                       o.example, fmt::join(sizes, "-"), net.num_parameters(), o.optimizer, o.schedule, o.lr, batch,
+                       hessian_batch, steps);
 
         struct Row {
             int epoch;
@@ -127,20 +133,48 @@ int main(int argc, char** argv)
             write_svg(out + "/spectrum.svg", p);
         };
 
-        spectrum(0, o.lr, nn::evaluate(net, tape, data.train.slice(0, std::min<std::size_t>(10000, data.train.size())),
-                                       forward, loss)
-                              .loss);
-        write();
+        // --distributed: each rank trains on its strided share of every epoch's order, the gradients
+        // averaged across ranks; the replicas stay equal, so rank 0 alone probes the Hessian and writes.
+        auto distributed_epoch = [&](int epoch) {
+            const auto order = replicas.shard(nn::epoch_order(data.train.size(), o.seed, std::size_t(epoch)));
+            Tensor<F> x;
+            IndexTensor y;
+            std::vector<double> sums{0, 0};  // loss · images, images
+            for (std::size_t b = 0; b < order.size(); b += o.batch) {
+                const std::size_t e = std::min(order.size(), b + o.batch);
+                nn::gather_batch(data.train, order, b, e, x, y);
+                opt->zero_grad();
+                tape.clear();
+                const Var<F> l = loss(replicas.forward(tape, x.shape(), [&] { return net(tape.borrow(x)); }), y);
+                tape.backward(l);
+                replicas.synchronize();
+                opt->step();
+                sums[0] += double(l.item()) * double(e - b), sums[1] += double(e - b);
+            }
+            tape.clear();
+            replicas.sum(sums);
+            return nn::EpochStats{sums[0] / sums[1], 0.0};
+        };
+        if (lead) {
+            spectrum(0, o.lr, nn::evaluate(net, tape, data.train.slice(0, std::min<std::size_t>(10000, data.train.size())),
+                                           forward, loss)
+                                  .loss);
+            write();
+        }
         for (int epoch = 0; epoch < o.epochs; ++epoch) {
             double lr = o.lr;
             if (o.schedule == "step") lr = nn::StepLR(o.lr, std::max(1, o.epochs / 3)).lr(epoch);
             if (o.schedule == "cosine") lr = nn::CosineLR(o.lr, o.epochs).lr(epoch);
             opt->set_lr(lr);
             const nn::EpochStats st =
-                nn::train_epoch(tape, *opt, data.train, forward, loss, nn::EpochOptions().batch_size(o.batch).seed(o.seed).epoch(std::size_t(epoch)));
+                replicas.distributed()
+                    ? distributed_epoch(epoch)
+                    : nn::train_epoch(tape, *opt, data.train, forward, loss,
+                                      nn::EpochOptions().batch_size(o.batch).seed(o.seed).epoch(std::size_t(epoch)));
+            if (!lead) continue;
             spectrum(epoch + 1, lr, st.loss);
             write();
         }
-        fmt::print("spectrum: {}/spectrum.csv  plot: {}/spectrum.svg\n", out, out);
+        if (lead) fmt::print("spectrum: {}/spectrum.csv  plot: {}/spectrum.svg\n", out, out);
     }, options);
 }

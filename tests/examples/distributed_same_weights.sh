@@ -5,8 +5,10 @@
 # ≤ 1e-5 · max |weight|), since the averaged gradient is the one-process gradient summed in another
 # order. Rank 0 alone prints and writes.
 #   char_lm: rank r serves streams [4r, 4r + 4) of 8; 6 truncated-BPTT steps with clipping.
-#   mnist_double_backprop: rank r takes positions r, r + 2, … of each epoch's order; 20 steps of
+#   mnist_double_backprop: rank r takes positions r, r + 2, … of each epoch's order; 19 steps of
 #     cross-entropy + λ·‖∂ℓ/∂x‖² (double backpropagation: the all-reduce runs in the second sweep).
+#   hessian_spectrum: the same shards, 2 epochs; it writes no weights, so the top Hessian
+#     eigenvalues after each epoch (spectrum.csv, 6 digits) must agree to 1e-4.
 # Without the data: skipped (77), except under CI (CI=true), where it fails.
 set -u
 mpirun_local=$1 program=$2 data_root=${XGRAD_DATA:-$3}
@@ -20,6 +22,10 @@ case "$(basename "$program")" in
     data=$data_root/mnist one=64 two=32 weights=lambda-1/model.safetensors
     args=(--threads 1 --epochs 1 --train-limit 1280 --val-size 100 --hidden 32 --optimizer sgd --lr 0.1
           --schedule none --lambda 1 --data-dir "$data" --quiet) ;;
+  hessian_spectrum)  # no weights written: the top eigenvalues after each epoch (1e-4: Lanczos on float HVPs)
+    data=$data_root/mnist one=64 two=32 weights=spectrum.csv
+    args=(--threads 1 --epochs 2 --train-limit 1280 --val-size 100 --hidden 32 --optimizer sgd --lr 0.1
+          --schedule none --hessian-batch 200 --top 2 --lanczos-steps 12 --data-dir "$data") ;;
   *) echo "distributed_same_weights: no settings for $program"; exit 1 ;;
 esac
 if [ ! -d "$data" ]; then
@@ -44,7 +50,14 @@ printf '%s\n' "$log"
 [ "$(find "$out/two" -name "$(basename "$weights")" | wc -l)" -eq "$(find "$out/one" -name "$(basename "$weights")" | wc -l)" ] ||
     fail "not one process's set of weight files"
 python3 - "$out/one/$weights" "$out/two/$weights" <<'PY' || fail "the weights differ"
-import json, struct, sys
+import csv, json, struct, sys
+if sys.argv[1].endswith(".csv"):
+    rows = [list(csv.DictReader(open(p))) for p in sys.argv[1:3]]
+    assert len(rows[0]) == len(rows[1]) > 1, (len(rows[0]), len(rows[1]))
+    worst = max(abs(float(a[k]) - float(b[k])) / abs(float(a[k]))
+                for a, b in zip(*rows) for k in a if k.startswith("lambda"))
+    print(f"{len(rows[0])} spectra, largest relative difference of an eigenvalue {worst:.3g}")
+    sys.exit(0 if worst <= 1e-4 else 1)
 def load(path):
     raw = open(path, "rb").read()
     n = struct.unpack("<Q", raw[:8])[0]
