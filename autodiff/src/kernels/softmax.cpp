@@ -5,20 +5,76 @@
 #include <cmath>
 #include <limits>
 
+#include <xsimd/xsimd.hpp>
+
 namespace xgrad::kernels {
+
+namespace {
+
+/// max over a contiguous row, in xsimd batches (the attention probabilities' rows, the classes).
+template <class T>
+T row_max(const T* x, std::size_t n)
+{
+    using B = xsimd::batch<T>;
+    constexpr std::size_t w = B::size;
+    T m = -std::numeric_limits<T>::infinity();
+    std::size_t j = 0;
+    if (n >= w) {
+        B mb = B::load_unaligned(x);
+        for (j = w; j + w <= n; j += w) mb = xsimd::max(mb, B::load_unaligned(x + j));
+        alignas(B::arch_type::alignment()) T lanes[w];
+        mb.store_aligned(lanes);
+        for (std::size_t k = 0; k < w; ++k) m = std::max(m, lanes[k]);
+    }
+    for (; j < n; ++j) m = std::max(m, x[j]);
+    return m;
+}
+
+/// Σ exp(x_j − m) over a contiguous row, each term stored to y when y is given.
+template <class T>
+T row_exp_sum(const T* x, T* y, std::size_t n, T m)
+{
+    using B = xsimd::batch<T>;
+    constexpr std::size_t w = B::size;
+    B zb(T(0));
+    const B mb(m);
+    std::size_t j = 0;
+    for (; j + w <= n; j += w) {
+        const B e = xsimd::exp(B::load_unaligned(x + j) - mb);
+        if (y) e.store_unaligned(y + j);
+        zb += e;
+    }
+    T z = xsimd::hadd(zb);
+    for (; j < n; ++j) {
+        const T e = std::exp(x[j] - m);
+        if (y) y[j] = e;
+        z += e;
+    }
+    return z;
+}
+
+}  // namespace
 
 template <class T>
 T softmax_row(const T* x, T* y, std::size_t n, std::size_t stride, T scale, bool acc)
 {
+    const bool store = y && !acc;  // the exponentials go to y, then are scaled in place
     T m = -std::numeric_limits<T>::infinity();
-    for (std::size_t j = 0; j < n; ++j) m = std::max(m, x[j * stride]);
+    if (stride == 1) {
+        m = row_max(x, n);
+    } else {
+        for (std::size_t j = 0; j < n; ++j) m = std::max(m, x[j * stride]);
+    }
     if (!std::isfinite(m)) m = 0;  // all −inf (or inf/nan): let the arithmetic report it
     T z = 0;
-    const bool store = y && !acc;  // the exponentials go to y, then are scaled in place
-    for (std::size_t j = 0; j < n; ++j) {
-        const T e = std::exp(x[j * stride] - m);
-        if (store) y[j * stride] = e;
-        z += e;
+    if (stride == 1) {
+        z = row_exp_sum(x, store ? y : nullptr, n, m);
+    } else {
+        for (std::size_t j = 0; j < n; ++j) {
+            const T e = std::exp(x[j * stride] - m);
+            if (store) y[j * stride] = e;
+            z += e;
+        }
     }
     if (y) {
         const T r = scale / z;
