@@ -8,13 +8,8 @@
 set -u
 mpirun_local=$1 program=$2 data_root=${XGRAD_DATA:-$3}
 data=$data_root/mnist
-if [ ! -f "$data/train-images-idx3-ubyte" ]; then
-    echo "MNIST not found in $data (run scripts/fetch-data mnist)"
-    [ "${CI:-}" = true ] && exit 1 || exit 77
-fi
-out=$(mktemp -d "${TMPDIR:-/tmp}/xgrad_distributed_example.XXXXXX")
-trap 'rm -rf "$out"' EXIT
-fail() { echo "distributed_example: FAIL: $*"; exit 1; }
+. "$(dirname "$0")/example_test_lib.sh"
+example_test_setup distributed_example "$data/train-images-idx3-ubyte" "run scripts/fetch-data mnist"
 # count PATTERN TEXT: lines of TEXT matching the extended regex PATTERN
 count() { printf '%s\n' "$2" | grep -Ec "$1"; }
 

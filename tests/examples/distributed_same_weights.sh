@@ -28,13 +28,8 @@ case "$(basename "$program")" in
           --schedule none --hessian-batch 200 --top 2 --lanczos-steps 12 --data-dir "$data") ;;
   *) echo "distributed_same_weights: no settings for $program"; exit 1 ;;
 esac
-if [ ! -d "$data" ]; then
-    echo "data not found in $data (scripts/fetch-data)"
-    [ "${CI:-}" = true ] && exit 1 || exit 77
-fi
-out=$(mktemp -d "${TMPDIR:-/tmp}/xgrad_same_weights.XXXXXX")
-trap 'rm -rf "$out"' EXIT
-fail() { echo "distributed_same_weights: FAIL: $*"; exit 1; }
+. "$(dirname "$0")/example_test_lib.sh"
+example_test_setup distributed_same_weights "$data" "run scripts/fetch-data $(basename "$data")"
 
 log=$(timeout -k 5 300 "$program" "${args[@]}" --batch-size $one --out "$out/one" 2>&1)
 rc=$?
