@@ -89,6 +89,25 @@ BOOST_AUTO_TEST_CASE(sigmoid_tanh_relu)
     expect_gradcheck([](const Vs& x) { return relu(x[0] * x[1]); }, {rnd(Shape{4, 5}, 3, -1, 1, 0.05), rnd(Shape{5}, 4, 0.1, 1)});
 }
 
+BOOST_AUTO_TEST_CASE(relu_values_nan_and_accumulation)
+{
+    // Forward keeps NaN (as PyTorch does).
+    Tape<float> t0;
+    const Tensor<float> y0 = relu(t0.variable(Tensor<float>{-1.5f, std::nanf(""), 2.0f})).value();
+    BOOST_TEST(y0(0) == 0.0f);
+    BOOST_TEST(std::isnan(y0(1)));
+    BOOST_TEST(y0(2) == 2.0f);
+    // Backward passes G where X > 0 and 0 at X = 0; x reaches the loss twice, so relu's VJP must add
+    // to the other path's gradient, not overwrite it.
+    Tape<float> tape;
+    auto x = tape.variable(Tensor<float>{-1.5f, 0.0f, 2.0f, 3.0f});
+    auto w = tape.constant(Tensor<float>{1.0f, 2.0f, 3.0f, 5.0f});
+    auto y = relu(x);
+    BOOST_TEST(y.value() == (Tensor<float>{0.0f, 0.0f, 2.0f, 3.0f}));
+    tape.backward(sum(y * w) + sum(x * w));
+    BOOST_TEST(x.grad() == (Tensor<float>{1.0f, 2.0f, 6.0f, 10.0f}));
+}
+
 BOOST_AUTO_TEST_CASE(softmax_and_log_softmax_axes)
 {
     const std::vector<std::pair<Shape, int>> cases = {

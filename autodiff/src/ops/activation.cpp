@@ -188,10 +188,14 @@ Var<T> relu(const Var<T>& x)
     auto op = begin_op("relu", {x});
     const Tensor<T>& xv = x.value();
     op.value().resize(xv.shape());
-    xt::noalias(op.value()) = xt::maximum(xv, T(0));
+    const T* in = xv.data();
+    T* out = op.value().data();
+    // A plain loop (vectorized by the compiler) that keeps NaN as NaN, like PyTorch's relu.
+    for (std::size_t i = 0, n = xv.size(); i < n; ++i) out[i] = in[i] < T(0) ? T(0) : in[i];
     return op.finish(
-        [](BackwardContext<T>& c) {
-            c.accumulate(0, xt::where(c.input(0) > T(0), c.grad(), T(0)));  // dL/dX = G ⊙ [X > 0]
+        [](BackwardContext<T>& c) {  // dL/dX = G ⊙ [X > 0]
+            const InputGrad<T> dx = c.input_grad(0);
+            if (dx) relu_mask(c.grad().data(), c.input(0).data(), dx.data(), c.grad().size(), dx.accumulate);
         },
         [](GraphBackwardContext<T>& c) { c.accumulate(0, relu_backward(c.grad(), c.input(0))); });
 }
