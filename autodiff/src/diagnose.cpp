@@ -128,8 +128,10 @@ struct Model {
     };
     std::vector<Classes> classes;
     /// Where the model has classes: the gradient of every scalar node but the loss (each a
-    /// candidate for a regularizer written from primitive ops), by node.
-    std::vector<std::pair<std::uint32_t, std::vector<Tens>>> scalars;
+    /// candidate for a regularizer written from primitive ops), by node, last node first; swept
+    /// when first asked for (a mistake to explain), not for a derivation that agrees.
+    mutable std::vector<std::pair<std::uint32_t, std::vector<Tens>>> scalars;
+    mutable bool scalars_swept = false;
 
     const Tens& value(std::uint32_t i) const { return tape.at(i).value(); }
     std::string op(std::uint32_t i) const { return tape.at(i).op(); }
@@ -220,31 +222,52 @@ void collect_classes(Model& m)
     for (std::uint32_t i = 0; i < m.tape.size(); ++i) {
         if (m.op(i) == "trace_scatter_loss") {
             const std::vector<std::size_t>& id = Access::node(m.tape, i).saved_index_;
-            if (!id.empty()) add(id, *std::max_element(id.begin(), id.end()) + 1, "the classes " + m.where(i) + " keeps");
+            if (!id.empty())
+                add(id, *std::max_element(id.begin(), id.end()) + 1, "the classes " + m.where(i) + " keeps");
             continue;
         }
         const Tens& v = m.value(i);
         if (Access::input_count(m.tape, i) != 0 || m.tape.at(i).parameter() || v.dimension() != 2 || v.size() < 4)
             continue;
-        for (const bool by_rows : {true, false}) {  // (B,K) one 1 per row, or its (K,B) transpose
+        // (B,K) with one nonzero per row (a one-hot, or 1/n_c to take class means), or its (K,B) transpose
+        for (const bool by_rows : {true, false}) {
             const std::size_t B = by_rows ? v.shape()[0] : v.shape()[1], K = by_rows ? v.shape()[1] : v.shape()[0];
             if (K < 2 || B < 2) continue;
             std::vector<std::size_t> id(B);
-            bool ok = true;
+            bool ok = true, ones = true;
             for (std::size_t b = 0; b < B && ok; ++b) {
-                std::size_t ones = 0;
-                for (std::size_t k = 0; k < K && ok; ++k) {
+                std::size_t nonzero = 0;
+                for (std::size_t k = 0; k < K; ++k) {
                     const double e = by_rows ? v(b, k) : v(k, b);
-                    if (e == 1) ++ones, id[b] = k;
-                    else ok = e == 0;
+                    if (e != 0) ++nonzero, id[b] = k, ones = ones && e == 1;
                 }
-                ok = ok && ones == 1;
+                ok = nonzero == 1;
             }
             if (ok)
                 add(std::move(id), K,
-                    fmt::format("the one-hot {} {} #{}", shape_str(v.shape()), by_rows ? "constant" : "constant (transposed)", i));
+                    fmt::format("the {} {} constant{} #{}", ones ? "one-hot" : "class-membership", shape_str(v.shape()),
+                                by_rows ? "" : " (samples as columns)", i));
         }
     }
+}
+
+/// Model::scalars, swept on first use.
+const std::vector<std::pair<std::uint32_t, std::vector<Tens>>>& scalar_grads(const Model& m)
+{
+    if (m.scalars_swept) return m.scalars;
+    m.scalars_swept = true;
+    const bool retain = m.tape.retain_grad();
+    m.tape.set_retain_grad(true);
+    // each is a backward sweep: at most 64, the last ones (nearest the loss, where a regularizer ends)
+    std::size_t budget = 64;
+    for (std::uint32_t i = std::uint32_t(m.tape.size()); i-- > 0 && budget;)
+        if (i != m.loss && m.value(i).size() == 1 && m.tape.at(i).requires_grad() && m.grads[i].size() == 1 &&
+            m.grads[i].data()[0] != 0) {
+            m.scalars.emplace_back(i, sweep(m.tape, m.tape.at(i)));
+            --budget;
+        }
+    m.tape.set_retain_grad(retain);
+    return m.scalars;
 }
 
 Model record(Tape<double>& tape, const std::function<Var<double>(Tape<double>&)>& model)
@@ -270,15 +293,6 @@ Model record(Tape<double>& tape, const std::function<Var<double>(Tape<double>&)>
         if (Parameter<double>* p = tape.at(i).parameter())
             if (!p->name().empty() && !m.names.count(p->name())) m.names[p->name()] = i;
     collect_classes(m);
-    if (!m.classes.empty()) {
-        std::size_t budget = 64;  // each is a backward sweep; a regularizer has a handful of scalars
-        for (std::uint32_t i = 0; i < tape.size() && budget; ++i)
-            if (i != m.loss && m.value(i).size() == 1 && tape.at(i).requires_grad() && m.grads[i].size() == 1 &&
-                m.grads[i].data()[0] != 0) {
-                m.scalars.emplace_back(i, sweep(tape, tape.at(i)));
-                --budget;
-            }
-    }
     tape.set_retain_grad(retain);
     collect_factors(m);
     return m;
@@ -926,7 +940,8 @@ struct Fitter {
             // the regularizer: the last scalar whose gradient reaching y is κu (κ from its own gradient)
             double kappa = 0;
             std::uint32_t reg = 0;
-            for (auto it = m.scalars.rbegin(); it != m.scalars.rend() && kappa == 0; ++it) {
+            const auto& scalars = scalar_grads(m);
+            for (auto it = scalars.begin(); it != scalars.end() && kappa == 0; ++it) {  // last node first
                 const Tens& gs = it->second[n];
                 if (gs.shape() != y.shape()) continue;
                 const Tens t = m.grads[it->first].data()[0] * gs;
@@ -944,7 +959,8 @@ struct Fitter {
             for (const auto& [term, grads] : m.terms) {
                 const Tens& t = grads[n];
                 if (!t.size() || t.shape() != a.shape() || norm(t) == 0 || m.names.at(term) == reg) continue;
-                if (m.grads[m.names.at(term)].size() == 1 && residual(m.grads[m.names.at(term)].data()[0] * t, treg) <= o.fit_tol())
+                const Tens& cot = m.grads[m.names.at(term)];
+                if (cot.size() == 1 && residual(cot.data()[0] * t, treg) <= o.fit_tol())
                     continue;  // the regularizer itself
                 for (std::size_t k = 0; k < 2; ++k) {
                     if (t.shape()[k] < 2) continue;
@@ -1018,7 +1034,8 @@ struct Fitter {
                 // Proposed unless per sample the only change is the within-class part left out
                 // (0 and −1: one change, where a per-class sum needs two).
                 bool between_gone = true;  // nothing of the regularizer left: a missing term, not a sum
-                for (std::size_t k = 0; k < K; ++k) between_gone = between_gone && (std::isnan(beta[k]) || std::abs(beta[k]) < 1e-6);
+                for (std::size_t k = 0; k < K; ++k)
+                    between_gone = between_gone && (std::isnan(beta[k]) || std::abs(beta[k]) < 1e-6);
                 if (within_gone && !between_right && !between_gone) {
                     std::vector<double> each(K, NAN);
                     std::string text;

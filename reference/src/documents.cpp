@@ -31,6 +31,7 @@ enum class Doc000 {
     d1,           ///< all of D1: the data term's Σⱼ and the regularizer's term per sample
     per_class,    ///< D1's regularizer term as one gradient per class, Σ over the class's samples (n read
                   ///< as n_c), given to each sample of the class; the data term correct
+    d1_per_class, ///< all of D1 with its regularizer term per class: Σⱼ and the Σ over the class
 };
 
 DiagnosisReport mlp_trace_regularizer(Doc000 part)
@@ -65,7 +66,7 @@ DiagnosisReport mlp_trace_regularizer(Doc000 part)
         for (std::size_t c = 0; c < C; ++c)
             for (std::size_t d = 0; d < C; ++d) mc(c, d) /= n[c];
         Tens dY = Y - D;
-        if (part == Doc000::data_term || part == Doc000::d1)  // D1's Σⱼ(y_{i,j} − d_{i,j}), the same number in each entry of row i
+        if (part == Doc000::data_term || part == Doc000::d1 || part == Doc000::d1_per_class)  // D1's Σⱼ(y_{i,j} − d_{i,j}), the same number in each entry of row i
             for (std::size_t i = 0; i < N; ++i) {
                 double s = 0;
                 for (std::size_t d = 0; d < C; ++d) s += Y(i, d) - D(i, d);
@@ -82,7 +83,7 @@ DiagnosisReport mlp_trace_regularizer(Doc000 part)
             for (std::size_t d = 0; d < C; ++d) per_class(c, d) -= n[c] * (1 / n[c] - 1.0 / N) * (mc(c, d) - m(d));
         for (std::size_t i = 0; i < N; ++i) {
             const auto c = std::size_t(labels(i));
-            if (part == Doc000::per_class) {  // each sample takes its class's vector
+            if (part == Doc000::per_class || part == Doc000::d1_per_class) {  // each sample takes its class's vector
                 for (std::size_t d = 0; d < C; ++d) dY(i, d) += gamma * per_class(c, d);
                 continue;
             }
@@ -406,6 +407,10 @@ std::vector<DocumentDiagnosis> document_diagnoses()
          "the same MLP: D1's regularizer term as one gradient per class, Σ over the class's samples as written, given "
          "to each sample of the class (the data term correct)",
          [] { return mlp_trace_regularizer(Doc000::per_class); }},
+        {"000", "mlp_trace_regularizer_d1_per_class",
+         "the same MLP: all of D1 as written with its regularizer term per class, Σⱼ(y_{i,j} − d_{i,j}) and the Σ "
+         "over the class's samples",
+         [] { return mlp_trace_regularizer(Doc000::d1_per_class); }},
         {"001", "mlp_l_layer_notes",
          "L-layer MLP: the δ recursion of §3 (E = ½Σ(y − t)², (47)) against the loss of (44), E = ΣΣ(y − T)²",
          mlp_l_layer_notes},

@@ -685,7 +685,7 @@ enum class PrimSlip { none, between_sign, halved, per_class, missing };
 /// ½‖z − T‖² + ½γ(tr S_w − tr S_b) with the regularizer built from one_hot, matmul, mean, square and
 /// sum (reference::trace_regularizer_on_tape), not the fused op. The targets T are one-hot too, but of
 /// other labels: two class partitions on the tape, and only the regularizer's fits.
-DiagnosisReport run_primitive_trace(PrimSlip slip, bool observe_term)
+DiagnosisReport run_primitive_trace(PrimSlip slip, bool observe_term, bool averaging_matrix = false)
 {
     Parameter<double> W(rnd({3, 4}, 61), "W");
     const Tens x = rnd({7, 4}, 62);
@@ -696,7 +696,20 @@ DiagnosisReport run_primitive_trace(PrimSlip slip, bool observe_term)
         [&](Tape<double>& t) {
             auto z = t.observe("z", linear(t.constant(x), t.param(W)));
             auto data = mse_loss(z, t.constant(T), Reduction::half_sum);
-            auto reg = reference::trace_regularizer_on_tape(z, y, 3, gamma);
+            Var<double> reg;
+            if (!averaging_matrix) {
+                reg = reference::trace_regularizer_on_tape(z, y, 3, gamma);
+            } else {
+                // another user's form: class means by a (K,B) matrix of 1/n_c, the traces expanded as
+                // tr S_w = Σ‖zᵢ‖² − Σ n_c‖m_c‖², tr S_b = Σ n_c‖m_c − m‖²; no one-hot anywhere
+                Tens avg = xt::zeros<double>({std::size_t(3), std::size_t(7)}), n_col = xt::zeros<double>({std::size_t(3), std::size_t(1)});
+                for (std::size_t i = 0; i < 7; ++i) n_col(std::size_t(y(i)), 0) += 1;
+                for (std::size_t i = 0; i < 7; ++i) avg(std::size_t(y(i)), i) = 1 / n_col(std::size_t(y(i)), 0);
+                auto means = matmul(t.constant(avg), z);
+                auto within = sum(square(z)) - sum(t.constant(n_col) * square(means));
+                auto between = sum(t.constant(n_col) * square(means - mean(z, {0}, true)));
+                reg = 0.5 * gamma * (within - between);
+            }
             if (observe_term) t.observe("trace", reg);
             return data + reg;
         },
@@ -751,7 +764,7 @@ BOOST_AUTO_TEST_CASE(coefficients_fitted_with_the_classes_of_its_one_hot)
     for (bool observed : {false, true}) {
         const auto r = run_primitive_trace(PrimSlip::between_sign, observed);
         expect_root(r, "dL/dz", "scatter coefficients", counts + ", i.e. 1 and 1 instead of 1 and −1", {"dL/dW"});
-        BOOST_TEST(r.at("dL/dz").hypotheses[0].explanation.find("its classes from the one-hot (7,3) constant") !=
+        BOOST_TEST(r.at("dL/dz").hypotheses[0].explanation.find("its classes from the one-hot (7,3) constant #") !=
                        std::string::npos,
                    r.at("dL/dz").hypotheses[0].explanation);
         BOOST_TEST(r.at("dL/dz").hypotheses[0].explanation.find(observed ? "'trace' (mul_scalar)" : "the scalar mul_scalar #") !=
@@ -760,6 +773,22 @@ BOOST_AUTO_TEST_CASE(coefficients_fitted_with_the_classes_of_its_one_hot)
     }
     expect_root(run_primitive_trace(PrimSlip::halved, false), "dL/dz", "scatter coefficients",
                 "class 2 (n_c = 3): 0.5 and -0.5, i.e. ½ and −½ instead of 1 and −1", {"dL/dW"});
+}
+
+BOOST_AUTO_TEST_CASE(classes_from_a_matrix_of_class_means)
+{
+    // the means taken with a (3,7) matrix of 1/n_c: its one nonzero per sample gives the classes
+    expect_clean(run_primitive_trace(PrimSlip::none, false, true));
+    const auto r = run_primitive_trace(PrimSlip::between_sign, false, true);
+    expect_root(r, "dL/dz", "scatter coefficients",
+                "class 0 (n_c = 2): 1 and 1; class 1 (n_c = 2): 1 and 1; class 2 (n_c = 3): 1 and 1, i.e. 1 and 1 "
+                "instead of 1 and −1",
+                {"dL/dW"});
+    BOOST_TEST(r.at("dL/dz").hypotheses[0].explanation.find(
+                   "its classes from the class-membership (3,7) constant (samples as columns)") != std::string::npos,
+               r.at("dL/dz").hypotheses[0].explanation);
+    expect_root(run_primitive_trace(PrimSlip::per_class, false, true), "dL/dz", "sum over class", "i.e. −1 instead",
+                {"dL/dW"});
 }
 
 BOOST_AUTO_TEST_CASE(summed_over_each_class)

@@ -128,6 +128,20 @@ BOOST_AUTO_TEST_CASE(document_000_regularizer_summed_over_each_class)
     expect_ok(r, {"z1", "y1", "y"});
 }
 
+BOOST_AUTO_TEST_CASE(document_000_all_of_d1_per_class)
+{
+    // D1 entirely as written: Σⱼ in the data term and the regularizer per class, both fitted together
+    const auto r = run("mlp_trace_regularizer_d1_per_class");
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST(r.mistakes() == std::vector<std::string>{"dL/dy"});
+    expect_top(r, "dL/dy", "sum over class",
+               "class 0 (n_c = 2): -0.375; class 1 (n_c = 3): -0.208333; class 2 (n_c = 3): -0.208333, i.e. "
+               "−(1/n_c − 1/N) instead of a per-sample gradient with 1 and −1, and the gradient of the term 'squared "
+               "error' summed over the last axis (axis 1: classes or features) and broadcast back");
+    BOOST_TEST(r.at("dL/dy").hypotheses[0].residual < 1e-12);
+    expect_follow(r, {"dL/dW2", "dL/db2", "dL/dz1", "dL/dW1", "dL/db1"}, "dL/dy");
+}
+
 BOOST_AUTO_TEST_CASE(document_001_recursion_is_half_the_gradient_of_44)
 {
     const auto r = run("001");
