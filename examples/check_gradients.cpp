@@ -4,7 +4,8 @@
 // from an earlier one, and the explanations diagnose fits. Nothing here knows the documents'
 // mistakes; xgrad::reference::document_diagnoses() reproduces the derivations, diagnose finds them.
 // Usage: check_gradients [--dot DIR] [NAME|NUMBER]...   (default: all), e.g. check_gradients 003
-//   (a number selects every run of that document: 000 and 002 are run once per mistake)
+//   (a number selects every run of that document: 000 and 002 are run once per mistake, and 002
+//   once more with all its printed equations, cnn_sigmoid_avgpool_as_written)
 //   --dot DIR   also writes DIR/<number>_<name>.dot, the tape coloured by verdict
 //               (scripts/render-diagnosis renders them with Graphviz)
 #include <fmt/core.h>

@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <xtensor/xview.hpp>
 
 #include "tape_access.hpp"
 
@@ -118,6 +119,19 @@ struct Model {
     std::vector<std::pair<std::string, std::vector<Tens>>> terms;  // loss terms: per-node gradients
     std::vector<std::pair<double, std::string>> factors;           // the model's own factors
     std::vector<std::pair<std::size_t, std::string>> axes;         // axis sizes the model names ("classes")
+    /// Partitions of a batch into classes that the tape records: the classes a trace_scatter_loss
+    /// keeps, and every one-hot constant (one 1 per row, or per column for its transpose).
+    struct Classes {
+        std::vector<std::size_t> id;  // class of each row
+        std::size_t count = 0;        // number of classes (some may be absent)
+        std::string source;
+    };
+    std::vector<Classes> classes;
+    /// Where the model has classes: the gradient of every scalar node but the loss (each a
+    /// candidate for a regularizer written from primitive ops), by node, last node first; swept
+    /// when first asked for (a mistake to explain), not for a derivation that agrees.
+    mutable std::vector<std::pair<std::uint32_t, std::vector<Tens>>> scalars;
+    mutable bool scalars_swept = false;
 
     const Tens& value(std::uint32_t i) const { return tape.at(i).value(); }
     std::string op(std::uint32_t i) const { return tape.at(i).op(); }
@@ -197,6 +211,65 @@ void collect_factors(Model& m)
     if (squares) m.factors.emplace_back(2.0, "the 2 of a square's derivative (or the ½ of ½(y − t)²)");
 }
 
+/// The batch's classes as the tape records them (Model::classes), each partition once.
+void collect_classes(Model& m)
+{
+    auto add = [&](std::vector<std::size_t> id, std::size_t count, std::string source) {
+        for (const auto& c : m.classes)
+            if (c.id == id) return;
+        m.classes.push_back({std::move(id), count, std::move(source)});
+    };
+    for (std::uint32_t i = 0; i < m.tape.size(); ++i) {
+        if (m.op(i) == "trace_scatter_loss") {
+            const std::vector<std::size_t>& id = Access::node(m.tape, i).saved_index_;
+            if (!id.empty())
+                add(id, *std::max_element(id.begin(), id.end()) + 1, "the classes " + m.where(i) + " keeps");
+            continue;
+        }
+        const Tens& v = m.value(i);
+        if (Access::input_count(m.tape, i) != 0 || m.tape.at(i).parameter() || v.dimension() != 2 || v.size() < 4)
+            continue;
+        // (B,K) with one nonzero per row (a one-hot, or 1/n_c to take class means), or its (K,B) transpose
+        for (const bool by_rows : {true, false}) {
+            const std::size_t B = by_rows ? v.shape()[0] : v.shape()[1], K = by_rows ? v.shape()[1] : v.shape()[0];
+            if (K < 2 || B < 2) continue;
+            std::vector<std::size_t> id(B);
+            bool ok = true, ones = true;
+            for (std::size_t b = 0; b < B && ok; ++b) {
+                std::size_t nonzero = 0;
+                for (std::size_t k = 0; k < K; ++k) {
+                    const double e = by_rows ? v(b, k) : v(k, b);
+                    if (e != 0) ++nonzero, id[b] = k, ones = ones && e == 1;
+                }
+                ok = nonzero == 1;
+            }
+            if (ok)
+                add(std::move(id), K,
+                    fmt::format("the {} {} constant{} #{}", ones ? "one-hot" : "class-membership", shape_str(v.shape()),
+                                by_rows ? "" : " (samples as columns)", i));
+        }
+    }
+}
+
+/// Model::scalars, swept on first use.
+const std::vector<std::pair<std::uint32_t, std::vector<Tens>>>& scalar_grads(const Model& m)
+{
+    if (m.scalars_swept) return m.scalars;
+    m.scalars_swept = true;
+    const bool retain = m.tape.retain_grad();
+    m.tape.set_retain_grad(true);
+    // each is a backward sweep: at most 64, the last ones (nearest the loss, where a regularizer ends)
+    std::size_t budget = 64;
+    for (std::uint32_t i = std::uint32_t(m.tape.size()); i-- > 0 && budget;)
+        if (i != m.loss && m.value(i).size() == 1 && m.tape.at(i).requires_grad() && m.grads[i].size() == 1 &&
+            m.grads[i].data()[0] != 0) {
+            m.scalars.emplace_back(i, sweep(m.tape, m.tape.at(i)));
+            --budget;
+        }
+    m.tape.set_retain_grad(retain);
+    return m.scalars;
+}
+
 Model record(Tape<double>& tape, const std::function<Var<double>(Tape<double>&)>& model)
 {
     Model m(tape);
@@ -219,6 +292,7 @@ Model record(Tape<double>& tape, const std::function<Var<double>(Tape<double>&)>
     for (std::uint32_t i = 0; i < tape.size(); ++i)
         if (Parameter<double>* p = tape.at(i).parameter())
             if (!p->name().empty() && !m.names.count(p->name())) m.names[p->name()] = i;
+    collect_classes(m);
     tape.set_retain_grad(retain);
     collect_factors(m);
     return m;
@@ -388,6 +462,56 @@ Tens upsample(const Tens& g, std::size_t kh, std::size_t kw, std::size_t h, std:
                 for (std::size_t j = 0; j < w; ++j)
                     if (i / kh < g.shape()[2] && j / kw < g.shape()[3]) u(n, c, i, j) = g(n, c, i / kh, j / kw);
     return u;
+}
+
+/// A window's cells found by an index formula that steps kh rows or kw columns through a window
+/// instead of one: per window (p·OW + q) its flat cells (H·W where a cell does not exist), indexed
+/// in the flattened image (past a row's end into the next row) or in 2-D (outside lost).
+struct WindowRoute {
+    std::vector<std::vector<std::size_t>> cells;
+    std::string where;  ///< "cells 2 rows and 2 columns apart in the flattened 8×8 image instead of its own (…)"
+    std::string note;   ///< what happens at the image's edges
+};
+
+std::vector<WindowRoute> window_routes(std::size_t H, std::size_t W, std::size_t OH, std::size_t OW, std::size_t kh,
+                                       std::size_t kw)
+{
+    std::vector<WindowRoute> out;
+    auto list = [&](const std::vector<std::size_t>& v) {
+        std::string t;
+        for (std::size_t f : v) t += (t.empty() ? "" : ", ") + (f < H * W ? std::to_string(f) : std::string("none"));
+        return "{" + t + "}";
+    };
+    std::vector<std::size_t> own;
+    for (std::size_t u = 0; u < kh; ++u)
+        for (std::size_t v = 0; v < kw; ++v) own.push_back(u * W + v);
+    for (const bool flat : {true, false})
+        for (const std::size_t sr : {std::size_t(1), kh})
+            for (const std::size_t sc : {std::size_t(1), kw}) {
+                if (sr == 1 && sc == 1) continue;  // the window's own cells
+                // flattened indexing differs from 2-D only where a column runs past a row's end
+                const bool wraps = kw * (OW - 1) + (kw - 1) * sc >= W;
+                if (flat && !wraps) continue;
+                WindowRoute r;
+                for (std::size_t p = 0; p < OH; ++p)
+                    for (std::size_t q = 0; q < OW; ++q) {
+                        std::vector<std::size_t> c;
+                        for (std::size_t u = 0; u < kh; ++u)
+                            for (std::size_t v = 0; v < kw; ++v) {
+                                const std::size_t i = kh * p + u * sr, j = kw * q + v * sc;
+                                const std::size_t f = flat ? i * W + j : (i < H && j < W ? i * W + j : H * W);
+                                c.push_back(std::min(f, H * W));
+                            }
+                        r.cells.push_back(std::move(c));
+                    }
+                r.where = fmt::format("cells {} row{} and {} column{} apart in the {}{}×{} image instead of its own "
+                                      "(window 0: cells {} for {})",
+                                      sr, sr == 1 ? "" : "s", sc, sc == 1 ? "" : "s", flat ? "flattened " : "", H, W,
+                                      list(r.cells[0]), list(own));
+                r.note = flat ? "; an index past a row's end runs into the next row, past the image's end it is lost" : "";
+                out.push_back(std::move(r));
+            }
+    return out;
 }
 
 struct Fitter {
@@ -586,6 +710,7 @@ struct Fitter {
                   fmt::format("{}: the average-pooling gradient copied to the window without the 1/{} at {}", label,
                               kh * kw, at));
             strided_windows(x, g, kh, kw, at);
+            all_windows(x, g, kh, kw, at);
         }
     }
 
@@ -596,58 +721,95 @@ struct Fitter {
     void strided_windows(const Tens& x, const Tens& g, std::size_t kh, std::size_t kw, const std::string& at)
     {
         const std::size_t H = x.shape()[2], W = x.shape()[3], OH = g.shape()[2], OW = g.shape()[3];
-        for (const bool flat : {true, false})
-            for (const std::size_t sr : {std::size_t(1), kh})
-                for (const std::size_t sc : {std::size_t(1), kw}) {
-                    if (sr == 1 && sc == 1) continue;  // the window's own cells
-                    // flattened indexing differs from 2-D only where a column runs past a row's end
-                    const bool wraps = kw * (OW - 1) + (kw - 1) * sc >= W;
-                    if (flat && !wraps) continue;
-                    // the flat cells of window (p, q), or H·W where a cell does not exist
-                    auto cells = [&](std::size_t p, std::size_t q) {
-                        std::vector<std::size_t> out;
-                        for (std::size_t u = 0; u < kh; ++u)
-                            for (std::size_t v = 0; v < kw; ++v) {
-                                const std::size_t i = kh * p + u * sr, j = kw * q + v * sc;
-                                const std::size_t f = flat ? i * W + j : (i < H && j < W ? i * W + j : H * W);
-                                out.push_back(std::min(f, H * W));
+        for (const WindowRoute& r : window_routes(H, W, OH, OW, kh, kw)) {
+            Tens route = xt::zeros<double>(x.shape());
+            for (std::size_t n = 0; n < x.shape()[0]; ++n)
+                for (std::size_t ch = 0; ch < x.shape()[1]; ++ch)
+                    for (std::size_t p = 0; p < OH; ++p)
+                        for (std::size_t q = 0; q < OW; ++q)
+                            for (std::size_t f : r.cells[p * OW + q]) {
+                                if (f >= H * W) continue;
+                                route(n, ch, f / W, f % W) += g(n, ch, p, q);
                             }
-                        return out;
-                    };
-                    Tens route = xt::zeros<double>(x.shape());
-                    for (std::size_t n = 0; n < x.shape()[0]; ++n)
-                        for (std::size_t ch = 0; ch < x.shape()[1]; ++ch)
-                            for (std::size_t p = 0; p < OH; ++p)
-                                for (std::size_t q = 0; q < OW; ++q)
-                                    for (std::size_t f : cells(p, q)) {
-                                        if (f >= H * W) continue;
-                                        route(n, ch, f / W, f % W) += g(n, ch, p, q);
-                                    }
-                    const double rr = double(xt::sum(route * route)());
-                    if (rr == 0) continue;
-                    const double alpha = double(xt::sum(route * h)()) / rr;
-                    std::string scale = fmt::format("× {:.6g}", alpha);
-                    if (std::abs(alpha * double(kh * kw) - 1) < 1e-9) scale = fmt::format("with the 1/{}", kh * kw);
-                    if (std::abs(alpha - 1) < 1e-9) scale = fmt::format("without the 1/{}", kh * kw);
-                    auto list = [](const std::vector<std::size_t>& v, std::size_t end) {
-                        std::string t;
-                        for (std::size_t f : v) t += (t.empty() ? "" : ", ") + (f < end ? std::to_string(f) : "none");
-                        return "{" + t + "}";
-                    };
-                    std::vector<std::size_t> own;
-                    for (std::size_t u = 0; u < kh; ++u)
-                        for (std::size_t v = 0; v < kw; ++v) own.push_back(u * W + v);
-                    offer(Tens(alpha * route), "pooling routing",
-                          fmt::format("{}: the average-pooling gradient of each {}×{} window routed to cells {} row{} "
-                                      "and {} column{} apart in the {}{}×{} image instead of its own (window 0: "
-                                      "cells {} for {}), {}, at {}{}",
-                                      label, kh, kw, sr, sr == 1 ? "" : "s", sc, sc == 1 ? "" : "s",
-                                      flat ? "flattened " : "", H, W, list(cells(0, 0), H * W), list(own, H * W), scale,
-                                      at,
-                                      flat ? "; an index past a row's end runs into the next row, past the "
-                                             "image's end it is lost"
-                                           : ""));
-                }
+            const double rr = double(xt::sum(route * route)());
+            if (rr == 0) continue;
+            const double alpha = double(xt::sum(route * h)()) / rr;
+            offer(Tens(alpha * route), "pooling routing",
+                  fmt::format("{}: the average-pooling gradient of each {}×{} window routed to {}, {}, at {}{}", label,
+                              kh, kw, r.where, quarter(alpha, kh * kw), at, r.note));
+        }
+    }
+
+    /// "with the 1/4", "without the 1/4" or "× α" for a fitted scale of a k-cell window.
+    static std::string quarter(double alpha, std::size_t k)
+    {
+        if (std::abs(alpha * double(k) - 1) < 1e-9) return fmt::format("with the 1/{}", k);
+        if (std::abs(alpha - 1) < 1e-9) return fmt::format("without the 1/{}", k);
+        return fmt::format("× {:.6g}", alpha);
+    }
+
+    /// (15)-style: every window's gradient sent to every cell of its feature map (or of the whole
+    /// sample), as a sum over all positions l where only the window's own have ∂a_j/∂c_l ≠ 0.
+    void all_windows(const Tens& x, const Tens& g, std::size_t kh, std::size_t kw, const std::string& at)
+    {
+        const std::size_t N = x.shape()[0], C = x.shape()[1], OH = g.shape()[2], OW = g.shape()[3];
+        if (OH * OW < 2) return;  // one window: the same as copying it
+        for (const bool maps : {true, false}) {
+            if (!maps && C < 2) continue;
+            Tens spread = xt::zeros<double>(x.shape());
+            for (std::size_t n = 0; n < N; ++n) {
+                std::vector<double> total(C, 0);
+                for (std::size_t ch = 0; ch < C; ++ch)
+                    for (std::size_t p = 0; p < OH; ++p)
+                        for (std::size_t q = 0; q < OW; ++q) total[ch] += g(n, ch, p, q);
+                double all = 0;
+                for (double t : total) all += t;
+                for (std::size_t ch = 0; ch < C; ++ch)
+                    xt::view(spread, n, ch, xt::all(), xt::all()) = maps ? total[ch] : all;
+            }
+            const double rr = double(xt::sum(spread * spread)());
+            if (rr == 0) continue;
+            const double alpha = double(xt::sum(spread * h)()) / rr;
+            offer(Tens(alpha * spread), "pooling routing",
+                  fmt::format("{}: the average-pooling gradient summed over all {} {}×{} windows of each {} and sent to "
+                              "every cell of it instead of each window's to its own {} cells (a sum over all positions "
+                              "where only a window's own have a nonzero derivative), {}, at {}",
+                              label, maps ? OH * OW : C * OH * OW, kh, kw, maps ? "feature map" : "sample",
+                              kh * kw, quarter(alpha, kh * kw), at));
+        }
+    }
+
+    /// A pooled value taken over the wrong cells: each window's cells kh rows or kw columns apart,
+    /// in the flattened image or in 2-D (as strided_windows routes a gradient), the scale fitted.
+    /// `n` is the pooling op or a reshape/flatten of it.
+    void pooled_value(std::uint32_t n)
+    {
+        std::uint32_t pool = n;
+        if ((m.op(n) == "flatten" || m.op(n) == "reshape") && Access::input_count(m.tape, n) == 1)
+            pool = Access::input(m.tape, n, 0);
+        if (m.op(pool) != "avg_pool2d" || !Access::input_count(m.tape, pool)) return;
+        const Tens& x = m.value(Access::input(m.tape, pool, 0));
+        const Tens& y = m.value(pool);
+        if (x.dimension() != 4 || y.dimension() != 4 || !y.shape()[2] || !y.shape()[3] || h.size() != y.size()) return;
+        const std::size_t H = x.shape()[2], W = x.shape()[3], OH = y.shape()[2], OW = y.shape()[3];
+        const std::size_t kh = H / OH, kw = W / OW;
+        if (!kh || !kw) return;
+        for (const WindowRoute& r : window_routes(H, W, OH, OW, kh, kw)) {
+            Tens pooled = xt::zeros<double>(y.shape());
+            for (std::size_t b = 0; b < y.shape()[0]; ++b)
+                for (std::size_t ch = 0; ch < y.shape()[1]; ++ch)
+                    for (std::size_t p = 0; p < OH; ++p)
+                        for (std::size_t q = 0; q < OW; ++q)
+                            for (std::size_t f : r.cells[p * OW + q])
+                                if (f < H * W) pooled(b, ch, p, q) += x(b, ch, f / W, f % W);
+            const Tens c = xt::reshape_view(pooled, h.shape());
+            const double cc = double(xt::sum(c * c)());
+            if (cc == 0) continue;
+            const double alpha = double(xt::sum(c * h)()) / cc;
+            offer(Tens(alpha * c), "pooling routing",
+                  fmt::format("{}: each {}×{} average-pooling window taken over {}, {}, at {}{}", label, kh, kw, r.where,
+                              quarter(alpha, kh * kw), m.where(pool), r.note));
+        }
     }
 
     /// A value that differs from the tape by one constant per column, made by an add whose other
@@ -675,6 +837,14 @@ struct Fitter {
             if (!changed.empty())
                 offer(c, "wrong bias", fmt::format("{} is what {} gives (the bias of {})", label, changed, m.where(n)));
         }
+    }
+
+    /// "'reg' (mul)" for an observed scalar, "the scalar mul #31" otherwise.
+    std::string scalar_name(std::uint32_t i) const
+    {
+        for (const auto& [name, k] : m.names)
+            if (k == i) return fmt::format("'{}' ({})", name, m.where(i));
+        return fmt::format("the scalar {} #{}", m.where(i), i);
     }
 
     std::string input_name(std::uint32_t in) const
@@ -728,21 +898,27 @@ struct Fitter {
         return fmt::format("axis {}", k);
     }
 
-    /// The trace-scatter regularizer ½γ(tr S_w − tr S_b) consuming node n sends it
-    /// κ((yᵢ − m_c) − (m_c − m)) (κ = γ × the cotangent reaching it). A hand gradient that writes
-    /// other coefficients per class is A + a_c(yᵢ − m_c) + b_c(m_c − m): a_c and b_c fitted by least
-    /// squares over each class's rows (the two directions are orthogonal within a class, since
-    /// Σ_{i∈c}(yᵢ − m_c) = 0), reported as the hand's coefficients 1 + a_c/κ and −1 + b_c/κ.
+    /// The trace-scatter regularizer ½γ(tr S_w − tr S_b) sends the outputs y it is taken of
+    /// κ((yᵢ − m_c) − (m_c − m)) (κ = γ × the cotangent reaching it). It is found on the tape, not
+    /// assumed: a class partition the tape records (Model::classes) and a scalar node other than the
+    /// loss whose gradient at y, times its cotangent, is exactly of that form (the fused
+    /// trace_scatter_loss, or the last node of one written from one-hot matmuls, centering, squares
+    /// and sums). A hand gradient that writes other coefficients per class is
+    /// A + a_c(yᵢ − m_c) + b_c(m_c − m): a_c and b_c fitted by least squares over each class's rows
+    /// (the two directions are orthogonal within a class, since Σ_{i∈c}(yᵢ − m_c) = 0), reported as
+    /// the hand's coefficients 1 + a_c/κ and −1 + b_c/κ. When every a_c/κ is −1 (nothing of
+    /// yᵢ − m_c is left) the hand's term is one vector per class: the per-sample gradient summed over
+    /// the class's samples, which the within-class part does not survive.
     void scatter(std::uint32_t n, const Tens& a)
     {
         if (h.shape() != a.shape() || h.dimension() != 2) return;
-        for (std::uint32_t c : m.consumers[n]) {
-            if (m.op(c) != "trace_scatter_loss" || !m.grads[c].size()) continue;
-            const std::vector<std::size_t>& id = Access::node(m.tape, c).saved_index_;  // the op's classes
-            const Tens& y = m.value(n);
-            const std::size_t B = y.shape()[0], D = y.shape()[1];
-            if (id.size() != B || B == 0) continue;
-            const std::size_t K = *std::max_element(id.begin(), id.end()) + 1;
+        const Tens& y = m.value(n);
+        const std::size_t B = y.shape()[0], D = y.shape()[1];
+        if (B == 0) return;
+        for (const Model::Classes& cl : m.classes) {
+            const std::vector<std::size_t>& id = cl.id;
+            if (id.size() != B) continue;
+            const std::size_t K = cl.count;
             std::vector<double> count(K, 0);
             Tens mc = xt::zeros<double>({K, D});
             const Tens mean = xt::mean(y, {0});
@@ -758,28 +934,46 @@ struct Fitter {
                     P(i, d) = y(i, d) - mc(id[i], d);
                     Q(i, d) = mc(id[i], d) - mean(d);
                 }
-            // κ from the op's own VJP with the cotangent that reaches it
-            const Tens v = Access::isolated_vjp(m.tape, c, m.grads[c])[0];
             const Tens u = P - Q;
-            double vu = 0, uu = 0;
-            for (std::size_t i = 0; i < u.size(); ++i) vu += v.data()[i] * u.data()[i], uu += u.data()[i] * u.data()[i];
-            if (uu == 0 || vu == 0) continue;
-            const double kappa = vu / uu;
+            const double uu = double(xt::sum(u * u)());
+            if (uu == 0) continue;
+            // the regularizer: the last scalar whose gradient reaching y is κu (κ from its own gradient)
+            double kappa = 0;
+            std::uint32_t reg = 0;
+            const auto& scalars = scalar_grads(m);
+            for (auto it = scalars.begin(); it != scalars.end() && kappa == 0; ++it) {  // last node first
+                const Tens& gs = it->second[n];
+                if (gs.shape() != y.shape()) continue;
+                const Tens t = m.grads[it->first].data()[0] * gs;
+                const double k = double(xt::sum(t * u)()) / uu;
+                if (k != 0 && residual(t, Tens(k * u)) <= o.fit_tol()) kappa = k, reg = it->first;
+            }
+            if (kappa == 0) continue;
+            const bool fused = m.op(reg) == "trace_scatter_loss";
+            const std::string where = fused ? m.where(reg)
+                                            : fmt::format("{}, its classes from {}", scalar_name(reg), cl.source);
             // The coefficients on top of the tape's gradient, or on top of another term's gradient summed
             // over an axis and broadcast back (both of D1's mistakes in one formula).
             std::vector<std::pair<Tens, std::string>> bases{{a, ""}};
+            const Tens treg = kappa * u;
             for (const auto& [term, grads] : m.terms) {
                 const Tens& t = grads[n];
-                if (!t.size() || t.shape() != a.shape() || norm(t) == 0 || m.names.at(term) == c) continue;
+                if (!t.size() || t.shape() != a.shape() || norm(t) == 0 || m.names.at(term) == reg) continue;
+                const Tens& cot = m.grads[m.names.at(term)];
+                if (cot.size() == 1 && residual(cot.data()[0] * t, treg) <= o.fit_tol())
+                    continue;  // the regularizer itself
                 for (std::size_t k = 0; k < 2; ++k) {
                     if (t.shape()[k] < 2) continue;
                     const Tens summed = xt::sum(t, {k}, xt::keep_dims);  // evaluated: a lazy reducer broadcasts wrongly
                     bases.emplace_back(Tens(a - t + summed),
-                                           fmt::format(", and the gradient of the term '{}' summed over {} and "
-                                                       "broadcast back",
-                                                       term, axis_label(k, 2, t.shape()[k])));
+                                       fmt::format(", and the gradient of the term '{}' summed over {} and "
+                                                   "broadcast back",
+                                                   term, axis_label(k, 2, t.shape()[k])));
                 }
             }
+            auto num = [](double x) {  // rounding residue (1e-16) printed as the 0 it is
+                return std::isnan(x) ? std::string("any") : fmt::format("{:.6g}", std::abs(x) < 1e-9 ? 0.0 : x);
+            };
             for (const auto& [base, also] : bases) {
                 std::vector<double> pr(K, 0), pp(K, 0), qr(K, 0), qq(K, 0);
                 for (std::size_t i = 0; i < B; ++i)
@@ -790,37 +984,80 @@ struct Fitter {
                     }
                 const double tiny = 1e-24 * std::max(uu, 1e-300);
                 std::vector<double> alpha(K, NAN), beta(K, NAN);  // NaN: the class leaves it undetermined
-                Tens cand = base;
+                std::vector<double> bfit(K, 0);
+                Tens cand = base, per_class = base;
                 for (std::size_t k = 0; k < K; ++k) {
                     const double ak = pp[k] > tiny ? pr[k] / pp[k] : 0, bk = qq[k] > tiny ? qr[k] / qq[k] : 0;
                     if (pp[k] > tiny) alpha[k] = 1 + ak / kappa;
                     if (qq[k] > tiny) beta[k] = -1 + bk / kappa;
+                    bfit[k] = bk;
                     for (std::size_t i = 0; i < B; ++i)
                         if (id[i] == k)
-                            for (std::size_t d = 0; d < D; ++d) cand(i, d) += ak * P(i, d) + bk * Q(i, d);
+                            for (std::size_t d = 0; d < D; ++d) {
+                                cand(i, d) += ak * P(i, d) + bk * Q(i, d);
+                                per_class(i, d) += -kappa * P(i, d) + bk * Q(i, d);  // nothing of yᵢ − m_c left
+                            }
                 }
-                bool all_correct = true;
-                for (std::size_t k = 0; k < K; ++k)
+                bool all_correct = true, within_gone = false, between_right = true;
+                for (std::size_t k = 0; k < K; ++k) within_gone = within_gone || !std::isnan(alpha[k]);  // some class says
+                for (std::size_t k = 0; k < K; ++k) {
                     all_correct = all_correct && (std::isnan(alpha[k]) || std::abs(alpha[k] - 1) < 1e-6) &&
                                   (std::isnan(beta[k]) || std::abs(beta[k] + 1) < 1e-6);
-                if (all_correct) continue;  // the regularizer's part is right: the mistake is elsewhere
-                std::string per_class;
-                for (std::size_t k = 0; k < K; ++k) {
-                    auto num = [](double x) {  // rounding residue (1e-16) printed as the 0 it is
-                        return std::isnan(x) ? std::string("any") : fmt::format("{:.6g}", std::abs(x) < 1e-9 ? 0.0 : x);
-                    };
-                    per_class += fmt::format("{}class {} (n_c = {:g}): {} and {}", k ? "; " : "", k, count[k],
-                                             num(alpha[k]), num(beta[k]));
+                    within_gone = within_gone && (std::isnan(alpha[k]) || std::abs(alpha[k]) < 1e-6);
+                    between_right = between_right && (std::isnan(beta[k]) || std::abs(beta[k] + 1) < 1e-6);
                 }
+                if (all_correct) continue;  // the regularizer's part is right: the mistake is elsewhere
+                // A regularizer no observed name makes a term: left out (0 and 0) or counted twice (2 and −2)
+                // said here, as terms() says it for an observed one.
+                bool observed = false;
+                for (const auto& [term, grads] : m.terms) observed = observed || m.names.at(term) == reg;
+                for (const double times : {0.0, 2.0}) {
+                    bool all = !observed && also.empty();
+                    for (std::size_t k = 0; k < K && all; ++k)
+                        all = (std::isnan(alpha[k]) || std::abs(alpha[k] - times) < 1e-6) &&
+                              (std::isnan(beta[k]) || std::abs(beta[k] + times) < 1e-6);
+                    if (all)
+                        offer(Tens(a + (times - 1) * treg), times == 0 ? "missing term" : "extra term",
+                              fmt::format(times == 0 ? "{} leaves out the gradient of the trace regularizer ({})"
+                                                     : "{} counts the gradient of the trace regularizer ({}) twice",
+                                          label, where));
+                }
+                std::string per_class_text;
+                for (std::size_t k = 0; k < K; ++k)
+                    per_class_text += fmt::format("{}class {} (n_c = {:g}): {} and {}", k ? "; " : "", k, count[k],
+                                                  num(alpha[k]), num(beta[k]));
                 const std::string named_a = count_expression(alpha, count, double(B)),
                                   named_b = count_expression(beta, count, double(B));
                 std::string named;
-                if (!named_a.empty() && !named_b.empty())
-                    named = fmt::format(", i.e. {} and {}", named_a, named_b);
+                if (!named_a.empty() && !named_b.empty()) named = fmt::format(", i.e. {} and {}", named_a, named_b);
+                // Summed over each class: Σ_{i∈c}(α(yᵢ − m_c) + β'(m_c − m)) = n_c β'(m_c − m) for any α.
+                // Proposed unless per sample the only change is the within-class part left out
+                // (0 and −1: one change, where a per-class sum needs two).
+                bool between_gone = true;  // nothing of the regularizer left: a missing term, not a sum
+                for (std::size_t k = 0; k < K; ++k)
+                    between_gone = between_gone && (std::isnan(beta[k]) || std::abs(beta[k]) < 1e-6);
+                if (within_gone && !between_right && !between_gone) {
+                    std::vector<double> each(K, NAN);
+                    std::string text;
+                    for (std::size_t k = 0; k < K; ++k) {
+                        if (!std::isnan(beta[k]) && count[k] > 0) each[k] = beta[k] / count[k];
+                        if (count[k] > 0)
+                            text += fmt::format("{}class {} (n_c = {:g}): {}", text.empty() ? "" : "; ", k, count[k],
+                                                num(each[k]));
+                    }
+                    const std::string named_each = count_expression(each, count, double(B));
+                    offer(per_class, "sum over class",
+                          fmt::format("{}: the gradient of the trace regularizer ({}) summed over the samples of each "
+                                      "class and given to every sample of it, one vector per class (the sum drops the "
+                                      "within-class term: Σ_{{i∈c}}(yᵢ − m_c) = 0); per sample, a coefficient (in "
+                                      "units of its γ) on (m_c − m) of {}{} instead of a per-sample gradient with 1 "
+                                      "and −1{}",
+                                      label, where, text, named_each.empty() ? "" : ", i.e. " + named_each, also));
+                }
                 offer(cand, "scatter coefficients",
                       fmt::format("{}: the gradient of the trace regularizer ({}) with coefficients (in units of its γ) on "
                                   "(yᵢ − m_c) and (m_c − m) of {}{} instead of 1 and −1{}",
-                                  label, m.where(c), per_class, named, also));
+                                  label, where, per_class_text, named, also));
             }
         }
     }
@@ -844,6 +1081,8 @@ struct Fitter {
             {"1/N", [](double, double N) { return 1 / N; }},     {"−1/N", [](double, double N) { return -1 / N; }},
             {"1 − 1/N", [](double, double N) { return 1 - 1 / N; }},
             {"−(1 − 1/N)", [](double, double N) { return 1 / N - 1; }},
+            {"1/n_c − 1/N", [](double n, double N) { return 1 / n - 1 / N; }},
+            {"−(1/n_c − 1/N)", [](double n, double N) { return 1 / N - 1 / n; }},
         };
         for (const auto& [name, f] : forms) {
             bool all = true, any = false;
@@ -900,12 +1139,13 @@ std::vector<Hypothesis> fit(const Model& m, const DiagnoseOptions& o, bool is_gr
         f.scatter(n, a);
     } else {
         f.bias(n, a);
+        f.pooled_value(n);
     }
     // Best first; fits equal to rounding go to the more specific story (a derivative or a routing
     // names the mistake, "equals another layer's quantity" only says where the number came from).
     auto rank = [](const std::string& kind) {
         static const char* order[] = {"activation derivative", "elementwise derivative", "missing derivative",
-                                      "pooling routing", "missing term", "extra term", "scatter coefficients", "sum over axis", "reshape", "transpose",
+                                      "pooling routing", "missing term", "extra term", "sum over class", "scatter coefficients", "sum over axis", "reshape", "transpose",
                                       "sign", "factor", "off-by-one layer", "wrong bias"};
         for (std::size_t i = 0; i < std::size(order); ++i)
             if (kind == order[i]) return i;

@@ -29,6 +29,9 @@ enum class Doc000 {
     data_term,    ///< D1's data term Σⱼ(y_{i,j} − d_{i,j}): one number per sample in every entry
     vec_w1,       ///< D4's ∂E/∂W⁽¹⁾ = vec(δ⁽¹⁾X)
     d1,           ///< all of D1: the data term's Σⱼ and the regularizer's term per sample
+    per_class,    ///< D1's regularizer term as one gradient per class, Σ over the class's samples (n read
+                  ///< as n_c), given to each sample of the class; the data term correct
+    d1_per_class, ///< all of D1 with its regularizer term per class: Σⱼ and the Σ over the class
 };
 
 DiagnosisReport mlp_trace_regularizer(Doc000 part)
@@ -63,14 +66,27 @@ DiagnosisReport mlp_trace_regularizer(Doc000 part)
         for (std::size_t c = 0; c < C; ++c)
             for (std::size_t d = 0; d < C; ++d) mc(c, d) /= n[c];
         Tens dY = Y - D;
-        if (part == Doc000::data_term || part == Doc000::d1)  // D1's Σⱼ(y_{i,j} − d_{i,j}), the same number in each entry of row i
+        if (part == Doc000::data_term || part == Doc000::d1 || part == Doc000::d1_per_class)  // D1's Σⱼ(y_{i,j} − d_{i,j}), the same number in each entry of row i
             for (std::size_t i = 0; i < N; ++i) {
                 double s = 0;
                 for (std::size_t d = 0; d < C; ++d) s += Y(i, d) - D(i, d);
                 for (std::size_t d = 0; d < C; ++d) dY(i, d) = s;
             }
+        // D1 per class, as the document reads it ("the gradient values of the different classes"):
+        // γ[Σ_{yᵢ∈c}(1 − 1/n_c)(yᵢ − m_c) − n_c(1/n_c − 1/N)(m_c − m)], one vector per class
+        Tens per_class = xt::zeros<double>({C, C});
         for (std::size_t i = 0; i < N; ++i) {
             const auto c = std::size_t(labels(i));
+            for (std::size_t d = 0; d < C; ++d) per_class(c, d) += (1 - 1 / n[c]) * (Y(i, d) - mc(c, d));
+        }
+        for (std::size_t c = 0; c < C; ++c)
+            for (std::size_t d = 0; d < C; ++d) per_class(c, d) -= n[c] * (1 / n[c] - 1.0 / N) * (mc(c, d) - m(d));
+        for (std::size_t i = 0; i < N; ++i) {
+            const auto c = std::size_t(labels(i));
+            if (part == Doc000::per_class || part == Doc000::d1_per_class) {  // each sample takes its class's vector
+                for (std::size_t d = 0; d < C; ++d) dY(i, d) += gamma * per_class(c, d);
+                continue;
+            }
             for (std::size_t d = 0; d < C; ++d)
                 dY(i, d) += part == Doc000::regularizer || part == Doc000::d1
                                 ? gamma * ((1 - 1 / n[c]) * (Y(i, d) - mc(c, d)) -
@@ -132,11 +148,14 @@ DiagnosisReport mlp_l_layer_notes()
 // ---- 002: the CNN's backward pass: §2.2.4's dropped ¼, (10)'s single output, (11)'s indices -------
 
 /// Which of document 002's formulas the backward pass runs as written; the others are correct
-/// there, so each run holds the mistake it names.
+/// there, so each run holds the mistake it names — except as_written, which runs all of §2.2's
+/// printed equations at once.
 enum class Doc002 {
     quarter_dropped,  ///< §2.2.4: "the pooling derivative is always ¼, so it does not matter"
     single_output,    ///< (10) ∂CE/∂a_j = (ŷ_i − y_i) w_j, per output i, and (15) with the same product
     index_formula,    ///< (11)'s window positions route the pooling gradient
+    all_positions,    ///< (15)'s Σ_l over every convolution output l for each pooled a_j (with the ¼)
+    as_written,       ///< all of §2.2 as printed: a by (11)'s positions, ∂CE/∂a by (10), ∂CE/∂v, ∂CE/∂q by (15)
 };
 
 DiagnosisReport cnn_sigmoid_avgpool(Doc002 part)
@@ -171,16 +190,27 @@ DiagnosisReport cnn_sigmoid_avgpool(Doc002 part)
         for (std::size_t n = 0; n < B; ++n)
             for (std::size_t o = 0; o < O; ++o)
                 for (std::size_t i = 0; i < P; ++i)
-                    for (std::size_t j = 0; j < P; ++j)
+                    for (std::size_t j = 0; j < P; ++j) {
+                        if (part == Doc002::as_written) {
+                            // (11): window (i, j) takes c at 2i·2n_p + 2j, 2i·2n_p + 2(j + 1),
+                            // 2(i + 1)·2n_p + 2j, 2(i + 1)·2n_p + 2(j + 1) of the flattened image
+                            const std::size_t base = 2 * i * S + 2 * j;
+                            double acc = 0;
+                            for (std::size_t l : {base, base + 2, base + 2 * S, base + 2 * S + 2})
+                                if (l < S * S) acc += c(n, o, l / S, l % S);  // past the image: no such c
+                            av(n, (o * P + i) * P + j) = 0.25 * acc;
+                            continue;
+                        }
                         av(n, (o * P + i) * P + j) = 0.25 * (c(n, o, 2 * i, 2 * j) + c(n, o, 2 * i, 2 * j + 1) +
                                                              c(n, o, 2 * i + 1, 2 * j) + c(n, o, 2 * i + 1, 2 * j + 1));
+                    }
         const Tens& a = h.value("a", av);
         const Tens& x = h.value("x", affine(a, W.value(), b.value()));
         const Tens& dx = h.grad("x", softmax_rows(x) - one_hot_rows(labels, classes));  // (7)
         h.grad("W", mm(tr(dx), a));                                                     // (9)
         h.grad("b", colsum(dx));
         Tens da_hand = mm(dx, W.value());
-        if (part == Doc002::single_output) {  // (10): (ŷ_i − y_i) w_j, one vector over j for each output i
+        if (part == Doc002::single_output || part == Doc002::as_written) {  // (10): (ŷ_i − y_i) w_j, one vector over j for each output i
             da_hand = xt::zeros<double>({B, classes, F});
             for (std::size_t n = 0; n < B; ++n)
                 for (std::size_t i = 0; i < classes; ++i)
@@ -204,7 +234,11 @@ DiagnosisReport cnn_sigmoid_avgpool(Doc002 part)
                     for (std::size_t i = 0; i < P; ++i)
                         for (std::size_t j = 0; j < P; ++j) {
                             const double g = quarter * ga(n, r, (o * P + i) * P + j);
-                            if (part == Doc002::index_formula) {
+                            if (part == Doc002::all_positions || part == Doc002::as_written) {
+                                // (15): Σ_l ∂a_j/∂c_l over every convolution output l of the map, ∂a_j/∂c_l = ¼
+                                for (std::size_t u = 0; u < S; ++u)
+                                    for (std::size_t v = 0; v < S; ++v) dc(n, r, o, u, v) += g;
+                            } else if (part == Doc002::index_formula) {
                                 // (11): window (i, j) pools c at 2i·2n_p + 2j, 2i·2n_p + 2(j + 1),
                                 // 2(i + 1)·2n_p + 2j, 2(i + 1)·2n_p + 2(j + 1) of the flattened image
                                 const std::size_t base = 2 * i * S + 2 * j;
@@ -369,6 +403,14 @@ std::vector<DocumentDiagnosis> document_diagnoses()
         {"000", "mlp_trace_regularizer_vec_w1",
          "the same MLP: D4's ∂E/∂W⁽¹⁾ = vec(δ⁽¹⁾X) as written (D1 correct)",
          [] { return mlp_trace_regularizer(Doc000::vec_w1); }},
+        {"000", "mlp_trace_regularizer_per_class",
+         "the same MLP: D1's regularizer term as one gradient per class, Σ over the class's samples as written, given "
+         "to each sample of the class (the data term correct)",
+         [] { return mlp_trace_regularizer(Doc000::per_class); }},
+        {"000", "mlp_trace_regularizer_d1_per_class",
+         "the same MLP: all of D1 as written with its regularizer term per class, Σⱼ(y_{i,j} − d_{i,j}) and the Σ "
+         "over the class's samples",
+         [] { return mlp_trace_regularizer(Doc000::d1_per_class); }},
         {"001", "mlp_l_layer_notes",
          "L-layer MLP: the δ recursion of §3 (E = ½Σ(y − t)², (47)) against the loss of (44), E = ΣΣ(y − T)²",
          mlp_l_layer_notes},
@@ -381,6 +423,13 @@ std::vector<DocumentDiagnosis> document_diagnoses()
         {"002", "cnn_sigmoid_avgpool_index_formula",
          "the same CNN: the pooling gradient routed to the positions of (11)'s index formula (with the ¼)",
          [] { return cnn_sigmoid_avgpool(Doc002::index_formula); }},
+        {"002", "cnn_sigmoid_avgpool_all_positions",
+         "the same CNN: (15)'s Σ_l over every convolution output l for each pooled a_j (with the ¼; (10) correct)",
+         [] { return cnn_sigmoid_avgpool(Doc002::all_positions); }},
+        {"002", "cnn_sigmoid_avgpool_as_written",
+         "the same CNN, all of §2.2 as printed in one run: a by (11)'s positions, ∂CE/∂a by (10), ∂CE/∂v and ∂CE/∂q "
+         "by (15)",
+         [] { return cnn_sigmoid_avgpool(Doc002::as_written); }},
         {"003", "worked_example_2_3_2_1",
          "the worked 2-3-2-1 sigmoid example, x = [1 2], y = 1, E = ½(y − ŷ)²: every printed number against the tape",
          worked_example_2_3_2_1},

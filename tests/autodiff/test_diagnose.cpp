@@ -13,6 +13,7 @@
 #include "xgrad/diagnose.hpp"
 #include "xgrad/nn/losses.hpp"
 #include "xgrad/ops.hpp"
+#include "xgrad/reference/backprop.hpp"
 #include "xgrad/reference/hand_math.hpp"
 
 using namespace xgrad;
@@ -399,7 +400,8 @@ BOOST_AUTO_TEST_SUITE_END()
 
 namespace {
 
-enum class PoolSlip { none, spread_evenly, copied_to_window, first_cell, avg_no_quarter, avg_rows_two_apart, relu_as_relu };
+enum class PoolSlip { none, spread_evenly, copied_to_window, first_cell, avg_no_quarter, avg_rows_two_apart, relu_as_relu,
+                      avg_all_windows, avg_value_rows_two_apart };
 
 DiagnosisReport run_pool(bool max_pool, PoolSlip slip)
 {
@@ -433,10 +435,13 @@ DiagnosisReport run_pool(bool max_pool, PoolSlip slip)
                                     if (val > best) best = val, bi = u, bj = v;
                                 }
                             p(n, c, i, j) = max_pool ? best : sum / 4;
+                            if (!max_pool && slip == PoolSlip::avg_value_rows_two_apart)  // rows 2i and 2i + 2
+                                p(n, c, i, j) = (a(n, c, 2 * i, 2 * j) + a(n, c, 2 * i, 2 * j + 1) +
+                                                 (2 * i + 2 < 4 ? a(n, c, 2 * i + 2, 2 * j) + a(n, c, 2 * i + 2, 2 * j + 1)
+                                                                : 0.0)) / 4;
                             arg(n, c, 2 * i + bi, 2 * j + bj) = 1;
                         }
-            h.value("p", p);
-            Tens pf = p;
+            Tens pf = h.value("p", p);
             pf.reshape({2, 8});
             const Tens dlogits = (softmax_rows(mm(pf, tr(W.value()))) - one_hot_rows(y, 3)) / 2.0;
             h.grad("W", mm(tr(dlogits), pf));
@@ -454,6 +459,12 @@ DiagnosisReport run_pool(bool max_pool, PoolSlip slip)
                                 // (r/2, s/2) in its first row); past the image: lost
                                 if (r % 2 == 0 && r + 2 < 4) da(n, c, r + 2, s) += g / 4;
                                 if (r % 2 == 0) da(n, c, r, s) += g / 4;
+                            } else if (!max_pool && slip == PoolSlip::avg_all_windows) {
+                                // Σ over every window j of the map for each cell, as if ∂p_j/∂a_l = ¼ for all l
+                                double total = 0;
+                                for (std::size_t i = 0; i < 2; ++i)
+                                    for (std::size_t j = 0; j < 2; ++j) total += gp(n, c, i, j);
+                                da(n, c, r, s) = total / 4;
                             } else if (!max_pool)
                                 da(n, c, r, s) = slip == PoolSlip::avg_no_quarter ? g : g / 4;
                             else if (slip == PoolSlip::spread_evenly)
@@ -511,6 +522,26 @@ BOOST_AUTO_TEST_CASE(average_pool_window_rows_two_apart)
                 {"dL/dz"});
 }
 
+BOOST_AUTO_TEST_CASE(average_pool_gradient_summed_over_all_windows)
+{
+    // document 002's (15): Σ over all positions l for each pooled value, the ¼ kept
+    expect_root(run_pool(false, PoolSlip::avg_all_windows), "dL/da", "pooling routing",
+                "summed over all 4 2×2 windows of each feature map and sent to every cell of it instead of each "
+                "window's to its own 4 cells (a sum over all positions where only a window's own have a nonzero "
+                "derivative), with the 1/4",
+                {"dL/dz"});
+}
+
+BOOST_AUTO_TEST_CASE(average_pool_value_over_the_wrong_cells)
+{
+    // the forward pooling over rows 2i and 2i + 2: the pooled value is the first mistake, the dense
+    // layer's gradient follows from it
+    expect_root(run_pool(false, PoolSlip::avg_value_rows_two_apart), "p", "pooling routing",
+                "each 2×2 average-pooling window taken over cells 2 rows and 1 column apart in the 4×4 image instead "
+                "of its own (window 0: cells {0, 1, 8, 9} for {0, 1, 4, 5}), with the 1/4",
+                {"dL/dW", "dL/dp", "dL/da", "dL/dz"});
+}
+
 BOOST_AUTO_TEST_CASE(relu_derivative_as_relu)
 {
     expect_root(run_pool(true, PoolSlip::relu_as_relu), "dL/dz", "activation derivative", "ReLU′ written as ReLU");
@@ -523,7 +554,7 @@ BOOST_AUTO_TEST_SUITE_END()
 namespace {
 
 enum class TermSlip { none, decay_missing, decay_twice, trace_missing, trace_between_dropped, trace_between_sign,
-                      trace_halved };
+                      trace_halved, trace_per_class };
 
 DiagnosisReport run_terms(TermSlip slip)
 {
@@ -557,7 +588,16 @@ DiagnosisReport run_terms(TermSlip slip)
                     n[y(i)] += 1;
                 }
                 for (auto& [c, v] : mu) v /= n[c];
-                for (std::size_t i = 0; i < 6; ++i) {
+                if (slip == TermSlip::trace_per_class) {  // the right per-sample gradient, summed over each class
+                    std::map<Index, Tens> per;
+                    for (std::size_t i = 0; i < 6; ++i) {
+                        Tens row = xt::view(z, i, xt::all());
+                        if (!per.count(y(i))) per[y(i)] = xt::zeros<double>({3});
+                        per[y(i)] += gamma * ((row - mu[y(i)]) - (mu[y(i)] - mean));
+                    }
+                    for (std::size_t i = 0; i < 6; ++i) xt::view(dz, i, xt::all()) += per[y(i)];
+                }
+                for (std::size_t i = 0; i < 6 && slip != TermSlip::trace_per_class; ++i) {
                     Tens row = xt::view(z, i, xt::all());
                     // fresh slips: the between-class part left out, its sign flipped, the whole halved
                     const double within = slip == TermSlip::trace_halved ? 0.5 : 1.0;
@@ -606,6 +646,23 @@ BOOST_AUTO_TEST_CASE(trace_regularizer_with_wrong_coefficients)
                 {"dL/dW"});
 }
 
+BOOST_AUTO_TEST_CASE(trace_regularizer_summed_over_each_class)
+{
+    // Σ_{i∈c} of the right per-sample gradient, given to each sample: one vector per class, −n_c(μ_c − μ)
+    expect_root(run_terms(TermSlip::trace_per_class), "dL/dz", "sum over class",
+                "summed over the samples of each class and given to every sample of it, one vector per class (the sum "
+                "drops the within-class term: Σ_{i∈c}(yᵢ − m_c) = 0); per sample, a coefficient (in units of its γ) "
+                "on (m_c − m) of class 0 (n_c = 2): -1; class 1 (n_c = 2): -1; class 2 (n_c = 2): -1, i.e. −1 "
+                "instead of a per-sample gradient with 1 and −1",
+                {"dL/dW"});
+    // the same numbers per sample: nothing on (yᵢ − m_c), −n_c = −2 on (m_c − m)
+    const auto r = run_terms(TermSlip::trace_per_class);
+    BOOST_TEST_REQUIRE(r.at("dL/dz").hypotheses.size() >= 2u);
+    BOOST_TEST(r.at("dL/dz").hypotheses[1].kind == "scatter coefficients");
+    BOOST_TEST(r.at("dL/dz").hypotheses[1].explanation.find("i.e. 0 and −2 instead of 1 and −1") != std::string::npos,
+               r.at("dL/dz").hypotheses[1].explanation);
+}
+
 BOOST_AUTO_TEST_CASE(trace_coefficients_only_where_the_regularizer_is_wrong)
 {
     // a mistake elsewhere is not blamed on the regularizer; a regularizer left out is a missing term first
@@ -613,8 +670,148 @@ BOOST_AUTO_TEST_CASE(trace_coefficients_only_where_the_regularizer_is_wrong)
         const auto r = run_terms(slip);
         for (const auto& q : r.quantities)
             for (std::size_t k = 0; k < q.hypotheses.size(); ++k)
-                BOOST_TEST((q.hypotheses[k].kind != "scatter coefficients" || k > 0), q.hypotheses[k].explanation);
+                BOOST_TEST(((q.hypotheses[k].kind != "scatter coefficients" && q.hypotheses[k].kind != "sum over class") ||
+                            k > 0),
+                           q.hypotheses[k].explanation);
     }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---- model E′: the trace regularizer written from primitive ops ---------------------------------
+
+namespace {
+
+enum class PrimSlip { none, between_sign, halved, per_class, missing };
+
+/// ½‖z − T‖² + ½γ(tr S_w − tr S_b) with the regularizer built from one_hot, matmul, mean, square and
+/// sum (reference::trace_regularizer_on_tape), not the fused op. The targets T are one-hot too, but of
+/// other labels: two class partitions on the tape, and only the regularizer's fits.
+DiagnosisReport run_primitive_trace(PrimSlip slip, bool observe_term, bool averaging_matrix = false)
+{
+    Parameter<double> W(rnd({3, 4}, 61), "W");
+    const Tens x = rnd({7, 4}, 62);
+    const IndexTensor y = {2, 0, 0, 1, 2, 2, 1}, targets = {0, 1, 2, 0, 1, 2, 0};
+    const double gamma = 0.2;
+    const Tens T = one_hot_rows(targets, 3);
+    return diagnose(
+        [&](Tape<double>& t) {
+            auto z = t.observe("z", linear(t.constant(x), t.param(W)));
+            auto data = mse_loss(z, t.constant(T), Reduction::half_sum);
+            Var<double> reg;
+            if (!averaging_matrix) {
+                reg = reference::trace_regularizer_on_tape(z, y, 3, gamma);
+            } else {
+                // another user's form: class means by a (K,B) matrix of 1/n_c, the traces expanded as
+                // tr S_w = Σ‖zᵢ‖² − Σ n_c‖m_c‖², tr S_b = Σ n_c‖m_c − m‖²; no one-hot anywhere
+                Tens avg = xt::zeros<double>({std::size_t(3), std::size_t(7)}), n_col = xt::zeros<double>({std::size_t(3), std::size_t(1)});
+                for (std::size_t i = 0; i < 7; ++i) n_col(std::size_t(y(i)), 0) += 1;
+                for (std::size_t i = 0; i < 7; ++i) avg(std::size_t(y(i)), i) = 1 / n_col(std::size_t(y(i)), 0);
+                auto means = matmul(t.constant(avg), z);
+                auto within = sum(square(z)) - sum(t.constant(n_col) * square(means));
+                auto between = sum(t.constant(n_col) * square(means - mean(z, {0}, true)));
+                reg = 0.5 * gamma * (within - between);
+            }
+            if (observe_term) t.observe("trace", reg);
+            return data + reg;
+        },
+        [&](HandDerivation& h) {
+            const Tens z = mm(x, tr(W.value()));
+            Tens dz = z - T;
+            std::map<Index, Tens> mu;
+            std::map<Index, double> n;
+            const Tens mean = colsum(z) / 7.0;
+            for (std::size_t i = 0; i < 7; ++i) {
+                Tens row = xt::view(z, i, xt::all());
+                if (!mu.count(y(i))) mu[y(i)] = xt::zeros<double>({3});
+                mu[y(i)] += row;
+                n[y(i)] += 1;
+            }
+            for (auto& [c, v] : mu) v /= n[c];
+            std::map<Index, Tens> per;  // per_class: Σ over the class of the right per-sample gradient
+            for (std::size_t i = 0; i < 7; ++i) {
+                Tens row = xt::view(z, i, xt::all());
+                const double within = slip == PrimSlip::halved ? 0.5 : 1.0;
+                const double between = slip == PrimSlip::between_sign ? 1.0 : slip == PrimSlip::halved ? -0.5 : -1.0;
+                const Tens g = gamma * (within * (row - mu[y(i)]) + between * (mu[y(i)] - mean));
+                if (slip == PrimSlip::per_class) {
+                    if (!per.count(y(i))) per[y(i)] = xt::zeros<double>({3});
+                    per[y(i)] += g;
+                } else if (slip != PrimSlip::missing) {
+                    xt::view(dz, i, xt::all()) += g;
+                }
+            }
+            if (slip == PrimSlip::per_class)
+                for (std::size_t i = 0; i < 7; ++i) xt::view(dz, i, xt::all()) += per[y(i)];
+            const Tens& g = h.grad("z", dz);
+            h.grad("W", mm(tr(g), x));
+        });
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(primitive_trace_regularizer)
+
+BOOST_AUTO_TEST_CASE(correct)
+{
+    expect_clean(run_primitive_trace(PrimSlip::none, false));
+    expect_clean(run_primitive_trace(PrimSlip::none, true));
+}
+
+BOOST_AUTO_TEST_CASE(coefficients_fitted_with_the_classes_of_its_one_hot)
+{
+    // the classes are the regularizer's labels {2,0,0,1,2,2,1} (2, 2 and 3 samples), read from the one-hot
+    // constant its means are taken with, not the targets' {0,1,2,0,1,2,0} (3, 2, 2)
+    const std::string counts = "class 0 (n_c = 2): 1 and 1; class 1 (n_c = 2): 1 and 1; class 2 (n_c = 3): 1 and 1";
+    for (bool observed : {false, true}) {
+        const auto r = run_primitive_trace(PrimSlip::between_sign, observed);
+        expect_root(r, "dL/dz", "scatter coefficients", counts + ", i.e. 1 and 1 instead of 1 and −1", {"dL/dW"});
+        BOOST_TEST(r.at("dL/dz").hypotheses[0].explanation.find("its classes from the one-hot (7,3) constant #") !=
+                       std::string::npos,
+                   r.at("dL/dz").hypotheses[0].explanation);
+        BOOST_TEST(r.at("dL/dz").hypotheses[0].explanation.find(observed ? "'trace' (mul_scalar)" : "the scalar mul_scalar #") !=
+                       std::string::npos,
+                   r.at("dL/dz").hypotheses[0].explanation);
+    }
+    expect_root(run_primitive_trace(PrimSlip::halved, false), "dL/dz", "scatter coefficients",
+                "class 2 (n_c = 3): 0.5 and -0.5, i.e. ½ and −½ instead of 1 and −1", {"dL/dW"});
+}
+
+BOOST_AUTO_TEST_CASE(classes_from_a_matrix_of_class_means)
+{
+    // the means taken with a (3,7) matrix of 1/n_c: its one nonzero per sample gives the classes
+    expect_clean(run_primitive_trace(PrimSlip::none, false, true));
+    const auto r = run_primitive_trace(PrimSlip::between_sign, false, true);
+    expect_root(r, "dL/dz", "scatter coefficients",
+                "class 0 (n_c = 2): 1 and 1; class 1 (n_c = 2): 1 and 1; class 2 (n_c = 3): 1 and 1, i.e. 1 and 1 "
+                "instead of 1 and −1",
+                {"dL/dW"});
+    BOOST_TEST(r.at("dL/dz").hypotheses[0].explanation.find(
+                   "its classes from the class-membership (3,7) constant (samples as columns)") != std::string::npos,
+               r.at("dL/dz").hypotheses[0].explanation);
+    expect_root(run_primitive_trace(PrimSlip::per_class, false, true), "dL/dz", "sum over class", "i.e. −1 instead",
+                {"dL/dW"});
+}
+
+BOOST_AUTO_TEST_CASE(summed_over_each_class)
+{
+    expect_root(run_primitive_trace(PrimSlip::per_class, false), "dL/dz", "sum over class",
+                "on (m_c − m) of class 0 (n_c = 2): -1; class 1 (n_c = 2): -1; class 2 (n_c = 3): -1, i.e. −1 instead "
+                "of a per-sample gradient with 1 and −1",
+                {"dL/dW"});
+}
+
+BOOST_AUTO_TEST_CASE(left_out_unobserved_or_observed)
+{
+    // not observed: the regularizer found on the tape is the term left out; observed: the named term
+    expect_root(run_primitive_trace(PrimSlip::missing, false), "dL/dz", "missing term",
+                "leaves out the gradient of the trace regularizer (the scalar mul_scalar #", {"dL/dW"});
+    expect_root(run_primitive_trace(PrimSlip::missing, true), "dL/dz", "missing term", "the term 'trace'", {"dL/dW"});
+    // the term's own "missing term" is said once, by the observed name
+    const auto r = run_primitive_trace(PrimSlip::missing, true);
+    for (const auto& h : r.at("dL/dz").hypotheses)
+        BOOST_TEST(h.explanation.find("leaves out the gradient of the trace regularizer") == std::string::npos,
+                   h.explanation);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

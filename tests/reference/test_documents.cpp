@@ -103,6 +103,45 @@ BOOST_AUTO_TEST_CASE(document_000_vec_w1_is_a_shape_mismatch)
     expect_ok(r, {"dL/dy", "dL/dW2", "dL/db2", "dL/dz1", "dL/db1"});
 }
 
+BOOST_AUTO_TEST_CASE(document_000_regularizer_summed_over_each_class)
+{
+    // D1's Σ_{yᵢ∈c} read as written: one vector per class, given to each of its samples
+    const auto r = run("mlp_trace_regularizer_per_class");
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST(r.mistakes() == std::vector<std::string>{"dL/dy"});
+    // fitted: nothing of (yᵢ − m_c) survives the sum, and the per-sample coefficient on (m_c − m) is
+    // D1's (1/n − 1/N) with n = n_c (N = 8: −0.375 for the class of 2, −0.208333 for the classes of 3)
+    expect_top(r, "dL/dy", "sum over class",
+               "summed over the samples of each class and given to every sample of it, one vector per class (the sum "
+               "drops the within-class term: Σ_{i∈c}(yᵢ − m_c) = 0); per sample, a coefficient (in units of its γ) on "
+               "(m_c − m) of class 0 (n_c = 2): -0.375; class 1 (n_c = 3): -0.208333; class 2 (n_c = 3): -0.208333, "
+               "i.e. −(1/n_c − 1/N) instead of a per-sample gradient with 1 and −1");
+    BOOST_TEST(r.at("dL/dy").hypotheses[0].residual < 1e-12);
+    // the same numbers read per sample: 0 on (yᵢ − m_c), −n_c(1/n_c − 1/N) on (m_c − m)
+    BOOST_TEST_REQUIRE(r.at("dL/dy").hypotheses.size() >= 2u);
+    BOOST_TEST(r.at("dL/dy").hypotheses[1].kind == "scatter coefficients");
+    BOOST_TEST(r.at("dL/dy").hypotheses[1].explanation.find(
+                   "class 0 (n_c = 2): 0 and -0.75; class 1 (n_c = 3): 0 and -0.625; class 2 (n_c = 3): 0 and -0.625, "
+                   "i.e. 0 and −(1 − n_c/N) = −n_c(1/n_c − 1/N)") != std::string::npos,
+               r.at("dL/dy").hypotheses[1].explanation);
+    expect_follow(r, {"dL/dW2", "dL/db2", "dL/dz1", "dL/dW1", "dL/db1"}, "dL/dy");
+    expect_ok(r, {"z1", "y1", "y"});
+}
+
+BOOST_AUTO_TEST_CASE(document_000_all_of_d1_per_class)
+{
+    // D1 entirely as written: Σⱼ in the data term and the regularizer per class, both fitted together
+    const auto r = run("mlp_trace_regularizer_d1_per_class");
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST(r.mistakes() == std::vector<std::string>{"dL/dy"});
+    expect_top(r, "dL/dy", "sum over class",
+               "class 0 (n_c = 2): -0.375; class 1 (n_c = 3): -0.208333; class 2 (n_c = 3): -0.208333, i.e. "
+               "−(1/n_c − 1/N) instead of a per-sample gradient with 1 and −1, and the gradient of the term 'squared "
+               "error' summed over the last axis (axis 1: classes or features) and broadcast back");
+    BOOST_TEST(r.at("dL/dy").hypotheses[0].residual < 1e-12);
+    expect_follow(r, {"dL/dW2", "dL/db2", "dL/dz1", "dL/dW1", "dL/db1"}, "dL/dy");
+}
+
 BOOST_AUTO_TEST_CASE(document_001_recursion_is_half_the_gradient_of_44)
 {
     const auto r = run("001");
@@ -154,6 +193,52 @@ BOOST_AUTO_TEST_CASE(document_002_index_formula_routes_to_other_windows_cells)
     BOOST_TEST(r.at("dL/dc").hypotheses[0].residual < 1e-12);
     expect_follow(r, {"dL/dd", "dL/dV", "dL/dq"}, "dL/dc");
     expect_ok(r, {"dL/dx", "dL/dW", "dL/db", "dL/da"});
+}
+
+BOOST_AUTO_TEST_CASE(document_002_sum_over_all_convolution_outputs)
+{
+    // (15): Σ_l over all conv outputs l for each pooled a_j, ∂a_j/∂c_l = ¼ everywhere (8×8 maps, 16 windows)
+    const auto r = run("cnn_sigmoid_avgpool_all_positions");
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST(r.mistakes() == std::vector<std::string>{"dL/dc"});
+    expect_top(r, "dL/dc", "pooling routing",
+               "the average-pooling gradient summed over all 16 2×2 windows of each feature map and sent to every cell "
+               "of it instead of each window's to its own 4 cells (a sum over all positions where only a window's own "
+               "have a nonzero derivative), with the 1/4");
+    BOOST_TEST(r.at("dL/dc").hypotheses[0].residual < 1e-12);
+    expect_follow(r, {"dL/dd", "dL/dV", "dL/dq"}, "dL/dc");
+    expect_ok(r, {"d", "c", "a", "x", "dL/dx", "dL/dW", "dL/db", "dL/da"});
+}
+
+BOOST_AUTO_TEST_CASE(document_002_as_written_three_mistakes_in_one_run)
+{
+    // every printed equation of §2.2 at once: (11) in the forward pass, (10) and (15) in the backward
+    const auto r = run("cnn_sigmoid_avgpool_as_written");
+    BOOST_TEST_MESSAGE(r.table());
+    BOOST_TEST(r.mistakes() == (std::vector<std::string>{"a", "dL/da", "dL/dc"}));
+    BOOST_TEST(r.table().find("first mistake: a") != std::string::npos);
+    // the root: (11)'s positions in the pooling itself
+    expect_top(r, "a", "pooling routing",
+               "each 2×2 average-pooling window taken over cells 2 rows and 2 columns apart in the flattened 8×8 image "
+               "instead of its own (window 0: cells {0, 2, 16, 18} for {0, 1, 8, 9}), with the 1/4");
+    BOOST_TEST(r.at("a").hypotheses[0].residual < 1e-12);
+    expect_follow(r, {"x", "dL/dx", "dL/dW", "dL/db"}, "a");
+    // independent of it: (10) keeps the output index i (with a corrected, still wrong)
+    const QuantityCheck& da = r.at("dL/da");
+    BOOST_TEST(da.verdict == Verdict::shape_mismatch);
+    BOOST_TEST((da.hand_shape == Shape{3, 4, 48}));
+    BOOST_TEST_REQUIRE(!da.hypotheses.empty());
+    BOOST_TEST(da.hypotheses[0].kind == "sum over axis");
+    BOOST_TEST(da.hypotheses[0].explanation.find("keeps the classes (axis 1, 4 of them): the sum over it is missing") !=
+                   std::string::npos,
+               da.hypotheses[0].explanation);
+    BOOST_TEST(da.hypotheses[0].residual < 1e-12);
+    // and independent of both: (15)'s sum over all l (dL/da corrected, still wrong)
+    expect_top(r, "dL/dc", "pooling routing", "summed over all 16 2×2 windows of each feature map");
+    BOOST_TEST(r.at("dL/dc").hypotheses[0].explanation.find("with the 1/4") != std::string::npos);
+    BOOST_TEST(r.at("dL/dc").hypotheses[0].residual < 1e-12);
+    expect_follow(r, {"dL/dd", "dL/dV", "dL/dq"}, "dL/dc");
+    expect_ok(r, {"d", "c"});
 }
 
 BOOST_AUTO_TEST_CASE(document_003_every_printed_mistake_and_its_root)

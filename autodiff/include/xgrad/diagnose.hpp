@@ -54,7 +54,8 @@ struct Hypothesis {
     std::string kind;         ///< "factor", "sign", "transpose", "reshape", "sum over axis",
                               ///< "elementwise derivative", "activation derivative", "off-by-one layer",
                               ///< "missing term", "extra term", "scatter coefficients" (the trace
-                              ///< regularizer's per-class coefficients), "pooling routing",
+                              ///< regularizer's per-class coefficients), "sum over class" (its
+                              ///< gradient summed over each class's samples), "pooling routing",
                               ///< "missing derivative", "wrong bias",
                               ///< "printing slip" (a printed number against its own formula)
     std::string explanation;  ///< one line naming the quantity and the layer

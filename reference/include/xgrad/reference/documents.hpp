@@ -20,7 +20,8 @@ struct DocumentDiagnosis {
 
 /// Every document whose derivation is reproduced, in number order. A document with several
 /// independent mistakes (000, 002) is run once per mistake, each run under its own name with the
-/// document's number, the one formula as written and the others correct.
+/// document's number, the one formula as written and the others correct; 002 is also run with all
+/// its printed equations at once (cnn_sigmoid_avgpool_as_written).
 std::vector<DocumentDiagnosis> document_diagnoses();
 
 }  // namespace xgrad::reference
