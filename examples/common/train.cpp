@@ -679,8 +679,8 @@ RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Optio
         nn::save_checkpoint(ckpt, *task.model, opt, {{"epoch", std::to_string(epoch + 1)}, {"example", task.name}});
         plot(r.out_dir, task.name + " on " + o.dataset);
         if (reached) {
-            fmt::print("test accuracy {:.2f}% reached {:g}% after epoch {}: stopping (--stop-at-accuracy)\n",
-                       100 * m.test_acc, o.stop_at_accuracy, m.epoch);
+            fmt::print("stopping after epoch {}: its test accuracy {:.2f}% reaches {:g}% (--stop-at-accuracy)\n", m.epoch,
+                       100 * m.test_acc, o.stop_at_accuracy);
             break;
         }
     }
