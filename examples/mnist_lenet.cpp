@@ -28,5 +28,5 @@ int main(int argc, char** argv)
         auto net = reference::lenet<F>(o.seed, true);
         Task task = classifier_task(o.example, *net, true);
         train_task(task, o);
-    });
+    }, [&](CLI::App& a) { add_stop_option(a, o); });
 }

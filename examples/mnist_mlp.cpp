@@ -15,5 +15,5 @@ int main(int argc, char** argv)
         nn::MLP<F> net({784, 256, 128, 10}, nn::Activation::relu, nn::Activation::identity, o.seed);
         Task task = classifier_task(o.example, net);
         train_task(task, o);
-    });
+    }, [&](CLI::App& a) { add_stop_option(a, o); });
 }

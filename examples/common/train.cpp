@@ -146,6 +146,14 @@ void add_options(CLI::App& app, Options& o)
     });
 }
 
+void add_stop_option(CLI::App& app, Options& o)
+{
+    app.add_option("--stop-at-accuracy", o.stop_at_accuracy,
+                   "stop after the first epoch whose test accuracy reaches this percentage (the learning-rate "
+                   "schedule still spans --epochs; 0: train all epochs)")
+        ->check(real_in(0, 100, true, true));
+}
+
 bool parse(CLI::App& app, int argc, char** argv, int& code)
 {
     try {
@@ -655,7 +663,12 @@ RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Optio
         if (task.extra_metrics) m.extra = task.extra_metrics(val.outputs, data.val.labels);
         m.seconds = std::chrono::duration<double>(clock_type::now() - e0).count();
         r.history.push_back(m);
-        if (!lead) continue;  // the other ranks train and evaluate as rank 0 does, silently
+        // Every rank evaluates the same replica, so all stop after the same epoch.
+        const bool reached = o.stop_at_accuracy > 0 && 100 * m.test_acc >= o.stop_at_accuracy - 1e-9;
+        if (!lead) {  // the other ranks train and evaluate as rank 0 does, silently
+            if (reached) break;
+            continue;
+        }
         std::string extra;
         for (const auto& [k, v] : m.extra) extra += fmt::format("  {} {:.4g}", k, v);
         fmt::print("epoch {:>2}/{}  train loss {:.4f} acc {:.2f}%  val loss {:.4f} acc {:.2f}%  test acc {:.2f}%  {:.1f}s{}\n",
@@ -665,13 +678,19 @@ RunResult train(Task& task, nn::Optimizer<F>& opt, const Data& data, const Optio
         write_metrics(csv, r.history);
         nn::save_checkpoint(ckpt, *task.model, opt, {{"epoch", std::to_string(epoch + 1)}, {"example", task.name}});
         plot(r.out_dir, task.name + " on " + o.dataset);
+        if (reached) {
+            fmt::print("stopping after epoch {}: its test accuracy {:.2f}% reaches {:g}% (--stop-at-accuracy)\n", m.epoch,
+                       100 * m.test_acc, o.stop_at_accuracy);
+            break;
+        }
     }
     r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
     r.test_accuracy = r.history.empty() ? 0 : r.history.back().test_acc;
     if (!lead) return r;
     nn::save_weights(*task.model, r.out_dir + "/model.safetensors");
     confusion(task, tape, data.test, r.out_dir);
-    fmt::print("test accuracy {:.2f}% after {} epochs; training time {:.1f}s\n", 100 * r.test_accuracy, o.epochs, r.seconds);
+    fmt::print("test accuracy {:.2f}% after {} epochs; training time {:.1f}s\n", 100 * r.test_accuracy,
+               r.history.empty() ? o.epochs : r.history.back().epoch, r.seconds);
     fmt::print("metrics: {}/metrics.csv  plot: {}/curves.png  weights: {}/model.safetensors\n", r.out_dir, r.out_dir, r.out_dir);
     return r;
 }

@@ -36,6 +36,9 @@ struct Options {
     std::size_t train_limit = 0;    ///< use only the first N training images (quick runs, tests)
     std::size_t val_size = 10000;   ///< the last val_size training images are the validation set
     bool quiet = false;
+    /// Stop after the first epoch whose test accuracy (%) reaches this; 0: off. The schedule still
+    /// spans `epochs`, so the epochs run are those of the full run (time to accuracy).
+    double stop_at_accuracy = 0;
     /// The program trains through train(): add_options offers --distributed.
     bool data_parallel = false;
     /// --distributed: data-parallel training on MPI, one process per rank (xgrad::distributed).
@@ -55,6 +58,8 @@ CLI::Validator int_in(long long lo, long long hi);
 /// Adds the shared options (defaults taken from `o`) to a CLI11 app; --distributed too when
 /// o.data_parallel (rejected, before any data is loaded, when xgrad was built without MPI).
 void add_options(CLI::App& app, Options& o);
+/// --stop-at-accuracy, for the programs whose training goes through train().
+void add_stop_option(CLI::App& app, Options& o);
 
 struct Data {
     nn::Dataset train, val, test;

@@ -75,6 +75,8 @@ BOOST_AUTO_TEST_CASE(bad_training_values_are_rejected_before_loading_data)
     expect_rejected("mnist_mlp", "--batch-size 0", {"--batch-size", "0", "[1, 1048576]"});
     expect_rejected("mnist_mlp", "--batch-size -5", {"--batch-size", "-5"});
     expect_rejected("mnist_mlp", "--seed -1", {"--seed", "-1"});
+    expect_rejected("mnist_mlp", "--stop-at-accuracy 101", {"--stop-at-accuracy", "101", "[0, 100]"});
+    expect_rejected("mnist_mlp", "--stop-at-accuracy nan", {"--stop-at-accuracy", "nan"});
     expect_rejected("mnist_mlp", "--train-limit 99999999999999999999", {"--train-limit", "outside the allowed range"});
     expect_rejected("mnist_trace_reg", "--lr nan", {"--lr", "nan"});
     expect_rejected("mnist_resnet", "--lr -1", {"--lr", "-1", "(0, 1000]"});

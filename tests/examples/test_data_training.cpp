@@ -247,6 +247,39 @@ BOOST_AUTO_TEST_CASE(short_training_run_and_exact_resume, *boost::unit_test::pre
 
 // The layer set in the examples' loop: the small ResNet (BatchNorm buffers, residual blocks, AdamW
 // with decay groups, cosine schedule) on real digits, resumed exactly: running statistics included.
+// --stop-at-accuracy: the run stops after the first epoch that reaches the accuracy, and its epochs
+// are those of the full run (the cosine schedule still spans --epochs): time to accuracy relies on it.
+BOOST_AUTO_TEST_CASE(stop_at_accuracy_stops_at_the_first_epoch_reaching_it, *boost::unit_test::precondition(mnist_available))
+{
+    examples::Options o;
+    o.epochs = 5, o.batch = 32, o.lr = 2e-3, o.optimizer = "adam", o.schedule = "cosine", o.quiet = true;
+    const examples::Data data = training_data(o);
+    o.out_dir = temp_dir("stop_full").string();
+    nn::MLP<float> a({784, 64, 10}, nn::Activation::relu, nn::Activation::identity, 1);
+    auto task_a = mlp_task(a);
+    auto opt_a = examples::make_optimizer(o, a);
+    const auto full = examples::train(task_a, *opt_a, data, o);
+    BOOST_TEST_REQUIRE(full.history.size() == 5u);
+    // A target the full run reaches after its first epoch and before its last.
+    const double target = 100 * (full.history[0].test_acc + full.history.back().test_acc) / 2;
+    std::size_t first = 0;
+    while (100 * full.history[first].test_acc < target) ++first;
+    BOOST_TEST_REQUIRE(first < 4u);
+
+    examples::Options o2 = o;
+    o2.out_dir = temp_dir("stop_early").string();
+    o2.stop_at_accuracy = target;
+    nn::MLP<float> b({784, 64, 10}, nn::Activation::relu, nn::Activation::identity, 1);
+    auto task_b = mlp_task(b);
+    auto opt_b = examples::make_optimizer(o2, b);
+    const auto stopped = examples::train(task_b, *opt_b, data, o2);
+    BOOST_TEST_REQUIRE(stopped.history.size() == first + 1);
+    for (std::size_t e = 0; e <= first; ++e) {
+        BOOST_TEST(stopped.history[e].lr == full.history[e].lr);
+        BOOST_TEST(stopped.history[e].test_acc == full.history[e].test_acc);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(resnet_with_batch_norm_resumes_exactly, *boost::unit_test::precondition(mnist_available))
 {
     examples::Options o;
