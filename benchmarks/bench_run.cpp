@@ -480,22 +480,30 @@ int main(int argc, char** argv)
             baseline_file.clear();
         }
     }
-    auto baseline_ratio = [&](const std::string& w, const std::string& t) -> double {
+    // The baseline's ratio of (w, t), and whether its rounds differed by more than 10 % on either side.
+    auto baseline_ratio = [&](const std::string& w, const std::string& t, bool& noisy) -> double {
         if (baseline_json.is_null()) return NAN;
         for (const auto& row : baseline_json.value("rows", nlohmann::json::array()))
             if (row.value("workload", "") == w && row.value("threads", "") == t && row.contains("ratio") &&
-                row["ratio"].is_number())
+                row["ratio"].is_number()) {
+                noisy = row.value("tape_spread", 0.0) > 0.10 || row.value("libtorch_spread", 0.0) > 0.10;
                 return row["ratio"].get<double>();
+            }
         return NAN;
     };
     std::vector<std::string> regressions;
-    auto vs_baseline = [&](const std::string& w, const std::string& t, double ratio) {
-        const double b = baseline_ratio(w, t);
+    // Every ratio more than 5 % worse is flagged; "noisy" when the rounds of this run's or the baseline's
+    // row differed by more than 10 % (⚠), i.e. the change may be the machine's load.
+    auto vs_baseline = [&](const std::string& w, const std::string& t, double ratio, bool noisy_now) {
+        bool noisy = noisy_now;
+        const double b = baseline_ratio(w, t, noisy);
         if (std::isnan(b) || std::isnan(ratio)) return std::string("–");
+        noisy = noisy || noisy_now;
         const double change = ratio / b - 1;
         if (change > 0.05) {
-            regressions.push_back(fmt::format("{} T{}: tape / libtorch {:.2f} → {:.2f} ({:+.0f} %)", w, t, b, ratio, 100 * change));
-            return fmt::format("**{:+.0f} % ⚠**", 100 * change);
+            regressions.push_back(fmt::format("{} T{}: tape / libtorch {:.2f} → {:.2f} ({:+.0f} %){}", w, t, b, ratio,
+                                              100 * change, noisy ? " (noisy: rounds differ by > 10 %)" : ""));
+            return fmt::format("**{:+.0f} % ⚠**{}", 100 * change, noisy ? " (noisy)" : "");
         }
         return fmt::format("{:+.0f} %", 100 * change);
     };
@@ -530,6 +538,8 @@ int main(int argc, char** argv)
                            {"threads", t},
                            {"unit", w.rfind("tape_", 0) == 0 ? "ns/op" : "ms"},
                            {"tape", tp.ok ? nlohmann::json(tp.median) : nlohmann::json()},
+                           {"tape_spread", tp.spread},
+                           {"libtorch_spread", lt.r.spread},
                            {"libtorch", lt.r.ok ? nlohmann::json(lt.r.median) : nlohmann::json()},
                            {"libtorch_config", lt.config},
                            {"ratio", why.empty() ? nlohmann::json(r) : nlohmann::json()},
@@ -574,7 +584,7 @@ int main(int argc, char** argv)
                 md << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |", w, t,
                                   torch_cell(lt, unit), fmt_val(tp, unit), hand_col,
                                   why.empty() ? fmt::format("{:.2f}", r) : "– (" + why + ")",
-                                  why.empty() ? vs_baseline(w, t, r) : std::string("–"),
+                                  why.empty() ? vs_baseline(w, t, r, tp.spread > 0.10 || lt.r.spread > 0.10) : std::string("–"),
                                   gflop_per_step(w) > 0 ? fmt::format("{:.3g}", gflop_per_step(w)) : std::string("–"),
                                   roof(w, t, tp), roof(w, t, lt.r), vs_hand, memory(lt.r, tp),
                                   fmt::format("{:.0f} / {:.0f} (+{:.0f})", lt.r.allocs, tp.allocs, tp.dnnl_allocs),
@@ -602,7 +612,8 @@ int main(int argc, char** argv)
                 md << fmt::format("| {} | {} | {} | {} | {} | {} | {:.3g} | {} | {} | {} | {} | {} | {} | {} | {} |", w, t,
                                   torch_cell(lt, "ms"), fmt_val(tp, "ms"),
                                   why.empty() ? fmt::format("{:.2f}", r) : "– (" + why + ")",
-                                  why.empty() ? vs_baseline(w, t, r) : std::string("–"), gflop_per_step(w), roof(w, t, tp),
+                                  why.empty() ? vs_baseline(w, t, r, tp.spread > 0.10 || lt.r.spread > 0.10) : std::string("–"),
+                                  gflop_per_step(w), roof(w, t, tp),
                                   roof(w, t, lt.r), fmt_val(gr, "ms"), ratio(tp, gr), fmt_val(lg, "ms"), ratio(lt.r, lg),
                                   memory(lt.r, tp), fmt::format("{:.0f} / {:.0f} (+{:.0f})", lt.r.allocs, tp.allocs, tp.dnnl_allocs));
                 if (with_base) md << fmt::format(" {} | {} |", fmt_val(bs, "ms"), ratio(tp, bs));
