@@ -1,11 +1,17 @@
 // Runs every (workload, threads, implementation) in its own process, in rounds with the peers
-// interleaved, and prints markdown tables with ratios from the same run: one for the first-order
-// workloads, one for the second-order ones (hvp_*, double_backprop_mlp: tape and libtorch, each also
-// with the first-order gradient of the same network). Before timing, the sequence workloads
-// (lstm_step, gru_step, attention_step) are checked: libtorch's initial weights are loaded into xgrad's
-// model by state-dict name and both sides' loss and gradients compared on the same data
-// (seq_workloads.hpp); their ratios are printed only when the two agree.
+// interleaved, and prints markdown tables with ratios from the same run (docs/benchmarks.md):
+//  1. the agreement check of every workload, before any timing: libtorch's initial weights and data
+//     loaded into xgrad by name, loss and every parameter's gradient compared after one run of each
+//     side's timed step (seq_workloads.hpp); the timed xgrad processes start from the same files, and
+//     the first step's loss of every timed process must equal the check's;
+//  2. the first-order and second-order tables: libtorch in each configuration a competent user would
+//     try (thread counts, default threading, GOMP_SPINCOUNT, malloc thresholds, channels_last), the
+//     fastest one for the ratio and its name; the roofline (GFLOP per step from the shapes, achieved
+//     GFLOP/s, % of the sgemm peak measured in this run at the same thread count); a ratio is printed
+//     only when the check passed and the first-step losses agree;
+//  3. the change of every tape / libtorch ratio against a baseline report (JSON), > 5 % worse flagged.
 //   bench_run [--threads 1,2] [--rounds 2] [--workloads mnist_softmax_sgd,mlp_b64,...] [--quick] [--out FILE]
+//             [--json FILE] [--baseline FILE|none] [--torch-configs best|plain] [--check-only]
 //             [--base-bin-dir DIR]   (DIR/bench_xgrad: a second build's tape, e.g. an older commit, timed beside this one)
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
@@ -13,7 +19,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -23,12 +33,20 @@
 
 #include "seq_workloads.hpp"
 
+#ifndef XGRAD_SOURCE_DIR
+#define XGRAD_SOURCE_DIR "."
+#endif
+
 namespace {
+
+using xgrad::bench::check_tolerance;
 
 struct Result {
     double median = 0;  // mean over rounds of the per-round medians
     double spread = 0;  // (max − min) / min over rounds
-    double peak = 0, base = 0, allocs = 0, dnnl_allocs = 0, gflops = 0;
+    double peak = 0, base = 0, allocs = 0, dnnl_allocs = 0, gflops = 0, minflt = 0;
+    double loss_first = NAN;  // of round 1's process
+    bool loss_finite = true, loss_consistent = true, has_loss = false;
     bool ok = false;
 };
 
@@ -57,37 +75,123 @@ nlohmann::json run_one(const std::string& cmd)
     }
 }
 
+double rel_diff(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-30); }
+
 std::string fmt_val(const Result& r, const std::string& unit)
 {
     if (!r.ok) return "–";
     std::string s = unit == "ns/op" ? fmt::format("{:.0f} ns/op", r.median) : fmt::format("{:.3g} ms", r.median);
-    if (r.gflops > 0) s += fmt::format(" ({:.0f} GF/s)", r.gflops);
     if (r.spread > 0.10) s += " ⚠";
     return s;
 }
 
-// Sequence workloads: checked against libtorch before timing; no hand-written step.
+// Sequence workloads: no hand-written step.
 bool sequence(const std::string& w) { return w == "lstm_step" || w == "gru_step" || w == "attention_step"; }
+bool second_order(const std::string& w) { return w.rfind("hvp_", 0) == 0 || w.rfind("double_backprop_", 0) == 0; }
+// Workloads with convolutions: libtorch also runs them in channels_last.
+bool convolutional(const std::string& w)
+{
+    return w == "lenet" || w == "resnet_b64" || w == "bn_conv" || w == "hvp_lenet" || w == "lenet_nomkldnn";
+}
 
 // Workloads without a hand-written step: tape_* (bookkeeping only), the normalization networks but
 // bn_conv, the sequence workloads.
 bool has_hand(const std::string& w)
 {
-    return w.rfind("tape_", 0) != 0 && w != "resnet_b64" && w != "layernorm_mlp" && !sequence(w);
+    return w.rfind("tape_", 0) != 0 && w != "resnet_b64" && w != "layernorm_mlp" && !sequence(w) && !second_order(w) &&
+           w != "lenet_nomkldnn";
 }
 
-/// The agreement check of one sequence workload: bench_torch dumps its weights, input, loss and
-/// gradients under `dir`, bench_xgrad loads them and prints the differences (seq_workloads.hpp).
-struct Check {
-    bool ok = false;
-    nlohmann::json j;   // bench_xgrad check's line (null if it printed none)
-    std::string error;  // the first line either program wrote to stderr, when one failed
+/// GFLOP of one step, from the shapes (docs/benchmarks.md, "FLOP per step"): 2 × the multiply-adds of
+/// every GEMM and convolution of the forward and the backward (×3 for a layer whose input needs a
+/// gradient: forward, dW, dX; ×2 for one whose input is data: forward, dW); the second-order workloads
+/// count the GEMMs of their recorded backward too. Element-wise ops, reductions, normalization,
+/// softmax and the SGD update are not counted. 0 = not a compute workload (tape_*).
+double gflop_per_step(const std::string& w)
+{
+    auto conv = [](double B, double cin, double cout, double k, double oh, double ow) { return B * cout * oh * ow * cin * k * k; };
+    const double mlp_first = 784.0 * 256, mlp_rest = 256.0 * 128 + 128.0 * 10;  // MACs per sample
+    double macs = 0;
+    if (w == "mnist_softmax_sgd") macs = 3 * 64.0 * 784 * 10;
+    if (w == "mlp_b64" || w == "layernorm_mlp") macs = 64 * (2 * mlp_first + 3 * mlp_rest);
+    if (w == "mlp_b256") macs = 256 * (2 * mlp_first + 3 * mlp_rest);
+    const double lenet_c1 = conv(64, 1, 6, 5, 28, 28), lenet_rest = conv(64, 6, 16, 5, 10, 10) + 64 * (400.0 * 120 + 120 * 84 + 84 * 10);
+    if (w == "lenet" || w == "lenet_nomkldnn") macs = 2 * lenet_c1 + 3 * lenet_rest;
+    if (w == "resnet_b64")
+        macs = 2 * conv(64, 1, 16, 3, 28, 28) +
+               3 * (2 * conv(64, 16, 16, 3, 28, 28) + conv(64, 16, 32, 3, 14, 14) + conv(64, 32, 32, 3, 14, 14) +
+                    conv(64, 16, 32, 1, 14, 14) + conv(64, 32, 64, 3, 7, 7) + conv(64, 64, 64, 3, 7, 7) +
+                    conv(64, 32, 64, 1, 7, 7) + 64.0 * 64 * 10);
+    if (w == "bn_conv") macs = 2 * conv(64, 16, 16, 3, 28, 28);
+    namespace seq = xgrad::bench::seq;
+    const double LB = double(seq::L * seq::B), E = seq::E, H = seq::H, V = seq::V;
+    if (w == "lstm_step") macs = 3 * (LB * 4 * H * (E + H) + LB * 4 * H * (H + H) + LB * H * V);
+    if (w == "gru_step") macs = 3 * (LB * 3 * H * (E + H) + LB * 3 * H * (H + H) + LB * H * V);
+    const double BL = double(seq::BA * seq::LA), D = seq::D, FF = seq::FF, La = seq::LA, dh = double(seq::D / seq::NH);
+    if (w == "attention_step")
+        macs = 3 * (BL * D * 3 * D + 2 * double(seq::BA * seq::NH) * La * La * dh + BL * D * D + 2 * BL * D * FF);
+    if (w == "mm_512") macs = 3 * 512.0 * 512 * 512;
+    if (w == "mm_1024") macs = 3 * 1024.0 * 1024 * 1024;
+    // Hessian-vector product: per GEMM layer 9 GEMMs of its size (forward; dW, dX; the backward over
+    // those: 2 each; the forward's dW, dX again), 4 for the first layer (its input is data).
+    if (w == "hvp_mlp") macs = 64 * (4 * mlp_first + 9 * mlp_rest);
+    if (w == "hvp_lenet") macs = 4 * lenet_c1 + 9 * lenet_rest;
+    // CE + λ‖∂CE/∂x‖²: per layer forward, dX, the backward over dX (2) and the forward's dW, dX: 6;
+    // the first layer 5 (no gradient for x itself).
+    if (w == "double_backprop_mlp") macs = 64 * (5 * mlp_first + 6 * mlp_rest);
+    return 2 * macs / 1e9;
+}
+
+/// One libtorch configuration (docs/benchmarks.md, "libtorch's best configuration").
+struct TorchConfig {
+    std::string name;     // e.g. "T2+spin1k+malloc"
+    int threads = 1;      // 0 = libtorch's default threading
+    bool spin = false;    // GOMP_SPINCOUNT=1000
+    bool malloc = false;  // glibc keeps freed memory
+    bool cl = false;      // channels_last
+    std::string command(const std::string& bin_dir, const std::string& w) const
+    {
+        std::string env;
+        if (spin) env += "GOMP_SPINCOUNT=1000 ";
+        if (malloc) env += "MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=1073741824 MALLOC_TOP_PAD_=67108864 ";
+        return env + bin_dir + "/bench_torch " + w + " " + std::to_string(threads) + (cl ? " channels_last" : "");
+    }
 };
 
-Check run_check(const std::string& bin_dir, const std::string& dir, const std::string& w)
+/// The configurations run at thread setting t; the row of t also takes every configuration of the
+/// smaller settings of the same run (a user with 2 cores would try 1 thread).
+std::vector<TorchConfig> torch_configs(const std::string& w, int t, bool plain)
+{
+    const std::string T = "T" + std::to_string(t);
+    std::vector<TorchConfig> c{{T, t}};
+    if (plain) return c;
+    c.push_back({T + "+malloc", t, false, true});
+    if (t > 1) {
+        c.push_back({T + "+spin1k", t, true, false});
+        c.push_back({T + "+spin1k+malloc", t, true, true});
+        c.push_back({"default", 0});
+        c.push_back({"default+spin1k+malloc", 0, true, true});
+    }
+    if (convolutional(w)) {
+        c.push_back({T + "+cl", t, false, false, true});
+        c.push_back({T + (t > 1 ? "+spin1k" : "") + "+malloc+cl", t, t > 1, true, true});
+    }
+    return c;
+}
+
+/// The agreement check of one workload: bench_torch dumps its weights, data, loss and gradients under
+/// `prefix`, bench_xgrad loads them and prints the differences (seq_workloads.hpp).
+struct Check {
+    bool ok = false;
+    bool dumped = false;  // the files exist: the timed xgrad processes start from them
+    nlohmann::json j;     // bench_xgrad check's line (null if it printed none)
+    std::string error;    // the first line either program wrote to stderr, when one failed
+};
+
+Check run_check(const std::string& bin_dir, const std::string& prefix, const std::string& w)
 {
     Check c;
-    const std::string prefix = dir + "/" + w, err = prefix + ".err";
+    const std::string err = prefix + ".err";
     auto first_error_line = [&] {
         std::ifstream f(err);
         std::string line;
@@ -106,6 +210,7 @@ Check run_check(const std::string& bin_dir, const std::string& dir, const std::s
     if (sh(bin_dir + "/bench_torch " + w + " 1 dump " + prefix, out) != 0) {
         c.error = "bench_torch dump: " + first_error_line();
     } else {
+        c.dumped = true;
         out.clear();
         const int rc = sh(bin_dir + "/bench_xgrad check " + w + " 1 " + prefix, out);
         if (out.rfind('{') != std::string::npos) {
@@ -117,11 +222,27 @@ Check run_check(const std::string& bin_dir, const std::string& dir, const std::s
         }
         if (c.j.is_null()) c.error = "bench_xgrad check: " + first_error_line();
     }
-    for (const char* suffix : {".weights.safetensors", ".ref.safetensors", ".err"}) std::remove((prefix + suffix).c_str());
+    std::remove(err.c_str());
     return c;
 }
 
-bool second_order(const std::string& w) { return w.rfind("hvp_", 0) == 0 || w.rfind("double_backprop_", 0) == 0; }
+/// The newest JSON report committed under benchmarks/results/ (names start with the date), or "".
+std::string newest_committed_report()
+{
+    FILE* p = popen("git -C '" XGRAD_SOURCE_DIR "' ls-files 'benchmarks/results/*.json' 2>/dev/null", "r");
+    if (!p) return "";
+    std::vector<std::string> files;
+    char buf[4096];
+    while (std::fgets(buf, sizeof buf, p)) {
+        std::string f(buf);
+        while (!f.empty() && (f.back() == '\n' || f.back() == '\r')) f.pop_back();
+        if (!f.empty()) files.push_back(f);
+    }
+    pclose(p);
+    if (files.empty()) return "";
+    std::sort(files.begin(), files.end());
+    return std::string(XGRAD_SOURCE_DIR) + "/" + files.back();
+}
 
 }  // namespace
 
@@ -132,62 +253,127 @@ int main(int argc, char** argv)
         "mnist_softmax_sgd,mlp_b64,mlp_b256,lenet,resnet_b64,bn_conv,layernorm_mlp,lstm_step,gru_step,attention_step,tape_1,"
         "tape_64x64,mm_512,mm_1024,hvp_mlp,hvp_lenet,double_backprop_mlp";
     int rounds = 2;
-    bool quick = false;
-    std::string out_file, bin_dir = ".", base_dir;
+    bool quick = false, check_only = false;
+    std::string out_file, json_file, baseline = "auto", torch_mode = "best", bin_dir = ".", base_dir;
     app.add_option("--threads", threads_s, "thread settings, comma separated")->capture_default_str();
     app.add_option("--workloads", workloads_s, "workloads, comma separated")->capture_default_str();
     app.add_option("--rounds", rounds, "rounds of every configuration")->capture_default_str();
     app.add_flag("--quick", quick, "short timing (smoke test; figures not for reporting)");
-    app.add_option("--out", out_file, "also write the table to this file");
+    app.add_flag("--check-only", check_only, "run the agreement checks only; exit status 1 if one fails");
+    app.add_option("--out", out_file, "also write the tables to this file");
+    app.add_option("--json", json_file, "write the results as JSON to this file (the next run's --baseline)");
+    app.add_option("--baseline", baseline,
+                   "JSON report to compare the ratios with; auto = the newest committed benchmarks/results/*.json, none = no comparison")
+        ->capture_default_str();
+    app.add_option("--torch-configs", torch_mode, "best: every libtorch configuration, the fastest for the ratio; plain: T<n> only")
+        ->check(CLI::IsMember({"best", "plain"}))
+        ->capture_default_str();
     app.add_option("--bin-dir", bin_dir, "directory of bench_xgrad and bench_torch")->capture_default_str();
     app.add_option("--base-bin-dir", base_dir,
                    "directory of a second build's bench_xgrad (e.g. an older commit): its tape is timed beside this one's");
     CLI11_PARSE(app, argc, argv);
     if (quick) setenv("XGRAD_BENCH_QUICK", "1", 1);
+    const auto started = std::chrono::steady_clock::now();
 
     const bool have_torch = std::ifstream(bin_dir + "/bench_torch").good();
-    if (!have_torch) fmt::print(stderr, "note: bench_torch not built (libtorch not found): no libtorch column\n");
+    if (!have_torch) fmt::print(stderr, "note: bench_torch not built (libtorch not found): no libtorch column, no check\n");
     const auto threads = split(threads_s), workloads = split(workloads_s);
-    // results[workload][threads][impl] = per-round JSON
-    std::map<std::string, std::map<std::string, std::map<std::string, std::vector<nlohmann::json>>>> raw;
-    // The sequence workloads' agreement with libtorch, before any timing.
+
+    // 1. The agreement check of every workload, before any timing. The files stay until the end: the
+    // timed xgrad processes start from libtorch's weights and data.
     std::map<std::string, Check> checks;
-    std::vector<std::string> checked;  // in the order asked for
-    if (have_torch) {
-        char dir_template[] = "/tmp/xgrad_bench_check_XXXXXX";
-        if (const char* dir = mkdtemp(dir_template)) {
-            for (const auto& w : workloads)
-                if (sequence(w)) {
-                    fmt::print(stderr, "\rcheck {:<16}", w);
-                    checks[w] = run_check(bin_dir, dir, w);
-                    checked.push_back(w);
-                }
-            rmdir(dir);
+    std::map<std::string, std::string> prefix_of;
+    char dir_template[] = "/tmp/xgrad_bench_check_XXXXXX";
+    const char* dir = have_torch ? mkdtemp(dir_template) : nullptr;
+    if (dir)
+        for (const auto& w : workloads) {
+            if (w == "lenet_nomkldnn") continue;  // libtorch only
+            fmt::print(stderr, "\rcheck {:<24}", w);
+            const std::string prefix = std::string(dir) + "/" + w;
+            checks[w] = run_check(bin_dir, prefix, w);
+            if (checks[w].dumped) prefix_of[w] = prefix;
         }
+    auto check_table = [&] {
+        std::ostringstream md;
+        md << "| workload | loss libtorch | loss xgrad | loss rel. diff | max grad rel. diff (parameter) | agree (≤ "
+           << fmt::format("{:g}", check_tolerance) << ") |\n|---|---|---|---|---|---|\n";
+        for (const auto& w : workloads) {
+            if (!checks.count(w)) continue;
+            const Check& c = checks[w];
+            if (c.j.is_null()) {
+                md << fmt::format("| {} | – | – | – | – | **no**: {} |\n", w, c.error);
+                continue;
+            }
+            md << fmt::format("| {} | {:.7g} | {:.7g} | {:.2g} | {:.2g} ({}) | {} |\n", w, c.j["loss_libtorch"].get<double>(),
+                              c.j["loss_xgrad"].get<double>(), c.j["loss_rel"].get<double>(),
+                              c.j["grad_max_rel"].get<double>(), c.j["worst"].get<std::string>(), c.ok ? "yes" : "**no**");
+        }
+        md << "\nlibtorch's initial weights and data loaded into xgrad by name, one run of each side's timed step; "
+              "relative difference per tensor = max |xgrad − libtorch| / max |libtorch| (hvp_*: the Hessian-vector "
+              "products).\n";
+        return md.str();
+    };
+    auto cleanup = [&] {
+        if (!dir) return;
+        for (const auto& [w, prefix] : prefix_of)
+            for (const char* suffix : {".weights.safetensors", ".input.safetensors", ".ref.safetensors"}) std::remove((prefix + suffix).c_str());
+        rmdir(dir);
+    };
+    if (check_only) {
+        fmt::print(stderr, "\r{}\r", std::string(60, ' '));
+        const std::string md = check_table();
+        fmt::print("{}", md);
+        nlohmann::json j = nlohmann::json::array();
+        bool all = !checks.empty();
+        for (const auto& [w, c] : checks) {
+            j.push_back({{"workload", w}, {"ok", c.ok}, {"result", c.j}, {"error", c.error}});
+            all = all && c.ok;
+        }
+        if (!json_file.empty()) std::ofstream(json_file) << nlohmann::json{{"checks", j}}.dump(1) << "\n";
+        if (!out_file.empty()) std::ofstream(out_file) << md;
+        cleanup();
+        return all ? 0 : 1;
     }
+
+    // 2. Timing. raw[workload][threads][impl] = per-round JSON; libtorch configurations are impls
+    // "libtorch:<config>".
+    std::map<std::string, std::map<std::string, std::map<std::string, std::vector<nlohmann::json>>>> raw;
+    std::map<std::string, std::vector<nlohmann::json>> peak_raw;  // "<impl> gemm_<n>:<t>"
+    const bool plain = torch_mode == "plain";
     for (int round = 1; round <= rounds; ++round)
-        for (const auto& t : threads)
+        for (const auto& t : threads) {
+            for (const char* impl : {"sgemm", "blas"})  // the peak of this thread setting: square GEMMs
+                for (const char* n : {"gemm_512", "gemm_1024"}) {
+                    const std::string key = std::string(impl) + " " + n;
+                    fmt::print(stderr, "\rround {}/{}  T{}  peak {:<24}", round, rounds, t, key);
+                    peak_raw[key + ":" + t].push_back(run_one(bin_dir + "/bench_xgrad " + key + " " + t));
+                }
             for (const auto& w : workloads) {
+                const std::string pf = prefix_of.count(w) ? " " + prefix_of[w] : "";
                 std::vector<std::pair<std::string, std::string>> cmds;
-                if (have_torch) cmds.emplace_back("libtorch", bin_dir + "/bench_torch " + w + " " + t);
-                cmds.emplace_back("tape", bin_dir + "/bench_xgrad tape " + w + " " + t);
+                if (have_torch)
+                    for (const auto& c : torch_configs(w, std::stoi(t), plain))
+                        cmds.emplace_back("libtorch:" + c.name, c.command(bin_dir, w));
+                cmds.emplace_back("tape", bin_dir + "/bench_xgrad tape " + w + " " + t + pf);
                 if (!base_dir.empty()) cmds.emplace_back("base", base_dir + "/bench_xgrad tape " + w + " " + t);
                 if (second_order(w)) {  // the first-order gradient of the same network, both sides
-                    cmds.emplace_back("grad", bin_dir + "/bench_xgrad grad " + w + " " + t);
+                    cmds.emplace_back("grad", bin_dir + "/bench_xgrad grad " + w + " " + t + pf);
                     if (have_torch) cmds.emplace_back("libtorch_grad", bin_dir + "/bench_torch " + w + " " + t + " grad");
                 } else if (has_hand(w)) {
-                    cmds.emplace_back("hand", bin_dir + "/bench_xgrad hand " + w + " " + t);
+                    cmds.emplace_back("hand", bin_dir + "/bench_xgrad hand " + w + " " + t + pf);
                 }
                 if (w.rfind("mm_", 0) == 0) {
                     cmds.emplace_back("blas", bin_dir + "/bench_xgrad blas gemm_" + w.substr(3) + " " + t);
                     cmds.emplace_back("sgemm", bin_dir + "/bench_xgrad sgemm gemm_" + w.substr(3) + " " + t);
                 }
                 for (const auto& [impl, cmd] : cmds) {
-                    fmt::print(stderr, "\rround {}/{}  T{}  {:<12} {:<8}", round, rounds, t, w, impl);
+                    fmt::print(stderr, "\rround {}/{}  T{}  {:<14} {:<28}", round, rounds, t, w, impl);
                     raw[w][t][impl].push_back(run_one(cmd));
                 }
             }
-    fmt::print(stderr, "\r{}\r", std::string(60, ' '));
+        }
+    fmt::print(stderr, "\r{}\r", std::string(80, ' '));
+    cleanup();
 
     auto summarize = [&](const std::vector<nlohmann::json>& runs) {
         Result r;
@@ -201,7 +387,17 @@ int main(int argc, char** argv)
             r.base = j["base_mib"].get<double>();
             r.allocs = j["allocs_per_rep"].get<double>();
             r.dnnl_allocs = j.value("dnnl_allocs_per_rep", 0.0);
+            r.minflt = j.value("minflt_per_rep", 0.0);
             if (j.contains("gflops")) r.gflops += j["gflops"].get<double>();
+            if (j.contains("loss_first")) {
+                const double l = j["loss_first"].get<double>();
+                r.has_loss = true;
+                r.loss_finite = r.loss_finite && j.value("loss_finite", false);
+                if (std::isnan(r.loss_first))
+                    r.loss_first = l;
+                else if (rel_diff(l, r.loss_first) > check_tolerance)
+                    r.loss_consistent = false;  // the same process gave another first loss in another round
+            }
         }
         if (n) {
             r.ok = true;
@@ -211,87 +407,254 @@ int main(int argc, char** argv)
         }
         return r;
     };
+    // The sgemm peak of thread setting t: the highest rate any GEMM process of this run reached at t
+    // (xgrad's sgemm and cblas_sgemm, n = 512 and 1024, every round; also the mm_* rows' gemm_n). The
+    // highest, not the mean: on a shared machine a slow round says more about the load than the GEMM.
+    std::map<std::string, double> peak;
+    std::map<std::string, std::string> peak_note;
+    for (const auto& t : threads) {
+        std::string best;
+        auto consider = [&](const std::string& what, const std::vector<nlohmann::json>& runs) {
+            for (const auto& j : runs)
+                if (!j.is_null() && j.contains("gflops") && j["gflops"].get<double>() > peak[t])
+                    peak[t] = j["gflops"].get<double>(), best = what;
+        };
+        for (const char* impl : {"sgemm", "blas"})
+            for (const char* n : {"gemm_512", "gemm_1024"}) {
+                const std::string key = std::string(impl) + " " + n;
+                consider(key, peak_raw[key + ":" + t]);
+            }
+        for (const char* mm : {"mm_512", "mm_1024"})
+            if (raw.count(mm))
+                for (const char* impl : {"sgemm", "blas"})
+                    consider(std::string(impl) + " gemm_" + (mm + 3), raw[mm][t][impl]);
+        peak_note[t] = fmt::format("T{}: {:.0f} GFLOP/s ({})", t, peak[t], best.empty() ? "no GEMM measured" : best);
+    }
+    // A timed process's first-step loss against the check's libtorch loss (same weights and data).
+    auto loss_agrees = [&](const std::string& w, const Result& r) {
+        if (!r.has_loss) return true;
+        if (!r.loss_finite || !r.loss_consistent) return false;
+        if (!checks.count(w) || checks[w].j.is_null()) return true;  // nothing to compare with
+        return rel_diff(r.loss_first, checks[w].j["loss_libtorch"].get<double>()) <= check_tolerance;
+    };
+    struct Best {
+        Result r;
+        std::string config;
+        std::vector<std::string> rejected;  // configurations whose losses did not agree
+    };
+    // libtorch's fastest configuration for the row (w, t): its own configurations and those of the
+    // smaller thread settings of this run.
+    auto best_torch = [&](const std::string& w, const std::string& t) {
+        Best b;
+        for (const auto& t2 : threads) {
+            if (std::stoi(t2) > std::stoi(t)) continue;
+            for (auto& [impl, runs] : raw[w][t2]) {
+                if (impl.rfind("libtorch:", 0) != 0) continue;
+                const Result r = summarize(runs);
+                if (!r.ok) continue;
+                const std::string name = impl.substr(9);
+                if (!loss_agrees(w, r)) {
+                    b.rejected.push_back(name);
+                    continue;
+                }
+                if (!b.r.ok || r.median < b.r.median) b.r = r, b.config = name;
+            }
+        }
+        return b;
+    };
+    // Why a row's tape / libtorch ratio is not printed, or "" when it is.
+    auto refuse = [&](const std::string& w, const Result& tp, const Best& lt) -> std::string {
+        if (!have_torch || !tp.ok || !lt.r.ok) return "no measurement";
+        if (w != "lenet_nomkldnn" && (!checks.count(w) || !checks[w].ok)) return "check failed";
+        if (!loss_agrees(w, tp)) return tp.loss_finite ? "tape's first loss ≠ libtorch's" : "tape's loss not finite";
+        return "";
+    };
+
+    nlohmann::json baseline_json;
+    std::string baseline_file = baseline == "auto" ? newest_committed_report() : baseline == "none" ? "" : baseline;
+    if (!baseline_file.empty()) {
+        try {
+            baseline_json = nlohmann::json::parse(std::ifstream(baseline_file));
+        } catch (...) {
+            fmt::print(stderr, "note: cannot read the baseline {}; no comparison\n", baseline_file);
+            baseline_file.clear();
+        }
+    }
+    // The baseline's ratio of (w, t), and whether its rounds differed by more than 10 % on either side.
+    auto baseline_ratio = [&](const std::string& w, const std::string& t, bool& noisy) -> double {
+        if (baseline_json.is_null()) return NAN;
+        for (const auto& row : baseline_json.value("rows", nlohmann::json::array()))
+            if (row.value("workload", "") == w && row.value("threads", "") == t && row.contains("ratio") &&
+                row["ratio"].is_number()) {
+                noisy = row.value("tape_spread", 0.0) > 0.10 || row.value("libtorch_spread", 0.0) > 0.10;
+                return row["ratio"].get<double>();
+            }
+        return NAN;
+    };
+    std::vector<std::string> regressions;
+    // Every ratio more than 5 % worse is flagged; "noisy" when the rounds of this run's or the baseline's
+    // row differed by more than 10 % (⚠), i.e. the change may be the machine's load.
+    auto vs_baseline = [&](const std::string& w, const std::string& t, double ratio, bool noisy_now) {
+        bool noisy = noisy_now;
+        const double b = baseline_ratio(w, t, noisy);
+        if (std::isnan(b) || std::isnan(ratio)) return std::string("–");
+        noisy = noisy || noisy_now;
+        const double change = ratio / b - 1;
+        if (change > 0.05) {
+            regressions.push_back(fmt::format("{} T{}: tape / libtorch {:.2f} → {:.2f} ({:+.0f} %){}", w, t, b, ratio,
+                                              100 * change, noisy ? " (noisy: rounds differ by > 10 %)" : ""));
+            return fmt::format("**{:+.0f} % ⚠**{}", 100 * change, noisy ? " (noisy)" : "");
+        }
+        return fmt::format("{:+.0f} %", 100 * change);
+    };
 
     auto ratio = [](const Result& a, const Result& b) {
         return a.ok && b.ok ? fmt::format("{:.2f}", a.median / b.median) : std::string("–");
-    };
-    // tape / libtorch of a sequence workload only once its check has passed
-    auto ratio_lt = [&](const std::string& w, const Result& tp, const Result& lt) {
-        if (sequence(w) && have_torch && !checks[w].ok) return std::string("– (check failed)");
-        return ratio(tp, lt);
     };
     auto memory = [](const Result& lt, const Result& tp) {
         const std::string tape = tp.ok ? fmt::format("{:.0f} ({:+.0f})", tp.peak, tp.peak - tp.base) : std::string("–");
         return lt.ok ? fmt::format("{:.0f} ({:+.0f}) → {}", lt.peak, lt.peak - lt.base, tape) : tape;
     };
+    // Roofline cell: achieved GFLOP/s and % of this run's sgemm peak at the same thread setting.
+    auto roof = [&](const std::string& w, const std::string& t, const Result& r) {
+        const double gf = gflop_per_step(w);
+        if (gf <= 0 || !r.ok) return std::string("–");
+        const double rate = gf / (r.median / 1e3);
+        return peak[t] > 0 ? fmt::format("{:.1f} ({:.0f} %)", rate, 100 * rate / peak[t]) : fmt::format("{:.1f}", rate);
+    };
+    nlohmann::json rows = nlohmann::json::array();
     std::vector<std::string> first, second;
     for (const auto& w : workloads) (second_order(w) ? second : first).push_back(w);
     const bool with_base = !base_dir.empty();
     std::ostringstream md;
-    if (!checks.empty()) {
-        md << "| workload | loss libtorch | loss xgrad | loss rel. diff | max grad rel. diff (parameter) | agree (≤ "
-           << fmt::format("{:g}", xgrad::bench::seq::check_tolerance) << ") |\n";
-        md << "|---|---|---|---|---|---|\n";
-        for (const auto& w : checked) {
-            const Check& c = checks[w];
-            if (c.j.is_null()) {
-                md << fmt::format("| {} | – | – | – | – | **no**: {} |\n", w, c.error);
-                continue;
-            }
-            md << fmt::format("| {} | {:.6f} | {:.6f} | {:.2g} | {:.2g} ({}) | {} |\n", w, c.j["loss_libtorch"].get<double>(),
-                              c.j["loss_xgrad"].get<double>(), c.j["loss_rel"].get<double>(),
-                              c.j["grad_max_rel"].get<double>(), c.j["worst"].get<std::string>(),
-                              c.ok ? "yes" : "**no**");
+    if (!checks.empty()) md << check_table() << "\n";
+    md << "sgemm peak of this run (the roofline's 100 %; the fastest GEMM process at that thread count; sgemm = "
+          "xgrad's GEMM, blas = cblas_sgemm): ";
+    for (std::size_t i = 0; i < threads.size(); ++i) md << (i ? "; " : "") << peak_note[threads[i]];
+    md << ".\n\n";
+    auto add_row = [&](const std::string& w, const std::string& t, const Result& tp, const Best& lt, const std::string& why,
+                       double r) {
+        nlohmann::json row{{"workload", w},
+                           {"threads", t},
+                           {"unit", w.rfind("tape_", 0) == 0 ? "ns/op" : "ms"},
+                           {"tape", tp.ok ? nlohmann::json(tp.median) : nlohmann::json()},
+                           {"tape_spread", tp.spread},
+                           {"libtorch_spread", lt.r.spread},
+                           {"libtorch", lt.r.ok ? nlohmann::json(lt.r.median) : nlohmann::json()},
+                           {"libtorch_config", lt.config},
+                           {"ratio", why.empty() ? nlohmann::json(r) : nlohmann::json()},
+                           {"refused", why},
+                           {"gflop_per_step", gflop_per_step(w)},
+                           {"peak_gflops", peak[t]},
+                           {"check_ok", checks.count(w) ? checks[w].ok : false}};
+        rows.push_back(row);
+    };
+    auto torch_cell = [&](const Best& b, const std::string& unit) {
+        if (!b.r.ok) return std::string("–");
+        std::string s = fmt_val(b.r, unit) + " (" + b.config + ")";
+        if (!b.rejected.empty()) {
+            s += "; losses off:";
+            for (const auto& n : b.rejected) s += " " + n;
         }
-        md << "\nSequence workloads: libtorch's initial weights loaded into xgrad by state-dict name, same data, one forward + "
-              "backward; relative difference per tensor = max |xgrad − libtorch| / max |libtorch|.\n\n";
-    }
+        return s;
+    };
     if (!first.empty()) {
-    md << "| workload | threads | libtorch | xgrad tape | hand-written | tape / libtorch | tape / hand | peak RSS MiB libtorch → tape (workload part) | allocs per step: libtorch / tape (+ inside dnnl_sgemm) |"
-       << (with_base ? " tape, base build | tape / base build |\n" : "\n");
-    md << "|---|---|---|---|---|---|---|---|---|" << (with_base ? "---|---|\n" : "\n");
-    for (const auto& w : first)
-        for (const auto& t : threads) {
-            auto& m = raw[w][t];
-            const Result lt = summarize(m["libtorch"]), tp = summarize(m["tape"]), hd = summarize(m["hand"]),
-                         bl = summarize(m["blas"]), sg = summarize(m["sgemm"]), bs = summarize(m["base"]);
-            const std::string unit = w.rfind("tape_", 0) == 0 ? "ns/op" : "ms";
-            std::string hand_col = fmt_val(hd, unit), vs_hand = ratio(tp, hd);
-            if (bl.ok && sg.ok) {  // matmul: the plain GEMM rates beside the hand column
-                hand_col += fmt::format("; plain cblas_sgemm {:.0f} GF/s, xgrad's sgemm {:.0f} GF/s", bl.gflops, sg.gflops);
-                vs_hand += fmt::format(" ({:.0f}% of cblas_sgemm, {:.0f}% of xgrad's sgemm)", 100 * tp.gflops / bl.gflops,
-                                       100 * tp.gflops / sg.gflops);
+        md << "| workload | threads | libtorch, best config | xgrad tape | hand-written | tape / libtorch | vs baseline | "
+              "GFLOP/step | GFLOP/s tape (% peak) | GFLOP/s libtorch (% peak) | tape / hand | peak RSS MiB libtorch → tape "
+              "(workload part) | allocs per step: libtorch / tape (+ inside dnnl_sgemm) | page faults per step libtorch / tape |"
+           << (with_base ? " tape, base build | tape / base build |\n" : "\n");
+        md << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" << (with_base ? "---|---|\n" : "\n");
+        for (const auto& w : first)
+            for (const auto& t : threads) {
+                auto& m = raw[w][t];
+                const Best lt = best_torch(w, t);
+                const Result tp = summarize(m["tape"]), hd = summarize(m["hand"]), bl = summarize(m["blas"]),
+                             sg = summarize(m["sgemm"]), bs = summarize(m["base"]);
+                const std::string unit = w.rfind("tape_", 0) == 0 ? "ns/op" : "ms";
+                const std::string why = refuse(w, tp, lt);
+                const double r = tp.ok && lt.r.ok ? tp.median / lt.r.median : NAN;
+                std::string hand_col = fmt_val(hd, unit), vs_hand = ratio(tp, hd);
+                if (hd.ok && !loss_agrees(w, hd)) hand_col += " (first loss ≠ libtorch's)";
+                if (bl.ok && sg.ok) {  // matmul: the plain GEMM rates at the same n beside the hand column
+                    hand_col += fmt::format("; gemm_{}: cblas_sgemm {:.0f}, xgrad's sgemm {:.0f} GF/s", w.substr(3), bl.gflops,
+                                            sg.gflops);
+                    vs_hand += fmt::format(" ({:.0f} % of cblas_sgemm, {:.0f} % of xgrad's sgemm at n = {})",
+                                           100 * tp.gflops / bl.gflops, 100 * tp.gflops / sg.gflops, w.substr(3));
+                }
+                md << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |", w, t,
+                                  torch_cell(lt, unit), fmt_val(tp, unit), hand_col,
+                                  why.empty() ? fmt::format("{:.2f}", r) : "– (" + why + ")",
+                                  why.empty() ? vs_baseline(w, t, r, tp.spread > 0.10 || lt.r.spread > 0.10) : std::string("–"),
+                                  gflop_per_step(w) > 0 ? fmt::format("{:.3g}", gflop_per_step(w)) : std::string("–"),
+                                  roof(w, t, tp), roof(w, t, lt.r), vs_hand, memory(lt.r, tp),
+                                  fmt::format("{:.0f} / {:.0f} (+{:.0f})", lt.r.allocs, tp.allocs, tp.dnnl_allocs),
+                                  fmt::format("{:.0f} / {:.0f}", lt.r.minflt, tp.minflt));
+                if (with_base) md << fmt::format(" {} | {} |", fmt_val(bs, unit), ratio(tp, bs));
+                md << "\n";
+                add_row(w, t, tp, lt, why, r);
             }
-            md << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} |", w, t, fmt_val(lt, unit), fmt_val(tp, unit),
-                              hand_col, ratio_lt(w, tp, lt), vs_hand, memory(lt, tp),
-                              fmt::format("{:.0f} / {:.0f} (+{:.0f})", lt.allocs, tp.allocs, tp.dnnl_allocs));
-            if (with_base) md << fmt::format(" {} | {} |", fmt_val(bs, unit), ratio(tp, bs));
-            md << "\n";
-        }
     }
     if (!second.empty()) {
-        if (!first.empty()) md << "\n";
-        md << "| workload | threads | libtorch | xgrad tape | tape / libtorch | tape gradient (same network) | tape / tape gradient | "
-              "libtorch gradient | libtorch / libtorch gradient | peak RSS MiB libtorch → tape (workload part) | allocs per "
-              "step: libtorch / tape (+ inside dnnl_sgemm) |"
+        md << "\n| workload | threads | libtorch, best config | xgrad tape | tape / libtorch | vs baseline | GFLOP/step | "
+              "GFLOP/s tape (% peak) | GFLOP/s libtorch (% peak) | tape gradient (same network) | tape / tape gradient | "
+              "libtorch gradient (T<n>) | libtorch / libtorch gradient | peak RSS MiB libtorch → tape (workload part) | allocs "
+              "per step: libtorch / tape (+ inside dnnl_sgemm) |"
            << (with_base ? " tape, base build | tape / base build |\n" : "\n");
-        md << "|---|---|---|---|---|---|---|---|---|---|---|" << (with_base ? "---|---|\n" : "\n");
+        md << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" << (with_base ? "---|---|\n" : "\n");
         for (const auto& w : second)
             for (const auto& t : threads) {
                 auto& m = raw[w][t];
-                const Result lt = summarize(m["libtorch"]), tp = summarize(m["tape"]), gr = summarize(m["grad"]),
-                             lg = summarize(m["libtorch_grad"]), bs = summarize(m["base"]);
-                md << fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |", w, t, fmt_val(lt, "ms"),
-                                  fmt_val(tp, "ms"), ratio(tp, lt), fmt_val(gr, "ms"), ratio(tp, gr), fmt_val(lg, "ms"),
-                                  ratio(lt, lg), memory(lt, tp),
-                                  fmt::format("{:.0f} / {:.0f} (+{:.0f})", lt.allocs, tp.allocs, tp.dnnl_allocs));
+                const Best lt = best_torch(w, t);
+                const Result tp = summarize(m["tape"]), gr = summarize(m["grad"]), lg = summarize(m["libtorch_grad"]),
+                             bs = summarize(m["base"]);
+                const std::string why = refuse(w, tp, lt);
+                const double r = tp.ok && lt.r.ok ? tp.median / lt.r.median : NAN;
+                md << fmt::format("| {} | {} | {} | {} | {} | {} | {:.3g} | {} | {} | {} | {} | {} | {} | {} | {} |", w, t,
+                                  torch_cell(lt, "ms"), fmt_val(tp, "ms"),
+                                  why.empty() ? fmt::format("{:.2f}", r) : "– (" + why + ")",
+                                  why.empty() ? vs_baseline(w, t, r, tp.spread > 0.10 || lt.r.spread > 0.10) : std::string("–"),
+                                  gflop_per_step(w), roof(w, t, tp),
+                                  roof(w, t, lt.r), fmt_val(gr, "ms"), ratio(tp, gr), fmt_val(lg, "ms"), ratio(lt.r, lg),
+                                  memory(lt.r, tp), fmt::format("{:.0f} / {:.0f} (+{:.0f})", lt.r.allocs, tp.allocs, tp.dnnl_allocs));
                 if (with_base) md << fmt::format(" {} | {} |", fmt_val(bs, "ms"), ratio(tp, bs));
                 md << "\n";
+                add_row(w, t, tp, lt, why, r);
             }
     }
-    md << fmt::format("\nmedians of {} round(s), each process timed per docs/benchmarks.md; ⚠ = rounds differ by more than 10%.\n",
-                      rounds);
+    const double minutes = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() / 60;
+    md << fmt::format("\nmedians of {} round(s), each process timed per docs/benchmarks.md; ⚠ = rounds differ by more than 10%; "
+                      "libtorch configurations: {}; run time {:.1f} min.\n",
+                      rounds, plain ? "T<n> only (--torch-configs plain)" : "the fastest of those in docs/benchmarks.md", minutes);
+    if (!baseline_file.empty()) {
+        md << "\nBaseline: " << baseline_file << " (" << baseline_json.value("date", std::string("undated")) << "). ";
+        if (regressions.empty()) {
+            md << "No tape / libtorch ratio more than 5 % worse.\n";
+        } else {
+            md << "**Ratios more than 5 % worse than the baseline's:**\n";
+            for (const auto& r : regressions) md << "- " << r << "\n";
+        }
+    }
     fmt::print("{}", md.str());
     if (!out_file.empty()) std::ofstream(out_file) << md.str();
+    if (!json_file.empty()) {
+        char date[64];
+        const std::time_t now = std::time(nullptr);
+        std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
+        nlohmann::json peaks;
+        for (const auto& t : threads) peaks[t] = peak[t];
+        nlohmann::json cj = nlohmann::json::object();
+        for (const auto& [w, c] : checks) cj[w] = {{"ok", c.ok}, {"result", c.j}, {"error", c.error}};
+        std::ofstream(json_file) << nlohmann::json{{"date", date},
+                                                   {"rounds", rounds},
+                                                   {"quick", quick},
+                                                   {"torch_configs", torch_mode},
+                                                   {"peak_gflops", peaks},
+                                                   {"checks", cj},
+                                                   {"rows", rows},
+                                                   {"baseline", baseline_file},
+                                                   {"regressions", regressions}}
+                                        .dump(1)
+                                 << "\n";
+    }
     return 0;
 }

@@ -1,16 +1,23 @@
 // libtorch (C++ API) side of the benchmark workloads, exactly as docs/benchmarks.md defines
-// them: bench_torch <workload> <threads> [grad | dump PREFIX]. Prints one JSON line like bench_xgrad.
-// The optional `grad` (second-order workloads hvp_*, double_backprop_mlp only) times the same step
-// without its second-order part, as bench_xgrad's impl grad does. `dump PREFIX` (sequence workloads
-// lstm_step, gru_step, attention_step only) times nothing: it writes the initial weights, the input,
-// the loss and the gradients of one forward + backward for bench_xgrad's check (seq_workloads.hpp).
+// them: bench_torch <workload> <threads> [grad] [channels_last] [dump PREFIX]. Prints one JSON line
+// like bench_xgrad. threads 0 = libtorch's default threading (neither torch::set_num_threads nor
+// openblas_set_num_threads called). `grad` (second-order workloads hvp_*, double_backprop_mlp only)
+// times the same step without its second-order part, as bench_xgrad's impl grad does.
+// `channels_last` (convolution workloads) keeps the conv weights and the input in
+// torch::MemoryFormat::ChannelsLast. `dump PREFIX` times nothing: it writes the initial weights, the
+// data, and the loss and gradients of one run of the timed step for bench_xgrad's check
+// (seq_workloads.hpp). Every step returns its loss (timing.hpp keeps the first and checks all are finite).
 #include <cblas.h>
 #include <torch/torch.h>
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <functional>
 #include <limits>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "seq_workloads.hpp"
 #include "timing.hpp"
@@ -131,41 +138,71 @@ struct PreLnBlockImpl : nn::Module {
 };
 TORCH_MODULE(PreLnBlock);
 
-/// The check's files (seq_workloads.hpp): PREFIX.weights.safetensors (the parameters, state-dict names)
-/// and PREFIX.ref.safetensors (input, loss, grad.<name>) after one forward + backward of `loss_fn`.
-template <class LossFn>
-int dump(nn::Module& m, const std::string& prefix, LossFn loss_fn, const torch::Tensor* input)
+using Named = std::vector<std::pair<std::string, torch::Tensor>>;
+
+/// The check's files (seq_workloads.hpp): PREFIX.weights.safetensors (the parameters before the step),
+/// PREFIX.input.safetensors ("input.<name>", when there are data) and PREFIX.ref.safetensors ("loss",
+/// "grad.<name>") after one run of `step`; `grads`
+/// gives the gradient per parameter afterwards (default: the parameters' grad()).
+int dump(const Named& params, const Named& inputs, const std::string& prefix, const std::function<double()>& step,
+         const std::function<std::vector<torch::Tensor>()>& grads)
 {
     auto add = [](seq::SafetensorsWriter& w, const std::string& name, const torch::Tensor& t) {
         const auto c = t.detach().contiguous();
         w.add(name, c.sizes().vec(), c.data_ptr<float>(), std::size_t(c.numel()));
     };
-    seq::SafetensorsWriter weights, ref;
-    for (const auto& p : m.named_parameters()) add(weights, p.key(), p.value());
-    m.zero_grad();
-    const torch::Tensor loss = loss_fn();
-    loss.backward();
-    if (input) add(ref, "input", *input);
-    add(ref, "loss", loss.reshape({1}));
-    for (const auto& p : m.named_parameters()) add(ref, "grad." + p.key(), p.value().grad());
-    if (!weights.write(prefix + ".weights.safetensors") || !ref.write(prefix + ".ref.safetensors"))
+    seq::SafetensorsWriter weights, data, ref;
+    for (const auto& [name, p] : params) add(weights, name, p);
+    for (const auto& [name, t] : inputs) add(data, "input." + name, t);
+    const double loss = step();
+    const float lf = float(loss);
+    ref.add("loss", {1}, &lf, 1);
+    std::vector<torch::Tensor> g;
+    if (grads) g = grads();
+    for (std::size_t k = 0; k < params.size(); ++k) {
+        const torch::Tensor gk = grads ? g[k] : params[k].second.grad();
+        if (!gk.defined()) return fail("dump: no gradient for " + params[k].first);
+        add(ref, "grad." + params[k].first, gk);
+    }
+    if (!weights.write(prefix + ".weights.safetensors") || !ref.write(prefix + ".ref.safetensors") ||
+        (!inputs.empty() && !data.write(prefix + ".input.safetensors")))
         return fail("dump: cannot write " + prefix + ".*.safetensors");
-    std::printf("{\"impl\":\"dump\",\"loss\":%.9g}\n", loss.item<double>());
+    std::printf("{\"impl\":\"dump\",\"loss\":%.9g}\n", loss);
     return 0;
+}
+
+Named named(nn::Module& m)
+{
+    Named out;
+    for (const auto& p : m.named_parameters()) out.emplace_back(p.key(), p.value());
+    return out;
 }
 
 }  // namespace
 
 int main(int argc, char** argv)
 {
-    if (argc != 3 && !(argc == 4 && std::string(argv[3]) == "grad") && !(argc == 5 && std::string(argv[3]) == "dump"))
-        return fail("usage: bench_torch <workload> <threads> [grad | dump PREFIX]");
+    const char* usage = "usage: bench_torch <workload> <threads, 0 = default> [grad] [channels_last] [dump PREFIX]";
+    if (argc < 3) return fail(usage);
     const std::string wl = argv[1];
-    const bool first_order = argc == 4;  // second-order workloads: their first-order baseline
-    const std::string dump_prefix = argc == 5 ? argv[4] : "";  // sequence workloads: the check's files
+    bool first_order = false, channels_last = false;  // grad: second-order workloads' first-order baseline
+    std::string dump_prefix;                          // the check's files
+    for (int i = 3; i < argc; ++i) {
+        const std::string a = argv[i];
+        if (a == "grad")
+            first_order = true;
+        else if (a == "channels_last")
+            channels_last = true;
+        else if (a == "dump" && i + 1 < argc)
+            dump_prefix = argv[++i];
+        else
+            return fail(usage);
+    }
     const int threads = std::atoi(argv[2]);
-    torch::set_num_threads(threads);
-    openblas_set_num_threads(threads);  // libtorch_cpu links the same libopenblas.so.0
+    if (threads > 0) {
+        torch::set_num_threads(threads);
+        openblas_set_num_threads(threads);  // libtorch_cpu links the same libopenblas.so.0
+    }
     torch::manual_seed(1);
     {
         auto v = torch::ones({1}, torch::requires_grad());
@@ -175,8 +212,6 @@ int main(int argc, char** argv)
     const char* I = first_order ? "libtorch_grad" : "libtorch";
     if (first_order && wl.rfind("hvp_", 0) != 0 && wl != "double_backprop_mlp")
         return fail("grad: only for the second-order workloads (hvp_*, double_backprop_mlp)");
-    if (!dump_prefix.empty() && wl != "lstm_step" && wl != "gru_step" && wl != "attention_step")
-        return fail("dump: only for the sequence workloads (lstm_step, gru_step, attention_step)");
     auto mlp = [] {
         return nn::Sequential(nn::Linear(784, 256), nn::ReLU(), nn::Linear(256, 128), nn::ReLU(), nn::Linear(128, 10));
     };
@@ -185,11 +220,42 @@ int main(int argc, char** argv)
                               nn::Conv2d(nn::Conv2dOptions(6, 16, 5)), nn::ReLU(), nn::AvgPool2d(2), nn::Flatten(),
                               nn::Linear(400, 120), nn::ReLU(), nn::Linear(120, 84), nn::ReLU(), nn::Linear(84, 10));
     };
+    // channels_last: the 4-d parameters (conv weights) and 4-d inputs in NHWC memory order.
+    auto layout = [&](nn::Module& m) {
+        if (!channels_last) return;
+        torch::NoGradGuard ng;
+        for (auto& p : m.parameters())
+            if (p.dim() == 4) p.set_data(p.contiguous(torch::MemoryFormat::ChannelsLast));
+    };
+    auto input = [&](torch::Tensor x) {
+        return channels_last && x.dim() == 4 ? x.contiguous(torch::MemoryFormat::ChannelsLast) : x;
+    };
     auto train_step = [&](nn::Sequential& model, torch::optim::SGD& opt, const torch::Tensor& x, const torch::Tensor& y) {
         opt.zero_grad();
         auto loss = torch::nn::functional::cross_entropy(model->forward(x), y);
         loss.backward();
         opt.step();
+        return loss.item<double>();
+    };
+
+    // What every workload sets: its parameters and data by name (the check's files), the timed step
+    // (returns the loss), a setup outside the clock if any, and where the step leaves its gradients.
+    Named params, inputs;
+    std::function<double()> step;
+    std::function<void()> setup = [] {};
+    std::function<std::vector<torch::Tensor>()> grads;  // null: the parameters' grad()
+    std::string unit = "ms", extra;
+    double scale = 1e3;
+    double gflop = 0;  // mm_*: GFLOP per step, for the GFLOP/s in the report
+    auto seq_train = [&](nn::Sequential net, torch::Tensor x, torch::Tensor y) {
+        layout(*net);
+        x = input(x);
+        params = named(*net);
+        inputs = {{"x", x}};
+        auto n = std::make_shared<nn::Sequential>(net);
+        auto opt = std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.01));
+        auto xy = std::make_shared<std::pair<torch::Tensor, torch::Tensor>>(x, y);
+        step = [&train_step, n, opt, xy] { return train_step(*n, *opt, xy->first, xy->second); };
     };
 
     if (wl == "mnist_softmax_sgd") {
@@ -200,139 +266,146 @@ int main(int argc, char** argv)
         const double bound = 1 / std::sqrt(784.0);
         auto W1 = torch::empty({784, 10}).uniform_(-bound, bound).requires_grad_();
         auto b1 = torch::zeros({10}, torch::requires_grad());
-        torch::optim::SGD opt({b0, W1, b1}, torch::optim::SGDOptions(0.001));
-        auto step = [&] {
-            opt.zero_grad();
+        params = {{"b0", b0}, {"W1", W1}, {"b1", b1}};
+        inputs = {{"x", x}};
+        auto opt = std::make_shared<torch::optim::SGD>(std::vector<torch::Tensor>{b0, W1, b1}, torch::optim::SGDOptions(0.001));
+        step = [=] {
+            opt->zero_grad();
             auto y = torch::softmax(torch::mm(torch::tanh(x + b0), W1) + b1, 1);
-            (y - t).pow(2).sum().backward();
-            opt.step();
+            auto loss = (y - t).pow(2).sum();
+            loss.backward();
+            opt->step();
+            return loss.item<double>();
         };
-        report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
     } else if (wl == "mlp_b64" || wl == "mlp_b256") {
         const int64_t B = wl == "mlp_b64" ? 64 : 256;
-        nn::Sequential net = mlp();
-        torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
-        auto x = torch::rand({B, 784});
-        auto y = labels_mod10(B);
-        report(I, wl, threads, "ms", 1e3, run([] {}, [&] { train_step(net, opt, x, y); }), base);
+        seq_train(mlp(), torch::rand({B, 784}), labels_mod10(B));
     } else if (wl == "lenet" || wl == "lenet_nomkldnn") {
         if (wl == "lenet_nomkldnn") at::globalContext().setUserEnabledMkldnn(false);
-        nn::Sequential net = lenet();
-        torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
-        auto x = torch::rand({64, 1, 28, 28});
-        auto y = labels_mod10(64);
-        report(I, wl, threads, "ms", 1e3, run([] {}, [&] { train_step(net, opt, x, y); }), base);
+        seq_train(lenet(), torch::rand({64, 1, 28, 28}), labels_mod10(64));
     } else if (wl == "resnet_b64") {
         nn::Sequential net(nn::Conv2d(nn::Conv2dOptions(1, 16, 3).padding(1).bias(false)), nn::BatchNorm2d(16), nn::ReLU(),
                            BasicBlock(16, 16, 1), BasicBlock(16, 32, 2), BasicBlock(32, 64, 2),
                            nn::AdaptiveAvgPool2d(nn::AdaptiveAvgPool2dOptions(1)), nn::Flatten(), nn::Linear(64, 10));
         net->train();
-        torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
-        auto x = torch::rand({64, 1, 28, 28});
-        auto y = labels_mod10(64);
-        report(I, wl, threads, "ms", 1e3, run([] {}, [&] { train_step(net, opt, x, y); }), base);
+        seq_train(net, torch::rand({64, 1, 28, 28}), labels_mod10(64));
     } else if (wl == "bn_conv") {
         // conv 3×3 (16→16, pad 1, no bias) → BatchNorm2d (train) → ReLU → mean, SGD
         nn::Sequential net(nn::Conv2d(nn::Conv2dOptions(16, 16, 3).padding(1).bias(false)), nn::BatchNorm2d(16), nn::ReLU());
         net->train();
-        torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
-        auto x = torch::rand({64, 16, 28, 28});
-        auto step = [&] {
-            opt.zero_grad();
-            net->forward(x).mean().backward();
-            opt.step();
+        layout(*net);
+        auto x = input(torch::rand({64, 16, 28, 28}));
+        params = named(*net);
+        inputs = {{"x", x}};
+        auto opt = std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.01));
+        step = [=]() mutable {
+            opt->zero_grad();
+            auto loss = net->forward(x).mean();
+            loss.backward();
+            opt->step();
+            return loss.item<double>();
         };
-        report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
     } else if (wl == "layernorm_mlp") {
         nn::Sequential net(nn::Linear(784, 256), nn::LayerNorm(nn::LayerNormOptions({256})), nn::GELU(), nn::Linear(256, 128),
                            nn::LayerNorm(nn::LayerNormOptions({128})), nn::GELU(), nn::Linear(128, 10));
-        torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
-        auto x = torch::rand({64, 784});
-        auto y = labels_mod10(64);
-        report(I, wl, threads, "ms", 1e3, run([] {}, [&] { train_step(net, opt, x, y); }), base);
+        seq_train(net, torch::rand({64, 784}), labels_mod10(64));
     } else if (wl == "hvp_mlp" || wl == "hvp_lenet") {
         // Hessian-vector product of the loss w.r.t. all parameters, v ~ U(−1, 1) per parameter:
         // grad(create_graph) of the loss, then grad of Σ_k sum(g_k ⊙ v_k). grad: zero_grad, forward, backward.
         nn::Sequential net = wl == "hvp_mlp" ? mlp() : lenet();
-        auto x = wl == "hvp_mlp" ? torch::rand({64, 784}) : torch::rand({64, 1, 28, 28});
+        layout(*net);
+        auto x = input(wl == "hvp_mlp" ? torch::rand({64, 784}) : torch::rand({64, 1, 28, 28}));
         auto y = labels_mod10(64);
-        const std::vector<torch::Tensor> params = net->parameters();
+        params = named(*net);
+        inputs = {{"x", x}};
+        const std::vector<torch::Tensor> ps = net->parameters();
         std::vector<torch::Tensor> v;
-        for (const auto& p : params) v.push_back(torch::empty_like(p).uniform_(-1, 1));
-        auto hvp = [&] {
-            auto loss = torch::nn::functional::cross_entropy(net->forward(x), y);
-            auto g = torch::autograd::grad({loss}, params, {}, /*retain_graph=*/true, /*create_graph=*/true);
-            auto dot = (g[0] * v[0]).sum();
-            for (std::size_t k = 1; k < g.size(); ++k) dot = dot + (g[k] * v[k]).sum();
-            torch::autograd::grad({dot}, params);  // Hv, one tensor per parameter
-        };
-        auto grad = [&] {
-            net->zero_grad();
-            torch::nn::functional::cross_entropy(net->forward(x), y).backward();
-        };
-        if (first_order)
-            report(I, wl, threads, "ms", 1e3, run([] {}, grad), base);
-        else
-            report(I, wl, threads, "ms", 1e3, run([] {}, hvp), base);
+        for (std::size_t k = 0; k < ps.size(); ++k) {
+            v.push_back(torch::empty_like(ps[k]).uniform_(-1, 1));
+            inputs.emplace_back("v." + params[k].first, v.back());
+        }
+        auto hv = std::make_shared<std::vector<torch::Tensor>>();
+        if (first_order) {
+            step = [=]() mutable {
+                net->zero_grad();
+                auto loss = torch::nn::functional::cross_entropy(net->forward(x), y);
+                loss.backward();
+                return loss.item<double>();
+            };
+        } else {
+            step = [=]() mutable {
+                auto loss = torch::nn::functional::cross_entropy(net->forward(x), y);
+                auto g = torch::autograd::grad({loss}, ps, {}, /*retain_graph=*/true, /*create_graph=*/true);
+                auto dot = (g[0] * v[0]).sum();
+                for (std::size_t k = 1; k < g.size(); ++k) dot = dot + (g[k] * v[k]).sum();
+                *hv = torch::autograd::grad({dot}, ps);  // Hv, one tensor per parameter
+                return loss.item<double>();
+            };
+            grads = [hv] { return *hv; };
+        }
     } else if (wl == "double_backprop_mlp") {
         // One SGD step on loss = CE + λ‖∂CE/∂x‖², λ = 0.1; grad: the same step on CE alone (mlp_b64's step).
         const double lambda = 0.1;
         nn::Sequential net = mlp();
-        const std::vector<torch::Tensor> params = net->parameters();
-        torch::optim::SGD opt(params, torch::optim::SGDOptions(0.01));
+        const std::vector<torch::Tensor> ps = net->parameters();
+        auto opt = std::make_shared<torch::optim::SGD>(ps, torch::optim::SGDOptions(0.01));
         auto x = torch::rand({64, 784});
         auto y = labels_mod10(64);
         auto xg = x.clone().requires_grad_();
-        auto step = [&] {
-            opt.zero_grad();
-            auto ce = torch::nn::functional::cross_entropy(net->forward(xg), y);
-            auto gx = torch::autograd::grad({ce}, {xg}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
-            (ce + lambda * (gx * gx).sum()).backward({}, c10::nullopt, false, params);  // parameters only, not x
-            opt.step();
-        };
-        if (first_order)
-            report(I, wl, threads, "ms", 1e3, run([] {}, [&] { train_step(net, opt, x, y); }), base);
-        else
-            report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
+        params = named(*net);
+        inputs = {{"x", x}};
+        if (first_order) {
+            step = [=, &train_step]() mutable { return train_step(net, *opt, x, y); };
+        } else {
+            step = [=]() mutable {
+                opt->zero_grad();
+                auto ce = torch::nn::functional::cross_entropy(net->forward(xg), y);
+                auto gx = torch::autograd::grad({ce}, {xg}, {}, /*retain_graph=*/true, /*create_graph=*/true)[0];
+                auto loss = ce + lambda * (gx * gx).sum();
+                loss.backward({}, c10::nullopt, false, ps);  // parameters only, not x
+                opt->step();
+                return loss.item<double>();
+            };
+        }
     } else if (wl == "lstm_step" || wl == "gru_step") {
         SeqLM net(wl == "lstm_step");
         const auto tok = seq::tokens();
         const auto all = torch::tensor(tok, torch::kLong).reshape({int64_t(seq::L + 1), int64_t(seq::B)});
         const auto x = all.slice(0, 0, seq::L).contiguous(), y = all.slice(0, 1).reshape({-1}).contiguous();
-        if (!dump_prefix.empty()) return dump(*net, dump_prefix, [&] { return net->loss(x, y); }, nullptr);
-        torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
-        auto step = [&] {
-            opt.zero_grad();
-            net->loss(x, y).backward();
-            opt.step();
+        params = named(*net);
+        auto opt = std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.01));
+        step = [=]() mutable {
+            opt->zero_grad();
+            auto loss = net->loss(x, y);
+            loss.backward();
+            opt->step();
+            return loss.item<double>();
         };
-        report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
     } else if (wl == "attention_step") {
         PreLnBlock net;
         const auto x = torch::rand({int64_t(seq::BA), int64_t(seq::LA), int64_t(seq::D)});
-        auto loss = [&] {
+        params = named(*net);
+        inputs = {{"x", x}};
+        auto opt = std::make_shared<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(0.01));
+        step = [=]() mutable {
+            opt->zero_grad();
             const auto y = net->forward(x);
-            return (y * y).mean();
+            auto loss = (y * y).mean();
+            loss.backward();
+            opt->step();
+            return loss.item<double>();
         };
-        if (!dump_prefix.empty()) return dump(*net, dump_prefix, loss, &x);
-        torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01));
-        auto step = [&] {
-            opt.zero_grad();
-            loss().backward();
-            opt.step();
-        };
-        report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
     } else if (wl == "tape_1" || wl == "tape_64x64") {
         const std::vector<int64_t> shape = wl == "tape_1" ? std::vector<int64_t>{1} : std::vector<int64_t>{64, 64};
         const int N = 10000;
         auto x0 = torch::full(shape, 0.5, torch::requires_grad());
         auto w = torch::ones(shape, torch::requires_grad());
-        double fwd = 0, bwd = 0;
-        auto setup = [&] {
+        params = {{"x0", x0}, {"w", w}};
+        auto fb = std::make_shared<std::pair<double, double>>(0.0, 0.0);  // forward, backward seconds
+        step = [=]() mutable {
+            // Both gradients reset to undefined inside the clock (xgrad's tape.clear() releases its own there too).
             x0.mutable_grad() = torch::Tensor();
             w.mutable_grad() = torch::Tensor();
-        };
-        auto rep = [&] {
             const auto t0 = std::chrono::steady_clock::now();
             auto x = x0;
             for (int i = 0; i < N; ++i) {
@@ -346,31 +419,47 @@ int main(int argc, char** argv)
             auto loss = x.sum();
             const auto t1 = std::chrono::steady_clock::now();
             loss.backward();
+            const double l = loss.item<double>();
             x = torch::Tensor();
             loss = torch::Tensor();
             const auto t2 = std::chrono::steady_clock::now();
-            fwd += std::chrono::duration<double>(t1 - t0).count();
-            bwd += std::chrono::duration<double>(t2 - t1).count();
+            fb->first += std::chrono::duration<double>(t1 - t0).count();
+            fb->second += std::chrono::duration<double>(t2 - t1).count();
+            return l;
         };
-        const Stats s = run(setup, rep);
-        char extra[96];
-        std::snprintf(extra, sizeof extra, ",\"fwd_share\":%.3f", fwd / (fwd + bwd));
-        report(I, wl, threads, "ns/op", 1e9 / double(N), s, base, extra);
+        unit = "ns/op";
+        scale = 1e9 / double(N);
+        if (dump_prefix.empty()) {
+            const Stats s = run(setup, step);
+            char e[96];
+            std::snprintf(e, sizeof e, ",\"fwd_share\":%.3f", fb->first / (fb->first + fb->second));
+            report(I, wl, threads, unit.c_str(), scale, s, base, e);
+            return 0;
+        }
     } else if (wl == "mm_512" || wl == "mm_1024") {
         const int64_t n = wl == "mm_512" ? 512 : 1024;
         auto A = torch::randn({n, n}, torch::requires_grad());
         auto B = torch::randn({n, n}, torch::requires_grad());
-        auto setup = [&] {
-            A.mutable_grad() = torch::Tensor();
-            B.mutable_grad() = torch::Tensor();
+        params = {{"A", A}, {"B", B}};
+        step = [=]() mutable {
+            // Gradients zeroed in place inside the clock, as xgrad's Parameter::zero_grad (both sides).
+            if (A.grad().defined()) A.mutable_grad().zero_();
+            if (B.grad().defined()) B.mutable_grad().zero_();
+            auto loss = torch::mm(A, B).sum();
+            loss.backward();
+            return loss.item<double>();
         };
-        auto rep = [&] { torch::mm(A, B).sum().backward(); };
-        const Stats s = run(setup, rep);
-        char extra[64];
-        std::snprintf(extra, sizeof extra, ",\"gflops\":%.1f", 6.0 * double(n) * double(n) * double(n) / s.median / 1e9);
-        report(I, wl, threads, "ms", 1e3, s, base, extra);
+        gflop = 6.0 * double(n) * double(n) * double(n) / 1e9;
     } else {
         return fail("unknown workload " + wl);
     }
+    if (!dump_prefix.empty()) return dump(params, inputs, dump_prefix, step, grads);
+    const Stats s = run(setup, step);
+    if (gflop > 0) {
+        char e[64];
+        std::snprintf(e, sizeof e, ",\"gflops\":%.1f", gflop / s.median);
+        extra = e;
+    }
+    report(I, wl, threads, unit.c_str(), scale, s, base, extra);
     return 0;
 }

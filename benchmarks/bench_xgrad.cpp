@@ -1,9 +1,10 @@
 // xgrad side of the benchmark workloads (docs/benchmarks.md), one (impl, workload, threads)
-// per process: bench_xgrad <tape|hand|grad|blas|sgemm> <workload> <threads>. Prints one JSON line.
-//   bench_xgrad check <lstm_step|gru_step|attention_step> <threads> PREFIX: times nothing; loads the
-//   files `bench_torch W T dump PREFIX` wrote (libtorch's weights by state-dict name, its input, loss and
-//   gradients), runs one forward + backward on them and prints how far xgrad's loss and gradients are
-//   from libtorch's (seq_workloads.hpp).
+// per process: bench_xgrad <tape|hand|grad|blas|sgemm> <workload> <threads> [PREFIX]. Prints one JSON
+// line. With PREFIX (the files of `bench_torch W 1 dump PREFIX`), the step starts from libtorch's
+// weights and data, so the loss of its first step (reported as loss_first) is libtorch's.
+//   bench_xgrad check <workload> <threads> PREFIX: times nothing; loads those files (libtorch's weights
+//   and data by name, its loss and gradients), runs the timed tape step once and prints how far xgrad's
+//   loss and gradients are from libtorch's (seq_workloads.hpp).
 //   tape: xgrad's tape and nn library;  hand: hand-written backprop on the same kernels
 //   (reference/steps/xgrad/reference/hand_steps.hpp);  blas: OpenBLAS's plain cblas_sgemm and sgemm: the GEMM xgrad uses (oneDNN's
 //   dnnl_sgemm when built with it), the ceilings for workloads gemm_512, gemm_1024;  grad (second-order
@@ -13,6 +14,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -21,6 +23,8 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "second_order.hpp"
@@ -48,19 +52,6 @@ Tensor<F> one_hot_mod10(std::size_t B)
     Tensor<F> t = xt::zeros<F>({B, std::size_t(10)});
     for (std::size_t i = 0; i < B; ++i) t(i, i % 10) = 1;
     return t;
-}
-
-/// Times the tape's training step of `net`: cross-entropy on (x, y), backward, SGD(lr).
-Stats tape_ce_steps(nn::Module<F>& net, const Tensor<F>& x, const IndexTensor& y, F lr)
-{
-    Tape<F> tape;
-    nn::SGD<F> opt(net.parameters(), {lr});
-    return run([] {}, [&] {
-        opt.zero_grad();
-        tape.backward(cross_entropy(net(tape.borrow(x)), y));
-        opt.step();
-        tape.clear();
-    });
 }
 
 int fail(const std::string& why)
@@ -121,68 +112,70 @@ nn::TransformerEncoderLayerOptions attention_block_options()
         .norm_first(true);
 }
 
-/// The check against libtorch (seq_workloads.hpp): loads PREFIX.weights.safetensors into `net` by
-/// name, PREFIX.ref.safetensors (input if `input` is given, loss, grad.<name>), runs loss_of(tape,
-/// input) forward and backward once, prints the relative differences as one JSON line. Exit status 0
-/// when all are within seq::check_tolerance, 1 when not.
-template <class LossOf>
-int check_against_torch(nn::Module<F>& net, const std::string& wl, const std::string& prefix, Tensor<F>* input, LossOf loss_of)
+using ParamList = std::vector<std::pair<std::string, Parameter<F>*>>;
+using LoadList = std::vector<std::pair<std::string, Tensor<F>*>>;
+
+/// Loads libtorch's weights (PREFIX.weights.safetensors) into `params` and its data
+/// (PREFIX.input.safetensors, "input.<name>") into `inputs`, by name; throws naming what does not match.
+void load_from_torch(const std::string& prefix, const ParamList& params, const LoadList& inputs)
 {
-    try {
-        nn::load_weights(net, prefix + ".weights.safetensors");
-    } catch (const std::exception& e) {
-        return fail(std::string("check: ") + e.what());
-    }
-    const auto named = net.named_parameters();
+    LoadList w, in;
+    for (const auto& [name, p] : params) w.emplace_back(name, &p->value());
+    nn::load_tensors<F>(prefix + ".weights.safetensors", w);
+    for (const auto& [name, t] : inputs) in.emplace_back("input." + name, t);
+    if (!in.empty()) nn::load_tensors<F>(prefix + ".input.safetensors", in);
+}
+
+/// The check against libtorch (seq_workloads.hpp): the step has run once on libtorch's weights and
+/// data and returned `loss`; compares it and each parameter's gradient (`grads`, in `params`' order)
+/// with PREFIX.ref.safetensors and prints the relative differences as one JSON line. Exit status 0
+/// when all are within check_tolerance, 1 when not.
+int compare_with_torch(const std::string& wl, const std::string& prefix, const ParamList& params,
+                       const std::vector<Tensor<F>>& grads, double loss)
+{
     Tensor<F> ref_loss = Tensor<F>::from_shape({1});
     std::vector<Tensor<F>> ref_grads;
-    ref_grads.reserve(named.size());
-    std::vector<std::pair<std::string, Tensor<F>*>> entries{{"loss", &ref_loss}};
-    if (input) entries.emplace_back("input", input);
-    for (const auto& [name, p] : named) {
+    ref_grads.reserve(params.size());
+    LoadList entries{{"loss", &ref_loss}};
+    for (const auto& [name, p] : params) {
         ref_grads.push_back(Tensor<F>::from_shape(p->shape()));
         entries.emplace_back("grad." + name, &ref_grads.back());
     }
-    try {
-        nn::load_tensors<F>(prefix + ".ref.safetensors", entries);
-    } catch (const std::exception& e) {
-        return fail(std::string("check: ") + e.what());
-    }
-    Tape<F> tape;
-    net.zero_grad();
-    const Var<F> loss = loss_of(tape);
-    tape.backward(loss);
-    const double lx = double(loss.value().data()[0]), lt = double(ref_loss(0));
-    const double loss_rel = std::abs(lx - lt) / std::max(std::abs(lt), 1e-30);
+    nn::load_tensors<F>(prefix + ".ref.safetensors", entries);
+    const double lt = double(ref_loss(0));
+    const double loss_rel = std::isfinite(loss) ? std::abs(loss - lt) / std::max(std::abs(lt), 1e-30) : 1e300;
     double worst = 0;
     std::string worst_name;
-    for (std::size_t k = 0; k < named.size(); ++k) {
-        const Tensor<F>& g = named[k].second->grad();
+    for (std::size_t k = 0; k < params.size(); ++k) {
+        const Tensor<F>& g = grads[k];
         const Tensor<F>& r = ref_grads[k];
+        if (g.shape() != r.shape()) throw std::runtime_error("check: gradient of " + params[k].first + " has the wrong shape");
         double diff = 0, scale = 0;
         for (std::size_t i = 0; i < r.size(); ++i) {
             diff = std::max(diff, std::abs(double(g.data()[i]) - double(r.data()[i])));
             scale = std::max(scale, std::abs(double(r.data()[i])));
         }
         const double rel = std::isfinite(diff) ? diff / std::max(scale, 1e-30) : 1e300;
-        if (rel >= worst) worst = rel, worst_name = named[k].first;
+        if (rel >= worst) worst = rel, worst_name = params[k].first;
     }
-    const bool ok = loss_rel <= seq::check_tolerance && worst <= seq::check_tolerance;
+    const bool ok = loss_rel <= check_tolerance && worst <= check_tolerance;
     std::printf("{\"impl\":\"check\",\"workload\":\"%s\",\"loss_libtorch\":%.9g,\"loss_xgrad\":%.9g,\"loss_rel\":%.3g,"
                 "\"grad_max_rel\":%.3g,\"worst\":\"%s\",\"parameters\":%zu,\"tolerance\":%g,\"ok\":%s}\n",
-                wl.c_str(), lt, lx, loss_rel, worst, worst_name.c_str(), named.size(), seq::check_tolerance,
+                wl.c_str(), lt, loss, loss_rel, worst, worst_name.c_str(), params.size(), check_tolerance,
                 ok ? "true" : "false");
     return ok ? 0 : 1;
 }
+
+ParamList named(nn::Module<F>& m) { return m.named_parameters(); }
 
 }  // namespace
 
 int main(int argc, char** argv)
 {
-    if (argc != 4 && !(argc == 5 && std::string(argv[1]) == "check"))
-        return fail("usage: bench_xgrad <tape|hand|grad|blas|sgemm> <workload> <threads>  |  bench_xgrad check <workload> <threads> PREFIX");
-    const std::string impl = argv[1], wl = argv[2];
-    if (impl == "check" && argc != 5) return fail("check: needs the PREFIX of bench_torch's dump");
+    if (argc != 4 && argc != 5)
+        return fail("usage: bench_xgrad <tape|hand|grad|blas|sgemm> <workload> <threads> [PREFIX]  |  bench_xgrad check <workload> <threads> PREFIX");
+    const std::string impl = argv[1], wl = argv[2], prefix = argc == 5 ? argv[4] : "";
+    if (impl == "check" && prefix.empty()) return fail("check: needs the PREFIX of bench_torch's dump");
     const int threads = std::atoi(argv[3]);
     xgrad::set_num_threads(threads);  // OpenBLAS and OpenMP (oneDNN)
     {  // base memory: library loaded and one tiny op done
@@ -194,272 +187,359 @@ int main(int argc, char** argv)
     const char* I = impl.c_str();
     const F lr = 0.01f;
 
-    if (wl == "mnist_softmax_sgd") {
-        const std::size_t B = 64;
-        const Tensor<F> x = rand_uniform<F>({B, 784}, 1), t = one_hot_mod10(B);
-        const F bound = 1 / std::sqrt(784.0f);
-        Parameter<F> b0(xt::zeros<F>({784})), W1(rand_uniform<F>({784, 10}, 2, -bound, bound)), b1(xt::zeros<F>({10}));
-        if (impl == "tape") {
-            Tape<F> tape;
-            nn::SGD<F> opt({&b0, &W1, &b1}, {0.001});
-            auto step = [&] {
-                opt.zero_grad();
-                auto y = softmax(matmul(tanh(tape.borrow(x) + tape.param(b0)), tape.param(W1)) + tape.param(b1), 1);
-                tape.backward(mse_loss(y, tape.borrow(t), Reduction::sum));
-                opt.step();
-                tape.clear();
+    // What every workload sets, in this order: its parameters and data under libtorch's names, loaded
+    // from PREFIX when given (load()); then the steps, which return their loss: `tape` (impl tape, and
+    // the step the check runs), `hand` or `grad` where the workload has them. `grads` gives the
+    // gradients per parameter after a tape step when they are not the parameters' grad() (hvp: Hv;
+    // tape_*: the leaves' gradients).
+    ParamList params;
+    LoadList inputs;
+    std::function<double()> tape_step, hand_step, grad_step;
+    std::function<std::vector<Tensor<F>>()> grads;
+    std::string unit = "ms";
+    double scale = 1e3;
+    auto load = [&] {
+        if (!prefix.empty()) load_from_torch(prefix, params, inputs);
+    };
+    // Models, tapes and optimizers the steps refer to live as long as main; released last made first.
+    struct Keep {
+        std::vector<std::shared_ptr<void>> v;
+        ~Keep()
+        {
+            while (!v.empty()) v.pop_back();
+        }
+    } keep;
+    auto own = [&](auto* p) {
+        keep.v.emplace_back(std::shared_ptr<std::remove_pointer_t<decltype(p)>>(p));
+        return p;
+    };
+    // The tape's training step of `net`: cross-entropy on (x, y), backward, SGD(lr).
+    auto ce_step = [&](nn::Module<F>& net, const Tensor<F>& x, const IndexTensor& y) {
+        auto* tape = own(new Tape<F>);
+        auto* opt = own(new nn::SGD<F>(net.parameters(), {lr}));
+        return std::function<double()>([&net, &x, &y, tape, opt] {
+            opt->zero_grad();
+            const Var<F> loss = cross_entropy(net(tape->borrow(x)), y);
+            tape->backward(loss);
+            const F l = loss.item();
+            opt->step();
+            tape->clear();
+            return double(l);
+        });
+    };
+    // Data: made here, possibly replaced by libtorch's on load().
+    Tensor<F> x;
+    IndexTensor y;
+
+    try {
+        if (wl == "mnist_softmax_sgd") {
+            const std::size_t B = 64;
+            x = rand_uniform<F>({B, 784}, 1);
+            const Tensor<F> t = one_hot_mod10(B);
+            const F bound = 1 / std::sqrt(784.0f);
+            auto* b0 = own(new Parameter<F>(xt::zeros<F>({784})));
+            auto* W1 = own(new Parameter<F>(rand_uniform<F>({784, 10}, 2, -bound, bound)));
+            auto* b1 = own(new Parameter<F>(xt::zeros<F>({10})));
+            params = {{"b0", b0}, {"W1", W1}, {"b1", b1}};
+            inputs = {{"x", &x}};
+            load();
+            auto* tape = own(new Tape<F>);
+            auto* opt = own(new nn::SGD<F>({b0, W1, b1}, {0.001}));
+            // The loss as libtorch's side writes it, (y − t)² summed, not the fused mse_loss.
+            tape_step = [=, &x] {
+                opt->zero_grad();
+                auto yv = softmax(matmul(tanh(tape->borrow(x) + tape->param(*b0)), tape->param(*W1)) + tape->param(*b1), 1);
+                const Var<F> d = yv - tape->borrow(t);
+                const Var<F> loss = sum(d * d);
+                tape->backward(loss);
+                const F l = loss.item();
+                opt->step();
+                tape->clear();
+                return double(l);
             };
-            report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
-        } else if (impl == "hand") {
-            HandMnistSoftmaxSgd h(b0.value(), W1.value(), b1.value());
-            report(I, wl, threads, "ms", 1e3, run([] {}, [&] { h.step(x, t, 0.001f); }), base);
-        } else {
-            return fail("no " + impl + " for " + wl);
-        }
-    } else if (wl == "mlp_b64" || wl == "mlp_b256") {
-        const std::size_t B = wl == "mlp_b64" ? 64 : 256;
-        const Tensor<F> x = rand_uniform<F>({B, 784}, 1);
-        const IndexTensor y = labels_mod10(B);
-        nn::MLP<F> net({784, 256, 128, 10}, nn::Activation::relu, nn::Activation::identity, 3);
-        if (impl == "tape") {
-            report(I, wl, threads, "ms", 1e3, tape_ce_steps(net, x, y, lr), base);
-        } else if (impl == "hand") {
-            HandMlp h(net);
-            report(I, wl, threads, "ms", 1e3, run([] {}, [&] { h.step(x, y, lr); }), base);
-        } else {
-            return fail("no " + impl + " for " + wl);
-        }
-    } else if (wl == "lenet") {
-        const std::size_t B = 64;
-        const Tensor<F> x = rand_uniform<F>({B, 1, 28, 28}, 1);
-        const IndexTensor y = labels_mod10(B);
-        auto net = reference::lenet<F>(5, false);
-        if (impl == "tape") {
-            report(I, wl, threads, "ms", 1e3, tape_ce_steps(*net, x, y, lr), base);
-        } else if (impl == "hand") {
-            HandLenet h(*net);
-            report(I, wl, threads, "ms", 1e3, run([] {}, [&] { h.step(x, y, lr); }), base);
-        } else {
-            return fail("no " + impl + " for " + wl);
-        }
-    } else if (wl == "resnet_b64" || wl == "layernorm_mlp") {
-        // Networks with normalization layers, tape only (no hand-written step): BatchNorm2d in train mode
-        // (batch statistics, running statistics updated), LayerNorm + GELU.
-        if (impl != "tape") return fail("no " + impl + " for " + wl);
-        const std::size_t B = 64;
-        const bool res = wl == "resnet_b64";
-        const Tensor<F> x = rand_uniform<F>(res ? Shape{B, 1, 28, 28} : Shape{B, 784}, 1);
-        const IndexTensor y = labels_mod10(B);
-        auto net = res ? reference::mnist_resnet<F>(5) : reference::layernorm_mlp<F>(5, 0.0);
-        net->train();
-        report(I, wl, threads, "ms", 1e3, tape_ce_steps(*net, x, y, lr), base);
-    } else if (wl == "bn_conv") {
-        // x (64,16,28,28) → conv 3×3 (16→16, pad 1, no bias) → BatchNorm2d (train) → ReLU → mean, SGD.
-        const std::size_t B = 64, C = 16;
-        const Tensor<F> x = rand_uniform<F>({B, C, 28, 28}, 1);
-        nn::Sequential<F> net;
-        net.emplace<nn::Conv2d<F>>(nn::Conv2dOptions(C, C, 3).padding(1).bias(false), 5);
-        net.emplace<nn::BatchNorm2d<F>>(nn::BatchNorm2dOptions(C));
-        net.emplace<nn::ReLU<F>>();
-        if (impl == "tape") {
-            Tape<F> tape;
-            nn::SGD<F> opt(net.parameters(), {lr});
-            auto step = [&] {
-                opt.zero_grad();
-                tape.backward(mean(net(tape.borrow(x))));
-                opt.step();
-                tape.clear();
+            auto* h = own(new HandMnistSoftmaxSgd(b0->value(), W1->value(), b1->value()));
+            hand_step = [=, &x] { return double(h->step(x, t, 0.001f)); };
+        } else if (wl == "mlp_b64" || wl == "mlp_b256") {
+            const std::size_t B = wl == "mlp_b64" ? 64 : 256;
+            x = rand_uniform<F>({B, 784}, 1);
+            y = labels_mod10(B);
+            auto* net = own(new nn::MLP<F>({784, 256, 128, 10}, nn::Activation::relu, nn::Activation::identity, 3));
+            params = named(*net);
+            inputs = {{"x", &x}};
+            load();
+            tape_step = ce_step(*net, x, y);
+            auto* h = own(new HandMlp(*net));
+            hand_step = [=, &x, &y] { return double(h->step(x, y, lr)); };
+        } else if (wl == "lenet") {
+            x = rand_uniform<F>({64, 1, 28, 28}, 1);
+            y = labels_mod10(64);
+            auto* net = own(reference::lenet<F>(5, false).release());
+            params = named(*net);
+            inputs = {{"x", &x}};
+            load();
+            tape_step = ce_step(*net, x, y);
+            auto* h = own(new HandLenet(*net));
+            hand_step = [=, &x, &y] { return double(h->step(x, y, lr)); };
+        } else if (wl == "resnet_b64" || wl == "layernorm_mlp") {
+            // Networks with normalization layers, tape only (no hand-written step): BatchNorm2d in train mode
+            // (batch statistics, running statistics updated), LayerNorm + GELU.
+            const bool res = wl == "resnet_b64";
+            x = rand_uniform<F>(res ? Shape{64, 1, 28, 28} : Shape{64, 784}, 1);
+            y = labels_mod10(64);
+            auto* net = own((res ? reference::mnist_resnet<F>(5) : reference::layernorm_mlp<F>(5, 0.0)).release());
+            net->train();
+            params = named(*net);
+            inputs = {{"x", &x}};
+            load();
+            tape_step = ce_step(*net, x, y);
+        } else if (wl == "bn_conv") {
+            // x (64,16,28,28) → conv 3×3 (16→16, pad 1, no bias) → BatchNorm2d (train) → ReLU → mean, SGD.
+            const std::size_t C = 16;
+            x = rand_uniform<F>({64, C, 28, 28}, 1);
+            auto* net = own(new nn::Sequential<F>);
+            net->emplace<nn::Conv2d<F>>(nn::Conv2dOptions(C, C, 3).padding(1).bias(false), 5);
+            net->emplace<nn::BatchNorm2d<F>>(nn::BatchNorm2dOptions(C));
+            net->emplace<nn::ReLU<F>>();
+            params = named(*net);
+            inputs = {{"x", &x}};
+            load();
+            auto* tape = own(new Tape<F>);
+            auto* opt = own(new nn::SGD<F>(net->parameters(), {lr}));
+            tape_step = [=, &x] {
+                opt->zero_grad();
+                const Var<F> loss = mean((*net)(tape->borrow(x)));
+                tape->backward(loss);
+                const F l = loss.item();
+                opt->step();
+                tape->clear();
+                return double(l);
             };
-            report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
-        } else if (impl == "hand") {
-            HandBnConv h(net);
-            report(I, wl, threads, "ms", 1e3, run([] {}, [&] { h.step(x, lr); }), base);
-        } else {
-            return fail("no " + impl + " for " + wl);
-        }
-    } else if (wl == "hvp_mlp" || wl == "hvp_lenet") {
-        // Hessian-vector product of the loss w.r.t. all parameters (second_order.hpp); impl grad: the
-        // plain gradient of the same loss (zero the gradients, forward, backward).
-        if (impl != "tape" && impl != "grad") return fail("no " + impl + " for " + wl);
-        const std::size_t B = 64;
-        const bool le = wl == "hvp_lenet";
-        const Tensor<F> x = rand_uniform<F>(le ? Shape{B, 1, 28, 28} : Shape{B, 784}, 1);
-        const IndexTensor y = labels_mod10(B);
-        std::unique_ptr<nn::Sequential<F>> net;
-        if (le)
-            net = reference::lenet<F>(5, false);
-        else
-            net = std::make_unique<nn::MLP<F>>(std::vector<std::size_t>{784, 256, 128, 10}, nn::Activation::relu,
-                                               nn::Activation::identity, 3);
-        ParamHvp<F> hvp(*net, 11);
-        Tape<F> tape;
-        if (impl == "tape")
-            report(I, wl, threads, "ms", 1e3, run([] {}, [&] { hvp.step(tape, x, y); }), base);
-        else
-            report(I, wl, threads, "ms", 1e3, run([] {}, [&] { hvp.gradient(tape, x, y); }), base);
-    } else if (wl == "double_backprop_mlp") {
-        // One SGD step on loss = CE + λ‖∂CE/∂x‖², λ = 0.1 (input-gradient penalty); impl grad: the
-        // same step on CE alone (= mlp_b64's step).
-        if (impl != "tape" && impl != "grad") return fail("no " + impl + " for " + wl);
-        const std::size_t B = 64;
-        const F lambda = 0.1f;
-        const Tensor<F> x = rand_uniform<F>({B, 784}, 1);
-        const IndexTensor y = labels_mod10(B);
-        nn::MLP<F> net({784, 256, 128, 10}, nn::Activation::relu, nn::Activation::identity, 3);
-        Tape<F> tape;
-        nn::SGD<F> opt(net.parameters(), {lr});
-        auto step = [&] {
-            opt.zero_grad();
-            const Var<F> xv = tape.variable(x);
-            const Var<F> ce = cross_entropy(net(xv), y);
-            const Var<F> gx = grad(ce, {xv}, GradOptions{true})[0];
-            tape.backward(ce + lambda * sum(gx * gx));
-            opt.step();
-            tape.clear();
-        };
-        auto first_order = [&] {
-            opt.zero_grad();
-            tape.backward(cross_entropy(net(tape.borrow(x)), y));
-            opt.step();
-            tape.clear();
-        };
-        if (impl == "tape")
-            report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
-        else
-            report(I, wl, threads, "ms", 1e3, run([] {}, first_order), base);
-    } else if (wl == "lstm_step" || wl == "gru_step") {
-        // Embedding → LSTM / GRU (2 layers) → Linear head → cross-entropy over all positions, SGD (seq_workloads.hpp).
-        if (impl != "tape" && impl != "check") return fail("no " + impl + " for " + wl);
-        const auto data = seq_tokens();
-        const IndexTensor &x = data.first, &y = data.second;
-        std::unique_ptr<nn::Module<F>> owner;
-        std::function<Var<F>(Tape<F>&)> loss;
-        if (wl == "lstm_step") {
-            auto m = std::make_unique<SeqLM<nn::LSTM<F>>>(5);
-            loss = [net = m.get(), &x, &y](Tape<F>& tape) { return net->loss(tape, x, y); };
-            owner = std::move(m);
-        } else {
-            auto m = std::make_unique<SeqLM<nn::GRU<F>>>(5);
-            loss = [net = m.get(), &x, &y](Tape<F>& tape) { return net->loss(tape, x, y); };
-            owner = std::move(m);
-        }
-        if (impl == "check") return check_against_torch(*owner, wl, argv[4], nullptr, loss);
-        Tape<F> tape;
-        nn::SGD<F> opt(owner->parameters(), {lr});
-        auto step = [&] {
-            opt.zero_grad();
-            tape.backward(loss(tape));
-            opt.step();
-            tape.clear();
-        };
-        report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
-    } else if (wl == "attention_step") {
-        // One pre-LayerNorm transformer block (causal self-attention, GELU MLP) on x (BA, LA, D),
-        // loss = mean(y²), SGD (seq_workloads.hpp).
-        if (impl != "tape" && impl != "check") return fail("no " + impl + " for " + wl);
-        nn::TransformerEncoderLayer<F> block(attention_block_options(), 5);
-        block.train();
-        Tensor<F> x = rand_uniform<F>({seq::BA, seq::LA, seq::D}, 1);
-        auto loss = [&](Tape<F>& tape) {
-            const Var<F> out = block.forward(tape.borrow(x), nullptr, true);
-            return mean(out * out);
-        };
-        if (impl == "check") return check_against_torch(block, wl, argv[4], &x, loss);
-        Tape<F> tape;
-        nn::SGD<F> opt(block.parameters(), {lr});
-        auto step = [&] {
-            opt.zero_grad();
-            tape.backward(loss(tape));
-            opt.step();
-            tape.clear();
-        };
-        report(I, wl, threads, "ms", 1e3, run([] {}, step), base);
-    } else if (wl == "tape_1" || wl == "tape_64x64") {
-        if (impl != "tape") return fail("no " + impl + " for " + wl);
-        const Shape shape = wl == "tape_1" ? Shape{1} : Shape{64, 64};
-        const std::size_t N = 10000;
-        const Tensor<F> x0 = xt::full_like(Tensor<F>::from_shape(shape), 0.5f), w0 = xt::ones<F>(shape);
-        Tape<F> tape;
-        double fwd = 0, bwd = 0;
-        auto rep = [&] {
-            const auto t0 = std::chrono::steady_clock::now();
-            auto x = tape.variable(x0);
-            auto w = tape.variable(w0);
-            for (std::size_t i = 0; i < N; ++i) {
-                switch (i % 4) {
-                    case 0: x = x * 1.0001f; break;
-                    case 1: x = x + 0.0001f; break;
-                    case 2: x = tanh(x); break;
-                    default: x = x * w; break;
-                }
+            auto* h = own(new HandBnConv(*net));
+            hand_step = [=, &x] { return double(h->step(x, lr)); };
+        } else if (wl == "hvp_mlp" || wl == "hvp_lenet") {
+            // Hessian-vector product of the loss w.r.t. all parameters (second_order.hpp); impl grad: the
+            // plain gradient of the same loss (zero the gradients, forward, backward).
+            const bool le = wl == "hvp_lenet";
+            x = rand_uniform<F>(le ? Shape{64, 1, 28, 28} : Shape{64, 784}, 1);
+            y = labels_mod10(64);
+            nn::Sequential<F>* net;
+            if (le)
+                net = own(reference::lenet<F>(5, false).release());
+            else
+                net = own(new nn::MLP<F>(std::vector<std::size_t>{784, 256, 128, 10}, nn::Activation::relu,
+                                         nn::Activation::identity, 3));
+            auto* hvp = own(new ParamHvp<F>(*net, 11));
+            params = named(*net);
+            inputs = {{"x", &x}};
+            for (std::size_t k = 0; k < params.size(); ++k) inputs.emplace_back("v." + params[k].first, &hvp->directions()[k]);
+            load();
+            auto* tape = own(new Tape<F>);
+            tape_step = [=, &x, &y] { return double(hvp->step(*tape, x, y)); };
+            grad_step = [=, &x, &y] { return double(hvp->gradient(*tape, x, y)); };
+        } else if (wl == "double_backprop_mlp") {
+            // One SGD step on loss = CE + λ‖∂CE/∂x‖², λ = 0.1 (input-gradient penalty); impl grad: the
+            // same step on CE alone (= mlp_b64's step).
+            const F lambda = 0.1f;
+            x = rand_uniform<F>({64, 784}, 1);
+            y = labels_mod10(64);
+            auto* net = own(new nn::MLP<F>({784, 256, 128, 10}, nn::Activation::relu, nn::Activation::identity, 3));
+            params = named(*net);
+            inputs = {{"x", &x}};
+            load();
+            auto* tape = own(new Tape<F>);
+            auto* opt = own(new nn::SGD<F>(net->parameters(), {lr}));
+            tape_step = [=, &x, &y] {
+                opt->zero_grad();
+                const Var<F> xv = tape->variable(x);
+                const Var<F> ce = cross_entropy((*net)(xv), y);
+                const Var<F> gx = grad(ce, {xv}, GradOptions{true})[0];
+                const Var<F> loss = ce + lambda * sum(gx * gx);
+                tape->backward(loss);
+                const F l = loss.item();
+                opt->step();
+                tape->clear();
+                return double(l);
+            };
+            grad_step = ce_step(*net, x, y);
+        } else if (wl == "lstm_step" || wl == "gru_step") {
+            // Embedding → LSTM / GRU (2 layers) → Linear head → cross-entropy over all positions, SGD (seq_workloads.hpp).
+            const auto data = seq_tokens();
+            auto* xy = own(new std::pair<IndexTensor, IndexTensor>(data));
+            nn::Module<F>* net;
+            std::function<Var<F>(Tape<F>&)> loss;
+            if (wl == "lstm_step") {
+                auto* m = own(new SeqLM<nn::LSTM<F>>(5));
+                loss = [m, xy](Tape<F>& tape) { return m->loss(tape, xy->first, xy->second); };
+                net = m;
+            } else {
+                auto* m = own(new SeqLM<nn::GRU<F>>(5));
+                loss = [m, xy](Tape<F>& tape) { return m->loss(tape, xy->first, xy->second); };
+                net = m;
             }
-            auto loss = sum(x);
-            const auto t1 = std::chrono::steady_clock::now();
-            tape.backward(loss);
-            tape.clear();
-            const auto t2 = std::chrono::steady_clock::now();
-            fwd += std::chrono::duration<double>(t1 - t0).count();
-            bwd += std::chrono::duration<double>(t2 - t1).count();
-        };
-        const Stats s = run([] {}, rep);
-        char extra[96];
-        std::snprintf(extra, sizeof extra, ",\"fwd_share\":%.3f", fwd / (fwd + bwd));
-        report(I, wl, threads, "ns/op", 1e9 / double(N), s, base, extra);
-    } else if (wl == "mm_512" || wl == "mm_1024" || wl == "gemm_512" || wl == "gemm_1024") {
-        const std::size_t n = std::stoul(wl.substr(wl.find('_') + 1));
-        std::mt19937 rng(7);
-        std::normal_distribution<F> d(0, 1);
-        Tensor<F> a0 = Tensor<F>::from_shape({n, n}), b0 = Tensor<F>::from_shape({n, n});
-        for (auto& v : a0) v = d(rng);
-        for (auto& v : b0) v = d(rng);
-        const double flops = (wl[0] == 'm' ? 6.0 : 2.0) * double(n) * double(n) * double(n);
-        auto gflops = [&](const Stats& s) {
-            char e[64];
-            std::snprintf(e, sizeof e, ",\"gflops\":%.1f", flops / s.median / 1e9);
-            return std::string(e);
-        };
-        if (wl[0] == 'g') {  // GEMM ceiling: warm ≥ 2 calls and 0.3 s, then ≥ 5 calls and ≥ 1 s
-            // impl blas: OpenBLAS's plain cblas_sgemm; impl sgemm: the GEMM xgrad uses (oneDNN if built with it)
-            if (impl != "blas" && impl != "sgemm") return fail("gemm_* needs impl blas or sgemm");
-            Tensor<F> c = Tensor<F>::from_shape({n, n});
-            const int N = int(n);
-            auto call = [&] {
-                if (impl == "blas")
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a0.data(), N, b0.data(), N, 0.0f,
-                                c.data(), N);
-                else
-                    gemm(false, false, n, n, n, F(1), a0.data(), n, b0.data(), n, F(0), c.data(), n);
+            params = named(*net);
+            load();
+            auto* tape = own(new Tape<F>);
+            auto* opt = own(new nn::SGD<F>(net->parameters(), {lr}));
+            tape_step = [=] {
+                opt->zero_grad();
+                const Var<F> l = loss(*tape);
+                tape->backward(l);
+                const F v = l.item();
+                opt->step();
+                tape->clear();
+                return double(v);
             };
-            const Stats s = run([] {}, call, 2, 0.3, 5, 1.0);
-            report(I, wl, threads, "ms", 1e3, s, base, gflops(s));
-        } else if (impl == "tape") {
-            Parameter<F> A(a0), B(b0);
-            Tape<F> tape;
-            auto setup = [&] {
-                A.zero_grad();
-                B.zero_grad();
+        } else if (wl == "attention_step") {
+            // One pre-LayerNorm transformer block (causal self-attention, GELU MLP) on x (BA, LA, D),
+            // loss = mean(y²), SGD (seq_workloads.hpp).
+            auto* block = own(new nn::TransformerEncoderLayer<F>(attention_block_options(), 5));
+            block->train();
+            x = rand_uniform<F>({seq::BA, seq::LA, seq::D}, 1);
+            params = named(*block);
+            inputs = {{"x", &x}};
+            load();
+            auto* tape = own(new Tape<F>);
+            auto* opt = own(new nn::SGD<F>(block->parameters(), {lr}));
+            tape_step = [=, &x] {
+                opt->zero_grad();
+                const Var<F> out = block->forward(tape->borrow(x), nullptr, true);
+                const Var<F> loss = mean(out * out);
+                tape->backward(loss);
+                const F l = loss.item();
+                opt->step();
+                tape->clear();
+                return double(l);
             };
-            auto rep = [&] {
-                tape.backward(sum(matmul(tape.param(A), tape.param(B))));
-                tape.clear();
+        } else if (wl == "tape_1" || wl == "tape_64x64") {
+            if (impl != "tape" && impl != "check") return fail("no " + impl + " for " + wl);
+            const Shape shape = wl == "tape_1" ? Shape{1} : Shape{64, 64};
+            const std::size_t N = 10000;
+            // x0 and w as Parameters only to hold libtorch's values by name; the step records them as
+            // fresh leaf variables (tape.variable), so their gradients live on the tape and go with clear().
+            auto* x0 = own(new Parameter<F>(xt::full_like(Tensor<F>::from_shape(shape), 0.5f)));
+            auto* w0 = own(new Parameter<F>(xt::ones<F>(shape)));
+            params = {{"x0", x0}, {"w", w0}};
+            load();
+            auto* tape = own(new Tape<F>);
+            auto* fb = own(new std::pair<double, double>(0, 0));
+            auto* leaf_grads = own(new std::vector<Tensor<F>>);
+            const bool keep_grads = impl == "check";
+            tape_step = [=] {
+                const auto t0 = std::chrono::steady_clock::now();
+                auto xv = tape->variable(x0->value());
+                auto w = tape->variable(w0->value());
+                const Var<F> x_leaf = xv;
+                for (std::size_t i = 0; i < N; ++i) {
+                    switch (i % 4) {
+                        case 0: xv = xv * 1.0001f; break;
+                        case 1: xv = xv + 0.0001f; break;
+                        case 2: xv = tanh(xv); break;
+                        default: xv = xv * w; break;
+                    }
+                }
+                auto loss = sum(xv);
+                const auto t1 = std::chrono::steady_clock::now();
+                tape->backward(loss);
+                const F l = loss.item();
+                if (keep_grads) *leaf_grads = {x_leaf.grad(), w.grad()};
+                tape->clear();
+                const auto t2 = std::chrono::steady_clock::now();
+                fb->first += std::chrono::duration<double>(t1 - t0).count();
+                fb->second += std::chrono::duration<double>(t2 - t1).count();
+                return double(l);
             };
-            const Stats s = run(setup, rep);
-            report(I, wl, threads, "ms", 1e3, s, base, gflops(s));
-        } else if (impl == "hand") {  // C = AB, G = 1, dA = G·Bᵀ, dB = Aᵀ·G with the same sgemm calls
-            Tensor<F> c = Tensor<F>::from_shape({n, n}), g = xt::ones<F>({n, n}), da = c, db = c;
-            auto rep = [&] {
-                gemm(false, false, n, n, n, F(1), a0.data(), n, b0.data(), n, F(0), c.data(), n);
+            grads = [leaf_grads] { return *leaf_grads; };
+            if (impl == "tape") {
+                const Stats s = run([] {}, tape_step);
+                char extra[96];
+                std::snprintf(extra, sizeof extra, ",\"fwd_share\":%.3f", fb->first / (fb->first + fb->second));
+                report(I, wl, threads, "ns/op", 1e9 / double(N), s, base, extra);
+                return 0;
+            }
+        } else if (wl == "mm_512" || wl == "mm_1024" || wl == "gemm_512" || wl == "gemm_1024") {
+            const std::size_t n = std::stoul(wl.substr(wl.find('_') + 1));
+            std::mt19937 rng(7);
+            std::normal_distribution<F> d(0, 1);
+            Tensor<F> a0 = Tensor<F>::from_shape({n, n}), b0 = Tensor<F>::from_shape({n, n});
+            for (auto& v : a0) v = d(rng);
+            for (auto& v : b0) v = d(rng);
+            const double flops = (wl[0] == 'm' ? 6.0 : 2.0) * double(n) * double(n) * double(n);
+            auto gflops = [&](const Stats& s) {
+                char e[64];
+                std::snprintf(e, sizeof e, ",\"gflops\":%.1f", flops / s.median / 1e9);
+                return std::string(e);
+            };
+            if (wl[0] == 'g') {  // GEMM ceiling: warm ≥ 2 calls and 0.3 s, then ≥ 5 calls and ≥ 1 s
+                // impl blas: OpenBLAS's plain cblas_sgemm; impl sgemm: the GEMM xgrad uses (oneDNN if built with it)
+                if (impl != "blas" && impl != "sgemm") return fail("gemm_* needs impl blas or sgemm");
+                Tensor<F> c = Tensor<F>::from_shape({n, n});
+                const int N = int(n);
+                auto call = [&] {
+                    if (impl == "blas")
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0f, a0.data(), N, b0.data(), N,
+                                    0.0f, c.data(), N);
+                    else
+                        gemm(false, false, n, n, n, F(1), a0.data(), n, b0.data(), n, F(0), c.data(), n);
+                };
+                const Stats s = run([] {}, call, 2, 0.3, 5, 1.0);
+                report(I, wl, threads, "ms", 1e3, s, base, gflops(s));
+                return 0;
+            }
+            auto* A = own(new Parameter<F>(a0));
+            auto* B = own(new Parameter<F>(b0));
+            params = {{"A", A}, {"B", B}};
+            load();
+            auto* tape = own(new Tape<F>);
+            // Gradients zeroed in place inside the clock, as libtorch's side does.
+            tape_step = [=] {
+                A->zero_grad();
+                B->zero_grad();
+                const Var<F> loss = sum(matmul(tape->param(*A), tape->param(*B)));
+                tape->backward(loss);
+                const F l = loss.item();
+                tape->clear();
+                return double(l);
+            };
+            // C = AB, G = 1, dA = G·Bᵀ, dB = Aᵀ·G with the same sgemm calls; loss = sum(C) in double
+            auto* bufs = own(new std::vector<Tensor<F>>{Tensor<F>::from_shape({n, n}), xt::ones<F>({n, n}),
+                                                        Tensor<F>::from_shape({n, n}), Tensor<F>::from_shape({n, n})});
+            hand_step = [=] {
+                Tensor<F>&c = (*bufs)[0], &g = (*bufs)[1], &da = (*bufs)[2], &db = (*bufs)[3];
+                const F *a = A->value().data(), *b = B->value().data();
+                gemm(false, false, n, n, n, F(1), a, n, b, n, F(0), c.data(), n);
                 std::fill(g.begin(), g.end(), F(1));
-                gemm(false, true, n, n, n, F(1), g.data(), n, b0.data(), n, F(0), da.data(), n);
-                gemm(true, false, n, n, n, F(1), a0.data(), n, g.data(), n, F(0), db.data(), n);
+                gemm(false, true, n, n, n, F(1), g.data(), n, b, n, F(0), da.data(), n);
+                gemm(true, false, n, n, n, F(1), a, n, g.data(), n, F(0), db.data(), n);
+                double l = 0;
+                for (const F v : c) l += v;
+                return l;
             };
-            const Stats s = run([] {}, rep);
-            report(I, wl, threads, "ms", 1e3, s, base, gflops(s));
+            if (impl == "tape" || impl == "hand") {
+                const Stats s = run([] {}, impl == "tape" ? tape_step : hand_step);
+                report(I, wl, threads, "ms", 1e3, s, base, gflops(s));
+                return 0;
+            }
         } else {
-            return fail("no " + impl + " for " + wl);
+            return fail("unknown workload " + wl);
         }
-    } else {
-        return fail("unknown workload " + wl);
+
+        if (impl == "check") {
+            const double loss = tape_step();
+            std::vector<Tensor<F>> g;
+            if (grads)
+                g = grads();
+            else
+                for (const auto& [name, p] : params) g.push_back(p->grad());
+            return compare_with_torch(wl, prefix, params, g, loss);
+        }
+        std::function<double()> step;
+        if (impl == "tape") step = tape_step;
+        if (impl == "hand") step = hand_step;
+        if (impl == "grad") step = grad_step;
+        if (!step) return fail("no " + impl + " for " + wl);
+        report(I, wl, threads, unit.c_str(), scale, run([] {}, step), base);
+    } catch (const std::exception& e) {
+        return fail(wl + ": " + e.what());
     }
     return 0;
 }

@@ -91,6 +91,8 @@ public:
     }
 
     const std::vector<Parameter<T>*>& parameters() const { return params_; }
+    /// The directions v, one per parameter in parameters()' order (bench_xgrad loads libtorch's into them).
+    std::vector<Tensor<T>>& directions() { return dirs_; }
 
 private:
     const Tensor<T>& direction(const Parameter<T>* p) const

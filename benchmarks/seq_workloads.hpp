@@ -1,21 +1,31 @@
 #pragma once
-// The sequence workloads (lstm_step, gru_step, attention_step; docs/benchmarks.md §m–o), what both
-// sides share: the sizes, the token data (made by one generator, so both sides train on the same
-// sequences), and the agreement check's files. No xgrad or libtorch header: bench_xgrad and
-// bench_torch both include it.
+// What bench_xgrad and bench_torch share (no xgrad or libtorch header: both include it): the
+// sequence workloads' sizes and token data (docs/benchmarks.md §m–o; one generator, so both sides
+// train on the same sequences), and the files of the agreement check every workload goes through.
 //
-// The check (bench_run runs it before timing): `bench_torch W 1 dump PREFIX` writes libtorch's
-// freshly initialized parameters under PyTorch's state-dict names to PREFIX.weights.safetensors, and
-// the attention input, the loss and every parameter's gradient after one forward + backward to
-// PREFIX.ref.safetensors ("input", "loss", "grad.<name>"); `bench_xgrad check W 1 PREFIX` loads the
-// weights into xgrad's model with nn::load_weights (names and shapes must match exactly), runs the
-// same forward + backward and prints one JSON line with the relative differences.
+// The check (bench_run runs it before timing, docs/benchmarks.md §o): `bench_torch W 1 dump PREFIX`
+// writes libtorch's freshly initialized parameters under their state-dict names (or the workload's own
+// names where there is no module: b0, W1, b1; A, B; x0, w) to PREFIX.weights.safetensors, the data to
+// PREFIX.input.safetensors ("input.<name>"), and the loss and every parameter's gradient ("grad.<name>",
+// for hvp_* the Hessian-vector product) after one run of the timed step to PREFIX.ref.safetensors; `bench_xgrad check
+// W 1 PREFIX` loads the weights and data by name (names and shapes must match exactly), runs its timed
+// step once and prints one JSON line with the relative differences. The timed processes of both sides
+// load the same files (bench_xgrad) or make the same ones again (bench_torch, fixed seed), so the loss
+// of their first step must agree as well.
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <string>
 #include <utility>
 #include <vector>
+
+namespace xgrad::bench {
+
+/// Relative tolerance of the check: per tensor, max |xgrad − libtorch| / max |libtorch| (the loss:
+/// |Δ| / |loss|). Float32 on both sides.
+constexpr double check_tolerance = 1e-4;
+
+}  // namespace xgrad::bench
 
 namespace xgrad::bench::seq {
 
@@ -36,10 +46,6 @@ inline std::vector<std::int64_t> tokens()
     }
     return tok;
 }
-
-/// Relative tolerance of the check: per tensor, max |xgrad − libtorch| / max |libtorch| (the loss:
-/// |Δ| / |loss|). Float32 on both sides, 64 recurrent steps: differences of 1e-6 … 1e-4 are rounding.
-constexpr double check_tolerance = 1e-3;
 
 /// A float32 safetensors file (8-byte little-endian header length, JSON header, raw data): what
 /// bench_torch's dump writes and nn::load_weights / nn::load_tensors read.
