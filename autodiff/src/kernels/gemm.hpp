@@ -6,6 +6,7 @@
 #ifdef XGRAD_USE_DNNL
 #include <oneapi/dnnl/dnnl.h>
 #endif
+#include <omp.h>
 
 #include <algorithm>
 #include <cstddef>
@@ -35,12 +36,37 @@ bool gemm_trivial(std::size_t m, std::size_t n, std::size_t k, T beta, T* c, std
     return true;
 }
 
+/// Float GEMMs of fewer multiply-adds (m·n·k) run on one thread. oneDNN splits even a 64×10×84
+/// product over both threads and loses (2 threads / 1, measured on the 2-vCPU VM: 64×10×84 0.78,
+/// 64×10×128 0.89; 64×84×120, 6.5·10^5, gains 1.47; docs/performance.md, "Threads"). Double GEMMs
+/// need none: OpenBLAS keeps products under 2.6·10^5 on one thread itself.
+inline constexpr std::size_t gemm_parallel_threshold = std::size_t(1) << 17;
+
+/// Limits OpenMP, which sizes oneDNN's team, to one thread on the calling thread while alive.
+class OneThread {
+public:
+    explicit OneThread(bool on) : saved_(on ? omp_get_max_threads() : 1)
+    {
+        if (saved_ > 1) omp_set_num_threads(1);
+    }
+    ~OneThread()
+    {
+        if (saved_ > 1) omp_set_num_threads(saved_);
+    }
+    OneThread(const OneThread&) = delete;
+    OneThread& operator=(const OneThread&) = delete;
+
+private:
+    int saved_;
+};
+
 /// C (m,n) = alpha · op(A) · op(B) + beta · C, row-major; op(X) = Xᵀ when the flag is set.
 /// lda/ldb are the row strides of A and B as stored.
 inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
                  std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc)
 {
     if (gemm_trivial(m, n, k, beta, c, ldc)) return;
+    const OneThread one(m * n < gemm_parallel_threshold && m * n * k < gemm_parallel_threshold);  // no overflow
 #ifdef XGRAD_USE_DNNL
     dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', dnnl_dim_t(m), dnnl_dim_t(n), dnnl_dim_t(k), alpha, a, dnnl_dim_t(lda), b,
                dnnl_dim_t(ldb), beta, c, dnnl_dim_t(ldc));
