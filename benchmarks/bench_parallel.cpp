@@ -1,9 +1,15 @@
-// Break-even size of kernels::parallel_for (docs/performance.md, "Threads"): the element loop
-// kinds of the kernels (a pooling-like plane loop, a row reduction, an im2col-like row copy) at
-// sizes 2^10 .. 2^22 elements, each on one thread and forced onto two (no threshold), median of
-// repeated calls. Not run by bench_run; `OMP_WAIT_POLICY` is whatever the environment says.
-//   bench_parallel [reps]
+// Break-even sizes of the threading policy (docs/performance.md, "Threads"), median of repeated
+// calls; not run by bench_run; OMP_WAIT_POLICY / GOMP_SPINCOUNT are whatever the environment says.
+//   bench_parallel loops [reps]: the element loop kinds of the kernels (a pooling-like plane loop,
+//     a row reduction, an im2col-like row copy) at 2^10 .. 2^22 elements, on one thread and
+//     forced onto two (no threshold).
+//   bench_parallel gemm [reps]: dnnl_sgemm on the workloads' shapes at 1 and 2 threads, and split
+//     by hand over the rows (each thread a 1-thread sgemm on half the batch).
 #include <omp.h>
+#ifdef XGRAD_USE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
+#include <cstring>
 
 #include <algorithm>
 #include <chrono>
@@ -42,10 +48,57 @@ double median_us(int reps, F&& f)
 
 }  // namespace
 
+int gemm_main(int reps)
+{
+#ifdef XGRAD_USE_DNNL
+    struct S {
+        char ta, tb;
+        int m, n, k;
+    };
+    const std::vector<S> shapes{{'N', 'T', 64, 256, 784},  {'N', 'N', 64, 784, 256}, {'T', 'N', 256, 784, 64},
+                                {'N', 'T', 64, 128, 256},  {'N', 'T', 64, 10, 128},  {'N', 'N', 64, 128, 10},
+                                {'N', 'T', 64, 120, 400},  {'N', 'T', 64, 84, 120},  {'N', 'T', 64, 10, 84},
+                                {'N', 'N', 6, 50176, 25},  {'N', 'N', 16, 4096, 150}, {'N', 'N', 512, 512, 512},
+                                {'N', 'N', 1024, 1024, 1024}};
+    std::printf("%-18s %10s %10s %10s %8s %8s\n", "m x n x k", "1 thr us", "2 thr us", "rows/2 us", "speedup", "rows/2");
+    for (const S& s : shapes) {
+        const int lda = s.ta == 'N' ? s.k : s.m, ldb = s.tb == 'N' ? s.n : s.k;
+        std::vector<float> a(std::size_t(s.m) * s.k, 0.5f), b(std::size_t(s.k) * s.n, 0.25f), c(std::size_t(s.m) * s.n);
+        auto rows = [&](int m0, int m1) {
+            const float* pa = s.ta == 'N' ? a.data() + std::size_t(m0) * lda : a.data() + m0;
+            dnnl_sgemm(s.ta, s.tb, m1 - m0, s.n, s.k, 1.0f, pa, lda, b.data(), ldb, 0.0f, c.data() + std::size_t(m0) * s.n,
+                       s.n);
+        };
+        const int r = s.m >= 512 ? reps / 10 + 5 : reps;
+        omp_set_num_threads(1);
+        const double t1 = median_us(r, [&] { rows(0, s.m); });
+        omp_set_num_threads(2);
+        const double t2 = median_us(r, [&] { rows(0, s.m); });
+        const double th = median_us(r, [&] {
+#pragma omp parallel num_threads(2)
+            {
+                const int h = s.m / 2;  // inside a parallel region oneDNN runs on the calling thread
+                if (omp_get_thread_num() == 0) rows(0, h); else rows(h, s.m);
+            }
+        });
+        char name[64];
+        std::snprintf(name, sizeof name, "%dx%dx%d %c%c", s.m, s.n, s.k, s.ta, s.tb);
+        std::printf("%-18s %10.1f %10.1f %10.1f %8.2f %8.2f\n", name, t1, t2, th, t1 / t2, t1 / th);
+    }
+    return 0;
+#else
+    (void)reps;
+    std::printf("bench_parallel gemm: this build has no oneDNN\n");
+    return 1;
+#endif
+}
+
 int main(int argc, char** argv)
 {
-    const int reps = argc > 1 ? std::atoi(argv[1]) : 401;
+    const bool gemm = argc > 1 && std::strcmp(argv[1], "gemm") == 0;
+    const int reps = argc > 2 ? std::atoi(argv[2]) : 401;
     if (omp_get_max_threads() < 2) omp_set_num_threads(2);
+    if (gemm) return gemm_main(reps);
     std::printf("%-8s %10s %10s %10s %8s\n", "kind", "elements", "1 thr us", "2 thr us", "speedup");
     for (int e = 10; e <= 22; e += 1) {
         const std::size_t n = std::size_t(1) << e;

@@ -96,7 +96,9 @@ BOOST_AUTO_TEST_CASE(small_loops_stay_on_the_calling_thread)
     const std::size_t t = kernels::parallel_threshold();
     const char* policy = std::getenv("OMP_WAIT_POLICY");
     const bool passive = policy && strcasecmp(policy, "passive") == 0;
+    BOOST_TEST(kernels::omp_workers_sleep() == passive);
     BOOST_TEST(t == (passive ? std::size_t(1) << 18 : std::size_t(1) << 16));
+    BOOST_TEST(kernels::gemm_parallel_threshold() == (passive ? std::size_t(1) << 22 : std::size_t(1) << 17));
     set_num_threads(max_num_threads());
     BOOST_TEST(threads_used(64, t - 1) == std::set<int>{0});
     if (max_num_threads() >= 2) {  // both threads take a share once the work reaches the threshold
@@ -112,7 +114,7 @@ BOOST_AUTO_TEST_CASE(small_gemm_runs_on_one_thread_and_restores_the_count)
     set_num_threads(2);
     // 64×10×84 (LeNet's last layer) is below kernels::gemm_parallel_threshold.
     const std::size_t m = 64, n = 10, k = 84;
-    BOOST_TEST(m * n * k < kernels::gemm_parallel_threshold);
+    BOOST_TEST(m * n * k < kernels::gemm_parallel_threshold());
     const auto a = uniform(m * k, 1), b = uniform(k * n, 2);
     std::vector<float> c2(m * n), c1(m * n);
     kernels::gemm(false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, c2.data(), n);

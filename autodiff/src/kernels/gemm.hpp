@@ -8,6 +8,8 @@
 #endif
 #include <omp.h>
 
+#include "kernels/parallel.hpp"
+
 #include <algorithm>
 #include <cstddef>
 #include <limits>
@@ -37,10 +39,12 @@ bool gemm_trivial(std::size_t m, std::size_t n, std::size_t k, T beta, T* c, std
 }
 
 /// Float GEMMs of fewer multiply-adds (m·n·k) run on one thread. oneDNN splits even a 64×10×84
-/// product over both threads and loses (2 threads / 1, measured on the 2-vCPU VM: 64×10×84 0.78,
-/// 64×10×128 0.89; 64×84×120, 6.5·10^5, gains 1.47; docs/performance.md, "Threads"). Double GEMMs
-/// need none: OpenBLAS keeps products under 2.6·10^5 on one thread itself.
-inline constexpr std::size_t gemm_parallel_threshold = std::size_t(1) << 17;
+/// product over both threads and loses (2 threads / 1, measured on the 2-vCPU VM with
+/// bench_parallel gemm: 64×10×84 0.78, 64×10×128 0.89; 64×84×120, 6.5·10^5, gains 1.47). With
+/// sleeping workers (OMP_WAIT_POLICY=PASSIVE) 64×128×256 (2.1·10^6) still loses (0.85) and
+/// 6×50176×25 (7.5·10^6) gains 1.63, hence 2^22 there (docs/performance.md, "Threads"). Double
+/// GEMMs need none: OpenBLAS keeps products under 2.6·10^5 on one thread itself.
+inline std::size_t gemm_parallel_threshold() { return std::size_t(1) << (omp_workers_sleep() ? 22 : 17); }
 
 /// Limits OpenMP, which sizes oneDNN's team, to one thread on the calling thread while alive.
 class OneThread {
@@ -66,7 +70,8 @@ inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, 
                  std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc)
 {
     if (gemm_trivial(m, n, k, beta, c, ldc)) return;
-    const OneThread one(m * n < gemm_parallel_threshold && m * n * k < gemm_parallel_threshold);  // no overflow
+    const std::size_t threshold = gemm_parallel_threshold();
+    const OneThread one(m * n < threshold && m * n * k < threshold);  // m·n first: no overflow
 #ifdef XGRAD_USE_DNNL
     dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', dnnl_dim_t(m), dnnl_dim_t(n), dnnl_dim_t(k), alpha, a, dnnl_dim_t(lda), b,
                dnnl_dim_t(ldb), beta, c, dnnl_dim_t(ldc));

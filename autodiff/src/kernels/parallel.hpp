@@ -12,20 +12,24 @@
 
 namespace xgrad::kernels {
 
+/// True when OMP_WAIT_POLICY=PASSIVE: idle OpenMP workers sleep, so waking them costs about 10 µs
+/// instead of 1–2 µs, and the thresholds below rise. libgomp reads the policy once, at load, and so
+/// does this.
+inline bool omp_workers_sleep()
+{
+    static const bool passive = [] {
+        const char* p = std::getenv("OMP_WAIT_POLICY");
+        return p && strcasecmp(p, "passive") == 0;
+    }();
+    return passive;
+}
+
 /// Below this many elements touched a loop stays on one thread. Measured on the 2-vCPU VM with
 /// benchmarks/bench_parallel (docs/performance.md, "Threads"): a 2-thread fork/join costs 1.3–2 µs
 /// while idle workers spin (libgomp's default), about 10 µs when they sleep
 /// (OMP_WAIT_POLICY=PASSIVE). Pooling, row reductions and im2col all gain ≥ 1.6× from 2^16
 /// elements in the first case (break-even 2^13–2^15); sleeping workers need 2^18 for ≥ 1.15×.
-/// libgomp reads the policy once, at load, and so does this.
-inline std::size_t parallel_threshold()
-{
-    static const std::size_t threshold = [] {
-        const char* p = std::getenv("OMP_WAIT_POLICY");
-        return p && strcasecmp(p, "passive") == 0 ? std::size_t(1) << 18 : std::size_t(1) << 16;
-    }();
-    return threshold;
-}
+inline std::size_t parallel_threshold() { return std::size_t(1) << (omp_workers_sleep() ? 18 : 16); }
 
 /// f(i) for every i in [0, n): split statically over the threads when `work` (elements touched)
 /// reaches parallel_threshold(), in order on the calling thread otherwise. Iterations must be
