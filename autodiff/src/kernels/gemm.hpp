@@ -38,13 +38,13 @@ bool gemm_trivial(std::size_t m, std::size_t n, std::size_t k, T beta, T* c, std
     return true;
 }
 
-/// Float GEMMs of fewer multiply-adds (m·n·k) run on one thread. oneDNN splits even a 64×10×84
-/// product over both threads and loses (2 threads / 1, measured on the 2-vCPU VM with
-/// bench_parallel gemm: 64×10×84 0.78, 64×10×128 0.89; 64×84×120, 6.5·10^5, gains 1.47). With
-/// sleeping workers (OMP_WAIT_POLICY=PASSIVE) 64×128×256 (2.1·10^6) still loses (0.85) and
-/// 6×50176×25 (7.5·10^6) gains 1.63, hence 2^22 there (docs/performance.md, "Threads"). Double
-/// GEMMs need none: OpenBLAS keeps products under 2.6·10^5 on one thread itself.
-inline std::size_t gemm_parallel_threshold() { return std::size_t(1) << (omp_workers_sleep() ? 22 : 17); }
+/// Float GEMMs of fewer multiply-adds (m·n·k) run on one thread: oneDNN splits even a 64×10×84
+/// product over both threads, and loses. Measured on the 2-vCPU VM (bench_parallel gemm, 2 threads
+/// / 1; docs/performance.md, "Threads"): with spinning workers 64×10×84 0.41–0.78, 64×10×128
+/// 0.72–0.89, 64×84×120 (6.5·10^5) 1.26–1.47; with sleeping ones (OMP_WAIT_POLICY=PASSIVE)
+/// 64×84×120 0.64, 64×128×256 (2^21) 0.85–1.06, 64×120×400 (3.1·10^6) 1.27. Double GEMMs need
+/// none: OpenBLAS keeps products under 2.6·10^5 on one thread itself.
+inline std::size_t gemm_parallel_threshold() { return std::size_t(1) << (omp_workers_sleep() ? 21 : 17); }
 
 /// Limits OpenMP, which sizes oneDNN's team, to one thread on the calling thread while alive.
 class OneThread {
