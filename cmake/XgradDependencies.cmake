@@ -15,11 +15,28 @@ if(NOT TARGET xgrad::simd)
   target_link_libraries(xgrad::simd INTERFACE xtensor xsimd)
 endif()
 
-# OpenBLAS (pthreads build) for cblas_sgemm / cblas_dgemm and openblas_set_num_threads.
+# OpenBLAS for cblas_sgemm / cblas_dgemm and openblas_set_num_threads. Debian's default build keeps
+# its own pthread pool beside libgomp's (oneDNN's and xgrad's): two pools of busy-waiting threads on
+# the same cores (docs/performance.md, "Threads"). When Debian's OpenMP build is installed
+# (libopenblas0-openmp, scripts/setup) xgrad links that one by full path: the directory goes into
+# the RUNPATH, so the loader picks it without touching the system's alternatives. Same soname and
+# API, so the pthread build's headers serve; without the package, the pthread build as before.
+option(XGRAD_OPENBLAS_OPENMP "Link Debian's OpenMP build of OpenBLAS when installed" ON)
 if(NOT TARGET xgrad::openblas)
+  set(XGRAD_OPENBLAS_LIBRARY ${OpenBLAS_LIBRARIES})
+  set(XGRAD_BLAS_THREADING "pthreads")
+  if(XGRAD_OPENBLAS_OPENMP)
+    find_file(XGRAD_OPENBLAS_OPENMP_LIBRARY libopenblas.so.0
+      PATHS /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp /usr/lib/x86_64-linux-gnu/openblas-openmp
+      NO_DEFAULT_PATH)
+    if(XGRAD_OPENBLAS_OPENMP_LIBRARY)
+      set(XGRAD_OPENBLAS_LIBRARY ${XGRAD_OPENBLAS_OPENMP_LIBRARY})
+      set(XGRAD_BLAS_THREADING "OpenMP")
+    endif()
+  endif()
   add_library(xgrad::openblas INTERFACE IMPORTED)
   target_include_directories(xgrad::openblas INTERFACE ${OpenBLAS_INCLUDE_DIRS})
-  target_link_libraries(xgrad::openblas INTERFACE ${OpenBLAS_LIBRARIES})
+  target_link_libraries(xgrad::openblas INTERFACE ${XGRAD_OPENBLAS_LIBRARY})
 endif()
 
 # Single-precision GEMM: oneDNN's dnnl_sgemm (AVX-512 kernels, about twice OpenBLAS's sgemm on

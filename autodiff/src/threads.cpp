@@ -16,6 +16,7 @@
 extern "C" {
 void gotoblas_dynamic_init() __attribute__((weak));
 void gotoblas_dynamic_quit() __attribute__((weak));
+int openblas_get_parallel() __attribute__((weak));
 }
 
 namespace xgrad {
@@ -72,5 +73,16 @@ const char* sgemm_backend()
 }
 
 const char* blas_core() { return openblas_get_corename(); }
+
+const char* blas_threading()
+{
+    if (!openblas_get_parallel) return "unknown";
+    switch (openblas_get_parallel()) {
+        case 0: return "sequential";
+        case 1: return "pthreads";
+        case 2: return "OpenMP";
+        default: return "unknown";
+    }
+}
 
 }  // namespace xgrad

@@ -6,6 +6,9 @@
 #ifdef XGRAD_USE_DNNL
 #include <oneapi/dnnl/dnnl.h>
 #endif
+#include <omp.h>
+
+#include "kernels/parallel.hpp"
 
 #include <algorithm>
 #include <cstddef>
@@ -35,12 +38,40 @@ bool gemm_trivial(std::size_t m, std::size_t n, std::size_t k, T beta, T* c, std
     return true;
 }
 
+/// Float GEMMs of fewer multiply-adds (m·n·k) run on one thread: oneDNN splits even a 64×10×84
+/// product over both threads, and loses. Measured on the 2-vCPU VM (bench_parallel gemm, 2 threads
+/// / 1; docs/performance.md, "Threads"): with spinning workers 64×10×84 0.41–0.78, 64×10×128
+/// 0.72–0.89, 64×84×120 (6.5·10^5) 1.26–1.47; with sleeping ones (OMP_WAIT_POLICY=PASSIVE)
+/// 64×84×120 0.64, 64×128×256 (2^21) 0.85–1.06, 64×120×400 (3.1·10^6) 1.27. Double GEMMs need
+/// none: OpenBLAS keeps products under 2.6·10^5 on one thread itself.
+inline std::size_t gemm_parallel_threshold() { return std::size_t(1) << (omp_workers_sleep() ? 21 : 17); }
+
+/// Limits OpenMP, which sizes oneDNN's team, to one thread on the calling thread while alive.
+class OneThread {
+public:
+    explicit OneThread(bool on) : saved_(on ? omp_get_max_threads() : 1)
+    {
+        if (saved_ > 1) omp_set_num_threads(1);
+    }
+    ~OneThread()
+    {
+        if (saved_ > 1) omp_set_num_threads(saved_);
+    }
+    OneThread(const OneThread&) = delete;
+    OneThread& operator=(const OneThread&) = delete;
+
+private:
+    int saved_;
+};
+
 /// C (m,n) = alpha · op(A) · op(B) + beta · C, row-major; op(X) = Xᵀ when the flag is set.
 /// lda/ldb are the row strides of A and B as stored.
 inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
                  std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc)
 {
     if (gemm_trivial(m, n, k, beta, c, ldc)) return;
+    const std::size_t threshold = gemm_parallel_threshold();
+    const OneThread one(m * n < threshold && m * n * k < threshold);  // m·n first: no overflow
 #ifdef XGRAD_USE_DNNL
     dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', dnnl_dim_t(m), dnnl_dim_t(n), dnnl_dim_t(k), alpha, a, dnnl_dim_t(lda), b,
                dnnl_dim_t(ldb), beta, c, dnnl_dim_t(ldc));

@@ -3,22 +3,41 @@
 // it has enough work and more than one thread is allowed: libgomp allocates and frees a thread
 // team for every parallel region that runs on one thread, so such a region is never entered (a
 // training step on one thread then allocates nothing).
+#include <strings.h>
+
 #include <cstddef>
+#include <cstdlib>
 
 #include <omp.h>
 
 namespace xgrad::kernels {
 
-/// Below this many elements touched a loop stays on one thread (thread start-up would cost more).
-inline constexpr std::size_t parallel_threshold = std::size_t(1) << 16;
+/// True when OMP_WAIT_POLICY=PASSIVE: idle OpenMP workers sleep, so waking them costs about 10 µs
+/// instead of 1–2 µs, and the thresholds below rise. libgomp reads the policy once, at load, and so
+/// does this.
+inline bool omp_workers_sleep()
+{
+    static const bool passive = [] {
+        const char* p = std::getenv("OMP_WAIT_POLICY");
+        return p && strcasecmp(p, "passive") == 0;
+    }();
+    return passive;
+}
+
+/// Below this many elements touched a loop stays on one thread. Measured on the 2-vCPU VM with
+/// benchmarks/bench_parallel (docs/performance.md, "Threads"): a 2-thread fork/join costs 1.3–2 µs
+/// while idle workers spin (libgomp's default), about 10 µs when they sleep
+/// (OMP_WAIT_POLICY=PASSIVE). Pooling, row reductions and im2col all gain ≥ 1.6× from 2^16
+/// elements in the first case (break-even 2^13–2^15); sleeping workers need 2^18 for ≥ 1.15×.
+inline std::size_t parallel_threshold() { return std::size_t(1) << (omp_workers_sleep() ? 18 : 16); }
 
 /// f(i) for every i in [0, n): split statically over the threads when `work` (elements touched)
-/// reaches parallel_threshold, in order on the calling thread otherwise. Iterations must be
+/// reaches parallel_threshold(), in order on the calling thread otherwise. Iterations must be
 /// independent.
 template <class F>
 void parallel_for(std::size_t n, std::size_t work, F&& f)
 {
-    if (work >= parallel_threshold && n > 1 && omp_get_max_threads() > 1) {
+    if (work >= parallel_threshold() && n > 1 && omp_get_max_threads() > 1) {
         const auto m = std::ptrdiff_t(n);
 #pragma omp parallel for schedule(static)
         for (std::ptrdiff_t i = 0; i < m; ++i) f(std::size_t(i));

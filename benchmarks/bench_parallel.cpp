@@ -1,0 +1,154 @@
+// Break-even sizes of the threading policy (docs/performance.md, "Threads"), median of repeated
+// calls; not run by bench_run; OMP_WAIT_POLICY / GOMP_SPINCOUNT are whatever the environment says.
+//   bench_parallel loops [reps]: the element loop kinds of the kernels (a pooling-like plane loop,
+//     a row reduction, an im2col-like row copy) at 2^10 .. 2^22 elements, on one thread and
+//     forced onto two (no threshold).
+//   bench_parallel gemm [reps]: dnnl_sgemm on the workloads' shapes at 1 and 2 threads, and split
+//     by hand over the rows (each thread a 1-thread sgemm on half the batch).
+#include <omp.h>
+#ifdef XGRAD_USE_DNNL
+#include <oneapi/dnnl/dnnl.h>
+#endif
+#include <cstring>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <vector>
+
+namespace {
+
+template <class F>
+void loop(bool par, std::size_t n, F&& f)
+{
+    if (par) {
+        const auto m = std::ptrdiff_t(n);
+#pragma omp parallel for schedule(static)
+        for (std::ptrdiff_t i = 0; i < m; ++i) f(std::size_t(i));
+    } else {
+        for (std::size_t i = 0; i < n; ++i) f(i);
+    }
+}
+
+template <class F>
+double median_us(int reps, F&& f)
+{
+    std::vector<double> t;
+    for (int i = 0; i < reps / 4 + 2; ++i) f();  // warm-up: thread team, caches
+    for (int i = 0; i < reps; ++i) {
+        const auto a = std::chrono::steady_clock::now();
+        f();
+        t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - a).count());
+    }
+    std::nth_element(t.begin(), t.begin() + t.size() / 2, t.end());
+    return t[t.size() / 2];
+}
+
+}  // namespace
+
+int gemm_main(int reps)
+{
+#ifdef XGRAD_USE_DNNL
+    struct S {
+        char ta, tb;
+        int m, n, k;
+    };
+    const std::vector<S> shapes{{'N', 'T', 64, 256, 784},  {'N', 'N', 64, 784, 256}, {'T', 'N', 256, 784, 64},
+                                {'N', 'T', 64, 128, 256},  {'N', 'T', 64, 10, 128},  {'N', 'N', 64, 128, 10},
+                                {'N', 'T', 64, 120, 400},  {'N', 'T', 64, 84, 120},  {'N', 'T', 64, 10, 84},
+                                {'N', 'N', 6, 50176, 25},  {'N', 'N', 16, 4096, 150}, {'N', 'N', 512, 512, 512},
+                                {'N', 'N', 1024, 1024, 1024}};
+    std::printf("%-18s %10s %10s %10s %8s %8s\n", "m x n x k", "1 thr us", "2 thr us", "rows/2 us", "speedup", "rows/2");
+    for (const S& s : shapes) {
+        const int lda = s.ta == 'N' ? s.k : s.m, ldb = s.tb == 'N' ? s.n : s.k;
+        std::vector<float> a(std::size_t(s.m) * s.k, 0.5f), b(std::size_t(s.k) * s.n, 0.25f), c(std::size_t(s.m) * s.n);
+        auto rows = [&](int m0, int m1) {
+            const float* pa = s.ta == 'N' ? a.data() + std::size_t(m0) * lda : a.data() + m0;
+            dnnl_sgemm(s.ta, s.tb, m1 - m0, s.n, s.k, 1.0f, pa, lda, b.data(), ldb, 0.0f, c.data() + std::size_t(m0) * s.n,
+                       s.n);
+        };
+        const int r = s.m >= 512 ? reps / 10 + 5 : reps;
+        omp_set_num_threads(1);
+        const double t1 = median_us(r, [&] { rows(0, s.m); });
+        omp_set_num_threads(2);
+        const double t2 = median_us(r, [&] { rows(0, s.m); });
+        const double th = median_us(r, [&] {
+#pragma omp parallel num_threads(2)
+            {
+                const int h = s.m / 2;  // inside a parallel region oneDNN runs on the calling thread
+                if (omp_get_thread_num() == 0) rows(0, h); else rows(h, s.m);
+            }
+        });
+        char name[64];
+        std::snprintf(name, sizeof name, "%dx%dx%d %c%c", s.m, s.n, s.k, s.ta, s.tb);
+        std::printf("%-18s %10.1f %10.1f %10.1f %8.2f %8.2f\n", name, t1, t2, th, t1 / t2, t1 / th);
+    }
+    return 0;
+#else
+    (void)reps;
+    std::printf("bench_parallel gemm: this build has no oneDNN\n");
+    return 1;
+#endif
+}
+
+int main(int argc, char** argv)
+{
+    const bool gemm = argc > 1 && std::strcmp(argv[1], "gemm") == 0;
+    const int reps = argc > 2 ? std::atoi(argv[2]) : 401;
+    if (omp_get_max_threads() < 2) omp_set_num_threads(2);
+    if (gemm) return gemm_main(reps);
+    std::printf("%-8s %10s %10s %10s %8s\n", "kind", "elements", "1 thr us", "2 thr us", "speedup");
+    for (int e = 10; e <= 22; e += 1) {
+        const std::size_t n = std::size_t(1) << e;
+        std::vector<float> x(4 * n, 1.0f), y(4 * n);
+        // pool: 2x2 average pooling forward over 28x28 planes (n elements read)
+        const std::size_t plane = 28 * 28, planes = std::max<std::size_t>(1, n / plane);
+        auto pool = [&](bool par) {
+            loop(par, planes, [&](std::size_t pl) {
+                for (std::size_t i = 0; i < 14; ++i) {
+                    const float* r0 = x.data() + pl * plane + 2 * i * 28;
+                    const float* r1 = r0 + 28;
+                    float* out = y.data() + (pl * 14 + i) * 14;
+                    for (std::size_t j = 0; j < 14; ++j)
+                        out[j] = (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]) * 0.25f;
+                }
+            });
+        };
+        // reduce: row sums of an (rows, 256) matrix
+        const std::size_t cols = 256, rows = std::max<std::size_t>(1, n / cols);
+        auto reduce = [&](bool par) {
+            loop(par, rows, [&](std::size_t r) {
+                float s = 0;
+                const float* p = x.data() + r * cols;
+                for (std::size_t j = 0; j < cols; ++j) s += p[j];
+                y[r] = s;
+            });
+        };
+        // im2col: 25 rows (a 5x5 kernel), each gathering n/25 values in rows of 24 from 28-wide planes
+        const std::size_t k = 25, L = std::max<std::size_t>(24, n / k / 24 * 24);
+        auto im2col = [&](bool par) {
+            loop(par, k, [&](std::size_t r) {
+                const std::size_t p = r / 5, q = r % 5;
+                float* row = y.data() + r * L;
+                for (std::size_t t = 0; t < L / 24; ++t) {
+                    const float* src = x.data() + (t / 24) * plane + (t % 24 + p) * 28 + q;
+                    std::copy(src, src + 24, row + t * 24);
+                }
+            });
+        };
+        struct Kind {
+            const char* name;
+            std::size_t work;
+            std::function<void(bool)> f;
+        };
+        for (auto& [name, work, f] : std::vector<Kind>{{"pool", planes * plane, pool},
+                                                       {"reduce", rows * cols, reduce},
+                                                       {"im2col", k * L, im2col}}) {
+            const double t1 = median_us(reps, [&] { f(false); });
+            const double t2 = median_us(reps, [&] { f(true); });
+            std::printf("%-8s %10zu %10.2f %10.2f %8.2f\n", name, work, t1, t2, t1 / t2);
+        }
+    }
+}

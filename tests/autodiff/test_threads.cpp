@@ -1,0 +1,172 @@
+// The threading policy (docs/performance.md, "Threads"), asserted without timing: one OpenMP pool
+// for OpenBLAS when the build linked Debian's OpenMP build, set_num_threads reaching every back
+// end, small loops and small GEMMs on the calling thread only, and the same numbers at 1 and 2
+// threads where the split cannot change the order of the sums.
+#define BOOST_TEST_MODULE autodiff_threads
+#include <boost/test/unit_test.hpp>
+
+#include <omp.h>
+#include <strings.h>
+
+#include <cstring>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "kernels/conv.hpp"
+#include "kernels/gemm.hpp"
+#include "kernels/parallel.hpp"
+#include "kernels/pool.hpp"
+#include "xgrad/nn.hpp"
+#include "xgrad/reference/models.hpp"
+#include "xgrad/threads.hpp"
+
+using namespace xgrad;
+
+namespace {
+
+/// Restores one thread after each case, as the other suites expect.
+struct RestoreOneThread {
+    ~RestoreOneThread() { set_num_threads(1); }
+};
+
+std::vector<float> uniform(std::size_t n, unsigned seed)
+{
+    std::mt19937 rng(seed);
+    std::uniform_real_distribution<float> u(-1, 1);
+    std::vector<float> v(n);
+    for (auto& x : v) x = u(rng);
+    return v;
+}
+
+bool bit_equal(const std::vector<float>& a, const std::vector<float>& b)
+{
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+/// The OpenMP thread numbers that ran parallel_for(n, work, ·).
+std::set<int> threads_used(std::size_t n, std::size_t work)
+{
+    std::vector<int> who(n, -1);
+    kernels::parallel_for(n, work, [&](std::size_t i) { who[i] = omp_get_thread_num(); });
+    return {who.begin(), who.end()};
+}
+
+/// One LeNet (average pooling) forward and backward at the current thread count: loss, then every
+/// parameter's gradient, in one vector.
+std::vector<float> lenet_gradients()
+{
+    auto net = reference::lenet<float>(5, false);
+    Tape<float> tape;
+    auto x = Tensor<float>::from_shape({16, 1, 28, 28});
+    const auto xs = uniform(x.size(), 7);
+    std::copy(xs.begin(), xs.end(), x.begin());
+    IndexTensor y = IndexTensor::from_shape({16});
+    for (std::size_t i = 0; i < 16; ++i) y(i) = Index(i % 10);
+    auto loss = nn::cross_entropy((*net)(tape.borrow(x)), y);
+    tape.backward(loss);
+    std::vector<float> out{loss.item()};
+    for (auto* p : net->parameters()) out.insert(out.end(), p->grad().begin(), p->grad().end());
+    return out;
+}
+
+}  // namespace
+
+BOOST_FIXTURE_TEST_SUITE(threads, RestoreOneThread)
+
+BOOST_AUTO_TEST_CASE(blas_runs_on_the_pool_the_build_chose)
+{
+    // XGRAD_EXPECT_BLAS_THREADING comes from CMake: "OpenMP" when libopenblas0-openmp was found.
+    BOOST_TEST(std::string(blas_threading()) == XGRAD_EXPECT_BLAS_THREADING);
+}
+
+BOOST_AUTO_TEST_CASE(set_num_threads_reaches_openblas_and_openmp)
+{
+    const int hi = max_num_threads();
+    for (int n : {hi, 1}) {
+        set_num_threads(n);
+        BOOST_TEST(omp_get_max_threads() == n);
+        BOOST_TEST(openblas_get_num_threads() == n);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(small_loops_stay_on_the_calling_thread)
+{
+    const std::size_t t = kernels::parallel_threshold();
+    const char* policy = std::getenv("OMP_WAIT_POLICY");
+    const bool passive = policy && strcasecmp(policy, "passive") == 0;
+    BOOST_TEST(kernels::omp_workers_sleep() == passive);
+    BOOST_TEST(t == (passive ? std::size_t(1) << 18 : std::size_t(1) << 16));
+    BOOST_TEST(kernels::gemm_parallel_threshold() == (passive ? std::size_t(1) << 21 : std::size_t(1) << 17));
+    set_num_threads(max_num_threads());
+    BOOST_TEST(threads_used(64, t - 1) == std::set<int>{0});
+    if (max_num_threads() >= 2) {  // both threads take a share once the work reaches the threshold
+        BOOST_TEST(threads_used(64, t) == (std::set<int>{0, 1}));
+    }
+    set_num_threads(1);
+    BOOST_TEST(threads_used(64, t) == std::set<int>{0});
+}
+
+BOOST_AUTO_TEST_CASE(small_gemm_runs_on_one_thread_and_restores_the_count)
+{
+    if (max_num_threads() < 2) return;
+    set_num_threads(2);
+    // 64×10×84 (LeNet's last layer) is below kernels::gemm_parallel_threshold.
+    const std::size_t m = 64, n = 10, k = 84;
+    BOOST_TEST(m * n * k < kernels::gemm_parallel_threshold());
+    const auto a = uniform(m * k, 1), b = uniform(k * n, 2);
+    std::vector<float> c2(m * n), c1(m * n);
+    kernels::gemm(false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, c2.data(), n);
+    BOOST_TEST(omp_get_max_threads() == 2);  // the guard put the count back
+    set_num_threads(1);
+    kernels::gemm(false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, c1.data(), n);
+    BOOST_TEST(bit_equal(c1, c2));
+    // The product itself, element (3, 4), summed in double.
+    double ref = 0;
+    for (std::size_t p = 0; p < k; ++p) ref += double(a[3 * k + p]) * double(b[p * n + 4]);
+    BOOST_TEST(c1[3 * n + 4] == ref, boost::test_tools::tolerance(1e-5));
+}
+
+BOOST_AUTO_TEST_CASE(element_loops_give_the_same_bits_on_two_threads)
+{
+    // Above the threshold, so two threads split them: each element is still computed by one
+    // thread in the same order.
+    const kernels::ConvGeom g{32, 6, 28, 28, 16, 5, 5, 1, 0, 24, 24};
+    BOOST_TEST(g.k() * g.l() >= kernels::parallel_threshold());
+    const auto x = uniform(g.n * g.c * g.h * g.w, 3);
+    const kernels::PoolGeom pg{g.n * g.c, 28, 28, 2, 2, 14, 14};
+    auto run = [&](int threads, std::vector<float>& cols, std::vector<float>& pooled) {
+        set_num_threads(threads);
+        cols.assign(g.k() * g.l(), 0.0f);
+        pooled.assign(pg.planes * 14 * 14, 0.0f);
+        kernels::im2col(x.data(), g, cols.data());
+        kernels::avg_pool2d_forward(x.data(), pg, pooled.data());
+    };
+    std::vector<float> cols1, pooled1, cols2, pooled2;
+    run(1, cols1, pooled1);
+    run(max_num_threads(), cols2, pooled2);
+    BOOST_TEST(bit_equal(cols1, cols2));
+    BOOST_TEST(bit_equal(pooled1, pooled2));
+    BOOST_TEST(pooled1[0] == 0.25f * (x[0] + x[1] + x[28] + x[29]), boost::test_tools::tolerance(1e-6f));
+}
+
+BOOST_AUTO_TEST_CASE(lenet_step_is_the_same_after_two_threads)
+{
+    set_num_threads(1);
+    const auto before = lenet_gradients();
+    set_num_threads(max_num_threads());
+    const auto two = lenet_gradients();
+    set_num_threads(1);
+    const auto after = lenet_gradients();
+    BOOST_TEST(std::isfinite(before[0]));
+    BOOST_TEST(bit_equal(before, after));  // nothing of the 2-thread run stays behind
+    // Two threads may split a GEMM's sums differently (oneDNN chooses): close, not bitwise.
+    BOOST_REQUIRE(two.size() == before.size());
+    double worst = 0;
+    for (std::size_t i = 0; i < two.size(); ++i) worst = std::max(worst, double(std::abs(two[i] - before[i])));
+    BOOST_TEST_MESSAGE("lenet: loss " << before[0] << ", largest 1- vs 2-thread difference " << worst);
+    BOOST_TEST(worst < 1e-5);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
