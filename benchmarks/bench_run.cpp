@@ -561,7 +561,7 @@ int main(int argc, char** argv)
     if (!first.empty()) {
         md << "| workload | threads | libtorch, best config | xgrad tape | hand-written | tape / libtorch | vs baseline | "
               "GFLOP/step | GFLOP/s tape (% peak) | GFLOP/s libtorch (% peak) | tape / hand | peak RSS MiB libtorch → tape "
-              "(workload part) | allocs per step: libtorch / tape (+ inside dnnl_sgemm) | page faults per step libtorch / tape |"
+              "(workload part) | allocs per step: libtorch / tape (+ inside oneDNN) | page faults per step libtorch / tape |"
            << (with_base ? " tape, base build | tape / base build |\n" : "\n");
         md << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" << (with_base ? "---|---|\n" : "\n");
         for (const auto& w : first)
@@ -598,7 +598,7 @@ int main(int argc, char** argv)
         md << "\n| workload | threads | libtorch, best config | xgrad tape | tape / libtorch | vs baseline | GFLOP/step | "
               "GFLOP/s tape (% peak) | GFLOP/s libtorch (% peak) | tape gradient (same network) | tape / tape gradient | "
               "libtorch gradient (T<n>) | libtorch / libtorch gradient | peak RSS MiB libtorch → tape (workload part) | allocs "
-              "per step: libtorch / tape (+ inside dnnl_sgemm) |"
+              "per step: libtorch / tape (+ inside oneDNN) |"
            << (with_base ? " tape, base build | tape / base build |\n" : "\n");
         md << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" << (with_base ? "---|---|\n" : "\n");
         for (const auto& w : second)

@@ -26,7 +26,7 @@ struct Stats {
     double median = 0, p10 = 0, p90 = 0, min = 0, mean = 0;  // seconds
     std::size_t reps = 0;
     double allocs_per_rep = 0;       ///< outside oneDNN
-    double dnnl_allocs_per_rep = 0;  ///< inside dnnl_sgemm (its packing buffer, one per call)
+    double dnnl_allocs_per_rep = 0;  ///< inside oneDNN: dnnl_sgemm's packing buffer (one per call), primitive executions
     double minor_faults_per_rep = 0;  ///< page faults (ru_minflt) during the timed reps, per rep
     bool has_loss = false;            ///< the rep returned a loss
     double loss_first = std::numeric_limits<double>::quiet_NaN();  ///< of the first rep (warm-up's first)
