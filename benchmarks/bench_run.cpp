@@ -91,7 +91,8 @@ bool second_order(const std::string& w) { return w.rfind("hvp_", 0) == 0 || w.rf
 // Workloads with convolutions: libtorch also runs them in channels_last.
 bool convolutional(const std::string& w)
 {
-    return w == "lenet" || w == "resnet_b64" || w == "bn_conv" || w == "hvp_lenet" || w == "lenet_nomkldnn";
+    return w == "lenet" || w == "resnet_b64" || w == "bn_conv" || w == "hvp_lenet" || w == "lenet_nomkldnn" ||
+           w == "cnn_sigmoid_avgpool";
 }
 
 // Workloads without a hand-written step: tape_* (bookkeeping only), the normalization networks but
@@ -99,7 +100,7 @@ bool convolutional(const std::string& w)
 bool has_hand(const std::string& w)
 {
     return w.rfind("tape_", 0) != 0 && w != "resnet_b64" && w != "layernorm_mlp" && !sequence(w) && !second_order(w) &&
-           w != "lenet_nomkldnn";
+           w != "lenet_nomkldnn" && w != "cnn_sigmoid_avgpool";
 }
 
 /// GFLOP of one step, from the shapes (docs/benchmarks.md, "FLOP per step"): 2 × the multiply-adds of
@@ -123,6 +124,7 @@ double gflop_per_step(const std::string& w)
                     conv(64, 16, 32, 1, 14, 14) + conv(64, 32, 64, 3, 7, 7) + conv(64, 64, 64, 3, 7, 7) +
                     conv(64, 32, 64, 1, 7, 7) + 64.0 * 64 * 10);
     if (w == "bn_conv") macs = 2 * conv(64, 16, 16, 3, 28, 28);
+    if (w == "cnn_sigmoid_avgpool") macs = 2 * conv(64, 1, 8, 5, 24, 24) + 3 * 64.0 * 1152 * 10;
     namespace seq = xgrad::bench::seq;
     const double LB = double(seq::L * seq::B), E = seq::E, H = seq::H, V = seq::V;
     if (w == "lstm_step") macs = 3 * (LB * 4 * H * (E + H) + LB * 4 * H * (H + H) + LB * H * V);
@@ -250,7 +252,7 @@ int main(int argc, char** argv)
 {
     CLI::App app{"xgrad benchmarks side by side with libtorch and hand-written backprop"};
     std::string threads_s = "1,2", workloads_s =
-        "mnist_softmax_sgd,mlp_b64,mlp_b256,lenet,resnet_b64,bn_conv,layernorm_mlp,lstm_step,gru_step,attention_step,tape_1,"
+        "mnist_softmax_sgd,mlp_b64,mlp_b256,lenet,cnn_sigmoid_avgpool,resnet_b64,bn_conv,layernorm_mlp,lstm_step,gru_step,attention_step,tape_1,"
         "tape_64x64,mm_512,mm_1024,hvp_mlp,hvp_lenet,double_backprop_mlp";
     int rounds = 2;
     bool quick = false, check_only = false;

@@ -283,6 +283,11 @@ int main(int argc, char** argv)
     } else if (wl == "lenet" || wl == "lenet_nomkldnn") {
         if (wl == "lenet_nomkldnn") at::globalContext().setUserEnabledMkldnn(false);
         seq_train(lenet(), torch::rand({64, 1, 28, 28}), labels_mod10(64));
+    } else if (wl == "cnn_sigmoid_avgpool") {
+        // Source document 002's CNN with 8 filters: conv 5×5 (valid) → sigmoid → 2×2 average pool → dense.
+        seq_train(nn::Sequential(nn::Conv2d(nn::Conv2dOptions(1, 8, 5)), nn::Sigmoid(), nn::AvgPool2d(2), nn::Flatten(),
+                                 nn::Linear(8 * 12 * 12, 10)),
+                  torch::rand({64, 1, 28, 28}), labels_mod10(64));
     } else if (wl == "resnet_b64") {
         nn::Sequential net(nn::Conv2d(nn::Conv2dOptions(1, 16, 3).padding(1).bias(false)), nn::BatchNorm2d(16), nn::ReLU(),
                            BasicBlock(16, 16, 1), BasicBlock(16, 32, 2), BasicBlock(32, 64, 2),

@@ -280,6 +280,20 @@ int main(int argc, char** argv)
             tape_step = ce_step(*net, x, y);
             auto* h = own(new HandLenet(*net));
             hand_step = [=, &x, &y] { return double(h->step(x, y, lr)); };
+        } else if (wl == "cnn_sigmoid_avgpool") {
+            // Source document 002's CNN with 8 filters (docs/sources.md), tape only.
+            x = rand_uniform<F>({64, 1, 28, 28}, 1);
+            y = labels_mod10(64);
+            auto* net = own(new nn::Sequential<F>);
+            net->emplace<nn::Conv2d<F>>(nn::Conv2dOptions(1, 8, 5), 5);
+            net->emplace<nn::Sigmoid<F>>();
+            net->emplace<nn::AvgPool2d<F>>(2);
+            net->emplace<nn::Flatten<F>>();
+            net->emplace<nn::Linear<F>>(8 * 12 * 12, 10, true, 6);
+            params = named(*net);
+            inputs = {{"x", &x}};
+            load();
+            tape_step = ce_step(*net, x, y);
         } else if (wl == "resnet_b64" || wl == "layernorm_mlp") {
             // Networks with normalization layers, tape only (no hand-written step): BatchNorm2d in train mode
             // (batch statistics, running statistics updated), LayerNorm + GELU.
