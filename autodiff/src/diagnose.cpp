@@ -514,6 +514,18 @@ std::vector<WindowRoute> window_routes(std::size_t H, std::size_t W, std::size_t
     return out;
 }
 
+/// f(plane, window, cell) for every window (p·OW + q) of every one of `planes` planes and every cell
+/// of it that route r reaches inside the H×W image (flat index i·W + j): the one loop behind routing
+/// a gradient to the cells (scatter) and pooling the cells' values (gather).
+template <class F>
+void for_each_routed_cell(const WindowRoute& r, std::size_t planes, std::size_t H, std::size_t W, F&& f)
+{
+    for (std::size_t pl = 0; pl < planes; ++pl)
+        for (std::size_t win = 0; win < r.cells.size(); ++win)
+            for (std::size_t cell : r.cells[win])
+                if (cell < H * W) f(pl, win, cell);
+}
+
 struct Fitter {
     const Model& m;
     const DiagnoseOptions& o;
@@ -723,14 +735,9 @@ struct Fitter {
         const std::size_t H = x.shape()[2], W = x.shape()[3], OH = g.shape()[2], OW = g.shape()[3];
         for (const WindowRoute& r : window_routes(H, W, OH, OW, kh, kw)) {
             Tens route = xt::zeros<double>(x.shape());
-            for (std::size_t n = 0; n < x.shape()[0]; ++n)
-                for (std::size_t ch = 0; ch < x.shape()[1]; ++ch)
-                    for (std::size_t p = 0; p < OH; ++p)
-                        for (std::size_t q = 0; q < OW; ++q)
-                            for (std::size_t f : r.cells[p * OW + q]) {
-                                if (f >= H * W) continue;
-                                route(n, ch, f / W, f % W) += g(n, ch, p, q);
-                            }
+            for_each_routed_cell(r, x.shape()[0] * x.shape()[1], H, W, [&](std::size_t pl, std::size_t win, std::size_t cell) {
+                route.data()[pl * H * W + cell] += g.data()[pl * OH * OW + win];
+            });
             const double rr = double(xt::sum(route * route)());
             if (rr == 0) continue;
             const double alpha = double(xt::sum(route * h)()) / rr;
@@ -796,12 +803,9 @@ struct Fitter {
         if (!kh || !kw) return;
         for (const WindowRoute& r : window_routes(H, W, OH, OW, kh, kw)) {
             Tens pooled = xt::zeros<double>(y.shape());
-            for (std::size_t b = 0; b < y.shape()[0]; ++b)
-                for (std::size_t ch = 0; ch < y.shape()[1]; ++ch)
-                    for (std::size_t p = 0; p < OH; ++p)
-                        for (std::size_t q = 0; q < OW; ++q)
-                            for (std::size_t f : r.cells[p * OW + q])
-                                if (f < H * W) pooled(b, ch, p, q) += x(b, ch, f / W, f % W);
+            for_each_routed_cell(r, y.shape()[0] * y.shape()[1], H, W, [&](std::size_t pl, std::size_t win, std::size_t cell) {
+                pooled.data()[pl * OH * OW + win] += x.data()[pl * H * W + cell];
+            });
             const Tens c = xt::reshape_view(pooled, h.shape());
             const double cc = double(xt::sum(c * c)());
             if (cc == 0) continue;
