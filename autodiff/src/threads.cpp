@@ -47,6 +47,9 @@ const bool openblas_core_fixed = fix_openblas_core();
 
 int max_num_threads()
 {
+    // With OMP_PROC_BIND set, libgomp pins the calling thread to one CPU at start, so its own
+    // affinity says 1; omp_get_num_procs() then reports the CPUs the process had before pinning.
+    if (std::getenv("OMP_PROC_BIND") || std::getenv("OMP_PLACES")) return std::max(1, omp_get_num_procs());
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
     return std::max(1, int(std::thread::hardware_concurrency()));
@@ -65,11 +68,7 @@ void set_num_threads(int n)
 const char* sgemm_backend()
 {
     (void)openblas_core_fixed;
-#ifdef XGRAD_USE_DNNL
-    return "oneDNN dnnl_sgemm";
-#else
-    return "OpenBLAS cblas_sgemm";
-#endif
+    return kernels::sgemm_on_dnnl() ? "oneDNN dnnl_sgemm" : "OpenBLAS cblas_sgemm";
 }
 
 const char* blas_core() { return openblas_get_corename(); }

@@ -81,6 +81,13 @@ BOOST_AUTO_TEST_CASE(blas_runs_on_the_pool_the_build_chose)
     BOOST_TEST(std::string(blas_threading()) == XGRAD_EXPECT_BLAS_THREADING);
 }
 
+// CTest runs this suite a second time with OMP_PROC_BIND=true (test_autodiff_threads_bound), where
+// libgomp pins the main thread to one CPU before main: the limit must still be the process's CPUs.
+BOOST_AUTO_TEST_CASE(max_num_threads_counts_the_cpus_of_the_process)
+{
+    BOOST_TEST(max_num_threads() == omp_get_num_procs());
+}
+
 BOOST_AUTO_TEST_CASE(set_num_threads_reaches_openblas_and_openmp)
 {
     const int hi = max_num_threads();

@@ -13,10 +13,12 @@ namespace xgrad {
 /// vCPUs; docs/performance.md, "Threads"). libgomp reads it once, at load, so xgrad cannot set it.
 void set_num_threads(int n);
 
-/// The largest thread count set_num_threads accepts: the CPUs this process may run on.
+/// The largest thread count set_num_threads accepts: the CPUs this process may run on (under
+/// OMP_PROC_BIND / OMP_PLACES, the ones it had before OpenMP pinned the main thread).
 int max_num_threads();
 
-/// Name of the library behind float GEMMs, e.g. "oneDNN dnnl_sgemm" or "OpenBLAS cblas_sgemm".
+/// Name of the library behind float GEMMs, "oneDNN dnnl_sgemm" or "OpenBLAS cblas_sgemm": oneDNN in
+/// builds with it, unless the environment variable XGRAD_SGEMM=openblas chose OpenBLAS.
 const char* sgemm_backend();
 
 /// OpenBLAS's kernel family (double GEMMs; float ones too without oneDNN), e.g. "SkylakeX". When
