@@ -44,7 +44,7 @@ using xgrad::bench::check_tolerance;
 struct Result {
     double median = 0;  // mean over rounds of the per-round medians
     double spread = 0;  // (max − min) / min over rounds
-    double peak = 0, base = 0, allocs = 0, dnnl_allocs = 0, gflops = 0, minflt = 0;
+    double peak = 0, base = 0, allocs = 0, blas_allocs = 0, gflops = 0, minflt = 0;
     double loss_first = NAN;  // of round 1's process
     bool loss_finite = true, loss_consistent = true, has_loss = false;
     bool ok = false;
@@ -388,7 +388,7 @@ int main(int argc, char** argv)
             r.peak = std::max(r.peak, j["peak_mib"].get<double>());
             r.base = j["base_mib"].get<double>();
             r.allocs = j["allocs_per_rep"].get<double>();
-            r.dnnl_allocs = j.value("dnnl_allocs_per_rep", 0.0);
+            r.blas_allocs = j.value("blas_allocs_per_rep", j.value("dnnl_allocs_per_rep", 0.0));  // key before 2026-12-01
             r.minflt = j.value("minflt_per_rep", 0.0);
             if (j.contains("gflops")) r.gflops += j["gflops"].get<double>();
             if (j.contains("loss_first")) {
@@ -563,7 +563,7 @@ int main(int argc, char** argv)
     if (!first.empty()) {
         md << "| workload | threads | libtorch, best config | xgrad tape | hand-written | tape / libtorch | vs baseline | "
               "GFLOP/step | GFLOP/s tape (% peak) | GFLOP/s libtorch (% peak) | tape / hand | peak RSS MiB libtorch → tape "
-              "(workload part) | allocs per step: libtorch / tape (+ inside oneDNN) | page faults per step libtorch / tape |"
+              "(workload part) | allocs per step: libtorch / tape (+ inside oneDNN/OpenBLAS) | page faults per step libtorch / tape |"
            << (with_base ? " tape, base build | tape / base build |\n" : "\n");
         md << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" << (with_base ? "---|---|\n" : "\n");
         for (const auto& w : first)
@@ -589,7 +589,7 @@ int main(int argc, char** argv)
                                   why.empty() ? vs_baseline(w, t, r, tp.spread > 0.10 || lt.r.spread > 0.10) : std::string("–"),
                                   gflop_per_step(w) > 0 ? fmt::format("{:.3g}", gflop_per_step(w)) : std::string("–"),
                                   roof(w, t, tp), roof(w, t, lt.r), vs_hand, memory(lt.r, tp),
-                                  fmt::format("{:.0f} / {:.0f} (+{:.0f})", lt.r.allocs, tp.allocs, tp.dnnl_allocs),
+                                  fmt::format("{:.0f} / {:.0f} (+{:.0f})", lt.r.allocs, tp.allocs, tp.blas_allocs),
                                   fmt::format("{:.0f} / {:.0f}", lt.r.minflt, tp.minflt));
                 if (with_base) md << fmt::format(" {} | {} |", fmt_val(bs, unit), ratio(tp, bs));
                 md << "\n";
@@ -600,7 +600,7 @@ int main(int argc, char** argv)
         md << "\n| workload | threads | libtorch, best config | xgrad tape | tape / libtorch | vs baseline | GFLOP/step | "
               "GFLOP/s tape (% peak) | GFLOP/s libtorch (% peak) | tape gradient (same network) | tape / tape gradient | "
               "libtorch gradient (T<n>) | libtorch / libtorch gradient | peak RSS MiB libtorch → tape (workload part) | allocs "
-              "per step: libtorch / tape (+ inside oneDNN) |"
+              "per step: libtorch / tape (+ inside oneDNN/OpenBLAS) |"
            << (with_base ? " tape, base build | tape / base build |\n" : "\n");
         md << "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|" << (with_base ? "---|---|\n" : "\n");
         for (const auto& w : second)
@@ -617,7 +617,7 @@ int main(int argc, char** argv)
                                   why.empty() ? vs_baseline(w, t, r, tp.spread > 0.10 || lt.r.spread > 0.10) : std::string("–"),
                                   gflop_per_step(w), roof(w, t, tp),
                                   roof(w, t, lt.r), fmt_val(gr, "ms"), ratio(tp, gr), fmt_val(lg, "ms"), ratio(lt.r, lg),
-                                  memory(lt.r, tp), fmt::format("{:.0f} / {:.0f} (+{:.0f})", lt.r.allocs, tp.allocs, tp.dnnl_allocs));
+                                  memory(lt.r, tp), fmt::format("{:.0f} / {:.0f} (+{:.0f})", lt.r.allocs, tp.allocs, tp.blas_allocs));
                 if (with_base) md << fmt::format(" {} | {} |", fmt_val(bs, "ms"), ratio(tp, bs));
                 md << "\n";
                 add_row(w, t, tp, lt, why, r);

@@ -133,7 +133,7 @@ struct Result {
     long mid_step = 0;
     long ref_step = 0;
     double allocs_per_step = 0;       // after warm-up (from step ref_step on), outside oneDNN
-    double dnnl_allocs_per_step = 0;  // inside dnnl_sgemm (its packing buffer, one per call)
+    double blas_allocs_per_step = 0;  // inside oneDNN / OpenBLAS (their own buffers and argument maps)
     double ms_per_step = 0;      // after warm-up, wall clock
     double cpu_ms_per_step = 0;  // after warm-up, process CPU time
     double final_loss = 0;
@@ -157,7 +157,7 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
     r.ref_step = ref;
     r.mid_step = std::max(ref, (o.steps / 2) / o.every * o.every);
     double window_s = 0, after_ref_s = 0, window_cpu = 0, after_ref_cpu = 0;
-    std::size_t after_ref_allocs = 0, after_ref_dnnl = 0;  // outside oneDNN / inside dnnl_sgemm
+    std::size_t after_ref_allocs = 0, after_ref_blas = 0;  // outside / inside oneDNN and OpenBLAS
     long after_ref_steps = 0;
     const std::size_t a_begin = alloc::allocations();
     std::size_t a_window = a_begin;
@@ -168,7 +168,7 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
     const bool trace_allocs = std::getenv("XGRAD_ALLOC_TRACE") != nullptr;
     for (long i = 1; i <= o.steps; ++i) {
         const bool counted = i > ref;
-        const std::size_t a0 = alloc::allocations(), d0 = alloc::dnnl_allocations();
+        const std::size_t a0 = alloc::allocations(), d0 = alloc::blas_allocations();
         alloc::attribute_allocations(counted);  // soak steps are not a timing benchmark
         alloc::count_allocations(counted || !trace_allocs);
         const double c0 = cpu_seconds();
@@ -182,9 +182,9 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
         if (counted) {
             after_ref_s += dt;
             after_ref_cpu += dc;
-            const std::size_t dnnl = alloc::dnnl_allocations() - d0;
-            after_ref_allocs += alloc::allocations() - a0 - dnnl;
-            after_ref_dnnl += dnnl;
+            const std::size_t blas = alloc::blas_allocations() - d0;
+            after_ref_allocs += alloc::allocations() - a0 - blas;
+            after_ref_blas += blas;
             ++after_ref_steps;
         }
         if (!std::isfinite(loss)) {
@@ -212,7 +212,7 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
     r.final_loss = loss;
     if (after_ref_steps) {
         r.allocs_per_step = double(after_ref_allocs) / double(after_ref_steps);
-        r.dnnl_allocs_per_step = double(after_ref_dnnl) / double(after_ref_steps);
+        r.blas_allocs_per_step = double(after_ref_blas) / double(after_ref_steps);
         r.ms_per_step = 1e3 * after_ref_s / double(after_ref_steps);
         r.cpu_ms_per_step = 1e3 * after_ref_cpu / double(after_ref_steps);
     }
@@ -221,10 +221,10 @@ Result soak(const std::string& name, const Options& o, const std::function<doubl
         const bool flat = std::abs(growth) <= 1.0;
         r.ok = flat;
         std::printf("verdict %s: VmRSS %.1f MiB at step %ld, %.1f at step %ld, %.1f at step %ld: growth %+.2f MiB (%s); "
-                    "VmHWM %.1f -> %.1f MiB; after step %ld: %.1f allocations/step (+%.1f inside dnnl_sgemm), %.3f ms/step wall, "
+                    "VmHWM %.1f -> %.1f MiB; after step %ld: %.1f allocations/step (+%.1f inside oneDNN/OpenBLAS), %.3f ms/step wall, "
                     "%.3f ms/step CPU; peak RSS (VmHWM) %.1f MiB at step 100, %.1f at step %ld, %.1f at step %ld\n",
                     name.c_str(), r.at_ref.rss, ref, r.at_mid.rss, r.mid_step, r.at_end.rss, o.steps, growth, flat ? "no growth" : "GROWTH",
-                    r.at_ref.hwm, r.at_end.hwm, ref, r.allocs_per_step, r.dnnl_allocs_per_step, r.ms_per_step, r.cpu_ms_per_step,
+                    r.at_ref.hwm, r.at_end.hwm, ref, r.allocs_per_step, r.blas_allocs_per_step, r.ms_per_step, r.cpu_ms_per_step,
                     r.at_100.hwm, r.at_ref.hwm, ref, r.at_end.hwm, o.steps);
     }
     std::fflush(stdout);

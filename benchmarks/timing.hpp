@@ -26,7 +26,7 @@ struct Stats {
     double median = 0, p10 = 0, p90 = 0, min = 0, mean = 0;  // seconds
     std::size_t reps = 0;
     double allocs_per_rep = 0;       ///< outside oneDNN
-    double dnnl_allocs_per_rep = 0;  ///< inside oneDNN: dnnl_sgemm's packing buffer (one per call), primitive executions
+    double blas_allocs_per_rep = 0;  ///< inside oneDNN / OpenBLAS: packing buffers, primitive executions' argument maps
     double minor_faults_per_rep = 0;  ///< page faults (ru_minflt) during the timed reps, per rep
     bool has_loss = false;            ///< the rep returned a loss
     double loss_first = std::numeric_limits<double>::quiet_NaN();  ///< of the first rep (warm-up's first)
@@ -98,15 +98,15 @@ Stats run(Setup setup, Rep rep_, std::size_t warm_n = 10, double warm_s = 0.5, s
     // One more rep, untimed, with each allocation's call stack looked at: how many of a rep's
     // allocations oneDNN's sgemm makes (its packing buffers) and how many everything else does.
     setup();
-    const std::size_t a1 = alloc::allocations(), d0 = alloc::dnnl_allocations();
+    const std::size_t a1 = alloc::allocations(), d0 = alloc::blas_allocations();
     alloc::attribute_allocations(true);
     alloc::count_allocations(true);
     rep();
     alloc::count_allocations(false);
     alloc::attribute_allocations(false);
-    const std::size_t dnnl = alloc::dnnl_allocations() - d0;
-    s.dnnl_allocs_per_rep = double(dnnl);
-    s.allocs_per_rep = double(alloc::allocations() - a1 - dnnl);
+    const std::size_t blas = alloc::blas_allocations() - d0;
+    s.blas_allocs_per_rep = double(blas);
+    s.allocs_per_rep = double(alloc::allocations() - a1 - blas);
     s.has_loss = returns_loss;
     s.loss_first = first, s.loss_last = last, s.loss_finite = finite;
     return s;
@@ -149,10 +149,10 @@ inline void report(const char* impl, const std::string& workload, int threads, c
         extra += e;
     }
     std::printf("{\"impl\":\"%s\",\"workload\":\"%s\",\"threads\":%d,\"unit\":\"%s\",\"median\":%.6g,\"p10\":%.6g,"
-                "\"p90\":%.6g,\"min\":%.6g,\"mean\":%.6g,\"reps\":%zu,\"allocs_per_rep\":%.1f,\"dnnl_allocs_per_rep\":%.1f,\"base_mib\":%.1f,"
+                "\"p90\":%.6g,\"min\":%.6g,\"mean\":%.6g,\"reps\":%zu,\"allocs_per_rep\":%.1f,\"blas_allocs_per_rep\":%.1f,\"base_mib\":%.1f,"
                 "\"peak_mib\":%.1f,\"minflt_per_rep\":%.1f%s}\n",
                 impl, workload.c_str(), threads, unit, s.median * scale, s.p10 * scale, s.p90 * scale, s.min * scale,
-                s.mean * scale, s.reps, s.allocs_per_rep, s.dnnl_allocs_per_rep, base_mib, peak_rss_mib(), s.minor_faults_per_rep, extra.c_str());
+                s.mean * scale, s.reps, s.allocs_per_rep, s.blas_allocs_per_rep, base_mib, peak_rss_mib(), s.minor_faults_per_rep, extra.c_str());
     std::fflush(stdout);
 }
 

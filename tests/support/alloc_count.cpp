@@ -21,43 +21,45 @@ void* __libc_memalign(std::size_t, std::size_t);
 namespace {
 std::atomic<bool> counting{false};
 std::atomic<std::size_t> count{0};
-std::atomic<std::size_t> dnnl_count{0};
+std::atomic<std::size_t> blas_count{0};
 std::atomic<bool> attributing{false};
 thread_local bool in_attribution = false;
 
-/// Address ranges of libdnnl's loaded segments, found once when attribution is turned on.
+/// Address ranges of the loaded segments of libdnnl and libopenblas, found once when attribution is
+/// turned on.
 struct Range {
     std::uintptr_t lo, hi;
 };
-Range dnnl_ranges[16];
-std::atomic<int> n_dnnl_ranges{0};
+Range blas_ranges[32];
+std::atomic<int> n_blas_ranges{0};
 
-int collect_dnnl(dl_phdr_info* info, std::size_t, void*)
+int collect_blas(dl_phdr_info* info, std::size_t, void*)
 {
-    if (!info->dlpi_name || !std::strstr(info->dlpi_name, "libdnnl")) return 0;
-    int n = n_dnnl_ranges.load();
-    for (int i = 0; i < info->dlpi_phnum && n < 16; ++i)
+    if (!info->dlpi_name || !(std::strstr(info->dlpi_name, "libdnnl") || std::strstr(info->dlpi_name, "libopenblas")))
+        return 0;
+    int n = n_blas_ranges.load();
+    for (int i = 0; i < info->dlpi_phnum && n < 32; ++i)
         if (info->dlpi_phdr[i].p_type == PT_LOAD) {
             const std::uintptr_t lo = info->dlpi_addr + info->dlpi_phdr[i].p_vaddr;
-            dnnl_ranges[n++] = {lo, lo + info->dlpi_phdr[i].p_memsz};
+            blas_ranges[n++] = {lo, lo + info->dlpi_phdr[i].p_memsz};
         }
-    n_dnnl_ranges = n;
+    n_blas_ranges = n;
     return 0;
 }
 
-/// Whether a frame of the current call stack lies in libdnnl: a comparison of each return address
-/// with libdnnl's segments (dladdr would search symbol tables, far too slow for libtorch's).
-bool called_from_dnnl()
+/// Whether a frame of the current call stack lies in libdnnl or libopenblas: a comparison of each
+/// return address with their segments (dladdr would search symbol tables, far too slow for libtorch's).
+bool called_from_blas()
 {
     if (in_attribution) return false;
     in_attribution = true;
     void* frames[24];
     const int n = backtrace(frames, 24);
-    const int nr = n_dnnl_ranges.load(std::memory_order_relaxed);
+    const int nr = n_blas_ranges.load(std::memory_order_relaxed);
     bool found = false;
     for (int i = 2; i < n && !found; ++i) {
         const auto a = reinterpret_cast<std::uintptr_t>(frames[i]);
-        for (int r = 0; r < nr && !found; ++r) found = a >= dnnl_ranges[r].lo && a < dnnl_ranges[r].hi;
+        for (int r = 0; r < nr && !found; ++r) found = a >= blas_ranges[r].lo && a < blas_ranges[r].hi;
     }
     in_attribution = false;
     return found;
@@ -70,7 +72,7 @@ inline void tick()
 {
     if (!counting.load(std::memory_order_relaxed) || in_attribution) return;
     count.fetch_add(1, std::memory_order_relaxed);
-    if (attributing.load(std::memory_order_relaxed) && called_from_dnnl()) dnnl_count.fetch_add(1, std::memory_order_relaxed);
+    if (attributing.load(std::memory_order_relaxed) && called_from_blas()) blas_count.fetch_add(1, std::memory_order_relaxed);
     if (trace && !in_trace && traced.fetch_add(1) < 40) {
         in_trace = true;
         void* frames[12];
@@ -92,10 +94,10 @@ void count_allocations(bool on)
     counting = on;
 }
 std::size_t allocations() { return count.load(); }
-std::size_t dnnl_allocations() { return dnnl_count.load(); }
+std::size_t blas_allocations() { return blas_count.load(); }
 void attribute_allocations(bool on)
 {
-    if (on && n_dnnl_ranges.load() == 0) dl_iterate_phdr(collect_dnnl, nullptr);
+    if (on && n_blas_ranges.load() == 0) dl_iterate_phdr(collect_blas, nullptr);
     attributing = on;
 }
 }  // namespace xgrad::alloc

@@ -12,8 +12,10 @@ std::size_t allocations();
 /// Attribution on or off (default off): with it on, every counted allocation walks its call stack
 /// (backtrace + dladdr, microseconds each), so only untimed code should turn it on.
 void attribute_allocations(bool on);
-/// Of those counted with attribution on, the ones made inside oneDNN (libdnnl: dnnl_sgemm's packing buffer, one per call, which
-/// its C API gives no way to supply), told apart by the call stack. allocations() − these = the
-/// allocations of xgrad and everything else.
-std::size_t dnnl_allocations();
+/// Of those counted with attribution on, the ones made inside the GEMM and convolution libraries
+/// (libdnnl: dnnl_sgemm's packing buffer, the argument map of every primitive execution;
+/// libopenblas: the buffer of its small-matrix kernels on some CPUs), none of which can be supplied
+/// through their APIs, told apart by the call stack. allocations() − these = the allocations of
+/// xgrad and everything else.
+std::size_t blas_allocations();
 }  // namespace xgrad::alloc

@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 
@@ -64,6 +66,21 @@ private:
     int saved_;
 };
 
+/// Whether float GEMMs go to dnnl_sgemm: in builds with oneDNN, unless the environment variable
+/// XGRAD_SGEMM=openblas (read once; for comparing the two libraries) sends them to OpenBLAS.
+inline bool sgemm_on_dnnl()
+{
+#ifdef XGRAD_USE_DNNL
+    static const bool on = [] {
+        const char* e = std::getenv("XGRAD_SGEMM");
+        return !(e && std::strcmp(e, "openblas") == 0);
+    }();
+    return on;
+#else
+    return false;
+#endif
+}
+
 /// C (m,n) = alpha · op(A) · op(B) + beta · C, row-major; op(X) = Xᵀ when the flag is set.
 /// lda/ldb are the row strides of A and B as stored.
 inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
@@ -73,12 +90,14 @@ inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, 
     const std::size_t threshold = gemm_parallel_threshold();
     const OneThread one(m * n < threshold && m * n * k < threshold);  // m·n first: no overflow
 #ifdef XGRAD_USE_DNNL
-    dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', dnnl_dim_t(m), dnnl_dim_t(n), dnnl_dim_t(k), alpha, a, dnnl_dim_t(lda), b,
-               dnnl_dim_t(ldb), beta, c, dnnl_dim_t(ldc));
-#else
+    if (sgemm_on_dnnl()) {
+        dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', dnnl_dim_t(m), dnnl_dim_t(n), dnnl_dim_t(k), alpha, a,
+                   dnnl_dim_t(lda), b, dnnl_dim_t(ldb), beta, c, dnnl_dim_t(ldc));
+        return;
+    }
+#endif
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
                 alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
-#endif
 }
 
 inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, double alpha, const double* a,
