@@ -238,7 +238,10 @@ std::string newest_committed_report()
     while (std::fgets(buf, sizeof buf, p)) {
         std::string f(buf);
         while (!f.empty() && (f.back() == '\n' || f.back() == '\r')) f.pop_back();
-        if (!f.empty()) files.push_back(f);
+        // runner reports are named YYYY-MM-DD-HHMM-host.json; others (tta-*.json) are not baselines
+        const std::size_t slash = f.rfind('/');
+        const std::string base = slash == std::string::npos ? f : f.substr(slash + 1);
+        if (!base.empty() && base[0] >= '0' && base[0] <= '9') files.push_back(f);
     }
     pclose(p);
     if (files.empty()) return "";
@@ -276,6 +279,32 @@ int main(int argc, char** argv)
     CLI11_PARSE(app, argc, argv);
     if (quick) setenv("XGRAD_BENCH_QUICK", "1", 1);
     const auto started = std::chrono::steady_clock::now();
+
+    // The baseline is read before any timing: a file that is not a bench_run report (the
+    // time-to-accuracy JSON, say) is refused now, not after the run.
+    nlohmann::json baseline_json;
+    std::string baseline_file = baseline == "auto" ? newest_committed_report() : baseline == "none" ? "" : baseline;
+    if (!baseline_file.empty()) {
+        std::string why;
+        std::ifstream in(baseline_file);
+        try {
+            if (!in) throw std::runtime_error("cannot open the file");
+            baseline_json = nlohmann::json::parse(in);
+            if (!baseline_json.is_object() || !baseline_json.contains("rows") || !baseline_json["rows"].is_array())
+                why = "not a bench_run report (no \"rows\" array)";
+        } catch (const std::exception& e) {
+            why = e.what();
+        }
+        if (!why.empty()) {
+            if (baseline != "auto") {
+                fmt::print(stderr, "bench_run: --baseline {}: {}\n", baseline_file, why);
+                return 2;
+            }
+            fmt::print(stderr, "note: cannot use the baseline {} ({}); no comparison\n", baseline_file, why);
+            baseline_json = nlohmann::json();
+            baseline_file.clear();
+        }
+    }
 
     const bool have_torch = std::ifstream(bin_dir + "/bench_torch").good();
     if (!have_torch) fmt::print(stderr, "note: bench_torch not built (libtorch not found): no libtorch column, no check\n");
@@ -472,16 +501,6 @@ int main(int argc, char** argv)
         return "";
     };
 
-    nlohmann::json baseline_json;
-    std::string baseline_file = baseline == "auto" ? newest_committed_report() : baseline == "none" ? "" : baseline;
-    if (!baseline_file.empty()) {
-        try {
-            baseline_json = nlohmann::json::parse(std::ifstream(baseline_file));
-        } catch (...) {
-            fmt::print(stderr, "note: cannot read the baseline {}; no comparison\n", baseline_file);
-            baseline_file.clear();
-        }
-    }
     // The baseline's ratio of (w, t), and whether its rounds differed by more than 10 % on either side.
     auto baseline_ratio = [&](const std::string& w, const std::string& t, bool& noisy) -> double {
         if (baseline_json.is_null()) return NAN;
