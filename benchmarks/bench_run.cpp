@@ -9,7 +9,8 @@
 //     fastest one for the ratio and its name; the roofline (GFLOP per step from the shapes, achieved
 //     GFLOP/s, % of the sgemm peak measured in this run at the same thread count); a ratio is printed
 //     only when the check passed and the first-step losses agree;
-//  3. the change of every tape / libtorch ratio against a baseline report (JSON), > 5 % worse flagged.
+//  3. the change of every tape / libtorch ratio against a baseline report (JSON) of the same machine,
+//     > 5 % worse flagged.
 //   bench_run [--threads 1,2] [--rounds 2] [--workloads mnist_softmax_sgd,mlp_b64,...] [--quick] [--out FILE]
 //             [--json FILE] [--baseline FILE|none] [--torch-configs best|plain] [--check-only]
 //             [--base-bin-dir DIR]   (DIR/bench_xgrad: a second build's tape, e.g. an older commit, timed beside this one)
@@ -29,6 +30,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "seq_workloads.hpp"
@@ -229,8 +231,27 @@ Check run_check(const std::string& bin_dir, const std::string& prefix, const std
 }
 
 /// The newest JSON report committed under benchmarks/results/ (names start with the date), or "".
-std::string newest_committed_report()
+/// This machine, as reports record it: the CPU model and the CPUs the process may use. Ratios
+/// are compared only between reports of the same machine: another CPU changes both sides.
+std::string machine_id()
 {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line, model = "unknown CPU", family = "?", number = "?";
+    auto value = [&] { return line.substr(line.find_first_not_of(" \t", line.find(':') + 1)); };
+    while (std::getline(in, line) && !line.empty()) {  // the first processor's block
+        if (line.find(':') == std::string::npos || line.find(':') + 1 >= line.size()) continue;
+        if (line.rfind("model name", 0) == 0) model = value();
+        else if (line.rfind("cpu family", 0) == 0) family = value();
+        else if (line.rfind("model", 0) == 0 && line.find_first_of(" \t") == 5) number = value();
+    }
+    return fmt::format("{} (family {} model {}, {} CPUs)", model, family, number, std::thread::hardware_concurrency());
+}
+
+/// The newest committed runner report (benchmarks/results/YYYY-MM-DD-HHMM-host.json) made on this
+/// machine; "" when there is none. `skipped` counts the newer ones from other machines.
+std::string newest_committed_report(const std::string& machine, int& skipped)
+{
+    skipped = 0;
     FILE* p = popen("git -C '" XGRAD_SOURCE_DIR "' ls-files 'benchmarks/results/*.json' 2>/dev/null", "r");
     if (!p) return "";
     std::vector<std::string> files;
@@ -244,9 +265,17 @@ std::string newest_committed_report()
         if (!base.empty() && base[0] >= '0' && base[0] <= '9') files.push_back(f);
     }
     pclose(p);
-    if (files.empty()) return "";
-    std::sort(files.begin(), files.end());
-    return std::string(XGRAD_SOURCE_DIR) + "/" + files.back();
+    std::sort(files.rbegin(), files.rend());
+    for (const std::string& f : files) {
+        const std::string path = std::string(XGRAD_SOURCE_DIR) + "/" + f;
+        try {
+            const nlohmann::json j = nlohmann::json::parse(std::ifstream(path));
+            if (j.is_object() && j.value("machine", std::string()) == machine) return path;
+        } catch (const std::exception&) {
+        }
+        ++skipped;
+    }
+    return "";
 }
 
 }  // namespace
@@ -268,7 +297,7 @@ int main(int argc, char** argv)
     app.add_option("--out", out_file, "also write the tables to this file");
     app.add_option("--json", json_file, "write the results as JSON to this file (the next run's --baseline)");
     app.add_option("--baseline", baseline,
-                   "JSON report to compare the ratios with; auto = the newest committed benchmarks/results/*.json, none = no comparison")
+                   "JSON report to compare the ratios with; auto = the newest committed runner report of this machine, none = no comparison")
         ->capture_default_str();
     app.add_option("--torch-configs", torch_mode, "best: every libtorch configuration, the fastest for the ratio; plain: T<n> only")
         ->check(CLI::IsMember({"best", "plain"}))
@@ -283,7 +312,13 @@ int main(int argc, char** argv)
     // The baseline is read before any timing: a file that is not a bench_run report (the
     // time-to-accuracy JSON, say) is refused now, not after the run.
     nlohmann::json baseline_json;
-    std::string baseline_file = baseline == "auto" ? newest_committed_report() : baseline == "none" ? "" : baseline;
+    const std::string machine = machine_id();
+    int other_machines = 0;
+    std::string baseline_file =
+        baseline == "auto" ? newest_committed_report(machine, other_machines) : baseline == "none" ? "" : baseline;
+    if (baseline == "auto" && baseline_file.empty())
+        fmt::print(stderr, "note: no committed report from this machine ({}; {} from others): no comparison\n", machine,
+                   other_machines);
     if (!baseline_file.empty()) {
         std::string why;
         std::ifstream in(baseline_file);
@@ -295,6 +330,9 @@ int main(int argc, char** argv)
         } catch (const std::exception& e) {
             why = e.what();
         }
+        if (why.empty() && baseline_json.value("machine", std::string()) != machine)
+            fmt::print(stderr, "note: the baseline {} comes from another machine ({}); its ratios are not comparable\n",
+                       baseline_file, baseline_json.value("machine", std::string("machine not recorded")));
         if (!why.empty()) {
             if (baseline != "auto") {
                 fmt::print(stderr, "bench_run: --baseline {}: {}\n", baseline_file, why);
@@ -549,6 +587,8 @@ int main(int argc, char** argv)
     const bool with_base = !base_dir.empty();
     std::ostringstream md;
     if (!checks.empty()) md << check_table() << "\n";
+    md << "Machine: " << machine << "; OPENBLAS_CORETYPE=" << (std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : "unset")
+       << ".\n\n";
     md << "sgemm peak of this run (the roofline's 100 %; the fastest GEMM process at that thread count; sgemm = "
           "xgrad's GEMM, blas = cblas_sgemm): ";
     for (std::size_t i = 0; i < threads.size(); ++i) md << (i ? "; " : "") << peak_note[threads[i]];
@@ -647,7 +687,8 @@ int main(int argc, char** argv)
                       "libtorch configurations: {}; run time {:.1f} min.\n",
                       rounds, plain ? "T<n> only (--torch-configs plain)" : "the fastest of those in docs/benchmarks.md", minutes);
     if (!baseline_file.empty()) {
-        md << "\nBaseline: " << baseline_file << " (" << baseline_json.value("date", std::string("undated")) << "). ";
+        md << "\nBaseline: " << baseline_file << " (" << baseline_json.value("date", std::string("undated")) << ", "
+           << baseline_json.value("machine", std::string("machine not recorded")) << "). ";
         if (regressions.empty()) {
             md << "No tape / libtorch ratio more than 5 % worse.\n";
         } else {
@@ -666,6 +707,7 @@ int main(int argc, char** argv)
         nlohmann::json cj = nlohmann::json::object();
         for (const auto& [w, c] : checks) cj[w] = {{"ok", c.ok}, {"result", c.j}, {"error", c.error}};
         std::ofstream(json_file) << nlohmann::json{{"date", date},
+                                                   {"machine", machine},
                                                    {"rounds", rounds},
                                                    {"quick", quick},
                                                    {"torch_configs", torch_mode},
