@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "xgrad/threads.hpp"
+
 namespace xgrad::nn {
 
 namespace {
@@ -145,25 +147,30 @@ void SGD<T>::step()
         const T lr = T(group.lr()), wd = T(group.weight_decay());
         for (Parameter<T>* param : group.params()) {
             Parameter<T>& p = *param;
-            Tensor<T>& w = p.value();
-            const Tensor<T>& g = p.grad();
+            T* w = p.value().data();
+            const T* g = p.grad().data();
+            const std::size_t n = p.value().size();
+            // plain loops, split over the threads for large tensors: an xtensor expression here
+            // took twice as long as the loop on one thread (MLP's 784×256 weight: 38 vs 18 µs)
             if (mu == 0) {
-                if (wd != 0)
-                    xt::noalias(w) -= lr * (g + wd * w);  // w ← w − lr(∇ + wd·w)
-                else
-                    xt::noalias(w) -= lr * g;
+                parallel_ranges(n, [=](std::size_t b, std::size_t e) {
+                    if (wd != 0)
+                        for (std::size_t k = b; k < e; ++k) w[k] -= lr * (g[k] + wd * w[k]);  // w ← w − lr(∇ + wd·w)
+                    else
+                        for (std::size_t k = b; k < e; ++k) w[k] -= lr * g[k];
+                });
                 ++i;
                 continue;
             }
-            Tensor<T>& v = velocity_[i++];
-            if (this->steps() == 0)
-                xt::noalias(v) = g + wd * w;  // v₁ = g
-            else
-                xt::noalias(v) = mu * v + g + wd * w;
-            if (o_.nesterov())
-                xt::noalias(w) -= lr * (g + wd * w + mu * v);
-            else
-                xt::noalias(w) -= lr * v;
+            T* v = velocity_[i++].data();
+            const bool first = this->steps() == 0, nesterov = o_.nesterov();
+            parallel_ranges(n, [=](std::size_t b, std::size_t e) {
+                for (std::size_t k = b; k < e; ++k) {
+                    const T d = g[k] + wd * w[k];
+                    v[k] = first ? d : mu * v[k] + d;  // v₁ = ∇ + wd·w
+                    w[k] -= lr * (nesterov ? d + mu * v[k] : v[k]);
+                }
+            });
         }
     }
     this->count_step();
@@ -228,13 +235,22 @@ void Adam<T>::step()
     for (const auto& group : this->param_groups_) {
         const T lr = T(group.lr()), wd = T(group.weight_decay());
         for (Parameter<T>* param : group.params()) {
-            Tensor<T>& w = param->value();
-            const Tensor<T>& g = param->grad();
-            if (decoupled_ && wd != 0) xt::noalias(w) -= lr * wd * w;  // AdamW: w ← w − lr·wd·w
-            const T cw = decoupled_ ? T(0) : wd;                           // Adam: g ← ∇ + wd·w
-            xt::noalias(m_[i]) = b1 * m_[i] + (T(1) - b1) * (g + cw * w);
-            xt::noalias(v_[i]) = b2 * v_[i] + (T(1) - b2) * xt::square(g + cw * w);
-            xt::noalias(w) -= lr * (m_[i] / c1) / (xt::sqrt(v_[i] / c2) + eps);
+            T* w = param->value().data();
+            const T* g = param->grad().data();
+            T* m = m_[i].data();
+            T* v = v_[i].data();
+            const std::size_t n = param->value().size();
+            const T dw = decoupled_ ? lr * wd : T(0);  // AdamW: w ← w − lr·wd·w first
+            const T cw = decoupled_ ? T(0) : wd;       // Adam: g ← ∇ + wd·w
+            parallel_ranges(n, [=](std::size_t b, std::size_t e) {
+                for (std::size_t k = b; k < e; ++k) {
+                    if (dw != 0) w[k] -= dw * w[k];
+                    const T d = g[k] + cw * w[k];
+                    m[k] = b1 * m[k] + (T(1) - b1) * d;
+                    v[k] = b2 * v[k] + (T(1) - b2) * (d * d);
+                    w[k] -= lr * (m[k] / c1) / (std::sqrt(v[k] / c2) + eps);
+                }
+            });
             ++i;
         }
     }

@@ -8,6 +8,7 @@
 #include <omp.h>
 #include <strings.h>
 
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <set>
@@ -156,6 +157,61 @@ BOOST_AUTO_TEST_CASE(element_loops_give_the_same_bits_on_two_threads)
     BOOST_TEST(bit_equal(cols1, cols2));
     BOOST_TEST(bit_equal(pooled1, pooled2));
     BOOST_TEST(pooled1[0] == 0.25f * (x[0] + x[1] + x[28] + x[29]), boost::test_tools::tolerance(1e-6f));
+}
+
+// The optimizers' update loops split large tensors over the threads (parallel_ranges): the result
+// must be the scalar formula's, element for element, on 1 and on 2 threads, across range edges.
+BOOST_AUTO_TEST_CASE(optimizer_steps_on_large_tensors_follow_the_formula_on_two_threads)
+{
+    const std::size_t n = 3 * (std::size_t(1) << 16) + 5;  // above the threshold, not a multiple of 16
+    Tensor<float> w0 = Tensor<float>::from_shape({n}), g1 = w0, g2 = w0;
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> u(-1, 1);
+    for (std::size_t k = 0; k < n; ++k) w0(k) = u(rng), g1(k) = u(rng), g2(k) = u(rng);
+    const float lr = 0.1f, mu = 0.9f, wd = 0.01f;
+    // SGD with momentum, Nesterov and weight decay, two steps; Adam with weight decay, two steps
+    std::vector<float> sgd(n), adam(n);
+    for (std::size_t k = 0; k < n; ++k) {
+        float w = w0(k), v = 0;
+        for (int s = 0; s < 2; ++s) {
+            const float d = (s ? g2(k) : g1(k)) + wd * w;
+            v = s ? mu * v + d : d;
+            w -= lr * (d + mu * v);
+        }
+        sgd[k] = w;
+        float wa = w0(k), m = 0, q = 0;
+        for (int s = 0; s < 2; ++s) {
+            const float d = (s ? g2(k) : g1(k)) + wd * wa;
+            m = 0.9f * m + 0.1f * d;
+            q = 0.999f * q + 0.001f * (d * d);
+            const float c1 = float(1 - std::pow(0.9, s + 1)), c2 = float(1 - std::pow(0.999, s + 1));
+            wa -= lr * (m / c1) / (std::sqrt(q / c2) + 1e-8f);
+        }
+        adam[k] = wa;
+    }
+    for (int threads : {1, max_num_threads()}) {
+        set_num_threads(threads);
+        Parameter<float> p(w0), q(w0);
+        nn::SGD<float> opt({&p}, nn::SGDOptions(lr).momentum(mu).nesterov(true).weight_decay(wd));
+        nn::Adam<float> opt2({&q}, nn::AdamOptions(lr).weight_decay(wd));
+        for (const Tensor<float>* g : {&g1, &g2}) {
+            p.grad() = *g, q.grad() = *g;
+            opt.step();
+            opt2.step();
+        }
+        double worst_sgd = 0, worst_adam = 0;
+        for (std::size_t k = 0; k < n; ++k) {
+            worst_sgd = std::max(worst_sgd, double(std::abs(p.value()(k) - sgd[k])));
+            worst_adam = std::max(worst_adam, double(std::abs(q.value()(k) - adam[k])));
+        }
+        BOOST_TEST_MESSAGE(threads << " threads: largest difference from the formula, SGD " << worst_sgd << ", Adam "
+                                   << worst_adam);
+        // a few float ulps (the compiler may fuse multiply-adds differently); a skipped or doubled
+        // element would be off by about lr = 0.1
+        BOOST_TEST(worst_sgd < 1e-5);
+        BOOST_TEST(worst_adam < 1e-5);
+    }
+    set_num_threads(1);
 }
 
 BOOST_AUTO_TEST_CASE(lenet_step_is_the_same_after_two_threads)

@@ -1,5 +1,7 @@
 #pragma once
-// Thread count of xgrad's numerical back ends.
+// Thread count of xgrad's numerical back ends, and the element-loop split for code outside the engine.
+#include <cstddef>
+#include <type_traits>
 
 namespace xgrad {
 
@@ -25,6 +27,23 @@ const char* sgemm_backend();
 /// OpenBLAS does not know the CPU model (virtual machines) and OPENBLAS_CORETYPE is unset, xgrad
 /// picks the family from the instruction set instead of OpenBLAS's generic fallback.
 const char* blas_core();
+
+namespace detail {
+void parallel_ranges(std::size_t n, void (*fn)(void*, std::size_t, std::size_t), void* ctx);
+}
+
+/// f(begin, end) on contiguous ranges that cover [0, n) once: split over the threads of
+/// set_num_threads when n reaches the size at which xgrad's own element loops gain from a second
+/// thread (2^16, 2^18 with OMP_WAIT_POLICY=PASSIVE; docs/performance.md, "Threads"), else f(0, n)
+/// on the calling thread. Ranges start at multiples of 16. For loops over parameters and optimizer
+/// state (the optimizers use it); allocates nothing.
+template <class F>
+void parallel_ranges(std::size_t n, F&& f)
+{
+    detail::parallel_ranges(
+        n, [](void* c, std::size_t b, std::size_t e) { (*static_cast<std::remove_reference_t<F>*>(c))(b, e); },
+        const_cast<void*>(static_cast<const void*>(&f)));
+}
 
 /// How the loaded OpenBLAS runs its threads: "OpenMP" (Debian's libopenblas0-openmp, which the
 /// build links when installed: one thread pool with oneDNN and xgrad's loops), "pthreads" (its own
