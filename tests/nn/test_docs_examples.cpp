@@ -662,6 +662,20 @@ std::vector<std::string> cpp_blocks(const std::string& md)
 
 }  // namespace
 
+BOOST_AUTO_TEST_CASE(threads_parallel_ranges)
+{
+    const std::size_t n = std::size_t(1) << 17;  // above the split threshold
+    Tensor<float> w = xt::ones<float>({n}), g = xt::ones<float>({n}) * 2.0f;
+    const float lr = 0.25f;
+    set_num_threads(max_num_threads());
+    xgrad::parallel_ranges(w.size(), [&](std::size_t b, std::size_t e) {
+        for (std::size_t k = b; k < e; ++k) w.data()[k] -= lr * g.data()[k];
+    });
+    set_num_threads(1);
+    BOOST_TEST(xt::amin(w)() == 0.5f);  // every element once: 1 − 0.25·2
+    BOOST_TEST(xt::amax(w)() == 0.5f);
+}
+
 BOOST_AUTO_TEST_CASE(docs_snippets_are_in_this_file)
 {
     const std::string self = normalized(read_text(XGRAD_SOURCE_DIR "/tests/nn/test_docs_examples.cpp"));
