@@ -159,6 +159,47 @@ BOOST_AUTO_TEST_CASE(element_loops_give_the_same_bits_on_two_threads)
     BOOST_TEST(pooled1[0] == 0.25f * (x[0] + x[1] + x[28] + x[29]), boost::test_tools::tolerance(1e-6f));
 }
 
+// batch_norm splits its channels over the threads, forward and backward: the same bits as on one
+// thread (each channel's sums are taken by one thread in one order), and values checked against the
+// definition on one channel.
+BOOST_AUTO_TEST_CASE(batch_norm_gives_the_same_bits_on_two_threads)
+{
+    const std::size_t N = 16, C = 8, H = 24, W = 24;  // 73,728 values: above the threshold
+    BOOST_TEST(N * C * H * W >= kernels::parallel_threshold());
+    const auto xv = uniform(N * C * H * W, 11), gv = uniform(N * C * H * W, 12);
+    Tensor<float> x0 = Tensor<float>::from_shape({N, C, H, W}), g0 = x0;
+    std::copy(xv.begin(), xv.end(), x0.data());
+    std::copy(gv.begin(), gv.end(), g0.data());
+    Tensor<float> w0 = xt::linspace<float>(0.5f, 1.5f, C), b0 = xt::linspace<float>(-0.2f, 0.2f, C);
+    auto run = [&](int threads, std::vector<float>& y, std::vector<float>& dx, std::vector<float>& dw) {
+        set_num_threads(threads);
+        Tape<float> t;
+        const Var<float> x = t.variable(x0), w = t.variable(w0), b = t.variable(b0);
+        const Var<float> out = batch_norm(x, w, b, 1e-5);
+        t.backward(sum(out * t.constant(g0)));
+        y.assign(out.value().begin(), out.value().end());
+        dx.assign(x.grad().begin(), x.grad().end());
+        dw.assign(w.grad().begin(), w.grad().end());
+    };
+    std::vector<float> y1, dx1, dw1, y2, dx2, dw2;
+    run(1, y1, dx1, dw1);
+    run(max_num_threads(), y2, dx2, dw2);
+    BOOST_TEST(bit_equal(y1, y2));
+    BOOST_TEST(bit_equal(dx1, dx2));
+    BOOST_TEST(bit_equal(dw1, dw2));
+    // channel 3, element (5, 3, 7, 9): (x − μ) / √(σ² + ε) · γ + β, statistics in double
+    double mu = 0, var = 0;
+    for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t i = 0; i < H * W; ++i) mu += x0.data()[(n * C + 3) * H * W + i];
+    mu /= double(N * H * W);
+    for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t i = 0; i < H * W; ++i) var += std::pow(x0.data()[(n * C + 3) * H * W + i] - mu, 2);
+    var /= double(N * H * W);
+    const std::size_t at = ((5 * C + 3) * H + 7) * W + 9;
+    const double want = (x0.data()[at] - mu) / std::sqrt(var + 1e-5) * w0(3) + b0(3);
+    BOOST_TEST(y2[at] == want, boost::test_tools::tolerance(1e-5));
+}
+
 // The optimizers' update loops split large tensors over the threads (parallel_ranges): the result
 // must be the scalar formula's, element for element, on 1 and on 2 threads, across range edges.
 BOOST_AUTO_TEST_CASE(optimizer_steps_on_large_tensors_follow_the_formula_on_two_threads)

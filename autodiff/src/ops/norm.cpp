@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../op_util.hpp"
+#include "kernels/parallel.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/reduce.hpp"
 #include "xgrad/ops/shape.hpp"
@@ -72,7 +73,8 @@ Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias
     T* yp = op.value().data();
     const T* gam = affine ? weight->value().data() : nullptr;
     const T* bet = affine ? bias->value().data() : nullptr;
-    for (std::size_t c = 0; c < channels; ++c) {
+    // channels are independent (each writes its own statistics and output rows): split over the threads
+    kernels::parallel_for(channels, n * channels * inner, [&](std::size_t c) {
         // two passes (the variance about the mean does not cancel); rows summed in lanes of T, the
         // rows' sums in double
         double s = 0;
@@ -98,7 +100,7 @@ Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias
             const std::size_t at = (b * channels + c) * inner;
             for (std::size_t i = 0; i < inner; ++i) yp[at + i] = (xp[at + i] - mean_t) * scale + shift;
         }
-    }
+    });
     const std::size_t rank = xs.size();
     return op.finish_both([n, channels, inner, rank, eps, affine](auto& c) {
         const std::size_t m = n * inner;
@@ -130,7 +132,7 @@ Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias
             const InputGrad<T> dx = c.input_grad(0);
             const InputGrad<T> dw = affine ? c.input_grad(1) : InputGrad<T>{};
             const InputGrad<T> db = affine ? c.input_grad(2) : InputGrad<T>{};
-            for (std::size_t ch = 0; ch < channels; ++ch) {
+            kernels::parallel_for(channels, 2 * n * channels * inner, [&](std::size_t ch) {
                 const T mu = mean_p[ch], inv = inv_p[ch];
                 double sg = 0, sgx = 0;  // Σ g, Σ g·x̂ = inv·Σ g·(x − μ)
                 for (std::size_t b = 0; b < n; ++b) {
@@ -143,7 +145,7 @@ Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias
                 // weight and bias may be one Var (one buffer): dw then db, each channel once
                 if (dw) dw.data()[ch] = (dw.accumulate ? dw.data()[ch] : T(0)) + T(sgx);
                 if (db) db.data()[ch] = (db.accumulate ? db.data()[ch] : T(0)) + T(sg);
-                if (!dx) continue;
+                if (!dx) return;
                 const T k = affine ? gam[ch] * inv : inv, a = T(sg / double(m)), s = T(sgx / double(m));
                 T* d = dx.data();
                 const T is = inv * s;
@@ -154,7 +156,7 @@ Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias
                     else
                         for (std::size_t i = 0; i < inner; ++i) d[at + i] = k * (g[at + i] - a - (xp[at + i] - mu) * is);
                 }
-            }
+            });
         }
     });
 }
