@@ -76,13 +76,7 @@ const char* blas_core() { return openblas_get_corename(); }
 
 void detail::parallel_ranges(std::size_t n, void (*fn)(void*, std::size_t, std::size_t), void* ctx)
 {
-    const std::size_t t = std::size_t(omp_get_max_threads());
-    if (t < 2 || n < kernels::parallel_threshold() || n < 32 * t) {
-        fn(ctx, 0, n);
-        return;
-    }
-    auto start = [&](std::size_t i) { return i == t ? n : (n * i / t) & ~std::size_t(15); };
-    kernels::parallel_for(t, n, [&](std::size_t i) { fn(ctx, start(i), start(i + 1)); });
+    kernels::parallel_ranges(n, [&](std::size_t b, std::size_t e) { fn(ctx, b, e); });
 }
 
 const char* blas_threading()

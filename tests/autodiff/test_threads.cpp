@@ -200,6 +200,32 @@ BOOST_AUTO_TEST_CASE(batch_norm_gives_the_same_bits_on_two_threads)
     BOOST_TEST(y2[at] == want, boost::test_tools::tolerance(1e-5));
 }
 
+// relu splits its element loops over the threads: every element once, NaN kept, backward masked.
+BOOST_AUTO_TEST_CASE(relu_on_two_threads_follows_the_formula)
+{
+    const std::size_t n = (std::size_t(1) << 17) + 3;
+    auto xv = uniform(n, 21);
+    xv[n - 1] = std::nanf("");
+    Tensor<float> x0 = Tensor<float>::from_shape({n}), g0 = x0;
+    std::copy(xv.begin(), xv.end(), x0.data());
+    const auto gv = uniform(n, 22);
+    std::copy(gv.begin(), gv.end(), g0.data());
+    set_num_threads(max_num_threads());
+    Tape<float> t;
+    const Var<float> x = t.variable(x0);
+    const Var<float> y = relu(x);
+    t.backward(sum(y * t.constant(g0)) + sum(x * t.constant(g0)));  // dx = g·[x > 0] added to g
+    set_num_threads(1);
+    std::size_t wrong_y = 0, wrong_dx = 0;
+    for (std::size_t k = 0; k + 1 < n; ++k) {
+        wrong_y += y.value()(k) != (xv[k] < 0 ? 0.0f : xv[k]);
+        wrong_dx += x.grad()(k) != (xv[k] > 0 ? gv[k] : 0.0f) + gv[k];
+    }
+    BOOST_TEST(wrong_y == 0u);
+    BOOST_TEST(wrong_dx == 0u);
+    BOOST_TEST(std::isnan(y.value()(n - 1)));
+}
+
 // The optimizers' update loops split large tensors over the threads (parallel_ranges): the result
 // must be the scalar formula's, element for element, on 1 and on 2 threads, across range edges.
 BOOST_AUTO_TEST_CASE(optimizer_steps_on_large_tensors_follow_the_formula_on_two_threads)

@@ -46,4 +46,19 @@ void parallel_for(std::size_t n, std::size_t work, F&& f)
     for (std::size_t i = 0; i < n; ++i) f(i);
 }
 
+/// f(begin, end) on contiguous ranges that cover [0, n) once, starting at multiples of 16: one per
+/// thread when n (elements) reaches parallel_threshold(), else f(0, n) on the calling thread. For
+/// flat element loops (activations, optimizer updates).
+template <class F>
+void parallel_ranges(std::size_t n, F&& f)
+{
+    const std::size_t t = std::size_t(omp_get_max_threads());
+    if (t < 2 || n < parallel_threshold() || n < 32 * t) {
+        f(std::size_t(0), n);
+        return;
+    }
+    auto start = [&](std::size_t i) { return i == t ? n : (n * i / t) & ~std::size_t(15); };
+    parallel_for(t, n, [&](std::size_t i) { f(start(i), start(i + 1)); });
+}
+
 }  // namespace xgrad::kernels

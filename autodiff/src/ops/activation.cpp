@@ -6,6 +6,7 @@
 #include "../op_util.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/reduce.hpp"
+#include "kernels/parallel.hpp"
 #include "kernels/softmax.hpp"
 
 namespace xgrad {
@@ -54,14 +55,28 @@ Var<T> normal_cdf(const Var<T>& x)
     });
 }
 
+/// The loops of relu and its mask on [b, e), with restrict pointers so that they vectorize (inside a
+/// lambda they compiled to branches: LeNet's step took 0.5 ms longer).
+template <class T>
+void relu_range(const T* __restrict in, T* __restrict out, std::size_t b, std::size_t e)
+{
+    for (std::size_t i = b; i < e; ++i) out[i] = in[i] < T(0) ? T(0) : in[i];  // NaN stays NaN, as in PyTorch
+}
+template <class T>
+void relu_mask_range(const T* __restrict g, const T* __restrict x, T* __restrict out, std::size_t b, std::size_t e,
+                     bool acc)
+{
+    if (acc)
+        for (std::size_t i = b; i < e; ++i) out[i] += x[i] > T(0) ? g[i] : T(0);
+    else
+        for (std::size_t i = b; i < e; ++i) out[i] = x[i] > T(0) ? g[i] : T(0);
+}
+
 /// out = G ⊙ [X > 0] (acc false: out may hold garbage) or out += G ⊙ [X > 0], n elements.
 template <class T>
 void relu_mask(const T* g, const T* x, T* out, std::size_t n, bool acc)
 {
-    if (acc)
-        for (std::size_t i = 0; i < n; ++i) out[i] += x[i] > T(0) ? g[i] : T(0);
-    else
-        for (std::size_t i = 0; i < n; ++i) out[i] = x[i] > T(0) ? g[i] : T(0);
+    kernels::parallel_ranges(n, [=](std::size_t b, std::size_t e) { relu_mask_range(g, x, out, b, e, acc); });
 }
 
 /// dX of relu as an op (relu's recorded VJP): Y = G ⊙ [X > 0], G and X of one shape.
@@ -190,8 +205,7 @@ Var<T> relu(const Var<T>& x)
     op.value().resize(xv.shape());
     const T* in = xv.data();
     T* out = op.value().data();
-    // A plain loop (vectorized by the compiler) that keeps NaN as NaN, like PyTorch's relu.
-    for (std::size_t i = 0, n = xv.size(); i < n; ++i) out[i] = in[i] < T(0) ? T(0) : in[i];
+    kernels::parallel_ranges(xv.size(), [=](std::size_t b, std::size_t e) { relu_range(in, out, b, e); });
     return op.finish(
         [](BackwardContext<T>& c) {  // dL/dX = G ⊙ [X > 0]
             const InputGrad<T> dx = c.input_grad(0);
