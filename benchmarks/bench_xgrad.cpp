@@ -230,6 +230,16 @@ int main(int argc, char** argv)
     // Data: made here, possibly replaced by libtorch's on load().
     Tensor<F> x;
     IndexTensor y;
+    // A classifier workload: uniform input of `x_shape` (batch first), labels i mod 10, `net`'s
+    // parameters and x loaded from libtorch, the tape's cross-entropy step.
+    auto classifier = [&](nn::Module<F>& net, const Shape& x_shape) {
+        x = rand_uniform<F>(x_shape, 1);
+        y = labels_mod10(x_shape[0]);
+        params = named(net);
+        inputs = {{"x", &x}};
+        load();
+        tape_step = ce_step(net, x, y);
+    };
 
     try {
         if (wl == "mnist_softmax_sgd") {
@@ -261,51 +271,31 @@ int main(int argc, char** argv)
             hand_step = [=, &x] { return double(h->step(x, t, 0.001f)); };
         } else if (wl == "mlp_b64" || wl == "mlp_b256") {
             const std::size_t B = wl == "mlp_b64" ? 64 : 256;
-            x = rand_uniform<F>({B, 784}, 1);
-            y = labels_mod10(B);
             auto* net = own(new nn::MLP<F>({784, 256, 128, 10}, nn::Activation::relu, nn::Activation::identity, 3));
-            params = named(*net);
-            inputs = {{"x", &x}};
-            load();
-            tape_step = ce_step(*net, x, y);
+            classifier(*net, {B, 784});
             auto* h = own(new HandMlp(*net));
             hand_step = [=, &x, &y] { return double(h->step(x, y, lr)); };
         } else if (wl == "lenet") {
-            x = rand_uniform<F>({64, 1, 28, 28}, 1);
-            y = labels_mod10(64);
             auto* net = own(reference::lenet<F>(5, false).release());
-            params = named(*net);
-            inputs = {{"x", &x}};
-            load();
-            tape_step = ce_step(*net, x, y);
+            classifier(*net, {64, 1, 28, 28});
             auto* h = own(new HandLenet(*net));
             hand_step = [=, &x, &y] { return double(h->step(x, y, lr)); };
         } else if (wl == "cnn_sigmoid_avgpool") {
             // Source document 002's CNN with 8 filters (docs/sources.md), tape only.
-            x = rand_uniform<F>({64, 1, 28, 28}, 1);
-            y = labels_mod10(64);
             auto* net = own(new nn::Sequential<F>);
             net->emplace<nn::Conv2d<F>>(nn::Conv2dOptions(1, 8, 5), 5);
             net->emplace<nn::Sigmoid<F>>();
             net->emplace<nn::AvgPool2d<F>>(2);
             net->emplace<nn::Flatten<F>>();
             net->emplace<nn::Linear<F>>(8 * 12 * 12, 10, true, 6);
-            params = named(*net);
-            inputs = {{"x", &x}};
-            load();
-            tape_step = ce_step(*net, x, y);
+            classifier(*net, {64, 1, 28, 28});
         } else if (wl == "resnet_b64" || wl == "layernorm_mlp") {
             // Networks with normalization layers, tape only (no hand-written step): BatchNorm2d in train mode
             // (batch statistics, running statistics updated), LayerNorm + GELU.
             const bool res = wl == "resnet_b64";
-            x = rand_uniform<F>(res ? Shape{64, 1, 28, 28} : Shape{64, 784}, 1);
-            y = labels_mod10(64);
             auto* net = own((res ? reference::mnist_resnet<F>(5) : reference::layernorm_mlp<F>(5, 0.0)).release());
             net->train();
-            params = named(*net);
-            inputs = {{"x", &x}};
-            load();
-            tape_step = ce_step(*net, x, y);
+            classifier(*net, res ? Shape{64, 1, 28, 28} : Shape{64, 784});
         } else if (wl == "bn_conv") {
             // x (64,16,28,28) → conv 3×3 (16→16, pad 1, no bias) → BatchNorm2d (train) → ReLU → mean, SGD.
             const std::size_t C = 16;
