@@ -22,6 +22,20 @@ using xgrad::test::rnd;
 
 namespace {
 
+/// The hand side's class means: μ_c = mean of the rows of z labelled c.
+std::map<Index, Tens> class_means(const Tens& z, const IndexTensor& y)
+{
+    std::map<Index, Tens> mu;
+    std::map<Index, double> n;
+    for (std::size_t i = 0; i < z.shape()[0]; ++i) {
+        if (!mu.count(y(i))) mu[y(i)] = xt::zeros<double>({z.shape()[1]});
+        mu[y(i)] += xt::view(z, i, xt::all());
+        n[y(i)] += 1;
+    }
+    for (auto& [c, v] : mu) v /= n[c];
+    return mu;
+}
+
 const QuantityCheck& top(const DiagnosisReport& r) { return r.at(r.mistakes().at(0)); }
 
 void expect_clean(const DiagnosisReport& r)
@@ -578,16 +592,8 @@ DiagnosisReport run_terms(TermSlip slip)
             // tr S_w = Σ_i ‖z_i − μ_{c(i)}‖², tr S_b = Σ_c n_c‖μ_c − μ‖²
             // ⇒ ∂/∂z_i [½γ(tr S_w − tr S_b)] = γ((z_i − μ_{c(i)}) − (μ_{c(i)} − μ)).
             if (slip != TermSlip::trace_missing) {
-                std::map<Index, Tens> mu;
-                std::map<Index, double> n;
+                std::map<Index, Tens> mu = class_means(z, y);
                 Tens mean = colsum(z) / 6.0;
-                for (std::size_t i = 0; i < 6; ++i) {
-                    Tens row = xt::view(z, i, xt::all());
-                    if (!mu.count(y(i))) mu[y(i)] = xt::zeros<double>({3});
-                    mu[y(i)] += row;
-                    n[y(i)] += 1;
-                }
-                for (auto& [c, v] : mu) v /= n[c];
                 if (slip == TermSlip::trace_per_class) {  // the right per-sample gradient, summed over each class
                     std::map<Index, Tens> per;
                     for (std::size_t i = 0; i < 6; ++i) {
@@ -718,16 +724,8 @@ DiagnosisReport run_primitive_trace(PrimSlip slip, bool observe_term, bool avera
         [&](HandDerivation& h) {
             const Tens z = mm(x, tr(W.value()));
             Tens dz = z - T;
-            std::map<Index, Tens> mu;
-            std::map<Index, double> n;
+            std::map<Index, Tens> mu = class_means(z, y);
             const Tens mean = colsum(z) / 7.0;
-            for (std::size_t i = 0; i < 7; ++i) {
-                Tens row = xt::view(z, i, xt::all());
-                if (!mu.count(y(i))) mu[y(i)] = xt::zeros<double>({3});
-                mu[y(i)] += row;
-                n[y(i)] += 1;
-            }
-            for (auto& [c, v] : mu) v /= n[c];
             std::map<Index, Tens> per;  // per_class: Σ over the class of the right per-sample gradient
             for (std::size_t i = 0; i < 7; ++i) {
                 Tens row = xt::view(z, i, xt::all());
