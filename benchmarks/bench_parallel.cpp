@@ -5,11 +5,17 @@
 //     forced onto two (no threshold).
 //   bench_parallel gemm [reps]: dnnl_sgemm on the workloads' shapes at 1 and 2 threads, and split
 //     by hand over the rows (each thread a 1-thread sgemm on half the batch).
+//   bench_parallel conv [reps]: the float convolution kernels on the workloads' layer shapes, per
+//     pass (forward with bias; input gradient; weight and bias gradients), oneDNN's primitives
+//     against the direct kernels (kernels/conv_direct), at 1 and 2 threads.
 #include <omp.h>
 #ifdef XGRAD_USE_DNNL
 #include <oneapi/dnnl/dnnl.h>
 #endif
 #include <cstring>
+
+#include "kernels/conv_direct.hpp"
+#include "kernels/conv_dnnl.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -93,12 +99,61 @@ int gemm_main(int reps)
 #endif
 }
 
+int conv_main(int reps)
+{
+    using xgrad::kernels::DnnlConvShape;
+    struct Layer {
+        const char* name;
+        DnnlConvShape s;
+    };
+    const std::vector<Layer> layers{{"lenet conv1", {64, 1, 28, 28, 6, 5, 5, 1, 2}},
+                                    {"lenet conv2", {64, 6, 14, 14, 16, 5, 5, 1, 0}},
+                                    {"cnn002 conv", {64, 1, 28, 28, 8, 5, 5, 1, 0}},
+                                    {"resnet stem", {64, 1, 28, 28, 16, 3, 3, 1, 1}},
+                                    {"c2 3x3", {64, 2, 28, 28, 16, 3, 3, 1, 1}},
+                                    {"c3 5x5", {64, 3, 28, 28, 6, 5, 5, 1, 2}}};
+    std::printf("%-12s %-6s %4s %10s %10s %8s %8s\n", "layer", "pass", "thr", "oneDNN us", "direct us", "GFLOP/s",
+                "ratio");
+    for (const Layer& l : layers) {
+        const DnnlConvShape& s = l.s;
+        const std::size_t nx = s.n * s.c * s.h * s.w, nw = s.o * s.c * s.kh * s.kw, ny = s.n * s.o * s.oh() * s.ow();
+        std::vector<float> x(nx, 0.5f), w(nw, 0.25f), b(s.o, 0.1f), gy(ny, 0.125f), y(ny), dx(nx), dw(nw), db(s.o);
+        const double flop = 2.0 * double(ny) * double(s.c * s.kh * s.kw);
+        for (int thr : {1, 2}) {
+            omp_set_num_threads(thr);
+            for (int pass = 0; pass < 3; ++pass) {
+                auto run = [&](bool direct) {
+                    const bool a = direct;  // any channel count: where the direct kernels would win
+                    if (pass == 0) {
+                        if (a) xgrad::kernels::direct_conv2d_forward(x.data(), w.data(), b.data(), s, y.data());
+                        else xgrad::kernels::dnnl_conv2d_forward(x.data(), w.data(), b.data(), s, y.data());
+                    } else {
+                        float* pdx = pass == 1 ? dx.data() : nullptr;
+                        float* pdw = pass == 2 ? dw.data() : nullptr;
+                        float* pdb = pass == 2 ? db.data() : nullptr;
+                        if (a) xgrad::kernels::direct_conv2d_backward(x.data(), w.data(), gy.data(), s, pdx, false, pdw, false, pdb, false);
+                        else xgrad::kernels::dnnl_conv2d_backward(x.data(), w.data(), gy.data(), s, pdx, false, pdw, false, pdb, false);
+                    }
+                };
+                const double td = median_us(reps, [&] { run(false); });
+                const double tr = median_us(reps, [&] { run(true); });
+                static const char* passes[] = {"fwd", "dx", "dw+db"};
+                std::printf("%-12s %-6s %4d %10.1f %10.1f %8.1f %8.2f\n", l.name, passes[pass], thr, td, tr,
+                            flop / tr * 1e-3, td / tr);
+            }
+        }
+    }
+    return 0;
+}
+
 int main(int argc, char** argv)
 {
     const bool gemm = argc > 1 && std::strcmp(argv[1], "gemm") == 0;
+    const bool conv = argc > 1 && std::strcmp(argv[1], "conv") == 0;
     const int reps = argc > 2 ? std::atoi(argv[2]) : 401;
     if (omp_get_max_threads() < 2) omp_set_num_threads(2);
     if (gemm) return gemm_main(reps);
+    if (conv) return conv_main(reps);
     std::printf("%-8s %10s %10s %10s %8s\n", "kind", "elements", "1 thr us", "2 thr us", "speedup");
     for (int e = 10; e <= 22; e += 1) {
         const std::size_t n = std::size_t(1) << e;

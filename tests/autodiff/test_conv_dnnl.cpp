@@ -1,4 +1,5 @@
-// float32 conv2d on oneDNN's convolution primitives (kernels/conv_dnnl) against naive float64 loops
+// float32 conv2d on oneDNN's convolution primitives (kernels/conv_dnnl) and on the direct kernels
+// (kernels/conv_direct) against naive float64 loops
 // (kernel level: forward, backward-data, backward-weights, bias, added or written; stride, padding,
 // dilation, groups, batch 1, 1×1 kernels), and conv2d<float> (oneDNN) against conv2d<double>
 // (im2col + GEMM) through the tape.
@@ -10,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "kernels/conv_direct.hpp"
 #include "kernels/conv_dnnl.hpp"
 #include "xgrad/autodiff.hpp"
 
@@ -96,6 +98,56 @@ const DnnlConvShape shapes[] = {
 
 }  // namespace
 
+using Forward = void (*)(const float*, const float*, const float*, const DnnlConvShape&, float*);
+using Backward = void (*)(const float*, const float*, const float*, const DnnlConvShape&, float*, bool, float*, bool,
+                          float*, bool);
+
+/// One pair of float kernels against the naive loops: forward with and without bias, every gradient
+/// together, added into what is there, and one at a time; twice (the second call on cached state).
+void check_kernels(Forward forward, Backward backward, const DnnlConvShape& s, unsigned seed)
+{
+    const std::size_t nx = s.n * s.c * s.h * s.w, nw = s.o * (s.c / s.groups) * s.kh * s.kw, ny = s.n * s.o * s.oh() * s.ow();
+    const auto x = random_vec(nx, seed), w = random_vec(nw, seed + 1), b = random_vec(s.o, seed + 2),
+               gy = random_vec(ny, seed + 3);
+    const Ref r = naive(x, w, b, gy, s);
+    const auto xf = to_float(x), wf = to_float(w), bf = to_float(b), gyf = to_float(gy);
+    for (int rep = 0; rep < 2; ++rep) {
+        std::vector<float> y(ny, NAN), dx(nx, NAN), dw(nw, NAN), db(s.o, NAN);
+        forward(xf.data(), wf.data(), bf.data(), s, y.data());
+        BOOST_TEST(rel_err(y, r.y) < 1e-5);
+        backward(xf.data(), wf.data(), gyf.data(), s, dx.data(), false, dw.data(), false, db.data(), false);
+        BOOST_TEST(rel_err(dx, r.dx) < 1e-5);
+        BOOST_TEST(rel_err(dw, r.dw) < 1e-5);
+        BOOST_TEST(rel_err(db, r.db) < 1e-5);
+        // added into what is there: twice the gradients
+        backward(xf.data(), wf.data(), gyf.data(), s, dx.data(), true, dw.data(), true, db.data(), true);
+        auto twice = [](std::vector<double> v) {
+            for (double& e : v) e *= 2;
+            return v;
+        };
+        BOOST_TEST(rel_err(dx, twice(r.dx)) < 1e-5);
+        BOOST_TEST(rel_err(dw, twice(r.dw)) < 1e-5);
+        BOOST_TEST(rel_err(db, twice(r.db)) < 1e-5);
+        // without bias; one gradient at a time
+        std::vector<float> y2(ny, NAN), dw2(nw, NAN), db2(s.o, NAN), dx2(nx, NAN);
+        forward(xf.data(), wf.data(), nullptr, s, y2.data());
+        std::vector<double> yb = r.y;
+        for (std::size_t i = 0; i < ny; ++i) yb[i] -= b[i / (s.oh() * s.ow()) % s.o];
+        BOOST_TEST(rel_err(y2, yb) < 1e-5);
+        backward(xf.data(), wf.data(), gyf.data(), s, nullptr, false, dw2.data(), false, nullptr, false);
+        BOOST_TEST(rel_err(dw2, r.dw) < 1e-5);
+        backward(xf.data(), wf.data(), gyf.data(), s, nullptr, false, nullptr, false, db2.data(), false);
+        BOOST_TEST(rel_err(db2, r.db) < 1e-5);
+        backward(xf.data(), wf.data(), gyf.data(), s, dx2.data(), false, nullptr, false, nullptr, false);
+        BOOST_TEST(rel_err(dx2, r.dx) < 1e-5);
+    }
+}
+
+#define SHAPE_CONTEXT(s)                                                                                              \
+    BOOST_TEST_CONTEXT("shape n" << s.n << " c" << s.c << " " << s.h << "x" << s.w << " o" << s.o << " k" << s.kh    \
+                                 << "x" << s.kw << " s" << s.stride << " p" << s.padding << " d" << s.dilation       \
+                                 << " g" << s.groups)
+
 BOOST_AUTO_TEST_CASE(kernel_matches_naive_loops)
 {
     if (!kernels::dnnl_conv_available()) {
@@ -104,53 +156,72 @@ BOOST_AUTO_TEST_CASE(kernel_matches_naive_loops)
     }
     unsigned seed = 1;
     for (const DnnlConvShape& s : shapes) {
-        BOOST_TEST_CONTEXT("shape n" << s.n << " c" << s.c << " " << s.h << "x" << s.w << " o" << s.o << " k" << s.kh
-                                     << "x" << s.kw << " s" << s.stride << " p" << s.padding << " d" << s.dilation
-                                     << " g" << s.groups)
-        {
-            const std::size_t nx = s.n * s.c * s.h * s.w, nw = s.o * (s.c / s.groups) * s.kh * s.kw,
-                              ny = s.n * s.o * s.oh() * s.ow();
-            const auto x = random_vec(nx, seed++), w = random_vec(nw, seed++), b = random_vec(s.o, seed++),
-                       gy = random_vec(ny, seed++);
-            const Ref r = naive(x, w, b, gy, s);
-            const auto xf = to_float(x), wf = to_float(w), bf = to_float(b), gyf = to_float(gy);
-            for (int rep = 0; rep < 2; ++rep) {  // the second call runs on cached primitives
-                std::vector<float> y(ny, NAN), dx(nx, NAN), dw(nw, NAN), db(s.o, NAN);
-                kernels::dnnl_conv2d_forward(xf.data(), wf.data(), bf.data(), s, y.data());
-                BOOST_TEST(rel_err(y, r.y) < 1e-5);
-                kernels::dnnl_conv2d_backward(xf.data(), wf.data(), gyf.data(), s, dx.data(), false, dw.data(), false,
-                                              db.data(), false);
-                BOOST_TEST(rel_err(dx, r.dx) < 1e-5);
-                BOOST_TEST(rel_err(dw, r.dw) < 1e-5);
-                BOOST_TEST(rel_err(db, r.db) < 1e-5);
-                // added into what is there: twice the gradients
-                kernels::dnnl_conv2d_backward(xf.data(), wf.data(), gyf.data(), s, dx.data(), true, dw.data(), true,
-                                              db.data(), true);
-                auto twice = [](std::vector<double> v) {
-                    for (double& e : v) e *= 2;
-                    return v;
-                };
-                BOOST_TEST(rel_err(dx, twice(r.dx)) < 1e-5);
-                BOOST_TEST(rel_err(dw, twice(r.dw)) < 1e-5);
-                BOOST_TEST(rel_err(db, twice(r.db)) < 1e-5);
-                // without bias; one gradient at a time
-                std::vector<float> y2(ny, NAN), dw2(nw, NAN), db2(s.o, NAN), dx2(nx, NAN);
-                kernels::dnnl_conv2d_forward(xf.data(), wf.data(), nullptr, s, y2.data());
-                std::vector<double> yb = r.y;
-                for (std::size_t i = 0; i < ny; ++i) yb[i] -= b[i / (s.oh() * s.ow()) % s.o];
-                BOOST_TEST(rel_err(y2, yb) < 1e-5);
-                kernels::dnnl_conv2d_backward(xf.data(), wf.data(), gyf.data(), s, nullptr, false, dw2.data(), false,
-                                              nullptr, false);
-                BOOST_TEST(rel_err(dw2, r.dw) < 1e-5);
-                kernels::dnnl_conv2d_backward(xf.data(), wf.data(), gyf.data(), s, nullptr, false, nullptr, false,
-                                              db2.data(), false);
-                BOOST_TEST(rel_err(db2, r.db) < 1e-5);
-                kernels::dnnl_conv2d_backward(xf.data(), wf.data(), gyf.data(), s, dx2.data(), false, nullptr, false,
-                                              nullptr, false);
-                BOOST_TEST(rel_err(dx2, r.dx) < 1e-5);
-            }
-        }
+        SHAPE_CONTEXT(s) { check_kernels(kernels::dnnl_conv2d_forward, kernels::dnnl_conv2d_backward, s, seed); }
+        seed += 4;
     }
+}
+
+// The direct kernels (kernels/conv_direct, stride 1) on LeNet's and document 002's first layers,
+// ResNet's stem, padding wider than the kernel's reach, a kernel larger than the input, widths that
+// leave partial vectors, channel counts that leave partial blocks, several input channels, batch 1;
+// and which passes they serve.
+BOOST_AUTO_TEST_CASE(direct_kernels_match_naive_loops)
+{
+    const DnnlConvShape direct_shapes[] = {
+        {4, 1, 28, 28, 6, 5, 5, 1, 2, 1, 1},   // LeNet's first layer
+        {3, 1, 28, 28, 8, 5, 5, 1, 0, 1, 1},   // document 002's
+        {2, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1},  // ResNet's stem
+        {1, 1, 3, 3, 1, 7, 7, 1, 2, 1, 1},     // kernel larger than the input, padded
+        {2, 1, 7, 5, 2, 3, 3, 1, 0, 1, 1},     // odd sizes, 2 channels out (a partial block)
+        {5, 1, 13, 11, 5, 5, 3, 1, 4, 1, 1},   // padding wider than the kernel's reach
+        {1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1},     // 1×1 of 1×1
+        {2, 1, 40, 33, 7, 1, 7, 1, 1, 1, 1},   // 1×7 kernel: tap blocks of 3, 3 and 1
+        {2, 3, 12, 10, 4, 5, 5, 1, 2, 1, 1},   // 3 input channels
+        {2, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1},  // LeNet's second layer (oneDNN's in the op)
+    };
+    unsigned seed = 500;
+    for (const DnnlConvShape& s : direct_shapes) {
+        SHAPE_CONTEXT(s) { check_kernels(kernels::direct_conv2d_forward, kernels::direct_conv2d_backward, s, seed); }
+        seed += 4;
+    }
+    auto passes = [](const DnnlConvShape& s) {
+        const kernels::DirectConvPasses p = kernels::direct_conv_passes(s);
+        return std::vector<bool>{p.forward, p.input_grad, p.weight_grad};
+    };
+    const std::vector<bool> all{true, true, true}, none{false, false, false}, input{false, true, false};
+    BOOST_TEST(passes({64, 1, 28, 28, 6, 5, 5, 1, 2, 1, 1}) == all);     // LeNet conv1
+    BOOST_TEST(passes({64, 3, 28, 28, 6, 5, 5, 1, 2, 1, 1}) == all);     // 3 channels, 5×5
+    BOOST_TEST(passes({64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1}) == input);  // 3×3: oneDNN's forward and dW
+    BOOST_TEST(passes({64, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1}) == none);   // LeNet conv2: 6 channels
+    BOOST_TEST(passes({64, 1, 28, 28, 6, 5, 5, 2, 2, 1, 1}) == none);    // stride 2
+    BOOST_TEST(passes({64, 1, 28, 28, 6, 5, 5, 1, 2, 2, 1}) == none);    // dilation 2
+    BOOST_TEST(passes({64, 2, 28, 28, 6, 5, 5, 1, 2, 1, 2}) == none);    // groups
+}
+
+// The batch sums of the direct kernels run in image order: 2 threads give 1 thread's bits.
+BOOST_AUTO_TEST_CASE(direct_kernels_same_bits_on_two_threads)
+{
+    if (max_num_threads() < 2) {
+        BOOST_TEST_MESSAGE("one CPU: nothing to compare");
+        return;
+    }
+    const DnnlConvShape s{64, 1, 28, 28, 6, 5, 5, 1, 2, 1, 1};
+    const std::size_t nx = s.n * s.c * s.h * s.w, nw = s.o * s.kh * s.kw, ny = s.n * s.o * s.oh() * s.ow();
+    const auto x = to_float(random_vec(nx, 7)), w = to_float(random_vec(nw, 8)), gy = to_float(random_vec(ny, 9));
+    auto run = [&](int threads) {
+        set_num_threads(threads);
+        std::vector<float> y(ny), dx(nx), dw(nw), db(s.o);
+        kernels::direct_conv2d_forward(x.data(), w.data(), nullptr, s, y.data());
+        kernels::direct_conv2d_backward(x.data(), w.data(), gy.data(), s, dx.data(), false, dw.data(), false, db.data(),
+                                        false);
+        y.insert(y.end(), dx.begin(), dx.end());
+        y.insert(y.end(), dw.begin(), dw.end());
+        y.insert(y.end(), db.begin(), db.end());
+        return y;
+    };
+    const auto one = run(1), two = run(2);
+    set_num_threads(max_num_threads());  // the default
+    BOOST_TEST(one == two);
 }
 
 // The op: conv2d<float> (oneDNN for dense convolutions) against conv2d<double> (im2col + GEMM), values
