@@ -111,7 +111,9 @@ int conv_main(int reps)
                                     {"cnn002 conv", {64, 1, 28, 28, 8, 5, 5, 1, 0}},
                                     {"resnet stem", {64, 1, 28, 28, 16, 3, 3, 1, 1}},
                                     {"c2 3x3", {64, 2, 28, 28, 16, 3, 3, 1, 1}},
-                                    {"c3 5x5", {64, 3, 28, 28, 6, 5, 5, 1, 2}}};
+                                    {"c3 5x5", {64, 3, 28, 28, 6, 5, 5, 1, 2}},
+                                    {"resnet blk", {64, 16, 14, 14, 16, 3, 3, 1, 1}},
+                                    {"c6 o32 5x5", {64, 6, 14, 14, 32, 5, 5, 1, 0}}};
     std::printf("%-12s %-6s %4s %10s %10s %8s %8s\n", "layer", "pass", "thr", "oneDNN us", "direct us", "GFLOP/s",
                 "ratio");
     for (const Layer& l : layers) {

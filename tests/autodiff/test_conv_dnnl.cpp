@@ -177,7 +177,10 @@ BOOST_AUTO_TEST_CASE(direct_kernels_match_naive_loops)
         {1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1},     // 1×1 of 1×1
         {2, 1, 40, 33, 7, 1, 7, 1, 1, 1, 1},   // 1×7 kernel: tap blocks of 3, 3 and 1
         {2, 3, 12, 10, 4, 5, 5, 1, 2, 1, 1},   // 3 input channels
-        {2, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1},  // LeNet's second layer (oneDNN's in the op)
+        {2, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1},  // LeNet's second layer: dX and dW by channel lanes
+        {2, 8, 7, 9, 3, 3, 7, 1, 2, 1, 1},     // dX by lanes: 8 channels, 1×7 tap blocks of 5 and 2, odd widths
+        {3, 5, 9, 7, 11, 5, 5, 1, 1, 1, 1},    // lanes: 11 channels, a vector and a partial one
+        {1, 8, 6, 6, 24, 4, 4, 1, 2, 1, 1},    // lanes: three vectors of channels, 16 taps (5, 5, 5, 1)
     };
     unsigned seed = 500;
     for (const DnnlConvShape& s : direct_shapes) {
@@ -188,11 +191,15 @@ BOOST_AUTO_TEST_CASE(direct_kernels_match_naive_loops)
         const kernels::DirectConvPasses p = kernels::direct_conv_passes(s);
         return std::vector<bool>{p.forward, p.input_grad, p.weight_grad};
     };
-    const std::vector<bool> all{true, true, true}, none{false, false, false}, input{false, true, false};
-    BOOST_TEST(passes({64, 1, 28, 28, 6, 5, 5, 1, 2, 1, 1}) == all);     // LeNet conv1
-    BOOST_TEST(passes({64, 3, 28, 28, 6, 5, 5, 1, 2, 1, 1}) == all);     // 3 channels, 5×5
-    BOOST_TEST(passes({64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1}) == input);  // 3×3: oneDNN's forward and dW
-    BOOST_TEST(passes({64, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1}) == none);   // LeNet conv2: 6 channels
+    const std::vector<bool> all{true, true, true}, none{false, false, false}, input{false, true, false},
+        backward{false, true, true}, no_weights{true, true, false};
+    BOOST_TEST(passes({64, 1, 28, 28, 6, 5, 5, 1, 2, 1, 1}) == all);         // LeNet conv1
+    BOOST_TEST(passes({64, 3, 28, 28, 6, 5, 5, 1, 2, 1, 1}) == all);         // 3 channels, 5×5
+    BOOST_TEST(passes({64, 1, 28, 28, 8, 5, 5, 1, 0, 1, 1}) == no_weights);  // document 002's: oneDNN's dW
+    BOOST_TEST(passes({64, 1, 28, 28, 16, 3, 3, 1, 1, 1, 1}) == input);      // 3×3: oneDNN's forward and dW
+    BOOST_TEST(passes({64, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1}) == backward);   // LeNet conv2: dX, dW by lanes
+    BOOST_TEST(passes({64, 9, 14, 14, 16, 5, 5, 1, 0, 1, 1}) == none);       // more channels than lanes
+    BOOST_TEST(passes({64, 16, 14, 14, 16, 3, 3, 1, 1, 1, 1}) == none);      // ResNet's blocks
     BOOST_TEST(passes({64, 1, 28, 28, 6, 5, 5, 2, 2, 1, 1}) == none);    // stride 2
     BOOST_TEST(passes({64, 1, 28, 28, 6, 5, 5, 1, 2, 2, 1}) == none);    // dilation 2
     BOOST_TEST(passes({64, 2, 28, 28, 6, 5, 5, 1, 2, 1, 2}) == none);    // groups

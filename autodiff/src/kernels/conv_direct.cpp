@@ -25,6 +25,9 @@ constexpr std::size_t OB = 3, IB = 3, CHUNK = IB * V;
 // Weight-gradient blocks: WB channels × TB taps of accumulators, WB gradient vectors, one input
 // vector: 3·3 + 3 + 1 = 13 registers.
 constexpr std::size_t WB = 3, TB = 3;
+// Weight-gradient blocks by lanes: LT taps × 2 vectors of channels, 2 gradient vectors, one
+// broadcast input: 5·2 + 2 + 1 = 13 registers.
+constexpr std::size_t LT = 5;
 
 std::size_t round_up(std::size_t n, std::size_t m) { return (n + m - 1) / m * m; }
 
@@ -143,6 +146,89 @@ constexpr WgradFn wgrad_fn(std::size_t nt, std::index_sequence<NT...>)
     return fns[nt - 1];
 }
 
+/// dst[t·dst_stride + o] = Σ_{i<oh, j<ow} gt[(i·ow + j)·gt_stride + o] · x[i·wp + j + off[t]] for
+/// OV·V channels o (one vector lane each) and NT taps: the weight gradient with the output channels
+/// in the vector lanes, so no lane is wasted on the plane's padding columns. Each position loads OV
+/// gradient vectors and broadcasts NT inputs for NT·OV FMAs.
+template <std::size_t OV, std::size_t NT>
+void wgrad_lanes_block(const float* gt, std::size_t gt_stride, const float* x, const std::size_t* off, std::size_t oh,
+                       std::size_t ow, std::size_t wp, float* dst, std::size_t dst_stride)
+{
+    B acc[NT][OV];
+    for (std::size_t t = 0; t < NT; ++t)
+        for (std::size_t k = 0; k < OV; ++k) acc[t][k] = B(0.f);
+    for (std::size_t i = 0; i < oh; ++i)
+        for (std::size_t j = 0; j < ow; ++j) {
+            const float* gr = gt + (i * ow + j) * gt_stride;
+            B g[OV];
+            for (std::size_t k = 0; k < OV; ++k) {
+                g[k] = B::load_unaligned(gr + k * V);
+                in_register(g[k]);
+            }
+            const float* xb = x + i * wp + j;
+            for (std::size_t t = 0; t < NT; ++t) {
+                const B xv(xb[off[t]]);
+                for (std::size_t k = 0; k < OV; ++k) acc[t][k] = xsimd::fma(g[k], xv, acc[t][k]);
+            }
+        }
+    for (std::size_t t = 0; t < NT; ++t)
+        for (std::size_t k = 0; k < OV; ++k) acc[t][k].store_unaligned(dst + t * dst_stride + k * V);
+}
+
+using LanesFn = void (*)(const float*, std::size_t, const float*, const std::size_t*, std::size_t, std::size_t,
+                         std::size_t, float*, std::size_t);
+template <std::size_t OV, std::size_t... NT>
+constexpr LanesFn lanes_fn(std::size_t nt, std::index_sequence<NT...>)
+{
+    constexpr LanesFn fns[] = {&wgrad_lanes_block<OV, NT + 1>...};
+    return fns[nt - 1];
+}
+
+/// The weight gradient by output-channel lanes when the channels fill them and each transposed
+/// gradient row feeds enough FMAs (C·KH·KW ≥ 100) to pay for its transposition; by flat planes
+/// otherwise (bench_parallel conv, docs/performance.md).
+bool weight_grad_by_lanes(const DnnlConvShape& s) { return s.o >= V && s.c * s.kh * s.kw >= 100; }
+
+/// The input gradient with the input channels in the lanes of one vector (C ≤ V), scattered from
+/// the outputs: for NP adjacent output positions of row i and NQ taps q0.. of kernel row a,
+///   dxt[(i + a)·wp + j + q] += Σ_o gy[o][i][j] · wt[(a·KW + q)·O + o]   (a vector over c)
+/// with NQ·NP accumulators, so only the positions that exist are summed (no zero padding read).
+/// Each o broadcasts NP gradients and loads NQ weight vectors for NQ·NP FMAs.
+template <std::size_t NP, std::size_t NQ>
+void dgrad_lanes_block(const float* g, std::size_t g_stride, std::size_t n_out, const float* wt, float* dxt)
+{
+    B acc[NQ][NP];
+    for (std::size_t q = 0; q < NQ; ++q)
+        for (std::size_t k = 0; k < NP; ++k) acc[q][k] = B(0.f);
+    for (std::size_t o = 0; o < n_out; ++o) {
+        B gb[NP];
+        for (std::size_t k = 0; k < NP; ++k) gb[k] = B(g[o * g_stride + k]);
+        for (std::size_t q = 0; q < NQ; ++q) {
+            B wv = B::load_unaligned(wt + (q * n_out + o) * V);
+            in_register(wv);
+            for (std::size_t k = 0; k < NP; ++k) acc[q][k] = xsimd::fma(gb[k], wv, acc[q][k]);
+        }
+    }
+    // position k, tap q lands at dxt + (k + q)·V: overlapping vectors, added one after the other
+    for (std::size_t q = 0; q < NQ; ++q)
+        for (std::size_t k = 0; k < NP; ++k) {
+            float* d = dxt + (k + q) * V;
+            (B::load_unaligned(d) + acc[q][k]).store_unaligned(d);
+        }
+}
+
+using DgradFn = void (*)(const float*, std::size_t, std::size_t, const float*, float*);
+template <std::size_t NP, std::size_t... NQ>
+constexpr DgradFn dgrad_fn(std::size_t nq, std::index_sequence<NQ...>)
+{
+    constexpr DgradFn fns[] = {&dgrad_lanes_block<NP, NQ + 1>...};
+    return fns[nq - 1];
+}
+
+/// The input gradient by input-channel lanes for 4 to V input channels; by flat planes (a
+/// correlation over the zero-padded gradient) for fewer (bench_parallel conv, docs/performance.md).
+bool input_grad_by_lanes(const DnnlConvShape& s) { return s.c > 3 && s.c <= V; }
+
 /// Per-thread scratch, kept between calls: no allocation once the shapes have been seen.
 struct Scratch {
     std::vector<float> a, b;
@@ -158,6 +244,15 @@ float* sized(std::vector<float>& v, std::size_t n)
     return v.data();
 }
 
+/// dst[j] = src[j] for j < n: the rows here are 5–40 values, where a memcpy call costs more than
+/// the copy (3 % of LeNet's step).
+inline void copy_row(float* dst, const float* src, std::size_t n)
+{
+    std::size_t j = 0;
+    for (; j + V <= n; j += V) B::load_unaligned(src + j).store_unaligned(dst + j);
+    for (; j < n; ++j) dst[j] = src[j];
+}
+
 /// Copies image n's C channels of x (H, W) into zeroed padded planes of length lx.
 void pad_input(const float* x, const DnnlConvShape& s, const Plan& p, float* xp)
 {
@@ -166,7 +261,7 @@ void pad_input(const float* x, const DnnlConvShape& s, const Plan& p, float* xp)
         std::fill(plane, plane + p.lx, 0.f);
         const float* src = x + c * s.h * s.w;
         for (std::size_t r = 0; r < s.h; ++r)
-            std::memcpy(plane + (r + s.padding) * p.wp + s.padding, src + r * s.w, s.w * sizeof(float));
+            copy_row(plane + (r + s.padding) * p.wp + s.padding, src + r * s.w, s.w);
     }
 }
 
@@ -179,7 +274,7 @@ void pad_grad(const float* gy, const DnnlConvShape& s, const Plan& p, float* gq)
         std::fill(plane, plane + p.lq, 0.f);
         const float* src = gy + o * p.oh * p.ow;
         for (std::size_t r = 0; r < p.oh; ++r)
-            std::memcpy(plane + p.front + r * p.wp, src + r * p.ow, p.ow * sizeof(float));
+            copy_row(plane + p.front + r * p.wp, src + r * p.ow, p.ow);
     }
 }
 
@@ -209,9 +304,11 @@ DirectConvPasses direct_conv_passes(const DnnlConvShape& s)
         return !(e && std::strcmp(e, "0") == 0);
     }();
     DirectConvPasses p;
-    if (!on || s.stride != 1 || s.dilation != 1 || s.groups != 1 || s.c > 3) return p;
-    p.input_grad = true;
-    p.forward = p.weight_grad = s.kh * s.kw >= 25;
+    if (!on || s.stride != 1 || s.dilation != 1 || s.groups != 1) return p;
+    const std::size_t taps = s.kh * s.kw;
+    p.input_grad = s.c <= V;
+    p.forward = s.c <= 3 && taps >= 25;
+    p.weight_grad = weight_grad_by_lanes(s) ? s.c <= 8 : (s.c <= 3 && taps >= 25 && s.o < V);
     return p;
 }
 
@@ -228,7 +325,7 @@ void direct_conv2d_forward(const float* x, const float* w, const float* b, const
         float* dst = y + n * ys;
         for (std::size_t o = 0; o < s.o; ++o)
             for (std::size_t r = 0; r < p.oh; ++r)
-                std::memcpy(dst + (o * p.oh + r) * p.ow, yo + o * p.lo + r * p.wp, p.ow * sizeof(float));
+                copy_row(dst + (o * p.oh + r) * p.ow, yo + o * p.lo + r * p.wp, p.ow);
     });
 }
 
@@ -236,50 +333,125 @@ void direct_conv2d_backward(const float* x, const float* w, const float* gy, con
                             bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc)
 {
     const Plan p(s);
-    const std::size_t xs = s.c * s.h * s.w, ys = s.o * p.oh * p.ow;
-    const std::size_t nw = s.o * s.c * p.taps, part = nw + s.o;
+    const std::size_t xs = s.c * s.h * s.w, ys = s.o * p.oh * p.ow, npos = p.oh * p.ow;
+    const std::size_t nw = s.o * s.c * p.taps;
+    // dW by lanes: per image [C][taps][op] + db [op] (op: the channels rounded up to whole vectors);
+    // by planes: [O][C][taps] + db [O], dw's own order.
+    const bool lanes = dw && weight_grad_by_lanes(s);
+    const std::size_t op = round_up(s.o, V);
+    const std::size_t part = lanes ? (s.c * p.taps + 1) * op : nw + s.o;
     // Per-image partial sums of dw and db, added in image order below: the same bits on any thread count.
-    float* parts = (dw || db) ? sized(acc_buffer(), s.n * part) : nullptr;
+    float* parts = (dw || db) ? sized(acc_buffer(), (s.n + 1) * part) : nullptr;
     // dX's weights: wt[c][o][t] = w[o][c][t], read at the offsets front − a·wp − q.
     thread_local std::vector<float> wt_buf;
     float* wt = nullptr;
-    if (dx) {
+    if (dx && !input_grad_by_lanes(s)) {
         wt = sized(wt_buf, nw);
         for (std::size_t o = 0; o < s.o; ++o)
             for (std::size_t c = 0; c < s.c; ++c)
                 std::copy_n(w + (o * s.c + c) * p.taps, p.taps, wt + (c * s.o + o) * p.taps);
     }
+    const bool dx_lanes = dx && input_grad_by_lanes(s);
+    if (dx_lanes) {  // wt[t][o][c] = w[o][c][t], the lanes past C zero
+        wt = sized(wt_buf, p.taps * s.o * V);
+        std::fill(wt, wt + p.taps * s.o * V, 0.f);
+        for (std::size_t o = 0; o < s.o; ++o)
+            for (std::size_t c = 0; c < s.c; ++c)
+                for (std::size_t t = 0; t < p.taps; ++t) wt[(t * s.o + o) * V + c] = w[(o * s.c + c) * p.taps + t];
+    }
     parallel_for(s.n, s.n * s.o * s.c * p.taps * p.lo, [&](std::size_t n) {
         Scratch& sc = scratch();
-        float* gq = sized(sc.a, s.o * p.lq + (dw ? s.c * p.lx : 0));
-        pad_grad(gy + n * ys, s, p, gq);
-        if (dw || db) {
-            float* pw = parts + n * part;
-            if (db)  // Σ over the padded plane: its zeros add nothing, and its length is whole vectors
-                for (std::size_t o = 0; o < s.o; ++o) pw[nw + o] = plane_sum(gq + o * p.lq, p.lq);
-            if (dw) {
-                float* xp = gq + s.o * p.lq;
-                pad_input(x + n * xs, s, p, xp);
-                const float* g = gq + p.front;  // gp[o][i] = gq[o][front + i], zero past the outputs
-                for (std::size_t c = 0; c < s.c; ++c)
-                    for (std::size_t t0 = 0; t0 < p.taps; t0 += TB) {
-                        const std::size_t nt = std::min(TB, p.taps - t0);
-                        std::size_t o = 0;
-                        for (; o + WB <= s.o; o += WB)
-                            wgrad_fn<WB>(nt, std::make_index_sequence<TB>{})(g + o * p.lq, p.lq, xp + c * p.lx,
-                                                                              p.fwd_off + t0, p.lo,
-                                                                              pw + (o * s.c + c) * p.taps + t0,
-                                                                              s.c * p.taps);
-                        for (; o < s.o; ++o)
-                            wgrad_fn<1>(nt, std::make_index_sequence<TB>{})(g + o * p.lq, p.lq, xp + c * p.lx,
-                                                                             p.fwd_off + t0, p.lo,
-                                                                             pw + (o * s.c + c) * p.taps + t0,
-                                                                             s.c * p.taps);
-                    }
+        const float* gyn = gy + n * ys;
+        float* pw = parts ? parts + n * part : nullptr;
+        if (lanes) {
+            // gt[pos][o] = gy[n, o, pos], zero in the lanes past the channels
+            float* gt = sized(sc.a, npos * op + s.c * p.lx);
+            float* xp = gt + npos * op;
+            for (std::size_t q = 0; q < npos; ++q) {
+                float* row = gt + q * op;
+                for (std::size_t o = 0; o < s.o; ++o) row[o] = gyn[o * npos + q];
+                std::fill(row + s.o, row + op, 0.f);
             }
+            pad_input(x + n * xs, s, p, xp);
+            for (std::size_t c = 0; c < s.c; ++c)
+                for (std::size_t t0 = 0; t0 < p.taps; t0 += LT) {
+                    const std::size_t nt = std::min(LT, p.taps - t0);
+                    float* dst = pw + (c * p.taps + t0) * op;
+                    std::size_t o = 0;
+                    for (; o + 2 * V <= op; o += 2 * V)
+                        lanes_fn<2>(nt, std::make_index_sequence<LT>{})(gt + o, op, xp + c * p.lx, p.fwd_off + t0,
+                                                                        p.oh, p.ow, p.wp, dst + o, op);
+                    if (o < op)
+                        lanes_fn<1>(nt, std::make_index_sequence<LT>{})(gt + o, op, xp + c * p.lx, p.fwd_off + t0,
+                                                                        p.oh, p.ow, p.wp, dst + o, op);
+                }
+            if (db) {
+                float* pb = pw + s.c * p.taps * op;
+                for (std::size_t k = 0; k < op; k += V) {
+                    B acc(0.f);
+                    for (std::size_t q = 0; q < npos; ++q) acc += B::load_unaligned(gt + q * op + k);
+                    acc.store_unaligned(pb + k);
+                }
+            }
+            if (!dx) return;
         }
-        if (dx) {
-            float* dxp = sized(sc.b, s.c * p.lj);
+        if (dx_lanes) {
+            // dxt[(r, col) of the padded plane][c], scattered into from every output position
+            float* dxt = sized(sc.b, (p.hp * p.wp + 1) * V);
+            std::fill(dxt, dxt + (p.hp * p.wp + 1) * V, 0.f);
+            constexpr std::size_t NP = 2, QB = 5;  // 5·2 accumulators + 2 broadcasts + 1 weight vector
+            for (std::size_t i = 0; i < p.oh; ++i)
+                for (std::size_t a = 0; a < s.kh; ++a)
+                    for (std::size_t q0 = 0; q0 < s.kw; q0 += QB) {
+                        const std::size_t nq = std::min(QB, s.kw - q0);
+                        const float* wa = wt + (a * s.kw + q0) * s.o * V;
+                        float* row = dxt + ((i + a) * p.wp + q0) * V;
+                        std::size_t j = 0;
+                        for (; j + NP <= p.ow; j += NP)
+                            dgrad_fn<NP>(nq, std::make_index_sequence<QB>{})(gyn + i * p.ow + j, npos, s.o, wa,
+                                                                              row + j * V);
+                        for (; j < p.ow; ++j)
+                            dgrad_fn<1>(nq, std::make_index_sequence<QB>{})(gyn + i * p.ow + j, npos, s.o, wa,
+                                                                             row + j * V);
+                    }
+            float* dst = dx + n * xs;
+            for (std::size_t c = 0; c < s.c; ++c)
+                for (std::size_t r = 0; r < s.h; ++r) {
+                    const float* src = dxt + ((r + s.padding) * p.wp + s.padding) * V + c;
+                    float* d = dst + (c * s.h + r) * s.w;
+                    if (dx_acc)
+                        for (std::size_t j = 0; j < s.w; ++j) d[j] += src[j * V];
+                    else
+                        for (std::size_t j = 0; j < s.w; ++j) d[j] = src[j * V];
+                }
+            if (lanes || !(dw || db)) return;
+        }
+        float* gq = sized(sc.b, s.o * p.lq + s.c * std::max(p.lx, p.lj));
+        pad_grad(gyn, s, p, gq);
+        if (db && !lanes)  // Σ over the padded plane: its zeros add nothing, and its length is whole vectors
+            for (std::size_t o = 0; o < s.o; ++o) pw[nw + o] = plane_sum(gq + o * p.lq, p.lq);
+        if (dw && !lanes) {
+            float* xp = gq + s.o * p.lq;
+            pad_input(x + n * xs, s, p, xp);
+            const float* g = gq + p.front;  // gp[o][i] = gq[o][front + i], zero past the outputs
+            for (std::size_t c = 0; c < s.c; ++c)
+                for (std::size_t t0 = 0; t0 < p.taps; t0 += TB) {
+                    const std::size_t nt = std::min(TB, p.taps - t0);
+                    std::size_t o = 0;
+                    for (; o + WB <= s.o; o += WB)
+                        wgrad_fn<WB>(nt, std::make_index_sequence<TB>{})(g + o * p.lq, p.lq, xp + c * p.lx,
+                                                                          p.fwd_off + t0, p.lo,
+                                                                          pw + (o * s.c + c) * p.taps + t0,
+                                                                          s.c * p.taps);
+                    for (; o < s.o; ++o)
+                        wgrad_fn<1>(nt, std::make_index_sequence<TB>{})(g + o * p.lq, p.lq, xp + c * p.lx,
+                                                                         p.fwd_off + t0, p.lo,
+                                                                         pw + (o * s.c + c) * p.taps + t0,
+                                                                         s.c * p.taps);
+                }
+        }
+        if (dx && !dx_lanes) {
+            float* dxp = gq + s.o * p.lq;  // the input planes' place: dW is done with them
             conv_planes(gq, p.lq, s.o, p.bwd_off, p.taps, wt, nullptr, s.c, dxp, p.lj, p.lj);
             float* dst = dx + n * xs;
             for (std::size_t c = 0; c < s.c; ++c)
@@ -289,19 +461,30 @@ void direct_conv2d_backward(const float* x, const float* w, const float* gy, con
                     if (dx_acc)
                         for (std::size_t j = 0; j < s.w; ++j) d[j] += src[j];
                     else
-                        std::memcpy(d, src, s.w * sizeof(float));
+                        copy_row(d, src, s.w);
                 }
         }
     });
     if (!parts) return;
-    // image order, whatever the threads did
-    for (std::size_t n = 0; n < s.n; ++n) {
-        const float* pw = parts + n * part;
-        const bool first = n == 0;
+    // Σ over the images in image order, whatever the threads did, into the slot past the last image
+    float* sum = parts + s.n * part;
+    std::copy_n(parts, part, sum);
+    for (std::size_t n = 1; n < s.n; ++n) {
+        const float* pn = parts + n * part;
+        for (std::size_t i = 0; i < part; ++i) sum[i] += pn[i];
+    }
+    auto put = [](float& d, float v, bool acc) { d = acc ? d + v : v; };
+    if (lanes) {
         if (dw)
-            for (std::size_t i = 0; i < nw; ++i) dw[i] = (first && !dw_acc) ? pw[i] : dw[i] + pw[i];
+            for (std::size_t o = 0; o < s.o; ++o)
+                for (std::size_t ct = 0; ct < s.c * p.taps; ++ct) put(dw[o * s.c * p.taps + ct], sum[ct * op + o], dw_acc);
         if (db)
-            for (std::size_t o = 0; o < s.o; ++o) db[o] = (first && !db_acc) ? pw[nw + o] : db[o] + pw[nw + o];
+            for (std::size_t o = 0; o < s.o; ++o) put(db[o], sum[s.c * p.taps * op + o], db_acc);
+    } else {
+        if (dw)
+            for (std::size_t i = 0; i < nw; ++i) put(dw[i], sum[i], dw_acc);
+        if (db)
+            for (std::size_t o = 0; o < s.o; ++o) put(db[o], sum[nw + o], db_acc);
     }
 }
 

@@ -1,23 +1,30 @@
 #pragma once
 // Kernels: float 2-D convolution (NCHW, OIHW, stride 1) computed directly in SIMD registers, for
-// the convolutions oneDNN's primitives serve badly: few input channels (LeNet's first layer has
-// one), where oneDNN's kernels fill 1 of their 16-channel blocks. Each image's channels are copied
-// into zero-padded planes of row length Wp = W + 2·pad, so every tap (a, q) of the kernel is one
-// flat offset a·Wp + q and a row of outputs is a contiguous run of vectors (the Wp − OW columns
-// past each row are computed and dropped). Raw contiguous buffers; no Var, no tape. Scratch is per
-// thread and kept, so once a shape has run nothing is allocated.
+// the convolutions oneDNN's primitives serve badly: few input channels (LeNet's layers have 1 and
+// 6), where oneDNN's kernels fill 1 or 6 of their 16-channel blocks. Two ways to fill the vectors:
+//  - flat planes: each image's channels are copied into zero-padded planes of row length
+//    Wp = W + 2·pad, so every tap (a, q) of the kernel is one flat offset a·Wp + q and a row of
+//    outputs is a contiguous run of vectors (the Wp − OW columns past each row are computed and
+//    dropped). Forward, and the gradients for 1–3 input channels.
+//  - channel lanes: the vector runs over the output channels (weight gradient) or the input
+//    channels (input gradient, scattered from the output positions), so only positions that exist
+//    are summed. The gradients of LeNet's second layer.
+// Raw contiguous buffers; no Var, no tape. Scratch is per thread and kept, so once a shape has run
+// nothing is allocated. Sums over the batch run in image order: 1 and 2 threads give the same bits.
 #include <cstddef>
 
 #include "kernels/conv_dnnl.hpp"
 
 namespace xgrad::kernels {
 
-/// Which passes of a convolution the direct kernels serve. Only stride 1, no dilation, one group,
-/// at most 3 input channels; then the input gradient always (oneDNN's takes 4–14× as long on one
-/// channel), the forward and the weight gradient only for kernels of 25 taps or more (5×5: 1.0–2.4×
-/// faster; on 3×3 kernels oneDNN's are faster). Measured with `bench_parallel conv`
-/// (docs/performance.md). The environment variable XGRAD_DIRECT_CONV=0 turns them off (read once;
-/// for comparing the paths).
+/// Which passes of a convolution the direct kernels serve, where they were measured faster than
+/// oneDNN's primitives (`bench_parallel conv`, docs/performance.md). Only stride 1, no dilation, one
+/// group. Input gradient: at most 8 input channels (oneDNN's takes 4–14× as long on one channel,
+/// 1.5× on LeNet's second layer). Forward: at most 3 input channels and kernels of 25 taps or more
+/// (5×5; on 3×3 oneDNN's is faster). Weight gradient: at most 8 input channels, 8 or more output
+/// channels and C·KH·KW ≥ 100 (LeNet's second layer), or at most 3 input channels, fewer than 8
+/// output channels and 25 taps or more (LeNet's first). The environment variable
+/// XGRAD_DIRECT_CONV=0 turns them off (read once; for comparing the paths).
 struct DirectConvPasses {
     bool forward = false, input_grad = false, weight_grad = false;
 };
