@@ -467,12 +467,16 @@ void direct_conv2d_backward(const float* x, const float* w, const float* gy, con
     });
     if (!parts) return;
     // Σ over the images in image order, whatever the threads did, into the slot past the last image
+    // (each element's sum in image order; the elements split in 8 ranges over the threads)
     float* sum = parts + s.n * part;
-    std::copy_n(parts, part, sum);
-    for (std::size_t n = 1; n < s.n; ++n) {
-        const float* pn = parts + n * part;
-        for (std::size_t i = 0; i < part; ++i) sum[i] += pn[i];
-    }
+    parallel_for(8, s.n * part, [&](std::size_t r) {
+        const std::size_t b = part * r / 8, e = part * (r + 1) / 8;
+        std::copy(parts + b, parts + e, sum + b);
+        for (std::size_t n = 1; n < s.n; ++n) {
+            const float* pn = parts + n * part;
+            for (std::size_t i = b; i < e; ++i) sum[i] += pn[i];
+        }
+    });
     auto put = [](float& d, float v, bool acc) { d = acc ? d + v : v; };
     if (lanes) {
         if (dw)
