@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include <fmt/format.h>
+#include <xsimd/xsimd.hpp>
 
 #include "xgrad/threads.hpp"
 
@@ -23,6 +24,43 @@ void check_nonnegative(const std::string& who, const char* what, double v)
 void check_unit(const std::string& who, const char* what, double v)
 {
     if (!(v >= 0 && v < 1)) throw std::invalid_argument(fmt::format("{}: {} must be in [0, 1), got {:g}", who, what, v));
+}
+
+template <class T>
+struct AdamCoefficients {
+    T b1, b2, step, c2_sqrt, eps, cw, dw;  // step = lr / (1 − β₁ᵗ), c2_sqrt = √(1 − β₂ᵗ)
+};
+
+/// One Adam update of n elements: w ← w − dw·w (AdamW), d = ∇ + cw·w (Adam's L2 term),
+/// m ← β₁m + (1 − β₁)d, v ← β₂v + (1 − β₂)d², w ← w − step·m / (√v / c2_sqrt + ε). In SIMD vectors:
+/// a plain loop with std::sqrt stays scalar (sqrt may set errno), 4× slower on the MLP's 235,146
+/// parameters, where it was 39 % of a training epoch.
+template <class T>
+void adam_range(T* __restrict w, const T* __restrict g, T* __restrict m, T* __restrict v, std::size_t n,
+                const AdamCoefficients<T>& a)
+{
+    using B = xsimd::batch<T>;
+    constexpr std::size_t V = B::size;
+    const B b1(a.b1), b2(a.b2), nb1(T(1) - a.b1), nb2(T(1) - a.b2), step(a.step), c2s(a.c2_sqrt), eps(a.eps),
+        cw(a.cw), dw(a.dw);
+    std::size_t k = 0;
+    for (; k + V <= n; k += V) {
+        B wk = B::load_unaligned(w + k);
+        if (a.dw != 0) wk = wk - dw * wk;
+        const B d = B::load_unaligned(g + k) + cw * wk;
+        const B mk = b1 * B::load_unaligned(m + k) + nb1 * d;
+        const B vk = b2 * B::load_unaligned(v + k) + nb2 * (d * d);
+        mk.store_unaligned(m + k);
+        vk.store_unaligned(v + k);
+        (wk - step * (mk / (xsimd::sqrt(vk) / c2s + eps))).store_unaligned(w + k);
+    }
+    for (; k < n; ++k) {
+        if (a.dw != 0) w[k] -= a.dw * w[k];
+        const T d = g[k] + a.cw * w[k];
+        m[k] = a.b1 * m[k] + (T(1) - a.b1) * d;
+        v[k] = a.b2 * v[k] + (T(1) - a.b2) * (d * d);
+        w[k] -= a.step * (m[k] / (std::sqrt(v[k]) / a.c2_sqrt + a.eps));
+    }
 }
 
 /// Every parameter non-null and listed once (a repeated one would be stepped twice per step()).
@@ -230,7 +268,8 @@ void Adam<T>::step()
     this->count_step();
     const double t = double(this->steps());
     const T b1 = T(o_.beta1()), b2 = T(o_.beta2()), eps = T(o_.eps());
-    const T c1 = T(1 - std::pow(o_.beta1(), t)), c2 = T(1 - std::pow(o_.beta2(), t));
+    // as PyTorch's Adam: step = lr / (1 − β₁ᵗ), denominator √v / √(1 − β₂ᵗ) + ε
+    const T c1 = T(1 - std::pow(o_.beta1(), t)), c2_sqrt = std::sqrt(T(1 - std::pow(o_.beta2(), t)));
     std::size_t i = 0;  // index into params_ (and the moments) across the groups
     for (const auto& group : this->param_groups_) {
         const T lr = T(group.lr()), wd = T(group.weight_decay());
@@ -242,14 +281,9 @@ void Adam<T>::step()
             const std::size_t n = param->value().size();
             const T dw = decoupled_ ? lr * wd : T(0);  // AdamW: w ← w − lr·wd·w first
             const T cw = decoupled_ ? T(0) : wd;       // Adam: g ← ∇ + wd·w
+            const T step = lr / c1;
             parallel_ranges(n, [=](std::size_t b, std::size_t e) {
-                for (std::size_t k = b; k < e; ++k) {
-                    if (dw != 0) w[k] -= dw * w[k];
-                    const T d = g[k] + cw * w[k];
-                    m[k] = b1 * m[k] + (T(1) - b1) * d;
-                    v[k] = b2 * v[k] + (T(1) - b2) * (d * d);
-                    w[k] -= lr * (m[k] / c1) / (std::sqrt(v[k] / c2) + eps);
-                }
+                adam_range(w + b, g + b, m + b, v + b, e - b, {b1, b2, step, c2_sqrt, eps, cw, dw});
             });
             ++i;
         }

@@ -259,6 +259,36 @@ BOOST_AUTO_TEST_CASE(pooling_matches_direct_loops_and_finite_differences)
     }
 }
 
+// Ties in a window: the gradient goes to the first maximum in row-major order, as in PyTorch; every
+// position of a 2×2 window can be the maximum (2×2 fast path and the general loop, float and double).
+template <class T>
+void check_max_pool_ties()
+{
+    // six 2×2 windows: the max at (0,0) tied with (1,1); (0,0) tied with (0,1); (0,1) alone;
+    // (1,0) tied with (1,1); (1,1) alone; all four tied
+    const Tensor<T> x = {{{{5, 1, 7, 7, 0, 9}, {2, 5, 3, 1, 3, 1}, {1, 2, 4, 6, 2, 2}, {8, 8, 6, 10, 2, 2}}}};
+    Tape<T> t;
+    Var<T> xv = t.variable(x);
+    Var<T> y = max_pool2d(xv, 2, 2);
+    const Tensor<T> want_y = {{{{5, 7, 9}, {8, 10, 2}}}};
+    BOOST_TEST(y.value() == want_y);
+    t.backward(sum(y * t.constant(Tensor<T>{{{{1, 2, 3}, {4, 5, 6}}}})));
+    const Tensor<T> want_g = {{{{1, 0, 2, 0, 0, 3}, {0, 0, 0, 0, 0, 0}, {0, 0, 0, 0, 6, 0}, {4, 0, 0, 5, 0, 0}}}};
+    BOOST_TEST(xv.grad() == want_g);
+    // the general loop: a 3×3 window of stride 3 tied at (0,2) and (2,0)
+    Tape<T> t3;
+    Var<T> z = t3.variable(Tensor<T>{{{{0, 1, 6}, {2, 3, 4}, {6, 5, 0}}}});
+    t3.backward(sum(max_pool2d(z, 3, 3)));
+    const Tensor<T> want_z = {{{{0, 0, 1}, {0, 0, 0}, {0, 0, 0}}}};
+    BOOST_TEST(z.grad() == want_z);
+}
+
+BOOST_AUTO_TEST_CASE(max_pooling_ties_go_to_the_first_maximum)
+{
+    check_max_pool_ties<float>();
+    check_max_pool_ties<double>();
+}
+
 BOOST_AUTO_TEST_CASE(cross_entropy_value_gradient_and_stability)
 {
     IndexTensor labels = {2, 0, 1, 2};

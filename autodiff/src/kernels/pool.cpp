@@ -101,7 +101,25 @@ template void avg_pool2d_backward(const double*, const PoolGeom&, double*, bool)
 template <class T>
 void max_pool2d_forward(const T* p, const PoolGeom& g, T* q, std::size_t* arg)
 {
-    for (std::size_t pl = 0; pl < g.planes; ++pl) {
+    // the first maximum in row-major window order wins (NaN only where it comes first)
+    if (g.k == 2 && g.s == 2) {  // the common 2×2 case, unrolled
+        parallel_for(g.planes, g.planes * g.h * g.w, [&](std::size_t pl) {
+            const T* plane = p + pl * g.h * g.w;
+            for (std::size_t i = 0; i < g.oh; ++i) {
+                const std::size_t r0 = 2 * i * g.w, r1 = r0 + g.w, o0 = (pl * g.oh + i) * g.ow;
+                for (std::size_t j = 0; j < g.ow; ++j) {
+                    std::size_t best = r0 + 2 * j;
+                    if (plane[r0 + 2 * j + 1] > plane[best]) best = r0 + 2 * j + 1;
+                    if (plane[r1 + 2 * j] > plane[best]) best = r1 + 2 * j;
+                    if (plane[r1 + 2 * j + 1] > plane[best]) best = r1 + 2 * j + 1;
+                    q[o0 + j] = plane[best];
+                    arg[o0 + j] = best;
+                }
+            }
+        });
+        return;
+    }
+    parallel_for(g.planes, g.planes * g.h * g.w, [&](std::size_t pl) {
         const T* plane = p + pl * g.h * g.w;
         for (std::size_t i = 0; i < g.oh; ++i)
             for (std::size_t j = 0; j < g.ow; ++j) {
@@ -115,16 +133,19 @@ void max_pool2d_forward(const T* p, const PoolGeom& g, T* q, std::size_t* arg)
                 q[o] = plane[best];
                 arg[o] = best;
             }
-    }
+    });
 }
 
 template <class T>
 void max_pool2d_backward(const T* G, const std::size_t* arg, const PoolGeom& g, T* d, bool acc)
 {
-    if (!acc) std::fill(d, d + g.planes * g.h * g.w, T(0));
-    const std::size_t per = g.oh * g.ow;
-    for (std::size_t pl = 0; pl < g.planes; ++pl)
-        for (std::size_t o = 0; o < per; ++o) d[pl * g.h * g.w + arg[pl * per + o]] += G[pl * per + o];
+    // each plane's maxima lie in that plane: planes are independent
+    const std::size_t per = g.oh * g.ow, hw = g.h * g.w;
+    parallel_for(g.planes, g.planes * hw, [&](std::size_t pl) {
+        T* plane = d + pl * hw;
+        if (!acc) std::fill(plane, plane + hw, T(0));
+        for (std::size_t o = 0; o < per; ++o) plane[arg[pl * per + o]] += G[pl * per + o];
+    });
 }
 
 template void max_pool2d_forward(const float*, const PoolGeom&, float*, std::size_t*);
