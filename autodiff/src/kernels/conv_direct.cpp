@@ -3,11 +3,10 @@
 
 #include <xsimd/xsimd.hpp>
 
-#include <utility>
-
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "kernels/parallel.hpp"
@@ -490,6 +489,36 @@ void direct_conv2d_backward(const float* x, const float* w, const float* gy, con
         if (db)
             for (std::size_t o = 0; o < s.o; ++o) put(db[o], sum[nw + o], db_acc);
     }
+}
+
+void float_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y)
+{
+    if (direct_conv_passes(s).forward)
+        direct_conv2d_forward(x, w, b, s, y);
+    else
+        dnnl_conv2d_forward(x, w, b, s, y);
+}
+void float_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
+                           bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc)
+{
+    const DirectConvPasses direct = direct_conv_passes(s);
+    if (direct.input_grad == direct.weight_grad) {
+        if (direct.input_grad)
+            direct_conv2d_backward(x, w, gy, s, dx, dx_acc, dw, dw_acc, db, db_acc);
+        else
+            dnnl_conv2d_backward(x, w, gy, s, dx, dx_acc, dw, dw_acc, db, db_acc);
+        return;
+    }
+    // one pass each way (dx and dw may share a buffer only with both flags set: order-free)
+    auto run = [&](bool on_direct, float* dx_, float* dw_, float* db_) {
+        if (!dx_ && !dw_ && !db_) return;
+        if (on_direct)
+            direct_conv2d_backward(x, w, gy, s, dx_, dx_acc, dw_, dw_acc, db_, db_acc);
+        else
+            dnnl_conv2d_backward(x, w, gy, s, dx_, dx_acc, dw_, dw_acc, db_, db_acc);
+    };
+    run(direct.input_grad, dx, nullptr, nullptr);
+    run(direct.weight_grad, nullptr, dw, db);
 }
 
 }  // namespace xgrad::kernels

@@ -40,4 +40,12 @@ void direct_conv2d_forward(const float* x, const float* w, const float* b, const
 void direct_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
                             bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc);
 
+/// The float convolution as the conv2d op runs it: the direct kernels for the passes
+/// direct_conv_passes gives, oneDNN's primitives for the rest (needs dnnl_conv_available()). Same
+/// arguments and flags as dnnl_conv2d_forward / dnnl_conv2d_backward; dx and dw may share a buffer
+/// only with both flags true.
+void float_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y);
+void float_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
+                           bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc);
+
 }  // namespace xgrad::kernels

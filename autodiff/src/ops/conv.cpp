@@ -87,50 +87,17 @@ kernels::DnnlConvShape dnnl_shape(const kernels::ConvGeom& g)
     return kernels::DnnlConvShape{g.n, g.c, g.h, g.w, g.o, g.kh, g.kw, g.s, g.p};
 }
 
-/// The float convolution kernels: the direct ones for the passes where they beat oneDNN's primitives
-/// (few input channels: kernels/conv_direct.hpp), oneDNN's otherwise. Every float path of the family
-/// goes through these two, so conv2d and its recorded VJPs give the same numbers.
-void float_conv_forward(const float* x, const float* w, const float* b, const kernels::DnnlConvShape& s, float* y)
-{
-    if (kernels::direct_conv_passes(s).forward)
-        kernels::direct_conv2d_forward(x, w, b, s, y);
-    else
-        kernels::dnnl_conv2d_forward(x, w, b, s, y);
-}
-void float_conv_backward(const float* x, const float* w, const float* gy, const kernels::DnnlConvShape& s, float* dx,
-                         bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc)
-{
-    const kernels::DirectConvPasses direct = kernels::direct_conv_passes(s);
-    if (direct.input_grad == direct.weight_grad) {
-        if (direct.input_grad)
-            kernels::direct_conv2d_backward(x, w, gy, s, dx, dx_acc, dw, dw_acc, db, db_acc);
-        else
-            kernels::dnnl_conv2d_backward(x, w, gy, s, dx, dx_acc, dw, dw_acc, db, db_acc);
-        return;
-    }
-    // one pass each way (dx and dw may share a buffer only with both flags set: order-free)
-    auto run = [&](bool on_direct, float* dx_, float* dw_, float* db_) {
-        if (!dx_ && !dw_ && !db_) return;
-        if (on_direct)
-            kernels::direct_conv2d_backward(x, w, gy, s, dx_, dx_acc, dw_, dw_acc, db_, db_acc);
-        else
-            kernels::dnnl_conv2d_backward(x, w, gy, s, dx_, dx_acc, dw_, dw_acc, db_, db_acc);
-    };
-    run(direct.input_grad, dx, nullptr, nullptr);
-    run(direct.weight_grad, nullptr, dw, db);
-}
-
 /// conv_into on oneDNN (float): y = conv2d(x, w) without bias into `out`, or added to it.
 template <class T>
 void dnnl_conv_into(const T* x, const T* w, const kernels::ConvGeom& geo, T* out, bool acc)
 {
     if (!acc) {
-        float_conv_forward(float_ptr(x), float_ptr(w), nullptr, dnnl_shape(geo), float_ptr(out));
+        kernels::float_conv2d_forward(float_ptr(x), float_ptr(w), nullptr, dnnl_shape(geo), float_ptr(out));
         return;
     }
     thread_local Tensor<T> tmp;  // reused: no allocation once shapes are stable
     tmp.resize(Shape{geo.n, geo.o, geo.oh, geo.ow});
-    float_conv_forward(float_ptr(x), float_ptr(w), nullptr, dnnl_shape(geo), float_ptr(tmp.data()));
+    kernels::float_conv2d_forward(float_ptr(x), float_ptr(w), nullptr, dnnl_shape(geo), float_ptr(tmp.data()));
     for (std::size_t i = 0; i < tmp.size(); ++i) out[i] += tmp.data()[i];
 }
 
@@ -148,7 +115,7 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
     out.resize(Shape{g.n, g.o, g.oh, g.ow});
     const bool dnnl = use_dnnl<T>();
     if (dnnl) {
-        float_conv_forward(float_ptr(xv.data()), float_ptr(wv.data()), b ? float_ptr(b->value().data()) : nullptr,
+        kernels::float_conv2d_forward(float_ptr(xv.data()), float_ptr(wv.data()), b ? float_ptr(b->value().data()) : nullptr,
                                      dnnl_shape(g), float_ptr(out.data()));
     } else {
         // Keep the im2col matrix for dW only if the backward will run.
@@ -178,7 +145,7 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
                 dx.accumulate = dw.accumulate = true;
             }
             if (dnnl) {
-                float_conv_backward(float_ptr(c.input(0).data()), float_ptr(c.input(1).data()),
+                kernels::float_conv2d_backward(float_ptr(c.input(0).data()), float_ptr(c.input(1).data()),
                                               float_ptr(c.grad().data()), dnnl_shape(g), float_ptr(dx.data()),
                                               dx.accumulate, float_ptr(dw.data()), dw.accumulate, float_ptr(db.data()),
                                               db.accumulate);
@@ -204,7 +171,7 @@ Var<T> conv2d_input_grad(const Var<T>& g, const Var<T>& w, const Shape& x_shape,
     // float on oneDNN as conv2d's first-order backward, so both give the same numbers
     const bool dnnl = use_dnnl<T>();
     if (dnnl)
-        float_conv_backward(nullptr, float_ptr(w.value().data()), float_ptr(g.value().data()), dnnl_shape(geo),
+        kernels::float_conv2d_backward(nullptr, float_ptr(w.value().data()), float_ptr(g.value().data()), dnnl_shape(geo),
                                       float_ptr(op.value().data()), false, nullptr, false, nullptr, false);
     else
         kernels::conv2d_backward_rows<T>(nullptr, w.value().data(), g.value().data(), geo, op.value().data(), false,
@@ -218,7 +185,7 @@ Var<T> conv2d_input_grad(const Var<T>& g, const Var<T>& w, const Shape& x_shape,
             const T* gy = c.grad().data();
             if (const InputGrad<T> dg = c.input_grad(0)) dnnl_conv_into(gy, c.input(1).data(), geo, dg.data(), dg.accumulate);
             if (const InputGrad<T> dw = c.input_grad(1))
-                float_conv_backward(float_ptr(gy), nullptr, float_ptr(c.input(0).data()), dnnl_shape(geo),
+                kernels::float_conv2d_backward(float_ptr(gy), nullptr, float_ptr(c.input(0).data()), dnnl_shape(geo),
                                               nullptr, false, float_ptr(dw.data()), dw.accumulate, nullptr, false);
         } else {
             const T* gy = c.grad().data();
@@ -251,7 +218,7 @@ Var<T> conv2d_weight_grad(const Var<T>& x, const Var<T>& g, const Shape& w_shape
     op.value().resize(w_shape);
     const bool dnnl = use_dnnl<T>();  // as in conv2d_input_grad
     if (dnnl)
-        float_conv_backward(float_ptr(x.value().data()), nullptr, float_ptr(g.value().data()), dnnl_shape(geo),
+        kernels::float_conv2d_backward(float_ptr(x.value().data()), nullptr, float_ptr(g.value().data()), dnnl_shape(geo),
                                       nullptr, false, float_ptr(op.value().data()), false, nullptr, false);
     else
         kernels::conv2d_backward_rows<T>(x.value().data(), nullptr, g.value().data(), geo, nullptr, false,
@@ -264,7 +231,7 @@ Var<T> conv2d_weight_grad(const Var<T>& x, const Var<T>& g, const Shape& w_shape
         } else if (dnnl) {
             const T* gy = c.grad().data();
             if (const InputGrad<T> dx = c.input_grad(0))
-                float_conv_backward(nullptr, float_ptr(gy), float_ptr(c.input(1).data()), dnnl_shape(geo),
+                kernels::float_conv2d_backward(nullptr, float_ptr(gy), float_ptr(c.input(1).data()), dnnl_shape(geo),
                                               float_ptr(dx.data()), dx.accumulate, nullptr, false, nullptr, false);
             if (const InputGrad<T> dg = c.input_grad(1)) dnnl_conv_into(c.input(0).data(), gy, geo, dg.data(), dg.accumulate);
         } else {

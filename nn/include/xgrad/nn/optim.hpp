@@ -196,7 +196,8 @@ public:
     AdamOptions& betas(double b1, double b2) { return beta1(b1).beta2(b2); }
 };
 
-/// m = β₁m + (1−β₁)g;  v = β₂v + (1−β₂)g²;  m̂ = m/(1−β₁ᵗ);  v̂ = v/(1−β₂ᵗ);  w ← w − lr·m̂/(√v̂ + ε)
+/// m = β₁m + (1−β₁)g;  v = β₂v + (1−β₂)g²;  w ← w − lr/(1−β₁ᵗ) · m/(√v/√(1−β₂ᵗ) + ε)
+/// (= w − lr·m̂/(√v̂ + ε) with m̂ = m/(1−β₁ᵗ), v̂ = v/(1−β₂ᵗ), rounded as PyTorch's Adam does it)
 template <class T>
 class Adam : public Optimizer<T> {
 public:

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kernels/conv.hpp"
+#include "kernels/conv_direct.hpp"
 #include "kernels/gemm.hpp"
 #include "kernels/pool.hpp"
 #include "kernels/softmax.hpp"
@@ -148,6 +149,31 @@ struct HandMnistSoftmaxSgd {
     }
 };
 
+/// The convolution of the hand-written steps: the float kernels the conv2d op runs (oneDNN's
+/// primitives and the direct few-channel kernels) when the build has oneDNN, else im2col + GEMM
+/// (into `cols`, g.k() × g.l()), so that tape / hand measures the tape, not a different kernel.
+inline bool hand_conv_on_float_kernels() { return kernels::dnnl_conv_available(); }
+inline kernels::DnnlConvShape hand_conv_shape(const kernels::ConvGeom& g)
+{
+    return {g.n, g.c, g.h, g.w, g.o, g.kh, g.kw, g.s, g.p};
+}
+inline void hand_conv_forward(const F* x, const F* w, const F* b, const kernels::ConvGeom& g, F* y, F* cols)
+{
+    if (hand_conv_on_float_kernels())
+        kernels::float_conv2d_forward(x, w, b, hand_conv_shape(g), y);
+    else
+        kernels::conv2d_forward(x, w, b, g, y, cols);
+}
+/// dx, dw, db overwritten (each may be null).
+inline void hand_conv_backward(const F* x, const F* w, const F* gy, const kernels::ConvGeom& g, F* dx, F* dw, F* db,
+                               const F* cols)
+{
+    if (hand_conv_on_float_kernels())
+        kernels::float_conv2d_backward(x, w, gy, hand_conv_shape(g), dx, false, dw, false, db, false);
+    else
+        kernels::conv2d_backward(x, w, gy, g, dx, false, dw, false, db, false, cols);
+}
+
 /// LeNet-5 (avg pooling) with xgrad's conv and pooling kernels, by hand.
 struct HandLenet {
     Tensor<F> w1, c1b, w2, c2b, dw1, dc1b, dw2, dc2b;
@@ -168,16 +194,16 @@ struct HandLenet {
         const std::size_t B = x.shape()[0];
         g1 = kernels::conv_geometry(x.shape(), w1.shape(), &c1b.shape(), 1, 2);
         y1.resize(Shape{B, 6, g1.oh, g1.ow});
-        cols1.resize(Shape{g1.k(), g1.l()});
-        kernels::conv2d_forward(x.data(), w1.data(), c1b.data(), g1, y1.data(), cols1.data());
+        if (!hand_conv_on_float_kernels()) cols1.resize(Shape{g1.k(), g1.l()});
+        hand_conv_forward(x.data(), w1.data(), c1b.data(), g1, y1.data(), cols1.data());
         for (auto& v : y1) v = v > 0 ? v : F(0);
         q1 = kernels::pool_geometry("avg_pool2d", y1.shape(), 2, 2);
         p1.resize(Shape{B, 6, q1.oh, q1.ow});
         kernels::avg_pool2d_forward(y1.data(), q1, p1.data());
         g2 = kernels::conv_geometry(p1.shape(), w2.shape(), &c2b.shape(), 1, 0);
         y2.resize(Shape{B, 16, g2.oh, g2.ow});
-        cols2.resize(Shape{g2.k(), g2.l()});
-        kernels::conv2d_forward(p1.data(), w2.data(), c2b.data(), g2, y2.data(), cols2.data());
+        if (!hand_conv_on_float_kernels()) cols2.resize(Shape{g2.k(), g2.l()});
+        hand_conv_forward(p1.data(), w2.data(), c2b.data(), g2, y2.data(), cols2.data());
         for (auto& v : y2) v = v > 0 ? v : F(0);
         q2 = kernels::pool_geometry("avg_pool2d", y2.shape(), 2, 2);
         p2.resize(Shape{B, 16, q2.oh, q2.ow});
@@ -195,13 +221,11 @@ struct HandLenet {
         kernels::avg_pool2d_backward(fc[0].dx.data(), q2, dy2.data(), false);
         relu_mask(y2.data(), dy2.data(), dy2.size());
         dp1.resize(p1.shape());
-        kernels::conv2d_backward(p1.data(), w2.data(), dy2.data(), g2, dp1.data(), false, dw2.data(), false, dc2b.data(),
-                                 false, cols2.data());
+        hand_conv_backward(p1.data(), w2.data(), dy2.data(), g2, dp1.data(), dw2.data(), dc2b.data(), cols2.data());
         dy1.resize(y1.shape());
         kernels::avg_pool2d_backward(dp1.data(), q1, dy1.data(), false);
         relu_mask(y1.data(), dy1.data(), dy1.size());
-        kernels::conv2d_backward(x.data(), w1.data(), dy1.data(), g1, static_cast<F*>(nullptr), false, dw1.data(), false,
-                                 dc1b.data(), false, cols1.data());
+        hand_conv_backward(x.data(), w1.data(), dy1.data(), g1, nullptr, dw1.data(), dc1b.data(), cols1.data());
         xt::noalias(w1) -= lr * dw1;
         xt::noalias(c1b) -= lr * dc1b;
         xt::noalias(w2) -= lr * dw2;
@@ -247,8 +271,8 @@ struct HandBnConv {
         g = kernels::conv_geometry(x.shape(), w.shape(), nullptr, 1, 1);
         const std::size_t inner = g.oh * g.ow, M = B * inner;
         y.resize(Shape{B, C, g.oh, g.ow});
-        cols.resize(Shape{g.k(), g.l()});
-        kernels::conv2d_forward(x.data(), w.data(), static_cast<const F*>(nullptr), g, y.data(), cols.data());
+        if (!hand_conv_on_float_kernels()) cols.resize(Shape{g.k(), g.l()});
+        hand_conv_forward(x.data(), w.data(), nullptr, g, y.data(), cols.data());
         a.resize(y.shape());
         dy.resize(y.shape());
         mean.resize(Shape{C});
@@ -305,8 +329,7 @@ struct HandBnConv {
                 for (std::size_t i = 0; i < inner; ++i) ga[i] = k * (ga[i] - mg - (r[i] - m) * iv * mgx);
             }
         }
-        kernels::conv2d_backward(x.data(), w.data(), dy.data(), g, static_cast<F*>(nullptr), false, dw.data(), false,
-                                 static_cast<F*>(nullptr), false, cols.data());
+        hand_conv_backward(x.data(), w.data(), dy.data(), g, nullptr, dw.data(), nullptr, cols.data());
         xt::noalias(w) -= lr * dw;
         xt::noalias(gamma) -= lr * dgamma;
         xt::noalias(beta) -= lr * dbeta;
