@@ -252,29 +252,30 @@ inline void copy_row(float* dst, const float* src, std::size_t n)
     for (; j < n; ++j) dst[j] = src[j];
 }
 
-/// Copies image n's C channels of x (H, W) into zeroed padded planes of length lx.
-void pad_input(const float* x, const DnnlConvShape& s, const Plan& p, float* xp)
+/// Copies `planes` planes of rows × cols values into zeroed planes of `len` values, row r starting
+/// at first + r·wp.
+void to_padded_planes(const float* src, std::size_t planes, std::size_t rows, std::size_t cols, std::size_t len,
+                      std::size_t first, std::size_t wp, float* dst)
 {
-    for (std::size_t c = 0; c < s.c; ++c) {
-        float* plane = xp + c * p.lx;
-        std::fill(plane, plane + p.lx, 0.f);
-        const float* src = x + c * s.h * s.w;
-        for (std::size_t r = 0; r < s.h; ++r)
-            copy_row(plane + (r + s.padding) * p.wp + s.padding, src + r * s.w, s.w);
+    for (std::size_t c = 0; c < planes; ++c) {
+        float* plane = dst + c * len;
+        std::fill(plane, plane + len, 0.f);
+        const float* in = src + c * rows * cols;
+        for (std::size_t r = 0; r < rows; ++r) copy_row(plane + first + r * wp, in + r * cols, cols);
     }
 }
 
-/// Copies image n's O gradient channels (OH, OW) into zeroed planes of length lq, each starting
-/// `front` values in, with zeros in the wp − OW columns past every row.
+/// Image n's C channels of x (H, W) in zero-padded planes of length lx.
+void pad_input(const float* x, const DnnlConvShape& s, const Plan& p, float* xp)
+{
+    to_padded_planes(x, s.c, s.h, s.w, p.lx, s.padding * p.wp + s.padding, p.wp, xp);
+}
+
+/// Image n's O gradient channels (OH, OW) in zeroed planes of length lq, each starting `front`
+/// values in, with zeros in the wp − OW columns past every row.
 void pad_grad(const float* gy, const DnnlConvShape& s, const Plan& p, float* gq)
 {
-    for (std::size_t o = 0; o < s.o; ++o) {
-        float* plane = gq + o * p.lq;
-        std::fill(plane, plane + p.lq, 0.f);
-        const float* src = gy + o * p.oh * p.ow;
-        for (std::size_t r = 0; r < p.oh; ++r)
-            copy_row(plane + p.front + r * p.wp, src + r * p.ow, p.ow);
-    }
+    to_padded_planes(gy, s.o, p.oh, p.ow, p.lq, p.front, p.wp, gq);
 }
 
 /// Σ x[i] for i in [0, n), n a multiple of V: four vector chains, so the adds do not wait on each other.
