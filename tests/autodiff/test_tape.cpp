@@ -70,6 +70,46 @@ BOOST_AUTO_TEST_CASE(parameters_accumulate_until_zeroed)
     BOOST_TEST(w.name() == "w");
 }
 
+// zero_grad() only marks the gradient: the next write overwrites the stale buffer, a read first
+// writes the zeros out. Each path must give what a buffer of real zeros would.
+BOOST_AUTO_TEST_CASE(zero_grad_then_backward_overwrites_the_stale_gradient)
+{
+    const Tensor<double> a0 = test::rnd(Shape{3, 4}, 11), w0 = test::rnd(Shape{4, 2}, 12);
+    Parameter<double> w(w0, "w"), fresh(w0);
+    Tape<double> t;
+    auto loss = [&](Parameter<double>& p) {
+        auto y = matmul(t.constant(a0), t.param(p));  // dW through a GEMM, then an elementwise use
+        return sum(y * y) + sum(t.param(p) * 3.0);
+    };
+    t.backward(loss(fresh));
+    const Tensor<double> expected = fresh.grad();  // a single sweep into real zeros
+    t.clear();
+    for (int step = 0; step < 2; ++step) {  // stale contents: two sweeps' sum
+        t.backward(loss(w));
+        t.clear();
+    }
+    BOOST_TEST(xt::allclose(w.grad(), 2.0 * expected, 1e-14, 0.0));
+
+    w.zero_grad();  // written by the next sweep, never read
+    t.backward(loss(w));
+    t.clear();
+    BOOST_TEST(xt::allclose(w.grad(), expected, 1e-14, 0.0));
+
+    w.zero_grad();  // read before the sweep: real zeros, then added into
+    BOOST_TEST(w.grad() == xt::zeros<double>(w0.shape()));
+    t.backward(loss(w));
+    t.clear();
+    BOOST_TEST(xt::allclose(w.grad(), expected, 1e-14, 0.0));
+
+    w.zero_grad();  // a sweep that does not reach w leaves it zero
+    t.backward(sum(t.constant(a0) * t.variable(a0)));
+    t.clear();
+    BOOST_TEST(w.grad() == xt::zeros<double>(w0.shape()));
+    const Parameter<double>& cw = w;
+    w.zero_grad();
+    BOOST_TEST(cw.grad() == xt::zeros<double>(w0.shape()));  // the const read writes the zeros too
+}
+
 BOOST_AUTO_TEST_CASE(only_what_requires_grad_gets_a_gradient)
 {
     Tape<double> t;

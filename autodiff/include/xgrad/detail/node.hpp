@@ -88,8 +88,7 @@ public:
     {
         if (param_) {
             state_ = State::live;
-            accumulate = true;
-            return param_->grad();
+            return param_->grad_for_write(accumulate);
         }
         if (state_ == State::released)  // a consumer after the release: impossible in a reverse sweep
             throw std::logic_error("xgrad: internal error: a gradient was written after its release");
