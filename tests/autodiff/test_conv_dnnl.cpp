@@ -181,10 +181,32 @@ BOOST_AUTO_TEST_CASE(direct_kernels_match_naive_loops)
         {2, 8, 7, 9, 3, 3, 7, 1, 2, 1, 1},     // dX by lanes: 8 channels, 1×7 tap blocks of 5 and 2, odd widths
         {3, 5, 9, 7, 11, 5, 5, 1, 1, 1, 1},    // lanes: 11 channels, a vector and a partial one
         {1, 8, 6, 6, 24, 4, 4, 1, 2, 1, 1},    // lanes: three vectors of channels, 16 taps (5, 5, 5, 1)
+        {2, 16, 9, 8, 40, 3, 3, 1, 1, 1, 1},   // 16 channels: AVX-512's input-gradient lanes full, dW by 2½ of its vectors
     };
+    using kernels::DirectIsa;
+    constexpr Forward fwd_avx2 = [](const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y) {
+        kernels::direct_conv2d_forward(x, w, b, s, y, DirectIsa::avx2);
+    };
+    constexpr Backward bwd_avx2 = [](const float* x, const float* w, const float* gy, const DnnlConvShape& s,
+                                     float* dx, bool dxa, float* dw, bool dwa, float* db, bool dba) {
+        kernels::direct_conv2d_backward(x, w, gy, s, dx, dxa, dw, dwa, db, dba, DirectIsa::avx2);
+    };
+    constexpr Forward fwd_avx512 = [](const float* x, const float* w, const float* b, const DnnlConvShape& s,
+                                      float* y) { kernels::direct_conv2d_forward(x, w, b, s, y, DirectIsa::avx512); };
+    constexpr Backward bwd_avx512 = [](const float* x, const float* w, const float* gy, const DnnlConvShape& s,
+                                       float* dx, bool dxa, float* dw, bool dwa, float* db, bool dba) {
+        kernels::direct_conv2d_backward(x, w, gy, s, dx, dxa, dw, dwa, db, dba, DirectIsa::avx512);
+    };
+    const bool avx512 = kernels::direct_isa_supported(DirectIsa::avx512);
+    if (!avx512) BOOST_TEST_MESSAGE("no AVX-512 on this CPU: its direct kernels are not tested here");
     unsigned seed = 500;
     for (const DnnlConvShape& s : direct_shapes) {
+        // the dispatch (per pass, the widest instruction set but AVX2's input gradient for 4–8 channels)
+        // and each instruction set alone on every pass
         SHAPE_CONTEXT(s) { check_kernels(kernels::direct_conv2d_forward, kernels::direct_conv2d_backward, s, seed); }
+        BOOST_TEST_CONTEXT("AVX2") SHAPE_CONTEXT(s) { check_kernels(fwd_avx2, bwd_avx2, s, seed); }
+        if (avx512)
+            BOOST_TEST_CONTEXT("AVX-512") SHAPE_CONTEXT(s) { check_kernels(fwd_avx512, bwd_avx512, s, seed); }
         seed += 4;
     }
     auto passes = [](const DnnlConvShape& s) {

@@ -1,299 +1,66 @@
-// Kernels: direct float convolution for few input channels (see conv_direct.hpp).
+// Kernels: direct float convolution for few input channels (see conv_direct.hpp): which passes
+// and which instruction set, the scratch buffers of both instruction sets' kernels.
 #include "kernels/conv_direct.hpp"
 
-#include <xsimd/xsimd.hpp>
-
-#include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
-#include <utility>
 #include <vector>
-
-#include "kernels/parallel.hpp"
 
 namespace xgrad::kernels {
 
-namespace {
-
-using B = xsimd::batch<float>;
-constexpr std::size_t V = B::size;
-// A block of outputs: OB channels × IB vectors of accumulators, IB input vectors and one
-// broadcast weight: 3·3 + 3 + 1 = 13 of AVX2's 16 registers, 9 FMAs per 6 loads (2×4 measured
-// 1.5× slower on LeNet's first layer).
-constexpr std::size_t OB = 3, IB = 3, CHUNK = IB * V;
-// Weight-gradient blocks: WB channels × TB taps of accumulators, WB gradient vectors, one input
-// vector: 3·3 + 3 + 1 = 13 registers.
-constexpr std::size_t WB = 3, TB = 3;
-// Weight-gradient blocks by lanes: LT taps × 2 vectors of channels, 2 gradient vectors, one
-// broadcast input: 5·2 + 2 + 1 = 13 registers.
-constexpr std::size_t LT = 5;
-
-std::size_t round_up(std::size_t n, std::size_t m) { return (n + m - 1) / m * m; }
-
-/// The flat geometry of one image: planes of row length wp. Tap (a, q) of the kernel is offset
-/// a·wp + q; output (i, j) is flat index i·wp + j of a plane of `lo` values.
-struct Plan {
-    std::size_t hp, wp, oh, ow, taps;
-    std::size_t front;  // the largest tap offset, (KH − 1)·wp + KW − 1
-    std::size_t lo;     // forward outputs per channel: OH·wp rounded up to whole blocks
-    std::size_t lx;     // a padded input plane: every read of the forward and weight gradient
-    std::size_t lj;     // input-gradient outputs per channel: Hp·wp rounded up to whole blocks
-    std::size_t lq;     // a gradient plane with `front` zeros before it: every read of the input gradient
-    const std::size_t* fwd_off;  // per tap: a·wp + q
-    const std::size_t* bwd_off;  // per tap: front − a·wp − q
-
-    explicit Plan(const DnnlConvShape& s)
-        : hp(s.h + 2 * s.padding), wp(s.w + 2 * s.padding), oh(s.oh()), ow(s.ow()), taps(s.kh * s.kw),
-          front((s.kh - 1) * wp + s.kw - 1), lo(round_up(oh * wp, CHUNK)), lx(round_up(lo + front, V)),
-          lj(round_up(hp * wp, CHUNK)), lq(round_up(front + lj, V))
-    {
-        thread_local std::vector<std::size_t> offsets;  // the calling thread's, kept: no allocation once seen
-        if (offsets.size() < 2 * taps) offsets.resize(2 * taps);
-        for (std::size_t a = 0; a < s.kh; ++a)
-            for (std::size_t q = 0; q < s.kw; ++q) {
-                offsets[a * s.kw + q] = a * wp + q;
-                offsets[taps + a * s.kw + q] = front - a * wp - q;
-            }
-        fwd_off = offsets.data();
-        bwd_off = offsets.data() + taps;
-    }
-};
-
-/// out[o][i] = bias[o] + Σ_c Σ_t wt[o·w_stride + c·taps + t] · in[c][i + off[t]] for NO output
-/// channels and i in [0, len) (len a multiple of CHUNK). in: n_in planes `in_stride` apart; out:
-/// NO planes `out_stride` apart.
-template <std::size_t NO>
-void conv_block(const float* in, std::size_t in_stride, std::size_t n_in, const std::size_t* off, std::size_t taps,
-                const float* wt, std::size_t w_stride, const float* bias, float* out, std::size_t out_stride,
-                std::size_t len)
-{
-    for (std::size_t i0 = 0; i0 < len; i0 += CHUNK) {
-        B acc[NO][IB];
-        for (std::size_t o = 0; o < NO; ++o)
-            for (std::size_t k = 0; k < IB; ++k) acc[o][k] = B(bias ? bias[o] : 0.f);
-        for (std::size_t c = 0; c < n_in; ++c) {
-            const float* src = in + c * in_stride + i0;
-            const float* wc = wt + c * taps;
-            for (std::size_t t = 0; t < taps; ++t) {
-                const float* p = src + off[t];
-                B xv[IB];
-                for (std::size_t k = 0; k < IB; ++k) xv[k] = B::load_unaligned(p + k * V);
-                for (std::size_t o = 0; o < NO; ++o) {
-                    const B wv(wc[o * w_stride + t]);
-                    for (std::size_t k = 0; k < IB; ++k) acc[o][k] = xsimd::fma(wv, xv[k], acc[o][k]);
-                }
-            }
-        }
-        for (std::size_t o = 0; o < NO; ++o)
-            for (std::size_t k = 0; k < IB; ++k) acc[o][k].store_unaligned(out + o * out_stride + i0 + k * V);
-    }
+// The entry points of conv_direct_isa.ipp, once per instruction set.
+#define XGRAD_DIRECT_ENTRY_POINTS                                                                                  \
+    void forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y);                 \
+    void backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx, bool dx_acc,  \
+                  float* dw, bool dw_acc, float* db, bool db_acc);
+namespace direct_avx2 {
+XGRAD_DIRECT_ENTRY_POINTS
 }
-
-/// All output channels of one image: out[o] for o in [0, n_out), in blocks of OB.
-void conv_planes(const float* in, std::size_t in_stride, std::size_t n_in, const std::size_t* off, std::size_t taps,
-                 const float* wt, const float* bias, std::size_t n_out, float* out, std::size_t out_stride,
-                 std::size_t len)
-{
-    const std::size_t ws = n_in * taps;
-    std::size_t o = 0;
-    for (; o + OB <= n_out; o += OB)
-        conv_block<OB>(in, in_stride, n_in, off, taps, wt + o * ws, ws, bias ? bias + o : nullptr, out + o * out_stride,
-                       out_stride, len);
-    for (; o < n_out; ++o)
-        conv_block<1>(in, in_stride, n_in, off, taps, wt + o * ws, ws, bias ? bias + o : nullptr, out + o * out_stride,
-                      out_stride, len);
+namespace direct_avx512 {
+XGRAD_DIRECT_ENTRY_POINTS
 }
+#undef XGRAD_DIRECT_ENTRY_POINTS
 
-/// Keeps v in a register: without this GCC folds the load into every FMA that reads it, so the
-/// weight-gradient blocks loaded each vector NO or NT times (LeNet's first layer: 404 → 330 µs with it).
-inline void in_register(B& v)
+float* direct_scratch(DirectScratch slot, std::size_t n)
 {
-    auto& r = v.data;
-    asm("" : "+x"(r));
-}
-
-/// dst[o·dst_stride + t] = Σ_i g[o][i] · x[i + off[t]] for NO gradient planes (`g_stride` apart)
-/// and NT taps, i in [0, len) (len a multiple of V).
-template <std::size_t NO, std::size_t NT>
-void wgrad_block(const float* g, std::size_t g_stride, const float* x, const std::size_t* off, std::size_t len,
-                 float* dst, std::size_t dst_stride)
-{
-    B acc[NO][NT];
-    for (std::size_t o = 0; o < NO; ++o)
-        for (std::size_t t = 0; t < NT; ++t) acc[o][t] = B(0.f);
-    for (std::size_t i = 0; i < len; i += V) {
-        B gv[NO];
-        for (std::size_t o = 0; o < NO; ++o) {
-            gv[o] = B::load_unaligned(g + o * g_stride + i);
-            in_register(gv[o]);
-        }
-        for (std::size_t t = 0; t < NT; ++t) {
-            B xv = B::load_unaligned(x + i + off[t]);
-            in_register(xv);
-            for (std::size_t o = 0; o < NO; ++o) acc[o][t] = xsimd::fma(gv[o], xv, acc[o][t]);
-        }
-    }
-    for (std::size_t o = 0; o < NO; ++o)
-        for (std::size_t t = 0; t < NT; ++t) dst[o * dst_stride + t] = xsimd::hadd(acc[o][t]);
-}
-
-using WgradFn = void (*)(const float*, std::size_t, const float*, const std::size_t*, std::size_t, float*, std::size_t);
-template <std::size_t NO, std::size_t... NT>
-constexpr WgradFn wgrad_fn(std::size_t nt, std::index_sequence<NT...>)
-{
-    constexpr WgradFn fns[] = {&wgrad_block<NO, NT + 1>...};
-    return fns[nt - 1];
-}
-
-/// dst[t·dst_stride + o] = Σ_{i<oh, j<ow} gt[(i·ow + j)·gt_stride + o] · x[i·wp + j + off[t]] for
-/// OV·V channels o (one vector lane each) and NT taps: the weight gradient with the output channels
-/// in the vector lanes, so no lane is wasted on the plane's padding columns. Each position loads OV
-/// gradient vectors and broadcasts NT inputs for NT·OV FMAs.
-template <std::size_t OV, std::size_t NT>
-void wgrad_lanes_block(const float* gt, std::size_t gt_stride, const float* x, const std::size_t* off, std::size_t oh,
-                       std::size_t ow, std::size_t wp, float* dst, std::size_t dst_stride)
-{
-    B acc[NT][OV];
-    for (std::size_t t = 0; t < NT; ++t)
-        for (std::size_t k = 0; k < OV; ++k) acc[t][k] = B(0.f);
-    for (std::size_t i = 0; i < oh; ++i)
-        for (std::size_t j = 0; j < ow; ++j) {
-            const float* gr = gt + (i * ow + j) * gt_stride;
-            B g[OV];
-            for (std::size_t k = 0; k < OV; ++k) {
-                g[k] = B::load_unaligned(gr + k * V);
-                in_register(g[k]);
-            }
-            const float* xb = x + i * wp + j;
-            for (std::size_t t = 0; t < NT; ++t) {
-                const B xv(xb[off[t]]);
-                for (std::size_t k = 0; k < OV; ++k) acc[t][k] = xsimd::fma(g[k], xv, acc[t][k]);
-            }
-        }
-    for (std::size_t t = 0; t < NT; ++t)
-        for (std::size_t k = 0; k < OV; ++k) acc[t][k].store_unaligned(dst + t * dst_stride + k * V);
-}
-
-using LanesFn = void (*)(const float*, std::size_t, const float*, const std::size_t*, std::size_t, std::size_t,
-                         std::size_t, float*, std::size_t);
-template <std::size_t OV, std::size_t... NT>
-constexpr LanesFn lanes_fn(std::size_t nt, std::index_sequence<NT...>)
-{
-    constexpr LanesFn fns[] = {&wgrad_lanes_block<OV, NT + 1>...};
-    return fns[nt - 1];
-}
-
-/// The weight gradient by output-channel lanes when the channels fill them and each transposed
-/// gradient row feeds enough FMAs (C·KH·KW ≥ 100) to pay for its transposition; by flat planes
-/// otherwise (bench_parallel conv, docs/performance.md).
-bool weight_grad_by_lanes(const DnnlConvShape& s) { return s.o >= V && s.c * s.kh * s.kw >= 100; }
-
-/// The input gradient with the input channels in the lanes of one vector (C ≤ V), scattered from
-/// the outputs: for NP adjacent output positions of row i and NQ taps q0.. of kernel row a,
-///   dxt[(i + a)·wp + j + q] += Σ_o gy[o][i][j] · wt[(a·KW + q)·O + o]   (a vector over c)
-/// with NQ·NP accumulators, so only the positions that exist are summed (no zero padding read).
-/// Each o broadcasts NP gradients and loads NQ weight vectors for NQ·NP FMAs.
-template <std::size_t NP, std::size_t NQ>
-void dgrad_lanes_block(const float* g, std::size_t g_stride, std::size_t n_out, const float* wt, float* dxt)
-{
-    B acc[NQ][NP];
-    for (std::size_t q = 0; q < NQ; ++q)
-        for (std::size_t k = 0; k < NP; ++k) acc[q][k] = B(0.f);
-    for (std::size_t o = 0; o < n_out; ++o) {
-        B gb[NP];
-        for (std::size_t k = 0; k < NP; ++k) gb[k] = B(g[o * g_stride + k]);
-        for (std::size_t q = 0; q < NQ; ++q) {
-            B wv = B::load_unaligned(wt + (q * n_out + o) * V);
-            in_register(wv);
-            for (std::size_t k = 0; k < NP; ++k) acc[q][k] = xsimd::fma(gb[k], wv, acc[q][k]);
-        }
-    }
-    // position k, tap q lands at dxt + (k + q)·V: overlapping vectors, added one after the other
-    for (std::size_t q = 0; q < NQ; ++q)
-        for (std::size_t k = 0; k < NP; ++k) {
-            float* d = dxt + (k + q) * V;
-            (B::load_unaligned(d) + acc[q][k]).store_unaligned(d);
-        }
-}
-
-using DgradFn = void (*)(const float*, std::size_t, std::size_t, const float*, float*);
-template <std::size_t NP, std::size_t... NQ>
-constexpr DgradFn dgrad_fn(std::size_t nq, std::index_sequence<NQ...>)
-{
-    constexpr DgradFn fns[] = {&dgrad_lanes_block<NP, NQ + 1>...};
-    return fns[nq - 1];
-}
-
-/// The input gradient by input-channel lanes for 4 to V input channels; by flat planes (a
-/// correlation over the zero-padded gradient) for fewer (bench_parallel conv, docs/performance.md).
-bool input_grad_by_lanes(const DnnlConvShape& s) { return s.c > 3 && s.c <= V; }
-
-/// Per-thread scratch, kept between calls: no allocation once the shapes have been seen.
-struct Scratch {
-    std::vector<float> a, b;
-};
-Scratch& scratch()
-{
-    thread_local Scratch s;
-    return s;
-}
-float* sized(std::vector<float>& v, std::size_t n)
-{
+    thread_local std::array<std::vector<float>, 4> buffers;  // kept: no allocation once a shape has run
+    auto& v = buffers[static_cast<std::size_t>(slot)];
     if (v.size() < n) v.resize(n);
     return v.data();
 }
 
-/// dst[j] = src[j] for j < n: the rows here are 5–40 values, where a memcpy call costs more than
-/// the copy (3 % of LeNet's step).
-inline void copy_row(float* dst, const float* src, std::size_t n)
+std::size_t* direct_offsets(std::size_t n)
 {
-    std::size_t j = 0;
-    for (; j + V <= n; j += V) B::load_unaligned(src + j).store_unaligned(dst + j);
-    for (; j < n; ++j) dst[j] = src[j];
+    thread_local std::vector<std::size_t> offsets;
+    if (offsets.size() < n) offsets.resize(n);
+    return offsets.data();
 }
 
-/// Copies `planes` planes of rows × cols values into zeroed planes of `len` values, row r starting
-/// at first + r·wp.
-void to_padded_planes(const float* src, std::size_t planes, std::size_t rows, std::size_t cols, std::size_t len,
-                      std::size_t first, std::size_t wp, float* dst)
+bool direct_isa_supported(DirectIsa isa)
 {
-    for (std::size_t c = 0; c < planes; ++c) {
-        float* plane = dst + c * len;
-        std::fill(plane, plane + len, 0.f);
-        const float* in = src + c * rows * cols;
-        for (std::size_t r = 0; r < rows; ++r) copy_row(plane + first + r * wp, in + r * cols, cols);
-    }
+    if (isa == DirectIsa::avx2) return true;
+    static const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
+    return avx512;
 }
 
-/// Image n's C channels of x (H, W) in zero-padded planes of length lx.
-void pad_input(const float* x, const DnnlConvShape& s, const Plan& p, float* xp)
+namespace {
+
+/// The widest instruction set this CPU runs, unless XGRAD_DIRECT_CONV_ISA=avx2 (read once).
+DirectIsa widest_isa()
 {
-    to_padded_planes(x, s.c, s.h, s.w, p.lx, s.padding * p.wp + s.padding, p.wp, xp);
+    static const DirectIsa isa = [] {
+        const char* e = std::getenv("XGRAD_DIRECT_CONV_ISA");
+        if (e && std::strcmp(e, "avx2") == 0) return DirectIsa::avx2;
+        return direct_isa_supported(DirectIsa::avx512) ? DirectIsa::avx512 : DirectIsa::avx2;
+    }();
+    return isa;
 }
 
-/// Image n's O gradient channels (OH, OW) in zeroed planes of length lq, each starting `front`
-/// values in, with zeros in the wp − OW columns past every row.
-void pad_grad(const float* gy, const DnnlConvShape& s, const Plan& p, float* gq)
-{
-    to_padded_planes(gy, s.o, p.oh, p.ow, p.lq, p.front, p.wp, gq);
-}
-
-/// Σ x[i] for i in [0, n), n a multiple of V: four vector chains, so the adds do not wait on each other.
-float plane_sum(const float* x, std::size_t n)
-{
-    B a[4] = {B(0.f), B(0.f), B(0.f), B(0.f)};
-    std::size_t i = 0;
-    for (; i + 4 * V <= n; i += 4 * V)
-        for (std::size_t k = 0; k < 4; ++k) a[k] += B::load_unaligned(x + i + k * V);
-    for (; i < n; i += V) a[0] += B::load_unaligned(x + i);
-    return xsimd::hadd((a[0] + a[1]) + (a[2] + a[3]));
-}
-
-std::vector<float>& acc_buffer()
-{
-    thread_local std::vector<float> v;
-    return v;
-}
+/// The input gradient by channel lanes (4–8 channels) stays in AVX2: 16 lanes would carry the same
+/// useful channels at twice the bytes (LeNet's second layer: 447 µs in AVX2, 728 in AVX-512).
+DirectIsa input_grad_isa(const DnnlConvShape& s) { return s.c > 3 ? DirectIsa::avx2 : widest_isa(); }
 
 }  // namespace
 
@@ -306,190 +73,46 @@ DirectConvPasses direct_conv_passes(const DnnlConvShape& s)
     DirectConvPasses p;
     if (!on || s.stride != 1 || s.dilation != 1 || s.groups != 1) return p;
     const std::size_t taps = s.kh * s.kw;
-    p.input_grad = s.c <= V;
+    const bool wgrad_lanes = s.o >= 8 && s.c * taps >= 100;
+    p.input_grad = s.c <= 8;
     p.forward = s.c <= 3 && taps >= 25;
-    p.weight_grad = weight_grad_by_lanes(s) ? s.c <= 8 : (s.c <= 3 && taps >= 25 && s.o < V);
+    p.weight_grad = wgrad_lanes ? s.c <= 8 : (s.c <= 3 && taps >= 25 && s.o < 8);
     return p;
+}
+
+void direct_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y,
+                           DirectIsa isa)
+{
+    if (isa == DirectIsa::avx512)
+        direct_avx512::forward(x, w, b, s, y);
+    else
+        direct_avx2::forward(x, w, b, s, y);
+}
+
+void direct_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
+                            bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc, DirectIsa isa)
+{
+    if (isa == DirectIsa::avx512)
+        direct_avx512::backward(x, w, gy, s, dx, dx_acc, dw, dw_acc, db, db_acc);
+    else
+        direct_avx2::backward(x, w, gy, s, dx, dx_acc, dw, dw_acc, db, db_acc);
 }
 
 void direct_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y)
 {
-    const Plan p(s);
-    const std::size_t xs = s.c * s.h * s.w, ys = s.o * p.oh * p.ow;
-    parallel_for(s.n, s.n * s.o * s.c * p.taps * p.lo, [&](std::size_t n) {
-        Scratch& sc = scratch();
-        float* xp = sized(sc.a, s.c * p.lx);
-        float* yo = sized(sc.b, s.o * p.lo);
-        pad_input(x + n * xs, s, p, xp);
-        conv_planes(xp, p.lx, s.c, p.fwd_off, p.taps, w, b, s.o, yo, p.lo, p.lo);
-        float* dst = y + n * ys;
-        for (std::size_t o = 0; o < s.o; ++o)
-            for (std::size_t r = 0; r < p.oh; ++r)
-                copy_row(dst + (o * p.oh + r) * p.ow, yo + o * p.lo + r * p.wp, p.ow);
-    });
+    direct_conv2d_forward(x, w, b, s, y, widest_isa());
 }
 
 void direct_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
                             bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc)
 {
-    const Plan p(s);
-    const std::size_t xs = s.c * s.h * s.w, ys = s.o * p.oh * p.ow, npos = p.oh * p.ow;
-    const std::size_t nw = s.o * s.c * p.taps;
-    // dW by lanes: per image [C][taps][op] + db [op] (op: the channels rounded up to whole vectors);
-    // by planes: [O][C][taps] + db [O], dw's own order.
-    const bool lanes = dw && weight_grad_by_lanes(s);
-    const std::size_t op = round_up(s.o, V);
-    const std::size_t part = lanes ? (s.c * p.taps + 1) * op : nw + s.o;
-    // Per-image partial sums of dw and db, added in image order below: the same bits on any thread count.
-    float* parts = (dw || db) ? sized(acc_buffer(), (s.n + 1) * part) : nullptr;
-    // dX's weights: wt[c][o][t] = w[o][c][t], read at the offsets front − a·wp − q.
-    thread_local std::vector<float> wt_buf;
-    float* wt = nullptr;
-    if (dx && !input_grad_by_lanes(s)) {
-        wt = sized(wt_buf, nw);
-        for (std::size_t o = 0; o < s.o; ++o)
-            for (std::size_t c = 0; c < s.c; ++c)
-                std::copy_n(w + (o * s.c + c) * p.taps, p.taps, wt + (c * s.o + o) * p.taps);
+    const DirectIsa wide = widest_isa(), dx_isa = input_grad_isa(s);
+    if (!dx || dx_isa == wide) {
+        direct_conv2d_backward(x, w, gy, s, dx, dx_acc, dw, dw_acc, db, db_acc, wide);
+        return;
     }
-    const bool dx_lanes = dx && input_grad_by_lanes(s);
-    if (dx_lanes) {  // wt[t][o][c] = w[o][c][t], the lanes past C zero
-        wt = sized(wt_buf, p.taps * s.o * V);
-        std::fill(wt, wt + p.taps * s.o * V, 0.f);
-        for (std::size_t o = 0; o < s.o; ++o)
-            for (std::size_t c = 0; c < s.c; ++c)
-                for (std::size_t t = 0; t < p.taps; ++t) wt[(t * s.o + o) * V + c] = w[(o * s.c + c) * p.taps + t];
-    }
-    parallel_for(s.n, s.n * s.o * s.c * p.taps * p.lo, [&](std::size_t n) {
-        Scratch& sc = scratch();
-        const float* gyn = gy + n * ys;
-        float* pw = parts ? parts + n * part : nullptr;
-        if (lanes) {
-            // gt[pos][o] = gy[n, o, pos], zero in the lanes past the channels
-            float* gt = sized(sc.a, npos * op + s.c * p.lx);
-            float* xp = gt + npos * op;
-            for (std::size_t q = 0; q < npos; ++q) {
-                float* row = gt + q * op;
-                for (std::size_t o = 0; o < s.o; ++o) row[o] = gyn[o * npos + q];
-                std::fill(row + s.o, row + op, 0.f);
-            }
-            pad_input(x + n * xs, s, p, xp);
-            for (std::size_t c = 0; c < s.c; ++c)
-                for (std::size_t t0 = 0; t0 < p.taps; t0 += LT) {
-                    const std::size_t nt = std::min(LT, p.taps - t0);
-                    float* dst = pw + (c * p.taps + t0) * op;
-                    std::size_t o = 0;
-                    for (; o + 2 * V <= op; o += 2 * V)
-                        lanes_fn<2>(nt, std::make_index_sequence<LT>{})(gt + o, op, xp + c * p.lx, p.fwd_off + t0,
-                                                                        p.oh, p.ow, p.wp, dst + o, op);
-                    if (o < op)
-                        lanes_fn<1>(nt, std::make_index_sequence<LT>{})(gt + o, op, xp + c * p.lx, p.fwd_off + t0,
-                                                                        p.oh, p.ow, p.wp, dst + o, op);
-                }
-            if (db) {
-                float* pb = pw + s.c * p.taps * op;
-                for (std::size_t k = 0; k < op; k += V) {
-                    B acc(0.f);
-                    for (std::size_t q = 0; q < npos; ++q) acc += B::load_unaligned(gt + q * op + k);
-                    acc.store_unaligned(pb + k);
-                }
-            }
-            if (!dx) return;
-        }
-        if (dx_lanes) {
-            // dxt[(r, col) of the padded plane][c], scattered into from every output position
-            float* dxt = sized(sc.b, (p.hp * p.wp + 1) * V);
-            std::fill(dxt, dxt + (p.hp * p.wp + 1) * V, 0.f);
-            constexpr std::size_t NP = 2, QB = 5;  // 5·2 accumulators + 2 broadcasts + 1 weight vector
-            for (std::size_t i = 0; i < p.oh; ++i)
-                for (std::size_t a = 0; a < s.kh; ++a)
-                    for (std::size_t q0 = 0; q0 < s.kw; q0 += QB) {
-                        const std::size_t nq = std::min(QB, s.kw - q0);
-                        const float* wa = wt + (a * s.kw + q0) * s.o * V;
-                        float* row = dxt + ((i + a) * p.wp + q0) * V;
-                        std::size_t j = 0;
-                        for (; j + NP <= p.ow; j += NP)
-                            dgrad_fn<NP>(nq, std::make_index_sequence<QB>{})(gyn + i * p.ow + j, npos, s.o, wa,
-                                                                              row + j * V);
-                        for (; j < p.ow; ++j)
-                            dgrad_fn<1>(nq, std::make_index_sequence<QB>{})(gyn + i * p.ow + j, npos, s.o, wa,
-                                                                             row + j * V);
-                    }
-            float* dst = dx + n * xs;
-            for (std::size_t c = 0; c < s.c; ++c)
-                for (std::size_t r = 0; r < s.h; ++r) {
-                    const float* src = dxt + ((r + s.padding) * p.wp + s.padding) * V + c;
-                    float* d = dst + (c * s.h + r) * s.w;
-                    if (dx_acc)
-                        for (std::size_t j = 0; j < s.w; ++j) d[j] += src[j * V];
-                    else
-                        for (std::size_t j = 0; j < s.w; ++j) d[j] = src[j * V];
-                }
-            if (lanes || !(dw || db)) return;
-        }
-        float* gq = sized(sc.b, s.o * p.lq + s.c * std::max(p.lx, p.lj));
-        pad_grad(gyn, s, p, gq);
-        if (db && !lanes)  // Σ over the padded plane: its zeros add nothing, and its length is whole vectors
-            for (std::size_t o = 0; o < s.o; ++o) pw[nw + o] = plane_sum(gq + o * p.lq, p.lq);
-        if (dw && !lanes) {
-            float* xp = gq + s.o * p.lq;
-            pad_input(x + n * xs, s, p, xp);
-            const float* g = gq + p.front;  // gp[o][i] = gq[o][front + i], zero past the outputs
-            for (std::size_t c = 0; c < s.c; ++c)
-                for (std::size_t t0 = 0; t0 < p.taps; t0 += TB) {
-                    const std::size_t nt = std::min(TB, p.taps - t0);
-                    std::size_t o = 0;
-                    for (; o + WB <= s.o; o += WB)
-                        wgrad_fn<WB>(nt, std::make_index_sequence<TB>{})(g + o * p.lq, p.lq, xp + c * p.lx,
-                                                                          p.fwd_off + t0, p.lo,
-                                                                          pw + (o * s.c + c) * p.taps + t0,
-                                                                          s.c * p.taps);
-                    for (; o < s.o; ++o)
-                        wgrad_fn<1>(nt, std::make_index_sequence<TB>{})(g + o * p.lq, p.lq, xp + c * p.lx,
-                                                                         p.fwd_off + t0, p.lo,
-                                                                         pw + (o * s.c + c) * p.taps + t0,
-                                                                         s.c * p.taps);
-                }
-        }
-        if (dx && !dx_lanes) {
-            float* dxp = gq + s.o * p.lq;  // the input planes' place: dW is done with them
-            conv_planes(gq, p.lq, s.o, p.bwd_off, p.taps, wt, nullptr, s.c, dxp, p.lj, p.lj);
-            float* dst = dx + n * xs;
-            for (std::size_t c = 0; c < s.c; ++c)
-                for (std::size_t r = 0; r < s.h; ++r) {
-                    const float* src = dxp + c * p.lj + (r + s.padding) * p.wp + s.padding;
-                    float* d = dst + (c * s.h + r) * s.w;
-                    if (dx_acc)
-                        for (std::size_t j = 0; j < s.w; ++j) d[j] += src[j];
-                    else
-                        copy_row(d, src, s.w);
-                }
-        }
-    });
-    if (!parts) return;
-    // Σ over the images in image order, whatever the threads did, into the slot past the last image
-    // (each element's sum in image order; the elements split in 8 ranges over the threads)
-    float* sum = parts + s.n * part;
-    parallel_for(8, s.n * part, [&](std::size_t r) {
-        const std::size_t b = part * r / 8, e = part * (r + 1) / 8;
-        std::copy(parts + b, parts + e, sum + b);
-        for (std::size_t n = 1; n < s.n; ++n) {
-            const float* pn = parts + n * part;
-            for (std::size_t i = b; i < e; ++i) sum[i] += pn[i];
-        }
-    });
-    auto put = [](float& d, float v, bool acc) { d = acc ? d + v : v; };
-    if (lanes) {
-        if (dw)
-            for (std::size_t o = 0; o < s.o; ++o)
-                for (std::size_t ct = 0; ct < s.c * p.taps; ++ct) put(dw[o * s.c * p.taps + ct], sum[ct * op + o], dw_acc);
-        if (db)
-            for (std::size_t o = 0; o < s.o; ++o) put(db[o], sum[s.c * p.taps * op + o], db_acc);
-    } else {
-        if (dw)
-            for (std::size_t i = 0; i < nw; ++i) put(dw[i], sum[i], dw_acc);
-        if (db)
-            for (std::size_t o = 0; o < s.o; ++o) put(db[o], sum[nw + o], db_acc);
-    }
+    direct_conv2d_backward(x, w, gy, s, dx, dx_acc, nullptr, false, nullptr, false, dx_isa);
+    if (dw || db) direct_conv2d_backward(x, w, gy, s, nullptr, false, dw, dw_acc, db, db_acc, wide);
 }
 
 void float_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y)

@@ -40,6 +40,25 @@ void direct_conv2d_forward(const float* x, const float* w, const float* b, const
 void direct_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
                             bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc);
 
+/// The instruction sets the direct kernels are compiled for: AVX2 (8 floats per vector), which
+/// every CPU xgrad builds for has (x86-64-v3), and AVX-512 (16 floats; F, VL, BW and DQ). The
+/// functions above take, per pass, the widest the CPU runs, except the input gradient of 4–8
+/// channels, which fills AVX2's lanes and half of AVX-512's (measured slower there);
+/// XGRAD_DIRECT_CONV_ISA=avx2 (read once) holds them to AVX2.
+enum class DirectIsa { avx2, avx512 };
+bool direct_isa_supported(DirectIsa isa);
+/// The same on one instruction set, which must be supported (for tests and measurements).
+void direct_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y,
+                           DirectIsa isa);
+void direct_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
+                            bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc, DirectIsa isa);
+
+/// Per-thread scratch of the kernels, kept between calls (no allocation once a shape has run). In
+/// conv_direct.cpp, so that the instruction-set files instantiate no std::vector of their own.
+enum class DirectScratch { image_a, image_b, partials, weights };
+float* direct_scratch(DirectScratch slot, std::size_t n);
+std::size_t* direct_offsets(std::size_t n);
+
 /// The float convolution as the conv2d op runs it: the direct kernels for the passes
 /// direct_conv_passes gives, oneDNN's primitives for the rest (needs dnnl_conv_available()). Same
 /// arguments and flags as dnnl_conv2d_forward / dnnl_conv2d_backward; dx and dw may share a buffer
