@@ -91,6 +91,40 @@ int gemm_main(int reps)
         std::snprintf(name, sizeof name, "%dx%dx%d %c%c", s.m, s.n, s.k, s.ta, s.tb);
         std::printf("%-18s %10.1f %10.1f %10.1f %8.2f %8.2f\n", name, t1, t2, th, t1 / t2, t1 / th);
     }
+    // A backward's two products (dX = G·W, dW = Gᵀ·X): one after the other on 2 threads each, or at
+    // once on one thread each.
+    struct Pair {
+        const char* name;
+        S dx, dw;
+    };
+    const std::vector<Pair> pairs{{"MLP fc2", {'N', 'N', 64, 256, 128}, {'T', 'N', 128, 256, 64}},
+                                  {"LeNet fc1", {'N', 'N', 64, 400, 120}, {'T', 'N', 120, 400, 64}},
+                                  {"LeNet fc2", {'N', 'N', 64, 120, 84}, {'T', 'N', 84, 120, 64}},
+                                  {"mm_512", {'N', 'T', 512, 512, 512}, {'T', 'N', 512, 512, 512}}};
+    std::printf("\n%-10s %12s %12s %12s %8s\n", "pair", "1 thr us", "2 thr seq us", "2 at once us", "gain");
+    for (const Pair& pr : pairs) {
+        auto make = [](const S& s) {
+            return std::function<void()>([s, a = std::vector<float>(std::size_t(s.m) * s.k, 0.5f),
+                                          b = std::vector<float>(std::size_t(s.k) * s.n, 0.25f),
+                                          c = std::vector<float>(std::size_t(s.m) * s.n)]() mutable {
+                dnnl_sgemm(s.ta, s.tb, s.m, s.n, s.k, 1.0f, a.data(), s.ta == 'N' ? s.k : s.m, b.data(),
+                           s.tb == 'N' ? s.n : s.k, 0.0f, c.data(), s.n);
+            });
+        };
+        auto f1 = make(pr.dx), f2 = make(pr.dw);
+        const int r = pr.dx.m >= 512 ? reps / 10 + 5 : reps;
+        omp_set_num_threads(1);
+        const double t1 = median_us(r, [&] { f1(), f2(); });
+        omp_set_num_threads(2);
+        const double t2 = median_us(r, [&] { f1(), f2(); });
+        const double tp = median_us(r, [&] {
+#pragma omp parallel num_threads(2)
+            {
+                if (omp_get_thread_num() == 0) f1(); else f2();
+            }
+        });
+        std::printf("%-10s %12.1f %12.1f %12.1f %8.2f\n", pr.name, t1, t2, tp, t2 / tp);
+    }
     return 0;
 #else
     (void)reps;

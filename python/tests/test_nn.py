@@ -20,8 +20,17 @@ def test_linear_forward_backward_and_views():
     np.testing.assert_allclose(lin.bias.grad, [2.0, 2.0])
     lin.weight.value[0, 0] = 42.0  # a writable view of the C++ parameter
     assert lin.state_dict()["weight"][0, 0] == 42.0
+    held = lin.weight.grad  # a view of the one gradient buffer
     lin.zero_grad()
     assert not lin.bias.grad.any()
+    assert not lin.weight.grad.any() and not held.any()  # reading .grad wrote the zeros into the buffer
+    tape.clear()
+    tape.backward(xgrad.sum(lin(tape.constant(x))))
+    np.testing.assert_allclose(held, np.ones((2, 1)) * x.sum(0), rtol=1e-14)  # backward filled the same buffer
+    lin.zero_grad()
+    tape.clear()
+    tape.backward(xgrad.sum(lin(tape.constant(2 * x))))  # overwritten, not added to the last sweep
+    np.testing.assert_allclose(held, np.ones((2, 1)) * 2 * x.sum(0), rtol=1e-14)
 
 
 def test_sequential_mlp_state_dict_and_safetensors(tmp_path):

@@ -136,6 +136,85 @@ BOOST_AUTO_TEST_CASE(small_gemm_runs_on_one_thread_and_restores_the_count)
     BOOST_TEST(c1[3 * n + 4] == ref, boost::test_tools::tolerance(1e-5));
 }
 
+namespace {
+/// (m,n) = op(A)·op(B) in double, row-major, from float inputs.
+std::vector<double> product(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const float* a, const float* b)
+{
+    std::vector<double> c(m * n, 0.0);
+    for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t j = 0; j < n; ++j) {
+            double s = 0;
+            for (std::size_t p = 0; p < k; ++p)
+                s += double(ta ? a[p * m + i] : a[i * k + p]) * double(tb ? b[j * k + p] : b[p * n + j]);
+            c[i * n + j] = s;
+        }
+    return c;
+}
+double max_rel_err(const Tensor<float>& got, const std::vector<double>& want)
+{
+    double e = 0, scale = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) {
+        e = std::max(e, std::abs(double(got.data()[i]) - want[i]));
+        scale = std::max(scale, std::abs(want[i]));
+    }
+    return got.size() == want.size() ? e / scale : 1.0;
+}
+Tensor<float> tensor(const Shape& s, unsigned seed)
+{
+    Tensor<float> t = Tensor<float>::from_shape(s);
+    const auto v = uniform(t.size(), seed);
+    std::copy(v.begin(), v.end(), t.begin());
+    return t;
+}
+}  // namespace
+
+// On two threads the backward of matmul and linear runs its two products at once (kernels::gemm_pair):
+// each gradient must be its own product, overwritten or added to as the slot says, and an input
+// given twice must get both products in its one buffer.
+BOOST_AUTO_TEST_CASE(backward_products_at_once_follow_the_formulas_on_two_threads)
+{
+    if (max_num_threads() < 2) return;
+    set_num_threads(2);
+    const std::size_t m = 64, k = 256, n = 128;  // linear (64,256)·(128,256)ᵀ: the MLP's second layer
+    BOOST_TEST(m * n * k >= kernels::gemm_parallel_threshold());
+    const Tensor<float> x0 = tensor({m, k}, 31), r = tensor({m, n}, 33);
+    Parameter<float> w(tensor({n, k}, 32)), b(tensor({n}, 34));
+    Tape<float> t;
+    for (int sweep = 1; sweep <= 2; ++sweep) {  // the parameters' second sweep adds into the first
+        const Var<float> x = t.variable(x0);
+        t.backward(sum(linear(x, t.param(w), t.param(b)) * t.constant(r)));
+        const auto dx = product(false, false, m, k, n, r.data(), w.value().data());  // G·W
+        auto dw = product(true, false, n, k, m, r.data(), x0.data());               // Gᵀ·X
+        for (double& v : dw) v *= sweep;
+        BOOST_TEST(max_rel_err(x.grad(), dx) < 1e-5);
+        BOOST_TEST(max_rel_err(w.grad(), dw) < 1e-5);
+        t.clear();
+    }
+    // matmul: dA = G·Bᵀ, dB = Aᵀ·G
+    const std::size_t p = 96, q = 160, s = 144;
+    const Tensor<float> a0 = tensor({p, q}, 35), b0 = tensor({q, s}, 36), g0 = tensor({p, s}, 37);
+    const Var<float> a = t.variable(a0), bb = t.variable(b0);
+    t.backward(sum(matmul(a, bb) * t.constant(g0)));
+    BOOST_TEST(max_rel_err(a.grad(), product(false, true, p, q, s, g0.data(), b0.data())) < 1e-5);
+    BOOST_TEST(max_rel_err(bb.grad(), product(true, false, q, s, p, a0.data(), g0.data())) < 1e-5);
+    t.clear();
+    // one input twice: matmul(x, x) gets G·Xᵀ + Xᵀ·G in x's one buffer; linear(x, x) gets G·X + Gᵀ·X
+    const Tensor<float> sq = tensor({q, q}, 38), gq = tensor({q, q}, 39);
+    const Var<float> xs = t.variable(sq);
+    t.backward(sum(matmul(xs, xs) * t.constant(gq)));
+    auto want = product(false, true, q, q, q, gq.data(), sq.data());
+    const auto second = product(true, false, q, q, q, sq.data(), gq.data());
+    for (std::size_t i = 0; i < want.size(); ++i) want[i] += second[i];
+    BOOST_TEST(max_rel_err(xs.grad(), want) < 1e-5);
+    t.clear();
+    const Var<float> xl = t.variable(sq);
+    t.backward(sum(linear(xl, xl) * t.constant(gq)));
+    want = product(false, false, q, q, q, gq.data(), sq.data());
+    const auto second_l = product(true, false, q, q, q, gq.data(), sq.data());
+    for (std::size_t i = 0; i < want.size(); ++i) want[i] += second_l[i];
+    BOOST_TEST(max_rel_err(xl.grad(), want) < 1e-5);
+}
+
 BOOST_AUTO_TEST_CASE(element_loops_give_the_same_bits_on_two_threads)
 {
     // Above the threshold, so two threads split them: each element is still computed by one

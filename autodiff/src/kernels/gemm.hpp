@@ -16,6 +16,7 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <type_traits>
 
 namespace xgrad::kernels {
 
@@ -106,6 +107,54 @@ inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, 
     if (gemm_trivial(m, n, k, beta, c, ldc)) return;
     cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
                 alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+
+/// One GEMM's arguments, as gemm() takes them: C (m,n) = alpha · op(A) · op(B) + beta · C.
+template <class T>
+struct GemmArgs {
+    bool ta, tb;
+    std::size_t m, n, k;
+    T alpha;
+    const T* a;
+    std::size_t lda;
+    const T* b;
+    std::size_t ldb;
+    T beta;
+    T* c;
+    std::size_t ldc;
+};
+
+template <class T>
+void gemm(const GemmArgs<T>& g)
+{
+    gemm(g.ta, g.tb, g.m, g.n, g.k, g.alpha, g.a, g.lda, g.b, g.ldb, g.beta, g.c, g.ldc);
+}
+
+/// Two independent GEMMs (a backward's dX and dW; their C must not overlap), x first. On exactly
+/// two threads, float products of at least gemm_parallel_threshold() multiply-adds each run at
+/// once, one thread each: oneDNN's sgemm splits such products worse than it runs them whole
+/// (bench_parallel gemm, "pair": 1.15× on 512³, 1.2–1.6× on the MLP's and LeNet's dense layers;
+/// docs/performance.md). Otherwise one after the other. (More threads would need nested teams;
+/// not measured, so not done.)
+template <class T>
+void gemm_pair(const GemmArgs<T>& x, const GemmArgs<T>& y)
+{
+    if constexpr (std::is_same_v<T, float>) {
+        constexpr std::size_t int_max = std::size_t(std::numeric_limits<int>::max());
+        const std::size_t threshold = gemm_parallel_threshold();
+        auto big = [&](const GemmArgs<T>& g) {  // and nothing gemm() would throw for inside the region
+            return g.m && g.n && g.k && g.m <= int_max && g.n <= int_max && g.k <= int_max && g.ldc <= int_max &&
+                   g.m * g.n >= threshold / g.k + 1;  // m·n·k ≥ threshold without overflow
+        };
+        if (omp_get_max_threads() == 2 && !omp_in_parallel() && big(x) && big(y)) {
+            // inside the region oneDNN runs on the calling thread
+#pragma omp parallel num_threads(2)
+            gemm(omp_get_thread_num() == 0 ? x : y);
+            return;
+        }
+    }
+    gemm(x);
+    gemm(y);
 }
 
 }  // namespace xgrad::kernels

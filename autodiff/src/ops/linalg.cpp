@@ -108,7 +108,20 @@ Var<T> gemm_finish(OpBuilder<T>& op, const Tensor<T>& av, const Tensor<T>& bv, c
             const T* B = c.input(1).data();
             const std::size_t sa = d.m * d.k, sb = d.k * d.n, sc = d.m * d.n;
             // A given twice (matmul(x, x)): one buffer, written by the first call, added to by the second.
-            if (const InputGrad<T> ga = c.input_grad(0)) {
+            const InputGrad<T> ga = c.input_grad(0), gb = c.input_grad(1);
+            if (d.batch == 1 && ga && gb && ga.data() != gb.data()) {  // two products at once where it pays
+                const kernels::GemmArgs<T> da = !d.ta ? kernels::GemmArgs<T>{false, !d.tb, d.m, d.k, d.n, alpha, g, d.n, B,
+                                                                               d.ldb(), ga.beta(), ga.data(), d.k}
+                                                      : kernels::GemmArgs<T>{d.tb, true, d.k, d.m, d.n, alpha, B, d.ldb(), g,
+                                                                               d.n, ga.beta(), ga.data(), d.m};
+                const kernels::GemmArgs<T> db = !d.tb ? kernels::GemmArgs<T>{!d.ta, false, d.k, d.n, d.m, alpha, A, d.lda(),
+                                                                               g, d.n, gb.beta(), gb.data(), d.n}
+                                                      : kernels::GemmArgs<T>{true, d.ta, d.n, d.k, d.m, alpha, g, d.n, A,
+                                                                               d.lda(), gb.beta(), gb.data(), d.k};
+                kernels::gemm_pair(da, db);
+                return;
+            }
+            if (ga) {
                 for (std::size_t i = 0; i < d.batch; ++i) {
                     if (!d.ta)  // dA (m,k) = G·op(B)ᵀ
                         kernels::gemm(false, !d.tb, d.m, d.k, d.n, alpha, g + i * sc, d.n, B + i * sb, d.ldb(),
@@ -118,7 +131,7 @@ Var<T> gemm_finish(OpBuilder<T>& op, const Tensor<T>& av, const Tensor<T>& bv, c
                                       ga.beta(), ga.data() + i * sa, d.m);
                 }
             }
-            if (const InputGrad<T> gb = c.input_grad(1)) {
+            if (gb) {
                 for (std::size_t i = 0; i < d.batch; ++i) {
                     if (!d.tb)  // dB (k,n) = op(A)ᵀ·G (flat with a shared B: Σᵢ Aᵢᵀ·Gᵢ in one GEMM)
                         kernels::gemm(!d.ta, false, d.k, d.n, d.m, alpha, A + i * sa, d.lda(), g + i * sc, d.n,
@@ -310,12 +323,18 @@ Var<T> linear_op(const Var<T>* inputs, std::size_t n_inputs)
             if (has_bias) c.accumulate(2, G);
         } else {
             const T* g = c.grad().data();
-            if (const InputGrad<T> dx = c.input_grad(0))  // dL/dX = G·W
-                kernels::gemm(false, false, d.m, d.k, d.n, T(1), g, d.n, c.input(1).data(), d.k, dx.beta(), dx.data(),
-                              d.k);
-            if (const InputGrad<T> dw = c.input_grad(1))  // dL/dW = Gᵀ·X, (out, in)
-                kernels::gemm(true, false, d.n, d.k, d.m, T(1), g, d.n, c.input(0).data(), d.k, dw.beta(), dw.data(),
-                              d.k);
+            const InputGrad<T> dx = c.input_grad(0), dw = c.input_grad(1);
+            // dL/dX = G·W; dL/dW = Gᵀ·X, (out, in). x given as w too: one buffer, one product after the other.
+            const kernels::GemmArgs<T> px{false, false, d.m, d.k, d.n, T(1), g, d.n, c.input(1).data(), d.k,
+                                          dx.beta(), dx.data(), d.k};
+            const kernels::GemmArgs<T> pw{true, false, d.n, d.k, d.m, T(1), g, d.n, c.input(0).data(), d.k,
+                                          dw.beta(), dw.data(), d.k};
+            if (dx && dw && dx.data() != dw.data())
+                kernels::gemm_pair(px, pw);
+            else {
+                if (dx) kernels::gemm(px);
+                if (dw) kernels::gemm(pw);
+            }
             if (const InputGrad<T> gb = has_bias ? c.input_grad(2) : InputGrad<T>{}) {  // dL/db = Σ_rows G
                 T* db = gb.data();
                 if (!gb.accumulate) std::fill(db, db + d.n, T(0));
