@@ -34,9 +34,14 @@ constexpr std::size_t OB = 3, IB = 3, CHUNK = IB * V;
 // vector: 3·3 + 3 + 1 = 13 registers.
 constexpr std::size_t WB = 3, TB = 3;
 #endif
-// Weight-gradient blocks by lanes: LT taps × 2 vectors of channels, 2 gradient vectors, one
-// broadcast input: 5·2 + 2 + 1 = 13 registers.
+// Weight-gradient blocks by lanes: LT taps × up to 2 vectors of channels, the gradient vectors and
+// one broadcast input. AVX2: 5·2 + 2 + 1 = 13 registers. AVX-512 holds 16 channels in one vector,
+// so 13 taps keep 13 chains of FMAs going (5 left it latency-bound): 13·2 + 2 + 1 = 29 at most.
+#if XSIMD_WITH_AVX512F
+constexpr std::size_t LT = 13;
+#else
 constexpr std::size_t LT = 5;
+#endif
 
 std::size_t round_up(std::size_t n, std::size_t m) { return (n + m - 1) / m * m; }
 
