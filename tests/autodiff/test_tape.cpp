@@ -105,6 +105,8 @@ BOOST_AUTO_TEST_CASE(zero_grad_then_backward_overwrites_the_stale_gradient)
     t.backward(sum(t.constant(a0) * t.variable(a0)));
     t.clear();
     BOOST_TEST(w.grad() == xt::zeros<double>(w0.shape()));
+    t.backward(loss(w));  // a gradient in the buffer again
+    t.clear();
     const Parameter<double>& cw = w;
     w.zero_grad();
     BOOST_TEST(cw.grad() == xt::zeros<double>(w0.shape()));  // the const read writes the zeros too

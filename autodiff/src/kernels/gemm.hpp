@@ -130,12 +130,13 @@ void gemm(const GemmArgs<T>& g)
     gemm(g.ta, g.tb, g.m, g.n, g.k, g.alpha, g.a, g.lda, g.b, g.ldb, g.beta, g.c, g.ldc);
 }
 
-/// Two independent GEMMs (a backward's dX and dW; their C must not overlap), x first. On exactly
-/// two threads, float products of at least gemm_parallel_threshold() multiply-adds each run at
-/// once, one thread each: oneDNN's sgemm splits such products worse than it runs them whole
-/// (bench_parallel gemm, "pair": 1.15× on 512³, 1.2–1.6× on the MLP's and LeNet's dense layers;
-/// docs/performance.md). Otherwise one after the other. (More threads would need nested teams;
-/// not measured, so not done.)
+/// Two GEMMs whose inputs do not depend on each other (a backward's dX and dW), x first. On exactly
+/// two threads, float products of at least gemm_parallel_threshold() multiply-adds each, into C
+/// ranges that do not overlap, run at once, one thread each: oneDNN's sgemm splits such products
+/// worse than it runs them whole (bench_parallel gemm, "pair": 1.15× on 512³, 1.2–1.6× on the MLP's
+/// and LeNet's dense layers; docs/performance.md). Otherwise one after the other: an input given
+/// twice (matmul(x, x)) has both gradients in one buffer, written by x and added to by y. (More
+/// threads would need nested teams; not measured, so not done.)
 template <class T>
 void gemm_pair(const GemmArgs<T>& x, const GemmArgs<T>& y)
 {
@@ -146,7 +147,9 @@ void gemm_pair(const GemmArgs<T>& x, const GemmArgs<T>& y)
             return g.m && g.n && g.k && g.m <= int_max && g.n <= int_max && g.k <= int_max && g.ldc <= int_max &&
                    g.m * g.n >= threshold / g.k + 1;  // m·n·k ≥ threshold without overflow
         };
-        if (omp_get_max_threads() == 2 && !omp_in_parallel() && big(x) && big(y)) {
+        auto end = [](const GemmArgs<T>& g) { return g.c + (g.m - 1) * g.ldc + g.n; };  // past C's last element
+        const bool apart = end(x) <= y.c || end(y) <= x.c;
+        if (omp_get_max_threads() == 2 && !omp_in_parallel() && big(x) && big(y) && apart) {
             // inside the region oneDNN runs on the calling thread
 #pragma omp parallel num_threads(2)
             gemm(omp_get_thread_num() == 0 ? x : y);

@@ -109,7 +109,7 @@ Var<T> gemm_finish(OpBuilder<T>& op, const Tensor<T>& av, const Tensor<T>& bv, c
             const std::size_t sa = d.m * d.k, sb = d.k * d.n, sc = d.m * d.n;
             // A given twice (matmul(x, x)): one buffer, written by the first call, added to by the second.
             const InputGrad<T> ga = c.input_grad(0), gb = c.input_grad(1);
-            if (d.batch == 1 && ga && gb && ga.data() != gb.data()) {  // two products at once where it pays
+            if (d.batch == 1 && ga && gb) {  // the two products, at once where it pays
                 const kernels::GemmArgs<T> da = !d.ta ? kernels::GemmArgs<T>{false, !d.tb, d.m, d.k, d.n, alpha, g, d.n, B,
                                                                                d.ldb(), ga.beta(), ga.data(), d.k}
                                                       : kernels::GemmArgs<T>{d.tb, true, d.k, d.m, d.n, alpha, B, d.ldb(), g,
@@ -324,12 +324,12 @@ Var<T> linear_op(const Var<T>* inputs, std::size_t n_inputs)
         } else {
             const T* g = c.grad().data();
             const InputGrad<T> dx = c.input_grad(0), dw = c.input_grad(1);
-            // dL/dX = G·W; dL/dW = Gᵀ·X, (out, in). x given as w too: one buffer, one product after the other.
+            // dL/dX = G·W; dL/dW = Gᵀ·X, (out, in)
             const kernels::GemmArgs<T> px{false, false, d.m, d.k, d.n, T(1), g, d.n, c.input(1).data(), d.k,
                                           dx.beta(), dx.data(), d.k};
             const kernels::GemmArgs<T> pw{true, false, d.n, d.k, d.m, T(1), g, d.n, c.input(0).data(), d.k,
                                           dw.beta(), dw.data(), d.k};
-            if (dx && dw && dx.data() != dw.data())
+            if (dx && dw)
                 kernels::gemm_pair(px, pw);
             else {
                 if (dx) kernels::gemm(px);
