@@ -65,9 +65,13 @@ int gemm_main(int reps)
                                 {'N', 'T', 64, 128, 256},  {'N', 'T', 64, 10, 128},  {'N', 'N', 64, 128, 10},
                                 {'N', 'T', 64, 120, 400},  {'N', 'T', 64, 84, 120},  {'N', 'T', 64, 10, 84},
                                 {'N', 'N', 6, 50176, 25},  {'N', 'N', 16, 4096, 150}, {'N', 'T', 64, 10, 784},
-                                {'T', 'N', 10, 784, 64},   {'N', 'N', 512, 512, 512},
-                                {'N', 'N', 1024, 1024, 1024}};
-    std::printf("%-18s %10s %10s %10s %8s %8s\n", "m x n x k", "1 thr us", "2 thr us", "rows/2 us", "speedup", "rows/2");
+                                {'T', 'N', 10, 784, 64},   {'N', 'N', 64, 256, 128},  {'T', 'N', 128, 256, 64},
+                                {'N', 'N', 64, 120, 84},   {'T', 'N', 120, 400, 64},  {'N', 'N', 64, 64, 64},
+                                {'N', 'T', 128, 128, 64},  {'N', 'T', 96, 96, 96},    {'N', 'T', 256, 64, 64},
+                                {'N', 'T', 128, 128, 128}, {'N', 'T', 256, 256, 64},  {'N', 'T', 32, 512, 128},
+                                {'N', 'N', 512, 512, 512}, {'N', 'N', 1024, 1024, 1024}};
+    std::printf("%-18s %10s %10s %10s %10s %8s %8s %8s\n", "m x n x k", "1 thr us", "2 thr us", "rows/2 us",
+                "cols/2 us", "speedup", "rows/2", "cols/2");
     for (const S& s : shapes) {
         const int lda = s.ta == 'N' ? s.k : s.m, ldb = s.tb == 'N' ? s.n : s.k;
         std::vector<float> a(std::size_t(s.m) * s.k, 0.5f), b(std::size_t(s.k) * s.n, 0.25f), c(std::size_t(s.m) * s.n);
@@ -75,6 +79,10 @@ int gemm_main(int reps)
             const float* pa = s.ta == 'N' ? a.data() + std::size_t(m0) * lda : a.data() + m0;
             dnnl_sgemm(s.ta, s.tb, m1 - m0, s.n, s.k, 1.0f, pa, lda, b.data(), ldb, 0.0f, c.data() + std::size_t(m0) * s.n,
                        s.n);
+        };
+        auto cols = [&](int n0, int n1) {
+            const float* pb = s.tb == 'N' ? b.data() + n0 : b.data() + std::size_t(n0) * ldb;
+            dnnl_sgemm(s.ta, s.tb, s.m, n1 - n0, s.k, 1.0f, a.data(), lda, pb, ldb, 0.0f, c.data() + n0, s.n);
         };
         const int r = s.m >= 512 ? reps / 10 + 5 : reps;
         omp_set_num_threads(1);
@@ -88,9 +96,17 @@ int gemm_main(int reps)
                 if (omp_get_thread_num() == 0) rows(0, h); else rows(h, s.m);
             }
         });
+        const double tc = median_us(r, [&] {
+#pragma omp parallel num_threads(2)
+            {
+                const int h = s.n / 2;
+                if (omp_get_thread_num() == 0) cols(0, h); else cols(h, s.n);
+            }
+        });
         char name[64];
         std::snprintf(name, sizeof name, "%dx%dx%d %c%c", s.m, s.n, s.k, s.ta, s.tb);
-        std::printf("%-18s %10.1f %10.1f %10.1f %8.2f %8.2f\n", name, t1, t2, th, t1 / t2, t1 / th);
+        std::printf("%-18s %10.1f %10.1f %10.1f %10.1f %8.2f %8.2f %8.2f\n", name, t1, t2, th, tc, t1 / t2, t1 / th,
+                    t1 / tc);
     }
     // A backward's two products (dX = G·W, dW = Gᵀ·X): one after the other on 2 threads each, or at
     // once on one thread each.

@@ -106,7 +106,7 @@ BOOST_AUTO_TEST_CASE(small_loops_stay_on_the_calling_thread)
     const bool passive = policy && strcasecmp(policy, "passive") == 0;
     BOOST_TEST(kernels::omp_workers_sleep() == passive);
     BOOST_TEST(t == (passive ? std::size_t(1) << 18 : std::size_t(1) << 16));
-    BOOST_TEST(kernels::gemm_parallel_threshold() == (passive ? std::size_t(1) << 21 : std::size_t(1) << 17));
+    BOOST_TEST(kernels::gemm_parallel_threshold() == (passive ? std::size_t(1) << 23 : std::size_t(1) << 21));
     set_num_threads(max_num_threads());
     BOOST_TEST(threads_used(64, t - 1) == std::set<int>{0});
     if (max_num_threads() >= 2) {  // both threads take a share once the work reaches the threshold
@@ -167,6 +167,60 @@ Tensor<float> tensor(const Shape& s, unsigned seed)
     return t;
 }
 }  // namespace
+
+// Large float GEMMs on two threads are split by hand over C's rows or columns (kernels::gemm_split),
+// each half its own sgemm with offset pointers: every element must still be its product, for each
+// transpose, with beta, and with row strides wider than the matrices.
+BOOST_AUTO_TEST_CASE(gemm_split_by_hand_follows_the_formula_on_two_threads)
+{
+    if (max_num_threads() < 2) return;
+    set_num_threads(2);
+    struct Case {
+        std::size_t m, n, k;
+        kernels::GemmSplit split;  // with oneDNN's sgemm
+    };
+    const Case cases[] = {{131, 120, 150, kernels::GemmSplit::rows},  // 65 + 66 rows
+                          {40, 300, 200, kernels::GemmSplit::cols},   // 144 + 156 columns
+                          {20, 100, 1100, kernels::GemmSplit::none}}; // oneDNN splits it itself
+    for (const Case& cs : cases) {
+        BOOST_TEST(cs.m * cs.n * cs.k >= kernels::gemm_parallel_threshold());
+        if (kernels::sgemm_on_dnnl()) BOOST_TEST((kernels::gemm_split(cs.m, cs.n) == cs.split));
+        for (int t = 0; t < 4; ++t) {
+            const bool ta = t & 1, tb = t & 2;
+            const std::size_t pad = 3, lda = (ta ? cs.m : cs.k) + pad, ldb = (tb ? cs.k : cs.n) + pad, ldc = cs.n + pad;
+            const auto a = uniform((ta ? cs.k : cs.m) * lda, 41), b = uniform((tb ? cs.n : cs.k) * ldb, 42);
+            auto c = uniform(cs.m * ldc, 43);
+            const auto c0 = c;
+            kernels::gemm(ta, tb, cs.m, cs.n, cs.k, 0.5f, a.data(), lda, b.data(), ldb, 2.0f, c.data(), ldc);
+            double err = 0, scale = 0;
+            std::size_t pad_changed = 0;
+            for (std::size_t i = 0; i < cs.m; ++i) {
+                for (std::size_t j = 0; j < cs.n; ++j) {
+                    double s = 0;
+                    for (std::size_t p = 0; p < cs.k; ++p)
+                        s += double(ta ? a[p * lda + i] : a[i * lda + p]) * double(tb ? b[j * ldb + p] : b[p * ldb + j]);
+                    const double want = 0.5 * s + 2.0 * c0[i * ldc + j];
+                    err = std::max(err, std::abs(c[i * ldc + j] - want));
+                    scale = std::max(scale, std::abs(want));
+                }
+                for (std::size_t j = cs.n; j < ldc; ++j) pad_changed += c[i * ldc + j] != c0[i * ldc + j];
+            }
+            BOOST_TEST_CONTEXT(cs.m << "x" << cs.n << "x" << cs.k << (ta ? " T" : " N") << (tb ? "T" : "N"))
+            {
+                BOOST_TEST(err / scale < 1e-5);
+                BOOST_TEST(pad_changed == 0u);
+            }
+        }
+    }
+    // The decision: exactly two threads, outside a parallel region, the halves big enough.
+    if (kernels::sgemm_on_dnnl()) {
+        BOOST_TEST((kernels::gemm_split(64, 127) == kernels::GemmSplit::rows));
+        BOOST_TEST((kernels::gemm_split(64, 128) == kernels::GemmSplit::cols));
+        BOOST_TEST((kernels::gemm_split(63, 127) == kernels::GemmSplit::none));
+        set_num_threads(1);
+        BOOST_TEST((kernels::gemm_split(512, 512) == kernels::GemmSplit::none));
+    }
+}
 
 // On two threads the backward of matmul and linear runs its two products at once (kernels::gemm_pair):
 // each gradient must be its own product, overwritten or added to as the slot says, and an input

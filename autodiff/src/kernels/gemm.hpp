@@ -41,13 +41,15 @@ bool gemm_trivial(std::size_t m, std::size_t n, std::size_t k, T beta, T* c, std
     return true;
 }
 
-/// Float GEMMs of fewer multiply-adds (m·n·k) run on one thread: oneDNN splits even a 64×10×84
-/// product over both threads, and loses. Measured on the 2-vCPU VM (bench_parallel gemm, 2 threads
-/// / 1; docs/performance.md, "Threads"): with spinning workers 64×10×84 0.41–0.78, 64×10×128
-/// 0.72–0.89, 64×84×120 (6.5·10^5) 1.26–1.47; with sleeping ones (OMP_WAIT_POLICY=PASSIVE)
-/// 64×84×120 0.64, 64×128×256 (2^21) 0.85–1.06, 64×120×400 (3.1·10^6) 1.27. Double GEMMs need
-/// none: OpenBLAS keeps products under 2.6·10^5 on one thread itself.
-inline std::size_t gemm_parallel_threshold() { return std::size_t(1) << (omp_workers_sleep() ? 21 : 17); }
+/// Float GEMMs of fewer multiply-adds (m·n·k) run on one thread: below it a fork/join costs more
+/// than the second thread saves. Measured on the Zen 5 VM (bench_parallel gemm, 2 threads / 1;
+/// docs/performance.md, "Threads"): with spinning workers no product below 2^21 gains more than
+/// 1.1× and most lose (64×10×784 0.94, 10×784×64 0.66, 128×128×64 0.87), from 2^21 all gain
+/// 1.3–1.5× split by hand (gemm_split); with sleeping ones (OMP_WAIT_POLICY=PASSIVE, about 20 µs to
+/// wake a worker) 256×256×64 (2^22) still loses (0.92–0.98), 6×50176×25 (7.5·10^6) gains 1.31.
+/// (The Xeon of the earlier measurements, a core half as fast, broke even at 2^17 and 2^21.)
+/// Double GEMMs need none: OpenBLAS keeps products under 2.6·10^5 on one thread itself.
+inline std::size_t gemm_parallel_threshold() { return std::size_t(1) << (omp_workers_sleep() ? 23 : 21); }
 
 /// Limits OpenMP, which sizes oneDNN's team, to one thread on the calling thread while alive.
 class OneThread {
@@ -82,14 +84,10 @@ inline bool sgemm_on_dnnl()
 #endif
 }
 
-/// C (m,n) = alpha · op(A) · op(B) + beta · C, row-major; op(X) = Xᵀ when the flag is set.
-/// lda/ldb are the row strides of A and B as stored.
-inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
-                 std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc)
+/// One float GEMM on the library chosen by sgemm_on_dnnl(), with the threads OpenMP allows.
+inline void sgemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                  std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc)
 {
-    if (gemm_trivial(m, n, k, beta, c, ldc)) return;
-    const std::size_t threshold = gemm_parallel_threshold();
-    const OneThread one(m * n < threshold && m * n * k < threshold);  // m·n first: no overflow
 #ifdef XGRAD_USE_DNNL
     if (sgemm_on_dnnl()) {
         dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', dnnl_dim_t(m), dnnl_dim_t(n), dnnl_dim_t(k), alpha, a,
@@ -99,6 +97,56 @@ inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, 
 #endif
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k),
                 alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+
+/// How a float GEMM on exactly two threads is split by hand, each half a one-thread sgemm: over
+/// C's columns when each half has ≥ 64 of them (cut at a multiple of 16, whole cache lines), else
+/// over its rows when each half has ≥ 32; otherwise not (none), and oneDNN splits it itself.
+/// Columns first because in a training step op(B) is usually the weight matrix: each thread then
+/// reads only its half of it, which stays in its core's cache from step to step. Measured in the
+/// step (bench_xgrad tape, Zen 5, 2 threads): mlp_b64 0.29–0.31 ms columns first, 0.38–0.41 rows
+/// first, 0.32–0.34 oneDNN's own split. Only oneDNN's sgemm runs on the calling thread inside a
+/// parallel region; OpenBLAS's pthread build would start threads of its own, so it is not split.
+enum class GemmSplit { none, rows, cols };
+inline GemmSplit gemm_split(std::size_t m, std::size_t n)
+{
+    if (!sgemm_on_dnnl() || omp_get_max_threads() != 2 || omp_in_parallel()) return GemmSplit::none;
+    if (n >= 128) return GemmSplit::cols;
+    if (m >= 64) return GemmSplit::rows;
+    return GemmSplit::none;
+}
+
+/// C (m,n) = alpha · op(A) · op(B) + beta · C, row-major; op(X) = Xᵀ when the flag is set.
+/// lda/ldb are the row strides of A and B as stored.
+inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
+                 std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc)
+{
+    if (gemm_trivial(m, n, k, beta, c, ldc)) return;
+    const std::size_t threshold = gemm_parallel_threshold();
+    const bool small = m * n < threshold && m * n * k < threshold;  // m·n first: no overflow
+    const GemmSplit split = small ? GemmSplit::none : gemm_split(m, n);
+    if (split == GemmSplit::rows) {  // rows [0, h) and [h, m) of op(A) and C
+        const std::size_t h = m / 2;
+#pragma omp parallel num_threads(2)
+        {
+            const bool lo = omp_get_thread_num() == 0;
+            const std::size_t r0 = lo ? 0 : h, r = lo ? h : m - h;
+            sgemm(ta, tb, r, n, k, alpha, ta ? a + r0 : a + r0 * lda, lda, b, ldb, beta, c + r0 * ldc, ldc);
+        }
+        return;
+    }
+    if (split == GemmSplit::cols) {  // columns [0, h) and [h, n) of op(B) and C
+        const std::size_t h = (n / 2) & ~std::size_t(15);
+#pragma omp parallel num_threads(2)
+        {
+            const bool lo = omp_get_thread_num() == 0;
+            const std::size_t c0 = lo ? 0 : h, w = lo ? h : n - h;
+            sgemm(ta, tb, m, w, k, alpha, a, lda, tb ? b + c0 * ldb : b + c0, ldb, beta, c + c0, ldc);
+        }
+        return;
+    }
+    const OneThread one(small);
+    sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, double alpha, const double* a,
