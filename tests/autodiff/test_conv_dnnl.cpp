@@ -177,10 +177,11 @@ BOOST_AUTO_TEST_CASE(direct_kernels_match_naive_loops)
         {1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1},     // 1×1 of 1×1
         {2, 1, 40, 33, 7, 1, 7, 1, 1, 1, 1},   // 1×7 kernel: tap blocks of 3, 3 and 1
         {2, 3, 12, 10, 4, 5, 5, 1, 2, 1, 1},   // 3 input channels
-        {2, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1},  // LeNet's second layer: dX and dW by channel lanes
-        {2, 8, 7, 9, 3, 3, 7, 1, 2, 1, 1},     // dX by lanes: 8 channels, 1×7 tap blocks of 5 and 2, odd widths
+        {2, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1},  // LeNet's second layer: dX by channel lanes (AVX2) or rows (AVX-512), dW by lanes
+        {2, 8, 7, 9, 3, 3, 7, 1, 2, 1, 1},     // dX by lanes: 8 channels, 1×7 tap blocks of 5 and 2; by rows: odd height
         {3, 5, 9, 7, 11, 5, 5, 1, 1, 1, 1},    // lanes: 11 channels, a vector and a partial one
         {1, 8, 6, 6, 24, 4, 4, 1, 2, 1, 1},    // lanes: three vectors of channels, 16 taps (5, 5, 5, 1)
+        {2, 4, 20, 19, 5, 3, 3, 1, 1, 1, 1},   // dX by rows: 3 taps, rows of two AVX-512 vectors
         {2, 16, 9, 8, 40, 3, 3, 1, 1, 1, 1},   // 16 channels: AVX-512's input-gradient lanes full, dW by 2½ of its vectors
     };
     using kernels::DirectIsa;

@@ -58,11 +58,9 @@ DirectIsa widest_isa()
     return isa;
 }
 
-/// The input gradient by channel lanes (4–8 channels) stays in AVX2: 16 lanes would carry the same
-/// useful channels at twice the bytes (LeNet's second layer: 447 µs in AVX2, 728 in AVX-512).
-DirectIsa input_grad_isa(const DnnlConvShape& s) { return s.c > 3 ? DirectIsa::avx2 : widest_isa(); }
-
 }  // namespace
+
+bool input_grad_by_rows_shape(const DnnlConvShape& s) { return s.c >= 4 && s.c <= 8; }
 
 DirectConvPasses direct_conv_passes(const DnnlConvShape& s)
 {
@@ -106,13 +104,7 @@ void direct_conv2d_forward(const float* x, const float* w, const float* b, const
 void direct_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
                             bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc)
 {
-    const DirectIsa wide = widest_isa(), dx_isa = input_grad_isa(s);
-    if (!dx || dx_isa == wide) {
-        direct_conv2d_backward(x, w, gy, s, dx, dx_acc, dw, dw_acc, db, db_acc, wide);
-        return;
-    }
-    direct_conv2d_backward(x, w, gy, s, dx, dx_acc, nullptr, false, nullptr, false, dx_isa);
-    if (dw || db) direct_conv2d_backward(x, w, gy, s, nullptr, false, dw, dw_acc, db, db_acc, wide);
+    direct_conv2d_backward(x, w, gy, s, dx, dx_acc, dw, dw_acc, db, db_acc, widest_isa());
 }
 
 void float_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y)

@@ -42,11 +42,14 @@ void direct_conv2d_backward(const float* x, const float* w, const float* gy, con
 
 /// The instruction sets the direct kernels are compiled for: AVX2 (8 floats per vector), which
 /// every CPU xgrad builds for has (x86-64-v3), and AVX-512 (16 floats; F, VL, BW and DQ). The
-/// functions above take, per pass, the widest the CPU runs, except the input gradient of 4–8
-/// channels, which fills AVX2's lanes and half of AVX-512's (measured slower there);
-/// XGRAD_DIRECT_CONV_ISA=avx2 (read once) holds them to AVX2.
+/// functions above take the widest the CPU runs; XGRAD_DIRECT_CONV_ISA=avx2 (read once) holds
+/// them to AVX2.
 enum class DirectIsa { avx2, avx512 };
 bool direct_isa_supported(DirectIsa isa);
+/// Whether AVX-512 computes the input gradient with dX's rows in its lanes (4–8 input channels),
+/// where AVX2 puts the channels in its lanes: 6 channels fill 6 of AVX2's 8 lanes but only 6 of
+/// AVX-512's 16, while a 14-wide row fills 14 (docs/performance.md, "Input gradient by rows").
+bool input_grad_by_rows_shape(const DnnlConvShape& s);
 /// The same on one instruction set, which must be supported (for tests and measurements).
 void direct_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y,
                            DirectIsa isa);

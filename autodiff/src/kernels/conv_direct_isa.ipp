@@ -257,9 +257,66 @@ constexpr DgradFn dgrad_fn(std::size_t nq, std::index_sequence<NQ...>)
     return fns[nq - 1];
 }
 
+/// The input gradient with dX's rows in the vector lanes, gathered from the gradient rows: for NY
+/// adjacent rows y0.. and V adjacent columns x0..,
+///   dx[c][y][x] = Σ_o Σ_i Σ_q w[o][c][y + P − i][q] · gy[o][i][x + P − q]
+/// over the gradient rows i that reach one of the NY rows (no zero row is read). The gradient rows
+/// are stored with KW − 1 zeros before them and zeros after (gr, rows row_len apart), so each shift
+/// q is one unaligned load. The weights wr[o][a + NYMAX − 1][q][c] have NYMAX − 1 zero kernel rows
+/// on either side, so a gradient row that reaches only some of the NY rows needs no branch: each
+/// (o, i, q) loads one vector and broadcasts NY·NC weights for as many FMAs. NYMAX = 2: 2·8
+/// accumulators at most, one gradient vector.
+constexpr std::size_t NYMAX = 2;
+template <std::size_t NC, std::size_t NY>
+void dgrad_rows_block(const float* gr, std::size_t o_stride, std::size_t row_len, std::size_t n_out, std::size_t i0,
+                      std::size_t i1, std::size_t y0p, std::size_t ka, std::size_t kw, const float* wr, float* dst,
+                      std::size_t dst_row, std::size_t dst_stride)
+{
+
+    B acc[NY][NC];
+    for (std::size_t r = 0; r < NY; ++r)
+        for (std::size_t c = 0; c < NC; ++c) acc[r][c] = B(0.f);
+    for (std::size_t o = 0; o < n_out; ++o)
+        for (std::size_t i = i0; i < i1; ++i) {
+            const float* row = gr + o * o_stride + i * row_len;
+            // kernel row of dX row y0 + r: y0p + r − i, stored NYMAX − 1 rows further
+            const float* wi = wr + (o * ka + (y0p + NYMAX - 1 - i)) * kw * NC;
+            auto tap = [&](std::size_t q) {
+                B g = B::load_unaligned(row - q);
+                in_register(g);
+                for (std::size_t r = 0; r < NY; ++r) {
+                    const float* wa = wi + (r * kw + q) * NC;
+                    for (std::size_t c = 0; c < NC; ++c) acc[r][c] = xsimd::fma(B(wa[c]), g, acc[r][c]);
+                }
+            };
+            if (kw == 5) {  // unrolled: a loop of 5 trips costs a mispredicted exit per gradient row
+                tap(0), tap(1), tap(2), tap(3), tap(4);
+            } else if (kw == 3) {
+                tap(0), tap(1), tap(2);
+            } else {
+                for (std::size_t q = 0; q < kw; ++q) tap(q);
+            }
+        }
+    for (std::size_t r = 0; r < NY; ++r)
+        for (std::size_t c = 0; c < NC; ++c) acc[r][c].store_unaligned(dst + c * dst_stride + r * dst_row);
+}
+
+using DgradRowsFn = void (*)(const float*, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,
+                             std::size_t, std::size_t, std::size_t, const float*, float*, std::size_t, std::size_t);
+template <std::size_t NY, std::size_t... NC>
+constexpr DgradRowsFn dgrad_rows_fn(std::size_t nc, std::index_sequence<NC...>)
+{
+    constexpr DgradRowsFn fns[] = {&dgrad_rows_block<NC + 4, NY>...};
+    return fns[nc - 4];
+}
+
+/// The input gradient by rows where the rows fill AVX-512's lanes better than the channels do
+/// (input_grad_by_rows_shape: 4–8 channels; bench_parallel conv, docs/performance.md).
+bool input_grad_by_rows(const DnnlConvShape& s) { return V >= 16 && input_grad_by_rows_shape(s); }
+
 /// The input gradient by input-channel lanes for 4 to V input channels; by flat planes (a
 /// correlation over the zero-padded gradient) for fewer (bench_parallel conv, docs/performance.md).
-bool input_grad_by_lanes(const DnnlConvShape& s) { return s.c > 3 && s.c <= V; }
+bool input_grad_by_lanes(const DnnlConvShape& s) { return s.c > 3 && s.c <= V && !input_grad_by_rows(s); }
 
 /// dst[j] = src[j] for j < n: the rows here are 5–40 values, where a memcpy call costs more than
 /// the copy (3 % of LeNet's step).
@@ -342,12 +399,24 @@ void backward(const float* x, const float* w, const float* gy, const DnnlConvSha
     float* parts = (dw || db) ? direct_scratch(DirectScratch::partials, (s.n + 1) * part) : nullptr;
     // dX's weights: wt[c][o][t] = w[o][c][t], read at the offsets front − a·wp − q.
     float* wt = nullptr;
-    if (dx && !input_grad_by_lanes(s)) {
+    if (dx && !input_grad_by_lanes(s) && !input_grad_by_rows(s)) {
         wt = direct_scratch(DirectScratch::weights, nw);
         for (std::size_t o = 0; o < s.o; ++o)
             for (std::size_t c = 0; c < s.c; ++c)
                 std::copy_n(w + (o * s.c + c) * p.taps, p.taps, wt + (c * s.o + o) * p.taps);
     }
+    const bool dx_rows = dx && input_grad_by_rows(s);
+    const std::size_t ka = s.kh + 2 * (NYMAX - 1);
+    if (dx_rows) {  // wr[o][a + NYMAX − 1][q][c] = w[o][c][a][q], zero kernel rows around
+        wt = direct_scratch(DirectScratch::weights, s.o * ka * s.kw * s.c);
+        std::fill(wt, wt + s.o * ka * s.kw * s.c, 0.f);
+        for (std::size_t o = 0; o < s.o; ++o)
+            for (std::size_t c = 0; c < s.c; ++c)
+                for (std::size_t t = 0; t < p.taps; ++t)
+                    wt[((o * ka + NYMAX - 1) * s.kw + t) * s.c + c] = w[(o * s.c + c) * p.taps + t];
+    }
+    // dX by rows: gradient rows of row_len values, KW − 1 zeros first; dX rows of xw (whole vectors)
+    const std::size_t xw = round_up(s.w, V), row_len = round_up(xw + s.padding + s.kw - 1, V);
     const bool dx_lanes = dx && input_grad_by_lanes(s);
     if (dx_lanes) {  // wt[t][o][c] = w[o][c][t], the lanes past C zero
         wt = direct_scratch(DirectScratch::weights, p.taps * s.o * V);
@@ -390,6 +459,37 @@ void backward(const float* x, const float* w, const float* gy, const DnnlConvSha
                 }
             }
             if (!dx) return;
+        }
+        if (dx_rows) {
+            float* gr = direct_scratch(DirectScratch::image_b, s.o * p.oh * row_len + s.c * s.h * xw);
+            float* dxr = gr + s.o * p.oh * row_len;
+            to_padded_planes(gyn, s.o, p.oh, p.ow, p.oh * row_len, s.kw - 1, row_len, gr);
+            for (std::size_t y = 0; y < s.h; y += NYMAX) {
+                const std::size_t ny = std::min(NYMAX, s.h - y), yp = y + s.padding;
+                // gradient rows i reaching dX rows y .. y + ny − 1: yp − KH < i ≤ yp + ny − 1, i < OH
+                const std::size_t i0 = yp + 1 > s.kh ? yp + 1 - s.kh : 0, i1 = std::min(p.oh, yp + ny);
+                for (std::size_t x0 = 0; x0 < xw; x0 += V) {
+                    const float* g = gr + x0 + s.padding + s.kw - 1;
+                    float* d = dxr + y * xw + x0;
+                    if (ny == 2)
+                        dgrad_rows_fn<2>(s.c, std::make_index_sequence<5>{})(g, p.oh * row_len, row_len, s.o, i0, i1,
+                                                                            yp, ka, s.kw, wt, d, xw, s.h * xw);
+                    else
+                        dgrad_rows_fn<1>(s.c, std::make_index_sequence<5>{})(g, p.oh * row_len, row_len, s.o, i0, i1,
+                                                                            yp, ka, s.kw, wt, d, xw, s.h * xw);
+                }
+            }
+            float* dst = dx + n * xs;
+            for (std::size_t c = 0; c < s.c; ++c)
+                for (std::size_t r = 0; r < s.h; ++r) {
+                    const float* src = dxr + (c * s.h + r) * xw;
+                    float* d = dst + (c * s.h + r) * s.w;
+                    if (dx_acc)
+                        for (std::size_t j = 0; j < s.w; ++j) d[j] += src[j];
+                    else
+                        copy_row(d, src, s.w);
+                }
+            if (lanes || !(dw || db)) return;
         }
         if (dx_lanes) {
             // dxt[(r, col) of the padded plane][c], scattered into from every output position
@@ -439,7 +539,7 @@ void backward(const float* x, const float* w, const float* gy, const DnnlConvSha
                             s.c * p.taps);
                 }
         }
-        if (dx && !dx_lanes) {
+        if (dx && !dx_lanes && !dx_rows) {
             float* dxp = gq + s.o * p.lq;  // the input planes' place: dW is done with them
             conv_planes(gq, p.lq, s.o, p.bwd_off, p.taps, wt, nullptr, s.c, dxp, p.lj, p.lj);
             float* dst = dx + n * xs;
