@@ -22,19 +22,51 @@ PoolGeom pool_geometry(const char* op, const Shape& xs, std::size_t k, std::size
     return {xs[0] * xs[1], xs[2], xs[3], k, s, (xs[2] - k) / s + 1, (xs[3] - k) / s + 1};
 }
 
+namespace {
+
+// The 2×2, stride-2 loops of one plane, in functions of their own: with restrict pointers and the
+// backward's overwrite-or-add as a template argument GCC vectorizes them (in a lambda the flag,
+// captured by reference, was reloaded every element). LeNet's two pool layers, timed call by call
+// against the lambdas: forward 28.0 → 24.0 and 17.2 → 12.1 µs, backward 26.4 → 22.7 and 21.4 →
+// 14.8 µs (docs/performance.md). Same sums in the same order: the same bits.
+template <class T>
+void avg2x2_plane(const T* __restrict in, std::size_t w, std::size_t oh, std::size_t ow, T scale, T* __restrict out)
+{
+    for (std::size_t i = 0; i < oh; ++i) {
+        const T* r0 = in + 2 * i * w;
+        const T* r1 = r0 + w;
+        T* o = out + i * ow;
+        for (std::size_t j = 0; j < ow; ++j) o[j] = (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]) * scale;
+    }
+}
+
+template <bool Add, class T>
+void avg2x2_plane_backward(const T* __restrict gin, std::size_t w, std::size_t oh, std::size_t ow, T scale,
+                           T* __restrict d)
+{
+    for (std::size_t i = 0; i < oh; ++i) {
+        T* r0 = d + 2 * i * w;
+        T* r1 = r0 + w;
+        const T* gi = gin + i * ow;
+        for (std::size_t j = 0; j < ow; ++j) {
+            const T v = gi[j] * scale;
+            if constexpr (Add)
+                r0[2 * j] += v, r0[2 * j + 1] += v, r1[2 * j] += v, r1[2 * j + 1] += v;
+            else
+                r0[2 * j] = v, r0[2 * j + 1] = v, r1[2 * j] = v, r1[2 * j + 1] = v;
+        }
+    }
+}
+
+}  // namespace
+
 template <class T>
 void avg_pool2d_forward(const T* p, const PoolGeom& g, T* q)
 {
     const T scale = T(1) / T(g.k * g.k);
     if (g.k == 2 && g.s == 2) {  // the common 2×2 case: two input rows per output row, no inner loops
         parallel_for(g.planes, g.planes * g.h * g.w, [&](std::size_t pl) {
-            for (std::size_t i = 0; i < g.oh; ++i) {
-                const T* r0 = p + pl * g.h * g.w + 2 * i * g.w;
-                const T* r1 = r0 + g.w;
-                T* out = q + (pl * g.oh + i) * g.ow;
-                for (std::size_t j = 0; j < g.ow; ++j)
-                    out[j] = (r0[2 * j] + r0[2 * j + 1] + r1[2 * j] + r1[2 * j + 1]) * scale;
-            }
+            avg2x2_plane(p + pl * g.h * g.w, g.w, g.oh, g.ow, scale, q + pl * g.oh * g.ow);
         });
         return;
     }
@@ -62,20 +94,14 @@ void avg_pool2d_backward(const T* G, const PoolGeom& g, T* d, bool acc)
     if (!acc && !tiles) std::fill(d, d + g.planes * g.h * g.w, T(0));
     const T scale = T(1) / T(g.k * g.k);
     if (g.k == 2 && g.s == 2) {
-        const bool set = !acc;  // implies tiles here or a zeroed d; the branch is hoisted out of the loops
+        const bool set = !acc && tiles;  // else d holds a gradient, or zeros, to add to
         parallel_for(g.planes, g.planes * g.h * g.w, [&](std::size_t pl) {
-            for (std::size_t i = 0; i < g.oh; ++i) {
-                T* r0 = d + pl * g.h * g.w + 2 * i * g.w;
-                T* r1 = r0 + g.w;
-                const T* gin = G + (pl * g.oh + i) * g.ow;
-                for (std::size_t j = 0; j < g.ow; ++j) {
-                    const T v = gin[j] * scale;
-                    if (set && tiles)
-                        r0[2 * j] = v, r0[2 * j + 1] = v, r1[2 * j] = v, r1[2 * j + 1] = v;
-                    else
-                        r0[2 * j] += v, r0[2 * j + 1] += v, r1[2 * j] += v, r1[2 * j + 1] += v;
-                }
-            }
+            const T* gp = G + pl * g.oh * g.ow;
+            T* dp = d + pl * g.h * g.w;
+            if (set)
+                avg2x2_plane_backward<false>(gp, g.w, g.oh, g.ow, scale, dp);
+            else
+                avg2x2_plane_backward<true>(gp, g.w, g.oh, g.ow, scale, dp);
         });
         return;
     }
