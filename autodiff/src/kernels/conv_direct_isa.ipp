@@ -5,6 +5,7 @@
 #ifndef XGRAD_DIRECT_ISA
 #error "include from conv_direct_<isa>.cpp with XGRAD_DIRECT_ISA set"
 #endif
+#include <immintrin.h>
 #include <xsimd/xsimd.hpp>
 
 #include <algorithm>
@@ -318,25 +319,69 @@ bool input_grad_by_rows(const DnnlConvShape& s) { return V >= 16 && input_grad_b
 /// correlation over the zero-padded gradient) for fewer (bench_parallel conv, docs/performance.md).
 bool input_grad_by_lanes(const DnnlConvShape& s) { return s.c > 3 && s.c <= V && !input_grad_by_rows(s); }
 
+/// src[0, n), n < V, in a vector zero past n; nothing past n is read. AVX-512 masks the lanes;
+/// AVX2's masked moves are slow on AMD (microcoded stores), so it goes value by value.
+inline B load_part(const float* src, std::size_t n)
+{
+#if XSIMD_WITH_AVX512F
+    return B(_mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), src));
+#else
+    alignas(32) float t[V] = {};
+    for (std::size_t j = 0; j < n; ++j) t[j] = src[j];
+    return B::load_aligned(t);
+#endif
+}
+
+/// dst[j] = v[j] for j < n, n < V; nothing past n is written.
+inline void store_part(float* dst, const B& v, std::size_t n)
+{
+#if XSIMD_WITH_AVX512F
+    _mm512_mask_storeu_ps(dst, __mmask16((1u << n) - 1), v);
+#else
+    alignas(32) float t[V];
+    v.store_aligned(t);
+    for (std::size_t j = 0; j < n; ++j) dst[j] = t[j];
+#endif
+}
+
 /// dst[j] = src[j] for j < n: the rows here are 5–40 values, where a memcpy call costs more than
-/// the copy (3 % of LeNet's step).
+/// the copy (3 % of LeNet's step), and a scalar tail of up to V − 1 values as much again.
 inline void copy_row(float* dst, const float* src, std::size_t n)
 {
     std::size_t j = 0;
     for (; j + V <= n; j += V) B::load_unaligned(src + j).store_unaligned(dst + j);
-    for (; j < n; ++j) dst[j] = src[j];
+    if (j < n) store_part(dst + j, load_part(src + j, n - j), n - j);
 }
 
-/// Copies `planes` planes of rows × cols values into zeroed planes of `len` values, row r starting
-/// at first + r·wp.
+/// dst[j] = src[j] for j < n and 0 for n ≤ j < m: a row and the zeros up to the next row.
+inline void copy_row_zero_tail(float* dst, const float* src, std::size_t n, std::size_t m)
+{
+    std::size_t j = 0;
+    for (; j + V <= n; j += V) B::load_unaligned(src + j).store_unaligned(dst + j);
+    if (j < n) {
+        const B v = load_part(src + j, n - j);
+        if (j + V > m) return store_part(dst + j, v, m - j);
+        v.store_unaligned(dst + j);
+        j += V;
+    }
+    for (; j + V <= m; j += V) B(0.f).store_unaligned(dst + j);
+    if (j < m) store_part(dst + j, B(0.f), m - j);
+}
+
+/// Copies `planes` planes of rows × cols values into planes of `len` values, row r starting at
+/// first + r·wp (cols ≤ wp), zeros everywhere else: each position written once (zeroing the whole
+/// plane first, then copying, wrote most of it twice).
 void to_padded_planes(const float* src, std::size_t planes, std::size_t rows, std::size_t cols, std::size_t len,
                       std::size_t first, std::size_t wp, float* dst)
 {
     for (std::size_t c = 0; c < planes; ++c) {
         float* plane = dst + c * len;
-        std::fill(plane, plane + len, 0.f);
         const float* in = src + c * rows * cols;
-        for (std::size_t r = 0; r < rows; ++r) copy_row(plane + first + r * wp, in + r * cols, cols);
+        copy_row_zero_tail(plane, nullptr, 0, first);
+        for (std::size_t r = 0; r < rows; ++r) {
+            const std::size_t at = first + r * wp;
+            copy_row_zero_tail(plane + at, in + r * cols, cols, r + 1 < rows ? wp : len - at);
+        }
     }
 }
 
