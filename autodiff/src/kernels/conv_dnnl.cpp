@@ -9,6 +9,7 @@
 #include <omp.h>
 
 #include <oneapi/dnnl/dnnl.hpp>
+#include <xsimd/memory/xsimd_aligned_allocator.hpp>
 
 #include <array>
 #include <map>
@@ -40,6 +41,10 @@ using dnnl::memory;
 using tag = memory::format_tag;
 using dt = memory::data_type;
 using dims = memory::dims;
+/// Cache-line aligned: the primitives load whole 64-byte vectors, which straddle two lines at
+/// malloc's 16-byte alignment.
+template <class T>
+using AlignedVector = std::vector<T, xsimd::aligned_allocator<T, 64>>;
 
 /// Layout the primitives work in. Blocked (format_tag::any, oneDNN's choice, nChw16c here) with
 /// reorders from and to xgrad's NCHW; XGRAD_DNNL_CONV_LAYOUT=plain keeps every tensor NCHW/OIHW.
@@ -66,14 +71,14 @@ dnnl::stream& cpu_stream()
 
 /// Scratch shared by every primitive of this thread (user-managed scratchpad: oneDNN allocates none),
 /// and a float buffer for outputs that are added, not written.
-std::vector<unsigned char>& scratchpad()
+AlignedVector<unsigned char>& scratchpad()
 {
-    thread_local std::vector<unsigned char> s;
+    thread_local AlignedVector<unsigned char> s;
     return s;
 }
 float* acc_buffer(std::size_t n)
 {
-    thread_local std::vector<float> b;
+    thread_local AlignedVector<float> b;
     if (b.size() < n) b.resize(n);
     return b.data();
 }
@@ -114,9 +119,10 @@ struct Prim {
 
 /// Buffers for tensors in a primitive's own layout, shared by every primitive of this thread: one
 /// call has at most three (two inputs, one output), each in its own slot, live only during the call.
-std::vector<float>& layout_slot(int i)
+/// Slot 3 holds the output gradient through both backward primitives, which both read it.
+AlignedVector<float>& layout_slot(int i)
 {
-    thread_local std::vector<float> slots[3];
+    thread_local AlignedVector<float> slots[4];
     return slots[i];
 }
 
@@ -137,7 +143,7 @@ struct Arg {
         }
         reordered = true;
         slot = slot_index;
-        std::vector<float>& buf = layout_slot(slot);
+        AlignedVector<float>& buf = layout_slot(slot);
         if (buf.size() < prim_md.get_size() / sizeof(float) + 1) buf.resize(prim_md.get_size() / sizeof(float) + 1);
         prim = memory(prim_md, cpu_engine(), nullptr);
         reorder.init(input ? dnnl::reorder::primitive_desc(user, prim, user_scratchpad_attr())
@@ -151,6 +157,13 @@ struct Arg {
             prim.set_data_handle(layout_slot(slot).data());
             reorder.run({{DNNL_ARG_FROM, user.get()}, {DNNL_ARG_TO, prim.get()}});
         }
+        return prim.get();
+    }
+    /// Input already in the primitive's layout in this argument's slot (brought there by another
+    /// argument of the same slot and layout).
+    dnnl_memory_t again() const
+    {
+        prim.set_data_handle(layout_slot(slot).data());
         return prim.get();
     }
     /// Output, after the primitive ran: into the caller's layout at `data`.
@@ -238,7 +251,7 @@ void ensure_bwd_data(Entry& e)
                                                   e.dilates, e.pad, e.pad);
     const dnnl::convolution_backward_data::primitive_desc pd(d, user_scratchpad_attr(), cpu_engine(), e.fwd_pd);
     e.bwd_data.init(pd);
-    e.d_gy.init(e.y_md, pd.diff_dst_desc(), 0, true);
+    e.d_gy.init(e.y_md, pd.diff_dst_desc(), 3, true);
     e.d_w.init(e.w_md, pd.weights_desc(), 1, true);
     e.d_dx.init(e.x_md, pd.diff_src_desc(), 2, false);
     e.have_bwd_data = true;
@@ -256,7 +269,7 @@ void ensure_bwd_weights(Entry& e, bool bias)
     const dnnl::convolution_backward_weights::primitive_desc pd(d, user_scratchpad_attr(), cpu_engine(), e.fwd_pd);
     e.bwd_w[bias].init(pd);
     e.w_x[bias].init(e.x_md, pd.src_desc(), 0, true);
-    e.w_gy[bias].init(e.y_md, pd.diff_dst_desc(), 1, true);
+    e.w_gy[bias].init(e.y_md, pd.diff_dst_desc(), 3, true);
     e.w_dw[bias].init(e.w_md, pd.diff_weights_desc(), 2, false);
     e.w_db = memory(e.b_md, cpu_engine(), nullptr);
     e.have_bwd_w[bias] = true;
@@ -301,6 +314,7 @@ void dnnl_conv2d_backward(const float* x, const float* w, const float* gy, const
     try {
         // the entry of the forward (with or without bias: the same convolution) is the hint
         Entry& e = entry(s, db != nullptr);
+        bool gy_in_slot = false;  // gy already reordered into slot 3 by the input gradient
         if (dx) {
             ensure_bwd_data(e);
             const std::size_t nx = s.n * s.c * s.h * s.w;
@@ -309,6 +323,7 @@ void dnnl_conv2d_backward(const float* x, const float* w, const float* gy, const
             e.bwd_data.run({{DNNL_ARG_DIFF_DST, gm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dm}});
             e.d_dx.out(t);
             if (dx_acc) add_into(dx, t, nx);
+            gy_in_slot = e.d_gy.reordered;
         }
         if (dw || db) {
             const bool wb = db != nullptr;
@@ -318,7 +333,10 @@ void dnnl_conv2d_backward(const float* x, const float* w, const float* gy, const
             float* const buf = (dw_acc || !dw || db_acc) ? acc_buffer(nw + s.o) : nullptr;
             float* tw = (dw && !dw_acc) ? dw : buf;
             float* tb = db ? (db_acc ? buf + nw : db) : nullptr;
-            const dnnl_memory_t xm = e.w_x[wb].in(x), gm = e.w_gy[wb].in(gy), dwm = e.w_dw[wb].target(tw);
+            // the gradient in the weight primitive's layout: one reorder for both passes when they agree
+            const Arg& ag = e.w_gy[wb];
+            const bool reuse = gy_in_slot && ag.reordered && ag.prim.get_desc() == e.d_gy.prim.get_desc();
+            const dnnl_memory_t xm = e.w_x[wb].in(x), gm = reuse ? ag.again() : ag.in(gy), dwm = e.w_dw[wb].target(tw);
             if (wb) {
                 e.w_db.set_data_handle(tb);
                 e.bwd_w[wb].run({{DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, gm}, {DNNL_ARG_DIFF_WEIGHTS, dwm},
