@@ -267,27 +267,42 @@ constexpr DgradFn dgrad_fn(std::size_t nq, std::index_sequence<NQ...>)
 /// on either side, so a gradient row that reaches only some of the NY rows needs no branch: each
 /// (o, i, q) loads one vector and broadcasts NY·NC weights for as many FMAs. NYMAX = 2: 2·8
 /// accumulators at most, one gradient vector.
+/// NB images at once (gradient rows g_img apart, dX d_img apart): each broadcast weight feeds NB·NY
+/// FMAs. LeNet's second layer (bench: dX alone, both builds in one process): NB = 1, NY = 2 (12
+/// accumulators) 355 µs; NB = 2, NY = 1 353 µs; NB = 4, NY = 1 326 µs; NB = 2, NY = 2 (24
+/// accumulators) 298 µs: the gradient loads, unaligned by the shift q, cost about what three
+/// broadcasts do, and the zero kernel rows of NY = 2 less than either.
 constexpr std::size_t NYMAX = 2;
-template <std::size_t NC, std::size_t NY>
+/// Images per input-gradient call by rows: two while 2·NYMAX·C accumulators fit in 24 of the 32
+/// registers (C ≤ 6).
+constexpr std::size_t dgrad_rows_images(std::size_t c) { return c <= 6 ? 2 : 1; }
+template <std::size_t NC, std::size_t NY, std::size_t NB>
 void dgrad_rows_block(const float* gr, std::size_t o_stride, std::size_t row_len, std::size_t n_out, std::size_t i0,
                       std::size_t i1, std::size_t y0p, std::size_t ka, std::size_t kw, const float* wr, float* dst,
-                      std::size_t dst_row, std::size_t dst_stride)
+                      std::size_t dst_row, std::size_t dst_stride, std::size_t g_img, std::size_t d_img)
 {
 
-    B acc[NY][NC];
-    for (std::size_t r = 0; r < NY; ++r)
-        for (std::size_t c = 0; c < NC; ++c) acc[r][c] = B(0.f);
+    B acc[NB][NY][NC];
+    for (std::size_t b = 0; b < NB; ++b)
+        for (std::size_t r = 0; r < NY; ++r)
+            for (std::size_t c = 0; c < NC; ++c) acc[b][r][c] = B(0.f);
     for (std::size_t o = 0; o < n_out; ++o)
         for (std::size_t i = i0; i < i1; ++i) {
             const float* row = gr + o * o_stride + i * row_len;
             // kernel row of dX row y0 + r: y0p + r − i, stored NYMAX − 1 rows further
             const float* wi = wr + (o * ka + (y0p + NYMAX - 1 - i)) * kw * NC;
             auto tap = [&](std::size_t q) {
-                B g = B::load_unaligned(row - q);
-                in_register(g);
+                B g[NB];
+                for (std::size_t b = 0; b < NB; ++b) {
+                    g[b] = B::load_unaligned(row + b * g_img - q);
+                    in_register(g[b]);
+                }
                 for (std::size_t r = 0; r < NY; ++r) {
                     const float* wa = wi + (r * kw + q) * NC;
-                    for (std::size_t c = 0; c < NC; ++c) acc[r][c] = xsimd::fma(B(wa[c]), g, acc[r][c]);
+                    for (std::size_t c = 0; c < NC; ++c) {
+                        const B wb(wa[c]);
+                        for (std::size_t b = 0; b < NB; ++b) acc[b][r][c] = xsimd::fma(wb, g[b], acc[b][r][c]);
+                    }
                 }
             };
             if (kw == 5) {  // unrolled: a loop of 5 trips costs a mispredicted exit per gradient row
@@ -298,16 +313,19 @@ void dgrad_rows_block(const float* gr, std::size_t o_stride, std::size_t row_len
                 for (std::size_t q = 0; q < kw; ++q) tap(q);
             }
         }
-    for (std::size_t r = 0; r < NY; ++r)
-        for (std::size_t c = 0; c < NC; ++c) acc[r][c].store_unaligned(dst + c * dst_stride + r * dst_row);
+    for (std::size_t b = 0; b < NB; ++b)
+        for (std::size_t r = 0; r < NY; ++r)
+            for (std::size_t c = 0; c < NC; ++c)
+                acc[b][r][c].store_unaligned(dst + b * d_img + c * dst_stride + r * dst_row);
 }
 
 using DgradRowsFn = void (*)(const float*, std::size_t, std::size_t, std::size_t, std::size_t, std::size_t,
-                             std::size_t, std::size_t, std::size_t, const float*, float*, std::size_t, std::size_t);
-template <std::size_t NY, std::size_t... NC>
+                             std::size_t, std::size_t, std::size_t, const float*, float*, std::size_t, std::size_t,
+                             std::size_t, std::size_t);
+template <std::size_t NY, std::size_t NB, std::size_t... NC>
 constexpr DgradRowsFn dgrad_rows_fn(std::size_t nc, std::index_sequence<NC...>)
 {
-    constexpr DgradRowsFn fns[] = {&dgrad_rows_block<NC + 4, NY>...};
+    constexpr DgradRowsFn fns[] = {&dgrad_rows_block<NC + 4, NY, NB>...};
     return fns[nc - 4];
 }
 
@@ -531,7 +549,41 @@ void backward(const float* x, const float* w, const float* gy, const DnnlConvSha
             for (std::size_t c = 0; c < s.c; ++c)
                 for (std::size_t t = 0; t < p.taps; ++t) wt[(t * s.o + o) * V + c] = w[(o * s.c + c) * p.taps + t];
     }
-    parallel_for(s.n, s.n * s.o * s.c * p.taps * p.lo, [&](std::size_t n) {
+    // dX by rows of images n0 .. n0 + nb − 1 (nb ≤ 2), two rows at a time, the nb images in each
+    // kernel call.
+    auto dx_by_rows = [&](std::size_t n0, std::size_t nb) {
+        const std::size_t g_img = s.o * p.oh * row_len, d_img = s.c * s.h * xw;
+        float* gr = direct_scratch(DirectScratch::image_b, nb * (g_img + d_img));
+        float* dxr = gr + nb * g_img;
+        for (std::size_t b = 0; b < nb; ++b)
+            to_padded_planes(gy + (n0 + b) * ys, s.o, p.oh, p.ow, p.oh * row_len, s.kw - 1, row_len, gr + b * g_img);
+        const std::size_t step = NYMAX;
+        for (std::size_t y = 0; y < s.h; y += step) {
+            const std::size_t ny = std::min(step, s.h - y), yp = y + s.padding;
+            // gradient rows i reaching dX rows y .. y + ny − 1: yp − KH < i ≤ yp + ny − 1, i < OH
+            const std::size_t i0 = yp + 1 > s.kh ? yp + 1 - s.kh : 0, i1 = std::min(p.oh, yp + ny);
+            const auto seq = std::make_index_sequence<5>{};
+            const DgradRowsFn fn = nb == 2 ? (ny == 2 ? dgrad_rows_fn<2, 2>(s.c, seq) : dgrad_rows_fn<1, 2>(s.c, seq))
+                                           : (ny == 2 ? dgrad_rows_fn<2, 1>(s.c, seq) : dgrad_rows_fn<1, 1>(s.c, seq));
+            for (std::size_t x0 = 0; x0 < xw; x0 += V)
+                fn(gr + x0 + s.padding + s.kw - 1, p.oh * row_len, row_len, s.o, i0, i1, yp, ka, s.kw, wt,
+                   dxr + y * xw + x0, xw, s.h * xw, g_img, d_img);
+        }
+        for (std::size_t b = 0; b < nb; ++b) {
+            float* dst = dx + (n0 + b) * xs;
+            const float* dxb = dxr + b * d_img;
+            for (std::size_t c = 0; c < s.c; ++c)
+                for (std::size_t r = 0; r < s.h; ++r) {
+                    const float* src = dxb + (c * s.h + r) * xw;
+                    float* d = dst + (c * s.h + r) * s.w;
+                    if (dx_acc)
+                        for (std::size_t j = 0; j < s.w; ++j) d[j] += src[j];
+                    else
+                        copy_row(d, src, s.w);
+                }
+        }
+    };
+    auto image = [&](std::size_t n) {
         const float* gyn = gy + n * ys;
         float* pw = parts ? parts + n * part : nullptr;
         if (lanes) {
@@ -562,37 +614,7 @@ void backward(const float* x, const float* w, const float* gy, const DnnlConvSha
             }
             if (!dx) return;
         }
-        if (dx_rows) {
-            float* gr = direct_scratch(DirectScratch::image_b, s.o * p.oh * row_len + s.c * s.h * xw);
-            float* dxr = gr + s.o * p.oh * row_len;
-            to_padded_planes(gyn, s.o, p.oh, p.ow, p.oh * row_len, s.kw - 1, row_len, gr);
-            for (std::size_t y = 0; y < s.h; y += NYMAX) {
-                const std::size_t ny = std::min(NYMAX, s.h - y), yp = y + s.padding;
-                // gradient rows i reaching dX rows y .. y + ny − 1: yp − KH < i ≤ yp + ny − 1, i < OH
-                const std::size_t i0 = yp + 1 > s.kh ? yp + 1 - s.kh : 0, i1 = std::min(p.oh, yp + ny);
-                for (std::size_t x0 = 0; x0 < xw; x0 += V) {
-                    const float* g = gr + x0 + s.padding + s.kw - 1;
-                    float* d = dxr + y * xw + x0;
-                    if (ny == 2)
-                        dgrad_rows_fn<2>(s.c, std::make_index_sequence<5>{})(g, p.oh * row_len, row_len, s.o, i0, i1,
-                                                                            yp, ka, s.kw, wt, d, xw, s.h * xw);
-                    else
-                        dgrad_rows_fn<1>(s.c, std::make_index_sequence<5>{})(g, p.oh * row_len, row_len, s.o, i0, i1,
-                                                                            yp, ka, s.kw, wt, d, xw, s.h * xw);
-                }
-            }
-            float* dst = dx + n * xs;
-            for (std::size_t c = 0; c < s.c; ++c)
-                for (std::size_t r = 0; r < s.h; ++r) {
-                    const float* src = dxr + (c * s.h + r) * xw;
-                    float* d = dst + (c * s.h + r) * s.w;
-                    if (dx_acc)
-                        for (std::size_t j = 0; j < s.w; ++j) d[j] += src[j];
-                    else
-                        copy_row(d, src, s.w);
-                }
-            if (lanes || !(dw || db)) return;
-        }
+        if (dx_rows && (lanes || !(dw || db))) return;  // dX by rows: per pair of images, below
         if (dx_lanes) {
             // dxt[(r, col) of the padded plane][c], scattered into from every output position
             float* dxt = direct_scratch(DirectScratch::image_b, (p.hp * p.wp + 1) * V);
@@ -655,7 +677,17 @@ void backward(const float* x, const float* w, const float* gy, const DnnlConvSha
                         copy_row(d, src, s.w);
                 }
         }
-    });
+    };
+    if (dx_rows) {
+        const std::size_t group = dgrad_rows_images(s.c);
+        parallel_for((s.n + group - 1) / group, s.n * s.o * s.c * p.taps * p.lo, [&](std::size_t u) {
+            const std::size_t n0 = group * u, nb = std::min(group, s.n - n0);
+            for (std::size_t b = 0; b < nb; ++b) image(n0 + b);
+            dx_by_rows(n0, nb);
+        });
+    } else {
+        parallel_for(s.n, s.n * s.o * s.c * p.taps * p.lo, image);
+    }
     if (!parts) return;
     // Σ over the images in image order, whatever the threads did, into the slot past the last image
     // (each element's sum in image order; the elements split in 8 ranges over the threads)
