@@ -292,9 +292,9 @@ BOOST_AUTO_TEST_CASE(element_loops_give_the_same_bits_on_two_threads)
     BOOST_TEST(pooled1[0] == 0.25f * (x[0] + x[1] + x[28] + x[29]), boost::test_tools::tolerance(1e-6f));
 }
 
-// batch_norm splits its channels over the threads, forward and backward: the same bits as on one
-// thread (each channel's sums are taken by one thread in one order), and values checked against the
-// definition on one channel.
+// batch_norm splits its images over the threads, forward and backward: the same bits as on one
+// thread (per-image partial sums, added in image order), and values checked against the definition
+// on one channel.
 BOOST_AUTO_TEST_CASE(batch_norm_gives_the_same_bits_on_two_threads)
 {
     const std::size_t N = 16, C = 8, H = 24, W = 24;  // 73,728 values: above the threshold

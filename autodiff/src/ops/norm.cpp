@@ -37,6 +37,19 @@ double lane_sum(std::size_t n, F f)
     return s;
 }
 
+/// Per-(image, channel) partial sums of batch norm's passes, `count` doubles, kept per thread (no
+/// allocation once shapes are stable). The passes run in memory order, image by image (each thread
+/// its own images), and the partial sums are added in image order: the same bits on any thread
+/// count, and the same bits as summing channel by channel. Channel by channel, each channel's rows
+/// are N short runs far apart, which the prefetchers serve badly: in memory order the forward took
+/// 0.6–0.7× the time (64×16×28×28 and 64×64×7×7, data not in cache; docs/performance.md).
+double* batch_norm_partials(std::size_t count)
+{
+    thread_local std::vector<double> v;
+    if (v.size() < count) v.resize(count);
+    return v.data();
+}
+
 /// weight and bias null: no affine map.
 template <class T>
 Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias, double eps, Tensor<T>* batch_mean,
@@ -73,30 +86,38 @@ Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias
     T* yp = op.value().data();
     const T* gam = affine ? weight->value().data() : nullptr;
     const T* bet = affine ? bias->value().data() : nullptr;
-    // channels are independent (each writes its own statistics and output rows): split over the threads
-    kernels::parallel_for(channels, n * channels * inner, [&](std::size_t c) {
-        // two passes (the variance about the mean does not cancel); rows summed in lanes of T, the
-        // rows' sums in double
-        double s = 0;
-        for (std::size_t b = 0; b < n; ++b) {
+    const std::size_t nc = n * channels, work = nc * inner;
+    double* part = batch_norm_partials(nc);
+    auto channel_total = [&](std::size_t c) {
+        double t = 0;
+        for (std::size_t b = 0; b < n; ++b) t += part[b * channels + c];
+        return t;
+    };
+    // two passes (the variance about the mean does not cancel); rows summed in lanes of T, the rows'
+    // sums in double
+    kernels::parallel_for(n, work, [&](std::size_t b) {
+        for (std::size_t c = 0; c < channels; ++c) {
             const T* row = xp + (b * channels + c) * inner;
-            s += lane_sum<T>(inner, [row](std::size_t i) { return row[i]; });
+            part[b * channels + c] = lane_sum<T>(inner, [row](std::size_t i) { return row[i]; });
         }
-        const double mu = s / double(m);
-        const T mu_t = T(mu);
-        double q = 0;
-        for (std::size_t b = 0; b < n; ++b) {
+    });
+    for (std::size_t c = 0; c < channels; ++c) mean_p[c] = T(channel_total(c) / double(m));
+    kernels::parallel_for(n, work, [&](std::size_t b) {
+        for (std::size_t c = 0; c < channels; ++c) {
             const T* row = xp + (b * channels + c) * inner;
-            q += lane_sum<T>(inner, [row, mu_t](std::size_t i) { return (row[i] - mu_t) * (row[i] - mu_t); });
+            const T mu = mean_p[c];
+            part[b * channels + c] = lane_sum<T>(inner, [row, mu](std::size_t i) { return (row[i] - mu) * (row[i] - mu); });
         }
-        const double var = q / double(m);
-        const T mean_t = T(mu), inv = T(1 / std::sqrt(var + eps));
-        mean_p[c] = mean_t;
-        inv_p[c] = inv;
-        if (batch_mean) (*batch_mean)(c) = mean_t;
+    });
+    for (std::size_t c = 0; c < channels; ++c) {
+        const double var = channel_total(c) / double(m);
+        inv_p[c] = T(1 / std::sqrt(var + eps));
+        if (batch_mean) (*batch_mean)(c) = mean_p[c];
         if (batch_var) (*batch_var)(c) = T(var);
-        const T scale = affine ? gam[c] * inv : inv, shift = affine ? bet[c] : T(0);
-        for (std::size_t b = 0; b < n; ++b) {
+    }
+    kernels::parallel_for(n, work, [&](std::size_t b) {
+        for (std::size_t c = 0; c < channels; ++c) {
+            const T mean_t = mean_p[c], scale = affine ? gam[c] * inv_p[c] : inv_p[c], shift = affine ? bet[c] : T(0);
             const std::size_t at = (b * channels + c) * inner;
             for (std::size_t i = 0; i < inner; ++i) yp[at + i] = (xp[at + i] - mean_t) * scale + shift;
         }
@@ -132,24 +153,36 @@ Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias
             const InputGrad<T> dx = c.input_grad(0);
             const InputGrad<T> dw = affine ? c.input_grad(1) : InputGrad<T>{};
             const InputGrad<T> db = affine ? c.input_grad(2) : InputGrad<T>{};
-            kernels::parallel_for(channels, 2 * n * channels * inner, [&](std::size_t ch) {
-                const T mu = mean_p[ch], inv = inv_p[ch];
-                double sg = 0, sgx = 0;  // Σ g, Σ g·x̂ = inv·Σ g·(x − μ)
-                for (std::size_t b = 0; b < n; ++b) {
+            const std::size_t nc = n * channels, work = 2 * nc * inner;
+            double* pg = batch_norm_partials(2 * nc + 2 * channels);  // Σ g, Σ g·(x − μ) per image, then per channel
+            double* pgx = pg + nc;
+            double* sg = pgx + nc;  // per channel: Σ g, Σ g·x̂ = inv·Σ g·(x − μ)
+            double* sgx = sg + channels;
+            kernels::parallel_for(n, work, [&](std::size_t b) {
+                for (std::size_t ch = 0; ch < channels; ++ch) {
                     const T* gr = g + (b * channels + ch) * inner;
                     const T* xr = xp + (b * channels + ch) * inner;
-                    sg += lane_sum<T>(inner, [gr](std::size_t i) { return gr[i]; });
-                    sgx += lane_sum<T>(inner, [gr, xr, mu](std::size_t i) { return gr[i] * (xr[i] - mu); });
+                    const T mu = mean_p[ch];
+                    pg[b * channels + ch] = lane_sum<T>(inner, [gr](std::size_t i) { return gr[i]; });
+                    pgx[b * channels + ch] = lane_sum<T>(inner, [gr, xr, mu](std::size_t i) { return gr[i] * (xr[i] - mu); });
                 }
-                sgx *= double(inv);
+            });
+            for (std::size_t ch = 0; ch < channels; ++ch) {
+                double a = 0, ax = 0;
+                for (std::size_t b = 0; b < n; ++b) a += pg[b * channels + ch], ax += pgx[b * channels + ch];
+                sg[ch] = a;
+                sgx[ch] = ax * double(inv_p[ch]);
                 // weight and bias may be one Var (one buffer): dw then db, each channel once
-                if (dw) dw.data()[ch] = (dw.accumulate ? dw.data()[ch] : T(0)) + T(sgx);
-                if (db) db.data()[ch] = (db.accumulate ? db.data()[ch] : T(0)) + T(sg);
-                if (!dx) return;
-                const T k = affine ? gam[ch] * inv : inv, a = T(sg / double(m)), s = T(sgx / double(m));
-                T* d = dx.data();
-                const T is = inv * s;
-                for (std::size_t b = 0; b < n; ++b) {
+                if (dw) dw.data()[ch] = (dw.accumulate ? dw.data()[ch] : T(0)) + T(sgx[ch]);
+                if (db) db.data()[ch] = (db.accumulate ? db.data()[ch] : T(0)) + T(sg[ch]);
+            }
+            if (!dx) return;
+            T* d = dx.data();
+            kernels::parallel_for(n, work, [&](std::size_t b) {
+                for (std::size_t ch = 0; ch < channels; ++ch) {
+                    const T mu = mean_p[ch], inv = inv_p[ch];
+                    const T k = affine ? gam[ch] * inv : inv, a = T(sg[ch] / double(m)), s = T(sgx[ch] / double(m));
+                    const T is = inv * s;
                     const std::size_t at = (b * channels + ch) * inner;
                     if (dx.accumulate)
                         for (std::size_t i = 0; i < inner; ++i) d[at + i] += k * (g[at + i] - a - (xp[at + i] - mu) * is);
