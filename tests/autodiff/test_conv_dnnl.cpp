@@ -161,6 +161,41 @@ BOOST_AUTO_TEST_CASE(kernel_matches_naive_loops)
     }
 }
 
+// x kept from the forward in the primitives' blocked layout: the weight gradient reads it there
+// (x itself not even passed) and gives the naive loops' dW and db; the forward's output is the same
+// with and without keeping. 16 channels: oneDNN reorders them into blocks of 16.
+BOOST_AUTO_TEST_CASE(kernel_weight_gradient_reads_the_kept_input)
+{
+    if (!kernels::dnnl_conv_available()) {
+        BOOST_TEST_MESSAGE("oneDNN convolution not in this build (or XGRAD_DNNL_CONV=0): nothing to test");
+        return;
+    }
+    for (const DnnlConvShape& s : {DnnlConvShape{3, 16, 9, 8, 16, 3, 3, 1, 1}, DnnlConvShape{2, 32, 7, 7, 20, 1, 1, 2, 0}}) {
+        SHAPE_CONTEXT(s)
+        {
+            const std::size_t nk = kernels::dnnl_conv2d_kept_input_size(s, true);
+            BOOST_TEST(nk >= s.n * s.c * s.h * s.w);
+            const std::size_t nx = s.n * s.c * s.h * s.w, nw = s.o * s.c * s.kh * s.kw, ny = s.n * s.o * s.oh() * s.ow();
+            const auto x = random_vec(nx, 41), w = random_vec(nw, 42), b = random_vec(s.o, 43), gy = random_vec(ny, 44);
+            const Ref r = naive(x, w, b, gy, s);
+            const auto xf = to_float(x), wf = to_float(w), bf = to_float(b), gyf = to_float(gy);
+            std::vector<float> y(ny), y_kept(ny), kept(nk, NAN), dw(nw, NAN), db(s.o, NAN), dx(nx, NAN);
+            kernels::dnnl_conv2d_forward(xf.data(), wf.data(), bf.data(), s, y.data());
+            kernels::dnnl_conv2d_forward(xf.data(), wf.data(), bf.data(), s, y_kept.data(), kept.data());
+            BOOST_TEST(y == y_kept);
+            kernels::dnnl_conv2d_backward(nullptr, wf.data(), gyf.data(), s, nullptr, false, dw.data(), false, db.data(),
+                                          false, kept.data());
+            BOOST_TEST(rel_err(dw, r.dw) < 1e-5);
+            BOOST_TEST(rel_err(db, r.db) < 1e-5);
+            // with the input gradient too (the output gradient shared between the two primitives)
+            kernels::dnnl_conv2d_backward(nullptr, wf.data(), gyf.data(), s, dx.data(), false, dw.data(), false,
+                                          db.data(), false, kept.data());
+            BOOST_TEST(rel_err(dx, r.dx) < 1e-5);
+            BOOST_TEST(rel_err(dw, r.dw) < 1e-5);
+        }
+    }
+}
+
 // The direct kernels (kernels/conv_direct, stride 1) on LeNet's and document 002's first layers,
 // ResNet's stem, padding wider than the kernel's reach, a kernel larger than the input, widths that
 // leave partial vectors, channel counts that leave partial blocks, several input channels, batch 1;

@@ -107,22 +107,36 @@ void direct_conv2d_backward(const float* x, const float* w, const float* gy, con
     direct_conv2d_backward(x, w, gy, s, dx, dx_acc, dw, dw_acc, db, db_acc, widest_isa());
 }
 
+std::size_t float_conv2d_kept_input_size(const DnnlConvShape& s, bool bias)
+{
+    return direct_conv_passes(s).forward || direct_conv_passes(s).weight_grad ? 0 : dnnl_conv2d_kept_input_size(s, bias);
+}
 void float_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y)
+{
+    float_conv2d_forward(x, w, b, s, y, nullptr);
+}
+void float_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y,
+                          float* x_kept)
 {
     if (direct_conv_passes(s).forward)
         direct_conv2d_forward(x, w, b, s, y);
     else
-        dnnl_conv2d_forward(x, w, b, s, y);
+        dnnl_conv2d_forward(x, w, b, s, y, x_kept);
 }
 void float_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
                            bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc)
+{
+    float_conv2d_backward(x, w, gy, s, dx, dx_acc, dw, dw_acc, db, db_acc, nullptr);
+}
+void float_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
+                           bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc, const float* x_kept)
 {
     const DirectConvPasses direct = direct_conv_passes(s);
     if (direct.input_grad == direct.weight_grad) {
         if (direct.input_grad)
             direct_conv2d_backward(x, w, gy, s, dx, dx_acc, dw, dw_acc, db, db_acc);
         else
-            dnnl_conv2d_backward(x, w, gy, s, dx, dx_acc, dw, dw_acc, db, db_acc);
+            dnnl_conv2d_backward(x, w, gy, s, dx, dx_acc, dw, dw_acc, db, db_acc, x_kept);
         return;
     }
     // one pass each way (dx and dw may share a buffer only with both flags set: order-free)
@@ -131,7 +145,7 @@ void float_conv2d_backward(const float* x, const float* w, const float* gy, cons
         if (on_direct)
             direct_conv2d_backward(x, w, gy, s, dx_, dx_acc, dw_, dw_acc, db_, db_acc);
         else
-            dnnl_conv2d_backward(x, w, gy, s, dx_, dx_acc, dw_, dw_acc, db_, db_acc);
+            dnnl_conv2d_backward(x, w, gy, s, dx_, dx_acc, dw_, dw_acc, db_, db_acc, x_kept);
     };
     run(direct.input_grad, dx, nullptr, nullptr);
     run(direct.weight_grad, nullptr, dw, db);

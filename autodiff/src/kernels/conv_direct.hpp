@@ -69,5 +69,12 @@ std::size_t* direct_offsets(std::size_t n);
 void float_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y);
 void float_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
                            bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc);
+/// The same keeping x for the weight gradient where oneDNN's forward reorders it
+/// (dnnl_conv2d_kept_input_size; 0 when the forward runs on the direct kernels or reads x as it is).
+std::size_t float_conv2d_kept_input_size(const DnnlConvShape& s, bool bias);
+void float_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y,
+                          float* x_kept);
+void float_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
+                           bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc, const float* x_kept);
 
 }  // namespace xgrad::kernels

@@ -23,12 +23,13 @@ namespace xgrad::kernels {
 #ifndef XGRAD_USE_DNNL
 
 bool dnnl_conv_available() { return false; }
-void dnnl_conv2d_forward(const float*, const float*, const float*, const DnnlConvShape&, float*)
+std::size_t dnnl_conv2d_kept_input_size(const DnnlConvShape&, bool) { return 0; }
+void dnnl_conv2d_forward(const float*, const float*, const float*, const DnnlConvShape&, float*, float*)
 {
     throw std::logic_error("dnnl_conv2d_forward: built without oneDNN");
 }
 void dnnl_conv2d_backward(const float*, const float*, const float*, const DnnlConvShape&, float*, bool, float*, bool,
-                          float*, bool)
+                          float*, bool, const float*)
 {
     throw std::logic_error("dnnl_conv2d_backward: built without oneDNN");
 }
@@ -157,6 +158,20 @@ struct Arg {
             prim.set_data_handle(layout_slot(slot).data());
             reorder.run({{DNNL_ARG_FROM, user.get()}, {DNNL_ARG_TO, prim.get()}});
         }
+        return prim.get();
+    }
+    /// Input: the caller's data brought into the primitive's layout at `dst` instead of the slot.
+    dnnl_memory_t in_to(const float* data, float* dst) const
+    {
+        user.set_data_handle(const_cast<float*>(data));
+        prim.set_data_handle(dst);
+        reorder.run({{DNNL_ARG_FROM, user.get()}, {DNNL_ARG_TO, prim.get()}});
+        return prim.get();
+    }
+    /// Input already in the primitive's layout at `data`.
+    dnnl_memory_t at(const float* data) const
+    {
+        prim.set_data_handle(const_cast<float*>(data));
         return prim.get();
     }
     /// Input already in the primitive's layout in this argument's slot (brought there by another
@@ -291,11 +306,28 @@ bool dnnl_conv_available()
     return on;
 }
 
+std::size_t dnnl_conv2d_kept_input_size(const DnnlConvShape& s, bool bias)
+{
+    try {
+        const Entry& e = entry(s, bias);
+        return e.f_x.reordered ? e.f_x.prim.get_desc().get_size() / sizeof(float) : 0;
+    } catch (const dnnl::error& err) {
+        throw std::runtime_error(std::string("oneDNN convolution: ") + err.what());
+    }
+}
+
 void dnnl_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y)
+{
+    dnnl_conv2d_forward(x, w, b, s, y, nullptr);
+}
+
+void dnnl_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y,
+                         float* x_kept)
 {
     try {
         Entry& e = entry(s, b != nullptr);
-        const dnnl_memory_t xm = e.f_x.in(x), wm = e.f_w.in(w), ym = e.f_y.target(y);
+        const dnnl_memory_t xm = x_kept && e.f_x.reordered ? e.f_x.in_to(x, x_kept) : e.f_x.in(x);
+        const dnnl_memory_t wm = e.f_w.in(w), ym = e.f_y.target(y);
         if (b) {
             e.f_b.set_data_handle(const_cast<float*>(b));
             e.fwd.run({{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_BIAS, e.f_b.get()}, {DNNL_ARG_DST, ym}});
@@ -310,6 +342,12 @@ void dnnl_conv2d_forward(const float* x, const float* w, const float* b, const D
 
 void dnnl_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
                           bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc)
+{
+    dnnl_conv2d_backward(x, w, gy, s, dx, dx_acc, dw, dw_acc, db, db_acc, nullptr);
+}
+
+void dnnl_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
+                          bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc, const float* x_kept)
 {
     try {
         // the entry of the forward (with or without bias: the same convolution) is the hint
@@ -336,7 +374,11 @@ void dnnl_conv2d_backward(const float* x, const float* w, const float* gy, const
             // the gradient in the weight primitive's layout: one reorder for both passes when they agree
             const Arg& ag = e.w_gy[wb];
             const bool reuse = gy_in_slot && ag.reordered && ag.prim.get_desc() == e.d_gy.prim.get_desc();
-            const dnnl_memory_t xm = e.w_x[wb].in(x), gm = reuse ? ag.again() : ag.in(gy), dwm = e.w_dw[wb].target(tw);
+            // x in the weight primitive's layout: as the forward kept it, when the layouts agree
+            const Arg& ax = e.w_x[wb];
+            const bool kept = x_kept && ax.reordered && e.f_x.reordered && ax.prim.get_desc() == e.f_x.prim.get_desc();
+            const dnnl_memory_t xm = kept ? ax.at(x_kept) : ax.in(x);
+            const dnnl_memory_t gm = reuse ? ag.again() : ag.in(gy), dwm = e.w_dw[wb].target(tw);
             if (wb) {
                 e.w_db.set_data_handle(tb);
                 e.bwd_w[wb].run({{DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, gm}, {DNNL_ARG_DIFF_WEIGHTS, dwm},

@@ -30,4 +30,18 @@ void dnnl_conv2d_forward(const float* x, const float* w, const float* b, const D
 void dnnl_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
                           bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc);
 
+/// x kept from the forward for the weight gradient. The primitives work in their own blocked layout
+/// (nChw16c here), so the forward reorders x into it, and the weight gradient did so again. The
+/// number of floats x takes in the forward's layout, 0 when the forward reads x as it is (then there
+/// is nothing to keep):
+std::size_t dnnl_conv2d_kept_input_size(const DnnlConvShape& s, bool bias);
+/// The forward, reordering x into x_kept (dnnl_conv2d_kept_input_size floats; null: nowhere)
+/// instead of a scratch buffer, and the backward, reading x from there when its weight-gradient
+/// primitive wants that layout (then x itself is not read). x_kept must hold what this forward,
+/// with the same x and shape, wrote into it.
+void dnnl_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y,
+                         float* x_kept);
+void dnnl_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
+                          bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc, const float* x_kept);
+
 }  // namespace xgrad::kernels

@@ -115,8 +115,17 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
     out.resize(Shape{g.n, g.o, g.oh, g.ow});
     const bool dnnl = use_dnnl<T>();
     if (dnnl) {
+        // x as oneDNN's forward reorders it, kept in this node's saved() for the weight gradient
+        float* kept = nullptr;
+        if (op.requires_grad()) {
+            const std::size_t nk = kernels::float_conv2d_kept_input_size(dnnl_shape(g), b != nullptr);
+            if (nk) {
+                op.saved().resize(Shape{nk});
+                kept = float_ptr(op.saved().data());
+            }
+        }
         kernels::float_conv2d_forward(float_ptr(xv.data()), float_ptr(wv.data()), b ? float_ptr(b->value().data()) : nullptr,
-                                     dnnl_shape(g), float_ptr(out.data()));
+                                     dnnl_shape(g), float_ptr(out.data()), kept);
     } else {
         // Keep the im2col matrix for dW only if the backward will run.
         T* cols = nullptr;
@@ -131,8 +140,9 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
             // dX = conv2d_input_grad(G, W), dW = conv2d_weight_grad(X, G), db = Σ_{n,i,j} G
             const Var<T> G = c.grad(), X = c.input(0), W = c.input(1);
             if (c.needs(0)) c.accumulate(0, conv2d_input_grad(G, W, X.shape(), g.s, g.p));
-            // X's im2col matrix is this node's saved(): the recorded dW reads it instead of rebuilding it
-            if (c.needs(1)) c.accumulate(1, conv2d_weight_grad(X, G, W.shape(), g.s, g.p, &c.saved()));
+            // X's im2col matrix is this node's saved() (without oneDNN): the recorded dW reads it
+            // instead of rebuilding it
+            if (c.needs(1)) c.accumulate(1, conv2d_weight_grad(X, G, W.shape(), g.s, g.p, dnnl ? nullptr : &c.saved()));
             if (n_in == 3 && c.needs(2)) c.accumulate(2, sum(G, {0, 2, 3}));
         } else {
             // dL/dX = col2im(Wᵀ·G), dL/dW = G·colsᵀ, dL/db = Σ G
@@ -145,10 +155,11 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
                 dx.accumulate = dw.accumulate = true;
             }
             if (dnnl) {
+                const T* kept = c.saved().size() ? c.saved().data() : nullptr;
                 kernels::float_conv2d_backward(float_ptr(c.input(0).data()), float_ptr(c.input(1).data()),
                                               float_ptr(c.grad().data()), dnnl_shape(g), float_ptr(dx.data()),
                                               dx.accumulate, float_ptr(dw.data()), dw.accumulate, float_ptr(db.data()),
-                                              db.accumulate);
+                                              db.accumulate, float_ptr(kept));
                 return;
             }
             kernels::conv2d_backward(c.input(0).data(), c.input(1).data(), c.grad().data(), g, dx.data(),
