@@ -406,8 +406,10 @@ void to_padded_planes(const float* src, std::size_t planes, std::size_t rows, st
 #if XSIMD_WITH_AVX512F
 // GCC 12's AVX-512 shuffles pass _mm512_undefined_ps() as their unused merge source, which it then
 // reports as maybe uninitialized (GCC bug 105593, fixed in 13).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 /// r[i] = row i of a 16 × 16 block; afterwards r[j] = its column j (unpacks, then 4- and 8-lane
 /// shuffles).
 inline void transpose16(__m512 r[16])
@@ -434,7 +436,9 @@ inline void transpose16(__m512 r[16])
         r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
     }
 }
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
 #endif
 
 /// gt[q][o] = g[o][q] for `channels` planes of npos values, rows of op values (op a multiple of V,
