@@ -561,9 +561,8 @@ void backward(const float* x, const float* w, const float* gy, const DnnlConvSha
         float* dxr = gr + nb * g_img;
         for (std::size_t b = 0; b < nb; ++b)
             to_padded_planes(gy + (n0 + b) * ys, s.o, p.oh, p.ow, p.oh * row_len, s.kw - 1, row_len, gr + b * g_img);
-        const std::size_t step = NYMAX;
-        for (std::size_t y = 0; y < s.h; y += step) {
-            const std::size_t ny = std::min(step, s.h - y), yp = y + s.padding;
+        for (std::size_t y = 0; y < s.h; y += NYMAX) {
+            const std::size_t ny = std::min(NYMAX, s.h - y), yp = y + s.padding;
             // gradient rows i reaching dX rows y .. y + ny − 1: yp − KH < i ≤ yp + ny − 1, i < OH
             const std::size_t i0 = yp + 1 > s.kh ? yp + 1 - s.kh : 0, i1 = std::min(p.oh, yp + ny);
             const auto seq = std::make_index_sequence<5>{};
