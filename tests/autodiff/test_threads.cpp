@@ -107,6 +107,7 @@ BOOST_AUTO_TEST_CASE(small_loops_stay_on_the_calling_thread)
     BOOST_TEST(kernels::omp_workers_sleep() == passive);
     BOOST_TEST(t == (passive ? std::size_t(1) << 18 : std::size_t(1) << 16));
     BOOST_TEST(kernels::gemm_parallel_threshold() == (passive ? std::size_t(1) << 23 : std::size_t(1) << 21));
+    BOOST_TEST(kernels::gemm_split_threshold() == (passive ? std::size_t(1) << 23 : std::size_t(1) << 22));
     set_num_threads(max_num_threads());
     BOOST_TEST(threads_used(64, t - 1) == std::set<int>{0});
     if (max_num_threads() >= 2) {  // both threads take a share once the work reaches the threshold
@@ -179,11 +180,11 @@ BOOST_AUTO_TEST_CASE(gemm_split_by_hand_follows_the_formula_on_two_threads)
         std::size_t m, n, k;
         kernels::GemmSplit split;  // with oneDNN's sgemm
     };
-    const Case cases[] = {{131, 120, 150, kernels::GemmSplit::rows},  // 65 + 66 rows
-                          {40, 300, 200, kernels::GemmSplit::cols},   // 144 + 156 columns
-                          {20, 100, 1100, kernels::GemmSplit::none}}; // oneDNN splits it itself
+    const Case cases[] = {{131, 120, 300, kernels::GemmSplit::rows},  // 65 + 66 rows
+                          {40, 300, 400, kernels::GemmSplit::cols},   // 144 + 156 columns
+                          {20, 100, 2200, kernels::GemmSplit::none}}; // oneDNN splits it itself
     for (const Case& cs : cases) {
-        BOOST_TEST(cs.m * cs.n * cs.k >= kernels::gemm_parallel_threshold());
+        BOOST_TEST(cs.m * cs.n * cs.k >= kernels::gemm_split_threshold());
         if (kernels::sgemm_on_dnnl()) BOOST_TEST((kernels::gemm_split(cs.m, cs.n) == cs.split));
         for (int t = 0; t < 4; ++t) {
             const bool ta = t & 1, tb = t & 2;
@@ -229,8 +230,8 @@ BOOST_AUTO_TEST_CASE(backward_products_at_once_follow_the_formulas_on_two_thread
 {
     if (max_num_threads() < 2) return;
     set_num_threads(2);
-    const std::size_t m = 64, k = 256, n = 128;  // linear (64,256)·(128,256)ᵀ: the MLP's second layer
-    BOOST_TEST(m * n * k >= kernels::gemm_parallel_threshold());
+    const std::size_t m = 64, k = 320, n = 128;  // linear (64,320)·(128,320)ᵀ: both products above the pair's threshold
+    BOOST_TEST(m * n * k > kernels::gemm_parallel_threshold());
     const Tensor<float> x0 = tensor({m, k}, 31), r = tensor({m, n}, 33);
     Parameter<float> w(tensor({n, k}, 32)), b(tensor({n}, 34));
     Tape<float> t;

@@ -51,6 +51,14 @@ bool gemm_trivial(std::size_t m, std::size_t n, std::size_t k, T beta, T* c, std
 /// Double GEMMs need none: OpenBLAS keeps products under 2.6·10^5 on one thread itself.
 inline std::size_t gemm_parallel_threshold() { return std::size_t(1) << (omp_workers_sleep() ? 23 : 21); }
 
+/// One float GEMM is split over two threads only from twice that, 2^22 multiply-adds (2^23 with
+/// PASSIVE). Alone, 64×128×256 and 64×120×400 gain 1.1–1.5× split; in a training step they lose,
+/// because both halves read all of the shared operand, which the previous op left in one core's
+/// cache (bench_xgrad tape, 2 threads, interleaved: mlp_b64 0.316–0.344 → 0.278–0.287 ms, lenet
+/// 1.05–1.13 → 0.91–1.02 ms; docs/performance.md, "Split GEMMs in the step"). gemm_pair's two
+/// products read different operands and keep the lower threshold.
+inline std::size_t gemm_split_threshold() { return std::size_t(1) << (omp_workers_sleep() ? 23 : 22); }
+
 /// Limits OpenMP, which sizes oneDNN's team, to one thread on the calling thread while alive.
 class OneThread {
 public:
@@ -122,7 +130,7 @@ inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, 
                  std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc)
 {
     if (gemm_trivial(m, n, k, beta, c, ldc)) return;
-    const std::size_t threshold = gemm_parallel_threshold();
+    const std::size_t threshold = gemm_split_threshold();
     const bool small = m * n < threshold && m * n * k < threshold;  // m·n first: no overflow
     const GemmSplit split = small ? GemmSplit::none : gemm_split(m, n);
     if (split == GemmSplit::rows) {  // rows [0, h) and [h, m) of op(A) and C
@@ -179,7 +187,7 @@ void gemm(const GemmArgs<T>& g)
 }
 
 /// Two GEMMs whose inputs do not depend on each other (a backward's dX and dW), x first. On exactly
-/// two threads, float products of at least gemm_parallel_threshold() multiply-adds each, into C
+/// two threads, float products of more than gemm_parallel_threshold() multiply-adds each, into C
 /// ranges that do not overlap, run at once, one thread each: oneDNN's sgemm splits such products
 /// worse than it runs them whole (bench_parallel gemm, "pair": 1.15× on 512³, 1.2–1.6× on the MLP's
 /// and LeNet's dense layers; docs/performance.md). Otherwise one after the other: an input given
@@ -193,7 +201,9 @@ void gemm_pair(const GemmArgs<T>& x, const GemmArgs<T>& y)
         const std::size_t threshold = gemm_parallel_threshold();
         auto big = [&](const GemmArgs<T>& g) {  // and nothing gemm() would throw for inside the region
             return g.m && g.n && g.k && g.m <= int_max && g.n <= int_max && g.k <= int_max && g.ldc <= int_max &&
-                   g.m * g.n >= threshold / g.k + 1;  // m·n·k ≥ threshold without overflow
+                   g.m * g.n > threshold / g.k;  // m·n·k > threshold without overflow
+            // (more than: at exactly 2^21, the MLP's second layer, the pair measured 4–8 % slower
+            // in the step than its two products one after the other on one thread)
         };
         auto end = [](const GemmArgs<T>& g) { return g.c + (g.m - 1) * g.ldc + g.n; };  // past C's last element
         const bool apart = end(x) <= y.c || end(y) <= x.c;
