@@ -38,9 +38,10 @@ BasicBlock<T>::BasicBlock(std::size_t in_planes, std::size_t planes, std::size_t
 template <class T>
 Var<T> BasicBlock<T>::forward(const Var<T>& x)
 {
-    const Var<T> h = relu(bn1_->forward(conv1_->forward(x)));
+    // relu(bn1(·)) and relu(y + shortcut) as one op each: one pass fewer each way
+    const Var<T> h = bn1_->forward_relu(conv1_->forward(x));
     const Var<T> y = bn2_->forward(conv2_->forward(h));
-    return relu(y + (downsample_ ? downsample_->forward(x) : x));
+    return add_relu(y, downsample_ ? downsample_->forward(x) : x);
 }
 
 template class BasicBlock<float>;

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "xgrad/ops/activation.hpp"
 #include "xgrad/ops/elementwise.hpp"
 #include "xgrad/ops/norm.hpp"
 #include "xgrad/ops/shape.hpp"
@@ -50,6 +51,18 @@ void BatchNormBase<T>::reset_running_stats()
 template <class T>
 Var<T> BatchNormBase<T>::forward(const Var<T>& x)
 {
+    return forward_impl(x, false);
+}
+
+template <class T>
+Var<T> BatchNormBase<T>::forward_relu(const Var<T>& x)
+{
+    return forward_impl(x, true);
+}
+
+template <class T>
+Var<T> BatchNormBase<T>::forward_impl(const Var<T>& x, bool relu)
+{
     check_rank(x);
     const std::size_t c = options_.num_features();
     if (x.shape()[1] != c)
@@ -61,7 +74,9 @@ Var<T> BatchNormBase<T>::forward(const Var<T>& x)
         const bool update = this->is_training() && running_mean_;
         Tensor<T>* bm = update ? &batch_mean_ : nullptr;
         Tensor<T>* bv = update ? &batch_var_ : nullptr;
-        Var<T> y = weight_ ? batch_norm(x, t.param(*weight_), t.param(*bias_), eps, bm, bv) : batch_norm(x, eps, bm, bv);
+        Var<T> y = relu ? (weight_ ? batch_norm_relu(x, t.param(*weight_), t.param(*bias_), eps, bm, bv)
+                                   : batch_norm_relu(x, eps, bm, bv))
+                        : (weight_ ? batch_norm(x, t.param(*weight_), t.param(*bias_), eps, bm, bv) : batch_norm(x, eps, bm, bv));
         if (update) {
             const T m = T(x.size() / c);  // values per channel; batch_norm checked m ≥ 2
             *num_batches_tracked_ += T(1);
@@ -82,8 +97,9 @@ Var<T> BatchNormBase<T>::forward(const Var<T>& x)
     ks[1] = std::ptrdiff_t(c);
     const Var<T> mu = reshape(t.constant(*running_mean_), ks);
     const Var<T> s = reshape(t.constant(scale_), ks);
-    if (!weight_) return (x - mu) * s;
-    return (x - mu) * (reshape(t.param(*weight_), ks) * s) + reshape(t.param(*bias_), ks);
+    if (!weight_) return relu ? xgrad::relu((x - mu) * s) : (x - mu) * s;
+    const Var<T> y = (x - mu) * (reshape(t.param(*weight_), ks) * s) + reshape(t.param(*bias_), ks);
+    return relu ? xgrad::relu(y) : y;
 }
 
 template <class T>

@@ -195,6 +195,13 @@ const std::vector<OpCase>& cases()
         t.push_back(make_case("tanh", [](const auto& x) { return xgrad::tanh(x[0]); }, unary_small, unary_large,
                               {Domain{-3, 3}}));
         t.push_back(make_case("relu", [](const auto& x) { return relu(x[0]); }, unary_small, unary_large, {kink}));
+        // A + B at least 0.03 from relu's kink: |A| ≥ 0.05, B in [0.001, 0.02]. One shape: the fused op;
+        // broadcasting shapes: relu(A + B), two ops. 256×300 runs the loops on the threads.
+        t.push_back(make_case("add_relu", [](const auto& x) { return add_relu(x[0], x[1]); },
+                              {S{{3, 4}, {3, 4}}, S{{2, 3, 4}, {3, 1}}}, {S{{256, 300}, {256, 300}}, S{{64, 96}, {96}}},
+                              {kink, Domain{0.001, 0.02}}));
+        t.push_back(make_case("add_relu_self", [](const auto& x) { return add_relu(x[0], x[0]); }, unary_small,
+                              {S{{256, 300}}}, {kink}));
         t.push_back(make_case("softmax_last", [](const auto& x) { return softmax(x[0], -1); },
                               {S{{4, 5}}, S{{2, 3, 4}}}, {S{{64, 100}}}, {Domain{-3, 3}}));
         t.push_back(make_case("softmax_axis0", [](const auto& x) { return softmax(x[0], 0); }, {S{{4, 5}}},
@@ -835,7 +842,7 @@ BOOST_AUTO_TEST_CASE(the_table_covers_every_op_family)
     // Guard against the table shrinking silently: one name per public op (or variant) family.
     const char* required[] = {"add", "sub", "mul", "div", "neg", "add_scalar", "rsub_scalar", "mul_scalar",
                               "div_scalar", "rdiv_scalar", "pow_3", "exp", "log", "sqrt", "abs", "square",
-                              "sigmoid", "tanh", "relu", "softmax_last", "log_softmax_last", "matmul",
+                              "sigmoid", "tanh", "relu", "add_relu", "add_relu_self", "softmax_last", "log_softmax_last", "matmul",
                               "matmul_batched", "matmul_shared", "linear", "linear_self", "matmul_self", "mul_self",
                               "reshape", "flatten", "permute", "transpose", "slice_step", "concatenate",
                               "gather_axis1", "pick", "one_hot_mask", "sum_all", "sum_axes", "sum_axis_keepdims",

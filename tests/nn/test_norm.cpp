@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -47,6 +48,13 @@ double rel_err(const Tens& a, const Tens& b)
         scale = std::max(scale, std::abs(b.data()[i]));
     }
     return scale > 0 ? err / scale : err;
+}
+
+/// Bit for bit, shape and values.
+template <class U>
+bool same_bits(const Tensor<U>& a, const Tensor<U>& b)
+{
+    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.size() * sizeof(U)) == 0;
 }
 
 /// Batch norm by hand on x viewed as (N, C, inner): y, dx, dγ, dβ for cotangent g, and the
@@ -257,6 +265,7 @@ BOOST_AUTO_TEST_CASE(gradcheck_and_gradgradcheck)
     const std::vector<Shape> bn_shapes = {Shape{4, 3}, Shape{2, 1}, Shape{1, 3, 2, 2}, Shape{3, 2, 1, 1},
                                           Shape{2, 3, 2, 2}, Shape{2, 2, 3}};
     unsigned seed = 20;
+    int fused_checked = 0;
     for (const Shape& s : bn_shapes) {
         BOOST_TEST_CONTEXT("batch_norm x " << shape_str(s))
         {
@@ -268,8 +277,18 @@ BOOST_AUTO_TEST_CASE(gradcheck_and_gradgradcheck)
             auto plain = [](const std::vector<V>& v) { return batch_norm(v[0], 1e-3); };
             expect_gradcheck(plain, {in[0]});
             expect_gradgradcheck(plain, {in[0]});
+            // relu's kink: finite differences are only meaningful with every output clear of 0
+            Tape<double> t;
+            const V y = batch_norm(t.variable(in[0]), t.variable(in[1]), t.variable(in[2]), 1e-3);
+            if (xt::amin(xt::abs(y.value()))() > 1e-3) {
+                auto fused = [](const std::vector<V>& v) { return batch_norm_relu(v[0], v[1], v[2], 1e-3); };
+                expect_gradcheck(fused, in);
+                expect_gradgradcheck(fused, in);
+                ++fused_checked;
+            }
         }
     }
+    BOOST_TEST(fused_checked >= 4);
     const std::vector<std::pair<Shape, Shape>> ln_shapes = {
         {Shape{4, 3}, Shape{3}},       {Shape{2, 3, 4}, Shape{3, 4}}, {Shape{1, 5}, Shape{5}},
         {Shape{2, 1, 3}, Shape{1, 3}}, {Shape{5}, Shape{5}},          {Shape{3, 1}, Shape{1}}};
@@ -288,6 +307,71 @@ BOOST_AUTO_TEST_CASE(gradcheck_and_gradgradcheck)
             expect_gradgradcheck(plain, {in[0]});
         }
     }
+}
+
+// batch_norm_relu is relu(batch_norm(·)) as one op: the value and every gradient bit for bit against
+// the two ops, in float and double, on one thread and on all (16×8×24×24: the loops' OpenMP paths),
+// with and without the affine map, x used again after the op (its gradient adds) and, once, weight
+// and bias one Var. About half the outputs are clipped, so the mask matters.
+BOOST_AUTO_TEST_CASE(batch_norm_relu_is_relu_of_batch_norm_bit_for_bit)
+{
+    const Tens x0 = rnd({16, 8, 24, 24}, 60, -2, 2), w0 = rnd({8}, 61, 0.5, 1.5), b0 = rnd({8}, 62, -0.5, 0.5),
+               g0 = rnd({16, 8, 24, 24}, 63);
+    auto check = [&](auto tag, int threads, int variant) {
+        using U = decltype(tag);
+        set_num_threads(threads);
+        auto in = [](const Tens& v) { return Tensor<U>(xt::cast<U>(v)); };
+        struct Out {
+            Tensor<U> y, dx, dw, db;
+        };
+        auto run = [&](bool fused) {
+            Tape<U> t;
+            const Var<U> x = t.variable(in(x0)), w = t.variable(in(w0)), b = variant == 2 ? w : t.variable(in(b0));
+            const Var<U> y = variant == 1 ? (fused ? batch_norm_relu(x) : relu(batch_norm(x)))
+                                          : (fused ? batch_norm_relu(x, w, b) : relu(batch_norm(x, w, b)));
+            t.backward(y + x, in(g0));
+            Out o{y.value(), x.grad(), {}, {}};
+            if (variant != 1) o.dw = w.grad(), o.db = b.grad();
+            return o;
+        };
+        const Out f = run(true), u = run(false);
+        BOOST_TEST_CONTEXT(typeid(U).name() << ", " << threads << " threads, variant " << variant)
+        {
+            BOOST_TEST(same_bits(f.y, u.y));
+            BOOST_TEST(same_bits(f.dx, u.dx));
+            BOOST_TEST(same_bits(f.dw, u.dw));
+            BOOST_TEST(same_bits(f.db, u.db));
+            const double clipped = double(xt::sum(xt::cast<double>(xt::equal(f.y, U(0))))()) / double(f.y.size());
+            BOOST_TEST(clipped > 0.15);  // (variant 2: bias = weight > 0 shifts most values up)
+            BOOST_TEST(clipped < 0.7);
+        }
+    };
+    for (int threads : {1, max_num_threads()})
+        for (int variant : {0, 1, 2}) {
+            check(float{}, threads, variant);
+            check(double{}, threads, variant);
+        }
+    set_num_threads(1);
+}
+
+// The fused op against the hand formula with relu's mask, G' = G ⊙ [Y > 0] in place of G, in float64.
+BOOST_AUTO_TEST_CASE(batch_norm_relu_matches_the_hand_backward)
+{
+    const Tens x = rnd({5, 3, 4, 4}, 64, -2, 2), w = rnd({3}, 65, 0.5, 1.5), b = rnd({3}, 66, -0.3, 0.3),
+               g = rnd({5, 3, 4, 4}, 67);
+    const Hand plain = hand_batch_norm(x, w, b, g, 1e-5);
+    const Tens y_want = xt::maximum(plain.y, 0.0);
+    const Tens g_masked = g * xt::cast<double>(plain.y > 0.0);
+    const Hand h = hand_batch_norm(x, w, b, g_masked, 1e-5);
+    Tape<double> t;
+    const V xv = t.variable(x), wv = t.variable(w), bv = t.variable(b);
+    const V y = batch_norm_relu(xv, wv, bv);
+    t.backward(y, g);
+    BOOST_TEST(rel_err(y.value(), y_want) < 1e-12);
+    BOOST_TEST(rel_err(xv.grad(), h.dx) < 1e-12);
+    BOOST_TEST(rel_err(wv.grad(), h.dw) < 1e-12);
+    BOOST_TEST(rel_err(bv.grad(), h.db) < 1e-12);
+    BOOST_TEST(rel_err(h.dx, plain.dx) > 0.1);  // the mask changes the gradient: the check can fail
 }
 
 BOOST_AUTO_TEST_CASE(float_agrees_with_double)
@@ -326,6 +410,11 @@ BOOST_AUTO_TEST_CASE(op_errors_name_the_op_and_the_shapes)
     expect_error([&] { batch_norm(t.variable(rnd({1, 3}, 53))); }, invalid,
                  "batch_norm: expected more than 1 value per channel in training mode, got input (1,3)");
     expect_error([&] { batch_norm(x, -1.0); }, invalid, "batch_norm: eps must be finite and non-negative, got -1");
+    expect_error([&] { batch_norm_relu(x, w2, w2); }, shape,
+                 "batch_norm_relu: input (4,3) has 3 channels, but weight (2) and bias (2) must be (3)");
+    expect_error([&] { batch_norm_relu(w3); }, shape, "batch_norm_relu: input (3) must have rank 2 or more, (N,C,*)");
+    expect_error([&] { batch_norm_relu(x, -1.0); }, invalid,
+                 "batch_norm_relu: eps must be finite and non-negative, got -1");
     expect_error([&] { layer_norm(x, Shape{4}); }, shape, "layer_norm: input (4,3) does not end with normalized_shape (4)");
     expect_error([&] { layer_norm(x, Shape{2, 4, 3}); }, shape,
                  "layer_norm: input (4,3) does not end with normalized_shape (2,4,3)");
@@ -340,6 +429,35 @@ BOOST_AUTO_TEST_CASE(op_errors_name_the_op_and_the_shapes)
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(layers)
+
+// forward_relu is relu(forward(·)): the same values, gradients and running statistics, bit for bit,
+// over three training steps (batch_norm_relu) and then in eval mode (the affine map, then relu).
+BOOST_AUTO_TEST_CASE(forward_relu_is_relu_of_forward)
+{
+    BatchNorm2d<double> fused(BatchNormOptions(3).momentum(0.3)), two(BatchNormOptions(3).momentum(0.3));
+    for (BatchNorm2d<double>* bn : {&fused, &two}) {
+        bn->weight()->value() = rnd({3}, 80, 0.5, 1.5);
+        bn->bias()->value() = rnd({3}, 81, -0.3, 0.3);
+    }
+    for (unsigned step = 0; step < 4; ++step) {
+        if (step == 3) fused.eval(), two.eval();
+        const Tens x = rnd({4, 3, 5, 5}, 82 + step, -1 - step, 1 + step), g = rnd({4, 3, 5, 5}, 90 + step);
+        Tape<double> t;
+        const V yf = fused.forward_relu(t.variable(x)), yt = relu(two.forward(t.variable(x)));
+        t.backward(yf, g);
+        t.backward(yt, g);
+        BOOST_TEST_CONTEXT("step " << step)
+        {
+            BOOST_TEST(same_bits(yf.value(), yt.value()));
+            BOOST_TEST(same_bits(fused.weight()->grad(), two.weight()->grad()));
+            BOOST_TEST(same_bits(fused.bias()->grad(), two.bias()->grad()));
+            BOOST_TEST(same_bits(*fused.running_mean(), *two.running_mean()));
+            BOOST_TEST(same_bits(*fused.running_var(), *two.running_var()));
+            BOOST_TEST(xt::amin(yf.value())() == 0.0);  // some outputs clipped
+        }
+    }
+    BOOST_TEST((*fused.num_batches_tracked())() == 3.0);
+}
 
 BOOST_AUTO_TEST_CASE(running_statistics_follow_a_hand_loop)
 {

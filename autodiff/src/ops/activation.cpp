@@ -63,6 +63,14 @@ void relu_range(const T* __restrict in, T* __restrict out, std::size_t b, std::s
     for (std::size_t i = b; i < e; ++i) out[i] = in[i] < T(0) ? T(0) : in[i];  // NaN stays NaN, as in PyTorch
 }
 template <class T>
+void add_relu_range(const T* __restrict a, const T* __restrict b, T* __restrict out, std::size_t lo, std::size_t hi)
+{
+    for (std::size_t i = lo; i < hi; ++i) {
+        const T v = a[i] + b[i];
+        out[i] = v < T(0) ? T(0) : v;
+    }
+}
+template <class T>
 void relu_mask_range(const T* __restrict g, const T* __restrict x, T* __restrict out, std::size_t b, std::size_t e,
                      bool acc)
 {
@@ -214,6 +222,31 @@ Var<T> relu(const Var<T>& x)
         [](GraphBackwardContext<T>& c) { c.accumulate(0, relu_backward(c.grad(), c.input(0))); });
 }
 
+template <class T>
+Var<T> add_relu(const Var<T>& a, const Var<T>& b)
+{
+    if (a.shape() != b.shape()) return relu(a + b);  // broadcasting: the two ops
+    auto op = begin_op("add_relu", {a, b});
+    op.value().resize(a.shape());
+    const T* pa = a.value().data();
+    const T* pb = b.value().data();
+    T* out = op.value().data();
+    kernels::parallel_ranges(op.value().size(), [=](std::size_t lo, std::size_t hi) { add_relu_range(pa, pb, out, lo, hi); });
+    return op.finish(
+        [](BackwardContext<T>& c) {  // dL/dA = dL/dB = G ⊙ [Y > 0]; one Var given twice gets both in turn
+            const T* g = c.grad().data();
+            const T* y = c.value().data();
+            const std::size_t n = c.grad().size();
+            if (const InputGrad<T> da = c.input_grad(0)) relu_mask(g, y, da.data(), n, da.accumulate);
+            if (const InputGrad<T> db = c.input_grad(1)) relu_mask(g, y, db.data(), n, db.accumulate);
+        },
+        [](GraphBackwardContext<T>& c) {
+            const Var<T> g = relu_backward(c.grad(), c.value());
+            c.accumulate(0, g);
+            c.accumulate(1, g);
+        });
+}
+
 namespace {
 
 /// softmax and log_softmax: a kernel along one axis forward, its adjoint backward (BackwardContext),
@@ -271,6 +304,7 @@ Var<T> log_softmax(const Var<T>& x, int axis)
     template Var<T> sigmoid(const Var<T>&);           \
     template Var<T> tanh(const Var<T>&);              \
     template Var<T> relu(const Var<T>&);              \
+    template Var<T> add_relu(const Var<T>&, const Var<T>&); \
     template Var<T> softplus(const Var<T>&);          \
     template Var<T> silu(const Var<T>&);              \
     template Var<T> gelu(const Var<T>&, const std::string&); \

@@ -27,6 +27,11 @@ template <class T> Var<T> elu(const Var<T>& x, typename std::common_type<T>::typ
 /// Y = max(X, 0).                                   dX = G ⊙ [X > 0]
 /// (recorded: the internal op relu_backward(G, X) = G ⊙ [X > 0], whose VJP is relu_backward again)
 template <class T> Var<T> relu(const Var<T>& x);
+/// Y = max(A + B, 0) as one op (a residual block's end): one pass forward, and backward the mask
+/// G ⊙ [Y > 0] written straight into both inputs' gradients. dA = dB = G ⊙ [Y > 0]; the same values
+/// and gradients as relu(A + B), bit for bit. A and B of one shape; broadcasting shapes are
+/// recorded as the two ops (add's errors for shapes that do not broadcast).
+template <class T> Var<T> add_relu(const Var<T>& a, const Var<T>& b);
 /// Y = softmax along `axis` (exp(X − max) / Σ exp(X − max)).
 ///                                                  dX = Y ⊙ (G − Σ_axis G ⊙ Y)
 template <class T> Var<T> softmax(const Var<T>& x, int axis = -1);

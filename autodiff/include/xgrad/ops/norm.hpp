@@ -19,6 +19,18 @@ Var<T> batch_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, dou
 template <class T>
 Var<T> batch_norm(const Var<T>& x, double eps = 1e-5, Tensor<T>* batch_mean = nullptr, Tensor<T>* batch_var = nullptr);
 
+/// relu(batch_norm(...)) as one op, one pass fewer each way: Y = max(γ_c·X̂ + β_c, 0). With
+/// G' = G ⊙ [Y > 0] (relu's mask, read where batch norm's backward reads G), every gradient is
+/// batch_norm's with G' for G: the same values and gradients as the two ops, bit for bit. The same
+/// errors, naming batch_norm_relu.
+template <class T>
+Var<T> batch_norm_relu(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, double eps = 1e-5,
+                       Tensor<T>* batch_mean = nullptr, Tensor<T>* batch_var = nullptr);
+/// Without the affine map: Y = max(X̂, 0).
+template <class T>
+Var<T> batch_norm_relu(const Var<T>& x, double eps = 1e-5, Tensor<T>* batch_mean = nullptr,
+                       Tensor<T>* batch_var = nullptr);
+
 /// Layer norm: X (*, normalized_shape) normalized over its last k = normalized_shape.size() axes
 /// (M = Π normalized_shape values per row), Y = γ⊙X̂ + β, X̂ = (X − μ)/√(σ² + eps) with the row's mean
 /// and biased variance; γ, β of normalized_shape. With Ĝ = G⊙γ (Σ over the row's M values):

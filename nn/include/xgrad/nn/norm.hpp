@@ -47,6 +47,9 @@ template <class T>
 class BatchNormBase : public Module<T> {
 public:
     Var<T> forward(const Var<T>& x) override;
+    /// relu(forward(x)) with the running statistics updated the same way; in train mode (or without
+    /// running statistics) one op, batch_norm_relu, one pass fewer each way than the two.
+    Var<T> forward_relu(const Var<T>& x);
     std::string describe() const override { return std::string(name_) + "(" + std::to_string(options_.num_features()) + ")"; }
     /// γ and β; null without affine.
     Parameter<T>* weight() { return weight_; }
@@ -67,6 +70,7 @@ protected:
     const char* name_;
 
 private:
+    Var<T> forward_impl(const Var<T>& x, bool relu);
     BatchNormOptions options_;
     Parameter<T>* weight_ = nullptr;
     Parameter<T>* bias_ = nullptr;
