@@ -133,6 +133,7 @@ void init_ops(py::module_& m)
     XGRAD_BINARY(matmul, true);
     XGRAD_BINARY(maximum, false);
     XGRAD_BINARY(minimum, false);
+    XGRAD_BINARY(add_relu, false);
 #undef XGRAD_BINARY
 
 #define XGRAD_SCALAR(NAME, FIRST, SECOND)                                                                 \
@@ -312,6 +313,19 @@ void init_ops(py::module_& m)
         return PyVar(x.tape, has ? xgrad::batch_norm(x.f, w2, b2, eps) : xgrad::batch_norm(x.f, eps));
     }, arg("x"), arg("weight") = py::none(), arg("bias") = py::none(), arg("eps") = 1e-5,
           "training-mode batch norm over all axes but 1 of x (N,C,...): (x - mean_c)/sqrt(var_c + eps)·weight + bias");
+    m.def("batch_norm_relu", [affine](const PyVar& x, py::object w, py::object b, double eps) {
+        const bool has = !w.is_none();
+        const auto [wv, bv] = affine(x, w, b, "batch_norm_relu");
+        if (x.dbl) {
+            const auto &w2 = wv.get<double>(), &b2 = bv.get<double>();
+            py::gil_scoped_release nogil;
+            return PyVar(x.tape, has ? xgrad::batch_norm_relu(x.d, w2, b2, eps) : xgrad::batch_norm_relu(x.d, eps));
+        }
+        const auto &w2 = wv.get<float>(), &b2 = bv.get<float>();
+        py::gil_scoped_release nogil;
+        return PyVar(x.tape, has ? xgrad::batch_norm_relu(x.f, w2, b2, eps) : xgrad::batch_norm_relu(x.f, eps));
+    }, arg("x"), arg("weight") = py::none(), arg("bias") = py::none(), arg("eps") = 1e-5,
+          "relu(batch_norm(x, weight, bias, eps)) as one op: the same values and gradients");
     m.def("layer_norm", [affine](const PyVar& x, std::vector<std::size_t> normalized_shape, py::object w, py::object b,
                                  double eps) {
         const bool has = !w.is_none();

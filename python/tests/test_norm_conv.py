@@ -46,12 +46,21 @@ def conv_np(x, w, stride, padding, dilation, groups):
     return y
 
 
+# (N=3, C=2, 2): batch_norm_relu's check input; its normalized values are at least 0.1 from relu's kink
+KINK_FREE_BN = np.array([[[0.5, -0.9], [-1.8, -1.9]], [[1.3, 1.7], [0.4, 0.9]], [[0.2, 1.7], [1.3, -2.0]]])
+
+
 CASES = [
     ("batch_norm_2d", lambda x, w, b: xgrad.batch_norm(x, w, b), lambda x, w, b: batch_norm_np(x, w, b),
      [u(5, 3), u(3), u(3)]),
     ("batch_norm_4d", lambda x, w, b: xgrad.batch_norm(x, weight=w, bias=b, eps=1e-3),
      lambda x, w, b: batch_norm_np(x, w, b, 1e-3), [u(2, 3, 2, 3), u(3), u(3)]),
     ("batch_norm_plain", lambda x: xgrad.batch_norm(x), lambda x: batch_norm_np(x), [u(4, 2, 3)]),
+    # relu's kink: inputs whose normalized values all stay at least 0.1 from 0 (checked below)
+    ("batch_norm_relu", lambda x, w, b: xgrad.batch_norm_relu(x, w, b),
+     lambda x, w, b: np.maximum(batch_norm_np(x, w, b), 0), [KINK_FREE_BN, np.array([1.5, 0.7]), np.array([0.1, -0.2])]),
+    ("add_relu", lambda a, b: xgrad.add_relu(a, b), lambda a, b: np.maximum(a + b, 0),
+     [np.array([[0.5, -0.75, 1.0], [-0.3, 0.2, -1.2]]), np.array([[0.1, 0.2, -0.3], [0.05, 0.4, 0.25]])]),
     ("layer_norm", lambda x, w, b: xgrad.layer_norm(x, [4], w, b), lambda x, w, b: layer_norm_np(x, 1, w, b),
      [u(3, 4), u(4), u(4)]),
     ("layer_norm_2axes", lambda x: xgrad.layer_norm(x, normalized_shape=[2, 3]), lambda x: layer_norm_np(x, 2),
@@ -66,6 +75,28 @@ CASES = [
 @pytest.mark.parametrize("name,build,ref,inputs", CASES, ids=[c[0] for c in CASES])
 def test_value_and_gradient(name, build, ref, inputs):
     expect_value_and_gradient(build, ref, inputs, rtol=1e-10, second_order=True)
+
+
+def test_fused_relu_inputs_stay_clear_of_the_kink():
+    """The finite differences of batch_norm_relu and add_relu above are only meaningful away from 0."""
+    pre = batch_norm_np(KINK_FREE_BN, np.array([1.5, 0.7]), np.array([0.1, -0.2]))
+    assert np.abs(pre).min() > 0.1
+    assert (pre < 0).any() and (pre > 0).any()  # both sides of the mask are exercised
+
+
+def test_fused_relu_ops_equal_the_two_ops(rng):
+    x, w, b = rng.normal(size=(8, 3, 5, 5)), rng.uniform(0.5, 1.5, 3), rng.normal(size=3)
+    g = rng.normal(size=(8, 3, 5, 5))
+    out = {}
+    for fused in (True, False):
+        tape = xgrad.Tape()
+        xv, wv, bv = tape.variable(x), tape.variable(w), tape.variable(b)
+        y = xgrad.batch_norm_relu(xv, wv, bv) if fused else xgrad.relu(xgrad.batch_norm(xv, wv, bv))
+        z = xgrad.add_relu(y, xv) if fused else xgrad.relu(y + xv)
+        tape.backward(z, g)
+        out[fused] = [z.value, xv.grad, wv.grad, bv.grad]
+    for a, c in zip(out[True], out[False]):
+        np.testing.assert_array_equal(a, c)
 
 
 def test_errors():
