@@ -300,31 +300,25 @@ void init_ops(py::module_& m)
             throw py::value_error(std::string("xgrad: ") + op + ": give both weight and bias, or neither");
         return w.is_none() ? std::pair<PyVar, PyVar>{x, x} : std::pair<PyVar, PyVar>{as_var(w, x), as_var(b, x)};
     };
-    m.def("batch_norm", [affine](const PyVar& x, py::object w, py::object b, double eps) {
-        const bool has = !w.is_none();
-        const auto [wv, bv] = affine(x, w, b, "batch_norm");
-        if (x.dbl) {
-            const auto &w2 = wv.get<double>(), &b2 = bv.get<double>();
-            py::gil_scoped_release nogil;
-            return PyVar(x.tape, has ? xgrad::batch_norm(x.d, w2, b2, eps) : xgrad::batch_norm(x.d, eps));
-        }
-        const auto &w2 = wv.get<float>(), &b2 = bv.get<float>();
-        py::gil_scoped_release nogil;
-        return PyVar(x.tape, has ? xgrad::batch_norm(x.f, w2, b2, eps) : xgrad::batch_norm(x.f, eps));
-    }, arg("x"), arg("weight") = py::none(), arg("bias") = py::none(), arg("eps") = 1e-5,
+    // batch_norm and batch_norm_relu: one binding, the op chosen by `relu`
+    auto batch_norm_op = [affine](const char* name, bool relu) {
+        return [affine, name, relu](const PyVar& x, py::object w, py::object b, double eps) {
+            const bool has = !w.is_none();
+            const std::pair<PyVar, PyVar> wb = affine(x, w, b, name);
+            auto run = [&](const auto& xv, const auto& wv, const auto& bv) {
+                py::gil_scoped_release nogil;
+                if (relu) return PyVar(x.tape, has ? xgrad::batch_norm_relu(xv, wv, bv, eps) : xgrad::batch_norm_relu(xv, eps));
+                return PyVar(x.tape, has ? xgrad::batch_norm(xv, wv, bv, eps) : xgrad::batch_norm(xv, eps));
+            };
+            if (x.dbl) return run(x.d, wb.first.get<double>(), wb.second.get<double>());
+            return run(x.f, wb.first.get<float>(), wb.second.get<float>());
+        };
+    };
+    m.def("batch_norm", batch_norm_op("batch_norm", false), arg("x"), arg("weight") = py::none(),
+          arg("bias") = py::none(), arg("eps") = 1e-5,
           "training-mode batch norm over all axes but 1 of x (N,C,...): (x - mean_c)/sqrt(var_c + eps)·weight + bias");
-    m.def("batch_norm_relu", [affine](const PyVar& x, py::object w, py::object b, double eps) {
-        const bool has = !w.is_none();
-        const auto [wv, bv] = affine(x, w, b, "batch_norm_relu");
-        if (x.dbl) {
-            const auto &w2 = wv.get<double>(), &b2 = bv.get<double>();
-            py::gil_scoped_release nogil;
-            return PyVar(x.tape, has ? xgrad::batch_norm_relu(x.d, w2, b2, eps) : xgrad::batch_norm_relu(x.d, eps));
-        }
-        const auto &w2 = wv.get<float>(), &b2 = bv.get<float>();
-        py::gil_scoped_release nogil;
-        return PyVar(x.tape, has ? xgrad::batch_norm_relu(x.f, w2, b2, eps) : xgrad::batch_norm_relu(x.f, eps));
-    }, arg("x"), arg("weight") = py::none(), arg("bias") = py::none(), arg("eps") = 1e-5,
+    m.def("batch_norm_relu", batch_norm_op("batch_norm_relu", true), arg("x"), arg("weight") = py::none(),
+          arg("bias") = py::none(), arg("eps") = 1e-5,
           "relu(batch_norm(x, weight, bias, eps)) as one op: the same values and gradients");
     m.def("layer_norm", [affine](const PyVar& x, std::vector<std::size_t> normalized_shape, py::object w, py::object b,
                                  double eps) {
