@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -292,10 +293,15 @@ int main(int argc, char** argv)
         } else if (wl == "resnet_b64" || wl == "layernorm_mlp") {
             // Networks with normalization layers, tape only (no hand-written step): BatchNorm2d in train mode
             // (batch statistics, running statistics updated), LayerNorm + GELU.
+            // The ResNet channels-last (libtorch's best configuration is channels_last too);
+            // XGRAD_BENCH_RESNET_NCHW=1 runs the NCHW model, for comparing the two.
             const bool res = wl == "resnet_b64";
-            auto* net = own((res ? reference::mnist_resnet<F>(5) : reference::layernorm_mlp<F>(5, 0.0)).release());
+            const char* nchw = std::getenv("XGRAD_BENCH_RESNET_NCHW");
+            const bool cl = res && !(nchw && std::string(nchw) == "1");
+            auto* net = own((res ? reference::mnist_resnet<F>(5, cl) : reference::layernorm_mlp<F>(5, 0.0)).release());
             net->train();
             classifier(*net, res ? Shape{64, 1, 28, 28} : Shape{64, 784});
+            if (cl) x.reshape({64, 28, 28, 1});  // one channel: (N,1,H,W) and (N,H,W,1) hold the same values
         } else if (wl == "bn_conv") {
             // x (64,16,28,28) → conv 3×3 (16→16, pad 1, no bias) → BatchNorm2d (train) → ReLU → mean, SGD.
             const std::size_t C = 16;

@@ -49,24 +49,29 @@ int main(int argc, char** argv)
     o.example = "mnist_resnet", o.data_parallel = true;
     o.epochs = 10, o.batch = 64, o.lr = 2e-3, o.optimizer = "adamw", o.schedule = "cosine", o.val_size = 5000;
     int shift = 2;
+    bool channels_last = false;
     CLI::App app{"MNIST: small ResNet (BatchNorm, residual blocks, global average pooling), softmax cross-entropy"};
     return run_example(
         app, o, argc, argv,
         [&] {
-            auto net = reference::mnist_resnet<F>(o.seed);
+            auto net = reference::mnist_resnet<F>(o.seed, channels_last);
             Task task = classifier_task(o.example, *net, true);
+            // one channel: (N,1,28,28) and (N,28,28,1) hold the same values
+            const std::vector<std::ptrdiff_t> image =
+                channels_last ? std::vector<std::ptrdiff_t>{-1, 28, 28, 1} : std::vector<std::ptrdiff_t>{-1, 1, 28, 28};
             Tensor<F> shifted;
-            if (shift > 0)
-                task.forward = [&, model = net.get()](Tape<F>& t, const Tensor<F>& x) {
-                    if (!model->is_training()) return call_model(*model, reshape(t.borrow(x), {-1, 1, 28, 28}));
-                    shift_images(x, shifted, shift, o.seed);
-                    return call_model(*model, reshape(t.borrow(shifted), {-1, 1, 28, 28}));
-                };
+            task.forward = [&, image, model = net.get()](Tape<F>& t, const Tensor<F>& x) {
+                if (shift == 0 || !model->is_training()) return call_model(*model, reshape(t.borrow(x), image));
+                shift_images(x, shifted, shift, o.seed);
+                return call_model(*model, reshape(t.borrow(shifted), image));
+            };
             train_task(task, o);
         },
         [&](CLI::App& a) {
             a.add_option("--shift", shift, "training images moved by up to this many pixels each way (0: none)")
                 ->check(int_in(0, 8))
                 ->capture_default_str();
+            a.add_flag("--channels-last", channels_last,
+                       "activations (N,H,W,C) (oneDNN's NHWC convolutions; the same weights and checkpoints)");
         });
 }

@@ -10,8 +10,9 @@
 namespace xgrad::nn {
 
 template <class T>
-BasicBlock<T>::BasicBlock(std::size_t in_planes, std::size_t planes, std::size_t stride, std::optional<std::uint64_t> seed)
-    : in_(in_planes), out_(planes), stride_(stride)
+BasicBlock<T>::BasicBlock(std::size_t in_planes, std::size_t planes, std::size_t stride, std::optional<std::uint64_t> seed,
+                          bool channels_last)
+    : in_(in_planes), out_(planes), stride_(stride), channels_last_(channels_last)
 {
     if (in_planes == 0 || planes == 0 || stride == 0)
         throw std::invalid_argument(fmt::format("BasicBlock: in_planes, planes and stride must be at least 1, got {}, {}, {}",
@@ -22,15 +23,15 @@ BasicBlock<T>::BasicBlock(std::size_t in_planes, std::size_t planes, std::size_t
         return std::nullopt;
     };
     conv1_ = &this->register_module(
-        "conv1", std::make_unique<Conv2d<T>>(Conv2dOptions(in_planes, planes, 3).stride(stride).padding(1).bias(false), next(0)));
-    bn1_ = &this->register_module("bn1", std::make_unique<BatchNorm2d<T>>(BatchNormOptions(planes)));
+        "conv1", std::make_unique<Conv2d<T>>(Conv2dOptions(in_planes, planes, 3).stride(stride).padding(1).bias(false).channels_last(channels_last), next(0)));
+    bn1_ = &this->register_module("bn1", std::make_unique<BatchNorm2d<T>>(BatchNormOptions(planes).channels_last(channels_last)));
     conv2_ = &this->register_module(
-        "conv2", std::make_unique<Conv2d<T>>(Conv2dOptions(planes, planes, 3).padding(1).bias(false), next(1)));
-    bn2_ = &this->register_module("bn2", std::make_unique<BatchNorm2d<T>>(BatchNormOptions(planes)));
+        "conv2", std::make_unique<Conv2d<T>>(Conv2dOptions(planes, planes, 3).padding(1).bias(false).channels_last(channels_last), next(1)));
+    bn2_ = &this->register_module("bn2", std::make_unique<BatchNorm2d<T>>(BatchNormOptions(planes).channels_last(channels_last)));
     if (stride != 1 || in_planes != planes) {
         auto ds = std::make_unique<Sequential<T>>();
-        ds->template emplace<Conv2d<T>>(Conv2dOptions(in_planes, planes, 1).stride(stride).bias(false), next(2));
-        ds->template emplace<BatchNorm2d<T>>(BatchNormOptions(planes));
+        ds->template emplace<Conv2d<T>>(Conv2dOptions(in_planes, planes, 1).stride(stride).bias(false).channels_last(channels_last), next(2));
+        ds->template emplace<BatchNorm2d<T>>(BatchNormOptions(planes).channels_last(channels_last));
         downsample_ = &this->register_module("downsample", std::move(ds));
     }
 }

@@ -86,9 +86,14 @@ template <class T>
 Var<T> Conv2d<T>::forward(const Var<T>& x)
 {
     const std::size_t in = options_.in_channels();
-    if (x.dim() != 4 || x.shape()[1] != in)
+    if (options_.channels_last()) {
+        if (x.dim() != 4 || x.shape()[3] != in)
+            throw ShapeError(fmt::format("Conv2d({}→{}, channels_last): expected input (N,H,W,{}), got {}", in,
+                                         options_.out_channels(), in, shape_str(x.shape())));
+    } else if (x.dim() != 4 || x.shape()[1] != in) {
         throw ShapeError(fmt::format("Conv2d({}→{}): expected input (N,{},H,W), got {}", in, options_.out_channels(),
                                      in, shape_str(x.shape())));
+    }
     Tape<T>& t = x.tape();
     return bias_ ? conv2d(x, t.param(*weight_), t.param(*bias_), options_) : conv2d(x, t.param(*weight_), options_);
 }

@@ -65,18 +65,27 @@ Var<T> BatchNormBase<T>::forward_impl(const Var<T>& x, bool relu)
 {
     check_rank(x);
     const std::size_t c = options_.num_features();
-    if (x.shape()[1] != c)
-        throw ShapeError(fmt::format("{}: input {} has {} channels (axis 1), the layer has {}", describe(),
-                                     shape_str(x.shape()), x.shape()[1], c));
+    const bool cl = options_.channels_last();
+    const std::size_t axis = cl ? x.dim() - 1 : 1;
+    if (x.shape()[axis] != c)
+        throw ShapeError(fmt::format("{}: input {} has {} channels (axis {}{}), the layer has {}", describe(),
+                                     shape_str(x.shape()), x.shape()[axis], axis, cl ? ", channels_last" : "", c));
     Tape<T>& t = x.tape();
     const double eps = options_.eps();
     if (this->is_training() || !running_mean_) {
         const bool update = this->is_training() && running_mean_;
         Tensor<T>* bm = update ? &batch_mean_ : nullptr;
         Tensor<T>* bv = update ? &batch_var_ : nullptr;
-        Var<T> y = relu ? (weight_ ? batch_norm_relu(x, t.param(*weight_), t.param(*bias_), eps, bm, bv)
-                                   : batch_norm_relu(x, eps, bm, bv))
-                        : (weight_ ? batch_norm(x, t.param(*weight_), t.param(*bias_), eps, bm, bv) : batch_norm(x, eps, bm, bv));
+        Var<T> y;
+        if (cl)
+            y = relu ? (weight_ ? batch_norm_relu_channels_last(x, t.param(*weight_), t.param(*bias_), eps, bm, bv)
+                                : batch_norm_relu_channels_last(x, eps, bm, bv))
+                     : (weight_ ? batch_norm_channels_last(x, t.param(*weight_), t.param(*bias_), eps, bm, bv)
+                                : batch_norm_channels_last(x, eps, bm, bv));
+        else
+            y = relu ? (weight_ ? batch_norm_relu(x, t.param(*weight_), t.param(*bias_), eps, bm, bv)
+                                : batch_norm_relu(x, eps, bm, bv))
+                     : (weight_ ? batch_norm(x, t.param(*weight_), t.param(*bias_), eps, bm, bv) : batch_norm(x, eps, bm, bv));
         if (update) {
             const T m = T(x.size() / c);  // values per channel; batch_norm checked m ≥ 2
             *num_batches_tracked_ += T(1);
@@ -94,7 +103,7 @@ Var<T> BatchNormBase<T>::forward_impl(const Var<T>& x, bool relu)
     for (std::size_t k = 0; k < c; ++k) scale_(k) = T(1) / std::sqrt((*running_var_)(k) + T(eps));
     std::vector<std::ptrdiff_t>& ks = channel_shape_;
     ks.assign(x.dim(), 1);
-    ks[1] = std::ptrdiff_t(c);
+    ks[axis] = std::ptrdiff_t(c);
     const Var<T> mu = reshape(t.constant(*running_mean_), ks);
     const Var<T> s = reshape(t.constant(scale_), ks);
     if (!weight_) return relu ? xgrad::relu((x - mu) * s) : (x - mu) * s;
@@ -106,16 +115,19 @@ template <class T>
 void BatchNorm1d<T>::check_rank(const Var<T>& x) const
 {
     if (x.dim() != 2 && x.dim() != 3)
-        throw ShapeError(fmt::format("{}: expected input (N,{}) or (N,{},L), got {}", this->describe(),
-                                     this->options().num_features(), this->options().num_features(), shape_str(x.shape())));
+        throw ShapeError(fmt::format(this->options().channels_last() ? "{}: expected input (N,{}) or (N,L,{}), got {}"
+                                                                     : "{}: expected input (N,{}) or (N,{},L), got {}",
+                                     this->describe(), this->options().num_features(), this->options().num_features(),
+                                     shape_str(x.shape())));
 }
 
 template <class T>
 void BatchNorm2d<T>::check_rank(const Var<T>& x) const
 {
     if (x.dim() != 4)
-        throw ShapeError(fmt::format("{}: expected input (N,{},H,W), got {}", this->describe(),
-                                     this->options().num_features(), shape_str(x.shape())));
+        throw ShapeError(fmt::format(this->options().channels_last() ? "{}: expected input (N,H,W,{}), got {}"
+                                                                     : "{}: expected input (N,{},H,W), got {}",
+                                     this->describe(), this->options().num_features(), shape_str(x.shape())));
 }
 
 template <class T>

@@ -272,9 +272,10 @@ void init_ops(py::module_& m)
     }, arg("x"), arg("w"), arg("b") = py::none(), "x·Wᵀ + b with W (out, in), as torch.nn.functional.linear.");
 
     m.def("conv2d", [](const PyVar& x, py::object w, py::object b, std::size_t stride, std::size_t padding,
-                       std::size_t dilation, std::size_t groups) {
+                       std::size_t dilation, std::size_t groups, bool channels_last) {
         const PyVar wv = as_var(w, x);
-        const Conv2dOptions o = Conv2dOptions().stride(stride).padding(padding).dilation(dilation).groups(groups);
+        const Conv2dOptions o =
+            Conv2dOptions().stride(stride).padding(padding).dilation(dilation).groups(groups).channels_last(channels_last);
         if (b.is_none())
             return map2(x, wv, [&](const auto& xv, const auto& ww) {
                 py::gil_scoped_release nogil;
@@ -292,7 +293,9 @@ void init_ops(py::module_& m)
         py::gil_scoped_release nogil;
         return PyVar(x.tape, xgrad::conv2d(x.f, w2, b2, o));
     }, arg("x"), arg("w"), arg("b") = py::none(), arg("stride") = 1, arg("padding") = 0, arg("dilation") = 1,
-          arg("groups") = 1, "2-D convolution, NCHW: x (N,C,H,W), w (O,C/groups,KH,KW), b (O) or None.");
+          arg("groups") = 1, arg("channels_last") = false,
+          "2-D convolution, NCHW: x (N,C,H,W), w (O,C/groups,KH,KW), b (O) or None; channels_last: x (N,H,W,C) and "
+          "the result (N,OH,OW,O), w unchanged.");
 
     // batch_norm / layer_norm: weight and bias both given or both None (the affine part)
     auto affine = [](const PyVar& x, py::object w, py::object b, const char* op) {
@@ -302,11 +305,17 @@ void init_ops(py::module_& m)
     };
     // batch_norm and batch_norm_relu: one binding, the op chosen by `relu`
     auto batch_norm_op = [affine](const char* name, bool relu) {
-        return [affine, name, relu](const PyVar& x, py::object w, py::object b, double eps) {
+        return [affine, name, relu](const PyVar& x, py::object w, py::object b, double eps, bool cl) {
             const bool has = !w.is_none();
             const std::pair<PyVar, PyVar> wb = affine(x, w, b, name);
             auto run = [&](const auto& xv, const auto& wv, const auto& bv) {
                 py::gil_scoped_release nogil;
+                if (cl && relu)
+                    return PyVar(x.tape, has ? xgrad::batch_norm_relu_channels_last(xv, wv, bv, eps)
+                                             : xgrad::batch_norm_relu_channels_last(xv, eps));
+                if (cl)
+                    return PyVar(x.tape, has ? xgrad::batch_norm_channels_last(xv, wv, bv, eps)
+                                             : xgrad::batch_norm_channels_last(xv, eps));
                 if (relu) return PyVar(x.tape, has ? xgrad::batch_norm_relu(xv, wv, bv, eps) : xgrad::batch_norm_relu(xv, eps));
                 return PyVar(x.tape, has ? xgrad::batch_norm(xv, wv, bv, eps) : xgrad::batch_norm(xv, eps));
             };
@@ -315,11 +324,12 @@ void init_ops(py::module_& m)
         };
     };
     m.def("batch_norm", batch_norm_op("batch_norm", false), arg("x"), arg("weight") = py::none(),
-          arg("bias") = py::none(), arg("eps") = 1e-5,
-          "training-mode batch norm over all axes but 1 of x (N,C,...): (x - mean_c)/sqrt(var_c + eps)·weight + bias");
+          arg("bias") = py::none(), arg("eps") = 1e-5, arg("channels_last") = false,
+          "training-mode batch norm over all axes but 1 of x (N,C,...): (x - mean_c)/sqrt(var_c + eps)·weight + bias; "
+          "channels_last: the channel the last axis, x (N,...,C)");
     m.def("batch_norm_relu", batch_norm_op("batch_norm_relu", true), arg("x"), arg("weight") = py::none(),
-          arg("bias") = py::none(), arg("eps") = 1e-5,
-          "relu(batch_norm(x, weight, bias, eps)) as one op: the same values and gradients");
+          arg("bias") = py::none(), arg("eps") = 1e-5, arg("channels_last") = false,
+          "relu(batch_norm(x, weight, bias, eps, channels_last)) as one op: the same values and gradients");
     m.def("layer_norm", [affine](const PyVar& x, std::vector<std::size_t> normalized_shape, py::object w, py::object b,
                                  double eps) {
         const bool has = !w.is_none();

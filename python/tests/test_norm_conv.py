@@ -1,4 +1,4 @@
-"""batch_norm, layer_norm and conv2d with dilation/groups: values against NumPy formulas, gradients
+"""batch_norm, layer_norm and conv2d with dilation/groups, both also channels-last: values against NumPy formulas, gradients
 against central finite differences (float64) and the C++ gradcheck/gradgradcheck, the errors."""
 import numpy as np
 import pytest
@@ -11,6 +11,13 @@ r = np.random.default_rng(31)
 
 def u(*shape):
     return r.uniform(-1.0, 1.0, size=shape)
+
+
+r_cl = np.random.default_rng(32)  # the channels-last cases' own: the other cases keep their inputs
+
+
+def u_cl(*shape):
+    return r_cl.uniform(-1.0, 1.0, size=shape)
 
 
 def batch_norm_np(x, w=None, b=None, eps=1e-5):
@@ -65,6 +72,15 @@ CASES = [
      [u(3, 4), u(4), u(4)]),
     ("layer_norm_2axes", lambda x: xgrad.layer_norm(x, normalized_shape=[2, 3]), lambda x: layer_norm_np(x, 2),
      [u(2, 2, 3)]),
+    # channels-last: the channel the last axis, the same values as the NCHW formula on the permuted data
+    ("batch_norm_channels_last", lambda x, w, b: xgrad.batch_norm(x, w, b, channels_last=True),
+     lambda x, w, b: batch_norm_np(x.transpose(0, 3, 1, 2), w, b).transpose(0, 2, 3, 1), [u_cl(2, 3, 2, 3), u_cl(3), u_cl(3)]),
+    ("batch_norm_relu_channels_last", lambda x, w, b: xgrad.batch_norm_relu(x, w, b, channels_last=True),
+     lambda x, w, b: np.maximum(batch_norm_np(x.transpose(0, 2, 1), w, b), 0).transpose(0, 2, 1),
+     [KINK_FREE_BN.transpose(0, 2, 1).copy(), np.array([1.5, 0.7]), np.array([0.1, -0.2])]),
+    ("conv_channels_last", lambda x, w, b: xgrad.conv2d(x, w, b, stride=2, padding=1, channels_last=True),
+     lambda x, w, b: (conv_np(x.transpose(0, 3, 1, 2), w, 2, 1, 1, 1) + b.reshape(1, -1, 1, 1)).transpose(0, 2, 3, 1),
+     [u_cl(2, 5, 4, 3), u_cl(4, 3, 3, 2), u_cl(4)]),
     ("conv_groups", lambda x, w: xgrad.conv2d(x, w, groups=2, padding=1),
      lambda x, w: conv_np(x, w, 1, 1, 1, 2), [u(1, 4, 4, 4), u(4, 2, 3, 3)]),
     ("conv_dilation", lambda x, w: xgrad.conv2d(x, w, dilation=2, stride=2),

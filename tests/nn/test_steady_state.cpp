@@ -1,7 +1,7 @@
 // After warm-up, a training step allocates nothing: tape nodes, gradient buffers, op state and
 // optimizer state are all reused. Counted with a malloc interposer (tests/support/alloc_count),
-// on the benchmark workloads: the MNIST MLP, the LeNet (max pooling), and the trace-regularized
-// sigmoid MLP. Synthetic data from fixed seeds; no data files.
+// on the benchmark workloads: the MNIST MLP, the LeNet (max pooling), the ResNet (NCHW and
+// channels-last), and the trace-regularized sigmoid MLP. Synthetic data from fixed seeds; no data files.
 // oneDNN allocates inside its calls (dnnl_sgemm's packing buffer, the argument map of every
 // convolution primitive execution), and so does OpenBLAS's small-matrix sgemm kernel on some CPUs
 // (with XGRAD_SGEMM=openblas); neither API takes a buffer. Those allocations are told apart by the
@@ -111,6 +111,20 @@ BOOST_AUTO_TEST_CASE(lenet_max_pool_adam)
     Tape<F> tape;
     const std::vector<Batch> data{make_batch({32, 1, 28, 28}, 3), make_batch({32, 1, 28, 28}, 4)};
     check_steady("lenet", classifier_step(*net, opt, tape, data));
+}
+
+// Batch norm in train mode (running statistics updated), the residual sums, both layouts.
+BOOST_AUTO_TEST_CASE(resnet_sgd_both_layouts)
+{
+    for (bool channels_last : {false, true}) {
+        auto net = reference::mnist_resnet<F>(7, channels_last);
+        net->train();
+        SGD<F> opt(net->parameters(), {0.05});
+        Tape<F> tape;
+        const Shape shape = channels_last ? Shape{16, 28, 28, 1} : Shape{16, 1, 28, 28};
+        const std::vector<Batch> data{make_batch(shape, 8), make_batch(shape, 9)};
+        check_steady(channels_last ? "resnet, channels_last" : "resnet", classifier_step(*net, opt, tape, data));
+    }
 }
 
 BOOST_AUTO_TEST_CASE(trace_regularized_mlp_sgd)

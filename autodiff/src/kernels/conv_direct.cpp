@@ -69,7 +69,7 @@ DirectConvPasses direct_conv_passes(const DnnlConvShape& s)
         return !(e && std::strcmp(e, "0") == 0);
     }();
     DirectConvPasses p;
-    if (!on || s.stride != 1 || s.dilation != 1 || s.groups != 1) return p;
+    if (!on || s.channels_last || s.stride != 1 || s.dilation != 1 || s.groups != 1) return p;  // NCHW kernels
     const std::size_t taps = s.kh * s.kw;
     const bool wgrad_lanes = s.o >= 8 && s.c * taps >= 100;
     p.input_grad = s.c <= 8;

@@ -219,12 +219,20 @@ struct Entry {
 
 memory::desc md_any(const dims& d) { return memory::desc(d, dt::f32, blocked_layout() ? tag::any : tag::undef); }
 
+/// The primitive's layout of an activation (x or y, `user` its caller's layout): oneDNN's choice
+/// for NCHW callers, the caller's own for NHWC (its kernels run on NHWC directly; a blocked layout
+/// would bring back the two reorders per tensor that NHWC avoids).
+memory::desc act_md(const memory::desc& user, bool channels_last)
+{
+    return channels_last || !blocked_layout() ? user : md_any(user.dims());
+}
+
 Entry& entry(const DnnlConvShape& s, bool bias)
 {
     // omp_get_max_threads(): oneDNN fixes its work split when a primitive is created
-    const std::array<std::size_t, 13> key{s.n, s.c, s.h, s.w, s.o, s.kh, s.kw, s.stride, s.padding, s.dilation,
-                                          s.groups, bias, std::size_t(omp_get_max_threads())};
-    thread_local std::map<std::array<std::size_t, 13>, std::unique_ptr<Entry>> cache;
+    const std::array<std::size_t, 14> key{s.n, s.c, s.h, s.w, s.o, s.kh, s.kw, s.stride, s.padding, s.dilation,
+                                          s.groups, bias, s.channels_last, std::size_t(omp_get_max_threads())};
+    thread_local std::map<std::array<std::size_t, 14>, std::unique_ptr<Entry>> cache;
     auto it = cache.find(key);
     if (it != cache.end()) return *it->second;
     auto e = std::make_unique<Entry>();
@@ -234,15 +242,17 @@ Entry& entry(const DnnlConvShape& s, bool bias)
     const dims xd{D(s.n), D(s.c), D(s.h), D(s.w)}, yd{D(s.n), D(s.o), D(s.oh()), D(s.ow())};
     const dims wd = s.groups == 1 ? dims{D(s.o), D(s.c), D(s.kh), D(s.kw)}
                                   : dims{D(s.groups), D(s.o / s.groups), D(s.c / s.groups), D(s.kh), D(s.kw)};
-    e->x_md = memory::desc(xd, dt::f32, tag::nchw);
-    e->y_md = memory::desc(yd, dt::f32, tag::nchw);
+    const tag act = s.channels_last ? tag::nhwc : tag::nchw;
+    e->x_md = memory::desc(xd, dt::f32, act);
+    e->y_md = memory::desc(yd, dt::f32, act);
     e->w_md = memory::desc(wd, dt::f32, s.groups == 1 ? tag::oihw : tag::goihw);
     e->b_md = memory::desc({D(s.o)}, dt::f32, tag::x);
     e->strides = {D(s.stride), D(s.stride)};
     e->dilates = {D(s.dilation - 1), D(s.dilation - 1)};  // oneDNN counts the gaps
     e->pad = {D(s.padding), D(s.padding)};
     const bool blk = blocked_layout();
-    const memory::desc xa = blk ? md_any(xd) : e->x_md, ya = blk ? md_any(yd) : e->y_md, wa = blk ? md_any(wd) : e->w_md;
+    const memory::desc xa = act_md(e->x_md, s.channels_last), ya = act_md(e->y_md, s.channels_last),
+                       wa = blk ? md_any(wd) : e->w_md;
     const auto alg = dnnl::algorithm::convolution_direct;
     const auto pk = dnnl::prop_kind::forward_training;
     const auto fd = bias ? dnnl::convolution_forward::desc(pk, alg, xa, wa, e->b_md, ya, e->strides, e->dilates, e->pad, e->pad)
@@ -260,7 +270,7 @@ void ensure_bwd_data(Entry& e)
 {
     if (e.have_bwd_data) return;
     const bool blk = blocked_layout();
-    const memory::desc xa = blk ? md_any(e.x_md.dims()) : e.x_md, ya = blk ? md_any(e.y_md.dims()) : e.y_md,
+    const memory::desc xa = act_md(e.x_md, e.s.channels_last), ya = act_md(e.y_md, e.s.channels_last),
                        wa = blk ? md_any(e.w_md.dims()) : e.w_md;
     const dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, xa, wa, ya, e.strides,
                                                   e.dilates, e.pad, e.pad);
@@ -276,7 +286,7 @@ void ensure_bwd_weights(Entry& e, bool bias)
 {
     if (e.have_bwd_w[bias]) return;
     const bool blk = blocked_layout();
-    const memory::desc xa = blk ? md_any(e.x_md.dims()) : e.x_md, ya = blk ? md_any(e.y_md.dims()) : e.y_md,
+    const memory::desc xa = act_md(e.x_md, e.s.channels_last), ya = act_md(e.y_md, e.s.channels_last),
                        wa = blk ? md_any(e.w_md.dims()) : e.w_md;
     const auto alg = dnnl::algorithm::convolution_direct;
     const auto d = bias ? dnnl::convolution_backward_weights::desc(alg, xa, wa, e.b_md, ya, e.strides, e.dilates, e.pad, e.pad)

@@ -1,5 +1,5 @@
 #pragma once
-// Kernels: float 2-D convolution (NCHW input, OIHW weight) on oneDNN's convolution primitives
+// Kernels: float 2-D convolution (NCHW or NHWC input, OIHW weight) on oneDNN's convolution primitives
 // (direct JIT kernels, not im2col + GEMM). Raw contiguous buffers; no Var, no tape. Primitives,
 // their layout reorders and the scratchpad are cached per thread by shape and options, so after
 // the first call with a shape nothing is created and nothing is allocated by xgrad.
@@ -13,6 +13,9 @@ struct DnnlConvShape {
     std::size_t o, kh, kw;        // weight (O, C/groups, KH, KW)
     std::size_t stride, padding;  // both spatial dims
     std::size_t dilation = 1, groups = 1;
+    /// x (N,H,W,C) and y (N,OH,OW,O) instead of NCHW (the weight stays OIHW): the primitives then
+    /// work in that layout themselves, with no reorder of either.
+    bool channels_last = false;
     std::size_t oh() const { return (h + 2 * padding - dilation * (kh - 1) - 1) / stride + 1; }
     std::size_t ow() const { return (w + 2 * padding - dilation * (kw - 1) - 1) / stride + 1; }
 };

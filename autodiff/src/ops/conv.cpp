@@ -82,9 +82,32 @@ const float* float_ptr(const T* p)
 {
     return reinterpret_cast<const float*>(p);
 }
-kernels::DnnlConvShape dnnl_shape(const kernels::ConvGeom& g)
+kernels::DnnlConvShape dnnl_shape(const kernels::ConvGeom& g, bool channels_last = false)
 {
-    return kernels::DnnlConvShape{g.n, g.c, g.h, g.w, g.o, g.kh, g.kw, g.s, g.p};
+    kernels::DnnlConvShape s{g.n, g.c, g.h, g.w, g.o, g.kh, g.kw, g.s, g.p};
+    s.channels_last = channels_last;
+    return s;
+}
+
+// Channels-last activations (N,H,W,C) and the NCHW ones of the convolution family.
+template <class T>
+Var<T> to_nchw(const Var<T>& x)
+{
+    return permute(x, {0, 3, 1, 2});
+}
+template <class T>
+Var<T> to_nhwc(const Var<T>& x)
+{
+    return permute(x, {0, 2, 3, 1});
+}
+
+/// Checks a channels-last input's rank before it is permuted (the permute's own error would not
+/// name conv2d).
+void check_channels_last_rank(const Shape& xs, const Shape& ws)
+{
+    if (xs.size() != 4)
+        throw ShapeError(fmt::format("conv2d (channels_last): input {} and weight {}: need X (N,H,W,C) and W (O,C,KH,KW)",
+                                     shape_str(xs), shape_str(ws)));
 }
 
 /// conv_into on oneDNN (float): y = conv2d(x, w) without bias into `out`, or added to it.
@@ -109,23 +132,34 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
     OpBuilder<T> op("conv2d", ins, n_in);
     const Tensor<T>& xv = x.value();
     const Tensor<T>& wv = w.value();
-    const kernels::ConvGeom g =
-        kernels::conv_geometry(xv.shape(), wv.shape(), b ? &b->shape() : nullptr, options.stride(), options.padding());
+    const bool cl = options.channels_last();  // only on oneDNN (conv2d sends the rest through permutes)
+    if (cl) check_channels_last_rank(xv.shape(), wv.shape());
+    const Shape& xs = xv.shape();
+    const kernels::ConvGeom g = [&] {
+        if (!cl) return kernels::conv_geometry(xs, wv.shape(), b ? &b->shape() : nullptr, options.stride(), options.padding());
+        try {
+            return kernels::conv_geometry(Shape{xs[0], xs[3], xs[1], xs[2]}, wv.shape(), b ? &b->shape() : nullptr,
+                                          options.stride(), options.padding());
+        } catch (const ShapeError& e) {
+            throw ShapeError(fmt::format("conv2d (channels_last): input (N,H,W,C) {}, as NCHW: {}", shape_str(xs), e.what()));
+        }
+    }();
     Tensor<T>& out = op.value();
-    out.resize(Shape{g.n, g.o, g.oh, g.ow});
+    out.resize(cl ? Shape{g.n, g.oh, g.ow, g.o} : Shape{g.n, g.o, g.oh, g.ow});
     const bool dnnl = use_dnnl<T>();
+    if (cl && !dnnl) throw std::logic_error("conv2d: channels_last reached the kernel without oneDNN");
     if (dnnl) {
         // x as oneDNN's forward reorders it, kept in this node's saved() for the weight gradient
         float* kept = nullptr;
         if (op.requires_grad()) {
-            const std::size_t nk = kernels::float_conv2d_kept_input_size(dnnl_shape(g), b != nullptr);
+            const std::size_t nk = kernels::float_conv2d_kept_input_size(dnnl_shape(g, cl), b != nullptr);
             if (nk) {
                 op.saved().resize(Shape{nk});
                 kept = float_ptr(op.saved().data());
             }
         }
         kernels::float_conv2d_forward(float_ptr(xv.data()), float_ptr(wv.data()), b ? float_ptr(b->value().data()) : nullptr,
-                                     dnnl_shape(g), float_ptr(out.data()), kept);
+                                     dnnl_shape(g, cl), float_ptr(out.data()), kept);
     } else {
         // Keep the im2col matrix for dW only if the backward will run.
         T* cols = nullptr;
@@ -135,10 +169,17 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
         }
         kernels::conv2d_forward(xv.data(), wv.data(), b ? b->value().data() : nullptr, g, out.data(), cols);
     }
-    return op.finish_both([g, n_in, dnnl](auto& c) {
+    return op.finish_both([g, n_in, dnnl, cl](auto& c) {
         if constexpr (is_graph_backward_v<decltype(c)>) {
             // dX = conv2d_input_grad(G, W), dW = conv2d_weight_grad(X, G), db = Σ_{n,i,j} G
             const Var<T> G = c.grad(), X = c.input(0), W = c.input(1);
+            if (cl) {  // the same through permutes
+                const Var<T> Gc = to_nchw(G);
+                if (c.needs(0)) c.accumulate(0, to_nhwc(conv2d_input_grad(Gc, W, Shape{g.n, g.c, g.h, g.w}, g.s, g.p)));
+                if (c.needs(1)) c.accumulate(1, conv2d_weight_grad(to_nchw(X), Gc, W.shape(), g.s, g.p));
+                if (n_in == 3 && c.needs(2)) c.accumulate(2, sum(G, {0, 1, 2}));
+                return;
+            }
             if (c.needs(0)) c.accumulate(0, conv2d_input_grad(G, W, X.shape(), g.s, g.p));
             // X's im2col matrix is this node's saved() (without oneDNN): the recorded dW reads it
             // instead of rebuilding it
@@ -157,7 +198,7 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
             if (dnnl) {
                 const T* kept = c.saved().size() ? c.saved().data() : nullptr;
                 kernels::float_conv2d_backward(float_ptr(c.input(0).data()), float_ptr(c.input(1).data()),
-                                              float_ptr(c.grad().data()), dnnl_shape(g), float_ptr(dx.data()),
+                                              float_ptr(c.grad().data()), dnnl_shape(g, cl), float_ptr(dx.data()),
                                               dx.accumulate, float_ptr(dw.data()), dw.accumulate, float_ptr(db.data()),
                                               db.accumulate, float_ptr(kept));
                 return;
@@ -300,20 +341,30 @@ Var<T> conv2d_composed(const Var<T>& x, const Var<T>& w, const Var<T>* b, const 
     return b ? y + reshape(*b, {1, std::ptrdiff_t(o_ch), 1, 1}) : y;
 }
 
+/// Every conv2d: channels-last on oneDNN's NHWC kernels when it can, else through permutes.
+template <class T>
+Var<T> conv2d_any(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOptions options)
+{
+    const bool dense = options.dilation() == 1 && options.groups() == 1;
+    if (options.channels_last() && !(dense && use_dnnl<T>())) {
+        check_channels_last_rank(x.shape(), w.shape());
+        return to_nhwc(conv2d_any(to_nchw(x), w, b, options.channels_last(false)));
+    }
+    return dense ? conv2d_impl(x, w, b, options) : conv2d_composed(x, w, b, options);
+}
+
 }  // namespace
 
 template <class T>
 Var<T> conv2d(const Var<T>& x, const Var<T>& w, const Var<T>& b, Conv2dOptions options)
 {
-    if (options.dilation() != 1 || options.groups() != 1) return conv2d_composed(x, w, &b, options);
-    return conv2d_impl(x, w, &b, options);
+    return conv2d_any(x, w, &b, options);
 }
 
 template <class T>
 Var<T> conv2d(const Var<T>& x, const Var<T>& w, Conv2dOptions options)
 {
-    if (options.dilation() != 1 || options.groups() != 1) return conv2d_composed<T>(x, w, nullptr, options);
-    return conv2d_impl<T>(x, w, nullptr, options);
+    return conv2d_any<T>(x, w, nullptr, options);
 }
 
 #define XGRAD_INSTANTIATE(T)                                                           \

@@ -65,22 +65,84 @@ double* batch_norm_partials(std::size_t count)
     return v.data();
 }
 
+/// Per-channel coefficients of a channels-last pass, `count` values of T, kept per thread.
+template <class T>
+T* channel_coefficients(std::size_t count)
+{
+    thread_local std::vector<T> v;
+    if (v.size() < count) v.resize(count);
+    return v.data();
+}
+
+/// Channels-last passes: rows of C values, each pass a loop over the rows and, inside, over chunks of
+/// L channels (one fixed-length loop the compiler vectorizes), the remaining C mod L one at a time.
+template <class T>
+constexpr std::size_t chunk_lanes = 64 / sizeof(T);
+
+/// out[c] = Σ_r f(r, c) for c < cols over `rows` rows, as double. Each chunk of L channels is summed
+/// in four accumulators of L lanes of T, taking rows in turn (the chain of dependent adds split four
+/// ways), added in double at the end; the remaining channels in double.
+template <class T, class F>
+void column_sums(std::size_t rows, std::size_t cols, double* out, F f)
+{
+    constexpr std::size_t L = chunk_lanes<T>;
+    std::size_t c0 = 0;
+    for (; c0 + L <= cols; c0 += L) {
+        T a0[L] = {}, a1[L] = {}, a2[L] = {}, a3[L] = {};
+        std::size_t r = 0;
+        for (; r + 4 <= rows; r += 4)
+            for (std::size_t l = 0; l < L; ++l) {
+                a0[l] += f(r, c0 + l);
+                a1[l] += f(r + 1, c0 + l);
+                a2[l] += f(r + 2, c0 + l);
+                a3[l] += f(r + 3, c0 + l);
+            }
+        for (; r < rows; ++r)
+            for (std::size_t l = 0; l < L; ++l) a0[l] += f(r, c0 + l);
+        for (std::size_t l = 0; l < L; ++l) out[c0 + l] = (double(a0[l]) + double(a1[l])) + (double(a2[l]) + double(a3[l]));
+    }
+    for (; c0 < cols; ++c0) {
+        double t = 0;
+        for (std::size_t r = 0; r < rows; ++r) t += double(f(r, c0));
+        out[c0] = t;
+    }
+}
+
+/// f(r, c) for every row r < rows and channel c < cols, in chunks of L channels.
+template <class T, class F>
+void for_columns(std::size_t rows, std::size_t cols, F f)
+{
+    constexpr std::size_t L = chunk_lanes<T>;
+    for (std::size_t r = 0; r < rows; ++r) {
+        std::size_t c0 = 0;
+        for (; c0 + L <= cols; c0 += L)
+            for (std::size_t l = 0; l < L; ++l) f(r, c0 + l);
+        for (; c0 < cols; ++c0) f(r, c0);
+    }
+}
+
 /// weight and bias null: no affine map. relu: Y = max(batch norm, 0), its mask applied to G where the
-/// passes read it (Y > 0 exactly where the normalized value is).
+/// passes read it (Y > 0 exactly where the normalized value is). channels_last: X (N,*,C), the
+/// channel the last axis; each image's block is then `inner` rows of C values, and the passes add a
+/// row into C partial sums at once (vectorized over the channels).
 template <class T>
 Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias, double eps, Tensor<T>* batch_mean,
-                       Tensor<T>* batch_var, bool relu)
+                       Tensor<T>* batch_var, bool relu, bool channels_last)
 {
     const bool affine = weight != nullptr;
     const Var<T> inputs[3] = {x, affine ? *weight : x, affine ? *bias : x};
-    const char* name = relu ? "batch_norm_relu" : "batch_norm";
+    const char* name = channels_last ? (relu ? "batch_norm_relu_channels_last" : "batch_norm_channels_last")
+                                     : (relu ? "batch_norm_relu" : "batch_norm");
     OpBuilder<T> op(name, inputs, affine ? 3 : 1);
     const Shape& xs = x.shape();
     if (xs.size() < 2)
-        throw ShapeError(fmt::format("{}: input {} must have rank 2 or more, (N,C,*)", name, shape_str(xs)));
-    const std::size_t n = xs[0], channels = xs[1];
+        throw ShapeError(fmt::format("{}: input {} must have rank 2 or more, {}", name, shape_str(xs),
+                                     channels_last ? "(N,*,C)" : "(N,C,*)"));
+    const std::size_t caxis = channels_last ? xs.size() - 1 : 1;
+    const std::size_t n = xs[0], channels = xs[caxis];
     std::size_t inner = 1;
-    for (std::size_t a = 2; a < xs.size(); ++a) inner *= xs[a];
+    for (std::size_t a = 1; a < xs.size(); ++a)
+        if (a != caxis) inner *= xs[a];
     if (affine && (weight->shape() != Shape{channels} || bias->shape() != Shape{channels}))
         throw ShapeError(fmt::format("{}: input {} has {} channels, but weight {} and bias {} must be ({})", name,
                                      shape_str(xs), channels, shape_str(weight->shape()), shape_str(bias->shape()),
@@ -110,6 +172,47 @@ Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias
         for (std::size_t b = 0; b < n; ++b) t += part[b * channels + c];
         return t;
     };
+    if (channels_last) {
+        // the same passes over each image's rows of C values, the sums per (image, channel)
+        kernels::parallel_for(n, work, [&](std::size_t b) {
+            const T* __restrict blk = xp + b * inner * channels;
+            column_sums<T>(inner, channels, part + b * channels,
+                           [blk, channels](std::size_t r, std::size_t c) { return blk[r * channels + c]; });
+        });
+        for (std::size_t c = 0; c < channels; ++c) mean_p[c] = T(channel_total(c) / double(m));
+        kernels::parallel_for(n, work, [&](std::size_t b) {
+            const T* __restrict blk = xp + b * inner * channels;
+            const T* __restrict mu = mean_p;
+            column_sums<T>(inner, channels, part + b * channels, [blk, mu, channels](std::size_t r, std::size_t c) {
+                const T d = blk[r * channels + c] - mu[c];
+                return d * d;
+            });
+        });
+        T* scale = channel_coefficients<T>(2 * channels);
+        T* shift = scale + channels;
+        for (std::size_t c = 0; c < channels; ++c) {
+            const double var = channel_total(c) / double(m);
+            inv_p[c] = T(1 / std::sqrt(var + eps));
+            if (batch_mean) (*batch_mean)(c) = mean_p[c];
+            if (batch_var) (*batch_var)(c) = T(var);
+            scale[c] = affine ? gam[c] * inv_p[c] : inv_p[c];
+            shift[c] = affine ? bet[c] : T(0);
+        }
+        kernels::parallel_for(n, work, [&](std::size_t b) {
+            const T* __restrict xr = xp + b * inner * channels;
+            T* __restrict yr = yp + b * inner * channels;
+            const T *__restrict mu = mean_p, *__restrict sc = scale, *__restrict sh = shift;
+            if (relu)  // relu's own expression: NaN stays NaN
+                for_columns<T>(inner, channels, [=](std::size_t r, std::size_t c) {
+                    const T v = (xr[r * channels + c] - mu[c]) * sc[c] + sh[c];
+                    yr[r * channels + c] = v < T(0) ? T(0) : v;
+                });
+            else
+                for_columns<T>(inner, channels, [=](std::size_t r, std::size_t c) {
+                    yr[r * channels + c] = (xr[r * channels + c] - mu[c]) * sc[c] + sh[c];
+                });
+        });
+    } else {
     // two passes (the variance about the mean does not cancel); rows summed in lanes of T, the rows'
     // sums in double
     kernels::parallel_for(n, work, [&](std::size_t b) {
@@ -145,15 +248,17 @@ Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias
                 for (std::size_t i = 0; i < inner; ++i) yp[at + i] = (xp[at + i] - mean_t) * scale + shift;
         }
     });
+    }
     const std::size_t rank = xs.size();
-    return op.finish_both([n, channels, inner, rank, eps, affine, relu](auto& c) {
+    return op.finish_both([n, channels, inner, rank, caxis, eps, affine, relu, channels_last](auto& c) {
         const std::size_t m = n * inner;
         if constexpr (is_graph_backward_v<decltype(c)>) {
             // The same VJP as recorded ops; the statistics are recomputed so that they are differentiated.
-            std::vector<int> axes = {0};
-            for (std::size_t a = 2; a < rank; ++a) axes.push_back(int(a));
+            std::vector<int> axes;
+            for (std::size_t a = 0; a < rank; ++a)
+                if (a != caxis) axes.push_back(int(a));
             std::vector<std::ptrdiff_t> ks(rank, 1);
-            ks[1] = std::ptrdiff_t(channels);
+            ks[caxis] = std::ptrdiff_t(channels);
             const Var<T> x = c.input(0);
             // relu: G ⊙ [Y > 0], the mask a constant (relu'' = 0)
             const Var<T> g = relu ? c.grad() * c.constant(xt::eval(xt::cast<T>(c.value().value() > T(0)))) : c.grad();
@@ -184,6 +289,20 @@ Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias
             double* pgx = pg + nc;
             double* sg = pgx + nc;  // per channel: Σ g, Σ g·x̂ = inv·Σ g·(x − μ)
             double* sgx = sg + channels;
+            if (channels_last)
+                kernels::parallel_for(n, work, [&](std::size_t b) {
+                    const std::size_t at = b * inner * channels;
+                    // relu: the image's G ⊙ [Y > 0] once, in the thread's buffer (L2-sized here)
+                    const T* __restrict gr = relu ? masked_row(g + at, y + at, inner * channels) : g + at;
+                    const T* __restrict xr = xp + at;
+                    const T* __restrict mu = mean_p;
+                    column_sums<T>(inner, channels, pg + b * channels,
+                                   [gr, channels](std::size_t r, std::size_t c) { return gr[r * channels + c]; });
+                    column_sums<T>(inner, channels, pgx + b * channels, [gr, xr, mu, channels](std::size_t r, std::size_t c) {
+                        return gr[r * channels + c] * (xr[r * channels + c] - mu[c]);
+                    });
+                });
+            else
             kernels::parallel_for(n, work, [&](std::size_t b) {
                 for (std::size_t ch = 0; ch < channels; ++ch) {
                     const std::size_t at = (b * channels + ch) * inner;
@@ -206,6 +325,36 @@ Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias
             }
             if (!dx) return;
             T* d = dx.data();
+            if (channels_last) {
+                // per channel: k = γ·inv, a = Σg/M, is = inv·Σg·x̂/M
+                T* k = channel_coefficients<T>(3 * channels);
+                T* a = k + channels;
+                T* is = a + channels;
+                for (std::size_t ch = 0; ch < channels; ++ch) {
+                    const T inv = inv_p[ch];
+                    k[ch] = affine ? gam[ch] * inv : inv;
+                    a[ch] = T(sg[ch] / double(m));
+                    is[ch] = inv * T(sgx[ch] / double(m));
+                }
+                kernels::parallel_for(n, work, [&](std::size_t b) {
+                    const std::size_t at = b * inner * channels;
+                    const T* __restrict gr = relu ? masked_row(g + at, y + at, inner * channels) : g + at;
+                    const T* __restrict xr = xp + at;
+                    T* __restrict dr = d + at;
+                    const T *__restrict kk = k, *__restrict aa = a, *__restrict ss = is, *__restrict mu = mean_p;
+                    if (dx.accumulate)
+                        for_columns<T>(inner, channels, [=](std::size_t r, std::size_t c) {
+                            const std::size_t i = r * channels + c;
+                            dr[i] += kk[c] * (gr[i] - aa[c] - (xr[i] - mu[c]) * ss[c]);
+                        });
+                    else
+                        for_columns<T>(inner, channels, [=](std::size_t r, std::size_t c) {
+                            const std::size_t i = r * channels + c;
+                            dr[i] = kk[c] * (gr[i] - aa[c] - (xr[i] - mu[c]) * ss[c]);
+                        });
+                });
+                return;
+            }
             kernels::parallel_for(n, work, [&](std::size_t b) {
                 for (std::size_t ch = 0; ch < channels; ++ch) {
                     const T mu = mean_p[ch], inv = inv_p[ch];
@@ -341,26 +490,52 @@ template <class T>
 Var<T> batch_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, double eps, Tensor<T>* batch_mean,
                   Tensor<T>* batch_var)
 {
-    return batch_norm_impl(x, &weight, &bias, eps, batch_mean, batch_var, false);
+    return batch_norm_impl(x, &weight, &bias, eps, batch_mean, batch_var, false, false);
 }
 
 template <class T>
 Var<T> batch_norm(const Var<T>& x, double eps, Tensor<T>* batch_mean, Tensor<T>* batch_var)
 {
-    return batch_norm_impl<T>(x, nullptr, nullptr, eps, batch_mean, batch_var, false);
+    return batch_norm_impl<T>(x, nullptr, nullptr, eps, batch_mean, batch_var, false, false);
 }
 
 template <class T>
 Var<T> batch_norm_relu(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, double eps, Tensor<T>* batch_mean,
                        Tensor<T>* batch_var)
 {
-    return batch_norm_impl(x, &weight, &bias, eps, batch_mean, batch_var, true);
+    return batch_norm_impl(x, &weight, &bias, eps, batch_mean, batch_var, true, false);
 }
 
 template <class T>
 Var<T> batch_norm_relu(const Var<T>& x, double eps, Tensor<T>* batch_mean, Tensor<T>* batch_var)
 {
-    return batch_norm_impl<T>(x, nullptr, nullptr, eps, batch_mean, batch_var, true);
+    return batch_norm_impl<T>(x, nullptr, nullptr, eps, batch_mean, batch_var, true, false);
+}
+
+template <class T>
+Var<T> batch_norm_channels_last(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, double eps,
+                                Tensor<T>* batch_mean, Tensor<T>* batch_var)
+{
+    return batch_norm_impl(x, &weight, &bias, eps, batch_mean, batch_var, false, true);
+}
+
+template <class T>
+Var<T> batch_norm_channels_last(const Var<T>& x, double eps, Tensor<T>* batch_mean, Tensor<T>* batch_var)
+{
+    return batch_norm_impl<T>(x, nullptr, nullptr, eps, batch_mean, batch_var, false, true);
+}
+
+template <class T>
+Var<T> batch_norm_relu_channels_last(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, double eps,
+                                     Tensor<T>* batch_mean, Tensor<T>* batch_var)
+{
+    return batch_norm_impl(x, &weight, &bias, eps, batch_mean, batch_var, true, true);
+}
+
+template <class T>
+Var<T> batch_norm_relu_channels_last(const Var<T>& x, double eps, Tensor<T>* batch_mean, Tensor<T>* batch_var)
+{
+    return batch_norm_impl<T>(x, nullptr, nullptr, eps, batch_mean, batch_var, true, true);
 }
 
 template <class T>
@@ -380,6 +555,12 @@ Var<T> layer_norm(const Var<T>& x, const Shape& normalized_shape, double eps)
     template Var<T> batch_norm(const Var<T>&, double, Tensor<T>*, Tensor<T>*);                               \
     template Var<T> batch_norm_relu(const Var<T>&, const Var<T>&, const Var<T>&, double, Tensor<T>*, Tensor<T>*); \
     template Var<T> batch_norm_relu(const Var<T>&, double, Tensor<T>*, Tensor<T>*);                          \
+    template Var<T> batch_norm_channels_last(const Var<T>&, const Var<T>&, const Var<T>&, double, Tensor<T>*,   \
+                                             Tensor<T>*);                                                   \
+    template Var<T> batch_norm_channels_last(const Var<T>&, double, Tensor<T>*, Tensor<T>*);                 \
+    template Var<T> batch_norm_relu_channels_last(const Var<T>&, const Var<T>&, const Var<T>&, double,       \
+                                                  Tensor<T>*, Tensor<T>*);                                  \
+    template Var<T> batch_norm_relu_channels_last(const Var<T>&, double, Tensor<T>*, Tensor<T>*);            \
     template Var<T> layer_norm(const Var<T>&, const Shape&, const Var<T>&, const Var<T>&, double);           \
     template Var<T> layer_norm(const Var<T>&, const Shape&, double);
 XGRAD_INSTANTIATE(float)

@@ -35,12 +35,19 @@ public:
     XGRAD_ARG(std::size_t, groups) = 1;
     /// Whether a layer has a bias.
     XGRAD_ARG(bool, bias) = true;
+    /// Channels-last data (Keras's data_format "channels_last", not PyTorch's strided memory
+    /// format): X (N,H,W,C) and Y (N,OH,OW,O); W stays (O,C/groups,KH,KW), so state dicts are
+    /// PyTorch's. Float runs oneDNN's NHWC kernels with no reorder of X, Y or their gradients;
+    /// double (and builds without oneDNN) the NCHW convolution between two permutes.
+    XGRAD_ARG(bool, channels_last) = false;
 };
 
 /// Y[n,o,i,j] = b[o] + Σ_{c,p,q} W[o,c,p,q] · X[n, c, i·s − pad + p, j·s − pad + q]
 /// X (N,C,H,W), W (O,C,KH,KW), b (O) or none → Y (N,O,OH,OW), OH = ⌊(H + 2·pad − KH)/s⌋ + 1.
 /// With cols = im2col(X) (C·KH·KW, N·OH·OW) and G as (O, N·OH·OW):
 ///   dW = G·colsᵀ,  dX = col2im(Wᵀ·G),  db = Σ_{n,i,j} G.
+/// With channels_last: X (N,H,W,C) → Y (N,OH,OW,O), the same values as
+/// permute(conv2d(permute(X, {0,3,1,2}), W, b), {0,2,3,1}) and the same VJPs permuted likewise.
 /// Differentiable to any order: the recorded VJPs are the internal ops conv2d_input_grad(G, W)
 /// (the transposed convolution) and conv2d_weight_grad(X, G), whose own VJPs are conv2d and each
 /// other, and sum over (N,OH,OW) for the bias.

@@ -31,6 +31,24 @@ template <class T>
 Var<T> batch_norm_relu(const Var<T>& x, double eps = 1e-5, Tensor<T>* batch_mean = nullptr,
                        Tensor<T>* batch_var = nullptr);
 
+/// batch_norm and batch_norm_relu of channels-last data: X (N,*,C), the channel the LAST axis (an
+/// NHWC activation, conv2d's channels_last output), normalized per channel over its M = N·Π* values;
+/// the same formulas, errors and statistics. Each image's rows of C values are summed into C
+/// partial sums at once (in double); the result equals the NCHW op's on the permuted input up to
+/// rounding (the sums' order differs), and does not depend on the thread count.
+template <class T>
+Var<T> batch_norm_channels_last(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, double eps = 1e-5,
+                                Tensor<T>* batch_mean = nullptr, Tensor<T>* batch_var = nullptr);
+template <class T>
+Var<T> batch_norm_channels_last(const Var<T>& x, double eps = 1e-5, Tensor<T>* batch_mean = nullptr,
+                                Tensor<T>* batch_var = nullptr);
+template <class T>
+Var<T> batch_norm_relu_channels_last(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, double eps = 1e-5,
+                                     Tensor<T>* batch_mean = nullptr, Tensor<T>* batch_var = nullptr);
+template <class T>
+Var<T> batch_norm_relu_channels_last(const Var<T>& x, double eps = 1e-5, Tensor<T>* batch_mean = nullptr,
+                                     Tensor<T>* batch_var = nullptr);
+
 /// Layer norm: X (*, normalized_shape) normalized over its last k = normalized_shape.size() axes
 /// (M = Π normalized_shape values per row), Y = γ⊙X̂ + β, X̂ = (X − μ)/√(σ² + eps) with the row's mean
 /// and biased variance; γ, β of normalized_shape. With Ĝ = G⊙γ (Σ over the row's M values):

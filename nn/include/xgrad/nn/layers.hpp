@@ -46,7 +46,7 @@ private:
 /// The convolution's options (xgrad::Conv2dOptions), under the name torch::nn uses.
 using xgrad::Conv2dOptions;
 
-/// NCHW convolution, W (O, C/groups, K, K), b (O), as torch::nn::Conv2d:
+/// NCHW convolution (NHWC with Conv2dOptions::channels_last), W (O, C/groups, K, K), b (O), as torch::nn::Conv2d:
 /// Conv2d<float>(Conv2dOptions(1, 6, 5).padding(2)), Conv2d<float>(Conv2dOptions(32, 32, 3).groups(32))
 /// (depthwise). Default init: PyTorch's U(±1/√(C/groups·K·K)). Zero channels, kernel, stride,
 /// dilation or groups, and channels not divisible by groups, throw std::invalid_argument.

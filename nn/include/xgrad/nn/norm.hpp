@@ -28,6 +28,11 @@ public:
     /// Keep running_mean, running_var and num_batches_tracked (buffers) and use them in eval mode;
     /// false: batch statistics in both modes, and no buffers.
     XGRAD_ARG(bool, track_running_stats) = true;
+    /// Channels-last input, the channel the last axis ((N,H,W,C) for BatchNorm2d, the layout of
+    /// conv2d's channels_last): the ops batch_norm_channels_last / batch_norm_relu_channels_last.
+    /// Not a PyTorch option (its channels_last is a memory format of NCHW-shaped tensors); the
+    /// state dict is the same.
+    XGRAD_ARG(bool, channels_last) = false;
 };
 
 /// The per-dimension names of torch::nn (one options class serves both).

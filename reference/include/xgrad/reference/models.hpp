@@ -1,6 +1,7 @@
 #pragma once
 // Models shared by the examples and benchmarks.
 #include <memory>
+#include <vector>
 
 #include "xgrad/nn.hpp"
 #include "xgrad/nn/blocks.hpp"
@@ -57,17 +58,25 @@ std::unique_ptr<nn::Sequential<T>> lenet(std::uint64_t seed, bool max_pool)
 /// A small ResNet for 28×28 digits: conv 3×3 (1→16) → BatchNorm2d → ReLU → BasicBlock(16→16) →
 /// BasicBlock(16→32, stride 2) → BasicBlock(32→64, stride 2) → global average pooling → Linear
 /// (64→10). 77,754 parameters; the mnist_resnet example and the resnet_b64 benchmark.
+/// channels_last: input (N,28,28,1) (for one channel the same values as (N,1,28,28), reshaped), every
+/// activation NHWC, the pooling a mean over (H,W) (a Lambda in the AdaptiveAvgPool2d's place). The
+/// same parameters under the same names, and the same function of them.
 template <class T>
-std::unique_ptr<nn::Sequential<T>> mnist_resnet(std::uint64_t seed)
+std::unique_ptr<nn::Sequential<T>> mnist_resnet(std::uint64_t seed, bool channels_last = false)
 {
+    const bool cl = channels_last;
     auto net = std::make_unique<nn::Sequential<T>>();
-    net->template emplace<nn::Conv2d<T>>(nn::Conv2dOptions(1, 16, 3).padding(1).bias(false), seed);
-    net->template emplace<nn::BatchNorm2d<T>>(nn::BatchNorm2dOptions(16));
+    net->template emplace<nn::Conv2d<T>>(nn::Conv2dOptions(1, 16, 3).padding(1).bias(false).channels_last(cl), seed);
+    net->template emplace<nn::BatchNorm2d<T>>(nn::BatchNorm2dOptions(16).channels_last(cl));
     net->template emplace<nn::ReLU<T>>();
-    net->template emplace<nn::BasicBlock<T>>(16, 16, 1, seed + 10);
-    net->template emplace<nn::BasicBlock<T>>(16, 32, 2, seed + 20);
-    net->template emplace<nn::BasicBlock<T>>(32, 64, 2, seed + 30);
-    net->template emplace<nn::AdaptiveAvgPool2d<T>>(nn::AdaptiveAvgPool2dOptions(1));
+    net->template emplace<nn::BasicBlock<T>>(16, 16, 1, seed + 10, cl);
+    net->template emplace<nn::BasicBlock<T>>(16, 32, 2, seed + 20, cl);
+    net->template emplace<nn::BasicBlock<T>>(32, 64, 2, seed + 30, cl);
+    if (cl)
+        net->template emplace<nn::Lambda<T>>("GlobalAvgPool(channels_last)",
+                                             [axes = std::vector<int>{1, 2}](const Var<T>& x) { return mean(x, axes); });
+    else
+        net->template emplace<nn::AdaptiveAvgPool2d<T>>(nn::AdaptiveAvgPool2dOptions(1));
     net->template emplace<nn::Flatten<T>>();
     net->template emplace<nn::Linear<T>>(64, 10, true, seed + 40);
     return net;
