@@ -39,10 +39,10 @@ BasicBlock<T>::BasicBlock(std::size_t in_planes, std::size_t planes, std::size_t
 template <class T>
 Var<T> BasicBlock<T>::forward(const Var<T>& x)
 {
-    // relu(bn1(·)) and relu(y + shortcut) as one op each: one pass fewer each way
+    // relu(bn1(·)) and relu(bn2(·) + shortcut) as one op each: fewer passes each way
     const Var<T> h = bn1_->forward_relu(conv1_->forward(x));
-    const Var<T> y = bn2_->forward(conv2_->forward(h));
-    return add_relu(y, downsample_ ? downsample_->forward(x) : x);
+    const Var<T> y = conv2_->forward(h);
+    return bn2_->forward_add_relu(y, downsample_ ? downsample_->forward(x) : x);
 }
 
 template class BasicBlock<float>;

@@ -61,7 +61,13 @@ Var<T> BatchNormBase<T>::forward_relu(const Var<T>& x)
 }
 
 template <class T>
-Var<T> BatchNormBase<T>::forward_impl(const Var<T>& x, bool relu)
+Var<T> BatchNormBase<T>::forward_add_relu(const Var<T>& x, const Var<T>& residual)
+{
+    return forward_impl(x, true, &residual);
+}
+
+template <class T>
+Var<T> BatchNormBase<T>::forward_impl(const Var<T>& x, bool relu, const Var<T>* residual)
 {
     check_rank(x);
     const std::size_t c = options_.num_features();
@@ -77,7 +83,12 @@ Var<T> BatchNormBase<T>::forward_impl(const Var<T>& x, bool relu)
         Tensor<T>* bm = update ? &batch_mean_ : nullptr;
         Tensor<T>* bv = update ? &batch_var_ : nullptr;
         Var<T> y;
-        if (cl)
+        if (residual && weight_)
+            y = cl ? batch_norm_add_relu_channels_last(x, *residual, t.param(*weight_), t.param(*bias_), eps, bm, bv)
+                   : batch_norm_add_relu(x, *residual, t.param(*weight_), t.param(*bias_), eps, bm, bv);
+        else if (residual)  // (without the affine map: the two ops)
+            y = add_relu(cl ? batch_norm_channels_last(x, eps, bm, bv) : batch_norm(x, eps, bm, bv), *residual);
+        else if (cl)
             y = relu ? (weight_ ? batch_norm_relu_channels_last(x, t.param(*weight_), t.param(*bias_), eps, bm, bv)
                                 : batch_norm_relu_channels_last(x, eps, bm, bv))
                      : (weight_ ? batch_norm_channels_last(x, t.param(*weight_), t.param(*bias_), eps, bm, bv)
@@ -106,8 +117,8 @@ Var<T> BatchNormBase<T>::forward_impl(const Var<T>& x, bool relu)
     ks[axis] = std::ptrdiff_t(c);
     const Var<T> mu = reshape(t.constant(*running_mean_), ks);
     const Var<T> s = reshape(t.constant(scale_), ks);
-    if (!weight_) return relu ? xgrad::relu((x - mu) * s) : (x - mu) * s;
-    const Var<T> y = (x - mu) * (reshape(t.param(*weight_), ks) * s) + reshape(t.param(*bias_), ks);
+    const Var<T> y = weight_ ? (x - mu) * (reshape(t.param(*weight_), ks) * s) + reshape(t.param(*bias_), ks) : (x - mu) * s;
+    if (residual) return add_relu(y, *residual);
     return relu ? xgrad::relu(y) : y;
 }
 

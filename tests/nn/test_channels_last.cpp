@@ -2,7 +2,8 @@
 // batch_norm(_relu)_channels_last against the NCHW ops on the permuted tensors (which the other
 // tests check against hand formulas), values and every gradient: in float64 to 1e-12 of each
 // tensor's largest entry, in float (oneDNN's NHWC kernels) to 1e-5; first and second derivatives
-// against finite differences; the fused ReLU bit for bit against the two ops; the same bits on one
+// against finite differences; the fused ReLU and the fused residual sum + ReLU (batch_norm_add_relu,
+// both layouts) bit for bit against the separate ops; the same bits on one
 // thread and on all; the layers, BasicBlock and the ResNet in both layouts (same state dict, same
 // function); the errors name the op, the layout and the shapes.
 #define BOOST_TEST_MODULE nn_channels_last
@@ -211,6 +212,74 @@ BOOST_AUTO_TEST_CASE(fused_relu_and_threads_bit_for_bit)
     set_num_threads(1);
 }
 
+// batch_norm_add_relu (a residual block's end) is add_relu(batch_norm(x), residual) as one op: the
+// value and every gradient bit for bit against the two ops, both layouts, float and double, one
+// thread and all, with the residual its own Var and the residual x itself (one gradient buffer).
+BOOST_AUTO_TEST_CASE(add_relu_fused_is_the_two_ops_bit_for_bit)
+{
+    const Tens x0 = rnd({8, 12, 10, 12}, 390, -2, 2), s0 = rnd({8, 12, 10, 12}, 391, -1, 1), w0 = rnd({12}, 392, 0.5, 1.5),
+               b0 = rnd({12}, 393, -0.5, 0.5), g0 = rnd({8, 12, 10, 12}, 394);  // 12 channels either way
+    auto check = [&](auto tag, bool cl, bool self, int threads) {
+        using U = decltype(tag);
+        set_num_threads(threads);
+        auto run = [&](bool fused) {
+            Tape<U> t;
+            const Var<U> x = t.variable(as<U>(x0)), w = t.variable(as<U>(w0)), b = t.variable(as<U>(b0));
+            const Var<U> r = self ? x : t.variable(as<U>(s0));
+            Var<U> y;
+            if (fused)
+                y = cl ? batch_norm_add_relu_channels_last(x, r, w, b) : batch_norm_add_relu(x, r, w, b);
+            else
+                y = add_relu(cl ? batch_norm_channels_last(x, w, b) : batch_norm(x, w, b), r);
+            t.backward(y, as<U>(g0));
+            return std::vector<Tensor<U>>{y.value(), x.grad(), w.grad(), b.grad(), r.grad()};
+        };
+        const auto f = run(true), u = run(false);
+        BOOST_TEST_CONTEXT(typeid(U).name() << (cl ? " channels_last" : " nchw") << (self ? " residual x" : "") << ", "
+                                            << threads << " threads")
+        {
+            for (std::size_t i = 0; i < f.size(); ++i) BOOST_TEST(same_bits(f[i], u[i]), "tensor " << i);
+            const double clipped = double(xt::sum(xt::cast<double>(xt::equal(f[0], U(0))))()) / double(f[0].size());
+            BOOST_TEST(clipped > 0.2);
+            BOOST_TEST(clipped < 0.7);
+        }
+    };
+    for (int threads : {1, max_num_threads()})
+        for (bool cl : {false, true})
+            for (bool self : {false, true}) {
+                check(float{}, cl, self, threads);
+                check(double{}, cl, self, threads);
+            }
+    set_num_threads(1);
+}
+
+BOOST_AUTO_TEST_CASE(add_relu_fused_gradcheck_and_gradgradcheck)
+{
+    int checked = 0;
+    for (unsigned seed = 395; seed < 415 && checked < 4; seed += 5)
+        for (bool cl : {false, true}) {
+            const Shape s{3, 2, 2, 2};  // channels: axis 1, or the last
+            const std::vector<Tens> in = {rnd(s, seed, -1, 1), rnd(s, seed + 1, -1, 1), rnd({2}, seed + 2, 0.5, 1.5),
+                                          rnd({2}, seed + 3)};
+            auto f = [cl](const std::vector<V>& v) {
+                return cl ? batch_norm_add_relu_channels_last(v[0], v[1], v[2], v[3], 1e-3)
+                          : batch_norm_add_relu(v[0], v[1], v[2], v[3], 1e-3);
+            };
+            Tape<double> t;  // relu's kink: only with every pre-activation clear of 0
+            const V pre = (cl ? batch_norm_channels_last(t.variable(in[0]), t.variable(in[2]), t.variable(in[3]), 1e-3)
+                              : batch_norm(t.variable(in[0]), t.variable(in[2]), t.variable(in[3]), 1e-3)) +
+                          t.variable(in[1]);
+            if (xt::amin(xt::abs(pre.value()))() < 1e-3) continue;
+            BOOST_TEST_CONTEXT("seed " << seed << (cl ? " channels_last" : " nchw"))
+            {
+                expect_gradcheck(f, in);
+                expect_gradgradcheck(f, in);
+            }
+            ++checked;
+        }
+    BOOST_TEST(checked >= 2);
+}
+
 BOOST_AUTO_TEST_CASE(errors_name_the_op_and_the_shapes)
 {
     Tape<double> t;
@@ -221,6 +290,11 @@ BOOST_AUTO_TEST_CASE(errors_name_the_op_and_the_shapes)
         "batch_norm_relu_channels_last: input (3) must have rank 2 or more, (N,*,C)");
     expect_message<std::invalid_argument>([&] { batch_norm_channels_last(t.variable(rnd({1, 3}, 383))); },
         "batch_norm_channels_last: expected more than 1 value per channel in training mode, got input (1,3)");
+    expect_message<ShapeError>([&] { batch_norm_add_relu(x, w3, w2, w2); },
+                               "batch_norm_add_relu: residual (3) must have the input's shape (4,2,3)");
+    expect_message<ShapeError>([&] { batch_norm_add_relu_channels_last(x, x, w2, w2); },
+                               "batch_norm_add_relu_channels_last: input (4,2,3) has 3 channels, but weight (2) and "
+                               "bias (2) must be (3)");
     expect_message<std::invalid_argument>([&] { batch_norm_relu_channels_last(x, w3, w3, -1.0); },
         "batch_norm_relu_channels_last: eps must be finite and non-negative, got -1");
 }

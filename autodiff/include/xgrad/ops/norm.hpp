@@ -49,6 +49,19 @@ template <class T>
 Var<T> batch_norm_relu_channels_last(const Var<T>& x, double eps = 1e-5, Tensor<T>* batch_mean = nullptr,
                                      Tensor<T>* batch_var = nullptr);
 
+/// relu(batch_norm(x, weight, bias) + residual) as one op (a residual block's end): one pass fewer
+/// each way than batch_norm followed by add_relu, and the same values and gradients, bit for bit.
+/// With G' = G ⊙ [Y > 0]: d residual = G', and batch_norm's gradients with G' for G. The residual
+/// has x's shape (ShapeError naming the op and both shapes otherwise); batch_norm's other errors.
+template <class T>
+Var<T> batch_norm_add_relu(const Var<T>& x, const Var<T>& residual, const Var<T>& weight, const Var<T>& bias,
+                           double eps = 1e-5, Tensor<T>* batch_mean = nullptr, Tensor<T>* batch_var = nullptr);
+/// The same for channels-last x (N,*,C) (batch_norm_channels_last's layout).
+template <class T>
+Var<T> batch_norm_add_relu_channels_last(const Var<T>& x, const Var<T>& residual, const Var<T>& weight,
+                                         const Var<T>& bias, double eps = 1e-5, Tensor<T>* batch_mean = nullptr,
+                                         Tensor<T>* batch_var = nullptr);
+
 /// Layer norm: X (*, normalized_shape) normalized over its last k = normalized_shape.size() axes
 /// (M = Π normalized_shape values per row), Y = γ⊙X̂ + β, X̂ = (X − μ)/√(σ² + eps) with the row's mean
 /// and biased variance; γ, β of normalized_shape. With Ĝ = G⊙γ (Σ over the row's M values):

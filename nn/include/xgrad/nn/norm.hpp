@@ -55,6 +55,9 @@ public:
     /// relu(forward(x)) with the running statistics updated the same way; in train mode (or without
     /// running statistics) one op, batch_norm_relu, one pass fewer each way than the two.
     Var<T> forward_relu(const Var<T>& x);
+    /// relu(forward(x) + residual) (a residual block's end), residual of x's shape; in train mode with
+    /// the affine map one op, batch_norm_add_relu, one pass fewer each way than forward and add_relu.
+    Var<T> forward_add_relu(const Var<T>& x, const Var<T>& residual);
     std::string describe() const override { return std::string(name_) + "(" + std::to_string(options_.num_features()) + ")"; }
     /// γ and β; null without affine.
     Parameter<T>* weight() { return weight_; }
@@ -75,7 +78,7 @@ protected:
     const char* name_;
 
 private:
-    Var<T> forward_impl(const Var<T>& x, bool relu);
+    Var<T> forward_impl(const Var<T>& x, bool relu, const Var<T>* residual = nullptr);
     BatchNormOptions options_;
     Parameter<T>* weight_ = nullptr;
     Parameter<T>* bias_ = nullptr;
