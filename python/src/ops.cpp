@@ -330,6 +330,18 @@ void init_ops(py::module_& m)
     m.def("batch_norm_relu", batch_norm_op("batch_norm_relu", true), arg("x"), arg("weight") = py::none(),
           arg("bias") = py::none(), arg("eps") = 1e-5, arg("channels_last") = false,
           "relu(batch_norm(x, weight, bias, eps, channels_last)) as one op: the same values and gradients");
+    m.def("batch_norm_add_relu", [](const PyVar& x, py::object residual, py::object w, py::object b, double eps, bool cl) {
+        const PyVar rv = as_var(residual, x), wv = as_var(w, x), bv = as_var(b, x);
+        auto run = [&](const auto& xv, const auto& r, const auto& wt, const auto& bs) {
+            py::gil_scoped_release nogil;
+            return PyVar(x.tape, cl ? xgrad::batch_norm_add_relu_channels_last(xv, r, wt, bs, eps)
+                                    : xgrad::batch_norm_add_relu(xv, r, wt, bs, eps));
+        };
+        if (x.dbl) return run(x.d, rv.get<double>(), wv.get<double>(), bv.get<double>());
+        return run(x.f, rv.get<float>(), wv.get<float>(), bv.get<float>());
+    }, arg("x"), arg("residual"), arg("weight"), arg("bias"), arg("eps") = 1e-5, arg("channels_last") = false,
+          "relu(batch_norm(x, weight, bias, eps, channels_last) + residual) as one op (a residual block's end): "
+          "the same values and gradients as batch_norm then add_relu");
     m.def("layer_norm", [affine](const PyVar& x, std::vector<std::size_t> normalized_shape, py::object w, py::object b,
                                  double eps) {
         const bool has = !w.is_none();

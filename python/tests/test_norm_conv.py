@@ -115,6 +115,31 @@ def test_fused_relu_ops_equal_the_two_ops(rng):
         np.testing.assert_array_equal(a, c)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_batch_norm_add_relu_equals_the_two_ops(rng, channels_last):
+    shape = (6, 5, 4, 5)  # 5 channels on axis 1 and on the last axis
+    x, s, g = rng.normal(size=shape), rng.normal(size=shape), rng.normal(size=shape)
+    w, b = rng.uniform(0.5, 1.5, 5), rng.normal(size=5)
+    out = {}
+    for fused in (True, False):
+        tape = xgrad.Tape()
+        xv, sv, wv, bv = tape.variable(x), tape.variable(s), tape.variable(w), tape.variable(b)
+        if fused:
+            y = xgrad.batch_norm_add_relu(xv, sv, wv, bv, channels_last=channels_last)
+        else:
+            y = xgrad.add_relu(xgrad.batch_norm(xv, wv, bv, channels_last=channels_last), sv)
+        tape.backward(y, g)
+        out[fused] = [y.value, xv.grad, sv.grad, wv.grad, bv.grad]
+    for a, c in zip(out[True], out[False]):
+        np.testing.assert_array_equal(a, c)
+    assert 0.2 < (out[True][0] == 0).mean() < 0.7  # the mask matters
+    axes = (0, 1, 2) if channels_last else (0, 2, 3)
+    shape_c = (1, 1, 1, -1) if channels_last else (1, -1, 1, 1)
+    xh = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(out[True][0], np.maximum(xh * w.reshape(shape_c) + b.reshape(shape_c) + s, 0),
+                               rtol=1e-12, atol=1e-12)
+
+
 def test_errors():
     tape = xgrad.Tape()
     x = tape.variable(u(4, 3))
@@ -122,6 +147,8 @@ def test_errors():
         xgrad.batch_norm(x, weight=tape.variable(u(3)))
     with pytest.raises(xgrad.ShapeError, match="batch_norm"):
         xgrad.batch_norm(x, tape.variable(u(2)), tape.variable(u(2)))
+    with pytest.raises(xgrad.ShapeError, match="batch_norm_add_relu: residual"):
+        xgrad.batch_norm_add_relu(x, tape.variable(u(3)), tape.variable(u(3)), tape.variable(u(3)))
     with pytest.raises(xgrad.ShapeError, match="layer_norm"):
         xgrad.layer_norm(x, [5])
     with pytest.raises(xgrad.ShapeError, match=r"conv2d: input \(1,4,5,5\) and weight \(6,2,3,3\) with groups 3"):
