@@ -103,12 +103,13 @@ void expect_close(const Grads& a, const Grads& b, double tol)
 
 BOOST_AUTO_TEST_SUITE(batch_norm_ops)
 
-// Shapes with C a multiple of the kernels' chunk of channels and not (3, 19), rows a multiple of
-// four and not, N = 1.
+// Shapes with C a multiple of the kernels' chunk of channels and not (3, 12, 19: each of the
+// backward's loops, two batches of channels, one, and single channels, in float and double), rows
+// a multiple of four and not, N = 1.
 BOOST_AUTO_TEST_CASE(equals_the_nchw_op_on_the_permuted_input)
 {
     const std::vector<Shape> shapes = {Shape{4, 16, 5, 5}, Shape{3, 19, 3, 7}, Shape{1, 3, 2, 3}, Shape{2, 32, 4, 4},
-                                       Shape{5, 8, 1, 1}};
+                                       Shape{5, 8, 1, 1}, Shape{2, 12, 3, 3}};
     unsigned seed = 300;
     for (const Shape& s : shapes)
         for (bool relu : {false, true}) {
@@ -214,12 +215,14 @@ BOOST_AUTO_TEST_CASE(fused_relu_and_threads_bit_for_bit)
 
 // batch_norm_add_relu (a residual block's end) is add_relu(batch_norm(x), residual) as one op: the
 // value and every gradient bit for bit against the two ops, both layouts, float and double, one
-// thread and all, with the residual its own Var and the residual x itself (one gradient buffer).
+// thread and all, with the residual its own Var and the residual x itself (one gradient buffer),
+// and the residual used again after the op or not (its gradient added to what the later use left
+// there, or its buffer written first).
 BOOST_AUTO_TEST_CASE(add_relu_fused_is_the_two_ops_bit_for_bit)
 {
     const Tens x0 = rnd({8, 12, 10, 12}, 390, -2, 2), s0 = rnd({8, 12, 10, 12}, 391, -1, 1), w0 = rnd({12}, 392, 0.5, 1.5),
                b0 = rnd({12}, 393, -0.5, 0.5), g0 = rnd({8, 12, 10, 12}, 394);  // 12 channels either way
-    auto check = [&](auto tag, bool cl, bool self, int threads) {
+    auto check = [&](auto tag, bool cl, bool self, bool again, int threads) {
         using U = decltype(tag);
         set_num_threads(threads);
         auto run = [&](bool fused) {
@@ -231,12 +234,12 @@ BOOST_AUTO_TEST_CASE(add_relu_fused_is_the_two_ops_bit_for_bit)
                 y = cl ? batch_norm_add_relu_channels_last(x, r, w, b) : batch_norm_add_relu(x, r, w, b);
             else
                 y = add_relu(cl ? batch_norm_channels_last(x, w, b) : batch_norm(x, w, b), r);
-            t.backward(y, as<U>(g0));
+            t.backward(again ? y + r : y, as<U>(g0));
             return std::vector<Tensor<U>>{y.value(), x.grad(), w.grad(), b.grad(), r.grad()};
         };
         const auto f = run(true), u = run(false);
-        BOOST_TEST_CONTEXT(typeid(U).name() << (cl ? " channels_last" : " nchw") << (self ? " residual x" : "") << ", "
-                                            << threads << " threads")
+        BOOST_TEST_CONTEXT(typeid(U).name() << (cl ? " channels_last" : " nchw") << (self ? " residual x" : "")
+                                            << (again ? " used again" : "") << ", " << threads << " threads")
         {
             for (std::size_t i = 0; i < f.size(); ++i) BOOST_TEST(same_bits(f[i], u[i]), "tensor " << i);
             const double clipped = double(xt::sum(xt::cast<double>(xt::equal(f[0], U(0))))()) / double(f[0].size());
@@ -246,10 +249,11 @@ BOOST_AUTO_TEST_CASE(add_relu_fused_is_the_two_ops_bit_for_bit)
     };
     for (int threads : {1, max_num_threads()})
         for (bool cl : {false, true})
-            for (bool self : {false, true}) {
-                check(float{}, cl, self, threads);
-                check(double{}, cl, self, threads);
-            }
+            for (bool self : {false, true})
+                for (bool again : {false, true}) {
+                    check(float{}, cl, self, again, threads);
+                    check(double{}, cl, self, again, threads);
+                }
     set_num_threads(1);
 }
 
