@@ -80,23 +80,16 @@ Var<T> BatchNormBase<T>::forward_impl(const Var<T>& x, bool relu, const Var<T>* 
     const double eps = options_.eps();
     if (this->is_training() || !running_mean_) {
         const bool update = this->is_training() && running_mean_;
-        Tensor<T>* bm = update ? &batch_mean_ : nullptr;
-        Tensor<T>* bv = update ? &batch_var_ : nullptr;
+        auto o = BatchNormFuncOptions<T>().eps(eps).channels_last(cl).relu(relu);
+        if (update) o.batch_mean(&batch_mean_).batch_var(&batch_var_);
+        if (weight_) o.weight(t.param(*weight_)).bias(t.param(*bias_));
         Var<T> y;
         if (residual && weight_)
-            y = cl ? batch_norm_add_relu_channels_last(x, *residual, t.param(*weight_), t.param(*bias_), eps, bm, bv)
-                   : batch_norm_add_relu(x, *residual, t.param(*weight_), t.param(*bias_), eps, bm, bv);
-        else if (residual)  // (without the affine map: the two ops)
-            y = add_relu(cl ? batch_norm_channels_last(x, eps, bm, bv) : batch_norm(x, eps, bm, bv), *residual);
-        else if (cl)
-            y = relu ? (weight_ ? batch_norm_relu_channels_last(x, t.param(*weight_), t.param(*bias_), eps, bm, bv)
-                                : batch_norm_relu_channels_last(x, eps, bm, bv))
-                     : (weight_ ? batch_norm_channels_last(x, t.param(*weight_), t.param(*bias_), eps, bm, bv)
-                                : batch_norm_channels_last(x, eps, bm, bv));
+            y = batch_norm(x, o.residual(*residual));
+        else if (residual)  // (the op fuses the residual with the affine map only: the two ops)
+            y = add_relu(batch_norm(x, o.relu(false)), *residual);
         else
-            y = relu ? (weight_ ? batch_norm_relu(x, t.param(*weight_), t.param(*bias_), eps, bm, bv)
-                                : batch_norm_relu(x, eps, bm, bv))
-                     : (weight_ ? batch_norm(x, t.param(*weight_), t.param(*bias_), eps, bm, bv) : batch_norm(x, eps, bm, bv));
+            y = batch_norm(x, o);
         if (update) {
             const T m = T(x.size() / c);  // values per channel; batch_norm checked m ≥ 2
             *num_batches_tracked_ += T(1);

@@ -303,45 +303,26 @@ void init_ops(py::module_& m)
             throw py::value_error(std::string("xgrad: ") + op + ": give both weight and bias, or neither");
         return w.is_none() ? std::pair<PyVar, PyVar>{x, x} : std::pair<PyVar, PyVar>{as_var(w, x), as_var(b, x)};
     };
-    // batch_norm and batch_norm_relu: one binding, the op chosen by `relu`
-    auto batch_norm_op = [affine](const char* name, bool relu) {
-        return [affine, name, relu](const PyVar& x, py::object w, py::object b, double eps, bool cl) {
-            const bool has = !w.is_none();
-            const std::pair<PyVar, PyVar> wb = affine(x, w, b, name);
-            auto run = [&](const auto& xv, const auto& wv, const auto& bv) {
-                py::gil_scoped_release nogil;
-                if (cl && relu)
-                    return PyVar(x.tape, has ? xgrad::batch_norm_relu_channels_last(xv, wv, bv, eps)
-                                             : xgrad::batch_norm_relu_channels_last(xv, eps));
-                if (cl)
-                    return PyVar(x.tape, has ? xgrad::batch_norm_channels_last(xv, wv, bv, eps)
-                                             : xgrad::batch_norm_channels_last(xv, eps));
-                if (relu) return PyVar(x.tape, has ? xgrad::batch_norm_relu(xv, wv, bv, eps) : xgrad::batch_norm_relu(xv, eps));
-                return PyVar(x.tape, has ? xgrad::batch_norm(xv, wv, bv, eps) : xgrad::batch_norm(xv, eps));
-            };
-            if (x.dbl) return run(x.d, wb.first.get<double>(), wb.second.get<double>());
-            return run(x.f, wb.first.get<float>(), wb.second.get<float>());
-        };
-    };
-    m.def("batch_norm", batch_norm_op("batch_norm", false), arg("x"), arg("weight") = py::none(),
-          arg("bias") = py::none(), arg("eps") = 1e-5, arg("channels_last") = false,
-          "training-mode batch norm over all axes but 1 of x (N,C,...): (x - mean_c)/sqrt(var_c + eps)·weight + bias; "
-          "channels_last: the channel the last axis, x (N,...,C)");
-    m.def("batch_norm_relu", batch_norm_op("batch_norm_relu", true), arg("x"), arg("weight") = py::none(),
-          arg("bias") = py::none(), arg("eps") = 1e-5, arg("channels_last") = false,
-          "relu(batch_norm(x, weight, bias, eps, channels_last)) as one op: the same values and gradients");
-    m.def("batch_norm_add_relu", [](const PyVar& x, py::object residual, py::object w, py::object b, double eps, bool cl) {
-        const PyVar rv = as_var(residual, x), wv = as_var(w, x), bv = as_var(b, x);
-        auto run = [&](const auto& xv, const auto& r, const auto& wt, const auto& bs) {
+    m.def("batch_norm", [affine](const PyVar& x, py::object w, py::object b, double eps, bool cl, bool relu,
+                                 py::object residual) {
+        const bool has = !w.is_none();
+        const std::pair<PyVar, PyVar> wb = affine(x, w, b, "batch_norm");
+        const PyVar rv = residual.is_none() ? x : as_var(residual, x);
+        auto run = [&](auto tag, const auto& xv, const auto& wv, const auto& bv, const auto& r) {
+            using T = decltype(tag);
+            auto o = xgrad::BatchNormFuncOptions<T>().eps(eps).channels_last(cl).relu(relu);
+            if (has) o.weight(wv).bias(bv);
+            if (!residual.is_none()) o.residual(r);
             py::gil_scoped_release nogil;
-            return PyVar(x.tape, cl ? xgrad::batch_norm_add_relu_channels_last(xv, r, wt, bs, eps)
-                                    : xgrad::batch_norm_add_relu(xv, r, wt, bs, eps));
+            return PyVar(x.tape, xgrad::batch_norm(xv, o));
         };
-        if (x.dbl) return run(x.d, rv.get<double>(), wv.get<double>(), bv.get<double>());
-        return run(x.f, rv.get<float>(), wv.get<float>(), bv.get<float>());
-    }, arg("x"), arg("residual"), arg("weight"), arg("bias"), arg("eps") = 1e-5, arg("channels_last") = false,
-          "relu(batch_norm(x, weight, bias, eps, channels_last) + residual) as one op (a residual block's end): "
-          "the same values and gradients as batch_norm then add_relu");
+        if (x.dbl) return run(double{}, x.d, wb.first.get<double>(), wb.second.get<double>(), rv.get<double>());
+        return run(float{}, x.f, wb.first.get<float>(), wb.second.get<float>(), rv.get<float>());
+    }, arg("x"), arg("weight") = py::none(), arg("bias") = py::none(), arg("eps") = 1e-5, arg("channels_last") = false,
+          arg("relu") = false, arg("residual") = py::none(),
+          "training-mode batch norm over all axes but 1 of x (N,C,...): (x - mean_c)/sqrt(var_c + eps)·weight + bias; "
+          "channels_last: the channel the last axis, x (N,...,C); relu: max(·, 0) in the same op (the same values and "
+          "gradients as relu after it); residual (with relu, weight and bias): relu(batch_norm(x) + residual) as one op");
     m.def("layer_norm", [affine](const PyVar& x, std::vector<std::size_t> normalized_shape, py::object w, py::object b,
                                  double eps) {
         const bool has = !w.is_none();

@@ -64,7 +64,7 @@ CASES = [
      lambda x, w, b: batch_norm_np(x, w, b, 1e-3), [u(2, 3, 2, 3), u(3), u(3)]),
     ("batch_norm_plain", lambda x: xgrad.batch_norm(x), lambda x: batch_norm_np(x), [u(4, 2, 3)]),
     # relu's kink: inputs whose normalized values all stay at least 0.1 from 0 (checked below)
-    ("batch_norm_relu", lambda x, w, b: xgrad.batch_norm_relu(x, w, b),
+    ("batch_norm_relu", lambda x, w, b: xgrad.batch_norm(x, w, b, relu=True),
      lambda x, w, b: np.maximum(batch_norm_np(x, w, b), 0), [KINK_FREE_BN, np.array([1.5, 0.7]), np.array([0.1, -0.2])]),
     ("add_relu", lambda a, b: xgrad.add_relu(a, b), lambda a, b: np.maximum(a + b, 0),
      [np.array([[0.5, -0.75, 1.0], [-0.3, 0.2, -1.2]]), np.array([[0.1, 0.2, -0.3], [0.05, 0.4, 0.25]])]),
@@ -75,7 +75,7 @@ CASES = [
     # channels-last: the channel the last axis, the same values as the NCHW formula on the permuted data
     ("batch_norm_channels_last", lambda x, w, b: xgrad.batch_norm(x, w, b, channels_last=True),
      lambda x, w, b: batch_norm_np(x.transpose(0, 3, 1, 2), w, b).transpose(0, 2, 3, 1), [u_cl(2, 3, 2, 3), u_cl(3), u_cl(3)]),
-    ("batch_norm_relu_channels_last", lambda x, w, b: xgrad.batch_norm_relu(x, w, b, channels_last=True),
+    ("batch_norm_relu_channels_last", lambda x, w, b: xgrad.batch_norm(x, w, b, channels_last=True, relu=True),
      lambda x, w, b: np.maximum(batch_norm_np(x.transpose(0, 2, 1), w, b), 0).transpose(0, 2, 1),
      [KINK_FREE_BN.transpose(0, 2, 1).copy(), np.array([1.5, 0.7]), np.array([0.1, -0.2])]),
     ("conv_channels_last", lambda x, w, b: xgrad.conv2d(x, w, b, stride=2, padding=1, channels_last=True),
@@ -107,7 +107,7 @@ def test_fused_relu_ops_equal_the_two_ops(rng):
     for fused in (True, False):
         tape = xgrad.Tape()
         xv, wv, bv = tape.variable(x), tape.variable(w), tape.variable(b)
-        y = xgrad.batch_norm_relu(xv, wv, bv) if fused else xgrad.relu(xgrad.batch_norm(xv, wv, bv))
+        y = xgrad.batch_norm(xv, wv, bv, relu=True) if fused else xgrad.relu(xgrad.batch_norm(xv, wv, bv))
         z = xgrad.add_relu(y, xv) if fused else xgrad.relu(y + xv)
         tape.backward(z, g)
         out[fused] = [z.value, xv.grad, wv.grad, bv.grad]
@@ -125,7 +125,7 @@ def test_batch_norm_add_relu_equals_the_two_ops(rng, channels_last):
         tape = xgrad.Tape()
         xv, sv, wv, bv = tape.variable(x), tape.variable(s), tape.variable(w), tape.variable(b)
         if fused:
-            y = xgrad.batch_norm_add_relu(xv, sv, wv, bv, channels_last=channels_last)
+            y = xgrad.batch_norm(xv, wv, bv, channels_last=channels_last, relu=True, residual=sv)
         else:
             y = xgrad.add_relu(xgrad.batch_norm(xv, wv, bv, channels_last=channels_last), sv)
         tape.backward(y, g)
@@ -147,8 +147,13 @@ def test_errors():
         xgrad.batch_norm(x, weight=tape.variable(u(3)))
     with pytest.raises(xgrad.ShapeError, match="batch_norm"):
         xgrad.batch_norm(x, tape.variable(u(2)), tape.variable(u(2)))
-    with pytest.raises(xgrad.ShapeError, match="batch_norm_add_relu: residual"):
-        xgrad.batch_norm_add_relu(x, tape.variable(u(3)), tape.variable(u(3)), tape.variable(u(3)))
+    w3, b3 = tape.variable(u(3)), tape.variable(u(3))
+    with pytest.raises(xgrad.ShapeError, match=r"batch_norm_add_relu: residual \(3\) must have the input's shape \(4,3\)"):
+        xgrad.batch_norm(x, w3, b3, relu=True, residual=tape.variable(u(3)))
+    with pytest.raises(ValueError, match="batch_norm_add_relu: a residual is fused only with relu and the affine map"):
+        xgrad.batch_norm(x, w3, b3, residual=x)
+    with pytest.raises(ValueError, match="batch_norm_add_relu: a residual is fused only with relu and the affine map"):
+        xgrad.batch_norm(x, relu=True, residual=x)
     with pytest.raises(xgrad.ShapeError, match="layer_norm"):
         xgrad.layer_norm(x, [5])
     with pytest.raises(xgrad.ShapeError, match=r"conv2d: input \(1,4,5,5\) and weight \(6,2,3,3\) with groups 3"):

@@ -309,7 +309,7 @@ BOOST_AUTO_TEST_CASE(batch_norm_gives_the_same_bits_on_two_threads)
         set_num_threads(threads);
         Tape<float> t;
         const Var<float> x = t.variable(x0), w = t.variable(w0), b = t.variable(b0);
-        const Var<float> out = batch_norm(x, w, b, 1e-5);
+        const Var<float> out = batch_norm(x, BatchNormFuncOptions<float>().weight(w).bias(b).eps(1e-5));
         t.backward(sum(out * t.constant(g0)));
         y.assign(out.value().begin(), out.value().end());
         dx.assign(x.grad().begin(), x.grad().end());

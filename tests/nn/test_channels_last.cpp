@@ -28,6 +28,7 @@ using xgrad::test::expect_gradgradcheck;
 using xgrad::test::expect_message;
 using xgrad::test::rnd;
 using V = Var<double>;
+using Opts = BatchNormFuncOptions<double>;
 using Tens = Tensor<double>;
 
 namespace {
@@ -121,10 +122,13 @@ BOOST_AUTO_TEST_CASE(equals_the_nchw_op_on_the_permuted_input)
                 const auto [cl, ref] = both_layouts<U>(
                     x, w, b, g,
                     [relu](const Var<U>& x, const Var<U>& w, const Var<U>& b) {
-                        return relu ? batch_norm_relu_channels_last(x, w, b) : batch_norm_channels_last(x, w, b);
+                        return relu ? batch_norm(
+                                          x, BatchNormFuncOptions<U>().weight(w).bias(b).channels_last(true).relu(true))
+                                    : batch_norm(x, BatchNormFuncOptions<U>().weight(w).bias(b).channels_last(true));
                     },
                     [relu](const Var<U>& x, const Var<U>& w, const Var<U>& b) {
-                        return relu ? batch_norm_relu(x, w, b) : batch_norm(x, w, b);
+                        return relu ? batch_norm(x, BatchNormFuncOptions<U>().weight(w).bias(b).relu(true))
+                                    : batch_norm(x, BatchNormFuncOptions<U>().weight(w).bias(b));
                     });
                 BOOST_TEST_CONTEXT(shape_str(s) << (relu ? " relu " : " ") << typeid(U).name()) { expect_close(cl, ref, tol); }
             };
@@ -139,13 +143,14 @@ BOOST_AUTO_TEST_CASE(without_the_affine_map_and_the_statistics)
     Tens m_cl, v_cl, m, v;
     Tape<double> t;
     const V xc = t.variable(nhwc(x)), xn = t.variable(x);
-    const V yc = batch_norm_channels_last(xc, 1e-3, &m_cl, &v_cl), yn = batch_norm(xn, 1e-3, &m, &v);
+    const V yc = batch_norm(xc, Opts().eps(1e-3).batch_mean(&m_cl).batch_var(&v_cl).channels_last(true)),
+            yn = batch_norm(xn, Opts().eps(1e-3).batch_mean(&m).batch_var(&v));
     t.backward(sum(yc * t.constant(nhwc(g))) + sum(yn * t.constant(g)));
     BOOST_TEST(rel_err(nchw(yc.value()), yn.value()) < 1e-12);
     BOOST_TEST(rel_err(nchw(xc.grad()), xn.grad()) < 1e-12);
     BOOST_TEST(rel_err(m_cl, m) < 1e-12);
     BOOST_TEST(rel_err(v_cl, v) < 1e-12);
-    const V r = batch_norm_relu_channels_last(t.variable(nhwc(x)), 1e-3);
+    const V r = batch_norm(t.variable(nhwc(x)), Opts().eps(1e-3).channels_last(true).relu(true));
     BOOST_TEST(rel_err(nchw(r.value()), Tens(xt::maximum(yn.value(), 0.0))) < 1e-12);
 }
 
@@ -160,16 +165,18 @@ BOOST_AUTO_TEST_CASE(gradcheck_and_gradgradcheck)
         {
             const std::vector<Tens> in = {rnd(s, seed, -1, 1), rnd({c}, seed + 1, 0.5, 1.5), rnd({c}, seed + 2)};
             seed += 3;
-            auto f = [](const std::vector<V>& v) { return batch_norm_channels_last(v[0], v[1], v[2], 1e-3); };
+            auto f = [](const std::vector<V>& v) {
+                return batch_norm(v[0], Opts().weight(v[1]).bias(v[2]).eps(1e-3).channels_last(true));
+            };
             expect_gradcheck(f, in);
             expect_gradgradcheck(f, in);
-            auto plain = [](const std::vector<V>& v) { return batch_norm_channels_last(v[0], 1e-3); };
+            auto plain = [](const std::vector<V>& v) { return batch_norm(v[0], Opts().eps(1e-3).channels_last(true)); };
             expect_gradcheck(plain, {in[0]});
             expect_gradgradcheck(plain, {in[0]});
-            Tape<double> t;  // relu's kink: only with every output clear of 0
-            const V y = batch_norm_channels_last(t.variable(in[0]), t.variable(in[1]), t.variable(in[2]), 1e-3);
-            if (xt::amin(xt::abs(y.value()))() > 1e-3) {
-                auto fused = [](const std::vector<V>& v) { return batch_norm_relu_channels_last(v[0], v[1], v[2], 1e-3); };
+            if (test::clear_of_relu_kink(f, in)) {
+                auto fused = [](const std::vector<V>& v) {
+                    return batch_norm(v[0], Opts().weight(v[1]).bias(v[2]).eps(1e-3).channels_last(true).relu(true));
+                };
                 expect_gradcheck(fused, in);
                 expect_gradgradcheck(fused, in);
                 ++fused_checked;
@@ -191,7 +198,9 @@ BOOST_AUTO_TEST_CASE(fused_relu_and_threads_bit_for_bit)
             set_num_threads(threads);
             Tape<U> t;
             const Var<U> x = t.variable(as<U>(x0)), w = t.variable(as<U>(w0)), b = t.variable(as<U>(b0));
-            const Var<U> y = fused ? batch_norm_relu_channels_last(x, w, b) : relu(batch_norm_channels_last(x, w, b));
+            const Var<U> y =
+                fused ? batch_norm(x, BatchNormFuncOptions<U>().weight(w).bias(b).channels_last(true).relu(true))
+                      : relu(batch_norm(x, BatchNormFuncOptions<U>().weight(w).bias(b).channels_last(true)));
             t.backward(y + x, as<U>(g0));
             return std::vector<Tensor<U>>{y.value(), x.grad(), w.grad(), b.grad()};
         };
@@ -231,9 +240,13 @@ BOOST_AUTO_TEST_CASE(add_relu_fused_is_the_two_ops_bit_for_bit)
             const Var<U> r = self ? x : t.variable(as<U>(s0));
             Var<U> y;
             if (fused)
-                y = cl ? batch_norm_add_relu_channels_last(x, r, w, b) : batch_norm_add_relu(x, r, w, b);
+                y = cl ? batch_norm(
+                             x, BatchNormFuncOptions<U>().weight(w).bias(b).channels_last(true).relu(true).residual(r))
+                       : batch_norm(x, BatchNormFuncOptions<U>().weight(w).bias(b).relu(true).residual(r));
             else
-                y = add_relu(cl ? batch_norm_channels_last(x, w, b) : batch_norm(x, w, b), r);
+                y = add_relu(cl ? batch_norm(x, BatchNormFuncOptions<U>().weight(w).bias(b).channels_last(true))
+                                : batch_norm(x, BatchNormFuncOptions<U>().weight(w).bias(b)),
+                             r);
             t.backward(again ? y + r : y, as<U>(g0));
             return std::vector<Tensor<U>>{y.value(), x.grad(), w.grad(), b.grad(), r.grad()};
         };
@@ -266,14 +279,12 @@ BOOST_AUTO_TEST_CASE(add_relu_fused_gradcheck_and_gradgradcheck)
             const std::vector<Tens> in = {rnd(s, seed, -1, 1), rnd(s, seed + 1, -1, 1), rnd({2}, seed + 2, 0.5, 1.5),
                                           rnd({2}, seed + 3)};
             auto f = [cl](const std::vector<V>& v) {
-                return cl ? batch_norm_add_relu_channels_last(v[0], v[1], v[2], v[3], 1e-3)
-                          : batch_norm_add_relu(v[0], v[1], v[2], v[3], 1e-3);
+                return batch_norm(v[0], Opts().weight(v[2]).bias(v[3]).eps(1e-3).channels_last(cl).relu(true).residual(v[1]));
             };
-            Tape<double> t;  // relu's kink: only with every pre-activation clear of 0
-            const V pre = (cl ? batch_norm_channels_last(t.variable(in[0]), t.variable(in[2]), t.variable(in[3]), 1e-3)
-                              : batch_norm(t.variable(in[0]), t.variable(in[2]), t.variable(in[3]), 1e-3)) +
-                          t.variable(in[1]);
-            if (xt::amin(xt::abs(pre.value()))() < 1e-3) continue;
+            auto pre = [cl](const std::vector<V>& v) {
+                return batch_norm(v[0], Opts().weight(v[2]).bias(v[3]).eps(1e-3).channels_last(cl)) + v[1];
+            };
+            if (!test::clear_of_relu_kink(pre, in)) continue;
             BOOST_TEST_CONTEXT("seed " << seed << (cl ? " channels_last" : " nchw"))
             {
                 expect_gradcheck(f, in);
@@ -288,19 +299,32 @@ BOOST_AUTO_TEST_CASE(errors_name_the_op_and_the_shapes)
 {
     Tape<double> t;
     const V x = t.variable(rnd({4, 2, 3}, 380)), w2 = t.variable(rnd({2}, 381)), w3 = t.variable(rnd({3}, 382));
-    expect_message<ShapeError>([&] { batch_norm_channels_last(x, w2, w2); },
+    expect_message<ShapeError>([&] { batch_norm(x, Opts().weight(w2).bias(w2).channels_last(true)); },
         "batch_norm_channels_last: input (4,2,3) has 3 channels, but weight (2) and bias (2) must be (3)");
-    expect_message<ShapeError>([&] { batch_norm_relu_channels_last(w3); },
+    expect_message<ShapeError>([&] { batch_norm(w3, Opts().channels_last(true).relu(true)); },
         "batch_norm_relu_channels_last: input (3) must have rank 2 or more, (N,*,C)");
-    expect_message<std::invalid_argument>([&] { batch_norm_channels_last(t.variable(rnd({1, 3}, 383))); },
+    expect_message<std::invalid_argument>([&] { batch_norm(t.variable(rnd({1, 3}, 383)), Opts().channels_last(true)); },
         "batch_norm_channels_last: expected more than 1 value per channel in training mode, got input (1,3)");
-    expect_message<ShapeError>([&] { batch_norm_add_relu(x, w3, w2, w2); },
+    expect_message<ShapeError>([&] { batch_norm(x, Opts().weight(w2).bias(w2).relu(true).residual(w3)); },
                                "batch_norm_add_relu: residual (3) must have the input's shape (4,2,3)");
-    expect_message<ShapeError>([&] { batch_norm_add_relu_channels_last(x, x, w2, w2); },
-                               "batch_norm_add_relu_channels_last: input (4,2,3) has 3 channels, but weight (2) and "
-                               "bias (2) must be (3)");
-    expect_message<std::invalid_argument>([&] { batch_norm_relu_channels_last(x, w3, w3, -1.0); },
+    expect_message<ShapeError>(
+        [&] { batch_norm(x, Opts().weight(w2).bias(w2).channels_last(true).relu(true).residual(x)); },
+        "batch_norm_add_relu_channels_last: input (4,2,3) has 3 channels, but weight (2) and "
+        "bias (2) must be (3)");
+    expect_message<std::invalid_argument>(
+        [&] { batch_norm(x, Opts().weight(w3).bias(w3).eps(-1.0).channels_last(true).relu(true)); },
         "batch_norm_relu_channels_last: eps must be finite and non-negative, got -1");
+    // the options that do not go together
+    expect_message<std::invalid_argument>([&] { batch_norm(x, Opts().weight(w2)); },
+        "batch_norm: weight and bias must be given together (the affine map), got weight without bias");
+    expect_message<std::invalid_argument>([&] { batch_norm(x, Opts().bias(w3).channels_last(true)); },
+        "batch_norm_channels_last: weight and bias must be given together (the affine map), got bias without weight");
+    expect_message<std::invalid_argument>([&] { batch_norm(x, Opts().weight(w2).bias(w2).residual(x)); },
+        "batch_norm_add_relu: a residual is fused only with relu and the affine map (relu(γ·x̂ + β + residual)); "
+        "got relu false, weight and bias");
+    expect_message<std::invalid_argument>([&] { batch_norm(x, Opts().relu(true).residual(x).channels_last(true)); },
+        "batch_norm_add_relu_channels_last: a residual is fused only with relu and the affine map "
+        "(relu(γ·x̂ + β + residual)); got relu true, no weight and bias");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

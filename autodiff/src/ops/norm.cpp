@@ -247,21 +247,33 @@ void cl_backward_dx(std::size_t rows, std::size_t cols, const T* __restrict g, c
         }
 }
 
-/// weight and bias null: no affine map. relu: Y = max(batch norm, 0), its mask applied to G where the
-/// passes read it (Y > 0 exactly where the normalized value is). residual (with relu and the affine
-/// map only): Y = max(batch norm + residual, 0), the residual's gradient G ⊙ [Y > 0]. channels_last: X (N,*,C), the
-/// channel the last axis; each image's block is then `inner` rows of C values, and the passes add a
-/// row into C partial sums at once (vectorized over the channels).
+/// The options' weight and bias absent: no affine map. relu: Y = max(batch norm, 0), its mask applied
+/// to G where the passes read it (Y > 0 exactly where the normalized value is). residual (with relu and
+/// the affine map only): Y = max(batch norm + residual, 0), the residual's gradient G ⊙ [Y > 0].
+/// channels_last: X (N,*,C), the channel the last axis; each image's block is then `inner` rows of C
+/// values, and the passes add a row into C partial sums at once (vectorized over the channels).
 template <class T>
-Var<T> batch_norm_impl(const Var<T>& x, const Var<T>* weight, const Var<T>* bias, double eps, Tensor<T>* batch_mean,
-                       Tensor<T>* batch_var, bool relu, bool channels_last, const Var<T>* residual = nullptr)
+Var<T> batch_norm_impl(const Var<T>& x, const BatchNormFuncOptions<T>& o)
 {
-    const bool affine = weight != nullptr;
-    const bool res = residual != nullptr;  // (then relu and affine)
-    const Var<T> inputs[4] = {x, affine ? *weight : x, affine ? *bias : x, res ? *residual : x};
+    const bool affine = o.weight().has_value(), res = o.residual().has_value(), relu = o.relu(),
+               channels_last = o.channels_last();
     const char* name = res ? (channels_last ? "batch_norm_add_relu_channels_last" : "batch_norm_add_relu")
                      : channels_last ? (relu ? "batch_norm_relu_channels_last" : "batch_norm_channels_last")
                                      : (relu ? "batch_norm_relu" : "batch_norm");
+    if (affine != o.bias().has_value())
+        throw std::invalid_argument(fmt::format("{}: weight and bias must be given together (the affine map), got {} "
+                                                "without {}", name, affine ? "weight" : "bias", affine ? "bias" : "weight"));
+    if (res && (!relu || !affine))
+        throw std::invalid_argument(fmt::format("{}: a residual is fused only with relu and the affine map "
+                                                "(relu(γ·x̂ + β + residual)); got relu {}, {}", name, relu,
+                                                affine ? "weight and bias" : "no weight and bias"));
+    const Var<T>* weight = affine ? &*o.weight() : nullptr;
+    const Var<T>* bias = affine ? &*o.bias() : nullptr;
+    const Var<T>* residual = res ? &*o.residual() : nullptr;
+    Tensor<T>* batch_mean = o.batch_mean();
+    Tensor<T>* batch_var = o.batch_var();
+    const double eps = o.eps();
+    const Var<T> inputs[4] = {x, affine ? *weight : x, affine ? *bias : x, res ? *residual : x};
     OpBuilder<T> op(name, inputs, res ? 4 : affine ? 3 : 1);
     const Shape& xs = x.shape();
     if (xs.size() < 2)
@@ -635,69 +647,9 @@ Var<T> layer_norm_impl(const Var<T>& x, const Shape& normalized_shape, const Var
 }  // namespace
 
 template <class T>
-Var<T> batch_norm(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, double eps, Tensor<T>* batch_mean,
-                  Tensor<T>* batch_var)
+Var<T> batch_norm(const Var<T>& x, const BatchNormFuncOptions<T>& options)
 {
-    return batch_norm_impl(x, &weight, &bias, eps, batch_mean, batch_var, false, false);
-}
-
-template <class T>
-Var<T> batch_norm(const Var<T>& x, double eps, Tensor<T>* batch_mean, Tensor<T>* batch_var)
-{
-    return batch_norm_impl<T>(x, nullptr, nullptr, eps, batch_mean, batch_var, false, false);
-}
-
-template <class T>
-Var<T> batch_norm_relu(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, double eps, Tensor<T>* batch_mean,
-                       Tensor<T>* batch_var)
-{
-    return batch_norm_impl(x, &weight, &bias, eps, batch_mean, batch_var, true, false);
-}
-
-template <class T>
-Var<T> batch_norm_relu(const Var<T>& x, double eps, Tensor<T>* batch_mean, Tensor<T>* batch_var)
-{
-    return batch_norm_impl<T>(x, nullptr, nullptr, eps, batch_mean, batch_var, true, false);
-}
-
-template <class T>
-Var<T> batch_norm_channels_last(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, double eps,
-                                Tensor<T>* batch_mean, Tensor<T>* batch_var)
-{
-    return batch_norm_impl(x, &weight, &bias, eps, batch_mean, batch_var, false, true);
-}
-
-template <class T>
-Var<T> batch_norm_channels_last(const Var<T>& x, double eps, Tensor<T>* batch_mean, Tensor<T>* batch_var)
-{
-    return batch_norm_impl<T>(x, nullptr, nullptr, eps, batch_mean, batch_var, false, true);
-}
-
-template <class T>
-Var<T> batch_norm_relu_channels_last(const Var<T>& x, const Var<T>& weight, const Var<T>& bias, double eps,
-                                     Tensor<T>* batch_mean, Tensor<T>* batch_var)
-{
-    return batch_norm_impl(x, &weight, &bias, eps, batch_mean, batch_var, true, true);
-}
-
-template <class T>
-Var<T> batch_norm_relu_channels_last(const Var<T>& x, double eps, Tensor<T>* batch_mean, Tensor<T>* batch_var)
-{
-    return batch_norm_impl<T>(x, nullptr, nullptr, eps, batch_mean, batch_var, true, true);
-}
-
-template <class T>
-Var<T> batch_norm_add_relu(const Var<T>& x, const Var<T>& residual, const Var<T>& weight, const Var<T>& bias, double eps,
-                           Tensor<T>* batch_mean, Tensor<T>* batch_var)
-{
-    return batch_norm_impl(x, &weight, &bias, eps, batch_mean, batch_var, true, false, &residual);
-}
-
-template <class T>
-Var<T> batch_norm_add_relu_channels_last(const Var<T>& x, const Var<T>& residual, const Var<T>& weight, const Var<T>& bias,
-                                         double eps, Tensor<T>* batch_mean, Tensor<T>* batch_var)
-{
-    return batch_norm_impl(x, &weight, &bias, eps, batch_mean, batch_var, true, true, &residual);
+    return batch_norm_impl(x, options);
 }
 
 template <class T>
@@ -713,20 +665,7 @@ Var<T> layer_norm(const Var<T>& x, const Shape& normalized_shape, double eps)
 }
 
 #define XGRAD_INSTANTIATE(T)                                                                                  \
-    template Var<T> batch_norm(const Var<T>&, const Var<T>&, const Var<T>&, double, Tensor<T>*, Tensor<T>*); \
-    template Var<T> batch_norm(const Var<T>&, double, Tensor<T>*, Tensor<T>*);                               \
-    template Var<T> batch_norm_relu(const Var<T>&, const Var<T>&, const Var<T>&, double, Tensor<T>*, Tensor<T>*); \
-    template Var<T> batch_norm_relu(const Var<T>&, double, Tensor<T>*, Tensor<T>*);                          \
-    template Var<T> batch_norm_channels_last(const Var<T>&, const Var<T>&, const Var<T>&, double, Tensor<T>*,   \
-                                             Tensor<T>*);                                                   \
-    template Var<T> batch_norm_channels_last(const Var<T>&, double, Tensor<T>*, Tensor<T>*);                 \
-    template Var<T> batch_norm_relu_channels_last(const Var<T>&, const Var<T>&, const Var<T>&, double,       \
-                                                  Tensor<T>*, Tensor<T>*);                                  \
-    template Var<T> batch_norm_relu_channels_last(const Var<T>&, double, Tensor<T>*, Tensor<T>*);            \
-    template Var<T> batch_norm_add_relu(const Var<T>&, const Var<T>&, const Var<T>&, const Var<T>&, double,    \
-                                        Tensor<T>*, Tensor<T>*);                                            \
-    template Var<T> batch_norm_add_relu_channels_last(const Var<T>&, const Var<T>&, const Var<T>&,           \
-                                                      const Var<T>&, double, Tensor<T>*, Tensor<T>*);       \
+    template Var<T> batch_norm(const Var<T>&, const BatchNormFuncOptions<T>&);                                \
     template Var<T> layer_norm(const Var<T>&, const Shape&, const Var<T>&, const Var<T>&, double);           \
     template Var<T> layer_norm(const Var<T>&, const Shape&, double);
 XGRAD_INSTANTIATE(float)

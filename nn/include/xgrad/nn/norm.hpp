@@ -29,7 +29,7 @@ public:
     /// false: batch statistics in both modes, and no buffers.
     XGRAD_ARG(bool, track_running_stats) = true;
     /// Channels-last input, the channel the last axis ((N,H,W,C) for BatchNorm2d, the layout of
-    /// conv2d's channels_last): the ops batch_norm_channels_last / batch_norm_relu_channels_last.
+    /// conv2d's channels_last): batch_norm's channels_last option.
     /// Not a PyTorch option (its channels_last is a memory format of NCHW-shaped tensors); the
     /// state dict is the same.
     XGRAD_ARG(bool, channels_last) = false;
@@ -53,10 +53,11 @@ class BatchNormBase : public Module<T> {
 public:
     Var<T> forward(const Var<T>& x) override;
     /// relu(forward(x)) with the running statistics updated the same way; in train mode (or without
-    /// running statistics) one op, batch_norm_relu, one pass fewer each way than the two.
+    /// running statistics) one op (batch_norm's relu option), one pass fewer each way than the two.
     Var<T> forward_relu(const Var<T>& x);
     /// relu(forward(x) + residual) (a residual block's end), residual of x's shape; in train mode with
-    /// the affine map one op, batch_norm_add_relu, one pass fewer each way than forward and add_relu.
+    /// the affine map one op (batch_norm's relu and residual options), one pass fewer each way than
+    /// forward and add_relu.
     Var<T> forward_add_relu(const Var<T>& x, const Var<T>& residual);
     std::string describe() const override { return std::string(name_) + "(" + std::to_string(options_.num_features()) + ")"; }
     /// γ and β; null without affine.
