@@ -90,9 +90,11 @@ BOOST_AUTO_TEST_CASE(bad_training_values_are_rejected_before_loading_data)
         BOOST_TEST(r.code == 1, program << ": " << r.output);
         BOOST_TEST(r.output.find("/nonexistent/xgrad-cli-test") != std::string::npos, program << ": " << r.output);
     }
-    const Run cl = run("mnist_resnet", "--channels-last" + no_data);  // a flag: accepted, fails at the data
-    BOOST_TEST(cl.code == 1, cl.output);
-    BOOST_TEST(cl.output.find("/nonexistent/xgrad-cli-test") != std::string::npos, cl.output);
+    for (const char* flag : {"--channels-last", "--no-channels-last"}) {  // flags: accepted, fail at the data
+        const Run cl = run("mnist_resnet", flag + no_data);
+        BOOST_TEST(cl.code == 1, flag << ": " << cl.output);
+        BOOST_TEST(cl.output.find("/nonexistent/xgrad-cli-test") != std::string::npos, flag << ": " << cl.output);
+    }
 }
 
 // The second-order examples: their own options, and the shared ones, checked the same way.
