@@ -8,9 +8,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <typeinfo>
 
 #include <xtensor/xview.hpp>
 
+#include "xgrad/nn/norm.hpp"
 #include "xgrad/ops/shape.hpp"
 
 namespace xgrad::nn {
@@ -342,6 +344,7 @@ Sequential<T>& Sequential<T>::add_module(std::unique_ptr<Module<T>> m)
 {
     if (!m) throw std::invalid_argument(fmt::format("Sequential: layer {} is a null module", layers_.size()));
     layers_.push_back(m.get());
+    fused_.push_back(false);
     scopes_.push_back(std::to_string(layers_.size() - 1) + ":" + m->describe());
     this->register_module(std::to_string(layers_.size() - 1), std::move(m));
     return *this;
@@ -353,9 +356,27 @@ Var<T> Sequential<T>::forward(const Var<T>& x)
     Var<T> y = x;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
         ScopeGuard<T> scope(y.tape(), scopes_[i]);
-        y = layers_[i]->forward(y);
+        if (fused_[i]) {
+            y = static_cast<BatchNormBase<T>*>(layers_[i])->forward_relu(y);
+            ++i;  // the ReLU, done
+        } else {
+            y = layers_[i]->forward(y);
+        }
     }
     return y;
+}
+
+template <class T>
+std::size_t Sequential<T>::fuse_batch_norm_relu()
+{
+    std::size_t pairs = 0;
+    for (std::size_t i = 0; i + 1 < layers_.size(); ++i) {
+        // exactly these types: a subclass may have its own forward
+        const std::type_info& a = typeid(*layers_[i]);
+        fused_[i] = (a == typeid(BatchNorm1d<T>) || a == typeid(BatchNorm2d<T>)) && typeid(*layers_[i + 1]) == typeid(ReLU<T>);
+        pairs += fused_[i];
+    }
+    return pairs;
 }
 
 namespace {

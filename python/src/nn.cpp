@@ -793,6 +793,12 @@ void init_nn(py::module_& m, py::module_& parent)
         .def("__len__", [](PySequential& self) {
             return self.d ? static_cast<nn::Sequential<double>&>(*self.d).size() : static_cast<nn::Sequential<float>&>(*self.f).size();
         })
+        .def("fuse_batch_norm_relu", [](PySequential& self) {
+            return self.d ? static_cast<nn::Sequential<double>&>(*self.d).fuse_batch_norm_relu()
+                          : static_cast<nn::Sequential<float>&>(*self.f).fuse_batch_norm_relu();
+        }, "Runs each BatchNorm1d/BatchNorm2d that a ReLU directly follows as one op with it (train mode), "
+           "the same values and gradients bit for bit; returns the number of pairs. Layers, names and "
+           "state dict unchanged.")
         .def("__getitem__", [](const std::shared_ptr<PySequential>& self, long i) {
             const long n = static_cast<long>(self->d ? static_cast<nn::Sequential<double>&>(*self->d).size()
                                                      : static_cast<nn::Sequential<float>&>(*self->f).size());

@@ -105,6 +105,36 @@ def test_attention_and_encoder_layer_match_pytorch():
 
 
 @needs_torch
+def test_fused_batch_norm_relu_matches_pytorch():
+    """Sequential.fuse_batch_norm_relu: two [BatchNorm, ReLU] pairs one op each, against PyTorch's
+    unfused network (outputs, gradients, running statistics), names unchanged."""
+    rng = np.random.default_rng(11)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, dtype=np.float64), nn.BatchNorm2d(3, dtype=np.float64), nn.ReLU(),
+                        nn.Conv2d(3, 3, 3, padding=1, dtype=np.float64), nn.BatchNorm2d(3, dtype=np.float64), nn.ReLU(),
+                        nn.Flatten(), nn.Linear(3 * 25, 4, dtype=np.float64), nn.BatchNorm1d(4, dtype=np.float64),
+                        nn.ReLU(), dtype=np.float64)
+    T = torch.nn
+    tnet = T.Sequential(T.Conv2d(2, 3, 3, padding=1), T.BatchNorm2d(3), T.ReLU(), T.Conv2d(3, 3, 3, padding=1),
+                        T.BatchNorm2d(3), T.ReLU(), T.Flatten(), T.Linear(3 * 25, 4), T.BatchNorm1d(4), T.ReLU()).double()
+    assert net.fuse_batch_norm_relu() == 3
+    copy_weights(net, tnet)  # the same names as before the fusion
+    x = rng.normal(size=(4, 2, 5, 5))
+    tape = xgrad.Tape()
+    xv = tape.variable(x)
+    y = net(xv)
+    tx = tensor(x)
+    ty = tnet(tx)
+    np.testing.assert_allclose(y.value, ty.detach().numpy(), rtol=1e-12, atol=1e-14)
+    assert (y.value == 0).any() and (y.value > 0).any()
+    tape.backward(xgrad.sum(xgrad.square(y)))
+    (ty ** 2).sum().backward()
+    np.testing.assert_allclose(xv.grad, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    grads_match(net, tnet)
+    buffers = dict(net.named_buffers())
+    np.testing.assert_allclose(buffers["4.running_var"], tnet[4].running_var.numpy(), rtol=1e-12)
+
+
+@needs_torch
 def test_norms_embedding_and_activations_match_pytorch():
     rng = np.random.default_rng(7)
     net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=2, dilation=2, groups=2, dtype=np.float64), nn.BatchNorm2d(4, dtype=np.float64),

@@ -463,6 +463,67 @@ BOOST_AUTO_TEST_CASE(forward_relu_is_relu_of_forward)
     BOOST_TEST((*fused.num_batches_tracked())() == 3.0);
 }
 
+// Sequential::fuse_batch_norm_relu: in train mode each [BatchNorm, ReLU] pair one op (two ReLU nodes
+// fewer on the tape), the rest as it was; values, gradients and running statistics bit for bit the unfused
+// network's, in train and eval mode, in double (NCHW) and float (channels-last, the fused kernels).
+template <class T>
+void check_fused_sequential(bool channels_last)
+{
+    auto build = [&] {
+        auto net = std::make_unique<Sequential<T>>();
+        net->template emplace<Conv2d<T>>(Conv2dOptions(2, 3, 3).padding(1).channels_last(channels_last), 7);
+        net->template emplace<BatchNorm2d<T>>(BatchNormOptions(3).channels_last(channels_last));  // fused
+        net->template emplace<ReLU<T>>();
+        net->template emplace<BatchNorm2d<T>>(BatchNormOptions(3).channels_last(channels_last));  // no ReLU after it
+        net->template emplace<Sigmoid<T>>();
+        net->template emplace<ReLU<T>>();  // no batch norm before it
+        net->template emplace<Conv2d<T>>(Conv2dOptions(3, 4, 3).padding(1).channels_last(channels_last), 8);
+        net->template emplace<BatchNorm2d<T>>(BatchNormOptions(4).channels_last(channels_last));  // fused
+        net->template emplace<ReLU<T>>();
+        net->template emplace<BatchNorm2d<T>>(BatchNormOptions(4).channels_last(channels_last));  // last layer
+        for (std::size_t i : {1, 3, 7, 9}) {
+            auto& bn = net->template at<BatchNorm2d<T>>(i);
+            const std::size_t c = bn.options().num_features();
+            bn.weight()->value() = xt::cast<T>(rnd({c}, 100 + i, 0.5, 1.5));
+            bn.bias()->value() = xt::cast<T>(rnd({c}, 110 + i, -0.3, 0.3));
+        }
+        return net;
+    };
+    auto fused = build(), two = build();
+    BOOST_TEST(fused->fuse_batch_norm_relu() == 2u);
+    BOOST_TEST(fused->fuse_batch_norm_relu() == 2u);  // again: the same pairs
+    std::vector<std::string> names_f, names_t;
+    for (auto& [k, v] : fused->named_parameters()) names_f.push_back(k);
+    for (auto& [k, v] : two->named_parameters()) names_t.push_back(k);
+    BOOST_TEST(names_f == names_t, boost::test_tools::per_element());
+    const Shape xs = channels_last ? Shape{4, 5, 5, 2} : Shape{4, 2, 5, 5}, ys = channels_last ? Shape{4, 5, 5, 4} : Shape{4, 4, 5, 5};
+    for (unsigned step = 0; step < 3; ++step) {
+        if (step == 2) fused->eval(), two->eval();
+        const Tensor<T> x = xt::cast<T>(rnd(xs, 120 + step, -1.0 - step, 1.0 + step)), g = xt::cast<T>(rnd(ys, 130 + step));
+        for (Sequential<T>* net : {fused.get(), two.get()})
+            for (Parameter<T>* p : net->parameters()) p->zero_grad();
+        Tape<T> tf, tt;
+        const Var<T> yf = (*fused)(tf.variable(x)), yt = (*two)(tt.variable(x));
+        BOOST_TEST(tt.size() == tf.size() + (step < 2 ? 2 : 0));  // eval: the affine map, then relu, in both
+        tf.backward(yf, g);
+        tt.backward(yt, g);
+        BOOST_TEST_CONTEXT("step " << step)
+        {
+            BOOST_TEST(same_bits(yf.value(), yt.value()));
+            const auto pf = fused->parameters(), pt = two->parameters();
+            for (std::size_t k = 0; k < pf.size(); ++k) BOOST_TEST(same_bits(pf[k]->grad(), pt[k]->grad()));
+            const auto bf = fused->named_buffers(), bt = two->named_buffers();
+            for (std::size_t k = 0; k < bf.size(); ++k) BOOST_TEST(same_bits(*bf[k].second, *bt[k].second));
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(sequential_fuses_batch_norm_and_relu_pairs)
+{
+    check_fused_sequential<double>(false);
+    check_fused_sequential<float>(true);
+}
+
 BOOST_AUTO_TEST_CASE(running_statistics_follow_a_hand_loop)
 {
     const double momentum = 0.2, eps = 1e-5;

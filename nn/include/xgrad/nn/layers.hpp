@@ -417,6 +417,14 @@ public:
     /// Records each layer under a tape scope "<index>:<layer>", so messages and check_nodes say
     /// which layer an op belongs to.
     Var<T> forward(const Var<T>& x) override;
+    /// From now on, runs every BatchNorm1d/BatchNorm2d layer that a ReLU layer directly follows
+    /// through BatchNormBase::forward_relu, recorded under the batch norm's scope: in train mode one
+    /// op, so the ReLU's output and its gradient are never made (one pass over the activation fewer
+    /// each way); the same values, gradients and running statistics, bit for bit. As torch.ao.quantization.fuse_modules with
+    /// [bn, relu], but the layers, their names and the state dict stay as they are. Returns the
+    /// number of pairs; layers added later are fused by another call. Nested containers are not
+    /// searched.
+    std::size_t fuse_batch_norm_relu();
     std::string describe() const override { return "Sequential"; }
     std::size_t size() const { return layers_.size(); }
     /// Layer i; std::out_of_range for i >= size().
@@ -439,6 +447,7 @@ private:
     Sequential& add_module(std::unique_ptr<Module<T>> m);
     std::vector<Module<T>*> layers_;
     std::vector<std::string> scopes_;
+    std::vector<bool> fused_;  // layer i (a batch norm) runs layer i + 1 (a ReLU) in its op
 };
 
 /// Fully connected network: sizes {784, 256, 10} → Linear(784,256), act, Linear(256,10), out_act.

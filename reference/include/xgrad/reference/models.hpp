@@ -57,7 +57,8 @@ std::unique_ptr<nn::Sequential<T>> lenet(std::uint64_t seed, bool max_pool)
 
 /// A small ResNet for 28×28 digits: conv 3×3 (1→16) → BatchNorm2d → ReLU → BasicBlock(16→16) →
 /// BasicBlock(16→32, stride 2) → BasicBlock(32→64, stride 2) → global average pooling → Linear
-/// (64→10). 77,754 parameters; the mnist_resnet example and the resnet_b64 benchmark.
+/// (64→10). 77,754 parameters; the mnist_resnet example and the resnet_b64 benchmark. The stem's
+/// BatchNorm2d and ReLU run as one op (Sequential::fuse_batch_norm_relu), as the blocks' do.
 /// channels_last: input (N,28,28,1) (for one channel the same values as (N,1,28,28), reshaped), every
 /// activation NHWC, the pooling a mean over (H,W) (a Lambda in the AdaptiveAvgPool2d's place). The
 /// same parameters under the same names, and the same function of them.
@@ -79,6 +80,7 @@ std::unique_ptr<nn::Sequential<T>> mnist_resnet(std::uint64_t seed, bool channel
         net->template emplace<nn::AdaptiveAvgPool2d<T>>(nn::AdaptiveAvgPool2dOptions(1));
     net->template emplace<nn::Flatten<T>>();
     net->template emplace<nn::Linear<T>>(64, 10, true, seed + 40);
+    net->fuse_batch_norm_relu();
     return net;
 }
 
