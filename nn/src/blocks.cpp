@@ -39,10 +39,13 @@ BasicBlock<T>::BasicBlock(std::size_t in_planes, std::size_t planes, std::size_t
 template <class T>
 Var<T> BasicBlock<T>::forward(const Var<T>& x)
 {
-    // relu(bn1(·)) and relu(bn2(·) + shortcut) as one op each: fewer passes each way
+    // relu(bn1(·)) and relu(bn2(·) + shortcut) as one op each: fewer passes each way. The shortcut
+    // first: in the backward, conv1's input gradient is then written into x's and the shortcut's
+    // added (a strided 1 × 1 convolution's to a quarter of it), not the other way round.
+    const Var<T> shortcut = downsample_ ? downsample_->forward(x) : x;
     const Var<T> h = bn1_->forward_relu(conv1_->forward(x));
     const Var<T> y = conv2_->forward(h);
-    return bn2_->forward_add_relu(y, downsample_ ? downsample_->forward(x) : x);
+    return bn2_->forward_add_relu(y, shortcut);
 }
 
 template class BasicBlock<float>;

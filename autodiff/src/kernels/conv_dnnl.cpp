@@ -11,6 +11,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <xsimd/memory/xsimd_aligned_allocator.hpp>
 
+#include <algorithm>
 #include <array>
 #include <map>
 #include <memory>
@@ -322,6 +323,47 @@ void add_into(float* dst, const float* src, std::size_t n)
     for (std::size_t i = 0; i < n; ++i) dst[i] += src[i];
 }
 
+/// A channels-last 1 × 1 convolution with stride > 1 and no padding reads only every stride-th row
+/// and column: it is the stride-1 convolution of that subsampled input, and its input gradient is
+/// zero elsewhere. oneDNN's strided kernels read and write the whole input (its gradient mostly
+/// zeros); subsampled, the input gradient adds into a quarter of x's gradient at stride 2 instead of
+/// writing all of it (docs/performance.md, "Strided 1 × 1").
+bool strided_one_by_one(const DnnlConvShape& s)
+{
+    return s.channels_last && s.kh == 1 && s.kw == 1 && s.padding == 0 && s.stride > 1 && s.dilation == 1 &&
+           s.groups == 1;
+}
+
+DnnlConvShape subsampled(const DnnlConvShape& s)
+{
+    DnnlConvShape u = s;
+    u.h = s.oh(), u.w = s.ow(), u.stride = 1;
+    return u;
+}
+
+/// Calls f(i, j) for every (image and output row and column, input offset) pair: j = the offset of
+/// x[n, r·stride, q·stride, 0], i = that of the subsampled tensor's [n, r, q, 0] (C floats each).
+template <class F>
+void for_sampled(const DnnlConvShape& s, F f)
+{
+    const std::size_t oh = s.oh(), ow = s.ow(), c = s.c;
+    for (std::size_t n = 0; n < s.n; ++n)
+        for (std::size_t r = 0; r < oh; ++r)
+            for (std::size_t q = 0; q < ow; ++q)
+                f(((n * oh + r) * ow + q) * c, ((n * s.h + r * s.stride) * s.w + q * s.stride) * c);
+}
+
+/// x's samples, in a buffer of this thread.
+const float* gather_samples(const float* x, const DnnlConvShape& s)
+{
+    thread_local AlignedVector<float> buf;
+    const std::size_t c = s.c;
+    buf.resize(s.n * s.oh() * s.ow() * c);
+    float* __restrict d = buf.data();
+    for_sampled(s, [&](std::size_t i, std::size_t j) { std::copy(x + j, x + j + c, d + i); });
+    return buf.data();
+}
+
 }  // namespace
 
 bool dnnl_conv_available()
@@ -335,6 +377,7 @@ bool dnnl_conv_available()
 
 std::size_t dnnl_conv2d_kept_input_size(const DnnlConvShape& s, bool bias)
 {
+    if (strided_one_by_one(s)) return 0;  // (channels-last: nothing is reordered)
     try {
         const Entry& e = entry(s, bias);
         return e.f_x.reordered ? e.f_x.prim.get_desc().get_size() / sizeof(float) : 0;
@@ -351,6 +394,10 @@ void dnnl_conv2d_forward(const float* x, const float* w, const float* b, const D
 void dnnl_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y,
                          float* x_kept)
 {
+    if (strided_one_by_one(s)) {
+        dnnl_conv2d_forward(gather_samples(x, s), w, b, subsampled(s), y, nullptr);
+        return;
+    }
     try {
         Entry& e = entry(s, b != nullptr);
         const dnnl_memory_t xm = x_kept && e.f_x.reordered ? e.f_x.in_to(x, x_kept) : e.f_x.in(x);
@@ -376,6 +423,22 @@ void dnnl_conv2d_backward(const float* x, const float* w, const float* gy, const
 void dnnl_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
                           bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc, const float* x_kept)
 {
+    if (strided_one_by_one(s)) {
+        // the samples' gradient into a buffer, then into x's gradient at the samples (the rest zero)
+        const DnnlConvShape u = subsampled(s);
+        const std::size_t c = s.c, nu = u.n * u.h * u.w * c;
+        thread_local AlignedVector<float> gs;
+        if (dx) gs.resize(nu);
+        dnnl_conv2d_backward(dw || db ? gather_samples(x, s) : nullptr, w, gy, u, dx ? gs.data() : nullptr, false, dw,
+                             dw_acc, db, db_acc, nullptr);
+        if (!dx) return;
+        if (!dx_acc) std::fill(dx, dx + s.n * s.h * s.w * c, 0.0f);
+        const float* __restrict g = gs.data();
+        for_sampled(s, [&](std::size_t i, std::size_t j) {
+            for (std::size_t k = 0; k < c; ++k) dx[j + k] += g[i + k];
+        });
+        return;
+    }
     try {
         // the entry of the forward (with or without bias: the same convolution) is the hint
         Entry& e = entry(s, db != nullptr);

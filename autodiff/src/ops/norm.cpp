@@ -111,6 +111,51 @@ void column_sums(std::size_t rows, std::size_t cols, double* out, F f)
     }
 }
 
+/// out1[c] = Σ_r d and out2[c] = Σ_r d², d = f(r, c), as column_sums (two rows in turn, two accumulators
+/// of L lanes of T for each sum, added in double at the end).
+template <class T, class F>
+void column_moments(std::size_t rows, std::size_t cols, double* out1, double* out2, F f)
+{
+    constexpr std::size_t L = chunk_lanes<T>;
+    std::size_t c0 = 0;
+    for (; c0 + L <= cols; c0 += L) {
+        T a0[L] = {}, a1[L] = {}, q0[L] = {}, q1[L] = {};
+        std::size_t r = 0;
+        for (; r + 2 <= rows; r += 2)
+            for (std::size_t l = 0; l < L; ++l) {
+                const T d0 = f(r, c0 + l), d1 = f(r + 1, c0 + l);
+                a0[l] += d0, q0[l] += d0 * d0;
+                a1[l] += d1, q1[l] += d1 * d1;
+            }
+        for (; r < rows; ++r)
+            for (std::size_t l = 0; l < L; ++l) {
+                const T d0 = f(r, c0 + l);
+                a0[l] += d0, q0[l] += d0 * d0;
+            }
+        for (std::size_t l = 0; l < L; ++l) {
+            out1[c0 + l] = double(a0[l]) + double(a1[l]);
+            out2[c0 + l] = double(q0[l]) + double(q1[l]);
+        }
+    }
+    for (; c0 < cols; ++c0) {
+        double t = 0, q = 0;
+        for (std::size_t r = 0; r < rows; ++r) {
+            const double d = double(f(r, c0));
+            t += d, q += d * d;
+        }
+        out1[c0] = t, out2[c0] = q;
+    }
+}
+
+/// (x − μ)·scale + shift as one fused multiply-add, written out: every forward variant (plain, relu,
+/// residual) then rounds alike, whatever the compiler would contract, and the fused ops stay bit for
+/// bit the composed ones.
+template <class T>
+inline T normalized(T x, T mu, T scale, T shift)
+{
+    return std::fma(x - mu, scale, shift);
+}
+
 /// f(i, l, cv) for every element i = r·cols + c (r < rows, c < cols), chunk by chunk of L channels,
 /// the rows inside: cv[k][l] = coef[k][c], the chunk's per-channel values copied into local arrays
 /// first so that they stay in registers across the rows (read from memory for every row, the
@@ -170,14 +215,14 @@ void cl_backward_sums(std::size_t rows, std::size_t cols, const T* __restrict g,
             const std::size_t i = r * cols + c0, j = i + cols;
             const B g0 = grad(i), g1 = grad(i + W), h0 = grad(j), h1 = grad(j + W);
             s00 += g0, s01 += g1, s10 += h0, s11 += h1;
-            t00 += g0 * (B::load_unaligned(x + i) - m0), t01 += g1 * (B::load_unaligned(x + i + W) - m1);
-            t10 += h0 * (B::load_unaligned(x + j) - m0), t11 += h1 * (B::load_unaligned(x + j + W) - m1);
+            t00 = xsimd::fma(g0, B::load_unaligned(x + i) - m0, t00), t01 = xsimd::fma(g1, B::load_unaligned(x + i + W) - m1, t01);
+            t10 = xsimd::fma(h0, B::load_unaligned(x + j) - m0, t10), t11 = xsimd::fma(h1, B::load_unaligned(x + j + W) - m1, t11);
         }
         if (r < rows) {
             const std::size_t i = r * cols + c0;
             const B g0 = grad(i), g1 = grad(i + W);
             s00 += g0, s01 += g1;
-            t00 += g0 * (B::load_unaligned(x + i) - m0), t01 += g1 * (B::load_unaligned(x + i + W) - m1);
+            t00 = xsimd::fma(g0, B::load_unaligned(x + i) - m0, t00), t01 = xsimd::fma(g1, B::load_unaligned(x + i + W) - m1, t01);
         }
         finish(c0, s00, s10, t00, t10);
         finish(c0 + W, s01, s11, t01, t11);
@@ -190,12 +235,12 @@ void cl_backward_sums(std::size_t rows, std::size_t cols, const T* __restrict g,
             const std::size_t i = r * cols + c0, j = i + cols;
             const B g0 = grad(i), h0 = grad(j);
             s0 += g0, s1 += h0;
-            t0 += g0 * (B::load_unaligned(x + i) - m0), t1 += h0 * (B::load_unaligned(x + j) - m0);
+            t0 = xsimd::fma(g0, B::load_unaligned(x + i) - m0, t0), t1 = xsimd::fma(h0, B::load_unaligned(x + j) - m0, t1);
         }
         if (r < rows) {
             const std::size_t i = r * cols + c0;
             const B g0 = grad(i);
-            s0 += g0, t0 += g0 * (B::load_unaligned(x + i) - m0);
+            s0 += g0, t0 = xsimd::fma(g0, B::load_unaligned(x + i) - m0, t0);
         }
         finish(c0, s0, s1, t0, t1);
     }
@@ -231,7 +276,7 @@ void cl_backward_dx(std::size_t rows, std::size_t cols, const T* __restrict g, c
             const std::size_t i = r * cols + c0;
             B gv = B::load_unaligned(g + i);
             if constexpr (Relu) gv = xsimd::select(B::load_unaligned(y + i) > zero, gv, zero);
-            const B v = kv * (gv - av - (B::load_unaligned(x + i) - mv) * sv);
+            const B v = kv * xsimd::fnma(B::load_unaligned(x + i) - mv, sv, gv - av);
             if constexpr (Add) (B::load_unaligned(d + i) + v).store_unaligned(d + i);
             else v.store_unaligned(d + i);
         }
@@ -241,10 +286,49 @@ void cl_backward_dx(std::size_t rows, std::size_t cols, const T* __restrict g, c
             const std::size_t i = r * cols + c0;
             T gv = g[i];
             if constexpr (Relu) gv = y[i] > T(0) ? gv : T(0);
-            const T v = k[c0] * (gv - a[c0] - (x[i] - mu[c0]) * s[c0]);
+            const T v = k[c0] * std::fma(-(x[i] - mu[c0]), s[c0], gv - a[c0]);
             if constexpr (Add) d[i] += v;
             else d[i] = v;
         }
+}
+
+/// One image's channel means μ̃_c = T(Σ/inner) from its sums (the centres of its second pass), into
+/// `centre` (as double) and a per-thread array of T, returned.
+template <class T>
+T* image_means(const double* sums, std::size_t channels, std::size_t inner, double* centre)
+{
+    thread_local std::vector<T> mu;
+    if (mu.size() < channels) mu.resize(channels);
+    for (std::size_t c = 0; c < channels; ++c) {
+        mu[c] = T(sums[c] / double(inner));
+        centre[c] = double(mu[c]);
+    }
+    return mu.data();
+}
+
+/// The batch statistics from each image's moments about its own centre μ̃_b (Chan et al.'s pairwise
+/// update): with r_b = Σ (x − μ̃_b) and q_b = Σ (x − μ̃_b)² over image b's `inner` values of a channel,
+/// M = Σ_b (inner·μ̃_b + r_b) / m and Σ (x − M)² = Σ_b q_b + 2·(μ̃_b − M)·r_b + inner·(μ̃_b − M)².
+/// Exact for any centres, so a rounded first-pass mean costs nothing; each image is read from memory
+/// once, its second pass finding it in cache.
+template <class T>
+void combine_moments(std::size_t n, std::size_t channels, std::size_t inner, const double* r, const double* sq,
+                     const double* centre, T* mean, double* var)
+{
+    const double m = double(n * inner), k = double(inner);
+    for (std::size_t c = 0; c < channels; ++c) {
+        double t = 0;
+        for (std::size_t b = 0; b < n; ++b) t += k * centre[b * channels + c] + r[b * channels + c];
+        const double mu = t / m;
+        double q = 0;
+        for (std::size_t b = 0; b < n; ++b) {
+            const std::size_t i = b * channels + c;
+            const double d = centre[i] - mu;
+            q += sq[i] + 2 * d * r[i] + k * d * d;
+        }
+        mean[c] = T(mu);
+        var[c] = q / m;
+    }
 }
 
 /// The options' weight and bias absent: no affine map. relu: Y = max(batch norm, 0), its mask applied
@@ -311,32 +395,26 @@ Var<T> batch_norm_impl(const Var<T>& x, const BatchNormFuncOptions<T>& o)
     const T* bet = affine ? bias->value().data() : nullptr;
     const T* sp = res ? residual->value().data() : nullptr;
     const std::size_t nc = n * channels, work = nc * inner;
-    double* part = batch_norm_partials(nc);
-    auto channel_total = [&](std::size_t c) {
-        double t = 0;
-        for (std::size_t b = 0; b < n; ++b) t += part[b * channels + c];
-        return t;
-    };
+    // per (image, channel): the deviations' sum and squares about the image's mean, that mean; per channel the variance
+    double* part = batch_norm_partials(3 * nc + channels);
+    double* sq = part + nc;
+    double* cen = sq + nc;
+    double* var_d = cen + nc;
     if (channels_last) {
         // the same passes over each image's rows of C values, the sums per (image, channel)
         kernels::parallel_for(n, work, [&](std::size_t b) {
             const T* __restrict blk = xp + b * inner * channels;
-            column_sums<T>(inner, channels, part + b * channels,
-                           [blk, channels](std::size_t r, std::size_t c) { return blk[r * channels + c]; });
+            double* sb = part + b * channels;
+            column_sums<T>(inner, channels, sb, [blk, channels](std::size_t r, std::size_t c) { return blk[r * channels + c]; });
+            T* mu = image_means<T>(sb, channels, inner, cen + b * channels);
+            column_moments<T>(inner, channels, sb, sq + b * channels,
+                              [blk, mu, channels](std::size_t r, std::size_t c) { return blk[r * channels + c] - mu[c]; });
         });
-        for (std::size_t c = 0; c < channels; ++c) mean_p[c] = T(channel_total(c) / double(m));
-        kernels::parallel_for(n, work, [&](std::size_t b) {
-            const T* __restrict blk = xp + b * inner * channels;
-            const T* __restrict mu = mean_p;
-            column_sums<T>(inner, channels, part + b * channels, [blk, mu, channels](std::size_t r, std::size_t c) {
-                const T d = blk[r * channels + c] - mu[c];
-                return d * d;
-            });
-        });
+        combine_moments<T>(n, channels, inner, part, sq, cen, mean_p, var_d);
         T* scale = channel_coefficients<T>(2 * channels);
         T* shift = scale + channels;
         for (std::size_t c = 0; c < channels; ++c) {
-            const double var = channel_total(c) / double(m);
+            const double var = var_d[c];
             inv_p[c] = T(1 / std::sqrt(var + eps));
             if (batch_mean) (*batch_mean)(c) = mean_p[c];
             if (batch_var) (*batch_var)(c) = T(var);
@@ -350,39 +428,36 @@ Var<T> batch_norm_impl(const Var<T>& x, const BatchNormFuncOptions<T>& o)
             if (res) {  // add_relu's expression on batch norm's value
                 const T* __restrict sr = sp + b * inner * channels;
                 for_columns<T>(inner, channels, coef, [=](std::size_t i, std::size_t l, const auto& cv) {
-                    const T y = (xr[i] - cv[0][l]) * cv[1][l] + cv[2][l];
+                    const T y = normalized(xr[i], cv[0][l], cv[1][l], cv[2][l]);
                     const T v = y + sr[i];
                     yr[i] = v < T(0) ? T(0) : v;
                 });
             } else if (relu)  // relu's own expression: NaN stays NaN
                 for_columns<T>(inner, channels, coef, [=](std::size_t i, std::size_t l, const auto& cv) {
-                    const T v = (xr[i] - cv[0][l]) * cv[1][l] + cv[2][l];
+                    const T v = normalized(xr[i], cv[0][l], cv[1][l], cv[2][l]);
                     yr[i] = v < T(0) ? T(0) : v;
                 });
             else
                 for_columns<T>(inner, channels, coef, [=](std::size_t i, std::size_t l, const auto& cv) {
-                    yr[i] = (xr[i] - cv[0][l]) * cv[1][l] + cv[2][l];
+                    yr[i] = normalized(xr[i], cv[0][l], cv[1][l], cv[2][l]);
                 });
         });
     } else {
-    // two passes (the variance about the mean does not cancel); rows summed in lanes of T, the rows'
-    // sums in double
+    // per (image, channel) row, in cache: the sum, then the squares about the row's mean; rows summed
+    // in lanes of T, the rows' sums in double
     kernels::parallel_for(n, work, [&](std::size_t b) {
         for (std::size_t c = 0; c < channels; ++c) {
             const T* row = xp + (b * channels + c) * inner;
-            part[b * channels + c] = lane_sum<T>(inner, [row](std::size_t i) { return row[i]; });
+            const std::size_t k = b * channels + c;
+            const T mu = T(lane_sum<T>(inner, [row](std::size_t i) { return row[i]; }) / double(inner));
+            cen[k] = double(mu);
+            part[k] = lane_sum<T>(inner, [row, mu](std::size_t i) { return row[i] - mu; });
+            sq[k] = lane_sum<T>(inner, [row, mu](std::size_t i) { return (row[i] - mu) * (row[i] - mu); });
         }
     });
-    for (std::size_t c = 0; c < channels; ++c) mean_p[c] = T(channel_total(c) / double(m));
-    kernels::parallel_for(n, work, [&](std::size_t b) {
-        for (std::size_t c = 0; c < channels; ++c) {
-            const T* row = xp + (b * channels + c) * inner;
-            const T mu = mean_p[c];
-            part[b * channels + c] = lane_sum<T>(inner, [row, mu](std::size_t i) { return (row[i] - mu) * (row[i] - mu); });
-        }
-    });
+    combine_moments<T>(n, channels, inner, part, sq, cen, mean_p, var_d);
     for (std::size_t c = 0; c < channels; ++c) {
-        const double var = channel_total(c) / double(m);
+        const double var = var_d[c];
         inv_p[c] = T(1 / std::sqrt(var + eps));
         if (batch_mean) (*batch_mean)(c) = mean_p[c];
         if (batch_var) (*batch_var)(c) = T(var);
@@ -393,17 +468,17 @@ Var<T> batch_norm_impl(const Var<T>& x, const BatchNormFuncOptions<T>& o)
             const std::size_t at = (b * channels + c) * inner;
             if (res)  // add_relu's expression on batch norm's value
                 for (std::size_t i = 0; i < inner; ++i) {
-                    const T y = (xp[at + i] - mean_t) * scale + shift;
+                    const T y = normalized(xp[at + i], mean_t, scale, shift);
                     const T v = y + sp[at + i];
                     yp[at + i] = v < T(0) ? T(0) : v;
                 }
             else if (relu)  // relu's own expression: NaN stays NaN
                 for (std::size_t i = 0; i < inner; ++i) {
-                    const T v = (xp[at + i] - mean_t) * scale + shift;
+                    const T v = normalized(xp[at + i], mean_t, scale, shift);
                     yp[at + i] = v < T(0) ? T(0) : v;
                 }
             else
-                for (std::size_t i = 0; i < inner; ++i) yp[at + i] = (xp[at + i] - mean_t) * scale + shift;
+                for (std::size_t i = 0; i < inner; ++i) yp[at + i] = normalized(xp[at + i], mean_t, scale, shift);
         }
     });
     }
