@@ -104,6 +104,22 @@ def test_attention_and_encoder_layer_match_pytorch():
         grads_match(layer, tlayer)
 
 
+def outputs_and_gradients_match(net, tnet, x):
+    """One forward and backward of sum(y²) on both sides: y, dL/dx and every parameter's gradient
+    agree; returns y."""
+    tape = xgrad.Tape()
+    xv = tape.variable(x)
+    y = net(xv)
+    tx = tensor(x)
+    ty = tnet(tx)
+    np.testing.assert_allclose(y.value, ty.detach().numpy(), rtol=1e-12, atol=1e-14)
+    tape.backward(xgrad.sum(xgrad.square(y)))
+    (ty ** 2).sum().backward()
+    np.testing.assert_allclose(xv.grad, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    grads_match(net, tnet)
+    return y.value
+
+
 @needs_torch
 def test_fused_batch_norm_relu_matches_pytorch():
     """Sequential.fuse_batch_norm_relu: two [BatchNorm, ReLU] pairs one op each, against PyTorch's
@@ -118,18 +134,8 @@ def test_fused_batch_norm_relu_matches_pytorch():
                         T.BatchNorm2d(3), T.ReLU(), T.Flatten(), T.Linear(3 * 25, 4), T.BatchNorm1d(4), T.ReLU()).double()
     assert net.fuse_batch_norm_relu() == 3
     copy_weights(net, tnet)  # the same names as before the fusion
-    x = rng.normal(size=(4, 2, 5, 5))
-    tape = xgrad.Tape()
-    xv = tape.variable(x)
-    y = net(xv)
-    tx = tensor(x)
-    ty = tnet(tx)
-    np.testing.assert_allclose(y.value, ty.detach().numpy(), rtol=1e-12, atol=1e-14)
-    assert (y.value == 0).any() and (y.value > 0).any()
-    tape.backward(xgrad.sum(xgrad.square(y)))
-    (ty ** 2).sum().backward()
-    np.testing.assert_allclose(xv.grad, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
-    grads_match(net, tnet)
+    y = outputs_and_gradients_match(net, tnet, rng.normal(size=(4, 2, 5, 5)))
+    assert (y == 0).any() and (y > 0).any()
     buffers = dict(net.named_buffers())
     np.testing.assert_allclose(buffers["4.running_var"], tnet[4].running_var.numpy(), rtol=1e-12)
 
@@ -146,17 +152,7 @@ def test_norms_embedding_and_activations_match_pytorch():
                         T.Flatten(), T.Linear(4, 6), T.LayerNorm(6), T.SiLU(), T.LeakyReLU(0.1), T.ELU(), T.Softplus(),
                         T.Identity()).double()
     copy_weights(net, tnet)
-    x = rng.normal(size=(3, 2, 5, 5))
-    tape = xgrad.Tape()
-    xv = tape.variable(x)
-    y = net(xv)
-    tx = tensor(x)
-    ty = tnet(tx)
-    np.testing.assert_allclose(y.value, ty.detach().numpy(), rtol=1e-12, atol=1e-14)
-    tape.backward(xgrad.sum(xgrad.square(y)))
-    (ty ** 2).sum().backward()
-    np.testing.assert_allclose(xv.grad, tx.grad.numpy(), rtol=1e-10, atol=1e-12)
-    grads_match(net, tnet)
+    outputs_and_gradients_match(net, tnet, rng.normal(size=(3, 2, 5, 5)))
     # running statistics after one training pass, as buffers and in the state dict
     buffers = dict(net.named_buffers())
     assert list(buffers) == ["1.running_mean", "1.running_var", "1.num_batches_tracked"]
