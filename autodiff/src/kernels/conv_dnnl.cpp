@@ -1,5 +1,6 @@
 // Kernels: float convolution on oneDNN's primitives (see conv_dnnl.hpp).
 #include "kernels/conv_dnnl.hpp"
+#include "kernels/parallel.hpp"
 
 #include <cstdlib>
 #include <cstring>
@@ -341,16 +342,17 @@ DnnlConvShape subsampled(const DnnlConvShape& s)
     return u;
 }
 
-/// Calls f(i, j) for every (image and output row and column, input offset) pair: j = the offset of
-/// x[n, r·stride, q·stride, 0], i = that of the subsampled tensor's [n, r, q, 0] (C floats each).
+/// Calls f(i, j) for every sample: j = the offset of x[n, r·stride, q·stride, 0], i = that of the
+/// subsampled tensor's [n, r, q, 0] (C floats each); images split over the threads.
 template <class F>
 void for_sampled(const DnnlConvShape& s, F f)
 {
     const std::size_t oh = s.oh(), ow = s.ow(), c = s.c;
-    for (std::size_t n = 0; n < s.n; ++n)
+    parallel_for(s.n, s.n * oh * ow * c, [&](std::size_t n) {
         for (std::size_t r = 0; r < oh; ++r)
             for (std::size_t q = 0; q < ow; ++q)
                 f(((n * oh + r) * ow + q) * c, ((n * s.h + r * s.stride) * s.w + q * s.stride) * c);
+    });
 }
 
 /// x's samples, in a buffer of this thread.
@@ -432,7 +434,10 @@ void dnnl_conv2d_backward(const float* x, const float* w, const float* gy, const
         dnnl_conv2d_backward(dw || db ? gather_samples(x, s) : nullptr, w, gy, u, dx ? gs.data() : nullptr, false, dw,
                              dw_acc, db, db_acc, nullptr);
         if (!dx) return;
-        if (!dx_acc) std::fill(dx, dx + s.n * s.h * s.w * c, 0.0f);
+        if (!dx_acc) {
+            const std::size_t per = s.h * s.w * c;
+            parallel_for(s.n, s.n * per, [&](std::size_t n) { std::fill(dx + n * per, dx + (n + 1) * per, 0.0f); });
+        }
         const float* __restrict g = gs.data();
         for_sampled(s, [&](std::size_t i, std::size_t j) {
             for (std::size_t k = 0; k < c; ++k) dx[j + k] += g[i + k];
