@@ -593,6 +593,23 @@ int main(int argc, char** argv)
           "xgrad's GEMM, blas = cblas_sgemm): ";
     for (std::size_t i = 0; i < threads.size(); ++i) md << (i ? "; " : "") << peak_note[threads[i]];
     md << ".\n\n";
+    // The same GEMM process at the start of every round: when it moves, the machine did (other
+    // tenants, a vCPU taken away), and the workloads' rounds move with it.
+    md << "Host check, `sgemm gemm_1024` at the start of each round, GFLOP/s:";
+    for (std::size_t i = 0; i < threads.size(); ++i) {
+        const auto& runs = peak_raw["sgemm gemm_1024:" + threads[i]];
+        double lo = 0, hi = 0;
+        std::string list;
+        for (const auto& j : runs) {
+            if (j.is_null() || !j.contains("gflops")) continue;
+            const double g = j["gflops"].get<double>();
+            lo = list.empty() ? g : std::min(lo, g), hi = std::max(hi, g);
+            list += (list.empty() ? "" : ", ") + fmt::format("{:.0f}", g);
+        }
+        md << (i ? ";" : "") << " T" << threads[i] << " " << (list.empty() ? "–" : list);
+        if (runs.size() > 1 && lo > 0) md << fmt::format(" (spread {:.0f} %{})", 100 * (hi - lo) / lo, hi > 1.1 * lo ? " ⚠" : "");
+    }
+    md << ".\n\n";
     auto add_row = [&](const std::string& w, const std::string& t, const Result& tp, const Best& lt, const std::string& why,
                        double r) {
         nlohmann::json row{{"workload", w},
