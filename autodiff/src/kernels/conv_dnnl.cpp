@@ -326,9 +326,9 @@ void add_into(float* dst, const float* src, std::size_t n)
 
 /// A channels-last 1 × 1 convolution with stride > 1 and no padding reads only every stride-th row
 /// and column: it is the stride-1 convolution of that subsampled input, and its input gradient is
-/// zero elsewhere. oneDNN's strided kernels read and write the whole input (its gradient mostly
-/// zeros); subsampled, the input gradient adds into a quarter of x's gradient at stride 2 instead of
-/// writing all of it (docs/performance.md, "Strided 1 × 1").
+/// zero elsewhere. oneDNN's strided kernels write the whole input gradient (mostly zeros) and run
+/// the weight gradient at a quarter of their stride-1 speed; subsampled, the input gradient is added
+/// into a quarter of x's gradient at stride 2 (docs/performance.md, "ResNet, third round").
 bool strided_one_by_one(const DnnlConvShape& s)
 {
     return s.channels_last && s.kh == 1 && s.kw == 1 && s.padding == 0 && s.stride > 1 && s.dilation == 1 &&
