@@ -327,7 +327,7 @@ void add_into(float* dst, const float* src, std::size_t n)
 /// A channels-last 1 × 1 convolution with stride > 1 and no padding reads only every stride-th row
 /// and column: it is the stride-1 convolution of that subsampled input, and its input gradient is
 /// zero elsewhere. oneDNN's strided kernels write the whole input gradient (mostly zeros) and run
-/// the weight gradient at a quarter of their stride-1 speed; subsampled, the input gradient is added
+/// the weight gradient at a third of their stride-1 speed; subsampled, the input gradient is added
 /// into a quarter of x's gradient at stride 2 (docs/performance.md, "ResNet, third round").
 bool strided_one_by_one(const DnnlConvShape& s)
 {
