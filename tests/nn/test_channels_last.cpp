@@ -232,9 +232,11 @@ BOOST_AUTO_TEST_CASE(add_relu_fused_is_the_two_ops_bit_for_bit)
     // 12 channels either way, and 5 (a batch of channels and single ones in float and in double) with
     // several draws: a rounding that differs between the two (a multiply-add contracted in one
     // variant of a kernel and not in the other) shows on some values only
-    for (const auto& [shape, seed] : {std::pair{Shape{8, 12, 10, 12}, 390u}, std::pair{Shape{6, 5, 4, 5}, 400u},
-                                      std::pair{Shape{6, 5, 4, 5}, 405u}, std::pair{Shape{6, 5, 4, 5}, 410u},
-                                      std::pair{Shape{6, 5, 4, 5}, 415u}}) {
+    for (const auto& draw : {std::pair{Shape{8, 12, 10, 12}, 390u}, std::pair{Shape{6, 5, 4, 5}, 400u},
+                             std::pair{Shape{6, 5, 4, 5}, 405u}, std::pair{Shape{6, 5, 4, 5}, 410u},
+                             std::pair{Shape{6, 5, 4, 5}, 415u}}) {
+    const Shape shape = draw.first;  // (a structured binding: lambdas below may not capture one in C++17)
+    const unsigned seed = draw.second;
     const std::size_t c = shape[1];
     const Tens x0 = rnd(shape, seed, -2, 2), s0 = rnd(shape, seed + 1, -1, 1), w0 = rnd({c}, seed + 2, 0.5, 1.5),
                b0 = rnd({c}, seed + 3, -0.5, 0.5), g0 = rnd(shape, seed + 4);
