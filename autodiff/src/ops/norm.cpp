@@ -82,37 +82,9 @@ T* channel_coefficients(std::size_t count)
 template <class T>
 constexpr std::size_t chunk_lanes = 64 / sizeof(T);
 
-/// out[c] = Σ_r f(r, c) for c < cols over `rows` rows, as double. Each chunk of L channels is summed
-/// in four accumulators of L lanes of T, taking rows in turn (the chain of dependent adds split four
-/// ways), added in double at the end; the remaining channels in double.
-template <class T, class F>
-void column_sums(std::size_t rows, std::size_t cols, double* out, F f)
-{
-    constexpr std::size_t L = chunk_lanes<T>;
-    std::size_t c0 = 0;
-    for (; c0 + L <= cols; c0 += L) {
-        T a0[L] = {}, a1[L] = {}, a2[L] = {}, a3[L] = {};
-        std::size_t r = 0;
-        for (; r + 4 <= rows; r += 4)
-            for (std::size_t l = 0; l < L; ++l) {
-                a0[l] += f(r, c0 + l);
-                a1[l] += f(r + 1, c0 + l);
-                a2[l] += f(r + 2, c0 + l);
-                a3[l] += f(r + 3, c0 + l);
-            }
-        for (; r < rows; ++r)
-            for (std::size_t l = 0; l < L; ++l) a0[l] += f(r, c0 + l);
-        for (std::size_t l = 0; l < L; ++l) out[c0 + l] = (double(a0[l]) + double(a1[l])) + (double(a2[l]) + double(a3[l]));
-    }
-    for (; c0 < cols; ++c0) {
-        double t = 0;
-        for (std::size_t r = 0; r < rows; ++r) t += double(f(r, c0));
-        out[c0] = t;
-    }
-}
-
-/// out1[c] = Σ_r d and out2[c] = Σ_r d², d = f(r, c), as column_sums (two rows in turn, two accumulators
-/// of L lanes of T for each sum, added in double at the end).
+/// out1[c] = Σ_r d and out2[c] = Σ_r d², d = f(r, c), for c < cols over `rows` rows, as double. Each
+/// chunk of L channels in two accumulators of L lanes of T per sum, taking rows in turn (the chain of
+/// dependent adds split two ways), added in double at the end; the remaining channels in double.
 template <class T, class F>
 void column_moments(std::size_t rows, std::size_t cols, double* out1, double* out2, F f)
 {
@@ -405,7 +377,9 @@ Var<T> batch_norm_impl(const Var<T>& x, const BatchNormFuncOptions<T>& o)
         kernels::parallel_for(n, work, [&](std::size_t b) {
             const T* __restrict blk = xp + b * inner * channels;
             double* sb = part + b * channels;
-            column_sums<T>(inner, channels, sb, [blk, channels](std::size_t r, std::size_t c) { return blk[r * channels + c]; });
+            // the first pass only picks the centres (any centre is exact below); its squares are dropped
+            column_moments<T>(inner, channels, sb, sq + b * channels,
+                              [blk, channels](std::size_t r, std::size_t c) { return blk[r * channels + c]; });
             T* mu = image_means<T>(sb, channels, inner, cen + b * channels);
             column_moments<T>(inner, channels, sb, sq + b * channels,
                               [blk, mu, channels](std::size_t r, std::size_t c) { return blk[r * channels + c] - mu[c]; });
