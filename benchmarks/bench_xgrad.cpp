@@ -289,6 +289,7 @@ int main(int argc, char** argv)
             net->emplace<nn::AvgPool2d<F>>(2);
             net->emplace<nn::Flatten<F>>();
             net->emplace<nn::Linear<F>>(8 * 12 * 12, 10, true, 6);
+            net->fuse_activation_pool();  // the sigmoid and its pooling as one op
             classifier(*net, {64, 1, 28, 28});
         } else if (wl == "resnet_b64" || wl == "layernorm_mlp") {
             // Networks with normalization layers, tape only (no hand-written step): BatchNorm2d in train mode

@@ -60,6 +60,11 @@ Var<T> take_flat(const Var<T>& x, const std::vector<std::size_t>& index, const S
 template <class T>
 Var<T> scatter_add_flat(const Var<T>& g, const std::vector<std::size_t>& index, const Shape& shape);
 
+/// G ⊙ [X > 0] as an op: relu's recorded VJP (activation.cpp), also the fused activation + pooling
+/// op's. Its VJP in G is itself; in X, 0.
+template <class T>
+Var<T> relu_backward(const Var<T>& g, const Var<T>& x);
+
 /// A contiguous view of a tensor's data with another shape (no copy).
 template <class T, class S>
 auto view_as(const Tensor<T>& t, const S& shape)

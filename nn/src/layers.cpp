@@ -344,7 +344,7 @@ Sequential<T>& Sequential<T>::add_module(std::unique_ptr<Module<T>> m)
 {
     if (!m) throw std::invalid_argument(fmt::format("Sequential: layer {} is a null module", layers_.size()));
     layers_.push_back(m.get());
-    fused_.push_back(false);
+    fused_.push_back(Fusion::none);
     scopes_.push_back(std::to_string(layers_.size() - 1) + ":" + m->describe());
     this->register_module(std::to_string(layers_.size() - 1), std::move(m));
     return *this;
@@ -356,27 +356,66 @@ Var<T> Sequential<T>::forward(const Var<T>& x)
     Var<T> y = x;
     for (std::size_t i = 0; i < layers_.size(); ++i) {
         ScopeGuard<T> scope(y.tape(), scopes_[i]);
-        if (fused_[i]) {
-            y = static_cast<BatchNormBase<T>*>(layers_[i])->forward_relu(y);
-            ++i;  // the ReLU, done
-        } else {
+        const Fusion f = fused_[i];
+        if (f == Fusion::none) {
             y = layers_[i]->forward(y);
+            continue;
         }
+        if (f == Fusion::batch_norm_relu) {
+            y = static_cast<BatchNormBase<T>*>(layers_[i])->forward_relu(y);
+        } else {
+            const auto* pool = static_cast<const AvgPool2d<T>*>(layers_[i + 1]);
+            const Activation act = f == Fusion::relu_avg_pool      ? Activation::relu
+                                   : f == Fusion::sigmoid_avg_pool ? Activation::sigmoid
+                                                                   : Activation::tanh;
+            y = activation_avg_pool2d(y, act, pool->kernel_size(), pool->stride());
+        }
+        ++i;  // layer i + 1, done
     }
     return y;
 }
 
 template <class T>
-std::size_t Sequential<T>::fuse_batch_norm_relu()
+template <class Match>
+std::size_t Sequential<T>::fuse_pairs(Match match)
 {
     std::size_t pairs = 0;
     for (std::size_t i = 0; i + 1 < layers_.size(); ++i) {
-        // exactly these types: a subclass may have its own forward
-        const std::type_info& a = typeid(*layers_[i]);
-        fused_[i] = (a == typeid(BatchNorm1d<T>) || a == typeid(BatchNorm2d<T>)) && typeid(*layers_[i + 1]) == typeid(ReLU<T>);
-        pairs += fused_[i];
+        if (fused_[i] == Fusion::none) {
+            const bool taken = fused_[i + 1] != Fusion::none || (i > 0 && fused_[i - 1] != Fusion::none);
+            if (taken) continue;
+            fused_[i] = match(typeid(*layers_[i]), typeid(*layers_[i + 1]));
+            if (fused_[i] == Fusion::none) continue;
+        } else if (match(typeid(*layers_[i]), typeid(*layers_[i + 1])) != fused_[i]) {
+            ++i;  // a pair of the other kind
+            continue;
+        }
+        ++pairs;
+        ++i;
     }
     return pairs;
+}
+
+// Exactly these types: a subclass may have its own forward.
+template <class T>
+std::size_t Sequential<T>::fuse_batch_norm_relu()
+{
+    return fuse_pairs([](const std::type_info& a, const std::type_info& b) {
+        const bool bn = a == typeid(BatchNorm1d<T>) || a == typeid(BatchNorm2d<T>);
+        return bn && b == typeid(ReLU<T>) ? Fusion::batch_norm_relu : Fusion::none;
+    });
+}
+
+template <class T>
+std::size_t Sequential<T>::fuse_activation_pool()
+{
+    return fuse_pairs([](const std::type_info& a, const std::type_info& b) {
+        if (b != typeid(AvgPool2d<T>)) return Fusion::none;
+        if (a == typeid(ReLU<T>)) return Fusion::relu_avg_pool;
+        if (a == typeid(Sigmoid<T>)) return Fusion::sigmoid_avg_pool;
+        if (a == typeid(Tanh<T>)) return Fusion::tanh_avg_pool;
+        return Fusion::none;
+    });
 }
 
 namespace {

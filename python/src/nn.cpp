@@ -363,6 +363,13 @@ nn::Activation activation_of(const std::string& s)
     throw py::value_error("xgrad.nn: activation must be 'identity', 'sigmoid', 'tanh' or 'relu', got '" + s + "'");
 }
 
+/// f(the Sequential of the module's precision).
+template <class F>
+auto on_sequential(PySequential& self, F f)
+{
+    return self.d ? f(static_cast<nn::Sequential<double>&>(*self.d)) : f(static_cast<nn::Sequential<float>&>(*self.f));
+}
+
 template <class T>
 void adopt(nn::Sequential<T>& seq, const ModulePtr& owner, PyModule& child)
 {
@@ -790,15 +797,17 @@ void init_nn(py::module_& m, py::module_& parent)
             else adopt(static_cast<nn::Sequential<float>&>(*self->f), self, *c);
             return self;
         }, arg("module"))
-        .def("__len__", [](PySequential& self) {
-            return self.d ? static_cast<nn::Sequential<double>&>(*self.d).size() : static_cast<nn::Sequential<float>&>(*self.f).size();
-        })
+        .def("__len__", [](PySequential& self) { return on_sequential(self, [](auto& s) { return s.size(); }); })
         .def("fuse_batch_norm_relu", [](PySequential& self) {
-            return self.d ? static_cast<nn::Sequential<double>&>(*self.d).fuse_batch_norm_relu()
-                          : static_cast<nn::Sequential<float>&>(*self.f).fuse_batch_norm_relu();
+            return on_sequential(self, [](auto& s) { return s.fuse_batch_norm_relu(); });
         }, "Runs each BatchNorm1d/BatchNorm2d that a ReLU directly follows as one op with it (train mode), "
            "the same values and gradients bit for bit; returns the number of pairs. Layers, names and "
            "state dict unchanged.")
+        .def("fuse_activation_pool", [](PySequential& self) {
+            return on_sequential(self, [](auto& s) { return s.fuse_activation_pool(); });
+        }, "Runs each ReLU, Sigmoid or Tanh that an AvgPool2d directly follows as one op with it "
+           "(activation_avg_pool2d), the same values and gradients bit for bit; returns the number of pairs. "
+           "Layers, names and state dict unchanged.")
         .def("__getitem__", [](const std::shared_ptr<PySequential>& self, long i) {
             const long n = static_cast<long>(self->d ? static_cast<nn::Sequential<double>&>(*self->d).size()
                                                      : static_cast<nn::Sequential<float>&>(*self->f).size());

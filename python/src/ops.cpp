@@ -352,6 +352,21 @@ void init_ops(py::module_& m)
             return xgrad::avg_pool2d(v, kernel, s);
         });
     }, arg("x"), arg("kernel_size"), arg("stride") = py::none());
+    m.def("activation_avg_pool2d", [](const PyVar& x, const std::string& activation, std::size_t kernel, py::object stride) {
+        const std::size_t s = stride.is_none() ? 0 : stride.cast<std::size_t>();
+        Activation a = Activation::identity;
+        if (activation == "relu") a = Activation::relu;
+        else if (activation == "sigmoid") a = Activation::sigmoid;
+        else if (activation == "tanh") a = Activation::tanh;
+        else if (activation != "identity")
+            throw py::value_error("activation_avg_pool2d: activation must be 'relu', 'sigmoid', 'tanh' or 'identity', got '" +
+                                  activation + "'");
+        return x.map([&](const auto& v) {
+            py::gil_scoped_release nogil;
+            return xgrad::activation_avg_pool2d(v, a, kernel, s);
+        });
+    }, arg("x"), arg("activation"), arg("kernel_size"), arg("stride") = py::none(),
+       "avg_pool2d(activation(x)) as one op: the same values and gradients, bit for bit, without storing activation(x).");
 
     m.def("cross_entropy", [](const PyVar& logits, py::object labels, const std::string& reduction) {
         const IndexTensor l = to_index(labels);

@@ -141,6 +141,33 @@ def test_fused_batch_norm_relu_matches_pytorch():
 
 
 @needs_torch
+def test_fused_activation_pool_matches_pytorch():
+    """Sequential.fuse_activation_pool: [ReLU, AvgPool2d], [Sigmoid, AvgPool2d(3, 2)] and
+    [Tanh, AvgPool2d(2, 1)] one op each, against PyTorch's network (outputs, gradients)."""
+    rng = np.random.default_rng(12)
+    f64 = dict(dtype=np.float64)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, **f64), nn.ReLU(), nn.AvgPool2d(2),
+                        nn.Conv2d(3, 3, 3, padding=1, **f64), nn.Sigmoid(), nn.AvgPool2d(3, 2),
+                        nn.Tanh(), nn.AvgPool2d(2, 1), nn.Flatten(), nn.Linear(3, 4, **f64), **f64)
+    T = torch.nn
+    tnet = T.Sequential(T.Conv2d(2, 3, 3, padding=1), T.ReLU(), T.AvgPool2d(2), T.Conv2d(3, 3, 3, padding=1),
+                        T.Sigmoid(), T.AvgPool2d(3, 2), T.Tanh(), T.AvgPool2d(2, 1), T.Flatten(), T.Linear(3, 4)).double()
+    assert net.fuse_activation_pool() == 3
+    copy_weights(net, tnet)
+    outputs_and_gradients_match(net, tnet, rng.normal(size=(4, 2, 12, 12)))
+    # the op itself, float32, against the two ops
+    x = rng.normal(size=(3, 2, 6, 6)).astype(np.float32)
+    for act in ("relu", "sigmoid", "tanh"):
+        tape = xgrad.Tape()
+        xv = tape.variable(x)
+        y = xgrad.activation_avg_pool2d(xv, act, 2)
+        ty = torch.nn.functional.avg_pool2d(getattr(torch, act)(torch.tensor(x)), 2)
+        np.testing.assert_allclose(y.value, ty.numpy(), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="activation must be"):
+        xgrad.activation_avg_pool2d(xv, "gelu", 2)
+
+
+@needs_torch
 def test_norms_embedding_and_activations_match_pytorch():
     rng = np.random.default_rng(7)
     net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=2, dilation=2, groups=2, dtype=np.float64), nn.BatchNorm2d(4, dtype=np.float64),

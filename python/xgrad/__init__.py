@@ -18,7 +18,7 @@ from ._xgrad import (  # noqa: F401
     square, sub, sum, sum_to, tanh, trace_scatter_loss, transpose,
     clamp, cos, elu, expm1, gelu, leaky_relu, log1p, logsumexp, maximum, minimum, silu, sin, softplus, std, var, where,
     embedding, expand, pad, squeeze, stack, unsqueeze,
-    batch_norm, layer_norm, add_relu,
+    batch_norm, layer_norm, add_relu, activation_avg_pool2d,
 )
 from . import nn  # noqa: F401,E402
 

@@ -4,6 +4,7 @@
 #include "test_util.hpp"
 #include "xgrad/nn/losses.hpp"  // trace_scatter_loss: an nn loss written on the op API
 
+#include <cstring>
 #include <random>
 
 #include <xtensor-blas/xlinalg.hpp>
@@ -236,15 +237,18 @@ BOOST_AUTO_TEST_CASE(conv2d_dilation_and_groups_match_the_definition_to_second_o
     BOOST_CHECK_THROW(conv2d(x, w, Conv2dOptions().groups(2).dilation(3)), ShapeError);  // 7×7 taps on 5×5
 }
 
+struct PoolCase {
+    Shape x;
+    std::size_t k, s;
+};
+// 2×2 windows that tile the input, 2×2 with a row and a column dropped, overlapping 3×3 of stride 2,
+// 3×3 of stride 1
+const std::vector<PoolCase> pool_cases = {{{2, 3, 4, 4}, 2, 2}, {{1, 2, 5, 5}, 2, 2}, {{1, 1, 7, 6}, 3, 2}, {{2, 1, 5, 5}, 3, 1}};
+
 BOOST_AUTO_TEST_CASE(pooling_matches_direct_loops_and_finite_differences)
 {
-    struct P {
-        Shape x;
-        std::size_t k, s;
-    };
-    const std::vector<P> cases = {{{2, 3, 4, 4}, 2, 2}, {{1, 2, 5, 5}, 2, 2}, {{1, 1, 7, 6}, 3, 2}, {{2, 1, 5, 5}, 3, 1}};
     unsigned seed = 40;
-    for (const auto& c : cases) {
+    for (const auto& c : pool_cases) {
         BOOST_TEST_CONTEXT("x " << shape_str(c.x) << " k " << c.k << " s " << c.s)
         {
             const Tensor<double> x = rnd(c.x, seed++);
@@ -256,6 +260,84 @@ BOOST_AUTO_TEST_CASE(pooling_matches_direct_loops_and_finite_differences)
             expect_gradcheck([c](const Vs& v) { return max_pool2d(v[0], c.k, c.s); }, {x});
             expect_gradcheck([c](const Vs& v) { return avg_pool2d(v[0], c.k, c.s); }, {x});
         }
+    }
+}
+
+// activation_avg_pool2d against the two ops it fuses: the same bits forward and backward, the
+// gradient written fresh and added to (x used again before or after), every activation and window
+// kind (2×2 tiling, 2×2 with a row and column dropped, overlapping 3×3, stride 1), planes on 1 and 2
+// threads; exact zeros in x (relu's mask: 0 there).
+template <class T>
+void check_fused_activation_pool()
+{
+    std::vector<PoolCase> cases = pool_cases;  // and planes enough for 2 threads
+    cases.insert(cases.end(), {{{1, 2, 5, 7}, 2, 2}, {{3, 5, 9, 9}, 2, 1}, {{64, 6, 28, 28}, 2, 2}, {{64, 16, 10, 10}, 2, 2}});
+    auto unfused = [](Activation a, const Var<T>& x) {
+        switch (a) {
+            case Activation::relu: return relu(x);
+            case Activation::sigmoid: return sigmoid(x);
+            case Activation::tanh: return xgrad::tanh(x);
+            default: return x;
+        }
+    };
+    unsigned seed = 300;
+    for (const int threads : {1, 2}) {
+        if (threads > max_num_threads()) continue;
+        set_num_threads(threads);
+        for (const auto& c : cases)
+            for (const Activation a : {Activation::relu, Activation::sigmoid, Activation::tanh, Activation::identity})
+                for (const int use : {0, 1, 2}) {  // x: only pooled; used again after; used again before
+                    Tensor<T> x = xt::cast<T>(rnd(c.x, seed++, -6, 6));
+                    for (std::size_t i = 0; i < x.size(); i += 7) x.data()[i] = T(0);
+                    const Tensor<T> v = xt::cast<T>(rnd(c.x, seed++));
+                    Tensor<T> y[2], dx[2];
+                    for (const bool fused : {false, true}) {
+                        Tape<T> t;
+                        const Var<T> xv = t.variable(x);
+                        Var<T> other;
+                        if (use == 2) other = sum(xv * t.constant(v));
+                        const Var<T> p = fused ? activation_avg_pool2d(xv, a, c.k, c.s) : avg_pool2d(unfused(a, xv), c.k, c.s);
+                        if (use == 1) other = sum(xv * t.constant(v));
+                        const Tensor<T> g = xt::cast<T>(rnd(p.shape(), 900));
+                        const Var<T> l = sum(p * t.constant(g));
+                        t.backward(use ? l + other : l);
+                        y[fused] = p.value();
+                        dx[fused] = xv.grad();
+                    }
+                    BOOST_TEST_CONTEXT("x " << shape_str(c.x) << " k " << c.k << " s " << c.s << " activation "
+                                            << int(a) << " use " << use << " threads " << threads)
+                    {
+                        BOOST_TEST(y[0].shape() == y[1].shape());
+                        BOOST_TEST(std::memcmp(y[0].data(), y[1].data(), y[0].size() * sizeof(T)) == 0);
+                        BOOST_TEST(std::memcmp(dx[0].data(), dx[1].data(), dx[0].size() * sizeof(T)) == 0);
+                    }
+                }
+    }
+    set_num_threads(max_num_threads());
+}
+
+BOOST_AUTO_TEST_CASE(activation_avg_pool2d_is_the_two_ops_bit_for_bit)
+{
+    check_fused_activation_pool<float>();
+    check_fused_activation_pool<double>();
+}
+
+BOOST_AUTO_TEST_CASE(activation_avg_pool2d_matches_finite_differences)
+{
+    unsigned seed = 500;
+    for (const auto& c : pool_cases)
+        for (const Activation a : {Activation::relu, Activation::sigmoid, Activation::tanh})
+            BOOST_TEST_CONTEXT("x " << shape_str(c.x) << " k " << c.k << " s " << c.s << " activation " << int(a))
+            {
+                const Tensor<double> x = rnd(c.x, seed++, -2, 2, 0.05);  // relu: away from its kink
+                expect_gradcheck([c, a](const Vs& v) { return activation_avg_pool2d(v[0], a, c.k, c.s); }, {x});
+            }
+    Tape<double> t;
+    try {
+        activation_avg_pool2d(t.constant(rnd({2, 3, 4}, 1)), Activation::relu, 2);
+        BOOST_ERROR("no throw");
+    } catch (const ShapeError& e) {
+        BOOST_TEST(std::string(e.what()) == "activation_avg_pool2d: input (2,3,4) must be (N,C,H,W)");
     }
 }
 

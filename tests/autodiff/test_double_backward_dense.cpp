@@ -381,6 +381,10 @@ BOOST_AUTO_TEST_CASE(pooling_gradgradcheck)
             expect_gradgradcheck([c](const Vs& v) { return avg_pool2d(v[0], c.k, c.s); }, {x});
             expect_gradgradcheck([c](const Vs& v) { return tanh(max_pool2d(v[0], c.k, c.s)); }, {x});
             expect_gradgradcheck([c](const Vs& v) { return tanh(avg_pool2d(v[0], c.k, c.s)); }, {x});
+            // the fused activation + pooling (relu away from its kink)
+            const Tensor<double> xa = rnd(c.x, seed++, -2, 2, 0.05);
+            for (const Activation a : {Activation::relu, Activation::sigmoid, Activation::tanh})
+                expect_gradgradcheck([c, a](const Vs& v) { return tanh(activation_avg_pool2d(v[0], a, c.k, c.s)); }, {xa});
             // the recorded VJPs (scatter_add_flat, avg_pool2d_backward) as functions of G, twice
             Tape<double> probe;
             const Tensor<double> g = rnd(max_pool2d(probe.constant(x), c.k, c.s).shape(), seed++);

@@ -560,6 +560,72 @@ BOOST_AUTO_TEST_CASE(sequential_fuses_batch_norm_and_relu_pairs)
     check_fused_sequential<float>(true);
 }
 
+// Sequential::fuse_activation_pool: ReLU, Sigmoid and Tanh before an AvgPool2d (2×2, and 3 of stride
+// 2) run as activation_avg_pool2d; the network's values and gradients are the unfused network's bit
+// for bit, the tape has one node fewer per pair. A layer is in one pair at most, whichever call
+// fused it first.
+BOOST_AUTO_TEST_CASE(sequential_fuses_activation_and_pooling_pairs)
+{
+    using T = float;
+    auto build = [] {
+        auto net = std::make_unique<Sequential<T>>();
+        net->emplace<Conv2d<T>>(Conv2dOptions(2, 4, 3).padding(1), 7);
+        net->emplace<ReLU<T>>();  // fused
+        net->emplace<AvgPool2d<T>>(2);
+        net->emplace<Conv2d<T>>(Conv2dOptions(4, 5, 3).padding(1), 8);
+        net->emplace<Sigmoid<T>>();  // fused, overlapping windows
+        net->emplace<AvgPool2d<T>>(3, 2);
+        net->emplace<Tanh<T>>();  // fused
+        net->emplace<AvgPool2d<T>>(2, 1);
+        net->emplace<ReLU<T>>();  // no pooling after it
+        net->emplace<Flatten<T>>();
+        net->emplace<Linear<T>>(5, 3, true, 9);
+        return net;
+    };
+    auto fused = build(), two = build();
+    BOOST_TEST(fused->fuse_activation_pool() == 3u);
+    BOOST_TEST(fused->fuse_activation_pool() == 3u);  // again: the same pairs
+    BOOST_TEST(fused->fuse_batch_norm_relu() == 0u);
+    std::vector<std::string> names_f, names_t;
+    for (auto& [k, v] : fused->named_parameters()) names_f.push_back(k);
+    for (auto& [k, v] : two->named_parameters()) names_t.push_back(k);
+    BOOST_TEST(names_f == names_t, boost::test_tools::per_element());
+    for (unsigned step = 0; step < 2; ++step) {
+        const Tensor<T> x = xt::cast<T>(rnd({6, 2, 12, 12}, 140 + step, -2, 2)), g = xt::cast<T>(rnd({6, 3}, 150 + step));
+        for (Sequential<T>* net : {fused.get(), two.get()})
+            for (Parameter<T>* p : net->parameters()) p->zero_grad();
+        Tape<T> tf, tt;
+        const Var<T> yf = (*fused)(tf.variable(x)), yt = (*two)(tt.variable(x));
+        BOOST_TEST(tt.size() == tf.size() + 3);
+        tf.backward(yf, g);
+        tt.backward(yt, g);
+        BOOST_TEST(same_bits(yf.value(), yt.value()));
+        const auto pf = fused->parameters(), pt = two->parameters();
+        for (std::size_t k = 0; k < pf.size(); ++k) BOOST_TEST(same_bits(pf[k]->grad(), pt[k]->grad()));
+    }
+
+    // [BatchNorm2d, ReLU, AvgPool2d]: the ReLU goes with whichever pair was fused first
+    auto bn_relu_pool = [] {
+        auto net = std::make_unique<Sequential<T>>();
+        net->emplace<BatchNorm2d<T>>(BatchNormOptions(2));
+        net->emplace<ReLU<T>>();
+        net->emplace<AvgPool2d<T>>(2);
+        return net;
+    };
+    auto a = bn_relu_pool(), b = bn_relu_pool(), plain = bn_relu_pool();
+    BOOST_TEST(a->fuse_batch_norm_relu() == 1u);
+    BOOST_TEST(a->fuse_activation_pool() == 0u);
+    BOOST_TEST(b->fuse_activation_pool() == 1u);
+    BOOST_TEST(b->fuse_batch_norm_relu() == 0u);
+    const Tensor<T> x = xt::cast<T>(rnd({3, 2, 4, 4}, 160));
+    Tape<T> ta, tb, tp;
+    const Var<T> ya = (*a)(ta.variable(x)), yb = (*b)(tb.variable(x)), yp = (*plain)(tp.variable(x));
+    BOOST_TEST(ta.size() + 1 == tp.size());
+    BOOST_TEST(tb.size() + 1 == tp.size());
+    BOOST_TEST(same_bits(ya.value(), yp.value()));
+    BOOST_TEST(same_bits(yb.value(), yp.value()));
+}
+
 BOOST_AUTO_TEST_CASE(running_statistics_follow_a_hand_loop)
 {
     const double momentum = 0.2, eps = 1e-5;

@@ -3,9 +3,11 @@
 
 #include <algorithm>
 #include <string>
+#include <vector>
 
 #include <fmt/core.h>
 
+#include "kernels/activation.hpp"
 #include "kernels/parallel.hpp"
 #include "xgrad/errors.hpp"
 
@@ -58,30 +60,67 @@ void avg2x2_plane_backward(const T* __restrict gin, std::size_t w, std::size_t o
     }
 }
 
+/// One plane's average pooling: any window and stride, 2×2 of stride 2 through the fast loop.
+template <class T>
+void avg_plane(const T* plane, const PoolGeom& g, T scale, T* out)
+{
+    if (g.k == 2 && g.s == 2) {  // the common 2×2 case: two input rows per output row, no inner loops
+        avg2x2_plane(plane, g.w, g.oh, g.ow, scale, out);
+        return;
+    }
+    for (std::size_t i = 0; i < g.oh; ++i)
+        for (std::size_t j = 0; j < g.ow; ++j) {
+            T s = 0;
+            for (std::size_t a = 0; a < g.k; ++a) {
+                const T* row = plane + (i * g.s + a) * g.w + j * g.s;
+                for (std::size_t b = 0; b < g.k; ++b) s += row[b];
+            }
+            out[i * g.ow + j] = s * scale;
+        }
+}
+
+/// 2×2 windows of stride 2 that tile the plane write each of its elements once.
+bool tiles(const PoolGeom& g) { return g.k == 2 && g.s == 2 && g.h == 2 * g.oh && g.w == 2 * g.ow; }
+
+/// One plane's dX of average pooling: d (+)= G / k² over each window. `set` (only where the windows
+/// tile the plane) overwrites d; otherwise d holds a gradient, or zeros, to add to.
+template <class T>
+void avg_plane_backward(const T* gp, const PoolGeom& g, T scale, T* d, bool set)
+{
+    if (g.k == 2 && g.s == 2) {
+        if (set)
+            avg2x2_plane_backward<false>(gp, g.w, g.oh, g.ow, scale, d);
+        else
+            avg2x2_plane_backward<true>(gp, g.w, g.oh, g.ow, scale, d);
+        return;
+    }
+    for (std::size_t i = 0; i < g.oh; ++i)
+        for (std::size_t j = 0; j < g.ow; ++j) {
+            const T v = gp[i * g.ow + j] * scale;
+            for (std::size_t a = 0; a < g.k; ++a) {
+                T* row = d + (i * g.s + a) * g.w + j * g.s;
+                for (std::size_t b = 0; b < g.k; ++b) row[b] += v;
+            }
+        }
+}
+
+/// A thread's scratch plane of n elements, grown once: no allocation per step.
+template <class T>
+T* scratch(std::size_t n)
+{
+    thread_local std::vector<T> buf;
+    if (buf.size() < n) buf.resize(n);
+    return buf.data();
+}
+
 }  // namespace
 
 template <class T>
 void avg_pool2d_forward(const T* p, const PoolGeom& g, T* q)
 {
     const T scale = T(1) / T(g.k * g.k);
-    if (g.k == 2 && g.s == 2) {  // the common 2×2 case: two input rows per output row, no inner loops
-        parallel_for(g.planes, g.planes * g.h * g.w, [&](std::size_t pl) {
-            avg2x2_plane(p + pl * g.h * g.w, g.w, g.oh, g.ow, scale, q + pl * g.oh * g.ow);
-        });
-        return;
-    }
-    parallel_for(g.planes, g.planes * g.h * g.w, [&](std::size_t pl) {
-        const T* plane = p + pl * g.h * g.w;
-        for (std::size_t i = 0; i < g.oh; ++i)
-            for (std::size_t j = 0; j < g.ow; ++j) {
-                T s = 0;
-                for (std::size_t a = 0; a < g.k; ++a) {
-                    const T* row = plane + (i * g.s + a) * g.w + j * g.s;
-                    for (std::size_t b = 0; b < g.k; ++b) s += row[b];
-                }
-                q[(pl * g.oh + i) * g.ow + j] = s * scale;
-            }
-    });
+    parallel_for(g.planes, g.planes * g.h * g.w,
+                 [&](std::size_t pl) { avg_plane(p + pl * g.h * g.w, g, scale, q + pl * g.oh * g.ow); });
 }
 
 template <class T>
@@ -90,39 +129,51 @@ void avg_pool2d_backward(const T* G, const PoolGeom& g, T* d, bool acc)
     // dL/dX[window] += G / k² for every window containing the element. 2×2 windows of stride 2
     // that tile the input write each element once, so overwriting needs no zero fill there;
     // other windows may overlap or skip elements: add into zeros.
-    const bool tiles = g.k == 2 && g.s == 2 && g.h == 2 * g.oh && g.w == 2 * g.ow;
-    if (!acc && !tiles) std::fill(d, d + g.planes * g.h * g.w, T(0));
+    const bool set = !acc && tiles(g);
+    if (!acc && !set) std::fill(d, d + g.planes * g.h * g.w, T(0));
     const T scale = T(1) / T(g.k * g.k);
-    if (g.k == 2 && g.s == 2) {
-        const bool set = !acc && tiles;  // else d holds a gradient, or zeros, to add to
-        parallel_for(g.planes, g.planes * g.h * g.w, [&](std::size_t pl) {
-            const T* gp = G + pl * g.oh * g.ow;
-            T* dp = d + pl * g.h * g.w;
-            if (set)
-                avg2x2_plane_backward<false>(gp, g.w, g.oh, g.ow, scale, dp);
-            else
-                avg2x2_plane_backward<true>(gp, g.w, g.oh, g.ow, scale, dp);
-        });
-        return;
-    }
     parallel_for(g.planes, g.planes * g.h * g.w, [&](std::size_t pl) {
-        T* plane = d + pl * g.h * g.w;
-        for (std::size_t i = 0; i < g.oh; ++i)
-            for (std::size_t j = 0; j < g.ow; ++j) {
-                const T v = G[(pl * g.oh + i) * g.ow + j] * scale;
-                for (std::size_t a = 0; a < g.k; ++a) {
-                    T* row = plane + (i * g.s + a) * g.w + j * g.s;
-                    for (std::size_t b = 0; b < g.k; ++b) row[b] += v;
-                }
-            }
+        avg_plane_backward(G + pl * g.oh * g.ow, g, scale, d + pl * g.h * g.w, set);
     });
 }
 
+template <class T>
+void activation_avg_pool2d_forward(Activation act, const T* x, const PoolGeom& g, T* y, T* kept)
+{
+    const T scale = T(1) / T(g.k * g.k);
+    const std::size_t hw = g.h * g.w;
+    parallel_for(g.planes, g.planes * hw, [&](std::size_t pl) {
+        T* a = kept ? kept + pl * hw : scratch<T>(hw);
+        activation_range(act, x + pl * hw, a, 0, hw);
+        avg_plane(a, g, scale, y + pl * g.oh * g.ow);
+    });
+}
+
+template <class T>
+void activation_avg_pool2d_backward(Activation act, const T* G, const T* x, const T* kept, const PoolGeom& g, T* d,
+                                    bool acc)
+{
+    const T scale = T(1) / T(g.k * g.k);
+    const std::size_t hw = g.h * g.w;
+    const bool set = tiles(g);
+    parallel_for(g.planes, g.planes * hw, [&](std::size_t pl) {
+        T* dp = scratch<T>(hw);  // this plane's dX of the pooling: the activation's G
+        if (!set) std::fill(dp, dp + hw, T(0));
+        avg_plane_backward(G + pl * g.oh * g.ow, g, scale, dp, set);
+        activation_backward_range(act, dp, x + pl * hw, kept ? kept + pl * hw : nullptr, d + pl * hw, 0, hw, acc);
+    });
+}
 
 template void avg_pool2d_forward(const float*, const PoolGeom&, float*);
 template void avg_pool2d_forward(const double*, const PoolGeom&, double*);
 template void avg_pool2d_backward(const float*, const PoolGeom&, float*, bool);
 template void avg_pool2d_backward(const double*, const PoolGeom&, double*, bool);
+template void activation_avg_pool2d_forward(Activation, const float*, const PoolGeom&, float*, float*);
+template void activation_avg_pool2d_forward(Activation, const double*, const PoolGeom&, double*, double*);
+template void activation_avg_pool2d_backward(Activation, const float*, const float*, const float*, const PoolGeom&,
+                                             float*, bool);
+template void activation_avg_pool2d_backward(Activation, const double*, const double*, const double*, const PoolGeom&,
+                                             double*, bool);
 
 template <class T>
 void max_pool2d_forward(const T* p, const PoolGeom& g, T* q, std::size_t* arg)

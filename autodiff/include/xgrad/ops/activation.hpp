@@ -3,6 +3,7 @@
 #include <string>
 #include <type_traits>
 
+#include "xgrad/activation_kind.hpp"
 #include "xgrad/tape.hpp"
 
 namespace xgrad {

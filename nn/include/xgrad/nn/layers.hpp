@@ -425,6 +425,14 @@ public:
     /// number of pairs; layers added later are fused by another call. Nested containers are not
     /// searched.
     std::size_t fuse_batch_norm_relu();
+    /// From now on, runs every ReLU, Sigmoid or Tanh layer that an AvgPool2d layer directly follows
+    /// as one op, activation_avg_pool2d, recorded under the activation's scope: the activation's
+    /// output and its gradient are never stored (one pass over the activation fewer each way); the
+    /// same values and gradients, bit for bit. Layers, names and state dict stay as they are.
+    /// Returns the number of pairs. A layer already in a pair fused by either call stays in it (a
+    /// [BatchNorm2d, ReLU, AvgPool2d] fused both ways runs its first pair fused). Nested containers
+    /// are not searched.
+    std::size_t fuse_activation_pool();
     std::string describe() const override { return "Sequential"; }
     std::size_t size() const { return layers_.size(); }
     /// Layer i; std::out_of_range for i >= size().
@@ -447,7 +455,13 @@ private:
     Sequential& add_module(std::unique_ptr<Module<T>> m);
     std::vector<Module<T>*> layers_;
     std::vector<std::string> scopes_;
-    std::vector<bool> fused_;  // layer i (a batch norm) runs layer i + 1 (a ReLU) in its op
+    /// How layer i runs with layer i + 1 as one op.
+    enum class Fusion : unsigned char { none, batch_norm_relu, relu_avg_pool, sigmoid_avg_pool, tanh_avg_pool };
+    /// Marks every pair (i, i + 1), both layers in no pair yet, for which match(typeid of layer i,
+    /// of layer i + 1) gives a Fusion other than none; returns the number of pairs of match's kinds.
+    template <class Match>
+    std::size_t fuse_pairs(Match match);
+    std::vector<Fusion> fused_;
 };
 
 /// Fully connected network: sizes {784, 256, 10} → Linear(784,256), act, Linear(256,10), out_act.

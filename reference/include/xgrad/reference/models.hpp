@@ -29,7 +29,8 @@ struct MnistSoftmaxSgd : nn::Module<T> {
 };
 
 /// LeNet-5 style: conv 5×5 (1→6, pad 2) → ReLU → pool 2 → conv 5×5 (6→16) → ReLU → pool 2 →
-/// 400 → 120 → 84 → 10. `max_pool` picks max pooling (examples) or average pooling (benchmark).
+/// 400 → 120 → 84 → 10. `max_pool` picks max pooling (examples) or average pooling (benchmark),
+/// where each ReLU and its pooling run as one op (Sequential::fuse_activation_pool).
 template <class T>
 std::unique_ptr<nn::Sequential<T>> lenet(std::uint64_t seed, bool max_pool)
 {
@@ -52,6 +53,7 @@ std::unique_ptr<nn::Sequential<T>> lenet(std::uint64_t seed, bool max_pool)
     net->template emplace<nn::Linear<T>>(120, 84, true, seed + 3);
     net->template emplace<nn::ReLU<T>>();
     net->template emplace<nn::Linear<T>>(84, 10, true, seed + 4);
+    net->fuse_activation_pool();
     return net;
 }
 
