@@ -82,7 +82,6 @@ void relu_mask(const T* g, const T* x, T* out, std::size_t n, bool acc)
     kernels::parallel_ranges(n, [=](std::size_t b, std::size_t e) { kernels::relu_mask_range(g, x, out, b, e, acc); });
 }
 
-
 }  // namespace
 
 namespace detail {
