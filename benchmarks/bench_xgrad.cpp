@@ -283,13 +283,7 @@ int main(int argc, char** argv)
             hand_step = [=, &x, &y] { return double(h->step(x, y, lr)); };
         } else if (wl == "cnn_sigmoid_avgpool") {
             // Source document 002's CNN with 8 filters (docs/sources.md), tape only.
-            auto* net = own(new nn::Sequential<F>);
-            net->emplace<nn::Conv2d<F>>(nn::Conv2dOptions(1, 8, 5), 5);
-            net->emplace<nn::Sigmoid<F>>();
-            net->emplace<nn::AvgPool2d<F>>(2);
-            net->emplace<nn::Flatten<F>>();
-            net->emplace<nn::Linear<F>>(8 * 12 * 12, 10, true, 6);
-            net->fuse_activation_pool();  // the sigmoid and its pooling as one op
+            auto* net = own(reference::cnn_sigmoid_avgpool<F>(5).release());
             classifier(*net, {64, 1, 28, 28});
         } else if (wl == "resnet_b64" || wl == "layernorm_mlp") {
             // Networks with normalization layers, tape only (no hand-written step): BatchNorm2d in train mode

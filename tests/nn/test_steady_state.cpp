@@ -104,13 +104,18 @@ BOOST_AUTO_TEST_CASE(mlp_adam_cross_entropy)
     check_steady("mlp", classifier_step(net, opt, tape, data));
 }
 
-BOOST_AUTO_TEST_CASE(lenet_max_pool_adam)
+// Max pooling; average pooling fused with the ReLU before it (nothing kept) and, in document 002's
+// CNN, with a sigmoid (σ(x) kept with the node): the fused op's closure and saved tensor are counted.
+BOOST_AUTO_TEST_CASE(lenet_and_sigmoid_cnn_adam)
 {
-    auto net = reference::lenet<F>(2, true);
-    Adam<F> opt(net->parameters(), {1e-3});
-    Tape<F> tape;
     const std::vector<Batch> data{make_batch({32, 1, 28, 28}, 3), make_batch({32, 1, 28, 28}, 4)};
-    check_steady("lenet", classifier_step(*net, opt, tape, data));
+    for (const int model : {0, 1, 2}) {
+        auto net = model == 2 ? reference::cnn_sigmoid_avgpool<F>(5) : reference::lenet<F>(2, model == 0);
+        Adam<F> opt(net->parameters(), {1e-3});
+        Tape<F> tape;
+        check_steady(model == 0 ? "lenet" : model == 1 ? "lenet, average pooling" : "document 002's CNN",
+                     classifier_step(*net, opt, tape, data));
+    }
 }
 
 // Batch norm in train mode (running statistics updated), the residual sums, both layouts.

@@ -92,8 +92,9 @@ Var<T> avg_pool2d(const Var<T>& x, std::size_t kernel, std::size_t stride)
 }
 
 /// Y = avg_pool2d(act(X), k, s) as one op, X (N,C,H,W): relu(X) is made a plane at a time in cache
-/// and never stored; σ(X) and tanh(X) are kept for the backward, but never read back forward.   dX = act'(X) ⊙ P(G), P the pooling's dX (G / k² spread over each window); act'
-/// from X (relu's mask, σ(X)(1 − σ(X)), 1 − tanh²(X)). The same bits as the two ops.
+/// and never stored; σ(X) and tanh(X) are kept for the backward, never read back forward.
+///   dX = act'(X) ⊙ P(G), P the pooling's dX (G / k² spread over each window); act' from X (relu's
+///   mask) or from the kept act(X) (σ(1 − σ), 1 − tanh²). The same bits as the two ops.
 /// (recorded: avg_pool2d_backward, then the activation's VJP as ops)
 template <class T>
 Var<T> activation_avg_pool2d(const Var<T>& x, Activation act, std::size_t kernel, std::size_t stride)
@@ -111,15 +112,10 @@ Var<T> activation_avg_pool2d(const Var<T>& x, Activation act, std::size_t kernel
         kept = op.saved().data();
     }
     kernels::activation_avg_pool2d_forward(act, x.value().data(), g, op.value().data(), kept);
-    return op.finish(
-        [g, act](BackwardContext<T>& c) {
-            const InputGrad<T> dx = c.input_grad(0);
-            if (!dx) return;
-            const T* kept = act == Activation::relu ? nullptr : c.saved().data();
-            kernels::activation_avg_pool2d_backward(act, c.grad().data(), c.input(0).data(), kept, g, dx.data(),
-                                                    dx.accumulate);
-        },
-        [g, act](GraphBackwardContext<T>& c) {
+    // one closure for both sweeps: two would capture the geometry twice, past the node's inline
+    // closure buffer (one allocation a step)
+    return op.finish_both([g, act](auto& c) {
+        if constexpr (is_graph_backward_v<decltype(c)>) {
             const Var<T> x = c.input(0);
             const Var<T> p = avg_pool2d_backward(c.grad(), x.shape(), g.k, g.s);
             switch (act) {
@@ -136,7 +132,14 @@ Var<T> activation_avg_pool2d(const Var<T>& x, Activation act, std::size_t kernel
                 }
                 case Activation::identity: c.accumulate(0, p); return;
             }
-        });
+        } else {
+            const InputGrad<T> dx = c.input_grad(0);
+            if (!dx) return;
+            const T* kept = act == Activation::relu ? nullptr : c.saved().data();
+            kernels::activation_avg_pool2d_backward(act, c.grad().data(), c.input(0).data(), kept, g, dx.data(),
+                                                    dx.accumulate);
+        }
+    });
 }
 
 #define XGRAD_INSTANTIATE(T)                                                                      \

@@ -57,6 +57,22 @@ std::unique_ptr<nn::Sequential<T>> lenet(std::uint64_t seed, bool max_pool)
     return net;
 }
 
+/// Source document 002's CNN with 8 filters and 10 classes (the cnn_sigmoid_avgpool benchmark):
+/// conv 5×5 (1→8) → sigmoid → 2×2 average pooling → 1152 → 10. The sigmoid and its pooling run as
+/// one op (Sequential::fuse_activation_pool). Seeds: the convolution `seed`, the dense layer seed + 1.
+template <class T>
+std::unique_ptr<nn::Sequential<T>> cnn_sigmoid_avgpool(std::uint64_t seed)
+{
+    auto net = std::make_unique<nn::Sequential<T>>();
+    net->template emplace<nn::Conv2d<T>>(nn::Conv2dOptions(1, 8, 5), seed);
+    net->template emplace<nn::Sigmoid<T>>();
+    net->template emplace<nn::AvgPool2d<T>>(2);
+    net->template emplace<nn::Flatten<T>>();
+    net->template emplace<nn::Linear<T>>(8 * 12 * 12, 10, true, seed + 1);
+    net->fuse_activation_pool();
+    return net;
+}
+
 /// A small ResNet for 28×28 digits: conv 3×3 (1→16) → BatchNorm2d → ReLU → BasicBlock(16→16) →
 /// BasicBlock(16→32, stride 2) → BasicBlock(32→64, stride 2) → global average pooling → Linear
 /// (64→10). 77,754 parameters; the mnist_resnet example and the resnet_b64 benchmark. The stem's
