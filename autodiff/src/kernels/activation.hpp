@@ -26,8 +26,10 @@ void map_batches(const T* __restrict in, T* __restrict out, std::size_t b, std::
     std::copy(tail, tail + (e - i), out + i);
 }
 
-/// out[i] = g[i] · d(y[i]) (acc false) or out[i] += g[i] · d(y[i]), i in [b, e). d must be exact
-/// arithmetic (no exp): its scalar tail then matches the batches.
+/// out[i] = g[i] · d(y[i]) (acc false) or out[i] += g[i] · d(y[i]), i in [b, e). The tail goes through
+/// one padded batch too, so no element depends on where the caller's range ends (a plane, a thread's
+/// share). Files that include this are built with -ffp-contract=off: contracting g·d + out into an
+/// FMA in one loop and not another changed the last bit.
 template <class T, class D>
 void scale_by_batches(const T* __restrict g, const T* __restrict y, T* __restrict out, std::size_t b, std::size_t e,
                       bool acc, D d)
@@ -40,10 +42,17 @@ void scale_by_batches(const T* __restrict g, const T* __restrict y, T* __restric
         if (acc) v += B::load_unaligned(out + i);
         v.store_unaligned(out + i);
     }
-    for (; i < e; ++i) {
-        const T v = g[i] * d(y[i]);
-        out[i] = acc ? out[i] + v : v;
+    if (i == e) return;
+    alignas(B::arch_type::alignment()) T tg[w] = {}, ty[w] = {}, to[w] = {};
+    std::copy(g + i, g + e, tg);
+    std::copy(y + i, y + e, ty);
+    B v = B::load_aligned(tg) * d(B::load_aligned(ty));
+    if (acc) {
+        std::copy(out + i, out + e, to);
+        v += B::load_aligned(to);
     }
+    v.store_aligned(to);
+    std::copy(to, to + (e - i), out + i);
 }
 
 /// σ(x) = 1/(1 + e^−x): e^−x = inf gives 0, e^−x = 0 gives 1 (no overflow at either end).
