@@ -1,6 +1,7 @@
 // xgrad side of the benchmark workloads (docs/benchmarks.md), one (impl, workload, threads)
 // per process: bench_xgrad <tape|hand|grad|blas|sgemm> <workload> <threads> [PREFIX]. Prints one JSON
-// line. With PREFIX (the files of `bench_torch W 1 dump PREFIX`), the step starts from libtorch's
+// line. `bench_xgrad profile <workload> <threads>` prints instead where the tape step's time goes, op by op
+// and layer by layer (xgrad::Profiler: 0.5 s of warm-up, then 3 s of steps). With PREFIX (the files of `bench_torch W 1 dump PREFIX`), the step starts from libtorch's
 // weights and data, so the loss of its first step (reported as loss_first) is libtorch's.
 //   bench_xgrad check <workload> <threads> PREFIX: times nothing; loads those files (libtorch's weights
 //   and data by name, its loss and gradients), runs the timed tape step once and prints how far xgrad's
@@ -174,7 +175,7 @@ ParamList named(nn::Module<F>& m) { return m.named_parameters(); }
 int main(int argc, char** argv)
 {
     if (argc != 4 && argc != 5)
-        return fail("usage: bench_xgrad <tape|hand|grad|blas|sgemm> <workload> <threads> [PREFIX]  |  bench_xgrad check <workload> <threads> PREFIX");
+        return fail("usage: bench_xgrad <tape|hand|grad|blas|sgemm|profile> <workload> <threads> [PREFIX]  |  bench_xgrad check <workload> <threads> PREFIX");
     const std::string impl = argv[1], wl = argv[2], prefix = argc == 5 ? argv[4] : "";
     if (impl == "check" && prefix.empty()) return fail("check: needs the PREFIX of bench_torch's dump");
     const int threads = std::atoi(argv[3]);
@@ -214,9 +215,16 @@ int main(int argc, char** argv)
         keep.v.emplace_back(std::shared_ptr<std::remove_pointer_t<decltype(p)>>(p));
         return p;
     };
+    // Every tape a workload makes, for `profile`.
+    std::vector<Tape<F>*> tapes;
+    auto new_tape = [&] {
+        Tape<F>* t = own(new Tape<F>);
+        tapes.push_back(t);
+        return t;
+    };
     // The tape's training step of `net`: cross-entropy on (x, y), backward, SGD(lr).
     auto ce_step = [&](nn::Module<F>& net, const Tensor<F>& x, const IndexTensor& y) {
-        auto* tape = own(new Tape<F>);
+        auto* tape = new_tape();
         auto* opt = own(new nn::SGD<F>(net.parameters(), {lr}));
         return std::function<double()>([&net, &x, &y, tape, opt] {
             opt->zero_grad();
@@ -254,7 +262,7 @@ int main(int argc, char** argv)
             params = {{"b0", b0}, {"W1", W1}, {"b1", b1}};
             inputs = {{"x", &x}};
             load();
-            auto* tape = own(new Tape<F>);
+            auto* tape = new_tape();
             auto* opt = own(new nn::SGD<F>({b0, W1, b1}, {0.001}));
             // The loss as libtorch's side writes it, (y − t)² summed, not the fused mse_loss.
             tape_step = [=, &x] {
@@ -308,7 +316,7 @@ int main(int argc, char** argv)
             params = named(*net);
             inputs = {{"x", &x}};
             load();
-            auto* tape = own(new Tape<F>);
+            auto* tape = new_tape();
             auto* opt = own(new nn::SGD<F>(net->parameters(), {lr}));
             tape_step = [=, &x] {
                 opt->zero_grad();
@@ -338,7 +346,7 @@ int main(int argc, char** argv)
             inputs = {{"x", &x}};
             for (std::size_t k = 0; k < params.size(); ++k) inputs.emplace_back("v." + params[k].first, &hvp->directions()[k]);
             load();
-            auto* tape = own(new Tape<F>);
+            auto* tape = new_tape();
             tape_step = [=, &x, &y] { return double(hvp->step(*tape, x, y)); };
             grad_step = [=, &x, &y] { return double(hvp->gradient(*tape, x, y)); };
         } else if (wl == "double_backprop_mlp") {
@@ -351,7 +359,7 @@ int main(int argc, char** argv)
             params = named(*net);
             inputs = {{"x", &x}};
             load();
-            auto* tape = own(new Tape<F>);
+            auto* tape = new_tape();
             auto* opt = own(new nn::SGD<F>(net->parameters(), {lr}));
             tape_step = [=, &x, &y] {
                 opt->zero_grad();
@@ -383,7 +391,7 @@ int main(int argc, char** argv)
             }
             params = named(*net);
             load();
-            auto* tape = own(new Tape<F>);
+            auto* tape = new_tape();
             auto* opt = own(new nn::SGD<F>(net->parameters(), {lr}));
             tape_step = [=] {
                 opt->zero_grad();
@@ -403,7 +411,7 @@ int main(int argc, char** argv)
             params = named(*block);
             inputs = {{"x", &x}};
             load();
-            auto* tape = own(new Tape<F>);
+            auto* tape = new_tape();
             auto* opt = own(new nn::SGD<F>(block->parameters(), {lr}));
             tape_step = [=, &x] {
                 opt->zero_grad();
@@ -425,7 +433,7 @@ int main(int argc, char** argv)
             auto* w0 = own(new Parameter<F>(xt::ones<F>(shape)));
             params = {{"x0", x0}, {"w", w0}};
             load();
-            auto* tape = own(new Tape<F>);
+            auto* tape = new_tape();
             auto* fb = own(new std::pair<double, double>(0, 0));
             auto* leaf_grads = own(new std::vector<Tensor<F>>);
             const bool keep_grads = impl == "check";
@@ -494,7 +502,7 @@ int main(int argc, char** argv)
             auto* B = own(new Parameter<F>(b0));
             params = {{"A", A}, {"B", B}};
             load();
-            auto* tape = own(new Tape<F>);
+            auto* tape = new_tape();
             // Gradients zeroed in place inside the clock, as libtorch's side does.
             tape_step = [=] {
                 A->zero_grad();
@@ -536,6 +544,22 @@ int main(int argc, char** argv)
             else
                 for (const auto& [name, p] : params) g.push_back(p->grad());
             return compare_with_torch(wl, prefix, params, g, loss);
+        }
+        if (impl == "profile") {
+            if (!tape_step || tapes.empty()) return fail("no tape step to profile for " + wl);
+            std::vector<std::unique_ptr<Profiler<F>>> profs;
+            for (Tape<F>* t : tapes) profs.push_back(std::make_unique<Profiler<F>>(*t));
+            const auto t_end = [](double s) { return std::chrono::steady_clock::now() + std::chrono::duration<double>(s); };
+            for (auto end = t_end(0.5); std::chrono::steady_clock::now() < end;) tape_step();  // warm-up
+            for (auto& p : profs) p->reset();
+            for (auto end = t_end(3.0); std::chrono::steady_clock::now() < end;) tape_step();
+            for (std::size_t k = 0; k < profs.size(); ++k) {
+                const ProfileReport r = profs[k]->report(ProfileGroup::scope_and_op);
+                if (r.sweeps == 0 && r.rows.empty()) continue;
+                std::printf("%s, %d thread(s), tape %zu\n%s", wl.c_str(), threads, k, profs[k]->report().table().c_str());
+                std::printf("by layer:\n%s", r.table(40).c_str());
+            }
+            return 0;
         }
         std::function<double()> step;
         if (impl == "tape") step = tape_step;

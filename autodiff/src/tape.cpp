@@ -7,6 +7,7 @@
 #include <fmt/core.h>
 
 #include "kernels/reduce.hpp"
+#include "xgrad/detail/profile_log.hpp"
 #include "xgrad/op.hpp"
 
 namespace xgrad {
@@ -131,6 +132,7 @@ Tape<T>::Tape()
 template <class T>
 Tape<T>::~Tape()
 {
+    if (profile_) profile_->tape_ = nullptr;  // the profiler keeps its times, and detaches from nothing
     detail::TapeSlots::release(slot_);
 }
 
@@ -290,12 +292,17 @@ std::uint32_t Tape<T>::begin_op(const char* op, const Var<T>* inputs, std::size_
     n.requires_grad_ = any && grad_enabled_;
     const auto index = static_cast<std::uint32_t>(size_++);
     if (before_op_) before_op_(index);
+    if (profile_) profile_->forward_begin(index);
     return index;
 }
 
 template <class T>
 Var<T> Tape<T>::finish_op(std::uint32_t index)
 {
+    if (profile_) {
+        const detail::Node<T>& n = nodes_[index];
+        profile_->forward_end(index, n.op_, n.scope_, scope_names_[n.scope_]);
+    }
     if (after_op_) after_op_(index);
     if (anomaly_) {
         const detail::Node<T>& n = nodes_[index];
@@ -378,7 +385,13 @@ void Tape<T>::sweep(std::uint32_t from)
         if (hooks_.param_ready && n.grad_.parameter()) hooks_.param_ready(*n.grad_.parameter(), i);
         if (!n.backward_ || n.grad_.state() != detail::GradSlot<T>::State::live) continue;
         BackwardContext<T> ctx(*this, n, i);
-        n.backward_(ctx);
+        if (profile_) {
+            const auto t0 = detail::ProfileLog::Clock::now();
+            n.backward_(ctx);
+            profile_->backward(n.op_, n.scope_, scope_names_[n.scope_], detail::ProfileLog::Clock::now() - t0);
+        } else {
+            n.backward_(ctx);
+        }
         if (!retain_grad_) n.grad_.release(grad_pool_);  // passed on: the next node may take the buffer
         if (hooks_.node_done) hooks_.node_done(i);
         if (anomaly_) {
@@ -391,6 +404,7 @@ void Tape<T>::sweep(std::uint32_t from)
             }
         }
     }
+    if (profile_) ++profile_->sweeps_;
     if (hooks_.sweep_done) hooks_.sweep_done();
 }
 

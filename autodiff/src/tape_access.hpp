@@ -1,6 +1,7 @@
 #pragma once
 // Internal: friend access to a tape's record for the checking tools. Not installed.
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "xgrad/op.hpp"
@@ -30,6 +31,8 @@ struct TapeAccess {
         t.before_op_ = std::move(before);
         t.after_op_ = std::move(after);
     }
+    /// Attaches a profiler's log (null detaches); returns the one attached before.
+    static ProfileLog* exchange_profile(Tape<T>& t, ProfileLog* log) { return std::exchange(t.profile_, log); }
     /// Runs node i's backward alone with cotangent u; returns the gradient it sends to each input.
     static std::vector<Tensor<T>> isolated_vjp(Tape<T>& t, std::uint32_t i, const Tensor<T>& u)
     {

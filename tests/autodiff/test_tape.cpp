@@ -1,9 +1,13 @@
-// Tape mechanics: accumulation, long chains, memory reuse, parameters, no-grad, detach, threads.
+// Tape mechanics: accumulation, long chains, memory reuse, parameters, no-grad, detach, threads,
+// the op profiler.
 #define BOOST_TEST_MODULE autodiff_tape
+#include <chrono>
 #include <cmath>
+#include <optional>
 #include <thread>
 
 #include "test_util.hpp"
+#include "xgrad/op.hpp"
 
 using namespace xgrad;
 namespace tt = boost::test_tools;
@@ -255,4 +259,94 @@ BOOST_AUTO_TEST_CASE(backward_hooks_see_each_parameter_final)
     auto z = sum(t.param(w1) * 2.0);
     t.backward(z);
     BOOST_TEST(seen.size() == 2u);
+}
+
+namespace {
+/// Busy-waits `ms` milliseconds: an op of known cost for the profiler.
+void spin(double ms)
+{
+    const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double, std::milli>(ms);
+    while (std::chrono::steady_clock::now() < end) {
+    }
+}
+
+/// y = x (identity) whose forward takes 3 ms and backward 2 ms.
+Var<double> slow_identity(const Var<double>& x)
+{
+    auto op = begin_op("slow_identity", {x});
+    op.value().resize(x.shape());
+    xt::noalias(op.value()) = x.value();
+    spin(3);
+    return op.finish([](BackwardContext<double>& c) {
+        spin(2);
+        c.accumulate(0, c.grad());
+    });
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(profiler_times_each_op_forward_and_backward)
+{
+    Tape<double> t;
+    Parameter<double> w(Tensor<double>{{1, 2}, {3, 4}});
+    std::optional<Profiler<double>> prof(std::in_place, t);
+    auto step = [&] {
+        Var<double> y;
+        {
+            ScopeGuard<double> s(t, "block");
+            y = relu(matmul(t.param(w), slow_identity(t.variable(Tensor<double>{{1, -1}, {2, 0}}))));
+        }
+        auto c = t.constant(Tensor<double>{1.0}) * 2.0;  // no gradient: forward only
+        t.backward(sum(y * c));
+        t.clear();
+    };
+    step();
+    prof->reset();  // the warm-up step is forgotten
+    for (int i = 0; i < 3; ++i) step();
+    const ProfileReport r = prof->report();
+    BOOST_TEST(r.sweeps == 3u);
+    BOOST_TEST_REQUIRE(!r.rows.empty());
+    BOOST_TEST(r.rows[0].op == "slow_identity");  // the largest first
+    auto row = [&](const std::string& op) {
+        for (const OpProfile& p : r.rows)
+            if (p.op == op) return p;
+        BOOST_FAIL("no row for " + op);
+        return OpProfile{};
+    };
+    const OpProfile s = row("slow_identity");
+    BOOST_TEST(s.forward_calls == 3u);
+    BOOST_TEST(s.backward_calls == 3u);
+    BOOST_TEST(s.forward_seconds >= 3 * 3e-3);
+    BOOST_TEST(s.backward_seconds >= 3 * 2e-3);
+    BOOST_TEST(s.backward_seconds < s.forward_seconds);  // 6 against 9 ms: the two columns not swapped
+    for (const char* op : {"matmul", "relu", "sum", "mul"}) BOOST_TEST(row(op).backward_calls == 3u, op);
+    BOOST_TEST(row("mul_scalar").forward_calls == 3u);
+    BOOST_TEST(row("mul_scalar").backward_calls == 0u);  // of a constant: no backward ran
+    BOOST_TEST(r.op_seconds() <= r.wall_seconds);
+    BOOST_TEST(r.op_seconds() >= 15e-3);
+    // Per scope: the ops in the guard carry its name; those after it do not.
+    const ProfileReport by_scope = prof->report(ProfileGroup::scope_and_op);
+    BOOST_TEST(by_scope.rows.size() == r.rows.size());
+    for (const OpProfile& p : by_scope.rows) {
+        const bool inside = p.op == "slow_identity" || p.op == "matmul" || p.op == "relu";
+        BOOST_TEST((p.scope == "block") == inside, p.op);
+    }
+    const std::string table = r.table();
+    BOOST_TEST(table.find("3 backward sweeps") == 0u);
+    BOOST_TEST(table.find("slow_identity") != std::string::npos);
+    // One profiler per tape; a new one once the first is gone; a profiler may outlive its tape.
+    BOOST_CHECK_THROW(Profiler<double>{t}, std::logic_error);
+    prof.reset();
+    {
+        Tape<double> t2;
+        prof.emplace(t2);
+        BOOST_CHECK_THROW(Profiler<double>{t2}, std::logic_error);
+        auto x = t2.variable(Tensor<double>{1.0, 2.0});
+        t2.backward(sum(exp(x)));
+    }
+    const ProfileReport after = prof->report();
+    BOOST_TEST(after.sweeps == 1u);
+    BOOST_TEST(after.rows.size() == 2u);  // exp, sum
+    Profiler<double> again(t);             // t had its profiler detached
+    t.backward(sum(t.variable(Tensor<double>{1.0}) * 2.0));
+    BOOST_TEST(again.report().sweeps == 1u);
 }

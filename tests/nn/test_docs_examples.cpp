@@ -676,6 +676,42 @@ BOOST_AUTO_TEST_CASE(threads_parallel_ranges)
     BOOST_TEST(xt::amax(w)() == 0.5f);
 }
 
+BOOST_AUTO_TEST_CASE(profiling_a_step)
+{
+    MLP<float> mlp({784, 128, 10}, Activation::relu, Activation::identity, /*seed*/ 1);
+    SGD<float> opt(mlp.parameters(), {0.01});
+    Tape<float> tape;
+    Tensor<float> x = rand_uniform<float>({64, 784}, /*seed*/ 2);
+    IndexTensor labels = xt::zeros<Index>({64});
+    Profiler<float> prof(tape);                         // times every op recorded on `tape`
+    for (int step = 0; step < 20; ++step) {
+        if (step == 5) prof.reset();                    // forget the warm-up steps
+        opt.zero_grad();
+        auto loss = cross_entropy(mlp(tape.borrow(x)), labels);
+        tape.backward(loss);
+        opt.step();
+        tape.clear();
+    }
+    ProfileReport r = prof.report();                    // one row per op, the largest total first
+    std::cout << r.table();                             // per step: calls, forward µs, backward µs, % of the wall time
+    ProfileReport layers = prof.report(ProfileGroup::scope_and_op);  // rows per (layer, op)
+
+    BOOST_TEST(r.sweeps == 15u);
+    BOOST_TEST(r.rows.size() == 3u);  // linear, relu, cross_entropy
+    for (const OpProfile& p : r.rows) {
+        BOOST_TEST(p.forward_calls == (p.op == "linear" ? 30u : 15u), p.op);
+        BOOST_TEST(p.backward_calls == p.forward_calls, p.op);
+        BOOST_TEST(p.forward_seconds > 0.0);
+    }
+    BOOST_TEST(r.rows[0].total_seconds() >= r.rows[2].total_seconds());
+    BOOST_TEST(r.op_seconds() < r.wall_seconds);
+    BOOST_TEST(r.table().find("15 backward sweeps") == 0u);
+    BOOST_TEST(layers.rows.size() == 4u);  // 0:Linear · linear, 1:ReLU · relu, 2:Linear · linear, cross_entropy
+    bool first_linear = false;
+    for (const OpProfile& p : layers.rows) first_linear = first_linear || (p.scope == "0:Linear(784→128)" && p.op == "linear");
+    BOOST_TEST(first_linear);
+}
+
 BOOST_AUTO_TEST_CASE(docs_snippets_are_in_this_file)
 {
     const std::string self = normalized(read_text(XGRAD_SOURCE_DIR "/tests/nn/test_docs_examples.cpp"));

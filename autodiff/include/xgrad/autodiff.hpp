@@ -6,6 +6,7 @@
 #include "xgrad/higher_order.hpp"
 #include "xgrad/node_check.hpp"
 #include "xgrad/ops.hpp"
+#include "xgrad/profiler.hpp"
 #include "xgrad/random.hpp"
 #include "xgrad/tape.hpp"
 #include "xgrad/tensor.hpp"

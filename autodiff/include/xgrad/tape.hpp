@@ -33,6 +33,7 @@ template <class T>
 class OpBuilder;
 struct GradOptions;
 namespace detail {
+struct ProfileLog;  // xgrad/detail/profile_log.hpp, written while an xgrad::Profiler is attached
 // xgrad::grad (xgrad/higher_order.hpp); grad_output may be null (a seed of ones).
 template <class T>
 std::vector<Var<T>> grad(const Var<T>& output, const std::vector<Var<T>>& inputs, const Var<T>* grad_output,
@@ -235,6 +236,7 @@ private:
     // Instrumentation for check_nodes (detail::TapeAccess): called when node i is reserved and finished.
     std::function<void(std::uint32_t)> before_op_, after_op_;
     BackwardHooks<T> hooks_;  // set_backward_hooks(): per record
+    detail::ProfileLog* profile_ = nullptr;  // the attached xgrad::Profiler's times, if any
     std::size_t size_ = 0;
     std::uint32_t slot_ = 0;        // this tape's entry in detail::TapeSlots
     std::uint32_t generation_ = 0;  // == TapeSlots::current(slot_), kept here for making Vars
