@@ -187,7 +187,7 @@ void gemm(const GemmArgs<T>& g)
 }
 
 /// Two GEMMs whose inputs do not depend on each other (a backward's dX and dW), x first. On exactly
-/// two threads, float products of more than gemm_parallel_threshold() multiply-adds each, into C
+/// two threads, float products of at least gemm_parallel_threshold() multiply-adds each, into C
 /// ranges that do not overlap, run at once, one thread each: oneDNN's sgemm splits such products
 /// worse than it runs them whole (bench_parallel gemm, "pair": 1.15× on 512³, 1.2–1.6× on the MLP's
 /// and LeNet's dense layers; docs/performance.md). Otherwise one after the other: an input given
@@ -201,9 +201,9 @@ void gemm_pair(const GemmArgs<T>& x, const GemmArgs<T>& y)
         const std::size_t threshold = gemm_parallel_threshold();
         auto big = [&](const GemmArgs<T>& g) {  // and nothing gemm() would throw for inside the region
             return g.m && g.n && g.k && g.m <= int_max && g.n <= int_max && g.k <= int_max && g.ldc <= int_max &&
-                   g.m * g.n > threshold / g.k;  // m·n·k > threshold without overflow
-            // (more than: at exactly 2^21, the MLP's second layer, the pair measured 4–8 % slower
-            // in the step than its two products one after the other on one thread)
+                   g.m * g.n >= threshold / g.k;  // m·n·k ≥ threshold without overflow
+            // (from 2^21 on: the MLP's second layer, exactly 2^21, measured 4–8 % slower paired in one
+            // VM's step, and 7 % faster in another's, its backward 48 → 25 µs: docs/performance.md)
         };
         auto end = [](const GemmArgs<T>& g) { return g.c + (g.m - 1) * g.ldc + g.n; };  // past C's last element
         const bool apart = end(x) <= y.c || end(y) <= x.c;
