@@ -2,15 +2,18 @@
 // (kernels/conv_direct) against naive float64 loops
 // (kernel level: forward, backward-data, backward-weights, bias, added or written; stride, padding,
 // dilation, groups, batch 1, 1×1 kernels), and conv2d<float> (oneDNN) against conv2d<double>
-// (im2col + GEMM) through the tape.
+// (im2col + GEMM) through the tape. Also the other instruction-set dispatched kernels: σ and tanh
+// in AVX2 and AVX-512 against libm.
 #define BOOST_TEST_MODULE autodiff_conv_dnnl
 #include <boost/test/unit_test.hpp>
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
+#include "kernels/activation.hpp"
 #include "kernels/conv_direct.hpp"
 #include "kernels/conv_dnnl.hpp"
 #include "xgrad/autodiff.hpp"
@@ -436,4 +439,83 @@ BOOST_AUTO_TEST_CASE(two_layers_on_one_tape_match_double)
         for (std::size_t k = 0; k < f.size(); ++k)
             BOOST_TEST(rel_max(f[k], d[k]) <= 1e-5, "batch " << n << " " << names[k] << ": " << rel_max(f[k], d[k]));
     }
+}
+
+namespace {
+
+/// Distance in units in the last place between two finite values of T of the same sign class.
+template <class T>
+double ulps(T a, T b)
+{
+    if (a == b) return 0;
+    const T scale = std::max(std::abs(a), std::abs(b));
+    return double(std::abs(a - b)) / double(std::nextafter(scale, std::numeric_limits<T>::infinity()) - scale);
+}
+
+template <class T>
+void check_activation_isa(bool avx512)
+{
+    // a sweep of [−30, 30] with an odd length (a padded tail), and the ends of the range
+    std::vector<T> x;
+    for (int i = 0; i <= 6001; ++i) x.push_back(T(-30) + T(i) * T(0.01));
+    const T inf = std::numeric_limits<T>::infinity();
+    for (T v : {T(0), T(-0.0), T(1e-30), T(-1e-30), T(88), T(-88), T(700), T(-700), inf, -inf}) x.push_back(v);
+    x.push_back(std::numeric_limits<T>::quiet_NaN());
+    const std::size_t n = x.size(), b = 3, e = n;  // a range that starts off the vector boundary
+    for (int f = 0; f < 2; ++f) {
+        const bool sig = f == 0;
+        std::vector<T> y2(n, T(-7)), y5(n, T(-7));
+        if (sig) kernels::map_batches(x.data(), y2.data(), b, e, kernels::Sigmoid{});
+        else kernels::map_batches(x.data(), y2.data(), b, e, kernels::Tanh{});
+        if (avx512) {
+            if (sig) kernels::activation_avx512::map(x.data(), y5.data(), b, e, kernels::Sigmoid{});
+            else kernels::activation_avx512::map(x.data(), y5.data(), b, e, kernels::Tanh{});
+        }
+        // the dispatcher the ops use: the widest set's bits (the two sets differ in the last bit here and there)
+        std::vector<T> yd(n, T(-7));
+        if (sig) kernels::activation_batches(x.data(), yd.data(), b, e, kernels::Sigmoid{});
+        else kernels::activation_batches(x.data(), yd.data(), b, e, kernels::Tanh{});
+        const std::vector<T>& widest = kernels::widest_isa() == kernels::DirectIsa::avx512 ? y5 : y2;
+        std::size_t differ = 0;
+        for (std::size_t i = b; i < n; ++i) {
+            if (!std::isnan(x[i]) && yd[i] != widest[i] && differ < 3) BOOST_TEST_MESSAGE(i << " " << x[i] << " " << yd[i] << " " << widest[i] << " " << y2[i]);
+            differ += !std::isnan(x[i]) && yd[i] != widest[i];
+        }
+        BOOST_TEST(differ == 0u, (sig ? "sigmoid" : "tanh") << ": activation_batches is not the widest set's");
+        double worst2 = 0, worst5 = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+            if (i < b) {  // outside [b, e): untouched
+                BOOST_TEST(y2[i] == T(-7));
+                if (avx512) BOOST_TEST(y5[i] == T(-7));
+                continue;
+            }
+            const long double xl = x[i];
+            if (std::isnan(x[i])) {
+                BOOST_TEST(std::isnan(y2[i]));
+                if (avx512) BOOST_TEST(std::isnan(y5[i]));
+                continue;
+            }
+            const T ref = T(sig ? 1.0L / (1.0L + std::exp(-xl)) : std::tanh(xl));
+            worst2 = std::max(worst2, ulps(y2[i], ref));
+            if (avx512) worst5 = std::max(worst5, ulps(y5[i], ref));
+            if (std::isinf(x[i])) {  // exact at the ends
+                BOOST_TEST(y2[i] == ref);
+                if (avx512) BOOST_TEST(y5[i] == ref);
+            }
+        }
+        BOOST_TEST_MESSAGE((sig ? "sigmoid" : "tanh") << " " << sizeof(T) * 8 << "-bit: AVX2 " << worst2
+                                                      << " ulp, AVX-512 " << worst5 << " ulp");
+        BOOST_TEST(worst2 <= 4.0, (sig ? "sigmoid" : "tanh") << " AVX2 " << worst2 << " ulp");
+        if (avx512) BOOST_TEST(worst5 <= 4.0, (sig ? "sigmoid" : "tanh") << " AVX-512 " << worst5 << " ulp");
+    }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(sigmoid_and_tanh_on_both_instruction_sets_match_libm)
+{
+    const bool avx512 = kernels::direct_isa_supported(kernels::DirectIsa::avx512);
+    if (!avx512) BOOST_TEST_MESSAGE("no AVX-512 on this CPU: AVX2 checked alone");
+    check_activation_isa<float>(avx512);
+    check_activation_isa<double>(avx512);
 }

@@ -45,9 +45,6 @@ bool direct_isa_supported(DirectIsa isa)
     return avx512;
 }
 
-namespace {
-
-/// The widest instruction set this CPU runs, unless XGRAD_DIRECT_CONV_ISA=avx2 (read once).
 DirectIsa widest_isa()
 {
     static const DirectIsa isa = [] {
@@ -57,8 +54,6 @@ DirectIsa widest_isa()
     }();
     return isa;
 }
-
-}  // namespace
 
 bool input_grad_by_rows_shape(const DnnlConvShape& s) { return s.c >= 4 && s.c <= 8; }
 

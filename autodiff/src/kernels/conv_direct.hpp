@@ -14,6 +14,7 @@
 #include <cstddef>
 
 #include "kernels/conv_dnnl.hpp"
+#include "kernels/isa.hpp"
 
 namespace xgrad::kernels {
 
@@ -40,12 +41,7 @@ void direct_conv2d_forward(const float* x, const float* w, const float* b, const
 void direct_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
                             bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc);
 
-/// The instruction sets the direct kernels are compiled for: AVX2 (8 floats per vector), which
-/// every CPU xgrad builds for has (x86-64-v3), and AVX-512 (16 floats; F, VL, BW and DQ). The
-/// functions above take the widest the CPU runs; XGRAD_DIRECT_CONV_ISA=avx2 (read once) holds
-/// them to AVX2.
-enum class DirectIsa { avx2, avx512 };
-bool direct_isa_supported(DirectIsa isa);
+// The functions above run the widest instruction set the CPU has (kernels/isa.hpp: widest_isa()).
 /// Whether AVX-512 computes the input gradient with dX's rows in its lanes (4–8 input channels),
 /// where AVX2 puts the channels in its lanes: 6 channels fill 6 of AVX2's 8 lanes but only 6 of
 /// AVX-512's 16, while a 14-wide row fills 14 (docs/performance.md, "Input gradient by rows").
