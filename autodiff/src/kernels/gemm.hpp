@@ -92,12 +92,19 @@ inline bool sgemm_on_dnnl()
 #endif
 }
 
-/// One float GEMM on the library chosen by sgemm_on_dnnl(), with the threads OpenMP allows.
+/// Products oneDNN's sgemm runs at half OpenBLAS's speed or less: fewer than 16 columns (one AVX-512
+/// vector) with a transposed operand, i.e. a dense layer of few outputs, forward (64×10×1152 NT 16.6
+/// against 7.6 µs; 64×10×64 to 64×10×256 and 64×8×400, NT and TT, 0.35–0.65×; 1 and 2 threads, Zen 5
+/// VM, docs/performance.md). Without a transpose, or from 16 columns on, oneDNN is as fast or faster.
+inline bool narrow_for_dnnl(bool ta, bool tb, std::size_t n) { return n < 16 && (ta || tb); }
+
+/// One float GEMM on the library chosen by sgemm_on_dnnl() (narrow_for_dnnl products on OpenBLAS),
+/// with the threads OpenMP allows (OpenBLAS's OpenMP build reads them too).
 inline void sgemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, float alpha, const float* a,
                   std::size_t lda, const float* b, std::size_t ldb, float beta, float* c, std::size_t ldc)
 {
 #ifdef XGRAD_USE_DNNL
-    if (sgemm_on_dnnl()) {
+    if (sgemm_on_dnnl() && !narrow_for_dnnl(ta, tb, n)) {
         dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', dnnl_dim_t(m), dnnl_dim_t(n), dnnl_dim_t(k), alpha, a,
                    dnnl_dim_t(lda), b, dnnl_dim_t(ldb), beta, c, dnnl_dim_t(ldc));
         return;
@@ -132,7 +139,7 @@ inline void gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, 
     if (gemm_trivial(m, n, k, beta, c, ldc)) return;
     const std::size_t threshold = gemm_split_threshold();
     const bool small = m * n < threshold && m * n * k < threshold;  // m·n first: no overflow
-    const GemmSplit split = small ? GemmSplit::none : gemm_split(m, n);
+    const GemmSplit split = small || narrow_for_dnnl(ta, tb, n) ? GemmSplit::none : gemm_split(m, n);
     if (split == GemmSplit::rows) {  // rows [0, h) and [h, m) of op(A) and C
         const std::size_t h = m / 2;
 #pragma omp parallel num_threads(2)
@@ -201,6 +208,7 @@ void gemm_pair(const GemmArgs<T>& x, const GemmArgs<T>& y)
         const std::size_t threshold = gemm_parallel_threshold();
         auto big = [&](const GemmArgs<T>& g) {  // and nothing gemm() would throw for inside the region
             return g.m && g.n && g.k && g.m <= int_max && g.n <= int_max && g.k <= int_max && g.ldc <= int_max &&
+                   !narrow_for_dnnl(g.ta, g.tb, g.n) &&  // OpenBLAS's: not inside a parallel region
                    g.m * g.n >= threshold / g.k;  // m·n·k ≥ threshold without overflow
             // (from 2^21 on: the MLP's second layer, exactly 2^21, measured 4–8 % slower paired in one
             // VM's step, and 7 % faster in another's, its backward 48 → 25 µs: docs/performance.md)
