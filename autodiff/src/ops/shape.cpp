@@ -9,6 +9,7 @@
 #include <xtensor/xmanipulation.hpp>
 
 #include "../op_util.hpp"
+#include "kernels/parallel.hpp"
 #include "kernels/reduce.hpp"
 
 namespace xgrad {
@@ -41,13 +42,26 @@ template <class T>
 Var<T> finish_reshape(OpBuilder<T>& op, const Tensor<T>& xv, const Shape& out)
 {
     op.value().resize(out);
-    std::copy(xv.data(), xv.data() + xv.size(), op.value().data());
+    const T* in = xv.data();
+    T* o = op.value().data();
+    // split over the threads from parallel_threshold() elements (a CNN's flatten: 74k floats)
+    kernels::parallel_ranges(xv.size(), [=](std::size_t b, std::size_t e) { std::copy(in + b, in + e, o + b); });
     return op.finish_both([](auto& c) {
         if constexpr (is_graph_backward_v<decltype(c)>) {
             const Shape& xs = c.input(0).shape();
             c.accumulate(0, reshape(c.grad(), std::vector<std::ptrdiff_t>(xs.begin(), xs.end())));
         } else {
-            c.accumulate(0, detail::view_as(c.grad(), c.input(0).shape()));
+            const InputGrad<T> dx = c.input_grad(0);
+            if (!dx) return;
+            const T* g = c.grad().data();
+            T* d = dx.data();
+            const bool acc = dx.accumulate;
+            kernels::parallel_ranges(c.grad().size(), [=](std::size_t b, std::size_t e) {
+                if (acc)
+                    for (std::size_t i = b; i < e; ++i) d[i] += g[i];
+                else
+                    std::copy(g + b, g + e, d + b);
+            });
         }
     });
 }
