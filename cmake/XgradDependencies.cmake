@@ -37,6 +37,10 @@ if(NOT TARGET xgrad::openblas)
   add_library(xgrad::openblas INTERFACE IMPORTED)
   target_include_directories(xgrad::openblas INTERFACE ${OpenBLAS_INCLUDE_DIRS})
   target_link_libraries(xgrad::openblas INTERFACE ${XGRAD_OPENBLAS_LIBRARY})
+  if(XGRAD_BLAS_THREADING STREQUAL "OpenMP")
+    # kernels/gemm.hpp sends some float products to OpenBLAS only when it shares libgomp's pool
+    target_compile_definitions(xgrad::openblas INTERFACE XGRAD_BLAS_OPENMP)
+  endif()
 endif()
 
 # Single-precision GEMM: oneDNN's dnnl_sgemm (AVX-512 kernels, about twice OpenBLAS's sgemm on

@@ -19,17 +19,25 @@ double seconds(detail::ProfileLog::Clock::duration d) { return std::chrono::dura
 template <class T>
 Profiler<T>::Profiler(Tape<T>& tape) : log_(std::make_unique<detail::ProfileLog>())
 {
-    log_->tape_ = &tape;
-    if (detail::ProfileLog* before = detail::TapeAccess<T>::exchange_profile(tape, log_.get())) {
-        detail::TapeAccess<T>::exchange_profile(tape, before);
-        throw std::logic_error("xgrad: Profiler: this tape already has a profiler attached");
-    }
+    attach(tape);
 }
 
 template <class T>
 Profiler<T>::~Profiler()
 {
     if (log_->tape_) detail::TapeAccess<T>::exchange_profile(*static_cast<Tape<T>*>(log_->tape_), nullptr);
+}
+
+template <class T>
+void Profiler<T>::attach(Tape<T>& tape)
+{
+    if (log_->tape_ == &tape) return;
+    if (detail::ProfileLog* before = detail::TapeAccess<T>::exchange_profile(tape, log_.get())) {
+        detail::TapeAccess<T>::exchange_profile(tape, before);
+        throw std::logic_error("xgrad: Profiler: this tape already has a profiler attached");
+    }
+    if (log_->tape_) detail::TapeAccess<T>::exchange_profile(*static_cast<Tape<T>*>(log_->tape_), nullptr);
+    log_->tape_ = &tape;
 }
 
 template <class T>

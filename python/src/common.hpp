@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -31,6 +32,9 @@ struct PyTape {
     DType dtype = DType::none;
     bool borrowed = false;
     bool grad_enabled = true;  // applied when the C++ tape is made
+    // Set by an xgrad.Profiler: called whenever this Python tape starts a C++ tape (its first array,
+    // or clear() while NumPy views keep the old one), so that the profile follows it.
+    std::function<void()> on_new_tape;
 
     PyTape() = default;
     explicit PyTape(Tape<float>& t) : f(&t), dtype(DType::f32), borrowed(true) {}
@@ -57,6 +61,7 @@ struct PyTape {
                 d = own_d.get();
                 d->set_grad_enabled(grad_enabled);
             }
+            if (on_new_tape) on_new_tape();
             return dtype;
         }
         if (want != DType::none && want != dtype)

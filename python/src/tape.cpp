@@ -42,12 +42,13 @@ py::object grad_of(const PyVar& v)
 // clear() keeps the nodes' memory for the next step, which would overwrite (or free, on a new shape)
 // what NumPy views still show. So when views are alive, the cleared C++ tape is left to them and the
 // Python tape continues on a fresh one; in a training loop that keeps no views, nothing changes.
+/// Returns whether a fresh C++ tape took the old one's place.
 template <class T>
-void clear_tape(std::shared_ptr<Tape<T>>& own, Tape<T>*& raw)
+bool clear_tape(std::shared_ptr<Tape<T>>& own, Tape<T>*& raw)
 {
     if (!own) {
         if (raw) raw->clear();
-        return;
+        return false;
     }
     own->clear();
     if (own.use_count() > 1) {
@@ -57,7 +58,79 @@ void clear_tape(std::shared_ptr<Tape<T>>& own, Tape<T>*& raw)
         fresh->set_anomaly_detection(own->anomaly_detection());
         own = std::move(fresh);
         raw = own.get();
+        return true;
     }
+    return false;
+}
+
+/// xgrad.Profiler: an xgrad::Profiler on the Python tape's current C++ tape, following it to the
+/// next one; close() (or leaving a `with` block) keeps the last reports and detaches.
+struct PyProfiler {
+    TapePtr tape;
+    std::unique_ptr<Profiler<float>> f;
+    std::unique_ptr<Profiler<double>> d;
+    bool closed = false;
+    ProfileReport by_op, by_layer;  // what close() kept
+
+    explicit PyProfiler(TapePtr t) : tape(std::move(t))
+    {
+        tape->check_alive();
+        if (tape->borrowed) throw std::logic_error("xgrad: Profiler: this tape belongs to a call (gradcheck, hvp, ...)");
+        if (tape->on_new_tape) throw std::logic_error("xgrad: Profiler: this tape already has a profiler attached");
+        follow();
+        tape->on_new_tape = [this] { follow(); };
+    }
+    ~PyProfiler() { close(); }
+    void follow()
+    {
+        if (tape->f && f) f->attach(*tape->f);
+        if (tape->f && !f) f = std::make_unique<Profiler<float>>(*tape->f);
+        if (tape->d && d) d->attach(*tape->d);
+        if (tape->d && !d) d = std::make_unique<Profiler<double>>(*tape->d);
+    }
+    ProfileReport report(bool layers) const
+    {
+        if (closed) return layers ? by_layer : by_op;
+        const ProfileGroup g = layers ? ProfileGroup::scope_and_op : ProfileGroup::op;
+        return f ? f->report(g) : d ? d->report(g) : ProfileReport{};
+    }
+    void reset()
+    {
+        if (closed) throw std::logic_error("xgrad: Profiler: reset() after close()");
+        if (f) f->reset();
+        if (d) d->reset();
+    }
+    void close()
+    {
+        if (closed) return;
+        by_op = report(false);
+        by_layer = report(true);
+        closed = true;
+        f.reset();
+        d.reset();
+        if (tape) tape->on_new_tape = nullptr;
+    }
+};
+
+py::dict report_dict(const ProfileReport& r)
+{
+    py::list rows;
+    for (const OpProfile& p : r.rows) {
+        py::dict row;
+        row["op"] = p.op;
+        row["scope"] = p.scope;
+        row["forward_calls"] = p.forward_calls;
+        row["backward_calls"] = p.backward_calls;
+        row["forward_seconds"] = p.forward_seconds;
+        row["backward_seconds"] = p.backward_seconds;
+        rows.append(row);
+    }
+    py::dict d;
+    d["wall_seconds"] = r.wall_seconds;
+    d["sweeps"] = r.sweeps;
+    d["op_seconds"] = r.op_seconds();
+    d["rows"] = rows;
+    return d;
 }
 
 py::tuple shape_of(const PyVar& v)
@@ -124,12 +197,28 @@ void def_scalar_ops(py::class_<PyVar>& c, const char* name, const char* rname, F
 void clear_py_tape(PyTape& t)
 {
     t.check_alive();
-    clear_tape(t.own_f, t.f);
-    clear_tape(t.own_d, t.d);
+    const bool fresh_f = clear_tape(t.own_f, t.f);
+    const bool fresh_d = clear_tape(t.own_d, t.d);
+    if ((fresh_f || fresh_d) && t.on_new_tape) t.on_new_tape();
 }
 
 void init_tape(py::module_& m)
 {
+    py::class_<PyProfiler>(m, "Profiler",
+                           "Times each op's forward and each node's backward on one tape (xgrad::Profiler), per op or "
+                           "per layer; follows the tape across clear(). Use as a context manager or call close().")
+        .def(py::init([](const TapePtr& t) { return std::make_unique<PyProfiler>(t); }), py::arg("tape"))
+        .def("reset", &PyProfiler::reset, "Forgets the times so far (after warm-up steps); the wall clock restarts.")
+        .def("report", [](const PyProfiler& p, bool by_layer) { return report_dict(p.report(by_layer)); },
+             py::arg("by_layer") = false,
+             "dict: wall_seconds, sweeps (backward calls), op_seconds, rows (op, scope, forward_calls, backward_calls, "
+             "forward_seconds, backward_seconds), largest total first.")
+        .def("table", [](const PyProfiler& p, bool by_layer, std::size_t max_rows) { return p.report(by_layer).table(max_rows); },
+             py::arg("by_layer") = false, py::arg("max_rows") = 0, "The report as text: µs per step (per backward sweep).")
+        .def("close", &PyProfiler::close, "Stops timing; the reports keep what was measured.")
+        .def("__enter__", [](PyProfiler& p) { return &p; }, py::return_value_policy::reference)
+        .def("__exit__", [](PyProfiler& p, py::args) { p.close(); });
+
     py::class_<NoGrad>(m, "_NoGrad")
         .def("__enter__", [](NoGrad& g) {
             g.prev = grad_enabled(*g.tape);

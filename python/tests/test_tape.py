@@ -199,3 +199,34 @@ def test_clear_keeps_the_tape_unless_views_are_alive():
     tape.clear()
     assert tape.capacity == 0  # a fresh C++ tape; the old one stays with the view
     np.testing.assert_array_equal(kept, np.ones(4))
+
+
+def test_profiler_times_each_op_and_follows_the_tape_across_clear():
+    tape = xgrad.Tape()
+    kept = []
+    with xgrad.Profiler(tape) as prof:  # attached before the tape has a precision
+        for _ in range(3):
+            w = tape.variable(np.ones((4, 3), np.float32))
+            x = tape.constant(np.full((2, 4), 0.5, np.float32))
+            tape.backward(xgrad.sum(xgrad.tanh(x @ w)))
+            kept.append(w.grad)  # a NumPy view: clear() then continues on a fresh C++ tape
+            tape.clear()
+        with pytest.raises(RuntimeError, match="already has a profiler"):
+            xgrad.Profiler(tape)
+    r = prof.report()
+    assert r["sweeps"] == 3
+    rows = {row["op"]: row for row in r["rows"]}
+    assert set(rows) == {"matmul", "tanh", "sum"}
+    for row in rows.values():
+        assert row["forward_calls"] == 3 and row["backward_calls"] == 3
+        assert row["forward_seconds"] > 0 and row["scope"] == ""
+    assert 0 < r["op_seconds"] <= r["wall_seconds"]
+    assert prof.table().startswith("3 backward sweeps")
+    # closed: the report keeps what was measured, nothing more is timed, and a new profiler may attach
+    w = tape.variable(np.ones((4, 3), np.float32))
+    tape.backward(xgrad.sum(w))
+    assert prof.report()["sweeps"] == 3
+    again = xgrad.Profiler(tape)
+    tape.backward(xgrad.sum(w * 2.0))
+    assert again.report()["sweeps"] == 1
+    np.testing.assert_allclose(kept[0], kept[2])

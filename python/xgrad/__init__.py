@@ -9,7 +9,7 @@ quantity-by-quantity diagnosis of a hand derivation ``diagnose`` (with ``tape.ob
 from . import _xgrad
 from ._xgrad import (  # noqa: F401
     AnomalyError, ComparisonReport, DataError, DiagnosisReport, GradcheckReport, HandDerivation, Hypothesis,
-    QuantityCheck, ShapeError, Tape, Var, WeightFileError,
+    Profiler, QuantityCheck, ShapeError, Tape, Var, WeightFileError,
     max_num_threads, set_num_threads, sgemm_backend,
     abs, add, add_scalar, avg_pool2d, broadcast_to, concatenate, conv2d, cross_entropy, diagnose, diagnose_gradient,
     div, div_scalar, exp, flatten, gather, grad, gradcheck, gradgradcheck, hessian, hvp, jacobian, jvp,

@@ -505,8 +505,8 @@ void check_activation_isa(bool avx512)
         }
         BOOST_TEST_MESSAGE((sig ? "sigmoid" : "tanh") << " " << sizeof(T) * 8 << "-bit: AVX2 " << worst2
                                                       << " ulp, AVX-512 " << worst5 << " ulp");
-        BOOST_TEST(worst2 <= 4.0, (sig ? "sigmoid" : "tanh") << " AVX2 " << worst2 << " ulp");
-        if (avx512) BOOST_TEST(worst5 <= 4.0, (sig ? "sigmoid" : "tanh") << " AVX-512 " << worst5 << " ulp");
+        BOOST_TEST(worst2 <= 2.0, (sig ? "sigmoid" : "tanh") << " AVX2 " << worst2 << " ulp");
+        if (avx512) BOOST_TEST(worst5 <= 2.0, (sig ? "sigmoid" : "tanh") << " AVX-512 " << worst5 << " ulp");
     }
 }
 

@@ -332,6 +332,9 @@ BOOST_AUTO_TEST_CASE(profiler_times_each_op_forward_and_backward)
     }
     const std::string table = r.table();
     BOOST_TEST(table.find("3 backward sweeps") == 0u);
+    const std::string json = r.json();
+    BOOST_TEST(json.find("\"sweeps\": 3") != std::string::npos);
+    BOOST_TEST(json.find("\"op\": \"slow_identity\"") != std::string::npos);
     BOOST_TEST(table.find("slow_identity") != std::string::npos);
     // One profiler per tape; a new one once the first is gone; a profiler may outlive its tape.
     BOOST_CHECK_THROW(Profiler<double>{t}, std::logic_error);
@@ -349,4 +352,15 @@ BOOST_AUTO_TEST_CASE(profiler_times_each_op_forward_and_backward)
     Profiler<double> again(t);             // t had its profiler detached
     t.backward(sum(t.variable(Tensor<double>{1.0}) * 2.0));
     BOOST_TEST(again.report().sweeps == 1u);
+    // attach(): the profile moves to another tape with what it has so far; the first is free again
+    Tape<double> t3;
+    again.attach(t3);
+    t3.backward(sum(t3.variable(Tensor<double>{1.0}) * 3.0));
+    t.backward(sum(t.variable(Tensor<double>{1.0}) * 4.0));  // no longer profiled
+    BOOST_TEST(again.report().sweeps == 2u);
+    Profiler<double> on_t(t);
+    BOOST_CHECK_THROW(again.attach(t), std::logic_error);
+    t3.backward(sum(t3.variable(Tensor<double>{1.0})));  // still on t3 after the refused attach
+    BOOST_TEST(again.report().sweeps == 3u);
+    BOOST_TEST(on_t.report().sweeps == 0u);
 }

@@ -40,7 +40,7 @@ enum class ProfileGroup { op, scope_and_op };
 struct ProfileReport {
     std::vector<OpProfile> rows;  // largest total time first
     double wall_seconds = 0;      // since attach or reset, ops or not (optimizer steps, data, ...)
-    std::size_t sweeps = 0;       // plain backward() sweeps: the steps, in a training loop
+    std::size_t sweeps = 0;       // backward() sweeps (also those of xgrad::grad without create_graph): the steps, in a training loop
     double op_seconds() const;    // the sum of the rows
     /// A text table: per step (per sweep) when there were sweeps, else totals; `max_rows` 0 = all.
     std::string table(std::size_t max_rows = 0) const;
@@ -60,6 +60,9 @@ public:
     Profiler(const Profiler&) = delete;
     Profiler& operator=(const Profiler&) = delete;
 
+    /// Moves to another tape, keeping the times so far (std::logic_error if that tape has a
+    /// profiler already): for a program that starts a new tape but wants one profile.
+    void attach(Tape<T>& tape);
     /// Forgets the times so far (after warm-up steps, say); the wall clock restarts.
     void reset();
     ProfileReport report(ProfileGroup by = ProfileGroup::op) const;

@@ -96,7 +96,16 @@ inline bool sgemm_on_dnnl()
 /// vector) with a transposed operand, i.e. a dense layer of few outputs, forward (64×10×1152 NT 16.6
 /// against 7.6 µs; 64×10×64 to 64×10×256 and 64×8×400, NT and TT, 0.35–0.65×; 1 and 2 threads, Zen 5
 /// VM, docs/performance.md). Without a transpose, or from 16 columns on, oneDNN is as fast or faster.
-inline bool narrow_for_dnnl(bool ta, bool tb, std::size_t n) { return n < 16 && (ta || tb); }
+/// Only with OpenBLAS's OpenMP build: the pthread build would wake a second pool of threads.
+inline bool narrow_for_dnnl(bool ta, bool tb, std::size_t n)
+{
+#ifdef XGRAD_BLAS_OPENMP
+    return n < 16 && (ta || tb);
+#else
+    (void)ta, (void)tb, (void)n;
+    return false;
+#endif
+}
 
 /// One float GEMM on the library chosen by sgemm_on_dnnl() (narrow_for_dnnl products on OpenBLAS),
 /// with the threads OpenMP allows (OpenBLAS's OpenMP build reads them too).
@@ -209,7 +218,7 @@ void gemm_pair(const GemmArgs<T>& x, const GemmArgs<T>& y)
         auto big = [&](const GemmArgs<T>& g) {  // and nothing gemm() would throw for inside the region
             return g.m && g.n && g.k && g.m <= int_max && g.n <= int_max && g.k <= int_max && g.ldc <= int_max &&
                    !narrow_for_dnnl(g.ta, g.tb, g.n) &&  // OpenBLAS's: not inside a parallel region
-                   g.m * g.n >= threshold / g.k;  // m·n·k ≥ threshold without overflow
+                   g.m * g.n > (threshold - 1) / g.k;  // m·n·k ≥ threshold without overflow
             // (from 2^21 on: the MLP's second layer, exactly 2^21, measured 4–8 % slower paired in one
             // VM's step, and 7 % faster in another's, its backward 48 → 25 µs: docs/performance.md)
         };

@@ -28,6 +28,7 @@ struct ProfileLog {
     }
     void forward_end(std::uint32_t index, const char* op, std::uint32_t scope_id, const std::string& scope)
     {
+        if (index >= started_.size()) return;  // begun before the profiler was attached
         const Clock::duration d = Clock::now() - started_[index];
         Entry& e = entry(op, scope_id, scope);
         ++e.forward_calls;
@@ -47,7 +48,7 @@ struct ProfileLog {
     }
 
     std::vector<Entry> entries_;
-    std::size_t sweeps_ = 0;  // plain backward() sweeps since reset
+    std::size_t sweeps_ = 0;  // backward() sweeps since reset (xgrad::grad without create_graph runs one too)
     Clock::time_point since_ = Clock::now();
     void* tape_ = nullptr;  // the attached tape; null once it is destroyed
 
