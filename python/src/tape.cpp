@@ -112,26 +112,8 @@ struct PyProfiler {
     }
 };
 
-py::dict report_dict(const ProfileReport& r)
-{
-    py::list rows;
-    for (const OpProfile& p : r.rows) {
-        py::dict row;
-        row["op"] = p.op;
-        row["scope"] = p.scope;
-        row["forward_calls"] = p.forward_calls;
-        row["backward_calls"] = p.backward_calls;
-        row["forward_seconds"] = p.forward_seconds;
-        row["backward_seconds"] = p.backward_seconds;
-        rows.append(row);
-    }
-    py::dict d;
-    d["wall_seconds"] = r.wall_seconds;
-    d["sweeps"] = r.sweeps;
-    d["op_seconds"] = r.op_seconds();
-    d["rows"] = rows;
-    return d;
-}
+/// The report as Python objects, with ProfileReport::json()'s fields (one place defines them).
+py::object report_dict(const ProfileReport& r) { return py::module_::import("json").attr("loads")(r.json()); }
 
 py::tuple shape_of(const PyVar& v)
 {
