@@ -142,7 +142,8 @@ void activation_avg_pool2d_forward(Activation act, const T* x, const PoolGeom& g
 {
     const T scale = T(1) / T(g.k * g.k);
     const std::size_t hw = g.h * g.w;
-    parallel_for(g.planes, g.planes * hw, [&](std::size_t pl) {
+    const std::size_t cost = act == Activation::sigmoid || act == Activation::tanh ? exp_cost : 1;
+    parallel_for(g.planes, g.planes * hw * cost, [&](std::size_t pl) {
         T* a = kept ? kept + pl * hw : scratch<T>(hw);
         activation_range(act, x + pl * hw, a, 0, hw);
         avg_plane(a, g, scale, y + pl * g.oh * g.ow);

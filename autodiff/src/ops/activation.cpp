@@ -25,7 +25,8 @@ Var<T> output_derivative_op(const char* name, const Var<T>& x, F f, D d, Recorde
     op.value().resize(xv.shape());
     const T* in = xv.data();
     T* out = op.value().data();
-    kernels::parallel_ranges(xv.size(), [=](std::size_t b, std::size_t e) { kernels::activation_batches(in, out, b, e, f); });
+    kernels::parallel_ranges(
+        xv.size(), [=](std::size_t b, std::size_t e) { kernels::activation_batches(in, out, b, e, f); }, kernels::exp_cost);
     return op.finish(
         [d](BackwardContext<T>& c) {
             const InputGrad<T> dx = c.input_grad(0);
