@@ -92,15 +92,30 @@ inline bool sgemm_on_dnnl()
 #endif
 }
 
-/// Products oneDNN's sgemm runs at half OpenBLAS's speed or less: fewer than 16 columns (one AVX-512
-/// vector) with a transposed operand, i.e. a dense layer of few outputs, forward (64×10×1152 NT 16.6
-/// against 7.6 µs; 64×10×64 to 64×10×256 and 64×8×400, NT and TT, 0.35–0.65×; 1 and 2 threads, Zen 5
-/// VM, docs/performance.md). Without a transpose, or from 16 columns on, oneDNN is as fast or faster.
-/// Only with OpenBLAS's OpenMP build: the pthread build would wake a second pool of threads.
+/// Whether OpenBLAS runs one of its AVX-512 kernel families (SkylakeX, Cooperlake, SapphireRapids).
+/// Not always where the CPU has AVX-512: OPENBLAS_CORETYPE=Haswell, set for every process on some
+/// VMs, holds it to AVX2 (read once, after OpenBLAS's dispatch).
+inline bool openblas_avx512()
+{
+    static const bool on = [] {
+        const char* c = openblas_get_corename();
+        return c && (std::strcmp(c, "SkylakeX") == 0 || std::strcmp(c, "Cooperlake") == 0 ||
+                     std::strcmp(c, "SapphireRapids") == 0);
+    }();
+    return on;
+}
+
+/// Products oneDNN's sgemm runs at half the speed of OpenBLAS's AVX-512 kernels or less: fewer than
+/// 16 columns (one AVX-512 vector) with a transposed operand, i.e. a dense layer of few outputs,
+/// forward (64×10×1152 NT 16.6 against 7.6 µs; 64×10×64 to 64×10×256 and 64×8×400, NT and TT,
+/// 0.35–0.65×; 1 and 2 threads, Zen 5 VM, docs/performance.md). Without a transpose, or from 16
+/// columns on, oneDNN is as fast or faster; and faster than OpenBLAS's AVX2 kernels (64×10×1152 NT:
+/// 27 µs), so only with an AVX-512 family. Only with OpenBLAS's OpenMP build: the pthread build would
+/// wake a second pool of threads.
 inline bool narrow_for_dnnl(bool ta, bool tb, std::size_t n)
 {
 #ifdef XGRAD_BLAS_OPENMP
-    return n < 16 && (ta || tb);
+    return n < 16 && (ta || tb) && openblas_avx512();
 #else
     (void)ta, (void)tb, (void)n;
     return false;
