@@ -24,10 +24,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -78,6 +81,36 @@ nlohmann::json run_one(const std::string& cmd)
 }
 
 double rel_diff(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 1e-30); }
+
+/// A warning for the report when OpenBLAS runs narrower kernels than the CPU has: AVX-512 (F, BW, VL,
+/// DQ) on the CPU but not an AVX-512 family in OpenBLAS (OPENBLAS_CORETYPE=Haswell in the environment,
+/// or its generic fallback). libtorch's dense layers go through OpenBLAS, so they run slower than they
+/// could and the ratios flatter xgrad; scripts/bench chooses SKYLAKEX then. Empty when nothing is wrong.
+std::string openblas_warning(const std::string& bin_dir)
+{
+    std::string core;
+    if (FILE* p = popen(("OPENBLAS_VERBOSE=2 '" + bin_dir + "/bench_xgrad' 2>&1").c_str(), "r")) {
+        char buf[512];
+        while (std::fgets(buf, sizeof buf, p))
+            if (core.empty() && std::strncmp(buf, "Core: ", 6) == 0) core = std::string(buf + 6, std::strcspn(buf + 6, "\n"));
+        pclose(p);
+    }
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    std::string line;
+    bool avx512 = false;
+    while (std::getline(cpuinfo, line))
+        if (line.rfind("flags", 0) == 0) {
+            std::istringstream ss(line);
+            std::set<std::string> f{std::istream_iterator<std::string>(ss), {}};
+            avx512 = f.count("avx512f") && f.count("avx512bw") && f.count("avx512vl") && f.count("avx512dq");
+            break;
+        }
+    if (!avx512 || core.empty() || core == "SkylakeX" || core == "Cooperlake" || core == "SapphireRapids") return "";
+    return fmt::format("**⚠ OpenBLAS runs its {} kernels on a CPU with AVX-512**: libtorch's dense layers (and xgrad's "
+                       "double GEMMs) run slower than they could, so the ratios flatter xgrad; `scripts/bench` sets "
+                       "OPENBLAS_CORETYPE=SKYLAKEX for every process then.\n\n",
+                       core);
+}
 
 std::string fmt_val(const Result& r, const std::string& unit)
 {
@@ -589,6 +622,7 @@ int main(int argc, char** argv)
     if (!checks.empty()) md << check_table() << "\n";
     md << "Machine: " << machine << "; OPENBLAS_CORETYPE=" << (std::getenv("OPENBLAS_CORETYPE") ? std::getenv("OPENBLAS_CORETYPE") : "unset")
        << ".\n\n";
+    md << openblas_warning(bin_dir);
     md << "sgemm peak of this run (the roofline's 100 %; the fastest GEMM process at that thread count; sgemm = "
           "xgrad's GEMM, blas = cblas_sgemm): ";
     for (std::size_t i = 0; i < threads.size(); ++i) md << (i ? "; " : "") << peak_note[threads[i]];
