@@ -7,6 +7,7 @@
 #include <oneapi/dnnl/dnnl.h>
 #endif
 #include <omp.h>
+#include <strings.h>
 
 #include "kernels/parallel.hpp"
 
@@ -99,8 +100,9 @@ inline bool openblas_avx512()
 {
     static const bool on = [] {
         const char* c = openblas_get_corename();
-        return c && (std::strcmp(c, "SkylakeX") == 0 || std::strcmp(c, "Cooperlake") == 0 ||
-                     std::strcmp(c, "SapphireRapids") == 0);
+        // any case: builds without DYNAMIC_ARCH name their core in capitals ("SKYLAKEX")
+        return c && (strcasecmp(c, "SkylakeX") == 0 || strcasecmp(c, "Cooperlake") == 0 ||
+                     strcasecmp(c, "SapphireRapids") == 0);
     }();
     return on;
 }
