@@ -106,11 +106,13 @@ BOOST_AUTO_TEST_SUITE(batch_norm_ops)
 
 // Shapes with C a multiple of the kernels' chunk of channels and not (3, 12, 19: each of the
 // backward's loops, two batches of channels, one, and single channels, in float and double), rows
-// a multiple of four and not, N = 1.
+// a multiple of four and not, N = 1; the sums over blocks of several images, equal (64 × 7 × 7:
+// 8 blocks of 8, as ResNet's last stage) and not (13 images of 9 × 9 in blocks of 3, 3, 3 and 4;
+// 5 images of 1 × 1 in 1, 1, 1 and 2).
 BOOST_AUTO_TEST_CASE(equals_the_nchw_op_on_the_permuted_input)
 {
     const std::vector<Shape> shapes = {Shape{4, 16, 5, 5}, Shape{3, 19, 3, 7}, Shape{1, 3, 2, 3}, Shape{2, 32, 4, 4},
-                                       Shape{5, 8, 1, 1}, Shape{2, 12, 3, 3}};
+                                       Shape{5, 8, 1, 1}, Shape{2, 12, 3, 3}, Shape{64, 8, 7, 7}, Shape{13, 4, 9, 9}};
     unsigned seed = 300;
     for (const Shape& s : shapes)
         for (bool relu : {false, true}) {

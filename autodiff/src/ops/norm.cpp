@@ -1,6 +1,7 @@
 // Normalization: batch_norm (training mode) and layer_norm, one fused kernel each way.
 #include "xgrad/ops/norm.hpp"
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <stdexcept>
@@ -55,9 +56,9 @@ const T* masked_row(const T* __restrict g, const T* __restrict y, std::size_t n)
     return out;
 }
 
-/// Per-(image, channel) partial sums of batch norm's passes, `count` doubles, kept per thread (no
-/// allocation once shapes are stable). The passes run in memory order, image by image (each thread
-/// its own images), and the partial sums are added in image order: the same bits on any thread
+/// Per-(image or block of images, channel) partial sums of batch norm's passes, `count` doubles, kept
+/// per thread (no allocation once shapes are stable). The passes run in memory order, image by image
+/// or block by block (each thread its own), and the partial sums are added in that order: the same bits on any thread
 /// count, and the same bits as summing channel by channel. Channel by channel, each channel's rows
 /// are N short runs far apart, which the prefetchers serve badly: in memory order the forward took
 /// 0.6–0.7× the time (64×16×28×28 and 64×64×7×7, data not in cache; docs/performance.md).
@@ -66,6 +67,27 @@ double* batch_norm_partials(std::size_t count)
     thread_local std::vector<double> v;
     if (v.size() < count) v.resize(count);
     return v.data();
+}
+
+/// The channels-last sums (the forward's moments, the backward's Σ G and Σ G·(x − μ)) go over blocks of
+/// whole images, about 512 rows of C values each: a 7 × 7 image is 49 rows, and per image the set-up
+/// per chunk of channels, the lanes added in double and the moments combined cost about as much as
+/// the rows (64×7×7×64, forward: 85 → 47 µs; 64×14×14×32: 99 → 90; docs/performance.md). The
+/// elementwise passes (Y, dX) stay image by image: they go over the rows once per chunk of channels,
+/// and a block past L1 then fetches each line twice. Block b holds images [b·n/count, (b+1)·n/count);
+/// count depends on the shape only (the same bits on any thread count) and is a multiple of 4 where it
+/// can be, so that 2 and 4 threads get equal shares. 28 × 28 images stay one per block.
+struct ImageBlocks {
+    std::size_t n = 0, inner = 0, count = 0;
+    std::size_t first(std::size_t b) const { return b * n / count; }  // the block's first image
+    std::size_t rows(std::size_t b) const { return (first(b + 1) - first(b)) * inner; }
+};
+
+ImageBlocks image_blocks(std::size_t n, std::size_t inner)
+{
+    std::size_t count = (n * inner + 511) / 512;
+    count = std::min(std::max<std::size_t>((count + 3) / 4 * 4, 1), n);
+    return {n, inner, count};
 }
 
 /// Per-channel coefficients of a channels-last pass, `count` values of T, kept per thread.
@@ -284,38 +306,39 @@ void cl_backward_dx(std::size_t rows, std::size_t cols, const T* __restrict g, c
         }
 }
 
-/// One image's channel means μ̃_c = T(Σ/inner) from its sums (the centres of its second pass), into
+/// One block's channel means μ̃_c = T(Σ/rows) from its sums (the centres of its second pass), into
 /// `centre` (as double) and a per-thread array of T, returned.
 template <class T>
-T* image_means(const double* sums, std::size_t channels, std::size_t inner, double* centre)
+T* block_means(const double* sums, std::size_t channels, std::size_t rows, double* centre)
 {
     thread_local std::vector<T> mu;
     if (mu.size() < channels) mu.resize(channels);
     for (std::size_t c = 0; c < channels; ++c) {
-        mu[c] = T(sums[c] / double(inner));
+        mu[c] = T(sums[c] / double(rows));
         centre[c] = double(mu[c]);
     }
     return mu.data();
 }
 
-/// The batch statistics from each image's moments about its own centre μ̃_b (Chan et al.'s pairwise
-/// update): with r_b = Σ (x − μ̃_b) and q_b = Σ (x − μ̃_b)² over image b's `inner` values of a channel,
-/// M = Σ_b (inner·μ̃_b + r_b) / m and Σ (x − M)² = Σ_b q_b + 2·(μ̃_b − M)·r_b + inner·(μ̃_b − M)².
-/// Exact for any centres, so a rounded first-pass mean costs nothing; each image is read from memory
+/// The batch statistics from each block's moments about its own centre μ̃_b (Chan et al.'s pairwise
+/// update): with r_b = Σ (x − μ̃_b) and q_b = Σ (x − μ̃_b)² over block b's k_b = rows(b) values of a
+/// channel, M = Σ_b (k_b·μ̃_b + r_b) / m and Σ (x − M)² = Σ_b q_b + 2·(μ̃_b − M)·r_b + k_b·(μ̃_b − M)².
+/// Exact for any centres, so a rounded first-pass mean costs nothing; each block is read from memory
 /// once, its second pass finding it in cache.
-template <class T>
-void combine_moments(std::size_t n, std::size_t channels, std::size_t inner, const double* r, const double* sq,
+template <class T, class Rows>
+void combine_moments(std::size_t n, std::size_t channels, Rows rows, const double* r, const double* sq,
                      const double* centre, T* mean, double* var)
 {
-    const double m = double(n * inner), k = double(inner);
+    double m = 0;
+    for (std::size_t b = 0; b < n; ++b) m += double(rows(b));
     for (std::size_t c = 0; c < channels; ++c) {
         double t = 0;
-        for (std::size_t b = 0; b < n; ++b) t += k * centre[b * channels + c] + r[b * channels + c];
+        for (std::size_t b = 0; b < n; ++b) t += double(rows(b)) * centre[b * channels + c] + r[b * channels + c];
         const double mu = t / m;
         double q = 0;
         for (std::size_t b = 0; b < n; ++b) {
             const std::size_t i = b * channels + c;
-            const double d = centre[i] - mu;
+            const double d = centre[i] - mu, k = double(rows(b));
             q += sq[i] + 2 * d * r[i] + k * d * d;
         }
         mean[c] = T(mu);
@@ -326,8 +349,9 @@ void combine_moments(std::size_t n, std::size_t channels, std::size_t inner, con
 /// The options' weight and bias absent: no affine map. relu: Y = max(batch norm, 0), its mask applied
 /// to G where the passes read it (Y > 0 exactly where the normalized value is). residual (with relu and
 /// the affine map only): Y = max(batch norm + residual, 0), the residual's gradient G ⊙ [Y > 0].
-/// channels_last: X (N,*,C), the channel the last axis; each image's block is then `inner` rows of C
-/// values, and the passes add a row into C partial sums at once (vectorized over the channels).
+/// channels_last: X (N,*,C), the channel the last axis; each image is then `inner` rows of C values,
+/// the passes go over blocks of images (ImageBlocks) and add a row into C partial sums at once
+/// (vectorized over the channels).
 template <class T>
 Var<T> batch_norm_impl(const Var<T>& x, const BatchNormFuncOptions<T>& o)
 {
@@ -387,24 +411,28 @@ Var<T> batch_norm_impl(const Var<T>& x, const BatchNormFuncOptions<T>& o)
     const T* bet = affine ? bias->value().data() : nullptr;
     const T* sp = res ? residual->value().data() : nullptr;
     const std::size_t nc = n * channels, work = nc * inner;
-    // per (image, channel): the deviations' sum and squares about the image's mean, that mean; per channel the variance
-    double* part = batch_norm_partials(3 * nc + channels);
-    double* sq = part + nc;
-    double* cen = sq + nc;
-    double* var_d = cen + nc;
+    const ImageBlocks blocks = channels_last ? image_blocks(n, inner) : ImageBlocks{};
+    // per (block or image, channel): the deviations' sum and squares about its mean, that mean; per channel the variance
+    const std::size_t parts = channels_last ? blocks.count : n;  // rows of partial sums, per block or image
+    double* part = batch_norm_partials(3 * parts * channels + channels);
+    double* sq = part + parts * channels;
+    double* cen = sq + parts * channels;
+    double* var_d = cen + parts * channels;
     if (channels_last) {
-        // the same passes over each image's rows of C values, the sums per (image, channel)
-        kernels::parallel_for(n, work, [&](std::size_t b) {
-            const T* __restrict blk = xp + b * inner * channels;
+        // the same passes over each block's rows of C values, the sums per (block, channel)
+        kernels::parallel_for(blocks.count, work, [&](std::size_t b) {
+            const std::size_t rows = blocks.rows(b);
+            const T* __restrict blk = xp + blocks.first(b) * inner * channels;
             double* sb = part + b * channels;
             // the first pass only picks the centres (any centre is exact below); its squares are dropped
-            column_moments<T>(inner, channels, sb, sq + b * channels,
+            column_moments<T>(rows, channels, sb, sq + b * channels,
                               [blk, channels](std::size_t r, std::size_t c) { return blk[r * channels + c]; });
-            T* mu = image_means<T>(sb, channels, inner, cen + b * channels);
-            column_moments<T>(inner, channels, sb, sq + b * channels,
+            T* mu = block_means<T>(sb, channels, rows, cen + b * channels);
+            column_moments<T>(rows, channels, sb, sq + b * channels,
                               [blk, mu, channels](std::size_t r, std::size_t c) { return blk[r * channels + c] - mu[c]; });
         });
-        combine_moments<T>(n, channels, inner, part, sq, cen, mean_p, var_d);
+        combine_moments<T>(blocks.count, channels, [&blocks](std::size_t b) { return blocks.rows(b); }, part, sq, cen,
+                           mean_p, var_d);
         T* scale = channel_coefficients<T>(2 * channels);
         T* shift = scale + channels;
         for (std::size_t c = 0; c < channels; ++c) {
@@ -415,24 +443,26 @@ Var<T> batch_norm_impl(const Var<T>& x, const BatchNormFuncOptions<T>& o)
             scale[c] = affine ? gam[c] * inv_p[c] : inv_p[c];
             shift[c] = affine ? bet[c] : T(0);
         }
-        kernels::parallel_for(n, work, [&](std::size_t b) {
-            const T* __restrict xr = xp + b * inner * channels;
-            T* __restrict yr = yp + b * inner * channels;
+        const ImageBlocks images{n, inner, n};  // one image each
+        kernels::parallel_for(images.count, work, [&](std::size_t b) {
+            const std::size_t at = images.first(b) * inner * channels, rows = images.rows(b);
+            const T* __restrict xr = xp + at;
+            T* __restrict yr = yp + at;
             const std::array<const T*, 3> coef{mean_p, scale, shift};  // μ, scale, shift
             if (res) {  // add_relu's expression on batch norm's value
-                const T* __restrict sr = sp + b * inner * channels;
-                for_columns<T>(inner, channels, coef, [=](std::size_t i, std::size_t l, const auto& cv) {
+                const T* __restrict sr = sp + at;
+                for_columns<T>(rows, channels, coef, [=](std::size_t i, std::size_t l, const auto& cv) {
                     const T y = normalized(xr[i], cv[0][l], cv[1][l], cv[2][l]);
                     const T v = y + sr[i];
                     yr[i] = v < T(0) ? T(0) : v;
                 });
             } else if (relu)  // relu's own expression: NaN stays NaN
-                for_columns<T>(inner, channels, coef, [=](std::size_t i, std::size_t l, const auto& cv) {
+                for_columns<T>(rows, channels, coef, [=](std::size_t i, std::size_t l, const auto& cv) {
                     const T v = normalized(xr[i], cv[0][l], cv[1][l], cv[2][l]);
                     yr[i] = v < T(0) ? T(0) : v;
                 });
             else
-                for_columns<T>(inner, channels, coef, [=](std::size_t i, std::size_t l, const auto& cv) {
+                for_columns<T>(rows, channels, coef, [=](std::size_t i, std::size_t l, const auto& cv) {
                     yr[i] = normalized(xr[i], cv[0][l], cv[1][l], cv[2][l]);
                 });
         });
@@ -449,7 +479,7 @@ Var<T> batch_norm_impl(const Var<T>& x, const BatchNormFuncOptions<T>& o)
             sq[k] = lane_sum<T>(inner, [row, mu](std::size_t i) { return (row[i] - mu) * (row[i] - mu); });
         }
     });
-    combine_moments<T>(n, channels, inner, part, sq, cen, mean_p, var_d);
+    combine_moments<T>(n, channels, [inner](std::size_t) { return inner; }, part, sq, cen, mean_p, var_d);
     for (std::size_t c = 0; c < channels; ++c) {
         const double var = var_d[c];
         inv_p[c] = T(1 / std::sqrt(var + eps));
@@ -539,17 +569,20 @@ Var<T> batch_norm_impl(const Var<T>& x, const BatchNormFuncOptions<T>& o)
                     mscale[ch] = affine ? gam[ch] * inv_p[ch] : inv_p[ch];
                     mshift[ch] = affine ? c.input(2).data()[ch] : T(0);
                 }
-            double* pg = batch_norm_partials(2 * nc + 2 * channels);  // Σ g, Σ g·(x − μ) per image, then per channel
-            double* pgx = pg + nc;
-            double* sg = pgx + nc;  // per channel: Σ g, Σ g·x̂ = inv·Σ g·(x − μ)
+            const ImageBlocks blocks = channels_last ? image_blocks(n, inner) : ImageBlocks{};
+            const ImageBlocks images{n, inner, n};  // one image each, for dX
+            const std::size_t parts = channels_last ? blocks.count : n;  // rows of partial sums, per block or image
+            double* pg = batch_norm_partials(2 * parts * channels + 2 * channels);  // Σ g, Σ g·(x − μ) per part, then per channel
+            double* pgx = pg + parts * channels;
+            double* sg = pgx + parts * channels;  // per channel: Σ g, Σ g·x̂ = inv·Σ g·(x − μ)
             double* sgx = sg + channels;
             if (channels_last)
-                kernels::parallel_for(n, work, [&](std::size_t b) {
-                    const std::size_t at = b * inner * channels;
+                kernels::parallel_for(blocks.count, work, [&](std::size_t b) {
+                    const std::size_t at = blocks.first(b) * inner * channels;
                     const auto sums = relu ? (!ds ? (from_x ? cl_backward_sums<T, true, 0, true> : cl_backward_sums<T, true, 0>)
                                               : ds.accumulate ? cl_backward_sums<T, true, 2> : cl_backward_sums<T, true, 1>)
                                            : cl_backward_sums<T, false, 0>;  // (a residual comes with relu)
-                    sums(inner, channels, g + at, y + at, xp + at, mean_p, pg + b * channels, pgx + b * channels,
+                    sums(blocks.rows(b), channels, g + at, y + at, xp + at, mean_p, pg + b * channels, pgx + b * channels,
                          ds ? ds.data() + at : nullptr, mscale, mshift);
                 });
             else
@@ -567,7 +600,7 @@ Var<T> batch_norm_impl(const Var<T>& x, const BatchNormFuncOptions<T>& o)
             });
             for (std::size_t ch = 0; ch < channels; ++ch) {
                 double a = 0, ax = 0;
-                for (std::size_t b = 0; b < n; ++b) a += pg[b * channels + ch], ax += pgx[b * channels + ch];
+                for (std::size_t b = 0; b < parts; ++b) a += pg[b * channels + ch], ax += pgx[b * channels + ch];
                 sg[ch] = a;
                 sgx[ch] = ax * double(inv_p[ch]);
                 // weight and bias may be one Var (one buffer): dw then db, each channel once
@@ -591,9 +624,9 @@ Var<T> batch_norm_impl(const Var<T>& x, const BatchNormFuncOptions<T>& o)
                     relu ? (from_x ? (dx_.accumulate ? cl_backward_dx<T, true, true, true> : cl_backward_dx<T, true, false, true>)
                                    : (dx_.accumulate ? cl_backward_dx<T, true, true> : cl_backward_dx<T, true, false>))
                          : (dx_.accumulate ? cl_backward_dx<T, false, true> : cl_backward_dx<T, false, false>);
-                kernels::parallel_for(n, work, [&](std::size_t b) {
-                    const std::size_t at = b * inner * channels;
-                    dx_pass(inner, channels, g + at, y + at, xp + at, k, a, is, mean_p, d + at, mscale, mshift);
+                kernels::parallel_for(images.count, work, [&](std::size_t b) {
+                    const std::size_t at = images.first(b) * inner * channels;
+                    dx_pass(images.rows(b), channels, g + at, y + at, xp + at, k, a, is, mean_p, d + at, mscale, mshift);
                 });
                 return;
             }
