@@ -3,10 +3,11 @@
 // see the same noise), with the outputs compared bit for bit. Each library is loaded into a link-map
 // namespace of its own (dlmopen), with its own oneDNN, OpenMP runtime and scratch. docs/performance.md
 // gives the figures measured this way.
-//   ab_kernels LIB_A LIB_B [lenet|lenet-dx|resnet] [CALLS]
+//   ab_kernels LIB_A LIB_B [lenet|lenet-dx|resnet|resnet-acc] [CALLS]
 // LIB_A, LIB_B: paths of libxgrad_autodiff.so builds (e.g. a copy of an older commit's and build/autodiff's);
 // lenet (default): LeNet's two convolutions, forward and every gradient; lenet-dx: its second layer's
-// input gradient alone; resnet: ResNet's three 3 × 3 shapes. CALLS per side and shape, default 1000
+// input gradient alone; resnet: ResNet's three 3 × 3 shapes; resnet-acc: the same channels-last, every
+// gradient added into its buffer (an identity block's conv1). CALLS per side and shape, default 1000
 // (the first 50 not timed). Threads: OMP_NUM_THREADS. Passing the same library twice measures the
 // harness itself (the two sides should agree within about 1 %).
 #include <dlfcn.h>
@@ -64,9 +65,11 @@ double quantile(std::vector<double> v, double q)
 
 int main(int argc, char** argv)
 {
-    if (argc < 3 || argc > 5) fail("usage: ab_kernels LIB_A LIB_B [lenet|lenet-dx|resnet] [CALLS]");
+    if (argc < 3 || argc > 5) fail("usage: ab_kernels LIB_A LIB_B [lenet|lenet-dx|resnet|resnet-acc] [CALLS]");
     const std::string set = argc > 3 ? argv[3] : "lenet";
-    if (set != "lenet" && set != "lenet-dx" && set != "resnet") fail("the shape set must be lenet, lenet-dx or resnet, got " + set);
+    if (set != "lenet" && set != "lenet-dx" && set != "resnet" && set != "resnet-acc")
+        fail("the shape set must be lenet, lenet-dx, resnet or resnet-acc, got " + set);
+    const bool acc = set == "resnet-acc";
     long calls = 1000;
     if (argc > 4) {
         char* end = nullptr;
@@ -78,7 +81,10 @@ int main(int argc, char** argv)
     std::vector<DnnlConvShape> shapes;
     if (set == "lenet") shapes = {{64, 1, 28, 28, 6, 5, 5, 1, 2}, {64, 6, 14, 14, 16, 5, 5, 1, 0}};
     if (set == "lenet-dx") shapes = {{64, 6, 14, 14, 16, 5, 5, 1, 0}};
-    if (set == "resnet") shapes = {{64, 16, 28, 28, 16, 3, 3, 1, 1}, {64, 32, 14, 14, 32, 3, 3, 1, 1}, {64, 64, 7, 7, 64, 3, 3, 1, 1}};
+    if (set == "resnet" || acc)
+        shapes = {{64, 16, 28, 28, 16, 3, 3, 1, 1}, {64, 32, 14, 14, 32, 3, 3, 1, 1}, {64, 64, 7, 7, 64, 3, 3, 1, 1}};
+    if (acc)
+        for (DnnlConvShape& s : shapes) s.channels_last = true;
     std::printf("%-28s %-6s %22s %22s %8s %s\n", "shape (n c h w o k s p)", "pass", "A median (p10) us",
                 "B median (p10) us", "B / A", "same bits");
     std::mt19937 rng(1);
@@ -99,14 +105,15 @@ int main(int argc, char** argv)
                 const auto t0 = std::chrono::steady_clock::now();
                 side[k].forward(x.data(), w.data(), b.data(), s, y[k].data());
                 const auto t1 = std::chrono::steady_clock::now();
-                side[k].backward(x.data(), w.data(), gy.data(), s, want_dx ? dx[k].data() : nullptr, false,
-                                 want_dw ? dw[k].data() : nullptr, false, want_dw ? db[k].data() : nullptr, false);
+                side[k].backward(x.data(), w.data(), gy.data(), s, want_dx ? dx[k].data() : nullptr, acc,
+                                 want_dw ? dw[k].data() : nullptr, acc, want_dw ? db[k].data() : nullptr, acc);
                 const auto t2 = std::chrono::steady_clock::now();
                 if (call >= 50) {
                     tf[k].push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
                     tb[k].push_back(std::chrono::duration<double, std::micro>(t2 - t1).count());
                 }
             }
+        // (added into: both sides ran the same calls on buffers that started equal)
         const bool same = y[0] == y[1] && dx[0] == dx[1] && dw[0] == dw[1] && db[0] == db[1];
         char name[64];
         std::snprintf(name, sizeof name, "%zu %zu %zu %zu %zu %zu %zu %zu", s.n, s.c, s.h, s.w, s.o, s.kh, s.stride,

@@ -49,6 +49,8 @@ using xgrad::bench::check_tolerance;
 struct Result {
     double median = 0;  // mean over rounds of the per-round medians
     double spread = 0;  // (max − min) / min over rounds
+    double p10_spread = 0;  // the same over the rounds' 10th percentiles
+    std::vector<double> rounds, rounds_p10;  // per round (NAN where the process failed)
     double peak = 0, base = 0, allocs = 0, blas_allocs = 0, gflops = 0, minflt = 0;
     double loss_first = NAN;  // of round 1's process
     bool loss_finite = true, loss_consistent = true, has_loss = false;
@@ -479,11 +481,16 @@ int main(int argc, char** argv)
 
     auto summarize = [&](const std::vector<nlohmann::json>& runs) {
         Result r;
-        double lo = 1e300, hi = 0;
+        double lo = 1e300, hi = 0, lo10 = 1e300, hi10 = 0;
         int n = 0;
         for (const auto& j : runs) {
-            if (j.is_null()) continue;
-            const double m = j["median"].get<double>();
+            if (j.is_null()) {
+                r.rounds.push_back(NAN), r.rounds_p10.push_back(NAN);
+                continue;
+            }
+            const double m = j["median"].get<double>(), q = j.value("p10", m);
+            r.rounds.push_back(m), r.rounds_p10.push_back(q);
+            lo10 = std::min(lo10, q), hi10 = std::max(hi10, q);
             r.median += m, lo = std::min(lo, m), hi = std::max(hi, m), ++n;
             r.peak = std::max(r.peak, j["peak_mib"].get<double>());
             r.base = j["base_mib"].get<double>();
@@ -506,6 +513,7 @@ int main(int argc, char** argv)
             r.median /= n;
             r.gflops /= n;
             r.spread = (hi - lo) / lo;
+            r.p10_spread = (hi10 - lo10) / lo10;
         }
         return r;
     };
@@ -615,8 +623,58 @@ int main(int argc, char** argv)
         return peak[t] > 0 ? fmt::format("{:.1f} ({:.0f} %)", rate, 100 * rate / peak[t]) : fmt::format("{:.1f}", rate);
     };
     nlohmann::json rows = nlohmann::json::array();
+    struct Noisy {
+        std::string w, t;
+        Result tape, torch;
+        std::string config;
+    };
+    std::vector<Noisy> noisy_rows;  // rows whose rounds differ by more than 10 % on either side
+    auto finite_or_null = [](const std::vector<double>& v) {
+        nlohmann::json a = nlohmann::json::array();
+        for (double x : v) a.push_back(std::isfinite(x) ? nlohmann::json(x) : nlohmann::json());
+        return a;
+    };
     std::vector<std::string> first, second;
     for (const auto& w : workloads) (second_order(w) ? second : first).push_back(w);
+    // The ⚠ rows round by round: each side's medians and 10th percentiles, and tape / libtorch per round
+    // (the two sides of a round run within a minute of each other). When the medians move and the 10th
+    // percentiles do not, slow repetitions came in bursts inside the processes (the host taking the
+    // CPU or the cache); when both move, the whole process ran slower.
+    auto rounds_section = [&](const std::vector<Noisy>& list) {
+        if (list.empty()) return std::string();
+        auto values = [](const std::vector<double>& v, const std::string& unit) {
+            std::string s;
+            for (double x : v)
+                s += (s.empty() ? "" : ", ") +
+                     (std::isfinite(x) ? (unit == "ns/op" ? fmt::format("{:.0f}", x) : fmt::format("{:.3g}", x)) : "–");
+            return s;
+        };
+        std::ostringstream o;
+        int bursts = 0;
+        o << "\nRounds of the ⚠ rows (medians; p10 = each process's 10th percentile):\n";
+        for (const auto& n : list) {
+            const std::string unit = n.w.rfind("tape_", 0) == 0 ? "ns/op" : "ms";
+            std::string per_round;
+            for (std::size_t i = 0; i < n.tape.rounds.size() && i < n.torch.rounds.size(); ++i)
+                per_round += (per_round.empty() ? "" : ", ") +
+                             (std::isfinite(n.tape.rounds[i] / n.torch.rounds[i])
+                                  ? fmt::format("{:.2f}", n.tape.rounds[i] / n.torch.rounds[i])
+                                  : std::string("–"));
+            const bool burst = (n.tape.spread <= 0.10 || n.tape.p10_spread <= 0.10) &&
+                               (n.torch.spread <= 0.10 || n.torch.p10_spread <= 0.10);
+            bursts += burst;
+            o << fmt::format("- {} T{}: tape {} {} (p10 {}, spread {:.0f} %); libtorch {} {} (p10 {}, spread {:.0f} %); "
+                             "tape / libtorch per round {}{}\n",
+                             n.w, n.t, values(n.tape.rounds, unit), unit, values(n.tape.rounds_p10, unit),
+                             100 * n.tape.p10_spread, n.config, values(n.torch.rounds, unit),
+                             values(n.torch.rounds_p10, unit), 100 * n.torch.p10_spread, per_round,
+                             burst ? "; bursts: the p10 within 10 %" : "");
+        }
+        o << fmt::format("\n{} of {} ⚠ rows moved by bursts inside the processes (their 10th percentiles within 10 % "
+                         "where the medians were not).\n",
+                         bursts, list.size());
+        return o.str();
+    };
     const bool with_base = !base_dir.empty();
     std::ostringstream md;
     if (!checks.empty()) md << check_table() << "\n";
@@ -652,6 +710,10 @@ int main(int argc, char** argv)
                            {"tape", tp.ok ? nlohmann::json(tp.median) : nlohmann::json()},
                            {"tape_spread", tp.spread},
                            {"libtorch_spread", lt.r.spread},
+                           {"tape_rounds", finite_or_null(tp.rounds)},
+                           {"tape_p10_rounds", finite_or_null(tp.rounds_p10)},
+                           {"libtorch_rounds", finite_or_null(lt.r.rounds)},
+                           {"libtorch_p10_rounds", finite_or_null(lt.r.rounds_p10)},
                            {"libtorch", lt.r.ok ? nlohmann::json(lt.r.median) : nlohmann::json()},
                            {"libtorch_config", lt.config},
                            {"ratio", why.empty() ? nlohmann::json(r) : nlohmann::json()},
@@ -660,6 +722,7 @@ int main(int argc, char** argv)
                            {"peak_gflops", peak[t]},
                            {"check_ok", checks.count(w) ? checks[w].ok : false}};
         rows.push_back(row);
+        if (tp.ok && lt.r.ok && (tp.spread > 0.10 || lt.r.spread > 0.10)) noisy_rows.push_back({w, t, tp, lt.r, lt.config});
     };
     auto torch_cell = [&](const Best& b, const std::string& unit) {
         if (!b.r.ok) return std::string("–");
@@ -737,6 +800,7 @@ int main(int argc, char** argv)
     md << fmt::format("\nmedians of {} round(s), each process timed per docs/benchmarks.md; ⚠ = rounds differ by more than 10%; "
                       "libtorch configurations: {}; run time {:.1f} min.\n",
                       rounds, plain ? "T<n> only (--torch-configs plain)" : "the fastest of those in docs/benchmarks.md", minutes);
+    md << rounds_section(noisy_rows);
     if (!baseline_file.empty()) {
         md << "\nBaseline: " << baseline_file << " (" << baseline_json.value("date", std::string("undated")) << ", "
            << baseline_json.value("machine", std::string("machine not recorded")) << "). ";
