@@ -36,7 +36,8 @@ void dnnl_conv2d_backward(const float* x, const float* w, const float* gy, const
 /// x kept from the forward for the weight gradient. The primitives work in their own blocked layout
 /// (nChw16c here), so the forward reorders x into it, and the weight gradient did so again. The
 /// number of floats x takes in the forward's layout, 0 when the forward reads x as it is (then there
-/// is nothing to keep):
+/// is nothing to keep). A channels-last strided 1 × 1 convolution keeps its samples of x instead
+/// (the pixels it reads, gathered once for both passes):
 std::size_t dnnl_conv2d_kept_input_size(const DnnlConvShape& s, bool bias);
 /// The forward, reordering x into x_kept (dnnl_conv2d_kept_input_size floats; null: nowhere)
 /// instead of a scratch buffer, and the backward, reading x from there when its weight-gradient
