@@ -4,7 +4,8 @@
 // namespace of its own (dlmopen), with its own oneDNN, OpenMP runtime and scratch. docs/performance.md
 // gives the figures measured this way.
 //   ab_kernels LIB_A LIB_B [lenet|lenet-dx|resnet|resnet-acc] [CALLS]
-// LIB_A, LIB_B: paths of libxgrad_autodiff.so builds (e.g. a copy of an older commit's and build/autodiff's);
+// LIB_A, LIB_B: paths of libxgrad_autodiff.so builds (e.g. a copy of an older commit's and build/autodiff's;
+// builds that export the kept-input entry points, float_conv2d_forward/backward with x_kept);
 // lenet (default): LeNet's two convolutions, forward and every gradient; lenet-dx: its second layer's
 // input gradient alone; resnet: ResNet's three 3 × 3 shapes; resnet-acc: the same and the two strided
 // 1 × 1 shortcuts, channels-last, every gradient added into its buffer (as an identity block's conv1 and

@@ -651,7 +651,8 @@ int main(int argc, char** argv)
         };
         std::ostringstream o;
         int bursts = 0;
-        o << "\nRounds of the ⚠ rows (medians; p10 = each process's 10th percentile):\n";
+        o << "\nRounds of the ⚠ rows with both sides measured (medians; p10 = each process's 10th percentile, and "
+             "the p10s' spread over the rounds):\n";
         for (const auto& n : list) {
             const std::string unit = n.w.rfind("tape_", 0) == 0 ? "ns/op" : "ms";
             std::string per_round;
@@ -663,10 +664,10 @@ int main(int argc, char** argv)
             const bool burst = (n.tape.spread <= 0.10 || n.tape.p10_spread <= 0.10) &&
                                (n.torch.spread <= 0.10 || n.torch.p10_spread <= 0.10);
             bursts += burst;
-            o << fmt::format("- {} T{}: tape {} {} (p10 {}, spread {:.0f} %); libtorch {} {} (p10 {}, spread {:.0f} %); "
-                             "tape / libtorch per round {}{}\n",
+            o << fmt::format("- {} T{}: tape {} {} (p10 {}, p10 spread {:.0f} %); libtorch {} {} {} (p10 {}, p10 spread "
+                             "{:.0f} %); tape / libtorch per round {}{}\n",
                              n.w, n.t, values(n.tape.rounds, unit), unit, values(n.tape.rounds_p10, unit),
-                             100 * n.tape.p10_spread, n.config, values(n.torch.rounds, unit),
+                             100 * n.tape.p10_spread, n.config, values(n.torch.rounds, unit), unit,
                              values(n.torch.rounds_p10, unit), 100 * n.torch.p10_spread, per_round,
                              burst ? "; bursts: the p10 within 10 %" : "");
         }

@@ -189,38 +189,45 @@ BOOST_AUTO_TEST_CASE(gradcheck_and_gradgradcheck)
 }
 
 // The fused ReLU: the same bits as relu(batch_norm_channels_last), values and gradients, x used again
-// (its gradient adds); and the same bits on one thread and on all.
+// (its gradient adds); and the same bits on one thread and on all. Two shapes: 16 images of 12 × 12
+// (the sums in 8 blocks of 2 images), and 64 of 7 × 7 (8 blocks of 8, ResNet's last stage), large
+// enough (75,264 values) that the forward's passes, not only the backward's, run on the threads.
 BOOST_AUTO_TEST_CASE(fused_relu_and_threads_bit_for_bit)
 {
-    const Tens x0 = rnd({16, 12, 12, 24}, 360, -2, 2), w0 = rnd({24}, 361, 0.5, 1.5), b0 = rnd({24}, 362, -0.5, 0.5),
-               g0 = rnd({16, 12, 12, 24}, 363);
-    auto check = [&](auto tag) {
-        using U = decltype(tag);
-        auto run = [&](bool fused, int threads) {
-            set_num_threads(threads);
-            Tape<U> t;
-            const Var<U> x = t.variable(as<U>(x0)), w = t.variable(as<U>(w0)), b = t.variable(as<U>(b0));
-            const Var<U> y =
-                fused ? batch_norm(x, BatchNormFuncOptions<U>().weight(w).bias(b).channels_last(true).relu(true))
-                      : relu(batch_norm(x, BatchNormFuncOptions<U>().weight(w).bias(b).channels_last(true)));
-            t.backward(y + x, as<U>(g0));
-            return std::vector<Tensor<U>>{y.value(), x.grad(), w.grad(), b.grad()};
-        };
-        const auto ref = run(false, 1);
-        for (const auto& [fused, threads] : {std::pair{true, 1}, std::pair{true, max_num_threads()},
-                                            std::pair{false, max_num_threads()}}) {
-            const auto got = run(fused, threads);
-            BOOST_TEST_CONTEXT(typeid(U).name() << (fused ? " fused, " : " two ops, ") << threads << " threads")
-            {
-                for (std::size_t i = 0; i < ref.size(); ++i) BOOST_TEST(same_bits(got[i], ref[i]), "tensor " << i);
+    for (const auto& draw : {std::pair{Shape{16, 12, 12, 24}, 360u}, std::pair{Shape{64, 7, 7, 24}, 370u}}) {
+        const Shape shape = draw.first;
+        const unsigned seed = draw.second;
+        const Tens x0 = rnd(shape, seed, -2, 2), w0 = rnd({24}, seed + 1, 0.5, 1.5), b0 = rnd({24}, seed + 2, -0.5, 0.5),
+                   g0 = rnd(shape, seed + 3);
+        auto check = [&](auto tag) {
+            using U = decltype(tag);
+            auto run = [&](bool fused, int threads) {
+                set_num_threads(threads);
+                Tape<U> t;
+                const Var<U> x = t.variable(as<U>(x0)), w = t.variable(as<U>(w0)), b = t.variable(as<U>(b0));
+                const Var<U> y =
+                    fused ? batch_norm(x, BatchNormFuncOptions<U>().weight(w).bias(b).channels_last(true).relu(true))
+                          : relu(batch_norm(x, BatchNormFuncOptions<U>().weight(w).bias(b).channels_last(true)));
+                t.backward(y + x, as<U>(g0));
+                return std::vector<Tensor<U>>{y.value(), x.grad(), w.grad(), b.grad()};
+            };
+            const auto ref = run(false, 1);
+            for (const auto& [fused, threads] : {std::pair{true, 1}, std::pair{true, max_num_threads()},
+                                                std::pair{false, max_num_threads()}}) {
+                const auto got = run(fused, threads);
+                BOOST_TEST_CONTEXT(shape_str(shape) << " " << typeid(U).name() << (fused ? " fused, " : " two ops, ") << threads
+                                                    << " threads")
+                {
+                    for (std::size_t i = 0; i < ref.size(); ++i) BOOST_TEST(same_bits(got[i], ref[i]), "tensor " << i);
+                }
             }
-        }
-        const double clipped = double(xt::sum(xt::cast<double>(xt::equal(ref[0], U(0))))()) / double(ref[0].size());
-        BOOST_TEST(clipped > 0.2);
-        BOOST_TEST(clipped < 0.7);
-    };
-    check(float{});
-    check(double{});
+            const double clipped = double(xt::sum(xt::cast<double>(xt::equal(ref[0], U(0))))()) / double(ref[0].size());
+            BOOST_TEST(clipped > 0.2);
+            BOOST_TEST(clipped < 0.7);
+        };
+        check(float{});
+        check(double{});
+    }
     set_num_threads(1);
 }
 

@@ -66,7 +66,8 @@ void float_conv2d_forward(const float* x, const float* w, const float* b, const 
 void float_conv2d_backward(const float* x, const float* w, const float* gy, const DnnlConvShape& s, float* dx,
                            bool dx_acc, float* dw, bool dw_acc, float* db, bool db_acc);
 /// The same keeping x for the weight gradient where oneDNN's forward reorders it
-/// (dnnl_conv2d_kept_input_size; 0 when the forward runs on the direct kernels or reads x as it is).
+/// (dnnl_conv2d_kept_input_size: a channels-last strided 1 × 1 keeps its samples of x; 0 when the
+/// forward runs on the direct kernels or reads x as it is).
 std::size_t float_conv2d_kept_input_size(const DnnlConvShape& s, bool bias);
 void float_conv2d_forward(const float* x, const float* w, const float* b, const DnnlConvShape& s, float* y,
                           float* x_kept);

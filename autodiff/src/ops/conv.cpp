@@ -149,9 +149,10 @@ Var<T> conv2d_impl(const Var<T>& x, const Var<T>& w, const Var<T>* b, Conv2dOpti
     const bool dnnl = use_dnnl<T>();
     if (cl && !dnnl) throw std::logic_error("conv2d: channels_last reached the kernel without oneDNN");
     if (dnnl) {
-        // x as oneDNN's forward reorders it, kept in this node's saved() for the weight gradient
+        // x as oneDNN's forward reorders it (a strided 1 × 1's samples of x), kept in this node's saved()
+        // for the weight gradient
         float* kept = nullptr;
-        if (op.requires_grad()) {
+        if (op.requires_grad() && (w.requires_grad() || (b && b->requires_grad()))) {  // (read by dW and db only)
             const std::size_t nk = kernels::float_conv2d_kept_input_size(dnnl_shape(g, cl), b != nullptr);
             if (nk) {
                 op.saved().resize(Shape{nk});

@@ -172,7 +172,7 @@ void for_columns(std::size_t rows, std::size_t cols, const std::array<const T*, 
     }
 }
 
-/// The channels-last backward's sums over one image's `rows` rows of `cols` channels, in one pass:
+/// The channels-last backward's sums over one block's `rows` rows of `cols` channels, in one pass:
 /// pg[c] = Σ_r G'[r,c] and pgx[c] = Σ_r G'[r,c]·(X[r,c] − μ_c), G' = G ⊙ [Y > 0] with Relu (else G),
 /// and with Ds (1: store, 2: add) G' written to ds. With FromX the mask is the forward's own test,
 /// fma(X − μ, scale, shift) > 0, recomputed from X (read anyway) instead of read from Y: one stream of
@@ -267,7 +267,7 @@ void cl_backward_sums(std::size_t rows, std::size_t cols, const T* __restrict g,
     }
 }
 
-/// The channels-last input gradient of one image: D[r,c] (= or +=) k_c·(G'[r,c] − a_c − (X[r,c] − μ_c)·s_c),
+/// The channels-last input gradient of `rows` rows (one image): D[r,c] (= or +=) k_c·(G'[r,c] − a_c − (X[r,c] − μ_c)·s_c),
 /// G' as in cl_backward_sums; in batches of channels, the coefficients in registers across the rows.
 template <class T, bool Relu, bool Add, bool FromX = false>
 void cl_backward_dx(std::size_t rows, std::size_t cols, const T* __restrict g, const T* __restrict y,
