@@ -107,7 +107,7 @@ BOOST_AUTO_TEST_CASE(small_loops_stay_on_the_calling_thread)
     BOOST_TEST(kernels::omp_workers_sleep() == passive);
     BOOST_TEST(t == (passive ? std::size_t(1) << 18 : std::size_t(1) << 16));
     BOOST_TEST(kernels::gemm_parallel_threshold() == (passive ? std::size_t(1) << 23 : std::size_t(1) << 21));
-    BOOST_TEST(kernels::gemm_split_threshold() == (passive ? std::size_t(1) << 23 : std::size_t(1) << 22));
+    BOOST_TEST(kernels::gemm_split_threshold() == (passive ? std::size_t(1) << 23 : std::size_t(1) << 21));
     set_num_threads(max_num_threads());
     BOOST_TEST(threads_used(64, t - 1) == std::set<int>{0});
     if (max_num_threads() >= 2) {  // both threads take a share once the work reaches the threshold

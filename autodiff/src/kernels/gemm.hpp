@@ -52,13 +52,13 @@ bool gemm_trivial(std::size_t m, std::size_t n, std::size_t k, T beta, T* c, std
 /// Double GEMMs need none: OpenBLAS keeps products under 2.6·10^5 on one thread itself.
 inline std::size_t gemm_parallel_threshold() { return std::size_t(1) << (omp_workers_sleep() ? 23 : 21); }
 
-/// One float GEMM is split over two threads only from twice that, 2^22 multiply-adds (2^23 with
-/// PASSIVE). Alone, 64×128×256 and 64×120×400 gain 1.1–1.5× split; in a training step they lose,
-/// because both halves read all of the shared operand, which the previous op left in one core's
-/// cache (bench_xgrad tape, 2 threads, interleaved: mlp_b64 0.316–0.344 → 0.278–0.287 ms, lenet
-/// 1.05–1.13 → 0.91–1.02 ms; docs/performance.md, "Split GEMMs in the step"). gemm_pair's two
-/// products read different operands and keep the lower threshold.
-inline std::size_t gemm_split_threshold() { return std::size_t(1) << (omp_workers_sleep() ? 23 : 22); }
+/// One float GEMM is split over two threads by hand from the same 2^21 multiply-adds (2^23 with
+/// PASSIVE). It was 2^22 for a while: in the step, both halves read all of the operand they share,
+/// which the previous op left in one core's cache (docs/performance.md, "Split GEMMs in the step").
+/// Timed since step by step in one process, the two thresholds alternating in blocks of 20 steps
+/// (2026-12-02, evening), 2^21 is the faster: lenet 666 → 654 µs, mlp_b64 212 → 206 µs at 2 threads
+/// (it splits LeNet's 64×120×400 and the MLP's 64×128×256 forwards).
+inline std::size_t gemm_split_threshold() { return gemm_parallel_threshold(); }
 
 /// Limits OpenMP, which sizes oneDNN's team, to one thread on the calling thread while alive.
 class OneThread {
