@@ -11,10 +11,11 @@
 //     only when the check passed and the first-step losses agree;
 //  3. the change of every tape / libtorch ratio against a baseline report (JSON) of the same machine,
 //     > 5 % worse flagged.
-// A block (one round at one thread setting) runs between two host checks, the same sgemm process at
-// its start and its end; a block whose check fell below 85 % of the best at that thread setting ran
-// on a machine that had lost a vCPU or the core, and is run again (--redo times at most per thread
-// setting), the attempts all listed in the report.
+// A block (one round at one thread setting) runs between two host checks, the same sgemm process and
+// memory probe (a triad over 192 MiB) at its start and its end; a block with a check below 85 % of
+// the best at that thread setting ran on a machine that had lost a vCPU, the core or part of its
+// memory bandwidth to other tenants, and is run again (--redo times at most per thread setting), the
+// attempts all listed in the report.
 //   bench_run [--threads 1,2] [--rounds 2] [--workloads mnist_softmax_sgd,mlp_b64,...] [--quick] [--out FILE]
 //             [--json FILE] [--baseline FILE|none] [--torch-configs best|plain] [--check-only]
 //             [--base-bin-dir DIR]   (DIR/bench_xgrad: a second build's tape, e.g. an older commit, timed beside this one)
@@ -460,18 +461,19 @@ int main(int argc, char** argv)
     struct Attempt {
         int round;
         std::string t, when;
-        double start = 0, end = 0;  // the host checks, GFLOP/s (0: failed)
+        double start = 0, end = 0;    // the GEMM host checks, GFLOP/s (0: failed)
+        double mstart = 0, mend = 0;  // the memory probes, GB/s (0: failed)
         bool kept = true;
-        double low() const { return std::min(start, end); }
     };
     std::vector<Attempt> attempts;
     auto gflops_of = [](const nlohmann::json& j) { return !j.is_null() && j.contains("gflops") ? j["gflops"].get<double>() : 0.0; };
+    auto gbps_of = [](const nlohmann::json& j) { return !j.is_null() && j.contains("gbps") ? j["gbps"].get<double>() : 0.0; };
     auto put = [](std::vector<nlohmann::json>& v, int round, nlohmann::json j) {
         if (v.size() < std::size_t(round)) v.resize(std::size_t(round));
         v[std::size_t(round) - 1] = std::move(j);
     };
     auto run_block = [&](int round, const std::string& t, const char* label) {
-        Attempt a{round, t, "", 0, 0, true};
+        Attempt a{round, t, "", 0, 0, 0, 0, true};
         char when[16];
         const std::time_t now = std::time(nullptr);
         std::strftime(when, sizeof when, "%H:%M", std::gmtime(&now));
@@ -484,6 +486,7 @@ int main(int argc, char** argv)
                 if (key == "sgemm gemm_1024") a.start = gflops_of(j);
                 put(peak_raw[key + ":" + t], round, std::move(j));
             }
+        a.mstart = gbps_of(run_one(bin_dir + "/bench_xgrad stream triad " + t));
         for (const auto& w : workloads) {
             const std::string pf = prefix_of.count(w) ? " " + prefix_of[w] : "";
             std::vector<std::pair<std::string, std::string>> cmds;
@@ -509,26 +512,32 @@ int main(int argc, char** argv)
         }
         fmt::print(stderr, "\r{}round {}/{}  T{}  host check at the end{:<20}", label, round, rounds, t, "");
         a.end = gflops_of(run_one(bin_dir + "/bench_xgrad sgemm gemm_1024 " + t));
+        a.mend = gbps_of(run_one(bin_dir + "/bench_xgrad stream triad " + t));
         return a;
     };
     for (int round = 1; round <= rounds; ++round)
         for (const auto& t : threads) attempts.push_back(run_block(round, t, ""));
-    // Blocks whose host check fell below 85 % of the best at their thread setting: run again, the
-    // lowest first, while the redo budget of that setting lasts. A redone block replaces the results
-    // of the block it repeats only when its own lower check is higher; the report lists every attempt.
+    // Blocks with a host check below 85 % of the best of its kind at their thread setting: run again,
+    // the lowest first, while the redo budget of that setting lasts. A redone block replaces the
+    // results of the block it repeats only when its lowest check (as that fraction) is higher; the
+    // report lists every attempt.
     constexpr double host_floor = 0.85;
-    auto best_check = [&](const std::string& t) {
-        double b = 0;
+    auto best_check = [&](const std::string& t) {  // {GFLOP/s, GB/s}
+        std::pair<double, double> b{0, 0};
         for (const auto& a : attempts)
-            if (a.t == t) b = std::max({b, a.start, a.end});
+            if (a.t == t) b.first = std::max({b.first, a.start, a.end}), b.second = std::max({b.second, a.mstart, a.mend});
         return b;
+    };
+    // an attempt's lowest check as a fraction of the best of its kind at its thread setting
+    auto score = [&](const Attempt& a) {
+        const auto [g, m] = best_check(a.t);
+        return std::min({g > 0 ? a.start / g : 1.0, g > 0 ? a.end / g : 1.0, m > 0 ? a.mstart / m : 1.0, m > 0 ? a.mend / m : 1.0});
     };
     for (const auto& t : threads)
         for (int left = redo; left > 0; --left) {
             const Attempt* worst = nullptr;
             for (const auto& a : attempts)
-                if (a.t == t && a.kept && a.low() < host_floor * best_check(t) && (!worst || a.low() < worst->low()))
-                    worst = &a;
+                if (a.t == t && a.kept && score(a) < host_floor && (!worst || score(a) < score(*worst))) worst = &a;
             if (!worst) break;
             const int round = worst->round;
             // the kept results of that block, restored if the new attempt is no better
@@ -541,15 +550,15 @@ int main(int argc, char** argv)
                     saved_peak[key] = v[std::size_t(round) - 1];
             const std::size_t old = std::size_t(worst - attempts.data());
             Attempt a = run_block(round, t, "redo: ");
-            if (a.low() > attempts[old].low()) {
+            attempts.push_back(a);  // scored against the best including its own checks
+            if (score(attempts.back()) > score(attempts[old])) {
                 attempts[old].kept = false;
             } else {  // no better: the first results stay
-                a.kept = false;
+                attempts.back().kept = false;
                 for (auto& [w, by_impl] : saved)
                     for (auto& [impl, j] : by_impl) raw[w][t][impl][std::size_t(round) - 1] = j;
                 for (auto& [key, j] : saved_peak) peak_raw[key][std::size_t(round) - 1] = j;
             }
-            attempts.push_back(a);
         }
     fmt::print(stderr, "\r{}\r", std::string(80, ' '));
     cleanup();
@@ -764,43 +773,57 @@ int main(int argc, char** argv)
     // The same GEMM process at the start and the end of every block: when it moves, the machine did
     // (other tenants, a vCPU taken away), and the workloads' rounds move with it. The spread is that of
     // the kept blocks' checks, both ends.
-    md << "Host check, `sgemm gemm_1024` at the start and the end of each round, GFLOP/s:";
+    md << "Host check at the start and the end of each round, `sgemm gemm_1024` in GFLOP/s and the memory probe "
+          "(`stream triad`) in GB/s:";
     for (std::size_t i = 0; i < threads.size(); ++i) {
-        double lo = 0, hi = 0;
         std::string list;
+        std::pair<double, double> lo{0, 0}, hi{0, 0};
+        auto widen = [](std::pair<double, double>& l, std::pair<double, double>& h, double v, bool first) {
+            if (v <= 0) return;
+            double& a = first ? l.first : l.second;
+            double& b = first ? h.first : h.second;
+            a = a > 0 ? std::min(a, v) : v, b = std::max(b, v);
+        };
         for (int round = 1; round <= rounds; ++round)
             for (const auto& a : attempts)
                 if (a.t == threads[i] && a.round == round && a.kept) {
-                    list += (list.empty() ? "" : ", ") + fmt::format("{:.0f}/{:.0f}", a.start, a.end);
-                    for (double g : {a.start, a.end})
-                        if (g > 0) lo = lo > 0 ? std::min(lo, g) : g, hi = std::max(hi, g);
+                    list += (list.empty() ? "" : ", ") +
+                            fmt::format("{:.0f}/{:.0f} GF {:.0f}/{:.0f} GB/s", a.start, a.end, a.mstart, a.mend);
+                    for (double g : {a.start, a.end}) widen(lo, hi, g, true);
+                    for (double m : {a.mstart, a.mend}) widen(lo, hi, m, false);
                 }
         md << (i ? ";" : "") << " T" << threads[i] << " " << (list.empty() ? "–" : list);
-        if (lo > 0) md << fmt::format(" (spread {:.0f} %{})", 100 * (hi - lo) / lo, hi > 1.1 * lo ? " ⚠" : "");
+        auto spread = [](double l, double h) {
+            return l > 0 ? fmt::format("{:.0f} %{}", 100 * (h - l) / l, h > 1.1 * l ? " ⚠" : "") : std::string("–");
+        };
+        md << " (spread: GEMM " << spread(lo.first, hi.first) << ", memory " << spread(lo.second, hi.second) << ")";
     }
     md << ".\n\n";
     {
         std::string redone;
+        auto checks = [](const Attempt& a) {
+            return fmt::format("{:.0f}/{:.0f} GF {:.0f}/{:.0f} GB/s", a.start, a.end, a.mstart, a.mend);
+        };
         for (const auto& a : attempts) {
             if (a.kept) continue;
-            // the attempt that replaced it, if any: the kept one of the same block
-            const Attempt* k = nullptr;
+            const Attempt* k = nullptr;  // the kept attempt of the same block
             for (const auto& b : attempts)
                 if (b.t == a.t && b.round == a.round && b.kept) k = &b;
-            redone += fmt::format("- T{} round {}: checks {:.0f}/{:.0f} at {} UTC (best at T{}: {:.0f}); {}\n", a.t, a.round,
-                                  a.start, a.end, a.when, a.t, best_check(a.t),
-                                  k ? fmt::format("its results replaced by the attempt at {} UTC ({:.0f}/{:.0f})", k->when,
-                                                  k->start, k->end)
+            const auto [g, m] = best_check(a.t);
+            redone += fmt::format("- T{} round {} at {} UTC: {} (best at T{}: {:.0f} GF, {:.0f} GB/s; lowest {:.0f} %); {}\n",
+                                  a.t, a.round, a.when, checks(a), a.t, g, m, 100 * score(a),
+                                  k ? fmt::format("replaced by the attempt at {} UTC ({}; lowest {:.0f} %)", k->when, checks(*k),
+                                                  100 * score(*k))
                                     : std::string("no attempt kept"));
         }
-        for (const auto& a : attempts)  // still low after the redo budget
-            if (a.kept && a.low() < host_floor * best_check(a.t))
-                redone += fmt::format("- T{} round {}: checks {:.0f}/{:.0f} at {} UTC, below 85 % of {:.0f} and kept (no redo left)\n",
-                                      a.t, a.round, a.start, a.end, a.when, best_check(a.t));
+        for (const auto& a : attempts)  // still low when the redo budget ran out
+            if (a.kept && score(a) < host_floor)
+                redone += fmt::format("- T{} round {} at {} UTC: {} (lowest {:.0f} % of the best), kept: no redo left\n", a.t,
+                                      a.round, a.when, checks(a), 100 * score(a));
         if (!redone.empty())
-            md << "Blocks whose host check fell below 85 % of the best at their thread setting (the host took a vCPU "
-                  "or the core), run again up to "
-               << redo << " time(s) per thread setting; the attempts set aside:\n"
+            md << "Blocks with a host check below 85 % of the best of its kind at their thread setting (the host took a "
+                  "vCPU, the core or memory bandwidth), run again up to "
+               << redo << " time(s) per thread setting:\n"
                << redone << "\n";
     }
     auto add_row = [&](const std::string& w, const std::string& t, const Result& tp, const Best& lt, const std::string& why,
@@ -923,7 +946,8 @@ int main(int argc, char** argv)
         nlohmann::json host_checks = nlohmann::json::array();
         for (const auto& a : attempts)
             host_checks.push_back({{"threads", a.t}, {"round", a.round}, {"at", a.when}, {"start_gflops", a.start},
-                                   {"end_gflops", a.end}, {"kept", a.kept}});
+                                   {"end_gflops", a.end}, {"start_gbps", a.mstart}, {"end_gbps", a.mend},
+                                   {"lowest_fraction", score(a)}, {"kept", a.kept}});
         nlohmann::json cj = nlohmann::json::object();
         for (const auto& [w, c] : checks) cj[w] = {{"ok", c.ok}, {"result", c.j}, {"error", c.error}};
         std::ofstream(json_file) << nlohmann::json{{"date", date},

@@ -11,6 +11,7 @@
 //   dnnl_sgemm when built with it), the ceilings for workloads gemm_512, gemm_1024;  grad (second-order
 //   workloads hvp_*, double_backprop_mlp only): the same step without its second-order part, the
 //   tape's first-order gradient of the same network, the time the second-order step is divided by.
+//   bench_xgrad stream triad <threads>: the memory bandwidth probe of bench_run's host check (GB/s).
 
 #include <cblas.h>
 
@@ -175,7 +176,7 @@ ParamList named(nn::Module<F>& m) { return m.named_parameters(); }
 int main(int argc, char** argv)
 {
     if (argc != 4 && argc != 5)
-        return fail("usage: bench_xgrad <tape|hand|grad|blas|sgemm|profile> <workload> <threads> [PREFIX]  |  bench_xgrad check <workload> <threads> PREFIX");
+        return fail("usage: bench_xgrad <tape|hand|grad|blas|sgemm|profile> <workload> <threads> [PREFIX]  |  bench_xgrad check <workload> <threads> PREFIX  |  bench_xgrad stream triad <threads>");
     const std::string impl = argv[1], wl = argv[2], prefix = argc == 5 ? argv[4] : "";
     if (impl == "check" && prefix.empty()) return fail("check: needs the PREFIX of bench_torch's dump");
     const int threads = std::atoi(argv[3]);
@@ -469,6 +470,26 @@ int main(int argc, char** argv)
                 report(I, wl, threads, "ns/op", 1e9 / double(N), s, base, extra);
                 return 0;
             }
+        } else if (wl == "triad") {
+            // The host check's memory probe: a[i] = b[i] + s·c[i] over three arrays of 64 MiB (twice
+            // the L3 of the machines we run on), statically split over the threads; GB/s counts the 12
+            // bytes per element the loop names (reads of b and c, the write of a).
+            if (impl != "stream") return fail("triad needs impl stream");
+            const std::size_t n = std::size_t(1) << 24;
+            std::vector<F> a(n, F(0)), b(n, F(1)), c(n, F(2));
+            const auto m = std::ptrdiff_t(n);
+            auto call = [&] {
+                F* __restrict pa = a.data();
+                const F *__restrict pb = b.data(), *__restrict pc = c.data();
+#pragma omp parallel for schedule(static) num_threads(threads)
+                for (std::ptrdiff_t i = 0; i < m; ++i) pa[i] = pb[i] + F(0.5) * pc[i];
+            };
+            const Stats st = run([] {}, call, 3, 0.1, 20, 0.5);
+            if (a[n / 2] != F(2)) return fail("triad: wrong result");
+            char e[64];
+            std::snprintf(e, sizeof e, ",\"gbps\":%.1f", 12.0 * double(n) / st.median / 1e9);
+            report(I, wl, threads, "ms", 1e3, st, base, e);
+            return 0;
         } else if (wl == "mm_512" || wl == "mm_1024" || wl == "gemm_512" || wl == "gemm_1024") {
             const std::size_t n = std::stoul(wl.substr(wl.find('_') + 1));
             std::mt19937 rng(7);
