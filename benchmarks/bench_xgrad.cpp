@@ -180,6 +180,8 @@ int main(int argc, char** argv)
     const std::string impl = argv[1], wl = argv[2], prefix = argc == 5 ? argv[4] : "";
     if (impl == "check" && prefix.empty()) return fail("check: needs the PREFIX of bench_torch's dump");
     const int threads = std::atoi(argv[3]);
+    if (threads < 1 || threads > xgrad::max_num_threads())
+        return fail("threads must be 1 to " + std::to_string(xgrad::max_num_threads()) + ", got '" + argv[3] + "'");
     xgrad::set_num_threads(threads);  // OpenBLAS and OpenMP (oneDNN)
     {  // base memory: library loaded and one tiny op done
         Tape<F> t;
@@ -485,7 +487,7 @@ int main(int argc, char** argv)
                 for (std::ptrdiff_t i = 0; i < m; ++i) pa[i] = pb[i] + F(0.5) * pc[i];
             };
             const Stats st = run([] {}, call, 3, 0.1, 20, 0.5);
-            if (a[n / 2] != F(2)) return fail("triad: wrong result");
+            if (a[0] != F(2) || a[n / 2] != F(2) || a[n - 1] != F(2)) return fail("triad: wrong result");
             char e[64];
             std::snprintf(e, sizeof e, ",\"gbps\":%.1f", 12.0 * double(n) / st.median / 1e9);
             report(I, wl, threads, "ms", 1e3, st, base, e);

@@ -57,7 +57,9 @@ inline std::size_t gemm_parallel_threshold() { return std::size_t(1) << (omp_wor
 /// which the previous op left in one core's cache (docs/performance.md, "Split GEMMs in the step").
 /// Timed since step by step in one process, the two thresholds alternating in blocks of 20 steps
 /// (2026-12-02, evening), 2^21 is the faster: lenet 666 → 654 µs, mlp_b64 212 → 206 µs at 2 threads
-/// (it splits LeNet's 64×120×400 and the MLP's 64×128×256 forwards).
+/// (it splits LeNet's 64×120×400 and the MLP's 64×128×256 forwards). Products from the threshold that
+/// gemm_split() does not cut by hand (fewer than 64 rows and 128 columns, or on OpenBLAS) run on the
+/// library's own threads.
 inline std::size_t gemm_split_threshold() { return gemm_parallel_threshold(); }
 
 /// Limits OpenMP, which sizes oneDNN's team, to one thread on the calling thread while alive.
